@@ -1,0 +1,80 @@
+// The backend interface: the ops a decoder forward pass needs, on one device.
+//
+// The model code (model/llama.cpp) is written once against this interface; the CPU backend
+// implements it now, a CUDA backend later. Tensors are 2-D row-major views of memory the backend
+// owns. Everything is allocated before the first forward pass (STYLE.md 7): weights by
+// upload_matrix, work buffers by alloc, the KV cache by init_kv_cache.
+//
+// Invariance: every op computes each output row from the same input row only (or, for attention,
+// from its own sequence's cache), in an order fixed by the shapes (INVARIANCE.md R1-R5).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "core/dtype.h"
+#include "kernels/matmul.h"
+#include "kernels/rope.h"
+
+namespace bx {
+
+struct Tensor {
+  void* data = nullptr;  // device memory of the backend that made it
+  DType dtype = DType::f32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t stride = 0;    // elements between rows
+
+  // Rows [first, first + count) of this tensor.
+  Tensor rows_view(int64_t first, int64_t count) const;
+};
+
+// One forward call's tokens: a ragged batch of sequences, flattened.
+struct ForwardBatch {
+  std::span<const int32_t> tokens;      // [T] token ids
+  std::span<const int32_t> positions;   // [T] absolute position of each token in its sequence
+  std::span<const int32_t* const> block_tables;  // [T] KV block table of each token's sequence
+  std::span<const int32_t> logit_rows;  // [R] indices into tokens whose logits are wanted
+};
+
+struct KvCacheShape {
+  int n_layers = 0;
+  int64_t n_blocks = 0;
+  int block_size = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // "cpu-avx512", "cpu-scalar", ... — goes into the system fingerprint.
+  virtual std::string name() const = 0;
+
+  // --- set-up (never called inside forward) ---
+  virtual Tensor alloc(DType dtype, int64_t rows, int64_t cols) = 0;
+  // A weight matrix [rows, cols] from host f32 data, stored as `dtype` (f32 or bf16).
+  virtual Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) = 0;
+  virtual void init_kv_cache(const KvCacheShape& shape) = 0;
+  virtual void set_rope_table(const RopeTable& table) = 0;
+  virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
+
+  // --- ops (f32 tensors unless stated) ---
+  // Copies the batch's token ids, positions and block tables where the ops below can read them.
+  virtual void begin_batch(const ForwardBatch& batch) = 0;
+  virtual void embed(const Tensor& table, Tensor out) = 0;           // out[t] = table[tokens[t]]
+  virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) = 0;
+  virtual void matmul(const Tensor& x, const Tensor& w, Tensor y) = 0;  // y = x @ w^T
+  virtual void rope(Tensor x, int n_heads) = 0;                      // at the batch positions
+  virtual void kv_write(int layer, const Tensor& k, const Tensor& v) = 0;
+  virtual void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) = 0;
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
+  virtual void add_inplace(Tensor y, const Tensor& x) = 0;
+  virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
+  virtual void log_softmax(const Tensor& x, Tensor out) = 0;
+  virtual void copy_to_host(const Tensor& x, float* host) = 0;       // [rows, cols] densely
+};
+
+}  // namespace bx

@@ -1,0 +1,163 @@
+#include "backend/cpu_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/rows.h"
+
+namespace bx {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+float* f32(const Tensor& t) { return static_cast<float*>(t.data); }
+
+void check_f32(const Tensor& t, const char* what) {
+  check(t.dtype == DType::f32, std::string("cpu backend: ") + what + " must be F32");
+}
+
+}  // namespace
+
+void CpuBackend::AlignedFree::operator()(void* p) const { std::free(p); }
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+CpuBackend::~CpuBackend() = default;
+
+void* CpuBackend::allocate_bytes(size_t bytes) {
+  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+  check(p != nullptr, "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
+  return p;
+}
+
+Tensor CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
+  check(dtype == DType::f32 || dtype == DType::bf16, "cpu backend: alloc supports F32 and BF16");
+  const size_t element = dtype == DType::f32 ? 4 : 2;
+  void* p = allocate_bytes(static_cast<size_t>(rows * cols) * element);
+  allocations_.emplace_back(p);
+  return Tensor{p, dtype, rows, cols, cols};
+}
+
+Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) {
+  Tensor t = alloc(dtype, rows, cols);
+  const size_t n = static_cast<size_t>(rows * cols);
+  if (dtype == DType::f32) {
+    std::memcpy(t.data, host, n * sizeof(float));
+  } else {
+    auto* out = static_cast<uint16_t*>(t.data);
+    for (size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(host[i]);
+  }
+  return t;
+}
+
+void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
+  check(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
+            shape.n_kv_heads > 0 && shape.head_dim > 0,
+        "cpu backend: KV cache shape must be positive in every dimension");
+  const size_t per_layer = static_cast<size_t>(shape.n_blocks) * shape.block_size *
+                           shape.n_kv_heads * shape.head_dim;
+  kv_storage_.reset(allocate_bytes(per_layer * 2 * shape.n_layers * sizeof(float)));
+  kv_shape_ = shape;
+}
+
+KvLayerView CpuBackend::kv_layer(int layer) const {
+  check(kv_storage_ != nullptr, "cpu backend: the KV cache is not initialised");
+  const size_t per_layer = static_cast<size_t>(kv_shape_.n_blocks) * kv_shape_.block_size *
+                           kv_shape_.n_kv_heads * kv_shape_.head_dim;
+  float* base = static_cast<float*>(kv_storage_.get()) + per_layer * 2 * layer;
+  return KvLayerView{base,
+                     base + per_layer,
+                     kv_shape_.n_blocks,
+                     kv_shape_.block_size,
+                     kv_shape_.n_kv_heads,
+                     kv_shape_.head_dim};
+}
+
+void CpuBackend::set_rope_table(const RopeTable& table) { rope_table_ = table; }
+
+void CpuBackend::begin_batch(const ForwardBatch& batch) { batch_ = batch; }
+
+void CpuBackend::embed(const Tensor& table, Tensor out) {
+  check_f32(table, "embedding table");
+  const int64_t T = out.rows;
+  for (int64_t t = 0; t < T; ++t) {
+    std::memcpy(f32(out) + t * out.stride, f32(table) + batch_.tokens[t] * table.stride,
+                static_cast<size_t>(table.cols) * sizeof(float));
+  }
+}
+
+void CpuBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) {
+  bx::rmsnorm(f32(x), x.stride, f32(w), eps, f32(out), out.stride, x.rows, x.cols, pool_);
+}
+
+void CpuBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
+  MatmulArgs args;
+  args.x = f32(x);
+  args.x_stride = x.stride;
+  args.w = w.data;
+  args.w_dtype = w.dtype;
+  args.w_stride = w.stride;
+  args.y = f32(y);
+  args.y_stride = y.stride;
+  args.M = x.rows;
+  args.N = w.rows;
+  args.K = x.cols;
+  args.order = order_;
+  bx::matmul(args, pool_);
+}
+
+void CpuBackend::rope(Tensor x, int n_heads) {
+  rope_inplace(f32(x), x.stride, batch_.positions.data(), x.rows, n_heads, rope_table_, pool_);
+}
+
+void CpuBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
+  kv_cache_write(kv_layer(layer), f32(k), k.stride, f32(v), v.stride, batch_.positions.data(),
+                 batch_.block_tables.data(), k.rows);
+}
+
+void CpuBackend::attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) {
+  AttentionArgs args;
+  args.q = f32(q);
+  args.q_stride = q.stride;
+  args.out = f32(out);
+  args.out_stride = out.stride;
+  args.positions = batch_.positions.data();
+  args.block_tables = batch_.block_tables.data();
+  args.T = q.rows;
+  args.n_heads = n_heads;
+  args.scale = scale;
+  args.kv = kv_layer(layer);
+  bx::attention(args, pool_);
+}
+
+void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
+  bx::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(out), out.stride, gate.rows,
+               gate.cols, pool_);
+}
+
+void CpuBackend::add_inplace(Tensor y, const Tensor& x) {
+  bx::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, pool_);
+}
+
+void CpuBackend::gather_logit_rows(const Tensor& x, Tensor out) {
+  for (int64_t r = 0; r < out.rows; ++r) {
+    std::memcpy(f32(out) + r * out.stride, f32(x) + batch_.logit_rows[r] * x.stride,
+                static_cast<size_t>(x.cols) * sizeof(float));
+  }
+}
+
+void CpuBackend::log_softmax(const Tensor& x, Tensor out) {
+  bx::log_softmax(f32(x), x.stride, f32(out), out.stride, x.rows, x.cols, pool_);
+}
+
+void CpuBackend::copy_to_host(const Tensor& x, float* host) {
+  for (int64_t r = 0; r < x.rows; ++r) {
+    std::memcpy(host + r * x.cols, f32(x) + r * x.stride,
+                static_cast<size_t>(x.cols) * sizeof(float));
+  }
+}
+
+}  // namespace bx

@@ -1,0 +1,56 @@
+// The CPU backend: the Backend ops on host memory, through the invariant kernels in kernels/.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/thread_pool.h"
+#include "kernels/attention.h"
+
+namespace bx {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+  ~CpuBackend() override;
+
+  std::string name() const override { return "cpu"; }
+  ThreadPool& pool() { return pool_; }
+
+  Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
+  void init_kv_cache(const KvCacheShape& shape) override;
+  void set_rope_table(const RopeTable& table) override;
+  void set_reduction_order(ReductionOrder order) override { order_ = order; }
+
+  void begin_batch(const ForwardBatch& batch) override;
+  void embed(const Tensor& table, Tensor out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override;
+  void matmul(const Tensor& x, const Tensor& w, Tensor y) override;
+  void rope(Tensor x, int n_heads) override;
+  void kv_write(int layer, const Tensor& k, const Tensor& v) override;
+  void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
+  void add_inplace(Tensor y, const Tensor& x) override;
+  void gather_logit_rows(const Tensor& x, Tensor out) override;
+  void log_softmax(const Tensor& x, Tensor out) override;
+  void copy_to_host(const Tensor& x, float* host) override;
+
+ private:
+  struct AlignedFree {
+    void operator()(void* p) const;
+  };
+  void* allocate_bytes(size_t bytes);
+  KvLayerView kv_layer(int layer) const;
+
+  ThreadPool pool_;
+  ReductionOrder order_ = ReductionOrder::canonical;
+  std::vector<std::unique_ptr<void, AlignedFree>> allocations_;
+  std::unique_ptr<void, AlignedFree> kv_storage_;  // [L][2 (k, v)][n_blocks][block_size][Hkv*Dh]
+  KvCacheShape kv_shape_;
+  RopeTable rope_table_;
+  ForwardBatch batch_;  // spans into the caller's arrays, valid during one forward call
+};
+
+}  // namespace bx

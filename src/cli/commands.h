@@ -1,0 +1,15 @@
+// The bitexact subcommands. Each registers itself on the app; its callback runs the command and
+// throws bx::Error for bad input.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace bx::cli {
+
+void register_generate(CLI::App& app);
+void register_info(CLI::App& app);
+void register_bench(CLI::App& app);
+
+}  // namespace bx::cli

@@ -1,0 +1,56 @@
+// bitexact info: what a model file holds, and the identity the engine gives it.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "core/cpu_features.h"
+#include "model/gguf.h"
+
+namespace bx::cli {
+namespace {
+
+void run_info(const ModelFlags& flags) {
+  LoadedModel model = load_with_progress(flags, LoadOptions{});
+  const ModelConfig& c = model.config;
+  const gguf::File file = gguf::File::open(flags.model_path);
+  std::map<std::string, int> type_counts;
+  for (const gguf::TensorInfo& t : file.tensors()) ++type_counts[gguf::ggml_type_name(t.type)];
+  std::string types;
+  for (const auto& [name, count] : type_counts) {
+    types += (types.empty() ? "" : ", ") + name + " x" + std::to_string(count);
+  }
+  std::printf("model          %s\n", flags.model_path.c_str());
+  std::printf("format         GGUF v%u, %zu tensors\n", file.version(), file.tensors().size());
+  std::printf("architecture   %s\n", c.architecture.c_str());
+  std::printf("vocab          %d\n", c.vocab_size);
+  std::printf("dim            %d\n", c.dim);
+  std::printf("layers         %d\n", c.n_layers);
+  std::printf("heads          %d query, %d key/value, head dim %d\n", c.n_heads, c.n_kv_heads,
+              c.head_dim);
+  std::printf("ffn dim        %d\n", c.ffn_dim);
+  std::printf("context        %d\n", c.context_length);
+  std::printf("rope theta     %g (GGUF adjacent pairs)\n", c.rope_theta);
+  std::printf("rms eps        %g\n", static_cast<double>(c.rms_eps));
+  std::printf("output         %s\n", c.tied_output ? "tied to the token embedding" : "separate");
+  std::printf("parameters     %lld\n", static_cast<long long>(model.parameter_count));
+  std::printf("tensor types   %s\n", types.c_str());
+  std::printf("weights held   %s\n", model.weight_dtype.c_str());
+  std::printf("weights hash   %s\n", model.weights_hash.c_str());
+  std::printf("backend        %s (isa %s)\n", model.backend->name().c_str(),
+              std::string(isa_name(active_isa())).c_str());
+  std::printf("fingerprint    %s\n", model.system_fingerprint().c_str());
+}
+
+}  // namespace
+
+void register_info(CLI::App& app) {
+  auto flags = std::make_shared<ModelFlags>();
+  CLI::App* cmd = app.add_subcommand("info", "Show a model's architecture, shapes and identity");
+  add_model_flags(*cmd, *flags);
+  cmd->callback([flags] { run_info(*flags); });
+}
+
+}  // namespace bx::cli

@@ -1,0 +1,15 @@
+// Measures this machine's memory read bandwidth, the floor that decode speed is judged against.
+#pragma once
+
+#include <cstddef>
+
+namespace bx {
+
+class ThreadPool;
+
+// Streams a buffer of `bytes` (much larger than the caches) `repeats` times with every thread of
+// the pool reading its own part; returns the median GB/s (1e9 bytes per second).
+double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{256} << 20,
+                                  int repeats = 5);
+
+}  // namespace bx

@@ -1,0 +1,20 @@
+// Errors: one exception type whose message names what is wrong and what was expected.
+// The CLI catches it at the top and prints it as one line on stderr with a nonzero exit.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace bx {
+
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Throws bx::Error(message) when condition is false.
+inline void check(bool condition, const std::string& message) {
+  if (!condition) throw Error(message);
+}
+
+}  // namespace bx

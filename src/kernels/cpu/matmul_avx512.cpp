@@ -1,0 +1,410 @@
+// AVX-512 path of the matmul and dot (compiled with -mavx512f/bw/vl/dq -mavx2 -mfma).
+//
+// The canonical lane layout (kernels/lanes.h) maps onto one zmm per output: lane j of the zmm is
+// acc[j], step t is one vfmadd231ps of x[16t .. 16t+16) and w[16t .. 16t+16), the last partial
+// step uses masked (zeroing) loads so its padding terms are the real fma(0, 0, acc), and the
+// tree h = 8, 4, 2, 1 is fold() below. Register tiles only choose which outputs run side by
+// side; each output still sees the steps t = 0, 1, 2, ... in order, so its bits never depend on
+// M, on the tile or on the thread that computed it.
+//
+// Two drivers:
+//   direct  (small M)  MR x NR tiles straight from row-major x and W over the whole of K;
+//                      bf16 weights are widened in registers (bits << 16).
+//   blocked (M >= 16)  W is packed per (N block, K block) into f32 [tile][step][NR][16] so that
+//                      a 4 x 6 tile reads its weights from L1 for every 4 rows of x; K blocks are
+//                      visited in order and the 16 lane accumulators of each output are spilled
+//                      to scratch between blocks (exact f32 stores and loads, so the order of
+//                      operations per lane is the same as one pass over K).
+//
+// Only <immintrin.h> and plain headers are included, and everything but the entry points has
+// internal linkage (see matmul_isa.h).
+// GCC 12 flags the self-initialised _mm512_undefined_* placeholders inside its own intrinsics as
+// uninitialised (GCC bug 105593, fixed in GCC 13). Diagnostics are judged where the code is
+// written, so silencing them around the header leaves them on for this file.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cpu/matmul_isa.h"
+
+namespace bx::cpu {
+namespace {
+
+constexpr int kLanes = 16;
+
+#define BX_INLINE inline __attribute__((always_inline))
+
+// acc[j] + acc[j + h] for h = 8, 4, 2, 1, in that order; returns acc[0].
+BX_INLINE float fold(__m512 acc) {
+  const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+  const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+  const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+  const __m128 s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
+  return _mm_cvtss_f32(s1);
+}
+
+// out[i] = fold(acc[i]) for 8 outputs at once: the same additions, with the lanes of several
+// outputs packed side by side so each add does the work of two to eight folds.
+BX_INLINE void fold8(const __m512* acc, float* out) {
+  // h = 8: [a 0-7 | b 0-7] + [a 8-15 | b 8-15]
+  __m512 t[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const __m512 a = acc[2 * p];
+    const __m512 b = acc[2 * p + 1];
+    t[p] = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  }
+  // h = 4: [a 0-3 | b 0-3 | c 0-3 | d 0-3] + [a 4-7 | b 4-7 | c 4-7 | d 4-7]
+  __m512 u[2];
+#pragma GCC unroll 2
+  for (int q = 0; q < 2; ++q) {
+    u[q] = _mm512_add_ps(_mm512_shuffle_f32x4(t[2 * q], t[2 * q + 1], 0x88),
+                         _mm512_shuffle_f32x4(t[2 * q], t[2 * q + 1], 0xDD));
+  }
+  // h = 2, within each 128-bit block k: [o_k 0,1 | o_k+4 0,1] + [o_k 2,3 | o_k+4 2,3]
+  const __m512 v =
+      _mm512_add_ps(_mm512_shuffle_ps(u[0], u[1], 0x44), _mm512_shuffle_ps(u[0], u[1], 0xEE));
+  // h = 1: block k = [o_k, o_k+4, o_k, o_k+4]
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(v, v, 0x88), _mm512_shuffle_ps(v, v, 0xDD));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  _mm512_mask_storeu_ps(out, 0xFF, _mm512_permutexvar_ps(order, r));
+}
+
+// Folds the MR x NR accumulators acc[r * NR + c] and writes y[r * ys + c].
+template <int MR, int NR>
+BX_INLINE void fold_tile(const __m512 (&acc)[MR * NR], float* y, int64_t ys) {
+  constexpr int kCount = MR * NR;
+  float out[kCount];
+#pragma GCC unroll 4
+  for (int i = 0; i + 8 <= kCount; i += 8) fold8(acc + i, out + i);
+#pragma GCC unroll 8
+  for (int i = kCount / 8 * 8; i < kCount; ++i) out[i] = fold(acc[i]);
+#pragma GCC unroll 32
+  for (int i = 0; i < kCount; ++i) y[(i / NR) * ys + i % NR] = out[i];
+}
+
+__mmask16 tail_mask(int64_t valid) {
+  return static_cast<__mmask16>((1u << static_cast<unsigned>(valid)) - 1u);
+}
+
+// 16 weights as f32; bf16 is widened exactly (bits << 16).
+BX_INLINE __m512 load_w(const float* p) { return _mm512_loadu_ps(p); }
+BX_INLINE __m512 load_w(const uint16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+BX_INLINE __m512 load_w_masked(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+BX_INLINE __m512 load_w_masked(const uint16_t* p, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct driver: y[MR, NR] tile over the whole of K from row-major x [.., K] and W [.., K].
+
+template <int MR, int NR, typename W>
+void direct_tile(const float* x, int64_t xs, const W* w, int64_t ws, float* y, int64_t ys,
+                 int64_t K) {
+  __m512 acc[MR * NR];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR * NR; ++i) acc[i] = _mm512_setzero_ps();
+  const int64_t full = K / kLanes;
+  for (int64_t t = 0; t < full; ++t) {
+    const int64_t k = t * kLanes;
+    __m512 wv[NR];
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) wv[c] = load_w(w + c * ws + k);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + r * xs + k);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
+    }
+  }
+  if (K % kLanes != 0) {  // the padded last step: fma(0, 0, acc) in lanes past K
+    const int64_t k = full * kLanes;
+    const __mmask16 m = tail_mask(K - k);
+    __m512 wv[NR];
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) wv[c] = load_w_masked(w + c * ws + k, m);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, x + r * xs + k);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
+    }
+  }
+  fold_tile<MR, NR>(acc, y, ys);
+}
+
+// Rows of x per direct tile, and columns of W per tile for that row count.
+constexpr int kDirectMR = 4;
+constexpr int kDirectNR = 4;
+constexpr int kGemvNR = 8;  // M = 1 .. 3: more weight rows in flight
+
+template <int MR, int NR, typename W>
+void direct_rows(const MatmulTask& task, const W* w, int64_t m0) {
+  int64_t n = task.n_begin;
+  const float* x = task.x + m0 * task.x_stride;
+  float* y = task.y + m0 * task.y_stride;
+  for (; n + NR <= task.n_end; n += NR) {
+    direct_tile<MR, NR>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n,
+                        task.y_stride, task.K);
+  }
+  for (; n < task.n_end; ++n) {
+    direct_tile<MR, 1>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n,
+                       task.y_stride, task.K);
+  }
+}
+
+template <typename W>
+void direct(const MatmulTask& task, const W* w) {
+  int64_t m = 0;
+  for (; m + kDirectMR <= task.M; m += kDirectMR) direct_rows<kDirectMR, kDirectNR>(task, w, m);
+  switch (task.M - m) {
+    case 3: direct_rows<3, kGemvNR>(task, w, m); break;
+    case 2: direct_rows<2, kGemvNR>(task, w, m); break;
+    case 1: direct_rows<1, kGemvNR>(task, w, m); break;
+    default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocked driver.
+
+constexpr int kMR = 4;                 // rows of x per tile
+constexpr int kNR = 6;                 // columns of W per tile: 24 zmm accumulators
+constexpr int64_t kKcSteps = 32;       // K block: 32 steps of 16 = 512 elements
+constexpr int64_t kNc = 48;            // N block (a multiple of kNR)
+constexpr int64_t kMc = 64;            // M block
+constexpr bool kPrefetchPanel = true;
+constexpr int64_t kPackFloats = kNR * kKcSteps * kLanes;
+constexpr int64_t kAccFloats = kMc * kNc * kLanes;
+static_assert(kPackFloats + kAccFloats <= kMatmulScratchFloats, "scratch too small");
+static_assert(kNc % kNR == 0, "N block must hold whole tiles");
+
+struct PackedTile {
+  const float* x;    // first element of this K block in row 0 of the tile
+  int64_t xs;
+  const float* wp;   // packed weights [step][NR][16]
+  int64_t full;      // whole steps in this block
+  int64_t tail;      // valid elements of one more (padded) step, 0 if none
+  float* acc;        // spilled accumulators: (r, c) at acc + r * acc_rs + c * 16
+  int64_t acc_rs;
+  bool first;        // no earlier K block: start from +0.0f
+  bool last;         // no later K block: fold into y
+  float* y;
+  int64_t ys;
+};
+
+template <int MR, int NR>
+void packed_tile(const PackedTile& a) {
+  __m512 acc[MR * NR];
+  if (a.first) {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR * NR; ++i) acc[i] = _mm512_setzero_ps();
+  } else {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR * NR; ++i) {
+      acc[i] = _mm512_load_ps(a.acc + (i / NR) * a.acc_rs + (i % NR) * kLanes);
+    }
+  }
+  const float* wp = a.wp;
+  for (int64_t t = 0; t < a.full; ++t) {
+    const int64_t k = t * kLanes;
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_loadu_ps(a.x + r * a.xs + k);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) {
+        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
+      }
+    }
+    wp += NR * kLanes;
+  }
+  if (a.tail != 0) {  // the padded last step; the packed weights are already zero past K
+    const int64_t k = a.full * kLanes;
+    const __mmask16 m = tail_mask(a.tail);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xv = _mm512_maskz_loadu_ps(m, a.x + r * a.xs + k);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) {
+        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
+      }
+    }
+  }
+  if (a.last) {
+    fold_tile<MR, NR>(acc, a.y, a.ys);
+  } else {
+#pragma GCC unroll 32
+    for (int i = 0; i < MR * NR; ++i) {
+      _mm512_store_ps(a.acc + (i / NR) * a.acc_rs + (i % NR) * kLanes, acc[i]);
+    }
+  }
+}
+
+using PackedFn = void (*)(const PackedTile&);
+
+#define BX_PACKED_ROW(MR)                                                                   \
+  {                                                                                         \
+    packed_tile<MR, 1>, packed_tile<MR, 2>, packed_tile<MR, 3>, packed_tile<MR, 4>,         \
+        packed_tile<MR, 5>, packed_tile<MR, 6>                                              \
+  }
+constexpr PackedFn kPackedTiles[kMR][kNR] = {BX_PACKED_ROW(1), BX_PACKED_ROW(2),
+                                             BX_PACKED_ROW(3), BX_PACKED_ROW(4)};
+#undef BX_PACKED_ROW
+
+// Packs NR rows of W (from `w`, row stride ws) for the steps [s0, s0 + ns) as f32
+// [step][NR][16], zero past K: the order in which packed_tile reads them.
+template <int NR, typename W>
+void pack_tile(const W* w, int64_t ws, int64_t K, int64_t s0, int64_t ns, float* dst) {
+  const int64_t full = K / kLanes - s0 < ns ? K / kLanes - s0 : ns;  // steps without padding
+  const W* row = w + s0 * kLanes;
+  for (int64_t s = 0; s < full; ++s) {
+#pragma GCC unroll 6
+    for (int c = 0; c < NR; ++c) _mm512_store_ps(dst + c * kLanes, load_w(row + c * ws));
+    row += kLanes;
+    dst += NR * kLanes;
+  }
+  if (full < ns) {  // the padded last step
+    const __mmask16 m = tail_mask(K - (s0 + full) * kLanes);
+    for (int c = 0; c < NR; ++c) _mm512_store_ps(dst + c * kLanes, load_w_masked(row + c * ws, m));
+  }
+}
+
+// Packs the nr rows of W at `rows` for the steps [s0, s0 + ns) into dst.
+template <typename W>
+void pack(const W* rows, int64_t ws, int64_t K, int64_t nr, int64_t s0, int64_t ns, float* dst) {
+  switch (nr) {
+    case 1: pack_tile<1>(rows, ws, K, s0, ns, dst); break;
+    case 2: pack_tile<2>(rows, ws, K, s0, ns, dst); break;
+    case 3: pack_tile<3>(rows, ws, K, s0, ns, dst); break;
+    case 4: pack_tile<4>(rows, ws, K, s0, ns, dst); break;
+    case 5: pack_tile<5>(rows, ws, K, s0, ns, dst); break;
+    default: pack_tile<kNR>(rows, ws, K, s0, ns, dst); break;
+  }
+}
+
+// Prefetches (into L2) the weights the next panel will pack, a few cache lines at a time, so
+// that the memory reads overlap the arithmetic of the current panel.
+struct PanelPrefetch {
+  const char* base = nullptr;  // first byte of the first row
+  int64_t row_bytes = 0;       // stride between rows
+  int64_t lines_per_row = 0;
+  int64_t total = 0;           // lines to fetch
+  int64_t next = 0;            // next line to fetch
+  int64_t per_call = 0;
+
+  BX_INLINE void issue() {
+    const int64_t stop = next + per_call < total ? next + per_call : total;
+    for (; next < stop; ++next) {
+      const int64_t row = next / lines_per_row;
+      const int64_t line = next - row * lines_per_row;
+      _mm_prefetch(base + row * row_bytes + line * 64, _MM_HINT_T1);
+    }
+  }
+};
+
+template <typename W>
+void blocked(const MatmulTask& task, const W* w) {
+  float* wpack = task.scratch;
+  float* accbuf = task.scratch + kPackFloats;
+  const int64_t K = task.K;
+  const int64_t steps = (K + kLanes - 1) / kLanes;
+  const int64_t full_steps = K / kLanes;
+  const int64_t ws = task.w_stride;
+  for (int64_t nb = task.n_begin; nb < task.n_end; nb += kNc) {
+    const int64_t nc = task.n_end - nb < kNc ? task.n_end - nb : kNc;
+    for (int64_t mb = 0; mb < task.M; mb += kMc) {
+      const int64_t mc = task.M - mb < kMc ? task.M - mb : kMc;
+      for (int64_t s0 = 0; s0 < steps; s0 += kKcSteps) {
+        const int64_t ns = steps - s0 < kKcSteps ? steps - s0 : kKcSteps;
+
+        // The panel after this one: the next K block, else the first K block of the next M
+        // block (same rows), else of the next N block.
+        PanelPrefetch pf;
+        int64_t pf_n = nb, pf_rows = nc, pf_s = s0 + ns;
+        if (pf_s >= steps) {
+          pf_s = 0;
+          if (mb + kMc >= task.M) {
+            pf_n = nb + kNc;
+            pf_rows = task.n_end - pf_n < kNc ? task.n_end - pf_n : kNc;
+          }
+        }
+        if (pf_rows > 0) {
+          const int64_t pf_elems = (steps - pf_s < kKcSteps ? K - pf_s * kLanes : kKcSteps * kLanes);
+          pf.base = reinterpret_cast<const char*>(w + pf_n * ws + pf_s * kLanes);
+          pf.row_bytes = ws * static_cast<int64_t>(sizeof(W));
+          pf.lines_per_row = (pf_elems * static_cast<int64_t>(sizeof(W)) + 63) / 64;
+          pf.total = pf.lines_per_row * pf_rows;
+          const int64_t calls = ((nc + kNR - 1) / kNR) * ((mc + kMR - 1) / kMR);
+          pf.per_call = (pf.total + calls - 1) / calls;
+        }
+
+        PackedTile a{};
+        a.xs = task.x_stride;
+        a.full = s0 + ns <= full_steps ? ns : ns - 1;
+        a.tail = a.full < ns ? K % kLanes : 0;
+        a.acc_rs = kNc * kLanes;
+        a.first = s0 == 0;
+        a.last = s0 + ns == steps;
+        a.ys = task.y_stride;
+        for (int64_t nt = 0; nt < nc; nt += kNR) {
+          const int64_t nr = nc - nt < kNR ? nc - nt : kNR;
+          pack(w + (nb + nt) * ws, ws, K, nr, s0, ns, wpack);  // stays in L1 for the rows below
+          a.wp = wpack;
+          for (int64_t mt = mb; mt < mb + mc; mt += kMR) {
+            const int64_t mr = mb + mc - mt < kMR ? mb + mc - mt : kMR;
+            a.x = task.x + mt * task.x_stride + s0 * kLanes;
+            a.acc = accbuf + ((mt - mb) * kNc + nt) * kLanes;
+            a.y = task.y + mt * task.y_stride + nb + nt;
+            kPackedTiles[mr - 1][nr - 1](a);
+            if (kPrefetchPanel) pf.issue();
+          }
+        }
+      }
+    }
+  }
+}
+
+constexpr int64_t kBlockedMinM = 16;
+
+template <typename W>
+void run(const MatmulTask& task, const W* w) {
+  if (task.M >= kBlockedMinM && task.K > 0) {
+    blocked(task, w);
+  } else {
+    direct(task, w);
+  }
+}
+
+}  // namespace
+
+void matmul_avx512(const MatmulTask* task) {
+  if (task->w_bf16) {
+    run(*task, static_cast<const uint16_t*>(task->w));
+  } else {
+    run(*task, static_cast<const float*>(task->w));
+  }
+}
+
+float dot_avx512(const float* a, const float* b, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    acc = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc);
+  }
+  if (i < n) {
+    const __mmask16 m = tail_mask(n - i);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+  }
+  return fold(acc);
+}
+
+}  // namespace bx::cpu

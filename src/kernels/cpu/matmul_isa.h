@@ -1,0 +1,44 @@
+// Entry points of the per-ISA matmul / dot translation units (matmul_{scalar,avx2,avx512}.cpp).
+//
+// A plain header on purpose: only <cstddef>/<cstdint>, one POD struct and plain functions on raw
+// pointers. The AVX2 and AVX-512 files include nothing else but <immintrin.h>, and keep all
+// their helpers at internal linkage, so no code compiled with -mavx512f can be picked by the
+// linker for a function the scalar path also uses. Dispatch lives in kernels/matmul.cpp.
+//
+// Every function here computes the canonical dot of kernels/lanes.h for each output, so all
+// three paths give the same bits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace bx::cpu {
+
+// One thread's share of a matmul: y[m, n] for m in [0, M), n in [n_begin, n_end).
+//   y[m, n] = canonical dot over K of x[m, :] and W[n, :]
+struct MatmulTask {
+  const float* x;        // [M, K], row stride x_stride
+  int64_t x_stride;
+  const void* w;         // [N, K], row stride w_stride; f32, or bf16 bits when w_bf16 != 0
+  int64_t w_stride;
+  int w_bf16;
+  float* y;              // [M, N], row stride y_stride
+  int64_t y_stride;
+  int64_t M, K;
+  int64_t n_begin, n_end;
+  float* scratch;        // kMatmulScratchFloats floats, 64-byte aligned, owned by this thread
+};
+
+// Work space every path may use (packed weight panel plus spilled lane accumulators).
+inline constexpr int64_t kMatmulScratchFloats = int64_t{1} << 18;  // 1 MiB
+
+void matmul_scalar(const MatmulTask* task);
+void matmul_avx2(const MatmulTask* task);
+void matmul_avx512(const MatmulTask* task);
+
+// Canonical dot of a[0..n) and b[0..n); n = 0 gives +0.0f.
+float dot_scalar(const float* a, const float* b, int64_t n);
+float dot_avx2(const float* a, const float* b, int64_t n);
+float dot_avx512(const float* a, const float* b, int64_t n);
+
+}  // namespace bx::cpu

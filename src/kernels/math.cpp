@@ -1,0 +1,116 @@
+#include "kernels/math.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace bx {
+namespace {
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// 2^k as a float, for k in [-126, 127] (a normal number, built from its bits).
+float pow2(int k) { return std::bit_cast<float>(static_cast<uint32_t>(k + 127) << 23); }
+
+// ---- exp ----
+// Beyond these bounds e^x is +inf or rounds to +0 (e^-104 < 2^-150, half the least subnormal);
+// between them the scaling below produces overflow and gradual underflow itself.
+constexpr float kExpHi = 88.75f;
+constexpr float kExpLo = -104.0f;
+constexpr float kLog2e = static_cast<float>(1.4426950408889634);
+// ln 2 split so that n * kLn2Hi is exact for |n| <= 2^8 (kLn2Hi has 16 significant bits).
+constexpr float kLn2Hi = 0.693145751953125f;
+constexpr float kLn2Lo = static_cast<float>(0.6931471805599453 - 0.693145751953125);
+// Taylor coefficients 1/k! of e^r, k = 2..8.
+constexpr float kE2 = 0.5f;
+constexpr float kE3 = static_cast<float>(1.0 / 6.0);
+constexpr float kE4 = static_cast<float>(1.0 / 24.0);
+constexpr float kE5 = static_cast<float>(1.0 / 120.0);
+constexpr float kE6 = static_cast<float>(1.0 / 720.0);
+constexpr float kE7 = static_cast<float>(1.0 / 5040.0);
+constexpr float kE8 = static_cast<float>(1.0 / 40320.0);
+
+// ---- log ----
+constexpr float kSqrt2 = static_cast<float>(1.4142135623730951);
+// 2 atanh(s) = 2s + s * R(z),  z = s^2,  R(z) = 2z/3 + 2z^2/5 + 2z^3/7 + 2z^4/9 + 2z^5/11.
+constexpr float kL1 = static_cast<float>(2.0 / 3.0);
+constexpr float kL2 = static_cast<float>(2.0 / 5.0);
+constexpr float kL3 = static_cast<float>(2.0 / 7.0);
+constexpr float kL4 = static_cast<float>(2.0 / 9.0);
+constexpr float kL5 = static_cast<float>(2.0 / 11.0);
+
+// rint(v) for |v| < 2^22 in the default rounding mode: adding 1.5 * 2^23 leaves no fraction bits.
+constexpr float kRoundShift = 12582912.0f;
+float round_to_int(float v) { return (v + kRoundShift) - kRoundShift; }
+
+}  // namespace
+
+// Both functions are compiled twice: with the FMA instruction, used where the CPU has it, and
+// with the C library's fmaf otherwise (a call, several times slower). fma is one correctly
+// rounded operation either way, so the two copies give the same bits.
+#define BX_FMA_CLONES __attribute__((target_clones("fma", "default")))
+
+// e^x = 2^n * e^r,  n = rint(x / ln 2),  r = x - n ln 2 in about [-ln2/2, ln2/2].
+//   r: two fma steps (Cody-Waite); the first is exact because n * kLn2Hi and x share the grid 2^-24.
+//   e^r = 1 + (r + r^2 * P(r)),  P(r) = sum_{k=2..8} r^(k-2) / k!  (Horner with fma).
+//   2^n is applied as two exact power-of-two factors, so only the last product rounds (this is
+//   what gives correctly scaled subnormal results and overflow to +inf).
+BX_FMA_CLONES float exp_f32(float x) {
+  if (std::isnan(x)) return x + x;
+  if (x > kExpHi) return kInf;
+  if (x < kExpLo) return 0.0f;
+  const float n = round_to_int(x * kLog2e);  // |n| <= 151
+  float r = std::fma(-n, kLn2Hi, x);
+  r = std::fma(-n, kLn2Lo, r);
+  float p = kE8;
+  p = std::fma(p, r, kE7);
+  p = std::fma(p, r, kE6);
+  p = std::fma(p, r, kE5);
+  p = std::fma(p, r, kE4);
+  p = std::fma(p, r, kE3);
+  p = std::fma(p, r, kE2);
+  const float em1 = std::fma(p, r * r, r);  // e^r - 1
+  const float er = 1.0f + em1;
+  const int ni = static_cast<int>(n);
+  const int n1 = ni / 2;
+  const int n2 = ni - n1;  // both in [-76, 76]
+  return (er * pow2(n1)) * pow2(n2);
+}
+
+// log x = e ln 2 + log1p(f),  x = 2^e * (1 + f),  1 + f in [sqrt(2)/2, sqrt(2)]  (f exact).
+//   s = f / (2 + f),  log1p(f) = 2 atanh(s) = 2s + s R(s^2) = f - s (f - R)   (as 2s = f - s f).
+//   e ln 2 = e * kLn2Hi (exact) + e * kLn2Lo, the small parts added first.
+BX_FMA_CLONES float log_f32(float x) {
+  if (std::isnan(x)) return x + x;
+  if (x < 0.0f) return std::numeric_limits<float>::quiet_NaN();
+  if (x == 0.0f) return -kInf;
+  if (x == kInf) return kInf;
+  int e = 0;
+  uint32_t ix = std::bit_cast<uint32_t>(x);
+  if (ix < 0x00800000u) {  // subnormal: scale by 2^23 (exact) into the normal range
+    ix = std::bit_cast<uint32_t>(x * 8388608.0f);
+    e = -23;
+  }
+  e += static_cast<int>(ix >> 23) - 127;
+  float m = std::bit_cast<float>((ix & 0x007fffffu) | 0x3f800000u);  // [1, 2)
+  if (m > kSqrt2) {
+    m = m * 0.5f;
+    e += 1;
+  }
+  const float f = m - 1.0f;  // exact (Sterbenz)
+  const float s = f / (2.0f + f);
+  const float z = s * s;
+  float r = kL5;
+  r = std::fma(r, z, kL4);
+  r = std::fma(r, z, kL3);
+  r = std::fma(r, z, kL2);
+  r = std::fma(r, z, kL1);
+  r = r * z;
+  const float log1p_f = std::fma(-s, f - r, f);
+  if (e == 0) return log1p_f;
+  const float ef = static_cast<float>(e);
+  return ef * kLn2Hi + std::fma(ef, kLn2Lo, log1p_f);
+}
+
+}  // namespace bx

@@ -1,0 +1,149 @@
+// Matmul and dot dispatch: y[M,N] = x[M,K] @ W[N,K]^T on the chosen ISA path, threads over N.
+//
+// The ISA kernels live in kernels/cpu/matmul_{scalar,avx2,avx512}.cpp behind the plain entry
+// points of kernels/cpu/matmul_isa.h. This file validates arguments, splits the output columns
+// over the pool (each output is computed whole by one thread, so the split changes no bits) and
+// holds the scalar reference and the split_k_by_m negative control.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/matmul_isa.h"
+#include "kernels/lanes.h"
+
+namespace bx {
+namespace {
+
+// Output columns per unit of the thread split (a multiple of every ISA's tile width).
+constexpr int64_t kColumnGrain = 48;
+
+struct Dense {
+  int64_t x_stride, w_stride, y_stride;
+};
+
+Dense checked(const MatmulArgs& a) {
+  check(a.M >= 0 && a.N >= 0 && a.K >= 0,
+        "matmul: negative size M=" + std::to_string(a.M) + " N=" + std::to_string(a.N) +
+            " K=" + std::to_string(a.K));
+  check(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16,
+        "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) + " not supported: expected f32 or bf16");
+  const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
+                a.y_stride == 0 ? a.N : a.y_stride};
+  check(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
+        "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
+            ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
+            ", y_stride=" + std::to_string(d.y_stride) + " for N=" + std::to_string(a.N) + ")");
+  const bool empty = a.M == 0 || a.N == 0;
+  check(empty || (a.y != nullptr && (a.K == 0 || (a.x != nullptr && a.w != nullptr))),
+        "matmul: null x, w or y pointer");
+  return d;
+}
+
+// Row n of W as f32 (bf16 widened exactly) into out[0 .. K).
+void weight_row(const MatmulArgs& a, const Dense& d, int64_t n, float* out) {
+  if (a.w_dtype == DType::bf16) {
+    const uint16_t* row = static_cast<const uint16_t*>(a.w) + n * d.w_stride;
+    for (int64_t k = 0; k < a.K; ++k) out[k] = bf16_to_f32(row[k]);
+  } else {
+    const float* row = static_cast<const float*>(a.w) + n * d.w_stride;
+    std::copy(row, row + a.K, out);
+  }
+}
+
+// Number of K parts the negative control uses for a batch of M rows.
+int64_t split_parts(int64_t M) { return 1 + M % 3; }
+
+// y[m, n] for the columns [n0, n1), scalar, in the order args.order asks for.
+void reference_columns(const MatmulArgs& a, const Dense& d, int64_t n0, int64_t n1) {
+  std::vector<float> w(static_cast<size_t>(a.K));
+  const int64_t parts = a.order == ReductionOrder::split_k_by_m ? split_parts(a.M) : 1;
+  const int64_t part_len = parts > 1 ? (a.K + parts - 1) / parts : a.K;
+  for (int64_t n = n0; n < n1; ++n) {
+    weight_row(a, d, n, w.data());
+    for (int64_t m = 0; m < a.M; ++m) {
+      const float* x = a.x + m * d.x_stride;
+      float y = lanes::dot_reference(x, w.data(), std::min(part_len, a.K));
+      for (int64_t p = 1; p < parts; ++p) {
+        const int64_t begin = std::min(p * part_len, a.K);
+        const int64_t end = std::min(begin + part_len, a.K);
+        y = y + lanes::dot_reference(x + begin, w.data() + begin, end - begin);
+      }
+      a.y[m * d.y_stride + n] = y;
+    }
+  }
+}
+
+// 64-byte aligned work space of one thread, allocated on its first matmul.
+float* thread_scratch() {
+  struct Buffer {
+    float* data;
+    Buffer()
+        : data(static_cast<float*>(::operator new(
+              static_cast<size_t>(cpu::kMatmulScratchFloats) * sizeof(float),
+              std::align_val_t{64}))) {}
+    ~Buffer() { ::operator delete(data, std::align_val_t{64}); }
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+  };
+  thread_local Buffer buffer;
+  return buffer.data;
+}
+
+}  // namespace
+
+void matmul_reference(const MatmulArgs& args) {
+  const Dense d = checked(args);
+  reference_columns(args, d, 0, args.N);
+}
+
+void matmul(const MatmulArgs& args, ThreadPool& pool) { matmul(args, pool, active_isa()); }
+
+void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
+  const Dense d = checked(args);
+  check(isa_supported(isa), "matmul: ISA " + std::string(isa_name(isa)) +
+                                " is not supported by this CPU");
+  if (args.M == 0 || args.N == 0) return;
+  if (args.order == ReductionOrder::split_k_by_m) {
+    pool.parallel_for(args.N, kColumnGrain,
+                      [&](int64_t n0, int64_t n1) { reference_columns(args, d, n0, n1); });
+    return;
+  }
+  pool.parallel_for(args.N, kColumnGrain, [&](int64_t n0, int64_t n1) {
+    const cpu::MatmulTask task{args.x,
+                               d.x_stride,
+                               args.w,
+                               d.w_stride,
+                               args.w_dtype == DType::bf16 ? 1 : 0,
+                               args.y,
+                               d.y_stride,
+                               args.M,
+                               args.K,
+                               n0,
+                               n1,
+                               thread_scratch()};
+    switch (isa) {
+      case Isa::scalar: cpu::matmul_scalar(&task); break;
+      case Isa::avx2: cpu::matmul_avx2(&task); break;
+      case Isa::avx512: cpu::matmul_avx512(&task); break;
+    }
+  });
+}
+
+float dot(const float* a, const float* b, int64_t n) { return dot(a, b, n, active_isa()); }
+
+float dot(const float* a, const float* b, int64_t n, Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return cpu::dot_avx512(a, b, n);
+    case Isa::avx2: return cpu::dot_avx2(a, b, n);
+    case Isa::scalar: break;
+  }
+  return cpu::dot_scalar(a, b, n);
+}
+
+}  // namespace bx

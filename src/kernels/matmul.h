@@ -1,0 +1,54 @@
+// Matmul: y[M,N] = x[M,K] @ W[N,K]^T, f32 activations, f32 or bf16 weights, f32 output.
+//
+// Contract (INVARIANCE.md R1-R3, R7):
+//   y[m,n] = canonical dot(x[m,:], W[n,:]) over K, in the lane layout of kernels/lanes.h, with
+//   bf16 weights widened exactly to f32 first. So y[m,n] depends only on row m of x, row n of W
+//   and K: never on M, on the other rows, on the tile that computed it, on the thread count or on
+//   the ISA path. Threads split N (output columns), never K.
+//
+// K = 0 gives y = +0.0f (the empty canonical dot). Bad arguments (negative sizes, a stride below
+// the row length, a weight dtype other than f32/bf16) throw bx::Error.
+//
+// ReductionOrder::split_k_by_m is the negative control the invariance tests use to show they can
+// fail: it splits K into S = 1 + (M % 3) contiguous parts of ceil(K / S) elements (the last one
+// shorter), reduces each part canonically and adds the parts left to right, as BLAS libraries
+// split K for small M. It is scalar, slow, and never used for serving.
+#pragma once
+
+#include <cstdint>
+
+#include "core/cpu_features.h"
+#include "core/dtype.h"
+
+namespace bx {
+
+class ThreadPool;
+
+enum class ReductionOrder { canonical, split_k_by_m };
+
+// Row strides are in elements; 0 means dense (K for x and W, N for y).
+struct MatmulArgs {
+  const float* x = nullptr;  // [M, K], row stride x_stride (elements)
+  int64_t x_stride = 0;
+  const void* w = nullptr;   // [N, K], row stride w_stride (elements), f32 or bf16 (uint16_t bits)
+  DType w_dtype = DType::f32;
+  int64_t w_stride = 0;
+  float* y = nullptr;        // [M, N], row stride y_stride (elements); must not overlap x or W
+  int64_t y_stride = 0;
+  int64_t M = 0, N = 0, K = 0;
+  ReductionOrder order = ReductionOrder::canonical;
+};
+
+// Fast path on the active ISA (or `isa`), threads over N.
+void matmul(const MatmulArgs& args, ThreadPool& pool);
+void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa);
+
+// Plain scalar reference, one output at a time through lanes::dot_reference (honours `order`).
+void matmul_reference(const MatmulArgs& args);
+
+// Canonical dot product of n elements on the active ISA (same bits as lanes::dot_reference);
+// n = 0 gives +0.0f. The overload taking `isa` does not check it: it must be supported.
+float dot(const float* a, const float* b, int64_t n);
+float dot(const float* a, const float* b, int64_t n, Isa isa);
+
+}  // namespace bx

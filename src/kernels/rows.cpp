@@ -1,0 +1,95 @@
+#include "kernels/rows.h"
+
+#include <cmath>
+
+#include "core/thread_pool.h"
+#include "kernels/lanes.h"
+#include "kernels/math.h"
+#include "kernels/matmul.h"
+
+namespace bx {
+
+// rmsnorm: out[m,i] = (x[m,i] * r) * w[i],  r = 1 / sqrt(dot(x[m,:], x[m,:]) / D + eps).
+void rmsnorm(const float* x, int64_t x_stride, const float* w, float eps, float* out,
+             int64_t out_stride, int64_t M, int64_t D, ThreadPool& pool) {
+  const float d = static_cast<float>(D);
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* xr = x + m * x_stride;
+      float* o = out + m * out_stride;
+      const float ss = dot(xr, xr, D);  // read all of the row before writing (out may alias x)
+      const float r = 1.0f / std::sqrt(ss / d + eps);
+      for (int64_t i = 0; i < D; ++i) o[i] = (xr[i] * r) * w[i];
+    }
+  });
+}
+
+float row_max(const float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (std::isnan(v)) return v;
+    // +0 wins over -0, so the result does not depend on which zero comes first.
+    if (v > mx || (v == mx && !std::signbit(v))) mx = v;
+  }
+  return mx;
+}
+
+// log_softmax: out[i] = (x[i] - mx) - log(s),  s = canonical sum of exp(x[i] - mx).
+void log_softmax(const float* x, int64_t x_stride, float* out, int64_t out_stride, int64_t M,
+                 int64_t N, ThreadPool& pool) {
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* xr = x + m * x_stride;
+      float* o = out + m * out_stride;
+      const float mx = row_max(xr, N);
+      // The canonical sum of lanes.h, with the exp computed as each term is added.
+      float acc[lanes::kLanes] = {};
+      const int64_t steps = (N + lanes::kLanes - 1) / lanes::kLanes;
+      for (int64_t t = 0; t < steps; ++t) {
+        for (int j = 0; j < lanes::kLanes; ++j) {
+          const int64_t i = t * lanes::kLanes + j;
+          acc[j] = acc[j] + (i < N ? exp_f32(xr[i] - mx) : 0.0f);
+        }
+      }
+      const float log_s = log_f32(lanes::tree_reduce(acc));
+      for (int64_t i = 0; i < N; ++i) o[i] = (xr[i] - mx) - log_s;
+    }
+  });
+}
+
+int64_t argmax(const float* x, int64_t n) {
+  int64_t best = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isnan(x[i])) continue;
+    if (best < 0 || x[i] > x[best]) best = i;  // strict: ties keep the lowest index
+  }
+  return best < 0 ? 0 : best;
+}
+
+// silu_mul: out[i] = (g[i] / (1 + exp(-g[i]))) * u[i]    -- F.silu(gate) * up
+void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+              float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool) {
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* g = gate + m * gate_stride;
+      const float* u = up + m * up_stride;
+      float* o = out + m * out_stride;
+      for (int64_t i = 0; i < F; ++i) o[i] = (g[i] / (1.0f + exp_f32(-g[i]))) * u[i];
+    }
+  });
+}
+
+// add_inplace: y[m,i] = y[m,i] + x[m,i]
+void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M,
+                 int64_t D, ThreadPool& pool) {
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float* yr = y + m * y_stride;
+      const float* xr = x + m * x_stride;
+      for (int64_t i = 0; i < D; ++i) yr[i] = yr[i] + xr[i];
+    }
+  });
+}
+
+}  // namespace bx

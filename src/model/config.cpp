@@ -1,0 +1,33 @@
+#include "model/config.h"
+
+#include "core/error.h"
+
+namespace bx {
+namespace {
+
+void check_positive(int value, const char* field) {
+  check(value > 0, std::string("model config: ") + field + " is " + std::to_string(value) +
+                       ", expected a positive number");
+}
+
+}  // namespace
+
+void ModelConfig::validate() const {
+  check_positive(vocab_size, "vocab_size");
+  check_positive(dim, "dim (embedding_length)");
+  check_positive(n_layers, "n_layers (block_count)");
+  check_positive(n_heads, "n_heads (attention.head_count)");
+  check_positive(n_kv_heads, "n_kv_heads (attention.head_count_kv)");
+  check_positive(head_dim, "head_dim");
+  check_positive(ffn_dim, "ffn_dim (feed_forward_length)");
+  check_positive(context_length, "context_length");
+  check(n_heads % n_kv_heads == 0,
+        "model config: head_count " + std::to_string(n_heads) +
+            " is not a multiple of head_count_kv " + std::to_string(n_kv_heads));
+  check(head_dim % 2 == 0,
+        "model config: head_dim " + std::to_string(head_dim) + " is odd, expected an even number");
+  check(rms_eps > 0.0f, "model config: layer_norm_rms_epsilon must be positive");
+  check(rope_theta > 0.0, "model config: rope freq_base must be positive");
+}
+
+}  // namespace bx

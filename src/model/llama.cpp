@@ -1,0 +1,114 @@
+#include "model/llama.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace bx {
+
+LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend& backend,
+                       int max_batch_tokens, int max_logit_rows)
+    : config_(config),
+      weights_(std::move(weights)),
+      backend_(backend),
+      max_batch_tokens_(max_batch_tokens),
+      max_logit_rows_(max_logit_rows) {
+  check(max_batch_tokens > 0, "max batch tokens must be positive");
+  check(max_logit_rows > 0, "max logit rows must be positive");
+  const int64_t T = max_batch_tokens;
+  x_ = backend_.alloc(DType::f32, T, config_.dim);
+  h_ = backend_.alloc(DType::f32, T, config_.dim);
+  q_ = backend_.alloc(DType::f32, T, config_.q_dim());
+  k_ = backend_.alloc(DType::f32, T, config_.kv_dim());
+  v_ = backend_.alloc(DType::f32, T, config_.kv_dim());
+  attn_ = backend_.alloc(DType::f32, T, config_.q_dim());
+  gate_ = backend_.alloc(DType::f32, T, config_.ffn_dim);
+  up_ = backend_.alloc(DType::f32, T, config_.ffn_dim);
+  final_rows_ = backend_.alloc(DType::f32, max_logit_rows, config_.dim);
+  logits_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
+  logprobs_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
+}
+
+namespace {
+
+void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int max_tokens,
+                    int max_rows) {
+  const size_t T = batch.tokens.size();
+  check(T > 0, "forward: the batch has no tokens");
+  check(T <= static_cast<size_t>(max_tokens),
+        "forward: " + std::to_string(T) + " tokens exceed max batch tokens " +
+            std::to_string(max_tokens));
+  check(batch.positions.size() == T && batch.block_tables.size() == T,
+        "forward: tokens, positions and block tables must have one entry per token");
+  check(batch.logit_rows.size() <= static_cast<size_t>(max_rows),
+        "forward: " + std::to_string(batch.logit_rows.size()) + " logit rows exceed the limit " +
+            std::to_string(max_rows));
+  for (size_t t = 0; t < T; ++t) {
+    check(batch.tokens[t] >= 0 && batch.tokens[t] < config.vocab_size,
+          "forward: token id " + std::to_string(batch.tokens[t]) + " is outside the vocabulary [0, " +
+              std::to_string(config.vocab_size) + ")");
+    check(batch.positions[t] >= 0 && batch.positions[t] < config.context_length,
+          "forward: position " + std::to_string(batch.positions[t]) +
+              " is outside the context [0, " + std::to_string(config.context_length) + ")");
+  }
+  for (int32_t row : batch.logit_rows) {
+    check(row >= 0 && static_cast<size_t>(row) < T,
+          "forward: logit row " + std::to_string(row) + " is not a token of the batch");
+  }
+}
+
+}  // namespace
+
+void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logprobs) {
+  validate_batch(batch, config_, max_batch_tokens_, max_logit_rows_);
+  const int64_t T = static_cast<int64_t>(batch.tokens.size());
+  const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
+  const float eps = config_.rms_eps;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  Backend& be = backend_;
+
+  Tensor x = x_.rows_view(0, T);  // the residual stream
+  Tensor h = h_.rows_view(0, T);
+  Tensor q = q_.rows_view(0, T), k = k_.rows_view(0, T), v = v_.rows_view(0, T);
+  Tensor attn = attn_.rows_view(0, T);
+  Tensor gate = gate_.rows_view(0, T), up = up_.rows_view(0, T);
+
+  be.begin_batch(batch);
+  be.embed(weights_.token_embd, x);
+  for (const LlamaLayerWeights& w : weights_.layers) {
+    const int layer = static_cast<int>(&w - weights_.layers.data());
+    // x += attention(rope(norm(x) Wq), cache[rope(norm(x) Wk), norm(x) Wv]) Wo
+    be.rmsnorm(x, w.attn_norm, eps, h);
+    be.matmul(h, w.wq, q);
+    be.matmul(h, w.wk, k);
+    be.matmul(h, w.wv, v);
+    be.rope(q, config_.n_heads);
+    be.rope(k, config_.n_kv_heads);
+    be.kv_write(layer, k, v);
+    be.attention(layer, q, config_.n_heads, scale, attn);
+    be.matmul(attn, w.wo, h);
+    be.add_inplace(x, h);
+    // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
+    be.rmsnorm(x, w.ffn_norm, eps, h);
+    be.matmul(h, w.w_gate, gate);
+    be.matmul(h, w.w_up, up);
+    be.silu_mul(gate, up, gate);
+    be.matmul(gate, w.w_down, h);
+    be.add_inplace(x, h);
+  }
+  if (R == 0) return;
+  Tensor rows = final_rows_.rows_view(0, R);
+  Tensor row_logits = logits_.rows_view(0, R);
+  be.gather_logit_rows(x, rows);
+  be.rmsnorm(rows, weights_.output_norm, eps, rows);
+  be.matmul(rows, weights_.output, row_logits);
+  if (logits != nullptr) be.copy_to_host(row_logits, logits);
+  if (logprobs != nullptr) {
+    Tensor row_logprobs = logprobs_.rows_view(0, R);
+    be.log_softmax(row_logits, row_logprobs);
+    be.copy_to_host(row_logprobs, logprobs);
+  }
+}
+
+}  // namespace bx

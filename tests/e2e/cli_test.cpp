@@ -1,0 +1,194 @@
+// End-to-end tests of the bitexact binary: the golden story, JSON output, batch == alone through
+// the CLI, and one clear stderr line with a nonzero exit for every kind of bad input.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <sys/wait.h>
+
+#include "support/shared_model.h"
+
+namespace bx {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* bin = std::getenv("BITEXACT_BIN");
+    binary_ = bin != nullptr ? bin : std::string(BITEXACT_SOURCE_DIR) + "/build/bitexact";
+    if (!fs::exists(binary_)) GTEST_SKIP() << "no binary at " << binary_;
+    dir_ = fs::temp_directory_path() /
+           ("bitexact_cli_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
+            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Runs the binary with a shell-quoted argument string.
+  RunResult run(const std::string& args) {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const std::string command =
+        "'" + binary_ + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
+    const int status = std::system(command.c_str());
+    RunResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read_file(out);
+    r.err = read_file(err);
+    return r;
+  }
+
+  fs::path write(const std::string& name, const std::string& bytes) {
+    const fs::path path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  }
+
+  std::string model() const { return "--model '" + test::stories260k_path() + "' --quiet"; }
+
+  // Bad input: nonzero exit, nothing on stdout, exactly one line on stderr mentioning `needle`.
+  void expect_one_line_error(const std::string& args, const std::string& needle) {
+    SCOPED_TRACE(args);
+    const RunResult r = run(args);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    std::string lower = r.err;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    EXPECT_NE(lower.find(needle), std::string::npos) << "stderr: " << r.err;
+  }
+
+  std::string binary_;
+  fs::path dir_;
+};
+
+TEST_F(Cli, GreedyFromBosTellsTheLilyStory) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const RunResult r = run("generate " + model() + " --prompt '' --max-tokens 64 --temperature 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("Lily"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, PromptsFileBatchEqualsEachPromptAlone) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const std::vector<std::string> prompts = {"", "Once upon a time", "The dog ran to the",
+                                            "Lily wanted to play with her friend Ben, but"};
+  std::string file;
+  for (const std::string& p : prompts) file += p + "\n";
+  const fs::path path = write("prompts.txt", file);
+  const std::string sampling = " --max-tokens 20 --temperature 0.7 --top-k 50 --seed 11";
+  const RunResult batch = run("generate " + model() + " --prompts-file '" + path.string() +
+                              "' --format json" + sampling);
+  ASSERT_EQ(batch.exit_code, 0) << batch.err;
+  std::vector<std::string> lines;
+  std::stringstream ss(batch.out);
+  for (std::string line; std::getline(ss, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), prompts.size());
+
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const nlohmann::json j = nlohmann::json::parse(lines[i]);
+    EXPECT_EQ(j.at("prompt"), prompts[i]);
+    ASSERT_EQ(j.at("token_ids").size(), j.at("logprobs").size());
+    EXPECT_EQ(j.at("token_ids").size(), 20u);
+    for (const auto& lp : j.at("logprobs")) EXPECT_LE(lp.get<double>(), 0.0);
+    // The same prompt alone, with other thread counts and token budgets: the same line.
+    for (const std::string& knobs : {std::string(" --threads 1"),
+                                     std::string(" --threads 2 --max-batch-tokens 3")}) {
+      const RunResult alone = run("generate " + model() + " --prompt '" + prompts[i] +
+                                  "' --format json" + sampling + knobs);
+      ASSERT_EQ(alone.exit_code, 0) << alone.err;
+      EXPECT_EQ(alone.out, lines[i] + "\n") << "prompt " << i << knobs;
+    }
+  }
+}
+
+TEST_F(Cli, LogprobsRoundTripExactly) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const RunResult r = run("generate " + model() + " --prompt 'Once' --format json --max-tokens 8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  // Each printed logprob is the shortest decimal of a float: reading it back as float and
+  // printing it again with 9 significant digits gives a value that reads back identically.
+  for (const auto& lp : j.at("logprobs")) {
+    const float f = static_cast<float>(lp.get<double>());
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.9g", static_cast<double>(f));
+    EXPECT_EQ(std::strtof(buffer, nullptr), f);
+  }
+}
+
+TEST_F(Cli, InfoDescribesTheModel) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const RunResult r = run("info " + model());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* needle : {"architecture   llama", "layers         5", "dim            64",
+                             "8 query, 4 key/value", "weights hash", "fingerprint    bx-",
+                             "F32 x"}) {
+    EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
+  }
+}
+
+TEST_F(Cli, BadModelFilesGiveOneLineErrors) {
+  expect_one_line_error("generate --model /nonexistent/model.gguf --prompt hi", "nonexistent");
+  expect_one_line_error("info --model '" + write("bad_magic.gguf", "NOPE and more bytes").string() +
+                            "'",
+                        "magic");
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const std::string real = read_file(test::stories260k_path());
+  expect_one_line_error(
+      "info --model '" + write("truncated.gguf", real.substr(0, 3000)).string() + "'",
+      "truncated");
+  std::string v9 = real;
+  v9[4] = 9;  // version field
+  expect_one_line_error("info --model '" + write("v9.gguf", v9).string() + "'", "version");
+}
+
+TEST_F(Cli, BadFlagValuesGiveOneLineErrors) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const std::string g = "generate " + model() + " --prompt hi";
+  expect_one_line_error(g + " --max-tokens -1", "max-tokens");
+  expect_one_line_error(g + " --temperature -0.5", "temperature");
+  expect_one_line_error(g + " --top-p 0", "top_p");
+  expect_one_line_error(g + " --top-p 1.5", "top_p");
+  expect_one_line_error(g + " --min-p 2", "min_p");
+  expect_one_line_error(g + " --format xml", "format");
+  expect_one_line_error(g + " --threads -2", "threads");
+  expect_one_line_error("generate " + model(), "--prompt");
+  expect_one_line_error("generate --prompt hi", "model");
+  // stories260K declares a 2048-token context; this prompt is about 3000 tokens.
+  std::string long_prompt;
+  for (int i = 0; i < 1500; ++i) long_prompt += "the dog ";
+  const fs::path file = write("long.txt", long_prompt + "\n");
+  expect_one_line_error("generate " + model() + " --prompts-file '" + file.string() + "'",
+                        "context");
+}
+
+}  // namespace
+}  // namespace bx
