@@ -1,6 +1,6 @@
 // Kernel benchmark: measures this machine's own rooflines, then each CPU kernel against them.
 //
-//   kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] [--reps R]
+//   kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] [--reps R] [--dtype f32|bf16]
 //
 // 1. Peaks. FMA: a register-resident loop of independent FMAs on the chosen ISA (16-lane zmm
 //    or 8-lane ymm; for scalar the AVX2 loop stands in), one thread and all threads.
@@ -51,7 +51,8 @@ struct Options {
   int threads = 0;  // 0: all hardware threads
   Isa isa = Isa::scalar;
   bool quick = false;
-  int reps = 0;     // 0: 7, or 3 with --quick
+  int reps = 0;     // 0: as many as fit a time budget per row
+  std::string dtype;  // "f32" or "bf16": matmul rows of that weight type only; empty: both
 };
 
 struct Peaks {
@@ -138,27 +139,33 @@ double fma_peak(Isa isa, ThreadPool& pool, int threads, int reps) {
   return median(rates);
 }
 
+// Sums n floats as kStreams interleaved sequential streams (as a matmul reads several weight
+// rows at once): one stream per core cannot keep enough reads in flight to reach the bandwidth.
+constexpr int kStreams = 8;
+
 __attribute__((target("avx512f"))) float stream_sum_avx512(const float* p, int64_t n) {
-  __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
-  for (int64_t i = 0; i + 64 <= n; i += 64) {
-    a = _mm512_add_ps(a, _mm512_load_ps(p + i));
-    b = _mm512_add_ps(b, _mm512_load_ps(p + i + 16));
-    c = _mm512_add_ps(c, _mm512_load_ps(p + i + 32));
-    d = _mm512_add_ps(d, _mm512_load_ps(p + i + 48));
+  const int64_t len = n / kStreams / 16 * 16;
+  __m512 acc[kStreams];
+  for (int j = 0; j < kStreams; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t i = 0; i < len; i += 16) {
+#pragma GCC unroll 8
+    for (int j = 0; j < kStreams; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + j * len + i));
   }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+  for (int j = 1; j < kStreams; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+  return _mm512_reduce_add_ps(acc[0]);
 }
 
 __attribute__((target("avx2"))) float stream_sum_avx2(const float* p, int64_t n) {
-  __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
-  for (int64_t i = 0; i + 32 <= n; i += 32) {
-    a = _mm256_add_ps(a, _mm256_load_ps(p + i));
-    b = _mm256_add_ps(b, _mm256_load_ps(p + i + 8));
-    c = _mm256_add_ps(c, _mm256_load_ps(p + i + 16));
-    d = _mm256_add_ps(d, _mm256_load_ps(p + i + 24));
+  const int64_t len = n / kStreams / 8 * 8;
+  __m256 acc[kStreams];
+  for (int j = 0; j < kStreams; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < len; i += 8) {
+#pragma GCC unroll 8
+    for (int j = 0; j < kStreams; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + j * len + i));
   }
+  for (int j = 1; j < kStreams; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
   alignas(32) float out[8];
-  _mm256_store_ps(out, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+  _mm256_store_ps(out, acc[0]);
   return out[0] + out[7];
 }
 
@@ -166,7 +173,7 @@ __attribute__((target("avx2"))) float stream_sum_avx2(const float* p, int64_t n)
 double read_bandwidth(const Aligned<float>& buf, Isa isa, ThreadPool& pool, int threads,
                       int reps) {
   const int64_t n = static_cast<int64_t>(buf.size);
-  const int64_t per = (n / threads) / 64 * 64;
+  const int64_t per = (n / threads) / (16 * kStreams) * (16 * kStreams);
   std::vector<double> rates;
   volatile float sink = 0;
   for (int r = 0; r < reps; ++r) {
@@ -314,8 +321,9 @@ void bench_matmul(const Options& opt, const Peaks& peaks, ThreadPool& pool, int&
   };
   const std::vector<Shape> shapes = {{1024, 1024}, {2048, 5632}, {4096, 4096}};
   const std::vector<int64_t> ms = {1, 8, 64, 256};
-  const size_t cold_bytes = opt.quick ? size_t{256} << 20 : size_t{512} << 20;
+  const size_t cold_bytes = opt.quick ? size_t{512} << 20 : size_t{1} << 30;
   for (DType dtype : {DType::f32, DType::bf16}) {
+    if (!opt.dtype.empty() && opt.dtype != (dtype == DType::bf16 ? "bf16" : "f32")) continue;
     for (const Shape& sh : shapes) {
       const WeightSet ws = make_weight_set(dtype, sh.N, sh.K, cold_bytes, pool);
       for (int64_t M : ms) {
@@ -445,12 +453,16 @@ Options parse(int argc, char** argv) {
       opt.quick = true;
     } else if (arg == "--reps") {
       opt.reps = std::stoi(value());
+    } else if (arg == "--dtype") {
+      opt.dtype = value();
+      check(opt.dtype == "f32" || opt.dtype == "bf16", "--dtype: expected f32 or bf16");
     } else if (arg == "--help" || arg == "-h") {
       std::printf("usage: kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] "
-                  "[--reps R]\n");
+                  "[--reps R] [--dtype f32|bf16]\n");
       std::exit(0);
     } else {
-      throw Error("unknown argument '" + arg + "': expected --threads, --isa, --quick, --reps");
+      throw Error("unknown argument '" + arg +
+                  "': expected --threads, --isa, --quick, --reps, --dtype");
     }
   }
   if (opt.threads <= 0) opt.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -473,6 +485,12 @@ int run(int argc, char** argv) {
   int failures = 0;
   bench_matmul(opt, peaks, pool, failures);
   bench_rows(opt, peaks, pool);
+  // The peak again: a machine shared with other work can change speed while the rows run.
+  const Isa simd = opt.isa == Isa::avx512 ? Isa::avx512 : Isa::avx2;
+  if (isa_supported(simd)) {
+    std::printf("\nFMA peak again at the end: %.1f GFLOP/s %d threads\n",
+                fma_peak(simd, pool, pool.size(), 3), pool.size());
+  }
   if (failures > 0) {
     std::printf("\n%d rows gave bits different from the scalar reference\n", failures);
     return 1;

@@ -71,7 +71,9 @@ void exercise(const File& f) {
     sink = sink + ggml_type_name(t.type).size() + quote_name(t.name).size();
     const std::span<const std::byte> data = f.tensor_data(t);
     if (data.size() != t.n_bytes) __builtin_trap();
-    if (!data.empty()) sink = sink + std::to_integer<uint64_t>(data.front()) + std::to_integer<uint64_t>(data.back());
+    if (!data.empty())
+      sink =
+          sink + std::to_integer<uint64_t>(data.front()) + std::to_integer<uint64_t>(data.back());
     if (to_dtype(t.type) && t.n_elements <= kMaxDequantElements) {
       out.assign(static_cast<size_t>(t.n_elements), 0.0f);
       dequantize_to_f32(t, data, out.data());

@@ -25,13 +25,20 @@ std::vector<float> ramp(size_t n) {
 
 std::string name(GgmlType t) {  // gguf.h's ggml_type_name lives in the library; stay standalone
   switch (t) {
-    case GgmlType::F32: return "F32";
-    case GgmlType::F16: return "F16";
-    case GgmlType::BF16: return "BF16";
-    case GgmlType::Q8_0: return "Q8_0";
-    case GgmlType::Q4_0: return "Q4_0";
-    case GgmlType::Q4_1: return "Q4_1";
-    default: return "other";
+    case GgmlType::F32:
+      return "F32";
+    case GgmlType::F16:
+      return "F16";
+    case GgmlType::BF16:
+      return "BF16";
+    case GgmlType::Q8_0:
+      return "Q8_0";
+    case GgmlType::Q4_0:
+      return "Q4_0";
+    case GgmlType::Q4_1:
+      return "Q4_1";
+    default:
+      return "other";
   }
 }
 
@@ -49,13 +56,16 @@ GgufWriter every_metadata_type() {
   w.add_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
   w.add_f64("f64", 0.125);
   w.add_bool("b", true);
-  w.add_array_string("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "\xe2\x96\x81" "a"});
+  w.add_array_string("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>",
+                                               "\xe2\x96\x81"
+                                               "a"});
   w.add_array_f32("tokenizer.ggml.scores", {0.0f, -1.0f, -2.0f, -3.5f});
   w.add_array_i32("tokenizer.ggml.token_type", {2, 3, 3, 1});
   w.add_array_u32("u32s", {1, 2});
   Value inner{ValueType::array, Array{ValueType::uint16, {Value{ValueType::uint16, uint64_t{9}}}}};
   w.add_value("nested", Value{ValueType::array, Array{ValueType::array, {inner, inner}}});
-  w.add_value("bools", Value{ValueType::array, Array{ValueType::boolean, {Value{ValueType::boolean, false}}}});
+  w.add_value("bools", Value{ValueType::array,
+                             Array{ValueType::boolean, {Value{ValueType::boolean, false}}}});
   return w;
 }
 
@@ -70,7 +80,7 @@ int main(int argc, char** argv) {
   try {
     every_metadata_type().write(dir + "/metadata.gguf");
 
-    const GgmlType types[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16,
+    const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16,
                               GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1};
     for (GgmlType t : types) {
       GgufWriter w;

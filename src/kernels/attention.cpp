@@ -29,70 +29,117 @@ void check_args(const AttentionArgs& args) {
   check(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim,
         "attention head_dim " + std::to_string(kv.head_dim) + " is out of range: expected 1 to " +
             std::to_string(kAttentionMaxHeadDim));
-  check(kv.block_size > 0, "attention block_size " + std::to_string(kv.block_size) +
-                               " is invalid: expected > 0");
+  check(kv.block_size > 0,
+        "attention block_size " + std::to_string(kv.block_size) + " is invalid: expected > 0");
   check(kv.n_kv_heads > 0 && args.n_heads > 0 && args.n_heads % kv.n_kv_heads == 0,
         "attention n_heads " + std::to_string(args.n_heads) + " is not a multiple of n_kv_heads " +
             std::to_string(kv.n_kv_heads));
   for (int64_t t = 0; t < args.T; ++t) {
-    check(args.positions[t] >= 0, "attention position " + std::to_string(args.positions[t]) +
-                                      " of token " + std::to_string(t) + " is negative");
+    const int64_t p = args.positions[t];
+    check(p >= 0, "attention position " + std::to_string(p) + " of token " + std::to_string(t) +
+                      " is negative");
+    // Every block the token reads must be a block of the cache (cheap next to the attention).
+    for (int64_t b = 0; b <= p / kv.block_size; ++b) {
+      const int32_t id = args.block_tables[t][b];
+      check(id >= 0 && id < kv.n_blocks,
+            "attention block table entry " + std::to_string(b) + " of token " + std::to_string(t) +
+                " is " + std::to_string(id) + ": expected 0 to " + std::to_string(kv.n_blocks - 1));
+    }
   }
 }
 
 // o[i] = fma(p, v[i], o[i]). Compiled with the FMA instruction where the CPU has it, else with
 // the C library's fmaf; one correctly rounded operation per element either way, so same bits.
 __attribute__((target_clones("fma", "default"))) void fma_accumulate(float p, const float* v,
-                                                                      float* o, int n) {
+                                                                     float* o, int n) {
   for (int i = 0; i < n; ++i) o[i] = std::fma(p, v[i], o[i]);
 }
 
-// One query head at absolute position p over cache positions 0..p, in absolute chunks.
-void attend_head(const float* q, int64_t p, const int32_t* bt, int kv_head, float scale,
-                 const KvLayerView& kv, float* out) {
+// Cache rows of one KV head are n_kv_heads * head_dim floats apart, too far for the hardware
+// prefetcher to follow; ask for the row a few positions ahead (a hint: no effect on results).
+constexpr int kPrefetchRows = 4;
+void prefetch_row(const float* row, int n) {
+  for (int i = 0; i < n; i += 16) __builtin_prefetch(row + i);
+}
+
+// Per-worker scratch for attend_heads, kept across calls (sized on first use).
+struct HeadScratch {
+  std::vector<float> scores;                          // [heads, C]
+  std::vector<float> o_chunk, o_run;                  // [heads, head_dim]
+  std::vector<float> m_chunk, l_chunk, m_run, l_run;  // [heads]
+};
+
+// Query heads [0, n_q) of one token at absolute position p, all reading KV head kv_head, over
+// cache positions 0..p in absolute chunks. q [n_q, head_dim] -> out [n_q, head_dim]. The heads
+// share each K/V row load; each head keeps its own accumulators, in the contract's order.
+void attend_heads(const float* q, int n_q, int64_t p, const int32_t* bt, int kv_head, float scale,
+                  const KvLayerView& kv, float* out, HeadScratch& s) {
+  constexpr int C = kAttentionChunk;
   const int hd = kv.head_dim;
-  float scores[kAttentionChunk];
-  float o_chunk[kAttentionMaxHeadDim];
-  float o_run[kAttentionMaxHeadDim];
-  std::fill(o_run, o_run + hd, 0.0f);
-  float m_run = kNegInf;
-  float l_run = 0.0f;
+  const size_t n = static_cast<size_t>(n_q);
+  s.scores.resize(n * C);
+  s.o_chunk.resize(n * static_cast<size_t>(hd));
+  s.o_run.assign(n * static_cast<size_t>(hd), 0.0f);
+  s.m_chunk.resize(n);
+  s.l_chunk.resize(n);
+  s.m_run.assign(n, kNegInf);
+  s.l_run.assign(n, 0.0f);
+  const float* k_rows[C];
+  const float* v_rows[C];
   const int64_t head_offset = static_cast<int64_t>(kv_head) * hd;
-  for (int64_t j0 = 0; j0 <= p; j0 += kAttentionChunk) {
-    const int64_t j1 = std::min<int64_t>(j0 + kAttentionChunk, p + 1);
+  for (int64_t j0 = 0; j0 <= p; j0 += C) {
+    const int len = static_cast<int>(std::min<int64_t>(C, p + 1 - j0));
+    for (int jj = 0; jj < len; ++jj) {
+      const int64_t at = slot_offset(kv, bt, j0 + jj) + head_offset;
+      k_rows[jj] = kv.k + at;
+      v_rows[jj] = kv.v + at;
+    }
     // s_j = dot(q, k_j) * scale;  m_c = max s_j
-    float m_chunk = kNegInf;
-    for (int64_t j = j0; j < j1; ++j) {
-      const float s = dot(q, kv.k + slot_offset(kv, bt, j) + head_offset, hd) * scale;
-      scores[j - j0] = s;
-      if (s > m_chunk) m_chunk = s;
+    std::fill(s.m_chunk.begin(), s.m_chunk.end(), kNegInf);
+    for (int jj = 0; jj < len; ++jj) {
+      if (jj + kPrefetchRows < len) prefetch_row(k_rows[jj + kPrefetchRows], hd);
+      for (int g = 0; g < n_q; ++g) {
+        const float sj = dot(q + g * hd, k_rows[jj], hd) * scale;
+        s.scores[static_cast<size_t>(g * C + jj)] = sj;
+        if (sj > s.m_chunk[g]) s.m_chunk[g] = sj;
+      }
     }
-    // p_j = exp(s_j - m_c);  l_c = sum p_j;  o_c = sum p_j v_j
-    float l_chunk = 0.0f;
-    std::fill(o_chunk, o_chunk + hd, 0.0f);
-    for (int64_t j = j0; j < j1; ++j) {
-      const float pj = exp_f32(scores[j - j0] - m_chunk);
-      l_chunk = l_chunk + pj;
-      fma_accumulate(pj, kv.v + slot_offset(kv, bt, j) + head_offset, o_chunk, hd);
+    // p_j = exp(s_j - m_c);  l_c = sum p_j;  o_c = sum p_j v_j   (j increasing)
+    std::fill(s.l_chunk.begin(), s.l_chunk.end(), 0.0f);
+    std::fill(s.o_chunk.begin(), s.o_chunk.end(), 0.0f);
+    for (int jj = 0; jj < len; ++jj) {
+      if (jj + kPrefetchRows < len) prefetch_row(v_rows[jj + kPrefetchRows], hd);
+      for (int g = 0; g < n_q; ++g) {
+        const float pj = exp_f32(s.scores[static_cast<size_t>(g * C + jj)] - s.m_chunk[g]);
+        s.l_chunk[g] = s.l_chunk[g] + pj;
+        fma_accumulate(pj, v_rows[jj], s.o_chunk.data() + g * hd, hd);
+      }
     }
-    // Merge the chunk into the running (M, L, O).
-    const float m_new = m_chunk > m_run ? m_chunk : m_run;
-    const float a = exp_f32(m_run - m_new);
-    const float b = exp_f32(m_chunk - m_new);
-    l_run = l_run * a + l_chunk * b;
-    for (int d = 0; d < hd; ++d) o_run[d] = o_run[d] * a + o_chunk[d] * b;
-    m_run = m_new;
+    // Merge each head's chunk into its running (M, L, O).
+    for (int g = 0; g < n_q; ++g) {
+      const float m_new = s.m_chunk[g] > s.m_run[g] ? s.m_chunk[g] : s.m_run[g];
+      const float a = exp_f32(s.m_run[g] - m_new);
+      const float b = exp_f32(s.m_chunk[g] - m_new);
+      s.l_run[g] = s.l_run[g] * a + s.l_chunk[g] * b;
+      float* o_run = s.o_run.data() + g * hd;
+      const float* o_chunk = s.o_chunk.data() + g * hd;
+      for (int d = 0; d < hd; ++d) o_run[d] = o_run[d] * a + o_chunk[d] * b;
+      s.m_run[g] = m_new;
+    }
   }
-  for (int d = 0; d < hd; ++d) out[d] = o_run[d] / l_run;
+  for (int g = 0; g < n_q; ++g) {
+    const float* o_run = s.o_run.data() + g * hd;
+    for (int d = 0; d < hd; ++d) out[g * hd + d] = o_run[d] / s.l_run[g];
+  }
 }
 
 }  // namespace
 
 void kv_cache_write(const KvLayerView& kv, const float* k, int64_t k_stride, const float* v,
-                    int64_t v_stride, const int32_t* positions,
-                    const int32_t* const* block_tables, int64_t T) {
-  check(kv.block_size > 0, "kv cache block_size " + std::to_string(kv.block_size) +
-                               " is invalid: expected > 0");
+                    int64_t v_stride, const int32_t* positions, const int32_t* const* block_tables,
+                    int64_t T) {
+  check(kv.block_size > 0,
+        "kv cache block_size " + std::to_string(kv.block_size) + " is invalid: expected > 0");
   const int64_t row_len = static_cast<int64_t>(kv.n_kv_heads) * kv.head_dim;
   const size_t row_bytes = static_cast<size_t>(row_len) * sizeof(float);
   for (int64_t t = 0; t < T; ++t) {
@@ -113,13 +160,21 @@ void attention(const AttentionArgs& args, ThreadPool& pool) {
   check_args(args);
   const int group = args.n_heads / args.kv.n_kv_heads;
   const int hd = args.kv.head_dim;
-  pool.parallel_for(args.T * args.n_heads, 1, [&](int64_t begin, int64_t end) {
+  // A job is (token, a run of query heads that share a KV head). Smaller runs only when there are
+  // too few jobs for the threads; the grouping never changes any head's arithmetic.
+  int heads_per_job = group;
+  while (heads_per_job % 2 == 0 && args.T * (args.n_heads / heads_per_job) < 2 * pool.size()) {
+    heads_per_job /= 2;
+  }
+  const int jobs_per_token = args.n_heads / heads_per_job;
+  pool.parallel_for(args.T * jobs_per_token, 1, [&](int64_t begin, int64_t end) {
+    thread_local HeadScratch scratch;
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / args.n_heads;
-      const int h = static_cast<int>(job % args.n_heads);
-      attend_head(args.q + t * args.q_stride + static_cast<int64_t>(h) * hd, args.positions[t],
-                  args.block_tables[t], h / group, args.scale, args.kv,
-                  args.out + t * args.out_stride + static_cast<int64_t>(h) * hd);
+      const int64_t t = job / jobs_per_token;
+      const int h0 = static_cast<int>(job % jobs_per_token) * heads_per_job;
+      attend_heads(args.q + t * args.q_stride + static_cast<int64_t>(h0) * hd, heads_per_job,
+                   args.positions[t], args.block_tables[t], h0 / group, args.scale, args.kv,
+                   args.out + t * args.out_stride + static_cast<int64_t>(h0) * hd, scratch);
     }
   });
 }

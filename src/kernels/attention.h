@@ -30,7 +30,7 @@ namespace bx {
 class ThreadPool;
 
 inline constexpr int kAttentionChunk = 64;
-inline constexpr int kAttentionMaxHeadDim = 512;  // per-head scratch lives on the stack
+inline constexpr int kAttentionMaxHeadDim = 512;  // the largest head_dim accepted
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim].
 struct KvLayerView {
@@ -45,7 +45,7 @@ struct KvLayerView {
 struct AttentionArgs {
   const float* q = nullptr;  // [T, n_heads * head_dim], row stride q_stride
   int64_t q_stride = 0;
-  float* out = nullptr;      // [T, n_heads * head_dim], row stride out_stride
+  float* out = nullptr;  // [T, n_heads * head_dim], row stride out_stride
   int64_t out_stride = 0;
   const int32_t* positions = nullptr;            // [T] absolute position in its sequence
   const int32_t* const* block_tables = nullptr;  // [T] the block table of each token's sequence
@@ -59,13 +59,14 @@ struct AttentionArgs {
 // the slot of position p is row p % block_size of block block_table[p / block_size].
 // Throws bx::Error for a negative position or a block id outside [0, n_blocks).
 void kv_cache_write(const KvLayerView& kv, const float* k, int64_t k_stride, const float* v,
-                    int64_t v_stride, const int32_t* positions,
-                    const int32_t* const* block_tables, int64_t T);
+                    int64_t v_stride, const int32_t* positions, const int32_t* const* block_tables,
+                    int64_t T);
 
-// Fast path (threads over tokens x heads) and the plain scalar reference of the same contract;
-// both give the same bits. The caller writes the batch's k and v first (kv_cache_write), and every
-// block a token reads (positions 0..p) must be in its block table. Throws bx::Error if head_dim
-// exceeds kAttentionMaxHeadDim, n_heads is not a multiple of n_kv_heads or a position is < 0.
+// Fast path (threads over tokens x heads; query heads that share a KV head share its row loads)
+// and the plain scalar reference of the same contract; both give the same bits. The caller writes
+// the batch's k and v first (kv_cache_write), and every block a token reads (positions 0..p) must
+// be in its block table. Throws bx::Error if head_dim exceeds kAttentionMaxHeadDim, n_heads is
+// not a multiple of n_kv_heads, a position is < 0 or a block id read is outside [0, n_blocks).
 void attention(const AttentionArgs& args, ThreadPool& pool);
 void attention_reference(const AttentionArgs& args);
 

@@ -11,7 +11,9 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 // 2^k as a float, for k in [-126, 127] (a normal number, built from its bits).
-float pow2(int k) { return std::bit_cast<float>(static_cast<uint32_t>(k + 127) << 23); }
+float pow2(int k) {
+  return std::bit_cast<float>(static_cast<uint32_t>(k + 127) << 23);
+}
 
 // ---- exp ----
 // Beyond these bounds e^x is +inf or rounds to +0 (e^-104 < 2^-150, half the least subnormal);
@@ -42,7 +44,9 @@ constexpr float kL5 = static_cast<float>(2.0 / 11.0);
 
 // rint(v) for |v| < 2^22 in the default rounding mode: adding 1.5 * 2^23 leaves no fraction bits.
 constexpr float kRoundShift = 12582912.0f;
-float round_to_int(float v) { return (v + kRoundShift) - kRoundShift; }
+float round_to_int(float v) {
+  return (v + kRoundShift) - kRoundShift;
+}
 
 }  // namespace
 
@@ -52,7 +56,8 @@ float round_to_int(float v) { return (v + kRoundShift) - kRoundShift; }
 #define BX_FMA_CLONES __attribute__((target_clones("fma", "default")))
 
 // e^x = 2^n * e^r,  n = rint(x / ln 2),  r = x - n ln 2 in about [-ln2/2, ln2/2].
-//   r: two fma steps (Cody-Waite); the first is exact because n * kLn2Hi and x share the grid 2^-24.
+//   r: two fma steps (Cody-Waite). The first is exact: for n != 0, x - n * kLn2Hi is a multiple
+//   of ulp(x) >= 2^-25 and below 1/2 in magnitude, so it fits in 24 bits.
 //   e^r = 1 + (r + r^2 * P(r)),  P(r) = sum_{k=2..8} r^(k-2) / k!  (Horner with fma).
 //   2^n is applied as two exact power-of-two factors, so only the last product rounds (this is
 //   what gives correctly scaled subnormal results and overflow to +inf).

@@ -13,8 +13,8 @@ RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLay
         "rope head_dim " + std::to_string(head_dim) + " is invalid: expected an even number > 0");
   check(theta > 0.0 && std::isfinite(theta),
         "rope theta " + std::to_string(theta) + " is invalid: expected a finite number > 0");
-  check(max_positions >= 0, "rope max_positions " + std::to_string(max_positions) +
-                                " is invalid: expected >= 0");
+  check(max_positions >= 0,
+        "rope max_positions " + std::to_string(max_positions) + " is invalid: expected >= 0");
   RopeTable table;
   table.head_dim = head_dim;
   table.max_positions = max_positions;

@@ -18,7 +18,7 @@ class ThreadPool;
 enum class RopeLayout { adjacent_pairs, half_split };
 
 struct RopeTable {
-  int head_dim = 0;        // rotated dims (all of the head)
+  int head_dim = 0;  // rotated dims (all of the head)
   int max_positions = 0;
   RopeLayout layout = RopeLayout::adjacent_pairs;
   std::vector<float> cos;  // [max_positions, head_dim / 2]

@@ -81,8 +81,8 @@ void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t u
 }
 
 // add_inplace: y[m,i] = y[m,i] + x[m,i]
-void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M,
-                 int64_t D, ThreadPool& pool) {
+void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
+                 ThreadPool& pool) {
   pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       float* yr = y + m * y_stride;

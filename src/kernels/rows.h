@@ -39,7 +39,7 @@ void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t u
               float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool);
 
 // Residual add:  y[m,i] = y[m,i] + x[m,i].
-void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M,
-                 int64_t D, ThreadPool& pool);
+void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
+                 ThreadPool& pool);
 
 }  // namespace bx

@@ -21,7 +21,8 @@
 
 #include "core/error.h"
 
-static_assert(std::endian::native == std::endian::little, "GGUF reader assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF reader assumes a little-endian host");
 
 namespace bx::gguf {
 namespace {
@@ -33,26 +34,44 @@ constexpr uint32_t kDefaultAlignment = 32;
 constexpr uint64_t kMinMetadataEntryBytes = 8 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
-std::string str(uint64_t v) { return std::to_string(v); }
+std::string str(uint64_t v) {
+  return std::to_string(v);
+}
 
 // Size of one encoded element of `t` inside an array: exact for fixed-size types, the minimum
 // for strings (length only) and arrays (element type + count).
 uint64_t min_encoded_size(ValueType t) {
   switch (t) {
-    case ValueType::uint8: case ValueType::int8: case ValueType::boolean: return 1;
-    case ValueType::uint16: case ValueType::int16: return 2;
-    case ValueType::uint32: case ValueType::int32: case ValueType::float32: return 4;
-    case ValueType::uint64: case ValueType::int64: case ValueType::float64: return 8;
-    case ValueType::string: return 8;
-    case ValueType::array: return 4 + 8;
+    case ValueType::uint8:
+    case ValueType::int8:
+    case ValueType::boolean:
+      return 1;
+    case ValueType::uint16:
+    case ValueType::int16:
+      return 2;
+    case ValueType::uint32:
+    case ValueType::int32:
+    case ValueType::float32:
+      return 4;
+    case ValueType::uint64:
+    case ValueType::int64:
+    case ValueType::float64:
+      return 8;
+    case ValueType::string:
+      return 8;
+    case ValueType::array:
+      return 4 + 8;
   }
   return 1;
 }
 
-bool valid_value_type(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::float64); }
+bool valid_value_type(uint32_t t) {
+  return t <= static_cast<uint32_t>(ValueType::float64);
+}
 
 // What is being read, for error messages, built only when a message is needed:
-// "<base> element <index><part>", e.g. "metadata 'tokenizer.ggml.tokens' element 7 (string length)".
+// "<base> element <index><part>", e.g. "metadata 'tokenizer.ggml.tokens' element 7 (string
+// length)".
 struct Ctx {
   static constexpr uint64_t kNoIndex = ~uint64_t{0};
   std::string_view base;
@@ -131,7 +150,8 @@ class Mapping {
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     const int err = errno;
     ::close(fd);  // the mapping keeps the file alive
-    if (p == MAP_FAILED) throw Error(path + ": cannot mmap " + str(size) + " bytes: " + std::strerror(err));
+    if (p == MAP_FAILED)
+      throw Error(path + ": cannot mmap " + str(size) + " bytes: " + std::strerror(err));
     data_ = p;
     size_ = size;
   }
@@ -149,9 +169,7 @@ class Mapping {
   Mapping& operator=(const Mapping&) = delete;
   ~Mapping() { unmap(); }
 
-  std::span<const std::byte> bytes() const {
-    return {static_cast<const std::byte*>(data_), size_};
-  }
+  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(data_), size_}; }
 
  private:
   void unmap() {
@@ -169,25 +187,40 @@ struct StringHash {
 };
 using Index = std::unordered_map<std::string, size_t, StringHash, std::equal_to<>>;
 
-std::string describe(ValueType t) { return std::string(value_type_name(t)); }
+std::string describe(ValueType t) {
+  return std::string(value_type_name(t));
+}
 
 }  // namespace
 
 std::string_view value_type_name(ValueType t) {
   switch (t) {
-    case ValueType::uint8: return "uint8";
-    case ValueType::int8: return "int8";
-    case ValueType::uint16: return "uint16";
-    case ValueType::int16: return "int16";
-    case ValueType::uint32: return "uint32";
-    case ValueType::int32: return "int32";
-    case ValueType::float32: return "float32";
-    case ValueType::boolean: return "bool";
-    case ValueType::string: return "string";
-    case ValueType::array: return "array";
-    case ValueType::uint64: return "uint64";
-    case ValueType::int64: return "int64";
-    case ValueType::float64: return "float64";
+    case ValueType::uint8:
+      return "uint8";
+    case ValueType::int8:
+      return "int8";
+    case ValueType::uint16:
+      return "uint16";
+    case ValueType::int16:
+      return "int16";
+    case ValueType::uint32:
+      return "uint32";
+    case ValueType::int32:
+      return "int32";
+    case ValueType::float32:
+      return "float32";
+    case ValueType::boolean:
+      return "bool";
+    case ValueType::string:
+      return "string";
+    case ValueType::array:
+      return "array";
+    case ValueType::uint64:
+      return "uint64";
+    case ValueType::int64:
+      return "int64";
+    case ValueType::float64:
+      return "float64";
   }
   return "unknown value type";
 }
@@ -235,23 +268,45 @@ Value File::Impl::read_value(Cursor& in, ValueType type, const Ctx& what, int de
   Value v;
   v.type = type;
   switch (type) {
-    case ValueType::uint8: v.data = uint64_t{in.read<uint8_t>(what)}; break;
-    case ValueType::uint16: v.data = uint64_t{in.read<uint16_t>(what)}; break;
-    case ValueType::uint32: v.data = uint64_t{in.read<uint32_t>(what)}; break;
-    case ValueType::uint64: v.data = in.read<uint64_t>(what); break;
-    case ValueType::int8: v.data = int64_t{in.read<int8_t>(what)}; break;
-    case ValueType::int16: v.data = int64_t{in.read<int16_t>(what)}; break;
-    case ValueType::int32: v.data = int64_t{in.read<int32_t>(what)}; break;
-    case ValueType::int64: v.data = in.read<int64_t>(what); break;
-    case ValueType::float32: v.data = double{in.read<float>(what)}; break;
-    case ValueType::float64: v.data = in.read<double>(what); break;
+    case ValueType::uint8:
+      v.data = uint64_t{in.read<uint8_t>(what)};
+      break;
+    case ValueType::uint16:
+      v.data = uint64_t{in.read<uint16_t>(what)};
+      break;
+    case ValueType::uint32:
+      v.data = uint64_t{in.read<uint32_t>(what)};
+      break;
+    case ValueType::uint64:
+      v.data = in.read<uint64_t>(what);
+      break;
+    case ValueType::int8:
+      v.data = int64_t{in.read<int8_t>(what)};
+      break;
+    case ValueType::int16:
+      v.data = int64_t{in.read<int16_t>(what)};
+      break;
+    case ValueType::int32:
+      v.data = int64_t{in.read<int32_t>(what)};
+      break;
+    case ValueType::int64:
+      v.data = in.read<int64_t>(what);
+      break;
+    case ValueType::float32:
+      v.data = double{in.read<float>(what)};
+      break;
+    case ValueType::float64:
+      v.data = in.read<double>(what);
+      break;
     case ValueType::boolean: {
       const auto b = in.read<uint8_t>(what);
       if (b > 1) fail(what.str() + " is a bool stored as " + str(b) + ": expected 0 or 1");
       v.data = b == 1;
       break;
     }
-    case ValueType::string: v.data = in.read_string(what); break;
+    case ValueType::string:
+      v.data = in.read_string(what);
+      break;
     case ValueType::array: {
       if (depth >= kMaxArrayDepth) {
         fail(what.str() + " nests arrays more than " + str(kMaxArrayDepth) +
@@ -270,8 +325,9 @@ Value File::Impl::read_value(Cursor& in, ValueType type, const Ctx& what, int de
         fail(what.str() + " claims " + str(count) + " elements of type " +
              describe(arr.element_type) + ", which need at least " +
              (count > std::numeric_limits<uint64_t>::max() / min_bytes ? std::string("2^64")
-                                                                        : str(count * min_bytes)) +
-             " bytes, but only " + str(in.remaining()) + " are left in the file (truncated or corrupt)");
+                                                                       : str(count * min_bytes)) +
+             " bytes, but only " + str(in.remaining()) +
+             " are left in the file (truncated or corrupt)");
       }
       if (count > values_left_) {
         fail(what.str() + " has " + str(count) + " elements, over the limit of " +
@@ -362,13 +418,14 @@ void File::Impl::read_tensor_info(Cursor& in, uint64_t i) {
   }
   const uint64_t n_blocks = static_cast<uint64_t>(n_elements) / traits->block_size;
   if (__builtin_mul_overflow(n_blocks, uint64_t{traits->type_size}, &t.n_bytes)) {
-    fail(tname + " has a byte size that overflows uint64 (" + str(static_cast<uint64_t>(n_elements)) +
-         " elements of " + type_name + "): expected a tensor that fits in the file");
+    fail(tname + " has a byte size that overflows uint64 (" +
+         str(static_cast<uint64_t>(n_elements)) + " elements of " + type_name +
+         "): expected a tensor that fits in the file");
   }
   t.offset = in.read<uint64_t>(Ctx{tname, Ctx::kNoIndex, " (data offset)"});
   if (t.offset % alignment != 0) {
-    fail(tname + " has data offset " + str(t.offset) + ", which is misaligned: expected a multiple of the alignment " +
-         str(alignment));
+    fail(tname + " has data offset " + str(t.offset) +
+         ", which is misaligned: expected a multiple of the alignment " + str(alignment));
   }
   tensor_index.emplace(t.name, tensors.size());
   tensors.push_back(std::move(t));
@@ -390,8 +447,9 @@ void File::Impl::parse() {
   const auto n_tensors = in.read<uint64_t>(Ctx{"tensor count"});
   const auto n_kv = in.read<uint64_t>(Ctx{"metadata count"});
   if (n_kv > in.remaining() / kMinMetadataEntryBytes) {
-    fail("metadata count " + str(n_kv) + " is impossible (truncated or corrupt file): only " + str(in.remaining()) +
-         " bytes follow the header, and each entry takes at least " + str(kMinMetadataEntryBytes));
+    fail("metadata count " + str(n_kv) + " is impossible (truncated or corrupt file): only " +
+         str(in.remaining()) + " bytes follow the header, and each entry takes at least " +
+         str(kMinMetadataEntryBytes));
   }
 
   metadata.reserve(static_cast<size_t>(n_kv));
@@ -401,8 +459,8 @@ void File::Impl::parse() {
     e.key = in.read_string(Ctx{entry});
     const std::string what = "metadata " + quote_name(e.key);
     if (auto it = metadata_index.find(e.key); it != metadata_index.end()) {
-      fail("duplicate metadata key " + quote_name(e.key) + " (entries " + str(it->second) + " and " +
-           str(i) + "): expected unique keys");
+      fail("duplicate metadata key " + quote_name(e.key) + " (entries " + str(it->second) +
+           " and " + str(i) + "): expected unique keys");
     }
     const auto type = in.read<uint32_t>(Ctx{what, Ctx::kNoIndex, " (value type)"});
     if (!valid_value_type(type)) {
@@ -415,8 +473,8 @@ void File::Impl::parse() {
   read_alignment();
 
   if (n_tensors > in.remaining() / kMinTensorInfoBytes) {
-    fail("tensor count " + str(n_tensors) + " is impossible (truncated or corrupt file): only " + str(in.remaining()) +
-         " bytes follow the metadata, and each tensor info takes at least " +
+    fail("tensor count " + str(n_tensors) + " is impossible (truncated or corrupt file): only " +
+         str(in.remaining()) + " bytes follow the metadata, and each tensor info takes at least " +
          str(kMinTensorInfoBytes));
   }
   tensors.reserve(static_cast<size_t>(n_tensors));
@@ -457,12 +515,24 @@ File File::parse(std::span<const std::byte> bytes, std::string name_for_errors) 
   return File(std::move(impl));
 }
 
-uint32_t File::version() const { return impl_->version; }
-uint32_t File::alignment() const { return impl_->alignment; }
-uint64_t File::data_offset() const { return impl_->data_offset; }
-const std::vector<MetadataEntry>& File::metadata() const { return impl_->metadata; }
-const std::vector<TensorInfo>& File::tensors() const { return impl_->tensors; }
-const std::string& File::path() const { return impl_->path; }
+uint32_t File::version() const {
+  return impl_->version;
+}
+uint32_t File::alignment() const {
+  return impl_->alignment;
+}
+uint64_t File::data_offset() const {
+  return impl_->data_offset;
+}
+const std::vector<MetadataEntry>& File::metadata() const {
+  return impl_->metadata;
+}
+const std::vector<TensorInfo>& File::tensors() const {
+  return impl_->tensors;
+}
+const std::string& File::path() const {
+  return impl_->path;
+}
 
 const Value* File::find(std::string_view key) const {
   auto it = impl_->metadata_index.find(key);
@@ -474,12 +544,14 @@ namespace {
 const Value& require(const File& f, std::string_view key, const char* expected) {
   const Value* v = f.find(key);
   if (v == nullptr) {
-    throw Error(f.path() + ": metadata key " + quote_name(key) + " is missing: expected " + expected);
+    throw Error(f.path() + ": metadata key " + quote_name(key) + " is missing: expected " +
+                expected);
   }
   return *v;
 }
 
-[[noreturn]] void wrong_type(const File& f, std::string_view key, const Value& v, const char* expected) {
+[[noreturn]] void wrong_type(const File& f, std::string_view key, const Value& v,
+                             const char* expected) {
   std::string got = describe(v.type);
   if (const auto* a = std::get_if<Array>(&v.data)) got = "array of " + describe(a->element_type);
   throw Error(f.path() + ": metadata key " + quote_name(key) + " has type " + got + ": expected " +
@@ -490,7 +562,8 @@ const Value& require(const File& f, std::string_view key, const char* expected) 
 std::optional<int64_t> as_int(const Value& v) {
   if (const auto* s = std::get_if<int64_t>(&v.data)) return *s;
   if (const auto* u = std::get_if<uint64_t>(&v.data)) {
-    if (*u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return static_cast<int64_t>(*u);
+    if (*u <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      return static_cast<int64_t>(*u);
   }
   return std::nullopt;
 }
@@ -612,7 +685,8 @@ std::string File::content_hash() const {
   // Per tensor, in file order: u64 name length, name bytes, u32 type id, u32 n_dims,
   // i64 dims[n_dims], data bytes. Lengths are included so no two tensor lists hash alike
   // by shifting bytes between fields.
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                 &XXH3_freeState);
   if (!state || XXH3_128bits_reset(state.get()) != XXH_OK) {
     throw Error(path() + ": cannot start the XXH3 content hash (out of memory)");
   }

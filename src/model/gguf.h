@@ -22,19 +22,23 @@
 
 namespace bx::gguf {
 
+// clang-format off
 enum class ValueType : uint32_t {
   uint8 = 0, int8 = 1, uint16 = 2, int16 = 3, uint32 = 4, int32 = 5, float32 = 6, boolean = 7,
   string = 8, array = 9, uint64 = 10, int64 = 11, float64 = 12,
 };
+// clang-format on
 std::string_view value_type_name(ValueType t);
 
 // ggml tensor type ids as stored in the file. Only some can be loaded (see to_dtype).
+// clang-format off
 enum class GgmlType : uint32_t {
   F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9, Q2_K = 10,
   Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15, IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18,
   IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26,
   I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30, TQ1_0 = 34, TQ2_0 = 35, MXFP4 = 39,
 };
+// clang-format on
 std::string ggml_type_name(GgmlType t);  // "Q4_K", or "type 99" for an unknown id
 
 // Storage layout of a ggml type: `block_size` elements take `type_size` bytes (F32: 1 / 4,
@@ -65,7 +69,7 @@ struct Value {
 
 // Limits that keep a hostile file from exhausting the stack or memory. Real models are far
 // below them (the largest vocabularies have a few hundred thousand entries).
-inline constexpr int kMaxArrayDepth = 8;                     // array of array of ...
+inline constexpr int kMaxArrayDepth = 8;                           // array of array of ...
 inline constexpr uint64_t kMaxMetadataValues = uint64_t{1} << 24;  // all array elements, total
 inline constexpr uint32_t kMaxTensorDims = 4;
 
@@ -78,16 +82,18 @@ struct TensorInfo {
   std::string name;
   std::vector<int64_t> dims;  // GGUF order: dims[0] varies fastest (for a matrix, dims = {K, N})
   GgmlType type = GgmlType::F32;
-  uint64_t offset = 0;        // from the start of the data section
+  uint64_t offset = 0;  // from the start of the data section
   uint64_t n_bytes = 0;
   int64_t n_elements = 0;
 };
 
 class File {
  public:
-  // Opens, maps and validates the file: magic, version 3 (2 is accepted too), counts, every
-  // metadata value, tensor infos (known type, dims > 0, element count a multiple of the block
-  // size, offset aligned, data inside the file, no duplicate names). Throws bx::Error.
+  // Opens, maps (read-only, private) and validates the file: magic, version 3 (2 is accepted
+  // too), counts and lengths against the bytes left (checked before allocating), every metadata
+  // value (known type, bools 0 or 1, unique keys, general.alignment a power of two), tensor
+  // infos (known ggml type, 1 to 4 dims each > 0 with no overflow, rows a whole number of
+  // blocks, offset aligned, data inside the file, unique names). Throws bx::Error.
   static File open(const std::string& path);
   // Parses a file image already in memory (used by the fuzzer and tests). `bytes` must outlive
   // the File.

@@ -9,7 +9,8 @@
 #include "core/half.h"
 #include "model/gguf.h"
 
-static_assert(std::endian::native == std::endian::little, "GGUF reader assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "GGUF reader assumes a little-endian host");
 
 namespace bx::gguf {
 namespace {
@@ -17,46 +18,46 @@ namespace {
 // Indexed by ggml type id; block_size 0 marks an id that is not a ggml type.
 // Sizes from ggml's block structs (ggml-common.h): QK_K = 256 elements per super-block.
 constexpr std::array<GgmlTypeTraits, 40> kTypes = {{
-    {"F32", 1, 4},           // 0
-    {"F16", 1, 2},           // 1
-    {"Q4_0", 32, 18},        // 2: f16 d, 16 bytes of nibbles
-    {"Q4_1", 32, 20},        // 3: f16 d, f16 m, 16 bytes of nibbles
-    {"", 0, 0},              // 4: removed (Q4_2)
-    {"", 0, 0},              // 5: removed (Q4_3)
-    {"Q5_0", 32, 22},        // 6
-    {"Q5_1", 32, 24},        // 7
-    {"Q8_0", 32, 34},        // 8: f16 d, 32 int8
-    {"Q8_1", 32, 36},        // 9
-    {"Q2_K", 256, 84},       // 10
-    {"Q3_K", 256, 110},      // 11
-    {"Q4_K", 256, 144},      // 12
-    {"Q5_K", 256, 176},      // 13
-    {"Q6_K", 256, 210},      // 14
-    {"Q8_K", 256, 292},      // 15
-    {"IQ2_XXS", 256, 66},    // 16
-    {"IQ2_XS", 256, 74},     // 17
-    {"IQ3_XXS", 256, 98},    // 18
-    {"IQ1_S", 256, 50},      // 19
-    {"IQ4_NL", 32, 18},      // 20
-    {"IQ3_S", 256, 110},     // 21
-    {"IQ2_S", 256, 82},      // 22
-    {"IQ4_XS", 256, 136},    // 23
-    {"I8", 1, 1},            // 24
-    {"I16", 1, 2},           // 25
-    {"I32", 1, 4},           // 26
-    {"I64", 1, 8},           // 27
-    {"F64", 1, 8},           // 28
-    {"IQ1_M", 256, 56},      // 29
-    {"BF16", 1, 2},          // 30
-    {"", 0, 0},              // 31: removed (Q4_0_4_4)
-    {"", 0, 0},              // 32: removed (Q4_0_4_8)
-    {"", 0, 0},              // 33: removed (Q4_0_8_8)
-    {"TQ1_0", 256, 54},      // 34
-    {"TQ2_0", 256, 66},      // 35
-    {"", 0, 0},              // 36: removed (IQ4_NL_4_4)
-    {"", 0, 0},              // 37: removed (IQ4_NL_4_8)
-    {"", 0, 0},              // 38: removed (IQ4_NL_8_8)
-    {"MXFP4", 32, 17},       // 39
+    {"F32", 1, 4},         // 0
+    {"F16", 1, 2},         // 1
+    {"Q4_0", 32, 18},      // 2: f16 d, 16 bytes of nibbles
+    {"Q4_1", 32, 20},      // 3: f16 d, f16 m, 16 bytes of nibbles
+    {"", 0, 0},            // 4: removed (Q4_2)
+    {"", 0, 0},            // 5: removed (Q4_3)
+    {"Q5_0", 32, 22},      // 6
+    {"Q5_1", 32, 24},      // 7
+    {"Q8_0", 32, 34},      // 8: f16 d, 32 int8
+    {"Q8_1", 32, 36},      // 9
+    {"Q2_K", 256, 84},     // 10
+    {"Q3_K", 256, 110},    // 11
+    {"Q4_K", 256, 144},    // 12
+    {"Q5_K", 256, 176},    // 13
+    {"Q6_K", 256, 210},    // 14
+    {"Q8_K", 256, 292},    // 15
+    {"IQ2_XXS", 256, 66},  // 16
+    {"IQ2_XS", 256, 74},   // 17
+    {"IQ3_XXS", 256, 98},  // 18
+    {"IQ1_S", 256, 50},    // 19
+    {"IQ4_NL", 32, 18},    // 20
+    {"IQ3_S", 256, 110},   // 21
+    {"IQ2_S", 256, 82},    // 22
+    {"IQ4_XS", 256, 136},  // 23
+    {"I8", 1, 1},          // 24
+    {"I16", 1, 2},         // 25
+    {"I32", 1, 4},         // 26
+    {"I64", 1, 8},         // 27
+    {"F64", 1, 8},         // 28
+    {"IQ1_M", 256, 56},    // 29
+    {"BF16", 1, 2},        // 30
+    {"", 0, 0},            // 31: removed (Q4_0_4_4)
+    {"", 0, 0},            // 32: removed (Q4_0_4_8)
+    {"", 0, 0},            // 33: removed (Q4_0_8_8)
+    {"TQ1_0", 256, 54},    // 34
+    {"TQ2_0", 256, 66},    // 35
+    {"", 0, 0},            // 36: removed (IQ4_NL_4_4)
+    {"", 0, 0},            // 37: removed (IQ4_NL_4_8)
+    {"", 0, 0},            // 38: removed (IQ4_NL_8_8)
+    {"MXFP4", 32, 17},     // 39
 }};
 
 uint16_t load_u16(const std::byte* p) {
@@ -118,13 +119,20 @@ std::string ggml_type_name(GgmlType t) {
 
 std::optional<DType> to_dtype(GgmlType t) {
   switch (t) {
-    case GgmlType::F32: return DType::f32;
-    case GgmlType::F16: return DType::f16;
-    case GgmlType::BF16: return DType::bf16;
-    case GgmlType::Q8_0: return DType::q8_0;
-    case GgmlType::Q4_0: return DType::q4_0;
-    case GgmlType::Q4_1: return DType::q4_1;
-    default: return std::nullopt;
+    case GgmlType::F32:
+      return DType::f32;
+    case GgmlType::F16:
+      return DType::f16;
+    case GgmlType::BF16:
+      return DType::bf16;
+    case GgmlType::Q8_0:
+      return DType::q8_0;
+    case GgmlType::Q4_0:
+      return DType::q4_0;
+    case GgmlType::Q4_1:
+      return DType::q4_1;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -136,8 +144,8 @@ void dequantize_to_f32(const TensorInfo& info, std::span<const std::byte> data, 
   const GgmlTypeTraits& traits = *ggml_type_traits(info.type);
   if (info.n_elements < 0 || info.n_elements % traits.block_size != 0) {
     throw Error("tensor " + quote_name(info.name) + " has " + std::to_string(info.n_elements) +
-                " elements: expected a non-negative multiple of the " +
-                std::string(traits.name) + " block size " + std::to_string(traits.block_size));
+                " elements: expected a non-negative multiple of the " + std::string(traits.name) +
+                " block size " + std::to_string(traits.block_size));
   }
   const int64_t n_blocks = info.n_elements / traits.block_size;
   // n_blocks * type_size cannot overflow when data.size() matches it; compare by division.
@@ -160,10 +168,17 @@ void dequantize_to_f32(const TensorInfo& info, std::span<const std::byte> data, 
     case GgmlType::BF16:
       for (int64_t i = 0; i < n_blocks; ++i) out[i] = bf16_to_f32(load_u16(src + 2 * i));
       break;
-    case GgmlType::Q8_0: dequant_q8_0(src, n_blocks, out); break;
-    case GgmlType::Q4_0: dequant_q4_0(src, n_blocks, out); break;
-    case GgmlType::Q4_1: dequant_q4_1(src, n_blocks, out); break;
-    default: break;  // unreachable: to_dtype() accepted the type
+    case GgmlType::Q8_0:
+      dequant_q8_0(src, n_blocks, out);
+      break;
+    case GgmlType::Q4_0:
+      dequant_q4_0(src, n_blocks, out);
+      break;
+    case GgmlType::Q4_1:
+      dequant_q4_1(src, n_blocks, out);
+      break;
+    default:
+      break;  // unreachable: to_dtype() accepted the type
   }
 }
 

@@ -82,8 +82,12 @@ inline void put_f16(std::vector<std::byte>& out, float v) {
 // Elements per block and bytes per block of the types the writer can quantize to.
 inline uint32_t writer_block_size(GgmlType t) {
   switch (t) {
-    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q4_1: return 32;
-    default: return 1;
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+      return 32;
+    default:
+      return 1;
   }
 }
 
@@ -96,8 +100,8 @@ inline std::vector<std::byte> quantize(std::span<const float> x, GgmlType type) 
   std::vector<std::byte> out;
   const uint32_t bs = writer_block_size(type);
   if (x.size() % bs != 0) {
-    throw Error("quantize: " + std::to_string(x.size()) + " values is not a multiple of the block size " +
-                std::to_string(bs));
+    throw Error("quantize: " + std::to_string(x.size()) +
+                " values is not a multiple of the block size " + std::to_string(bs));
   }
   switch (type) {
     case GgmlType::F32:
@@ -114,7 +118,8 @@ inline std::vector<std::byte> quantize(std::span<const float> x, GgmlType type) 
         out.push_back(static_cast<std::byte>(h >> 8));
       }
       return out;
-    default: break;
+    default:
+      break;
   }
   for (size_t b = 0; b < x.size(); b += 32) {
     const std::span<const float> blk = x.subspan(b, 32);
@@ -137,7 +142,8 @@ inline std::vector<std::byte> quantize(std::span<const float> x, GgmlType type) 
       }
       const float d = f16_to_f32(f32_to_f16(max / -8.0f));
       detail::put_f16(out, d);
-      for (int j = 0; j < 32; ++j) q[j] = d == 0.0f ? 8 : detail::round_clamp(blk[j] / d + 8.0f, 0, 15);
+      for (int j = 0; j < 32; ++j)
+        q[j] = d == 0.0f ? 8 : detail::round_clamp(blk[j] / d + 8.0f, 0, 15);
     } else if (type == GgmlType::Q4_1) {
       float lo = blk[0], hi = blk[0];
       for (float v : blk) {
@@ -148,13 +154,15 @@ inline std::vector<std::byte> quantize(std::span<const float> x, GgmlType type) 
       const float m = f16_to_f32(f32_to_f16(lo));
       detail::put_f16(out, d);
       detail::put_f16(out, m);
-      for (int j = 0; j < 32; ++j) q[j] = d == 0.0f ? 0 : detail::round_clamp((blk[j] - m) / d, 0, 15);
+      for (int j = 0; j < 32; ++j)
+        q[j] = d == 0.0f ? 0 : detail::round_clamp((blk[j] - m) / d, 0, 15);
     } else {
       throw Error("quantize: type " + std::to_string(static_cast<uint32_t>(type)) +
                   " is not one the writer quantizes to: expected F32, F16, BF16, Q8_0, Q4_0, Q4_1");
     }
     for (int j = 0; j < 16; ++j) {  // element j in the low nibble, j+16 in the high nibble
-      out.push_back(static_cast<std::byte>(static_cast<unsigned>(q[j]) | (static_cast<unsigned>(q[j + 16]) << 4)));
+      out.push_back(static_cast<std::byte>(static_cast<unsigned>(q[j]) |
+                                           (static_cast<unsigned>(q[j + 16]) << 4)));
     }
   }
   return out;
@@ -181,9 +189,15 @@ class GgufWriter {
     begin_array(key, ValueType::string, v.size());
     for (const std::string& s : v) put_string(meta_, s);
   }
-  void add_array_f32(std::string_view key, const std::vector<float>& v) { array(key, ValueType::float32, v); }
-  void add_array_i32(std::string_view key, const std::vector<int32_t>& v) { array(key, ValueType::int32, v); }
-  void add_array_u32(std::string_view key, const std::vector<uint32_t>& v) { array(key, ValueType::uint32, v); }
+  void add_array_f32(std::string_view key, const std::vector<float>& v) {
+    array(key, ValueType::float32, v);
+  }
+  void add_array_i32(std::string_view key, const std::vector<int32_t>& v) {
+    array(key, ValueType::int32, v);
+  }
+  void add_array_u32(std::string_view key, const std::vector<uint32_t>& v) {
+    array(key, ValueType::uint32, v);
+  }
 
   // Any value, arrays of any element type and nested arrays included. Integers and floats are
   // narrowed to v.type; array elements are written as the array's element_type.
@@ -199,12 +213,13 @@ class GgufWriter {
     for (int64_t d : dims) n *= d;
     if (n != static_cast<int64_t>(data.size())) {
       throw Error("GgufWriter: tensor '" + std::string(name) + "' has " + std::to_string(n) +
-                  " elements by its dims but " + std::to_string(data.size()) + " values were given");
+                  " elements by its dims but " + std::to_string(data.size()) +
+                  " values were given");
     }
     add_raw_tensor(name, std::move(dims), type, quantize(data, type));
   }
-  void add_tensor(std::string_view name, std::vector<int64_t> dims, std::initializer_list<float> data,
-                  GgmlType type = GgmlType::F32) {
+  void add_tensor(std::string_view name, std::vector<int64_t> dims,
+                  std::initializer_list<float> data, GgmlType type = GgmlType::F32) {
     add_tensor(name, std::move(dims), std::span<const float>(data.begin(), data.size()), type);
   }
   // A tensor given as its stored bytes, of any type id (nothing is checked: for bad-input tests).
@@ -286,13 +301,29 @@ class GgufWriter {
       return 0.0;
     };
     switch (t) {
-      case ValueType::uint8: case ValueType::int8: case ValueType::boolean:
-        put(out, static_cast<uint8_t>(as_u())); break;
-      case ValueType::uint16: case ValueType::int16: put(out, static_cast<uint16_t>(as_u())); break;
-      case ValueType::uint32: case ValueType::int32: put(out, static_cast<uint32_t>(as_u())); break;
-      case ValueType::uint64: case ValueType::int64: put(out, as_u()); break;
-      case ValueType::float32: put(out, static_cast<float>(as_d())); break;
-      case ValueType::float64: put(out, as_d()); break;
+      case ValueType::uint8:
+      case ValueType::int8:
+      case ValueType::boolean:
+        put(out, static_cast<uint8_t>(as_u()));
+        break;
+      case ValueType::uint16:
+      case ValueType::int16:
+        put(out, static_cast<uint16_t>(as_u()));
+        break;
+      case ValueType::uint32:
+      case ValueType::int32:
+        put(out, static_cast<uint32_t>(as_u()));
+        break;
+      case ValueType::uint64:
+      case ValueType::int64:
+        put(out, as_u());
+        break;
+      case ValueType::float32:
+        put(out, static_cast<float>(as_d()));
+        break;
+      case ValueType::float64:
+        put(out, as_d());
+        break;
       case ValueType::string: {
         const auto* s = std::get_if<std::string>(&v.data);
         put_string(out, s != nullptr ? std::string_view(*s) : std::string_view());

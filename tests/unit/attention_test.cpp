@@ -43,7 +43,9 @@ ThreadPool& pool(int threads) {
   return threads == 1 ? p1 : threads == 2 ? p2 : p3;
 }
 
-size_t sz(int64_t n) { return static_cast<size_t>(n); }
+size_t sz(int64_t n) {
+  return static_cast<size_t>(n);
+}
 
 // ---- test fixtures: sequences, a paged cache, a scheduler ----
 
@@ -118,10 +120,10 @@ AttnFn reference() {
 
 struct RunConfig {
   int block_size = 16;
-  uint32_t shuffle = 0;          // 0: blocks in order
-  std::vector<int> chunk;        // per sequence tokens per step; 0 = the whole sequence at once
-  bool together = true;          // all sequences in the same steps, or each sequence alone
-  bool rotate_slots = true;      // change the order of the sequences in the batch every step
+  uint32_t shuffle = 0;      // 0: blocks in order
+  std::vector<int> chunk;    // per sequence tokens per step; 0 = the whole sequence at once
+  bool together = true;      // all sequences in the same steps, or each sequence alone
+  bool rotate_slots = true;  // change the order of the sequences in the batch every step
 };
 
 // Feeds the sequences through the schedule and returns each sequence's outputs
@@ -214,10 +216,6 @@ std::vector<std::vector<float>> run(const Shape& s, const std::vector<Seq>& seqs
   return out;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
 // Number of (sequence, position) rows whose bits differ between two runs.
 int differing_rows(const Shape& s, const std::vector<std::vector<float>>& a,
                    const std::vector<std::vector<float>>& b) {
@@ -241,8 +239,8 @@ void attention_generic(const AttentionArgs& args, const ChunkStarts& starts_of) 
   const int hd = kv.head_dim;
   const int group = args.n_heads / kv.n_kv_heads;
   auto slot = [&](const int32_t* bt, int64_t j) {
-    return (int64_t{bt[j / kv.block_size]} * kv.block_size + j % kv.block_size) *
-           kv.n_kv_heads * hd;
+    return (int64_t{bt[j / kv.block_size]} * kv.block_size + j % kv.block_size) * kv.n_kv_heads *
+           hd;
   };
   for (int64_t t = 0; t < args.T; ++t) {
     const int64_t p = args.positions[t];
@@ -297,9 +295,8 @@ AttnFn generic_canonical() {
 // Negative control: chunks aligned to the first position of the current prefill chunk.
 AttnFn generic_origin_aligned() {
   return [](const AttentionArgs& a, const int32_t* origins) {
-    attention_generic(a, [origins](int64_t t, int64_t p) {
-      return every(kAttentionChunk, origins[t], p);
-    });
+    attention_generic(
+        a, [origins](int64_t t, int64_t p) { return every(kAttentionChunk, origins[t], p); });
   };
 }
 // Negative control: one chunk, i.e. the single-pass softmax max -> sum -> divide.
@@ -352,9 +349,11 @@ TEST(KvCacheWrite, PutsRowsInTheirPagedSlots) {
     for (int p = 0; p < 37; ++p) {
       const int64_t at = (int64_t{c.tables[0][sz(p / bs)]} * bs + p % bs) * s.kv_width();
       EXPECT_EQ(std::memcmp(&c.k[sz(at)], &seqs[0].k[sz(p * s.kv_width())],
-                            sz(s.kv_width()) * sizeof(float)), 0);
+                            sz(s.kv_width()) * sizeof(float)),
+                0);
       EXPECT_EQ(std::memcmp(&c.v[sz(at)], &seqs[0].v[sz(p * s.kv_width())],
-                            sz(s.kv_width()) * sizeof(float)), 0);
+                            sz(s.kv_width()) * sizeof(float)),
+                0);
     }
   }
 }
@@ -366,8 +365,7 @@ TEST(KvCacheWrite, RejectsBadSlots) {
   const std::vector<int32_t> bad_table = {static_cast<int32_t>(c.view.n_blocks)};
   const int32_t* tables[1] = {bad_table.data()};
   const int32_t pos0 = 0, neg = -1;
-  EXPECT_THROW(kv_cache_write(c.view, seqs[0].k.data(), 16, seqs[0].v.data(), 16, &pos0, tables,
-                              1),
+  EXPECT_THROW(kv_cache_write(c.view, seqs[0].k.data(), 16, seqs[0].v.data(), 16, &pos0, tables, 1),
                Error);
   const int32_t* good[1] = {c.tables[0].data()};
   EXPECT_THROW(kv_cache_write(c.view, seqs[0].k.data(), 16, seqs[0].v.data(), 16, &neg, good, 1),
@@ -380,6 +378,32 @@ TEST(Attention, RejectsBadShapes) {
   EXPECT_THROW(run(s, seqs, RunConfig{}, fast(1)), Error);  // 3 heads over 2 kv heads
   const Shape big{1, 1, kAttentionMaxHeadDim + 1};
   EXPECT_THROW(run(big, ragged_seqs(big, {2}, 1), RunConfig{}, fast(1)), Error);
+}
+
+TEST(Attention, RejectsBlockTablesOutsideTheCache) {
+  const Shape s{2, 1, 8};
+  const std::vector<Seq> seqs = ragged_seqs(s, {20}, 1);
+  Cache c = make_cache(s, seqs, 4, 0);
+  std::vector<int32_t> table = c.tables[0];
+  table[2] = -1;  // positions 8..11
+  const int32_t* tables[1] = {table.data()};
+  std::vector<float> out(sz(s.q_width()));
+  AttentionArgs a;
+  a.q = seqs[0].q.data();
+  a.q_stride = s.q_width();
+  a.out = out.data();
+  a.out_stride = s.q_width();
+  const int32_t pos = 19;
+  a.positions = &pos;
+  a.block_tables = tables;
+  a.T = 1;
+  a.n_heads = s.n_heads;
+  a.scale = 1.0f;
+  a.kv = c.view;
+  EXPECT_THROW(attention(a, pool(1)), Error);
+  EXPECT_THROW(attention_reference(a), Error);
+  table[2] = static_cast<int32_t>(c.view.n_blocks);
+  EXPECT_THROW(attention(a, pool(2)), Error);
 }
 
 // ---- T1 ----
@@ -397,7 +421,8 @@ TEST(Attention, T1ZeroKeysGiveExactMeanOfValues) {
         const int kvh = h / (s.n_heads / s.n_kv_heads);
         for (int d = 0; d < s.head_dim; ++d) {
           float sum = 0.0f;  // exact: small integers
-          for (int j = 0; j <= p; ++j) sum += seqs[0].v[sz(j * s.kv_width() + kvh * s.head_dim + d)];
+          for (int j = 0; j <= p; ++j)
+            sum += seqs[0].v[sz(j * s.kv_width() + kvh * s.head_dim + d)];
           const float want = sum / static_cast<float>(p + 1);
           const float got = out[0][sz(p * s.q_width() + h * s.head_dim + d)];
           ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0) << p << " " << h << " " << d;
@@ -430,8 +455,8 @@ TEST(Attention, T1DominantKeyGivesItsValueExactly) {
 
 TEST(Attention, T1FastEqualsReferenceBitwise) {
   const Isa saved = active_isa();
-  const std::vector<Shape> shapes = {{4, 2, 32}, {4, 4, 24}, {8, 1, 80}, {2, 2, 128}, {1, 1, 1},
-                                     {2, 1, 17}};
+  const std::vector<Shape> shapes = {{4, 2, 32},  {4, 4, 24}, {8, 1, 80},
+                                     {2, 2, 128}, {1, 1, 1},  {2, 1, 17}};
   uint32_t seed = 100;
   for (const Shape& s : shapes) {
     const std::vector<Seq> seqs = ragged_seqs(s, {1, 64, 65, 150}, seed++);
@@ -481,7 +506,8 @@ TEST(Attention, T2WithinBoundOfFloat64) {
       for (double& x : w) l += (x = std::exp(x - mx));
       for (int d = 0; d < s.head_dim; ++d) {
         double ref = 0.0;
-        for (int j = 0; j <= p; ++j) ref += w[sz(j)] * sq.v[sz(j * s.kv_width() + kvh * s.head_dim + d)];
+        for (int j = 0; j <= p; ++j)
+          ref += w[sz(j)] * sq.v[sz(j * s.kv_width() + kvh * s.head_dim + d)];
         ref /= l;
         const double err = std::fabs(out[0][sz(p * s.q_width() + h * s.head_dim + d)] - ref);
         worst = std::max(worst, err);

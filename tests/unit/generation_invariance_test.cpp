@@ -10,6 +10,7 @@
 
 #include "core/cpu_features.h"
 #include "generate/generator.h"
+#include "support/random_model.h"
 #include "support/shared_model.h"
 
 namespace bx {
@@ -140,6 +141,51 @@ TEST_F(GenerationInvariance, NegativeControlSplitKByMDiffers) {
   int differing = 0;
   for (size_t i = 0; i < requests.size(); ++i) differing += same_bits(batched[i], alone[i]) ? 0 : 1;
   EXPECT_GT(differing, 0) << "the split-K control should make some request's bits differ";
+}
+
+// The same promise on random models whose matmul weights are BF16 (held as BF16) or Q8_0
+// (widened to F32), with GQA and prompts that cross attention-chunk boundaries.
+TEST(GenerationInvarianceRandom, BatchEqualsAloneForBf16AndQ8Weights) {
+  for (gguf::GgmlType type : {gguf::GgmlType::BF16, gguf::GgmlType::Q8_0}) {
+    test::RandomLlamaSpec spec;
+    spec.dim = 128;
+    spec.n_heads = 8;
+    spec.n_kv_heads = 2;
+    spec.ffn_dim = 160;
+    spec.n_layers = 2;
+    spec.weight_type = type;
+    spec.tied_output = type == gguf::GgmlType::Q8_0;
+    spec.seed = 7;
+    test::RandomLlamaFile file(std::string("invariance-") + gguf::ggml_type_name(type), spec);
+
+    std::vector<GenerationRequest> requests;
+    for (int i = 0; i < 10; ++i) {
+      GenerationRequest r;
+      r.prompt.push_back(1);  // BOS
+      const int length = 1 + (i * 37) % 150;
+      for (int t = 0; t < length; ++t) r.prompt.push_back(3 + (t * 31 + i * 17) % 300);
+      r.max_tokens = 6 + i % 5;
+      r.ignore_eos = true;
+      r.sampling.temperature = i % 2 ? 1.0f : 0.0f;
+      r.sampling.seed = static_cast<uint64_t>(i);
+      requests.push_back(r);
+    }
+    LoadOptions options;
+    options.max_logit_rows = 10;
+    options.threads = 1;
+    LoadedModel alone_model = load_model(file.path(), options);
+    std::vector<GenerationResult> alone = run_alone(alone_model, requests);
+    options.threads = 2;
+    LoadedModel model = load_model(file.path(), options);
+    for (int budget : {512, 13, 64}) {
+      Generator generator(model, GeneratorOptions{budget, 10});
+      const std::vector<GenerationResult> batched = generator.run(requests);
+      for (size_t i = 0; i < requests.size(); ++i) {
+        EXPECT_TRUE(same_bits(batched[i], alone[i]))
+            << gguf::ggml_type_name(type) << " request " << i << ", budget " << budget;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -30,7 +30,9 @@ using Bytes = std::vector<std::byte>;
 
 constexpr const char* kStories = "../shared/models/stories260K.gguf";
 
-File parse(const Bytes& b) { return File::parse(b, "test.gguf"); }
+File parse(const Bytes& b) {
+  return File::parse(b, "test.gguf");
+}
 
 // Runs fn, expects a bx::Error whose message contains every one of `parts`.
 void expect_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
@@ -71,7 +73,9 @@ std::vector<float> dequant(const File& f, const std::string& name) {
   return out;
 }
 
-Value make(ValueType t, decltype(Value::data) d) { return Value{t, std::move(d)}; }
+Value make(ValueType t, decltype(Value::data) d) {
+  return Value{t, std::move(d)};
+}
 Value make_array(ValueType et, std::vector<Value> elements) {
   return Value{ValueType::array, Array{et, std::move(elements)}};
 }
@@ -169,7 +173,8 @@ TEST(GgufMetadata, TypedGettersConvertAndReject) {
   expect_error([&] { (void)f.get_float("pos"); }, {"'pos'", "int32", "float32 or float64"});
   expect_error([&] { (void)f.get_bool("pos"); }, {"'pos'", "bool"});
   expect_error([&] { (void)f.get_string("pos"); }, {"'pos'", "string"});
-  expect_error([&] { (void)f.get_string_array("ints"); }, {"'ints'", "array of int32", "array of string"});
+  expect_error([&] { (void)f.get_string_array("ints"); },
+               {"'ints'", "array of int32", "array of string"});
   expect_error([&] { (void)f.get_float_array("s"); }, {"'s'", "has type string", "array of float"});
   expect_error([&] { (void)f.get_int_array("f64"); }, {"'f64'", "array of integers"});
 }
@@ -192,17 +197,19 @@ TEST(GgufMetadata, EveryArrayTypeRoundTrips) {
   w.add_value("bools", make_array(ValueType::boolean, {make(ValueType::boolean, true),
                                                        make(ValueType::boolean, false)}));
   w.add_value("empty", make_array(ValueType::string, {}));
-  const Value nested = make_array(
-      ValueType::array,
-      {make_array(ValueType::uint8, {make(ValueType::uint8, uint64_t{1})}),
-       make_array(ValueType::string, {make(ValueType::string, std::string("x")),
-                                      make(ValueType::string, std::string("yz"))}),
-       make_array(ValueType::array, {make_array(ValueType::float32, {make(ValueType::float32, 2.0)})})});
+  const Value nested =
+      make_array(ValueType::array,
+                 {make_array(ValueType::uint8, {make(ValueType::uint8, uint64_t{1})}),
+                  make_array(ValueType::string, {make(ValueType::string, std::string("x")),
+                                                 make(ValueType::string, std::string("yz"))}),
+                  make_array(ValueType::array,
+                             {make_array(ValueType::float32, {make(ValueType::float32, 2.0)})})});
   w.add_value("nested", nested);
   const Bytes b = w.bytes();
   const File f = parse(b);
 
-  EXPECT_EQ(f.get_string_array("strings"), (std::vector<std::string>{"<unk>", "", "\xe2\x96\x81the"}));
+  EXPECT_EQ(f.get_string_array("strings"),
+            (std::vector<std::string>{"<unk>", "", "\xe2\x96\x81the"}));
   EXPECT_EQ(f.get_float_array("f32s"), (std::vector<double>{0.5, -1.25, double{3.0e-8f}}));
   EXPECT_EQ(f.get_float_array("f64s"), (std::vector<double>{1e300}));
   EXPECT_EQ(f.get_int_array("i32s"), (std::vector<int64_t>{1, -2, 2147483647}));
@@ -215,7 +222,8 @@ TEST(GgufMetadata, EveryArrayTypeRoundTrips) {
   expect_error([&] { (void)f.get_int_array("u64s"); }, {"'u64s'", "element 0", "int64"});
   EXPECT_EQ(*f.find("bools"), make_array(ValueType::boolean, {make(ValueType::boolean, true),
                                                               make(ValueType::boolean, false)}));
-  EXPECT_EQ(*f.find("u64s"), make_array(ValueType::uint64, {make(ValueType::uint64, ~uint64_t{0})}));
+  EXPECT_EQ(*f.find("u64s"),
+            make_array(ValueType::uint64, {make(ValueType::uint64, ~uint64_t{0})}));
   EXPECT_TRUE(f.get_string_array("empty").empty());
   EXPECT_EQ(*f.find("nested"), nested);
 }
@@ -319,7 +327,10 @@ TEST(GgufTensors, TypeTableAndNames) {
   EXPECT_EQ(to_dtype(GgmlType::Q4_1), DType::q4_1);
   EXPECT_EQ(to_dtype(GgmlType::BF16), DType::bf16);
   EXPECT_FALSE(to_dtype(GgmlType::Q6_K).has_value());
-  struct Row { GgmlType t; uint32_t block, bytes; };
+  struct Row {
+    GgmlType t;
+    uint32_t block, bytes;
+  };
   const Row rows[] = {
       {GgmlType::F32, 1, 4},        {GgmlType::F16, 1, 2},        {GgmlType::BF16, 1, 2},
       {GgmlType::Q4_0, 32, 18},     {GgmlType::Q4_1, 32, 20},     {GgmlType::Q5_0, 32, 22},
@@ -357,8 +368,11 @@ TEST(GgufTensors, KnownUnsupportedTypesParseWithCorrectSizesButDoNotDequantize) 
   EXPECT_EQ(f.find_tensor("tq1")->n_bytes, 54u);
   EXPECT_EQ(f.find_tensor("mx")->n_bytes, 34u);
   std::vector<float> out(1024);
-  expect_error([&] { dequantize_to_f32(*f.find_tensor("q6k"), f.tensor_data(*f.find_tensor("q6k")), out.data()); },
-               {"tensor 'q6k'", "Q6_K", "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1"});
+  expect_error(
+      [&] {
+        dequantize_to_f32(*f.find_tensor("q6k"), f.tensor_data(*f.find_tensor("q6k")), out.data());
+      },
+      {"tensor 'q6k'", "Q6_K", "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1"});
 }
 
 TEST(GgufDequant, WrongDataSizeIsRejected) {
@@ -379,12 +393,13 @@ TEST(GgufDequant, KnownBlocksDecodeExactly) {
   for (int j = 0; j < 32; ++j) q8.push_back(static_cast<std::byte>(static_cast<uint8_t>(j - 16)));
   Bytes q40 = f16(0x4000);  // d = 2
   for (int j = 0; j < 16; ++j) q40.push_back(static_cast<std::byte>(j | ((15 - j) << 4)));
-  Bytes q41 = f16(0x3800);  // d = 0.5
+  Bytes q41 = f16(0x3800);      // d = 0.5
   const Bytes m = f16(0xbc00);  // m = -1
   q41.insert(q41.end(), m.begin(), m.end());
   for (int j = 0; j < 16; ++j) q41.push_back(static_cast<std::byte>(j | ((15 - j) << 4)));
   Bytes h;
-  for (uint16_t v : {uint16_t{0x3c00}, uint16_t{0xc000}, uint16_t{0x0001}, uint16_t{0x7c00}}) {  // 1, -2, 2^-24, inf
+  for (uint16_t v : {uint16_t{0x3c00}, uint16_t{0xc000}, uint16_t{0x0001},
+                     uint16_t{0x7c00}}) {  // 1, -2, 2^-24, inf
     const Bytes x = f16(v);
     h.insert(h.end(), x.begin(), x.end());
   }
@@ -404,8 +419,8 @@ TEST(GgufDequant, KnownBlocksDecodeExactly) {
   const std::vector<float> x8 = dequant(f, "q8"), x40 = dequant(f, "q40"), x41 = dequant(f, "q41");
   for (int j = 0; j < 32; ++j) EXPECT_EQ(x8[j], 0.5f * static_cast<float>(j - 16)) << j;
   for (int j = 0; j < 16; ++j) {
-    EXPECT_EQ(x40[j], 2.0f * static_cast<float>(j - 8)) << j;            // low nibble: element j
-    EXPECT_EQ(x40[j + 16], 2.0f * static_cast<float>(7 - j)) << j;       // high nibble: j + 16
+    EXPECT_EQ(x40[j], 2.0f * static_cast<float>(j - 8)) << j;       // low nibble: element j
+    EXPECT_EQ(x40[j + 16], 2.0f * static_cast<float>(7 - j)) << j;  // high nibble: j + 16
     EXPECT_EQ(x41[j], 0.5f * static_cast<float>(j) - 1.0f) << j;
     EXPECT_EQ(x41[j + 16], 0.5f * static_cast<float>(15 - j) - 1.0f) << j;
   }
@@ -425,7 +440,8 @@ TEST(GgufDequant, RepresentableValuesRoundTripExactly) {
   };
   const size_t n = 32 * 12;
   std::vector<float> f32(n);
-  for (float& x : f32) x = std::bit_cast<float>(static_cast<uint32_t>(rng()) & 0xbfffffffu);  // no nan/inf
+  for (float& x : f32)
+    x = std::bit_cast<float>(static_cast<uint32_t>(rng()) & 0xbfffffffu);  // no nan/inf
   std::vector<float> f16 = ints(-1000, 1000, n);
   for (float& x : f16) x *= 0.25f;
   std::vector<float> bf16 = ints(-255, 255, n);
@@ -489,12 +505,23 @@ TEST(GgufDequant, RandomValuesWithinFormatErrorBound) {
         const double err = std::fabs(double{y[j]} - double{x[j]});
         double bound = 0;
         switch (t) {
-          case GgmlType::F16: bound = std::max(std::fabs(double{x[j]}) * 0x1p-11, 0x1p-25); break;
-          case GgmlType::BF16: bound = std::fabs(double{x[j]}) * 0x1p-8; break;
-          case GgmlType::Q8_0: bound = 0.51 * amax / 127; break;       // half a step
-          case GgmlType::Q4_0: bound = 1.01 * amax / 8; break;         // a step at the clamped end
-          case GgmlType::Q4_1: bound = 0.51 * (hi - lo) / 15 + std::fabs(lo) * 0x1p-10; break;
-          default: break;
+          case GgmlType::F16:
+            bound = std::max(std::fabs(double{x[j]}) * 0x1p-11, 0x1p-25);
+            break;
+          case GgmlType::BF16:
+            bound = std::fabs(double{x[j]}) * 0x1p-8;
+            break;
+          case GgmlType::Q8_0:
+            bound = 0.51 * amax / 127;
+            break;  // half a step
+          case GgmlType::Q4_0:
+            bound = 1.01 * amax / 8;
+            break;  // a step at the clamped end
+          case GgmlType::Q4_1:
+            bound = 0.51 * (hi - lo) / 15 + std::fabs(lo) * 0x1p-10;
+            break;
+          default:
+            break;
         }
         ASSERT_LE(err, bound) << ggml_type_name(t) << " element " << j << " x=" << x[j];
       }
@@ -539,7 +566,9 @@ TEST(GgufBad, TruncatedAnywhere) {
   w.add_string("general.architecture", "llama");
   w.add_array_string("tok", {"a", "bc"});
   w.add_array_f32("sc", {1.0f, 2.0f});
-  w.add_value("nest", make_array(ValueType::array, {make_array(ValueType::int16, {make(ValueType::int16, int64_t{3})})}));
+  w.add_value("nest",
+              make_array(ValueType::array,
+                         {make_array(ValueType::int16, {make(ValueType::int16, int64_t{3})})}));
   w.add_f64("eps", 1e-5);
   w.add_tensor("t0", {32}, std::vector<float>(32, 1.0f), GgmlType::Q8_0);
   w.add_tensor("t1", {3}, {1.0f, 2.0f, 3.0f});
@@ -554,13 +583,15 @@ TEST(GgufBad, TruncatedAnywhere) {
       ADD_FAILURE() << "prefix of " << len << " bytes parsed";
     } catch (const Error& e) {
       const std::string msg = e.what();
-      const bool named = msg.find("truncated") != std::string::npos ||  // also "truncated or corrupt"
-                         msg.find("past the end of the file") != std::string::npos ||
-                         (len < 4 && msg.find("bad magic") != std::string::npos);
+      const bool named =
+          msg.find("truncated") != std::string::npos ||  // also "truncated or corrupt"
+          msg.find("past the end of the file") != std::string::npos ||
+          (len < 4 && msg.find("bad magic") != std::string::npos);
       EXPECT_TRUE(named) << len << ": " << msg;
     }
   }
-  expect_parse_error(Bytes(full.begin(), full.begin() + 20), {"truncated", "metadata count", "offset 16"});
+  expect_parse_error(Bytes(full.begin(), full.begin() + 20),
+                     {"truncated", "metadata count", "offset 16"});
 }
 
 TEST(GgufBad, AbsurdCountsAreRejectedBeforeAllocating) {
@@ -573,7 +604,8 @@ TEST(GgufBad, AbsurdCountsAreRejectedBeforeAllocating) {
   expect_parse_error(tc, {"tensor count 18446744073709551615", "impossible"});
   Bytes sl = b;  // key length of the first entry
   poke<uint64_t>(sl, 24, ~uint64_t{0} - 3);
-  expect_parse_error(sl, {"truncated", "key of metadata entry 0 (string bytes)", "needs 18446744073709551612 bytes"});
+  expect_parse_error(sl, {"truncated", "key of metadata entry 0 (string bytes)",
+                          "needs 18446744073709551612 bytes"});
   Bytes vl = b;  // value length of general.architecture
   poke<uint64_t>(vl, after(vl, "general.architecture") + 4, uint64_t{1} << 40);
   expect_parse_error(vl, {"truncated", "metadata 'general.architecture' (string bytes)"});
@@ -587,10 +619,11 @@ TEST(GgufBad, AbsurdCountsAreRejectedBeforeAllocating) {
   Bytes al = arr.bytes();
   const size_t count_at = after(al, "ints") + 8;  // after the value type and the element type
   poke<uint64_t>(al, count_at, (uint64_t{1} << 62) + 1);
-  expect_parse_error(al, {"metadata 'ints'", "claims 4611686018427387905 elements of type int32",
-                          "2^64"});
+  expect_parse_error(
+      al, {"metadata 'ints'", "claims 4611686018427387905 elements of type int32", "2^64"});
   poke<uint64_t>(al, count_at, 100);
-  expect_parse_error(al, {"metadata 'ints'", "claims 100 elements", "400 bytes", "truncated or corrupt"});
+  expect_parse_error(
+      al, {"metadata 'ints'", "claims 100 elements", "400 bytes", "truncated or corrupt"});
 }
 
 TEST(GgufBad, TooManyMetadataValuesInAll) {
@@ -658,7 +691,8 @@ TEST(GgufBad, BadDims) {
   for (uint32_t n : {0u, 5u, 0xffffffffu}) {
     Bytes b = one_tensor_writer().bytes();
     poke<uint32_t>(b, n_dims_at, n);
-    expect_parse_error(b, {"tensor 'w.bad'", "has " + std::to_string(n) + " dimensions", "expected 1 to 4"});
+    expect_parse_error(
+        b, {"tensor 'w.bad'", "has " + std::to_string(n) + " dimensions", "expected 1 to 4"});
   }
   Bytes zero = one_tensor_writer().bytes();
   poke<uint64_t>(zero, n_dims_at + 4 + 8, 0);
@@ -838,7 +872,8 @@ TEST(GgufStories, ContentHashIsStableAndSeesOneByte) {
   ASSERT_EQ(h1.size(), 32u);
 
   std::ifstream in(kStories, std::ios::binary);
-  const std::vector<char> chars((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<char> chars((std::istreambuf_iterator<char>(in)),
+                                std::istreambuf_iterator<char>());
   Bytes b(chars.size());
   std::memcpy(b.data(), chars.data(), chars.size());
   const File f = parse(b);

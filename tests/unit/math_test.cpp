@@ -1,8 +1,8 @@
 // Tests of kernels/math.h: exp_f32 and log_f32.
 //
 //   T1 exact      special values (0, +-inf, nan, overflow, underflow, negatives) bit for bit, and a
-//                 golden hash of the outputs over a fixed sweep, so the bits cannot change unnoticed
-//                 (a change is a new kernel version, INVARIANCE.md "time").
+//                 golden hash of the outputs over a fixed sweep, so the bits cannot change
+//                 unnoticed (a change is a new kernel version, INVARIANCE.md "time").
 //   T2 accurate   error below 1 ulp (faithful rounding) against double std::exp / std::log on a
 //                 dense sweep of every k-th float, subnormal inputs and results included. An
 //                 exhaustive run over all 2^32 inputs (offline) found at most 0.979 ulp for exp and
@@ -23,7 +23,9 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
 
-uint32_t bits(float x) { return std::bit_cast<uint32_t>(x); }
+uint32_t bits(float x) {
+  return std::bit_cast<uint32_t>(x);
+}
 
 // Error of `got` against the exact value `ref`, in units of the float ulp at ref (the subnormal
 // spacing 2^-149 below 2^-126). A value beyond the float range must come out as +inf exactly when

@@ -123,10 +123,10 @@ ThreadPool& pool_of(int threads) {
 }
 
 // Shapes that cross every tile and block edge of the SIMD paths (tiles of 1-4 rows x 1-8
-// columns, N blocks of 48, M blocks of 64, K blocks of 512, the blocked path from M = 16).
+// columns, M blocks of up to 128, K blocks of 1024, the blocked path from M = 16).
 const int64_t kEdgeM[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 33, 64, 70};
 const int64_t kEdgeN[] = {1, 2, 5, 6, 7, 13, 48, 50, 97};
-const int64_t kEdgeK[] = {0, 1, 2, 15, 16, 17, 31, 100, 511, 512, 513, 1100};
+const int64_t kEdgeK[] = {0, 1, 2, 15, 16, 17, 31, 100, 1023, 1024, 1025, 2100};
 
 // ---- T1 exact ---------------------------------------------------------------------------------
 

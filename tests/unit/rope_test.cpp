@@ -182,9 +182,11 @@ TEST(Rope, T1HalfSplitEqualsAdjacentOnPermutedHead) {
   for (int r = 0; r < T * n_heads; ++r) {
     for (int i = 0; i < d / 2; ++i) {
       ASSERT_EQ(std::memcmp(&y[static_cast<size_t>(r * d + i)],
-                            &x[static_cast<size_t>(r * d + 2 * i)], sizeof(float)), 0);
+                            &x[static_cast<size_t>(r * d + 2 * i)], sizeof(float)),
+                0);
       ASSERT_EQ(std::memcmp(&y[static_cast<size_t>(r * d + i + d / 2)],
-                            &x[static_cast<size_t>(r * d + 2 * i + 1)], sizeof(float)), 0);
+                            &x[static_cast<size_t>(r * d + 2 * i + 1)], sizeof(float)),
+                0);
     }
   }
 }
@@ -229,8 +231,8 @@ TEST(Rope, T3TokenInBatchEqualsTokenAlone) {
     for (int t = 0; t < max_t; ++t) pos[static_cast<size_t>(t)] = (t * 37 + 5) % 2048;
     auto alone = x;
     for (int t = 0; t < max_t; ++t) {
-      rope_inplace(alone.data() + t * stride, stride, &pos[static_cast<size_t>(t)], 1, n_heads,
-                   tb, pool(1));
+      rope_inplace(alone.data() + t * stride, stride, &pos[static_cast<size_t>(t)], 1, n_heads, tb,
+                   pool(1));
     }
     for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
       if (!isa_supported(isa)) continue;

@@ -274,20 +274,16 @@ TEST(AddInplace, T1SmallIntegers) {
 // ---- T3: a row inside a batch == the row alone, any M, thread count, ISA ----
 
 // A row kernel on rows [M] of width D, input row stride ld, output row stride ld: out = f(x).
-using RowKernel = std::function<void(const float* x, float* out, int64_t ld, int64_t M,
-                                     int64_t D, ThreadPool& pool)>;
+using RowKernel = std::function<void(const float* x, float* out, int64_t ld, int64_t M, int64_t D,
+                                     ThreadPool& pool)>;
 
 std::vector<std::pair<const char*, RowKernel>> row_kernels(const std::vector<float>& w,
-                                                          const std::vector<float>& up) {
+                                                           const std::vector<float>& up) {
   return {
-      {"rmsnorm",
-       [&w](const float* x, float* out, int64_t ld, int64_t M, int64_t D, ThreadPool& p) {
-         rmsnorm(x, ld, w.data(), 1e-6f, out, ld, M, D, p);
-       }},
-      {"log_softmax",
-       [](const float* x, float* out, int64_t ld, int64_t M, int64_t D, ThreadPool& p) {
-         log_softmax(x, ld, out, ld, M, D, p);
-       }},
+      {"rmsnorm", [&w](const float* x, float* out, int64_t ld, int64_t M, int64_t D,
+                       ThreadPool& p) { rmsnorm(x, ld, w.data(), 1e-6f, out, ld, M, D, p); }},
+      {"log_softmax", [](const float* x, float* out, int64_t ld, int64_t M, int64_t D,
+                         ThreadPool& p) { log_softmax(x, ld, out, ld, M, D, p); }},
       {"silu_mul",
        [&up](const float* x, float* out, int64_t ld, int64_t M, int64_t D, ThreadPool& p) {
          silu_mul(x, ld, up.data(), 0, out, ld, M, D, p);  // up: one row, broadcast

@@ -423,7 +423,7 @@ TEST(SpmTokenizer, MatchesNaiveMergeLoopOnRandomVocabularies) {
 
 // ---- stories260K ----------------------------------------------------------------------------
 
-class Stories : public ::testing::Test {
+class SpmStories : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     file_ = std::make_unique<gguf::File>(gguf::File::open(kModelPath));
@@ -436,8 +436,8 @@ class Stories : public ::testing::Test {
   static std::unique_ptr<gguf::File> file_;
   static std::unique_ptr<SpmTokenizer> tok_;
 };
-std::unique_ptr<gguf::File> Stories::file_;
-std::unique_ptr<SpmTokenizer> Stories::tok_;
+std::unique_ptr<gguf::File> SpmStories::file_;
+std::unique_ptr<SpmTokenizer> SpmStories::tok_;
 
 struct FixtureLine {
   std::string text;
@@ -484,7 +484,7 @@ const std::vector<std::string>& roundtrip_corpus() {
   return corpus;
 }
 
-TEST_F(Stories, VocabularyAndSpecialIds) {
+TEST_F(SpmStories, VocabularyAndSpecialIds) {
   EXPECT_EQ(tok_->vocab_size(), 512);
   EXPECT_EQ(tok_->bos_id(), 1);
   EXPECT_EQ(tok_->eos_id(), 2);
@@ -500,7 +500,7 @@ TEST_F(Stories, VocabularyAndSpecialIds) {
   EXPECT_EQ(hello[0], 1);
 }
 
-TEST_F(Stories, MatchesSentencepieceFixture) {
+TEST_F(SpmStories, MatchesSentencepieceFixture) {
   const std::vector<FixtureLine> lines = read_fixture();
   ASSERT_GE(lines.size(), 500u);
   int differ = 0;
@@ -531,7 +531,7 @@ TEST_F(Stories, MatchesSentencepieceFixture) {
   EXPECT_EQ(differ, 0) << "of " << lines.size() << " strings";
 }
 
-TEST_F(Stories, RoundTrip) {
+TEST_F(SpmStories, RoundTrip) {
   std::vector<std::string> texts = roundtrip_corpus();
   for (const FixtureLine& line : read_fixture()) {
     // A literal "▁" in the text encodes like a space; it cannot come back.
@@ -543,12 +543,12 @@ TEST_F(Stories, RoundTrip) {
   }
 }
 
-TEST_F(Stories, LiteralMarkerDecodesAsSpace) {
+TEST_F(SpmStories, LiteralMarkerDecodesAsSpace) {
   EXPECT_EQ(tok_->encode(kMarker + "a", false), tok_->encode(" a", false));
   EXPECT_EQ(tok_->decode(tok_->encode(kMarker + "a", false)), " a");
 }
 
-TEST_F(Stories, LongTextIsFast) {
+TEST_F(SpmStories, LongTextIsFast) {
   std::string text;
   while (text.size() < 300'000) text += "Once upon a time, there was a little girl named Lily. ";
   text += "😀";
@@ -577,7 +577,7 @@ std::string stream_all(const Tokenizer& tok, std::span<const int32_t> prompt,
   return out + rest;
 }
 
-TEST_F(Stories, StreamingEqualsDecode) {
+TEST_F(SpmStories, StreamingEqualsDecode) {
   std::vector<std::string> texts = roundtrip_corpus();
   for (const FixtureLine& line : read_fixture()) texts.push_back(line.text);
   int splits = 0;
@@ -600,7 +600,7 @@ TEST_F(Stories, StreamingEqualsDecode) {
   EXPECT_GT(splits, 5000);
 }
 
-TEST_F(Stories, StreamingHoldsBackSplitCharacters) {
+TEST_F(SpmStories, StreamingHoldsBackSplitCharacters) {
   // "😀" is not in the vocabulary: four byte tokens.
   const Ids ids = tok_->encode("a😀b", false);
   ASSERT_EQ(ids.size(), 6u);
@@ -624,7 +624,7 @@ TEST_F(Stories, StreamingHoldsBackSplitCharacters) {
   EXPECT_EQ(dec3.push(2), "");  // EOS prints nothing
 }
 
-TEST_F(Stories, StreamingReplacesInvalidBytes) {
+TEST_F(SpmStories, StreamingReplacesInvalidBytes) {
   const std::string fffd = "\xEF\xBF\xBD";
   auto byte = [](unsigned char b) { return static_cast<int32_t>(3 + b); };  // <0xNN> ids
   const int32_t a = tok_->token_id("a");

@@ -8,13 +8,14 @@
 // M, on the tile or on the thread that computed it.
 //
 // Two drivers:
-//   direct  (small M)  MR x NR tiles straight from row-major x and W over the whole of K;
-//                      bf16 weights are widened in registers (bits << 16).
-//   blocked (M >= 16)  W is packed per (N block, K block) into f32 [tile][step][NR][16] so that
-//                      a 4 x 6 tile reads its weights from L1 for every 4 rows of x; K blocks are
-//                      visited in order and the 16 lane accumulators of each output are spilled
-//                      to scratch between blocks (exact f32 stores and loads, so the order of
-//                      operations per lane is the same as one pass over K).
+//   direct  (M < 16)   MR x NR tiles straight from row-major x and W over the whole of K;
+//                      bf16 weights are widened in registers (bits << 16). M = 1 is the decode
+//                      GEMV: 8 rows of W stream from memory side by side.
+//   blocked (M >= 16)  4 x 6 tiles (24 zmm accumulators). For each 6-row tile of W and each
+//                      K block of 1024, the weights are packed (widened) once into an L1 buffer
+//                      and reused by every 4-row tile of x; the 16 lane accumulators of each
+//                      output are spilled to scratch between K blocks (exact f32 stores and
+//                      loads), so each lane still sees its steps t = 0, 1, 2, ... in order.
 //
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
@@ -179,19 +180,20 @@ void direct(const MatmulTask& task, const W* w) {
 
 constexpr int kMR = 4;                 // rows of x per tile
 constexpr int kNR = 6;                 // columns of W per tile: 24 zmm accumulators
-constexpr int64_t kKcSteps = 32;       // K block: 32 steps of 16 = 512 elements
-constexpr int64_t kNc = 48;            // N block (a multiple of kNR)
-constexpr int64_t kMc = 64;            // M block
-constexpr bool kPrefetchPanel = true;
+constexpr int64_t kKcSteps = 64;       // K block: 64 steps of 16 = 1024 elements
+constexpr int64_t kMc = 128;           // most rows of x per M block
+constexpr int64_t kXBlockBytes = int64_t{1} << 20;  // budget for an M block of x (L2)
+constexpr bool kAlwaysPack = false;
+constexpr bool kPrefetch = false;
 constexpr int64_t kPackFloats = kNR * kKcSteps * kLanes;
-constexpr int64_t kAccFloats = kMc * kNc * kLanes;
+constexpr int64_t kAccFloats = kMc * kNR * kLanes;
 static_assert(kPackFloats + kAccFloats <= kMatmulScratchFloats, "scratch too small");
-static_assert(kNc % kNR == 0, "N block must hold whole tiles");
 
 struct PackedTile {
   const float* x;    // first element of this K block in row 0 of the tile
   int64_t xs;
-  const float* wp;   // packed weights [step][NR][16]
+  const float* wp;   // weights of step 0, column 0 of this K block
+  int64_t wcs;       // stride between the columns' weights: W's row stride, or 16 when packed
   int64_t full;      // whole steps in this block
   int64_t tail;      // valid elements of one more (padded) step, 0 if none
   float* acc;        // spilled accumulators: (r, c) at acc + r * acc_rs + c * 16
@@ -202,8 +204,10 @@ struct PackedTile {
   int64_t ys;
 };
 
-template <int MR, int NR>
-void packed_tile(const PackedTile& a) {
+// One MR x NR tile over one K block. Packed: the weights are f32 [step][NR][16] in scratch.
+// Not packed (f32 weights): they are read in place, W row c at wp + c * wcs.
+template <int MR, int NR, bool Packed>
+void tile_kernel(const PackedTile& a) {
   __m512 acc[MR * NR];
   if (a.first) {
 #pragma GCC unroll 32
@@ -214,29 +218,38 @@ void packed_tile(const PackedTile& a) {
       acc[i] = _mm512_load_ps(a.acc + (i / NR) * a.acc_rs + (i % NR) * kLanes);
     }
   }
-  const float* wp = a.wp;
+  const float* wc[NR];
+#pragma GCC unroll 8
+  for (int c = 0; c < NR; ++c) wc[c] = a.wp + c * (Packed ? kLanes : a.wcs);
+  constexpr int64_t kStepStride = Packed ? NR * kLanes : kLanes;
   for (int64_t t = 0; t < a.full; ++t) {
     const int64_t k = t * kLanes;
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int c = 0; c < NR; ++c) {
+      wv[c] = Packed ? _mm512_load_ps(wc[c] + t * kStepStride) : _mm512_loadu_ps(wc[c] + k);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_loadu_ps(a.x + r * a.xs + k);
 #pragma GCC unroll 16
-      for (int c = 0; c < NR; ++c) {
-        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
-      }
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
     }
-    wp += NR * kLanes;
   }
-  if (a.tail != 0) {  // the padded last step; the packed weights are already zero past K
+  if (a.tail != 0) {  // the padded last step (packed weights are already zero past K)
     const int64_t k = a.full * kLanes;
     const __mmask16 m = tail_mask(a.tail);
+    __m512 wv[NR];
+#pragma GCC unroll 8
+    for (int c = 0; c < NR; ++c) {
+      wv[c] = Packed ? _mm512_load_ps(wc[c] + a.full * kStepStride)
+                     : _mm512_maskz_loadu_ps(m, wc[c] + k);
+    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, a.x + r * a.xs + k);
 #pragma GCC unroll 16
-      for (int c = 0; c < NR; ++c) {
-        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
-      }
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
     }
   }
   if (a.last) {
@@ -249,21 +262,22 @@ void packed_tile(const PackedTile& a) {
   }
 }
 
-using PackedFn = void (*)(const PackedTile&);
+using TileFn = void (*)(const PackedTile&);
 
-#define BX_PACKED_ROW(MR)                                                                   \
+#define BX_TILE_ROW(MR, P)                                                                  \
   {                                                                                         \
-    packed_tile<MR, 1>, packed_tile<MR, 2>, packed_tile<MR, 3>, packed_tile<MR, 4>,         \
-        packed_tile<MR, 5>, packed_tile<MR, 6>                                              \
+    tile_kernel<MR, 1, P>, tile_kernel<MR, 2, P>, tile_kernel<MR, 3, P>,                    \
+        tile_kernel<MR, 4, P>, tile_kernel<MR, 5, P>, tile_kernel<MR, 6, P>                 \
   }
-constexpr PackedFn kPackedTiles[kMR][kNR] = {BX_PACKED_ROW(1), BX_PACKED_ROW(2),
-                                             BX_PACKED_ROW(3), BX_PACKED_ROW(4)};
-#undef BX_PACKED_ROW
+constexpr TileFn kTiles[2][kMR][kNR] = {
+    {BX_TILE_ROW(1, false), BX_TILE_ROW(2, false), BX_TILE_ROW(3, false), BX_TILE_ROW(4, false)},
+    {BX_TILE_ROW(1, true), BX_TILE_ROW(2, true), BX_TILE_ROW(3, true), BX_TILE_ROW(4, true)}};
+#undef BX_TILE_ROW
 
-// Packs NR rows of W (from `w`, row stride ws) for the steps [s0, s0 + ns) as f32
-// [step][NR][16], zero past K: the order in which packed_tile reads them.
+// Packs NR rows of W (from `w`, row stride ws) for the ns steps from s0 as f32 [step][NR][16],
+// zero past K: the order in which packed_tile reads them.
 template <int NR, typename W>
-void pack_tile(const W* w, int64_t ws, int64_t K, int64_t s0, int64_t ns, float* dst) {
+void pack_steps(const W* w, int64_t ws, int64_t K, int64_t s0, int64_t ns, float* dst) {
   const int64_t full = K / kLanes - s0 < ns ? K / kLanes - s0 : ns;  // steps without padding
   const W* row = w + s0 * kLanes;
   for (int64_t s = 0; s < full; ++s) {
@@ -278,39 +292,47 @@ void pack_tile(const W* w, int64_t ws, int64_t K, int64_t s0, int64_t ns, float*
   }
 }
 
-// Packs the nr rows of W at `rows` for the steps [s0, s0 + ns) into dst.
+// Packs the nr rows of W at `rows` for the ns steps from s0 into dst.
 template <typename W>
 void pack(const W* rows, int64_t ws, int64_t K, int64_t nr, int64_t s0, int64_t ns, float* dst) {
   switch (nr) {
-    case 1: pack_tile<1>(rows, ws, K, s0, ns, dst); break;
-    case 2: pack_tile<2>(rows, ws, K, s0, ns, dst); break;
-    case 3: pack_tile<3>(rows, ws, K, s0, ns, dst); break;
-    case 4: pack_tile<4>(rows, ws, K, s0, ns, dst); break;
-    case 5: pack_tile<5>(rows, ws, K, s0, ns, dst); break;
-    default: pack_tile<kNR>(rows, ws, K, s0, ns, dst); break;
+    case 1: pack_steps<1>(rows, ws, K, s0, ns, dst); break;
+    case 2: pack_steps<2>(rows, ws, K, s0, ns, dst); break;
+    case 3: pack_steps<3>(rows, ws, K, s0, ns, dst); break;
+    case 4: pack_steps<4>(rows, ws, K, s0, ns, dst); break;
+    case 5: pack_steps<5>(rows, ws, K, s0, ns, dst); break;
+    default: pack_steps<kNR>(rows, ws, K, s0, ns, dst); break;
   }
 }
 
-// Prefetches (into L2) the weights the next panel will pack, a few cache lines at a time, so
-// that the memory reads overlap the arithmetic of the current panel.
-struct PanelPrefetch {
-  const char* base = nullptr;  // first byte of the first row
-  int64_t row_bytes = 0;       // stride between rows
-  int64_t lines_per_row = 0;
-  int64_t total = 0;           // lines to fetch
-  int64_t next = 0;            // next line to fetch
-  int64_t per_call = 0;
+// Prefetches (into L2) the W rows a later pack() reads, `per_call` cache lines at a time.
+struct ChunkPrefetch {
+  const char* base = nullptr;
+  int64_t row_bytes = 0, lines_per_row = 1, total = 0, next = 0, per_call = 0;
 
+  template <typename W>
+  void start(const W* rows, int64_t ws, int64_t K, int64_t nr, int64_t s0, int64_t calls) {
+    base = reinterpret_cast<const char*>(rows + s0 * kLanes);
+    row_bytes = ws * static_cast<int64_t>(sizeof(W));
+    const int64_t elems = K - s0 * kLanes < kKcSteps * kLanes ? K - s0 * kLanes : kKcSteps * kLanes;
+    lines_per_row = (elems * static_cast<int64_t>(sizeof(W)) + 63) / 64;
+    total = nr * lines_per_row;
+    next = 0;
+    per_call = (total + calls - 1) / calls;
+  }
   BX_INLINE void issue() {
     const int64_t stop = next + per_call < total ? next + per_call : total;
     for (; next < stop; ++next) {
       const int64_t row = next / lines_per_row;
-      const int64_t line = next - row * lines_per_row;
-      _mm_prefetch(base + row * row_bytes + line * 64, _MM_HINT_T1);
+      _mm_prefetch(base + row * row_bytes + (next - row * lines_per_row) * 64, _MM_HINT_T1);
     }
   }
 };
 
+// Loop order: blocks of up to mc rows of x (sized to stay in L2) outermost; for each, the column
+// tiles (6 rows of W) of this thread; for each, the K blocks in order: pack the tile's weights for
+// the block into L1, then run every 4-row tile of the x block against them. So the rows of W are
+// read front to back, and x is read from memory once per M block.
 template <typename W>
 void blocked(const MatmulTask& task, const W* w) {
   float* wpack = task.scratch;
@@ -319,54 +341,50 @@ void blocked(const MatmulTask& task, const W* w) {
   const int64_t steps = (K + kLanes - 1) / kLanes;
   const int64_t full_steps = K / kLanes;
   const int64_t ws = task.w_stride;
-  for (int64_t nb = task.n_begin; nb < task.n_end; nb += kNc) {
-    const int64_t nc = task.n_end - nb < kNc ? task.n_end - nb : kNc;
-    for (int64_t mb = 0; mb < task.M; mb += kMc) {
-      const int64_t mc = task.M - mb < kMc ? task.M - mb : kMc;
+  // Rows of x per M block: as many as fit the L2 budget, 16 .. kMc, a multiple of kMR.
+  int64_t mc_max = kXBlockBytes / (K * static_cast<int64_t>(sizeof(float))) / kMR * kMR;
+  mc_max = mc_max < 16 ? 16 : mc_max > kMc ? kMc : mc_max;
+
+  // bf16 weights are widened once per block into the pack; f32 weights are read in place.
+  const bool packed = sizeof(W) != sizeof(float) || kAlwaysPack;
+  PackedTile a{};
+  a.xs = task.x_stride;
+  a.wcs = packed ? kLanes : ws;
+  a.acc_rs = kNR * kLanes;
+  a.ys = task.y_stride;
+  for (int64_t mb = 0; mb < task.M; mb += mc_max) {
+    const int64_t mc = task.M - mb < mc_max ? task.M - mb : mc_max;
+    for (int64_t nt = task.n_begin; nt < task.n_end; nt += kNR) {
+      const int64_t nr = task.n_end - nt < kNR ? task.n_end - nt : kNR;
       for (int64_t s0 = 0; s0 < steps; s0 += kKcSteps) {
         const int64_t ns = steps - s0 < kKcSteps ? steps - s0 : kKcSteps;
-
-        // The panel after this one: the next K block, else the first K block of the next M
-        // block (same rows), else of the next N block.
-        PanelPrefetch pf;
-        int64_t pf_n = nb, pf_rows = nc, pf_s = s0 + ns;
-        if (pf_s >= steps) {
-          pf_s = 0;
-          if (mb + kMc >= task.M) {
-            pf_n = nb + kNc;
-            pf_rows = task.n_end - pf_n < kNc ? task.n_end - pf_n : kNc;
+        if (packed) {
+          pack(w + nt * ws, ws, K, nr, s0, ns, wpack);
+          a.wp = wpack;
+        } else {
+          a.wp = reinterpret_cast<const float*>(w) + nt * ws + s0 * kLanes;
+        }
+        ChunkPrefetch pf;
+        if (kPrefetch) {
+          const int64_t calls = (mc + kMR - 1) / kMR;
+          if (s0 + ns < steps) {
+            pf.start(w + nt * ws, ws, K, nr, s0 + ns, calls);
+          } else if (nt + kNR < task.n_end) {
+            const int64_t nr1 = task.n_end - nt - kNR < kNR ? task.n_end - nt - kNR : kNR;
+            pf.start(w + (nt + kNR) * ws, ws, K, nr1, 0, calls);
           }
         }
-        if (pf_rows > 0) {
-          const int64_t pf_elems = (steps - pf_s < kKcSteps ? K - pf_s * kLanes : kKcSteps * kLanes);
-          pf.base = reinterpret_cast<const char*>(w + pf_n * ws + pf_s * kLanes);
-          pf.row_bytes = ws * static_cast<int64_t>(sizeof(W));
-          pf.lines_per_row = (pf_elems * static_cast<int64_t>(sizeof(W)) + 63) / 64;
-          pf.total = pf.lines_per_row * pf_rows;
-          const int64_t calls = ((nc + kNR - 1) / kNR) * ((mc + kMR - 1) / kMR);
-          pf.per_call = (pf.total + calls - 1) / calls;
-        }
-
-        PackedTile a{};
-        a.xs = task.x_stride;
         a.full = s0 + ns <= full_steps ? ns : ns - 1;
         a.tail = a.full < ns ? K % kLanes : 0;
-        a.acc_rs = kNc * kLanes;
         a.first = s0 == 0;
         a.last = s0 + ns == steps;
-        a.ys = task.y_stride;
-        for (int64_t nt = 0; nt < nc; nt += kNR) {
-          const int64_t nr = nc - nt < kNR ? nc - nt : kNR;
-          pack(w + (nb + nt) * ws, ws, K, nr, s0, ns, wpack);  // stays in L1 for the rows below
-          a.wp = wpack;
-          for (int64_t mt = mb; mt < mb + mc; mt += kMR) {
-            const int64_t mr = mb + mc - mt < kMR ? mb + mc - mt : kMR;
-            a.x = task.x + mt * task.x_stride + s0 * kLanes;
-            a.acc = accbuf + ((mt - mb) * kNc + nt) * kLanes;
-            a.y = task.y + mt * task.y_stride + nb + nt;
-            kPackedTiles[mr - 1][nr - 1](a);
-            if (kPrefetchPanel) pf.issue();
-          }
+        for (int64_t mt = mb; mt < mb + mc; mt += kMR) {
+          const int64_t mr = mb + mc - mt < kMR ? mb + mc - mt : kMR;
+          a.x = task.x + mt * task.x_stride + s0 * kLanes;
+          a.acc = accbuf + (mt - mb) * a.acc_rs;
+          a.y = task.y + mt * task.y_stride + nt;
+          kTiles[packed ? 1 : 0][mr - 1][nr - 1](a);
+          if (kPrefetch) pf.issue();
         }
       }
     }
