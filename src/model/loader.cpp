@@ -89,11 +89,11 @@ class WeightReader {
   Tensor read(const std::string& name, std::vector<int64_t> dims, bool matmul_weight) {
     const gguf::TensorInfo* info = file_.find_tensor(name);
     check(info != nullptr, file_.path() + ": missing tensor '" + name + "'");
-    check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
-                                  shape_string(info->dims) + ", expected " + shape_string(dims));
     check(gguf::to_dtype(info->type).has_value(),
           file_.path() + ": tensor '" + name + "' has unsupported type " +
               gguf::ggml_type_name(info->type) + ": supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+    check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
+                                  shape_string(info->dims) + ", expected " + shape_string(dims));
     scratch_.resize(static_cast<size_t>(info->n_elements));
     gguf::dequantize_to_f32(*info, file_.tensor_data(*info), scratch_.data());
     const int64_t cols = dims[0];
