@@ -51,7 +51,7 @@ struct Options {
   int threads = 0;  // 0: all hardware threads
   Isa isa = Isa::scalar;
   bool quick = false;
-  int reps = 0;     // 0: as many as fit a time budget per row
+  int reps = 0;       // 0: as many as fit a time budget per row
   std::string dtype;  // "f32" or "bf16": matmul rows of that weight type only; empty: both
 };
 
@@ -69,14 +69,15 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// 64-byte aligned buffer of T, for weights and the bandwidth stream.
+// 64-byte aligned buffer of T, for weights and the bandwidth stream (4 KiB pages, as a plain
+// allocation of model weights gets).
 template <typename T>
 struct Aligned {
   T* data = nullptr;
   size_t size = 0;
   explicit Aligned(size_t n)
-      : data(static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}))), size(n) {}
-  ~Aligned() { ::operator delete(data, std::align_val_t{64}); }
+      : data(static_cast<T*>(::operator new (n * sizeof(T), std::align_val_t{64}))), size(n) {}
+  ~Aligned() { ::operator delete (data, std::align_val_t{64}); }
   Aligned(const Aligned&) = delete;
   Aligned& operator=(const Aligned&) = delete;
 };
@@ -120,8 +121,8 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
 double fma_peak(Isa isa, ThreadPool& pool, int threads, int reps) {
   const bool zmm = isa == Isa::avx512;
   const int64_t iters = 20'000'000;
-  const double flops_per_thread =
-      zmm ? 2.0 * 16 * kChains * static_cast<double>(iters) : 2.0 * 8 * 12 * static_cast<double>(iters);
+  const double flops_per_thread = zmm ? 2.0 * 16 * kChains * static_cast<double>(iters)
+                                      : 2.0 * 8 * 12 * static_cast<double>(iters);
   std::vector<double> rates;
   volatile float sink = 0;
   for (int r = 0; r < reps; ++r) {
@@ -149,7 +150,8 @@ __attribute__((target("avx512f"))) float stream_sum_avx512(const float* p, int64
   for (int j = 0; j < kStreams; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t i = 0; i < len; i += 16) {
 #pragma GCC unroll 8
-    for (int j = 0; j < kStreams; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + j * len + i));
+    for (int j = 0; j < kStreams; ++j)
+      acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + j * len + i));
   }
   for (int j = 1; j < kStreams; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
   return _mm512_reduce_add_ps(acc[0]);
@@ -161,7 +163,8 @@ __attribute__((target("avx2"))) float stream_sum_avx2(const float* p, int64_t n)
   for (int j = 0; j < kStreams; ++j) acc[j] = _mm256_setzero_ps();
   for (int64_t i = 0; i < len; i += 8) {
 #pragma GCC unroll 8
-    for (int j = 0; j < kStreams; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + j * len + i));
+    for (int j = 0; j < kStreams; ++j)
+      acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + j * len + i));
   }
   for (int j = 1; j < kStreams; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
   alignas(32) float out[8];
@@ -170,8 +173,7 @@ __attribute__((target("avx2"))) float stream_sum_avx2(const float* p, int64_t n)
 }
 
 // GB/s of `threads` threads each summing its own contiguous slice of `buf`.
-double read_bandwidth(const Aligned<float>& buf, Isa isa, ThreadPool& pool, int threads,
-                      int reps) {
+double read_bandwidth(const Aligned<float>& buf, Isa isa, ThreadPool& pool, int threads, int reps) {
   const int64_t n = static_cast<int64_t>(buf.size);
   const int64_t per = (n / threads) / (16 * kStreams) * (16 * kStreams);
   std::vector<double> rates;
@@ -233,9 +235,10 @@ void print_row(const Row& r) {
     std::snprintf(b, sizeof b, fmt, v);
     return std::string(b);
   };
-  std::printf("%-12s %-5s %5lld %6lld %6lld %9s %8s %6s %7s %6s  %-14s %s\n", r.kernel.c_str(),
-              r.dtype.c_str(), static_cast<long long>(r.M), static_cast<long long>(r.K),
-              static_cast<long long>(r.N), num(r.ms, "%.3f").c_str(), num(r.gflops, "%.1f").c_str(),
+  std::printf("%-12s %-5s %5lld %6s %6lld %9s %8s %6s %7s %6s  %-14s %s\n", r.kernel.c_str(),
+              r.dtype.c_str(), static_cast<long long>(r.M),
+              r.K > 0 ? std::to_string(r.K).c_str() : "-", static_cast<long long>(r.N),
+              num(r.ms, "%.3f").c_str(), num(r.gflops, "%.1f").c_str(),
               num(r.pct_fma, "%.0f%%").c_str(), num(r.gbs, "%.1f").c_str(),
               num(r.pct_bw, "%.0f%%").c_str(), r.target.c_str(), r.status.c_str());
   std::fflush(stdout);
@@ -270,8 +273,7 @@ struct WeightSet {
   }
 };
 
-WeightSet make_weight_set(DType dtype, int64_t N, int64_t K, size_t bytes_total,
-                          ThreadPool& pool) {
+WeightSet make_weight_set(DType dtype, int64_t N, int64_t K, size_t bytes_total, ThreadPool& pool) {
   WeightSet s{dtype, N, K, {}, {}};
   const size_t copies = std::max<size_t>(1, (bytes_total + s.bytes() - 1) / s.bytes());
   const size_t n = static_cast<size_t>(N * K);
@@ -349,8 +351,8 @@ void bench_matmul(const Options& opt, const Peaks& peaks, ThreadPool& pool, int&
         const double flops = 2.0 * static_cast<double>(M * sh.N * sh.K);
         const double budget_flops = opt.quick ? 1e9 : 4e9;  // total work per row, roughly
         const int reps = opt.reps > 0 ? opt.reps
-                                      : std::clamp(static_cast<int>(budget_flops / flops), 3,
-                                                   opt.quick ? 9 : 31);
+                                      : std::clamp(static_cast<int>(budget_flops / flops),
+                                                   opt.quick ? 3 : 5, opt.quick ? 9 : 31);
         const double ms_call = time_ms(reps, [&](int r) {
           a.w = ws.copy(static_cast<size_t>(r) % ws.copies());
           matmul(a, pool, opt.isa);
@@ -447,8 +449,8 @@ Options parse(int argc, char** argv) {
       opt.threads = std::stoi(value());
     } else if (arg == "--isa") {
       opt.isa = parse_isa(value());
-      check(isa_supported(opt.isa), "--isa " + std::string(isa_name(opt.isa)) +
-                                        " is not supported by this CPU");
+      check(isa_supported(opt.isa),
+            "--isa " + std::string(isa_name(opt.isa)) + " is not supported by this CPU");
     } else if (arg == "--quick") {
       opt.quick = true;
     } else if (arg == "--reps") {
@@ -457,15 +459,17 @@ Options parse(int argc, char** argv) {
       opt.dtype = value();
       check(opt.dtype == "f32" || opt.dtype == "bf16", "--dtype: expected f32 or bf16");
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] "
-                  "[--reps R] [--dtype f32|bf16]\n");
+      std::printf(
+          "usage: kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] "
+          "[--reps R] [--dtype f32|bf16]\n");
       std::exit(0);
     } else {
       throw Error("unknown argument '" + arg +
                   "': expected --threads, --isa, --quick, --reps, --dtype");
     }
   }
-  if (opt.threads <= 0) opt.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (opt.threads <= 0)
+    opt.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return opt;
 }
 

@@ -1,12 +1,13 @@
 // Matmul and dot dispatch: y[M,N] = x[M,K] @ W[N,K]^T on the chosen ISA path, threads over N.
 //
 // The ISA kernels live in kernels/cpu/matmul_{scalar,avx2,avx512}.cpp behind the plain entry
-// points of kernels/cpu/matmul_isa.h. This file validates arguments, splits the output columns
-// over the pool (each output is computed whole by one thread, so the split changes no bits) and
-// holds the scalar reference and the split_k_by_m negative control.
+// points of kernels/cpu/matmul_isa.h. This file validates arguments, hands chunks of output
+// columns to the pool's threads (each output is computed whole by one thread, so the split
+// changes no bits) and holds the scalar reference and the split_k_by_m negative control.
 #include "kernels/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <new>
 #include <string>
 #include <vector>
@@ -20,19 +21,19 @@
 namespace bx {
 namespace {
 
-// Output columns per unit of the thread split (a multiple of every ISA's tile width).
-constexpr int64_t kColumnGrain = 48;
+// Output columns per unit of work handed to a thread (a multiple of every ISA's tile width).
+constexpr int64_t kColumnChunk = 48;
 
 struct Dense {
   int64_t x_stride, w_stride, y_stride;
 };
 
 Dense checked(const MatmulArgs& a) {
-  check(a.M >= 0 && a.N >= 0 && a.K >= 0,
-        "matmul: negative size M=" + std::to_string(a.M) + " N=" + std::to_string(a.N) +
-            " K=" + std::to_string(a.K));
+  check(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
+                                              std::to_string(a.N) + " K=" + std::to_string(a.K));
   check(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16,
-        "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) + " not supported: expected f32 or bf16");
+        "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
+            " not supported: expected f32 or bf16");
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
   check(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
@@ -57,7 +58,9 @@ void weight_row(const MatmulArgs& a, const Dense& d, int64_t n, float* out) {
 }
 
 // Number of K parts the negative control uses for a batch of M rows.
-int64_t split_parts(int64_t M) { return 1 + M % 3; }
+int64_t split_parts(int64_t M) {
+  return 1 + M % 3;
+}
 
 // y[m, n] for the columns [n0, n1), scalar, in the order args.order asks for.
 void reference_columns(const MatmulArgs& a, const Dense& d, int64_t n0, int64_t n1) {
@@ -84,10 +87,10 @@ float* thread_scratch() {
   struct Buffer {
     float* data;
     Buffer()
-        : data(static_cast<float*>(::operator new(
-              static_cast<size_t>(cpu::kMatmulScratchFloats) * sizeof(float),
-              std::align_val_t{64}))) {}
-    ~Buffer() { ::operator delete(data, std::align_val_t{64}); }
+        : data(static_cast<float*>(
+              ::operator new (static_cast<size_t>(cpu::kMatmulScratchFloats) * sizeof(float),
+                              std::align_val_t{64}))) {}
+    ~Buffer() { ::operator delete (data, std::align_val_t{64}); }
     Buffer(const Buffer&) = delete;
     Buffer& operator=(const Buffer&) = delete;
   };
@@ -102,46 +105,66 @@ void matmul_reference(const MatmulArgs& args) {
   reference_columns(args, d, 0, args.N);
 }
 
-void matmul(const MatmulArgs& args, ThreadPool& pool) { matmul(args, pool, active_isa()); }
+void matmul(const MatmulArgs& args, ThreadPool& pool) {
+  matmul(args, pool, active_isa());
+}
 
 void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
   const Dense d = checked(args);
-  check(isa_supported(isa), "matmul: ISA " + std::string(isa_name(isa)) +
-                                " is not supported by this CPU");
+  check(isa_supported(isa),
+        "matmul: ISA " + std::string(isa_name(isa)) + " is not supported by this CPU");
   if (args.M == 0 || args.N == 0) return;
   if (args.order == ReductionOrder::split_k_by_m) {
-    pool.parallel_for(args.N, kColumnGrain,
+    pool.parallel_for(args.N, kColumnChunk,
                       [&](int64_t n0, int64_t n1) { reference_columns(args, d, n0, n1); });
     return;
   }
-  pool.parallel_for(args.N, kColumnGrain, [&](int64_t n0, int64_t n1) {
-    const cpu::MatmulTask task{args.x,
-                               d.x_stride,
-                               args.w,
-                               d.w_stride,
-                               args.w_dtype == DType::bf16 ? 1 : 0,
-                               args.y,
-                               d.y_stride,
-                               args.M,
-                               args.K,
-                               n0,
-                               n1,
-                               thread_scratch()};
+  // Columns [n0, n1) on the calling thread.
+  auto columns = [&](int64_t n0, int64_t n1) {
+    const cpu::MatmulTask task{
+        args.x, d.x_stride,      args.w, d.w_stride, args.w_dtype == DType::bf16 ? 1 : 0,
+        args.y, d.y_stride,      args.M, args.K,     n0,
+        n1,     thread_scratch()};
     switch (isa) {
-      case Isa::scalar: cpu::matmul_scalar(&task); break;
-      case Isa::avx2: cpu::matmul_avx2(&task); break;
-      case Isa::avx512: cpu::matmul_avx512(&task); break;
+      case Isa::scalar:
+        cpu::matmul_scalar(&task);
+        break;
+      case Isa::avx2:
+        cpu::matmul_avx2(&task);
+        break;
+      case Isa::avx512:
+        cpu::matmul_avx512(&task);
+        break;
+    }
+  };
+  // Threads take chunks of columns from a shared counter until none are left, so a thread that
+  // is slowed (another process on its core) simply does fewer chunks. Which thread computes a
+  // column never changes its bits: each output is one thread's canonical dot.
+  const int64_t chunks = (args.N + kColumnChunk - 1) / kColumnChunk;
+  if (pool.size() == 1 || chunks == 1) {
+    columns(0, args.N);
+    return;
+  }
+  std::atomic<int64_t> next_chunk{0};
+  pool.parallel_for(pool.size(), 1, [&](int64_t, int64_t) {
+    for (int64_t c = next_chunk.fetch_add(1); c < chunks; c = next_chunk.fetch_add(1)) {
+      columns(c * kColumnChunk, std::min(args.N, (c + 1) * kColumnChunk));
     }
   });
 }
 
-float dot(const float* a, const float* b, int64_t n) { return dot(a, b, n, active_isa()); }
+float dot(const float* a, const float* b, int64_t n) {
+  return dot(a, b, n, active_isa());
+}
 
 float dot(const float* a, const float* b, int64_t n, Isa isa) {
   switch (isa) {
-    case Isa::avx512: return cpu::dot_avx512(a, b, n);
-    case Isa::avx2: return cpu::dot_avx2(a, b, n);
-    case Isa::scalar: break;
+    case Isa::avx512:
+      return cpu::dot_avx512(a, b, n);
+    case Isa::avx2:
+      return cpu::dot_avx2(a, b, n);
+    case Isa::scalar:
+      break;
   }
   return cpu::dot_scalar(a, b, n);
 }

@@ -30,10 +30,10 @@ enum class ReductionOrder { canonical, split_k_by_m };
 struct MatmulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride (elements)
   int64_t x_stride = 0;
-  const void* w = nullptr;   // [N, K], row stride w_stride (elements), f32 or bf16 (uint16_t bits)
+  const void* w = nullptr;  // [N, K], row stride w_stride (elements), f32 or bf16 (uint16_t bits)
   DType w_dtype = DType::f32;
   int64_t w_stride = 0;
-  float* y = nullptr;        // [M, N], row stride y_stride (elements); must not overlap x or W
+  float* y = nullptr;  // [M, N], row stride y_stride (elements); must not overlap x or W
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
   ReductionOrder order = ReductionOrder::canonical;

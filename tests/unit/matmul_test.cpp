@@ -76,8 +76,8 @@ Weights make_weights(std::vector<float> w, DType dtype) {
   return out;
 }
 
-MatmulArgs dense_args(const float* x, const Weights& w, float* y, int64_t M, int64_t N,
-                      int64_t K, ReductionOrder order = ReductionOrder::canonical) {
+MatmulArgs dense_args(const float* x, const Weights& w, float* y, int64_t M, int64_t N, int64_t K,
+                      ReductionOrder order = ReductionOrder::canonical) {
   MatmulArgs a;
   a.x = x;
   a.x_stride = K;
@@ -123,8 +123,8 @@ ThreadPool& pool_of(int threads) {
 }
 
 // Shapes that cross every tile and block edge of the SIMD paths (tiles of 1-4 rows x 1-8
-// columns, M blocks of up to 128, K blocks of 1024, the blocked path from M = 16).
-const int64_t kEdgeM[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 33, 64, 70};
+// columns, M blocks of 64, N blocks of 48, K blocks of 1024, the blocked path from M = 16).
+const int64_t kEdgeM[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 19, 34, 64, 70};
 const int64_t kEdgeN[] = {1, 2, 5, 6, 7, 13, 48, 50, 97};
 const int64_t kEdgeK[] = {0, 1, 2, 15, 16, 17, 31, 100, 1023, 1024, 1025, 2100};
 
@@ -165,8 +165,8 @@ TEST(MatmulExact, ZeroKAndNegativeZeroProductsGivePositiveZero) {
   for (int64_t K : {int64_t{0}, int64_t{1}, int64_t{3}, int64_t{16}, int64_t{40}}) {
     const int64_t M = 18, N = 9;
     std::vector<float> x(static_cast<size_t>(M * K), -1.0f);
-    const Weights w = make_weights(std::vector<float>(static_cast<size_t>(N * K), 0.0f),
-                                   DType::f32);
+    const Weights w =
+        make_weights(std::vector<float>(static_cast<size_t>(N * K), 0.0f), DType::f32);
     for (Isa isa : supported_isas()) {
       const auto y = run(x, w, M, N, K, pool_of(1), isa);
       for (float v : y) {
@@ -188,8 +188,7 @@ TEST(MatmulExact, RandomInputsGiveTheSameBitsOnEveryIsa) {
         for (int64_t N : kEdgeN) {
           if (M * N * K > 3'000'000) continue;  // keeps the scalar path quick
           const auto x = random_floats(static_cast<size_t>(M * K), ++seed);
-          const Weights w =
-              make_weights(random_floats(static_cast<size_t>(N * K), ++seed), dtype);
+          const Weights w = make_weights(random_floats(static_cast<size_t>(N * K), ++seed), dtype);
           const auto ref = reference(x, w, M, N, K);
           for (Isa isa : supported_isas()) {
             const auto y = run(x, w, M, N, K, pool_of(2), isa);
@@ -341,16 +340,16 @@ std::vector<float> rows_alone(const std::vector<float>& x, const Weights& w, int
 // For every M in `ms`: runs the batch x[0..M) and compares each row with `alone` (memcmp).
 // Returns the number of rows that differ (the caller decides whether that is a pass).
 int64_t differing_rows(const std::vector<float>& x, const Weights& w, int64_t N, int64_t K,
-                       const std::vector<int64_t>& ms, const std::vector<float>& alone,
-                       int threads, Isa isa, ReductionOrder order, std::string* first_diff) {
+                       const std::vector<int64_t>& ms, const std::vector<float>& alone, int threads,
+                       Isa isa, ReductionOrder order, std::string* first_diff) {
   int64_t differ = 0;
   for (int64_t M : ms) {
     const auto batch = run(x, w, M, N, K, pool_of(threads), isa, order);
     for (int64_t i = 0; i < M; ++i) {
       if (!same_bits(&batch[i * N], &alone[i * N], N)) {
         if (differ++ == 0 && first_diff != nullptr) {
-          *first_diff = std::string(isa_name(isa)) + " threads=" + std::to_string(threads) +
-                        " " + shape(M, N, K) + " row " + std::to_string(i);
+          *first_diff = std::string(isa_name(isa)) + " threads=" + std::to_string(threads) + " " +
+                        shape(M, N, K) + " row " + std::to_string(i);
         }
       }
     }
@@ -417,9 +416,8 @@ TEST(MatmulInvariant, NegativeControlSplitKByMDiffers) {
                              ReductionOrder::split_k_by_m, nullptr),
               0)
         << "split_k_by_m gave batch-invariant rows: the check is blind";
-    EXPECT_EQ(differing_rows(x, w, N, K, ms, alone, threads, isa, ReductionOrder::canonical,
-                             nullptr),
-              0);
+    EXPECT_EQ(
+        differing_rows(x, w, N, K, ms, alone, threads, isa, ReductionOrder::canonical, nullptr), 0);
   }
 }
 

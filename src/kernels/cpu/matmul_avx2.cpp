@@ -30,7 +30,9 @@ float fold(__m256 lo, __m256 hi) {
 }
 
 // 8 weights as f32; bf16 is widened exactly (bits << 16).
-__m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+__m256 load8(const float* p) {
+  return _mm256_loadu_ps(p);
+}
 __m256 load8(const uint16_t* p) {
   const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
@@ -119,8 +121,8 @@ void direct_rows(const MatmulTask& task, const W* w, int64_t m0) {
                         task.y_stride, task.K);
   }
   for (; n < task.n_end; ++n) {
-    direct_tile<MR, 1>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n,
-                       task.y_stride, task.K);
+    direct_tile<MR, 1>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n, task.y_stride,
+                       task.K);
   }
 }
 
@@ -130,9 +132,14 @@ void direct(const MatmulTask& task, const W* w) {
   int64_t m = 0;
   for (; m + kMR <= task.M; m += kMR) direct_rows<kMR, kNR>(task, w, m);
   switch (task.M - m) {
-    case 2: direct_rows<2, kGemvNR>(task, w, m); break;
-    case 1: direct_rows<1, kGemvNR>(task, w, m); break;
-    default: break;
+    case 2:
+      direct_rows<2, kGemvNR>(task, w, m);
+      break;
+    case 1:
+      direct_rows<1, kGemvNR>(task, w, m);
+      break;
+    default:
+      break;
   }
 }
 

@@ -13,12 +13,14 @@
 //                      GEMV: 8 rows of W stream from memory side by side.
 //   blocked (M >= 16)  4 x 6 tiles (24 zmm accumulators). For each 6-row tile of W and each
 //                      K block of 1024, the weights are packed (widened) once into an L1 buffer
-//                      and reused by every 4-row tile of x; the 16 lane accumulators of each
-//                      output are spilled to scratch between K blocks (exact f32 stores and
-//                      loads), so each lane still sees its steps t = 0, 1, 2, ... in order.
+//                      and reused by every 4-row tile of an L2-resident block of x; the 16 lane
+//                      accumulators of each output are spilled to scratch between K blocks
+//                      (exact f32 stores and loads), so each lane still sees its steps
+//                      t = 0, 1, 2, ... in order.
 //
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
+
 // GCC 12 flags the self-initialised _mm512_undefined_* placeholders inside its own intrinsics as
 // uninitialised (GCC bug 105593, fixed in GCC 13). Diagnostics are judged where the code is
 // written, so silencing them around the header leaves them on for this file.
@@ -94,12 +96,16 @@ __mmask16 tail_mask(int64_t valid) {
 }
 
 // 16 weights as f32; bf16 is widened exactly (bits << 16).
-BX_INLINE __m512 load_w(const float* p) { return _mm512_loadu_ps(p); }
+BX_INLINE __m512 load_w(const float* p) {
+  return _mm512_loadu_ps(p);
+}
 BX_INLINE __m512 load_w(const uint16_t* p) {
   const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
-BX_INLINE __m512 load_w_masked(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+BX_INLINE __m512 load_w_masked(const float* p, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, p);
+}
 BX_INLINE __m512 load_w_masked(const uint16_t* p, __mmask16 m) {
   const __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
@@ -107,6 +113,11 @@ BX_INLINE __m512 load_w_masked(const uint16_t* p, __mmask16 m) {
 
 // ---------------------------------------------------------------------------------------------
 // Direct driver: y[MR, NR] tile over the whole of K from row-major x [.., K] and W [.., K].
+
+// Rows of x per direct tile, and columns of W per tile for that row count.
+constexpr int kDirectMR = 4;
+constexpr int kDirectNR = 4;
+constexpr int kGemvNR = 8;  // M = 1 .. 3: more weight rows in flight
 
 template <int MR, int NR, typename W>
 void direct_tile(const float* x, int64_t xs, const W* w, int64_t ws, float* y, int64_t ys,
@@ -143,11 +154,6 @@ void direct_tile(const float* x, int64_t xs, const W* w, int64_t ws, float* y, i
   fold_tile<MR, NR>(acc, y, ys);
 }
 
-// Rows of x per direct tile, and columns of W per tile for that row count.
-constexpr int kDirectMR = 4;
-constexpr int kDirectNR = 4;
-constexpr int kGemvNR = 8;  // M = 1 .. 3: more weight rows in flight
-
 template <int MR, int NR, typename W>
 void direct_rows(const MatmulTask& task, const W* w, int64_t m0) {
   int64_t n = task.n_begin;
@@ -158,8 +164,8 @@ void direct_rows(const MatmulTask& task, const W* w, int64_t m0) {
                         task.y_stride, task.K);
   }
   for (; n < task.n_end; ++n) {
-    direct_tile<MR, 1>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n,
-                       task.y_stride, task.K);
+    direct_tile<MR, 1>(x, task.x_stride, w + n * task.w_stride, task.w_stride, y + n, task.y_stride,
+                       task.K);
   }
 }
 
@@ -168,46 +174,50 @@ void direct(const MatmulTask& task, const W* w) {
   int64_t m = 0;
   for (; m + kDirectMR <= task.M; m += kDirectMR) direct_rows<kDirectMR, kDirectNR>(task, w, m);
   switch (task.M - m) {
-    case 3: direct_rows<3, kGemvNR>(task, w, m); break;
-    case 2: direct_rows<2, kGemvNR>(task, w, m); break;
-    case 1: direct_rows<1, kGemvNR>(task, w, m); break;
-    default: break;
+    case 3:
+      direct_rows<3, kGemvNR>(task, w, m);
+      break;
+    case 2:
+      direct_rows<2, kGemvNR>(task, w, m);
+      break;
+    case 1:
+      direct_rows<1, kGemvNR>(task, w, m);
+      break;
+    default:
+      break;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Blocked driver.
 
-constexpr int kMR = 4;                 // rows of x per tile
-constexpr int kNR = 6;                 // columns of W per tile: 24 zmm accumulators
-constexpr int64_t kKcSteps = 64;       // K block: 64 steps of 16 = 1024 elements
-constexpr int64_t kMc = 128;           // most rows of x per M block
-constexpr int64_t kXBlockBytes = int64_t{1} << 20;  // budget for an M block of x (L2)
-constexpr bool kAlwaysPack = false;
-constexpr bool kPrefetch = false;
+constexpr int kMR = 4;            // rows of x per tile
+constexpr int kNR = 6;            // columns of W per tile: 24 zmm accumulators
+constexpr int64_t kKcSteps = 64;  // K block: 64 steps of 16 = 1024 elements
+constexpr int64_t kMc = 64;       // M block: x block [64, 1024] f32 = 256 KiB
+constexpr int64_t kNc = 48;       // N block (whole tiles; matmul.cpp hands out 48 columns)
 constexpr int64_t kPackFloats = kNR * kKcSteps * kLanes;
-constexpr int64_t kAccFloats = kMc * kNR * kLanes;
+constexpr int64_t kAccFloats = kMc * kNc * kLanes;
 static_assert(kPackFloats + kAccFloats <= kMatmulScratchFloats, "scratch too small");
+static_assert(kNc % kNR == 0, "N block must hold whole tiles");
 
 struct PackedTile {
-  const float* x;    // first element of this K block in row 0 of the tile
+  const float* x;  // first element of this K block in row 0 of the tile
   int64_t xs;
-  const float* wp;   // weights of step 0, column 0 of this K block
-  int64_t wcs;       // stride between the columns' weights: W's row stride, or 16 when packed
-  int64_t full;      // whole steps in this block
-  int64_t tail;      // valid elements of one more (padded) step, 0 if none
-  float* acc;        // spilled accumulators: (r, c) at acc + r * acc_rs + c * 16
+  const float* wp;  // packed weights of this K block, [step][NR][16]
+  int64_t full;     // whole steps in this block
+  int64_t tail;     // valid elements of one more (padded) step, 0 if none
+  float* acc;       // spilled accumulators: (r, c) at acc + r * acc_rs + c * 16
   int64_t acc_rs;
-  bool first;        // no earlier K block: start from +0.0f
-  bool last;         // no later K block: fold into y
+  bool first;  // no earlier K block: start from +0.0f
+  bool last;   // no later K block: fold into y
   float* y;
   int64_t ys;
 };
 
-// One MR x NR tile over one K block. Packed: the weights are f32 [step][NR][16] in scratch.
-// Not packed (f32 weights): they are read in place, W row c at wp + c * wcs.
-template <int MR, int NR, bool Packed>
-void tile_kernel(const PackedTile& a) {
+// One MR x NR tile over one K block.
+template <int MR, int NR>
+void packed_tile(const PackedTile& a) {
   __m512 acc[MR * NR];
   if (a.first) {
 #pragma GCC unroll 32
@@ -218,38 +228,29 @@ void tile_kernel(const PackedTile& a) {
       acc[i] = _mm512_load_ps(a.acc + (i / NR) * a.acc_rs + (i % NR) * kLanes);
     }
   }
-  const float* wc[NR];
-#pragma GCC unroll 8
-  for (int c = 0; c < NR; ++c) wc[c] = a.wp + c * (Packed ? kLanes : a.wcs);
-  constexpr int64_t kStepStride = Packed ? NR * kLanes : kLanes;
+  const float* wp = a.wp;
   for (int64_t t = 0; t < a.full; ++t) {
     const int64_t k = t * kLanes;
-    __m512 wv[NR];
-#pragma GCC unroll 8
-    for (int c = 0; c < NR; ++c) {
-      wv[c] = Packed ? _mm512_load_ps(wc[c] + t * kStepStride) : _mm512_loadu_ps(wc[c] + k);
-    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_loadu_ps(a.x + r * a.xs + k);
 #pragma GCC unroll 16
-      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
+      for (int c = 0; c < NR; ++c) {
+        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
+      }
     }
+    wp += NR * kLanes;
   }
-  if (a.tail != 0) {  // the padded last step (packed weights are already zero past K)
+  if (a.tail != 0) {  // the padded last step; the packed weights are already zero past K
     const int64_t k = a.full * kLanes;
     const __mmask16 m = tail_mask(a.tail);
-    __m512 wv[NR];
-#pragma GCC unroll 8
-    for (int c = 0; c < NR; ++c) {
-      wv[c] = Packed ? _mm512_load_ps(wc[c] + a.full * kStepStride)
-                     : _mm512_maskz_loadu_ps(m, wc[c] + k);
-    }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       const __m512 xv = _mm512_maskz_loadu_ps(m, a.x + r * a.xs + k);
 #pragma GCC unroll 16
-      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
+      for (int c = 0; c < NR; ++c) {
+        acc[r * NR + c] = _mm512_fmadd_ps(xv, _mm512_load_ps(wp + c * kLanes), acc[r * NR + c]);
+      }
     }
   }
   if (a.last) {
@@ -262,17 +263,16 @@ void tile_kernel(const PackedTile& a) {
   }
 }
 
-using TileFn = void (*)(const PackedTile&);
+using PackedFn = void (*)(const PackedTile&);
 
-#define BX_TILE_ROW(MR, P)                                                                  \
-  {                                                                                         \
-    tile_kernel<MR, 1, P>, tile_kernel<MR, 2, P>, tile_kernel<MR, 3, P>,                    \
-        tile_kernel<MR, 4, P>, tile_kernel<MR, 5, P>, tile_kernel<MR, 6, P>                 \
+#define BX_PACKED_ROW(MR)                                                           \
+  {                                                                                 \
+    packed_tile<MR, 1>, packed_tile<MR, 2>, packed_tile<MR, 3>, packed_tile<MR, 4>, \
+        packed_tile<MR, 5>, packed_tile<MR, 6>                                      \
   }
-constexpr TileFn kTiles[2][kMR][kNR] = {
-    {BX_TILE_ROW(1, false), BX_TILE_ROW(2, false), BX_TILE_ROW(3, false), BX_TILE_ROW(4, false)},
-    {BX_TILE_ROW(1, true), BX_TILE_ROW(2, true), BX_TILE_ROW(3, true), BX_TILE_ROW(4, true)}};
-#undef BX_TILE_ROW
+constexpr PackedFn kPackedTiles[kMR][kNR] = {BX_PACKED_ROW(1), BX_PACKED_ROW(2), BX_PACKED_ROW(3),
+                                             BX_PACKED_ROW(4)};
+#undef BX_PACKED_ROW
 
 // Packs NR rows of W (from `w`, row stride ws) for the ns steps from s0 as f32 [step][NR][16],
 // zero past K: the order in which packed_tile reads them.
@@ -296,43 +296,32 @@ void pack_steps(const W* w, int64_t ws, int64_t K, int64_t s0, int64_t ns, float
 template <typename W>
 void pack(const W* rows, int64_t ws, int64_t K, int64_t nr, int64_t s0, int64_t ns, float* dst) {
   switch (nr) {
-    case 1: pack_steps<1>(rows, ws, K, s0, ns, dst); break;
-    case 2: pack_steps<2>(rows, ws, K, s0, ns, dst); break;
-    case 3: pack_steps<3>(rows, ws, K, s0, ns, dst); break;
-    case 4: pack_steps<4>(rows, ws, K, s0, ns, dst); break;
-    case 5: pack_steps<5>(rows, ws, K, s0, ns, dst); break;
-    default: pack_steps<kNR>(rows, ws, K, s0, ns, dst); break;
+    case 1:
+      pack_steps<1>(rows, ws, K, s0, ns, dst);
+      break;
+    case 2:
+      pack_steps<2>(rows, ws, K, s0, ns, dst);
+      break;
+    case 3:
+      pack_steps<3>(rows, ws, K, s0, ns, dst);
+      break;
+    case 4:
+      pack_steps<4>(rows, ws, K, s0, ns, dst);
+      break;
+    case 5:
+      pack_steps<5>(rows, ws, K, s0, ns, dst);
+      break;
+    default:
+      pack_steps<kNR>(rows, ws, K, s0, ns, dst);
+      break;
   }
 }
 
-// Prefetches (into L2) the W rows a later pack() reads, `per_call` cache lines at a time.
-struct ChunkPrefetch {
-  const char* base = nullptr;
-  int64_t row_bytes = 0, lines_per_row = 1, total = 0, next = 0, per_call = 0;
-
-  template <typename W>
-  void start(const W* rows, int64_t ws, int64_t K, int64_t nr, int64_t s0, int64_t calls) {
-    base = reinterpret_cast<const char*>(rows + s0 * kLanes);
-    row_bytes = ws * static_cast<int64_t>(sizeof(W));
-    const int64_t elems = K - s0 * kLanes < kKcSteps * kLanes ? K - s0 * kLanes : kKcSteps * kLanes;
-    lines_per_row = (elems * static_cast<int64_t>(sizeof(W)) + 63) / 64;
-    total = nr * lines_per_row;
-    next = 0;
-    per_call = (total + calls - 1) / calls;
-  }
-  BX_INLINE void issue() {
-    const int64_t stop = next + per_call < total ? next + per_call : total;
-    for (; next < stop; ++next) {
-      const int64_t row = next / lines_per_row;
-      _mm_prefetch(base + row * row_bytes + (next - row * lines_per_row) * 64, _MM_HINT_T1);
-    }
-  }
-};
-
-// Loop order: blocks of up to mc rows of x (sized to stay in L2) outermost; for each, the column
-// tiles (6 rows of W) of this thread; for each, the K blocks in order: pack the tile's weights for
-// the block into L1, then run every 4-row tile of the x block against them. So the rows of W are
-// read front to back, and x is read from memory once per M block.
+// Loop order (GotoBLAS-like, with the K loop kept in order for every output):
+//   N blocks of kNc columns > M blocks of kMc rows > K blocks > column tiles > row tiles.
+// The x block [mc, kc] stays in L2 while the column tiles of the N block pass over it; each
+// column tile's weights for the K block are packed into L1 once and reused by every row tile;
+// the lane accumulators of the [mc, nc] outputs wait in scratch between K blocks.
 template <typename W>
 void blocked(const MatmulTask& task, const W* w) {
   float* wpack = task.scratch;
@@ -341,50 +330,32 @@ void blocked(const MatmulTask& task, const W* w) {
   const int64_t steps = (K + kLanes - 1) / kLanes;
   const int64_t full_steps = K / kLanes;
   const int64_t ws = task.w_stride;
-  // Rows of x per M block: as many as fit the L2 budget, 16 .. kMc, a multiple of kMR.
-  int64_t mc_max = kXBlockBytes / (K * static_cast<int64_t>(sizeof(float))) / kMR * kMR;
-  mc_max = mc_max < 16 ? 16 : mc_max > kMc ? kMc : mc_max;
 
-  // bf16 weights are widened once per block into the pack; f32 weights are read in place.
-  const bool packed = sizeof(W) != sizeof(float) || kAlwaysPack;
   PackedTile a{};
   a.xs = task.x_stride;
-  a.wcs = packed ? kLanes : ws;
-  a.acc_rs = kNR * kLanes;
+  a.acc_rs = kNc * kLanes;
   a.ys = task.y_stride;
-  for (int64_t mb = 0; mb < task.M; mb += mc_max) {
-    const int64_t mc = task.M - mb < mc_max ? task.M - mb : mc_max;
-    for (int64_t nt = task.n_begin; nt < task.n_end; nt += kNR) {
-      const int64_t nr = task.n_end - nt < kNR ? task.n_end - nt : kNR;
+  for (int64_t nb = task.n_begin; nb < task.n_end; nb += kNc) {
+    const int64_t nc = task.n_end - nb < kNc ? task.n_end - nb : kNc;
+    for (int64_t mb = 0; mb < task.M; mb += kMc) {
+      const int64_t mc = task.M - mb < kMc ? task.M - mb : kMc;
       for (int64_t s0 = 0; s0 < steps; s0 += kKcSteps) {
         const int64_t ns = steps - s0 < kKcSteps ? steps - s0 : kKcSteps;
-        if (packed) {
-          pack(w + nt * ws, ws, K, nr, s0, ns, wpack);
-          a.wp = wpack;
-        } else {
-          a.wp = reinterpret_cast<const float*>(w) + nt * ws + s0 * kLanes;
-        }
-        ChunkPrefetch pf;
-        if (kPrefetch) {
-          const int64_t calls = (mc + kMR - 1) / kMR;
-          if (s0 + ns < steps) {
-            pf.start(w + nt * ws, ws, K, nr, s0 + ns, calls);
-          } else if (nt + kNR < task.n_end) {
-            const int64_t nr1 = task.n_end - nt - kNR < kNR ? task.n_end - nt - kNR : kNR;
-            pf.start(w + (nt + kNR) * ws, ws, K, nr1, 0, calls);
-          }
-        }
         a.full = s0 + ns <= full_steps ? ns : ns - 1;
         a.tail = a.full < ns ? K % kLanes : 0;
         a.first = s0 == 0;
         a.last = s0 + ns == steps;
-        for (int64_t mt = mb; mt < mb + mc; mt += kMR) {
-          const int64_t mr = mb + mc - mt < kMR ? mb + mc - mt : kMR;
-          a.x = task.x + mt * task.x_stride + s0 * kLanes;
-          a.acc = accbuf + (mt - mb) * a.acc_rs;
-          a.y = task.y + mt * task.y_stride + nt;
-          kTiles[packed ? 1 : 0][mr - 1][nr - 1](a);
-          if (kPrefetch) pf.issue();
+        for (int64_t nt = nb; nt < nb + nc; nt += kNR) {
+          const int64_t nr = nb + nc - nt < kNR ? nb + nc - nt : kNR;
+          pack(w + nt * ws, ws, K, nr, s0, ns, wpack);
+          a.wp = wpack;
+          for (int64_t mt = mb; mt < mb + mc; mt += kMR) {
+            const int64_t mr = mb + mc - mt < kMR ? mb + mc - mt : kMR;
+            a.x = task.x + mt * task.x_stride + s0 * kLanes;
+            a.acc = accbuf + ((mt - mb) * kNc + (nt - nb)) * kLanes;
+            a.y = task.y + mt * task.y_stride + nt;
+            kPackedTiles[mr - 1][nr - 1](a);
+          }
         }
       }
     }

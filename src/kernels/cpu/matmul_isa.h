@@ -17,16 +17,16 @@ namespace bx::cpu {
 // One thread's share of a matmul: y[m, n] for m in [0, M), n in [n_begin, n_end).
 //   y[m, n] = canonical dot over K of x[m, :] and W[n, :]
 struct MatmulTask {
-  const float* x;        // [M, K], row stride x_stride
+  const float* x;  // [M, K], row stride x_stride
   int64_t x_stride;
-  const void* w;         // [N, K], row stride w_stride; f32, or bf16 bits when w_bf16 != 0
+  const void* w;  // [N, K], row stride w_stride; f32, or bf16 bits when w_bf16 != 0
   int64_t w_stride;
   int w_bf16;
-  float* y;              // [M, N], row stride y_stride
+  float* y;  // [M, N], row stride y_stride
   int64_t y_stride;
   int64_t M, K;
   int64_t n_begin, n_end;
-  float* scratch;        // kMatmulScratchFloats floats, 64-byte aligned, owned by this thread
+  float* scratch;  // kMatmulScratchFloats floats, 64-byte aligned, owned by this thread
 };
 
 // Work space every path may use (packed weight panel plus spilled lane accumulators).

@@ -57,7 +57,8 @@ void tile(const MatmulTask& task, int64_t m0, int mr, int64_t n0, int nr) {
   const int64_t steps = (task.K + kLanes - 1) / kLanes;
   for (int64_t t = 0; t < steps; ++t) {
     for (int r = 0; r < mr; ++r) load_x(task.x + (m0 + r) * task.x_stride, t, task.K, xv[r]);
-    for (int c = 0; c < nr; ++c) load_w(w_row_ptr(task, n0 + c), task.w_bf16 != 0, t, task.K, wv[c]);
+    for (int c = 0; c < nr; ++c)
+      load_w(w_row_ptr(task, n0 + c), task.w_bf16 != 0, t, task.K, wv[c]);
     for (int r = 0; r < mr; ++r) {
       for (int c = 0; c < nr; ++c) {
         for (int j = 0; j < kLanes; ++j) acc[r][c][j] = std::fma(xv[r][j], wv[c][j], acc[r][c][j]);
