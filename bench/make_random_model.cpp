@@ -3,7 +3,8 @@
 //
 //   build/make_random_model OUT.gguf [--dim D] [--layers L] [--heads H] [--kv-heads K]
 //                           [--ffn F] [--vocab V] [--type F32|BF16|Q8_0]
-// Defaults: a 0.47 B-parameter shape (dim 2048, 8 layers, 32/4 heads, ffn 5632, vocab 32000).
+// Defaults: a 0.35 B-parameter shape (dim 2048, 8 layers, 32/4 heads, ffn 5632, vocab 1024;
+// the random vocabulary has at most 1065 tokens).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
                          "[--kv-heads K] [--ffn F] [--vocab V] [--type F32|BF16|Q8_0]");
     bx::test::RandomLlamaSpec spec;
     spec.dim = 2048, spec.n_layers = 8, spec.n_heads = 32, spec.n_kv_heads = 4;
-    spec.ffn_dim = 5632, spec.vocab_size = 32000, spec.context_length = 4096;
+    spec.ffn_dim = 5632, spec.vocab_size = 1024, spec.context_length = 4096;
     spec.tied_output = false;
     for (int i = 2; i + 1 < argc; i += 2) {
       const std::string flag = argv[i];

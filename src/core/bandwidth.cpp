@@ -5,39 +5,54 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
 
 namespace bx {
+namespace detail {
+float stream_sum_avx2(const float* p, int64_t n);
+}  // namespace detail
+
+namespace {
+
+float stream_sum_scalar(const float* p, int64_t n) {
+  float acc[8] = {};
+  const int64_t len = n / 8;
+  for (int64_t i = 0; i < len; ++i) {
+    for (int j = 0; j < 8; ++j) acc[j] += p[j * len + i];
+  }
+  return acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+}
+
+}  // namespace
 
 double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes, int repeats) {
-  const size_t n = bytes / sizeof(uint64_t);
-  std::vector<uint64_t> buffer(n);
-  pool.parallel_for(static_cast<int64_t>(n), 4096, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) buffer[static_cast<size_t>(i)] = static_cast<uint64_t>(i);
+  const int threads = pool.size();
+  // Each thread reads its own contiguous part, a multiple of 64 floats.
+  const int64_t per_thread = static_cast<int64_t>(bytes / sizeof(float)) / threads / 64 * 64;
+  const int64_t n = per_thread * threads;
+  std::vector<float> buffer(static_cast<size_t>(n));
+  pool.parallel_for(n, per_thread, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) buffer[static_cast<size_t>(i)] = 1.0f;
   });
+  const bool avx2 = isa_supported(Isa::avx2);
   std::vector<double> rates;
-  volatile uint64_t sink = 0;
+  std::vector<float> sums(static_cast<size_t>(threads));
   for (int r = 0; r < repeats; ++r) {
-    std::vector<uint64_t> partial(static_cast<size_t>(pool.size()), 0);
     const auto start = std::chrono::steady_clock::now();
-    pool.parallel_for(static_cast<int64_t>(n), 4096, [&](int64_t begin, int64_t end) {
-      uint64_t a = 0, b = 0, c = 0, d = 0;  // integer sums vectorise; order does not matter
-      int64_t i = begin;
-      for (; i + 4 <= end; i += 4) {
-        a += buffer[static_cast<size_t>(i)];
-        b += buffer[static_cast<size_t>(i + 1)];
-        c += buffer[static_cast<size_t>(i + 2)];
-        d += buffer[static_cast<size_t>(i + 3)];
+    pool.parallel_for(threads, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* part = buffer.data() + t * per_thread;
+        sums[static_cast<size_t>(t)] =
+            avx2 ? detail::stream_sum_avx2(part, per_thread) : stream_sum_scalar(part, per_thread);
       }
-      for (; i < end; ++i) a += buffer[static_cast<size_t>(i)];
-      const size_t slot = static_cast<size_t>(begin * pool.size() / static_cast<int64_t>(n));
-      partial[std::min(slot, partial.size() - 1)] += a + b + c + d;
     });
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    for (uint64_t p : partial) sink = sink + p;
-    rates.push_back(static_cast<double>(n * sizeof(uint64_t)) / seconds / 1e9);
+    rates.push_back(static_cast<double>(n) * sizeof(float) / seconds / 1e9);
   }
+  volatile float sink = sums[0];
+  (void)sink;
   std::sort(rates.begin(), rates.end());
   return rates[rates.size() / 2];
 }

@@ -8,8 +8,8 @@ namespace bx {
 class ThreadPool;
 
 // Streams a buffer of `bytes` (much larger than the caches) `repeats` times with every thread of
-// the pool reading its own part; returns the median GB/s (1e9 bytes per second).
-double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{256} << 20,
+// the pool reading its own part as 8 interleaved streams; returns the median GB/s (1e9 B/s).
+double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes = size_t{1} << 30,
                                   int repeats = 5);
 
 }  // namespace bx
