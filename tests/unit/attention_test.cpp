@@ -29,6 +29,7 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "support/kernel_test_data.h"
 #include "kernels/attention.h"
 #include "kernels/lanes.h"
 #include "kernels/math.h"
@@ -36,12 +37,9 @@
 namespace bx {
 namespace {
 
-constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+using test::pool;
 
-ThreadPool& pool(int threads) {
-  static ThreadPool p1(1), p2(2), p3(3);
-  return threads == 1 ? p1 : threads == 2 ? p2 : p3;
-}
+constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
 
 size_t sz(int64_t n) {
   return static_cast<size_t>(n);

@@ -20,27 +20,15 @@
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
+#include "support/kernel_test_data.h"
 #include "kernels/rope.h"
 
 namespace bx {
 namespace {
 
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
-
-bool same_bits(const float* a, const float* b, int64_t n) {
-  return std::memcmp(a, b, static_cast<size_t>(n) * sizeof(float)) == 0;
-}
-
-ThreadPool& pool(int threads) {
-  static ThreadPool p1(1), p2(2), p3(3);
-  return threads == 1 ? p1 : threads == 2 ? p2 : p3;
-}
+using test::pool;
+using test::random_floats;
+using test::same_bits;
 
 // Index of the two elements of pair i in a head.
 std::pair<int, int> pair_of(RopeLayout layout, int head_dim, int i) {

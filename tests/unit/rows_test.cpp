@@ -19,6 +19,7 @@
 
 #include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "support/kernel_test_data.h"
 #include "kernels/lanes.h"
 #include "kernels/math.h"
 #include "kernels/rows.h"
@@ -26,51 +27,15 @@
 namespace bx {
 namespace {
 
+using test::pool;
+using test::random_floats;
+using test::same_bits;
+using test::random_ints;
+using test::supported_isas;
+using test::IsaGuard;
+
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
-
-std::vector<Isa> supported_isas() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
-    if (isa_supported(isa)) out.push_back(isa);
-  }
-  return out;
-}
-
-// Restores the ISA that was active when it was made.
-class IsaGuard {
- public:
-  IsaGuard() : saved_(active_isa()) {}
-  ~IsaGuard() { set_isa(saved_); }
-
- private:
-  Isa saved_;
-};
-
-std::vector<float> random_floats(size_t n, uint32_t seed, float lo, float hi) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& f : v) f = dist(rng);
-  return v;
-}
-
-std::vector<float> random_ints(size_t n, uint32_t seed, int lo, int hi) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& f : v) f = static_cast<float>(dist(rng));
-  return v;
-}
-
-bool same_bits(const float* a, const float* b, int64_t n) {
-  return std::memcmp(a, b, static_cast<size_t>(n) * sizeof(float)) == 0;
-}
-
-ThreadPool& pool(int threads) {
-  static ThreadPool p1(1), p2(2), p3(3);
-  return threads == 1 ? p1 : threads == 2 ? p2 : p3;
-}
 
 // ---- rmsnorm ----
 
