@@ -1,5 +1,6 @@
 // bitexact generate: complete one prompt or a file of prompts (all run together as one batch).
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -24,6 +25,7 @@ struct GenerateFlags {
   std::optional<std::string> prompts_file;
   int max_tokens = 128;
   SamplingParams sampling;
+  std::string seed = "0";  // parsed strictly: CLI11 would wrap "-1" into 2^64 - 1
   std::string format = "text";
   int max_batch_tokens = 512;
   int max_seqs = 64;
@@ -41,6 +43,15 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   check(!in.bad(), "error while reading prompts file '" + path + "'");
   check(!prompts.empty(), "prompts file '" + path + "' has no lines; expected one prompt a line");
   return prompts;
+}
+
+uint64_t parse_seed(const std::string& text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  check(!text.empty() && ec == std::errc() && ptr == end,
+        "--seed is '" + text + "', expected an integer from 0 to 18446744073709551615");
+  return value;
 }
 
 void validate_flags(const GenerateFlags& f) {
@@ -73,7 +84,8 @@ std::string json_line(const std::string& prompt, const GenerationResult& result,
   return out;
 }
 
-void run_generate(const GenerateFlags& f) {
+void run_generate(GenerateFlags& f) {
+  f.sampling.seed = parse_seed(f.seed);
   validate_flags(f);
   const std::vector<std::string> prompts =
       f.prompt ? std::vector<std::string>{*f.prompt} : read_prompts_file(*f.prompts_file);
@@ -140,7 +152,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--top-k", flags->sampling.top_k, "Keep the k most likely tokens (0 = off)");
   cmd->add_option("--top-p", flags->sampling.top_p, "Nucleus sampling mass in (0, 1] (1.0)");
   cmd->add_option("--min-p", flags->sampling.min_p, "Drop tokens below min_p * p_max (0)");
-  cmd->add_option("--seed", flags->sampling.seed, "Sampling seed (0)");
+  cmd->add_option("--seed", flags->seed, "Sampling seed, 0 to 2^64-1 (0)");
   cmd->add_option("--format", flags->format, "text or json (one object per prompt per line)");
   cmd->add_option("--max-batch-tokens", flags->max_batch_tokens,
                   "Tokens per forward call (512); results do not depend on it");

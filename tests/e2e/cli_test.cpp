@@ -180,6 +180,10 @@ TEST_F(Cli, BadFlagValuesGiveOneLineErrors) {
   expect_one_line_error(g + " --min-p 2", "min_p");
   expect_one_line_error(g + " --format xml", "format");
   expect_one_line_error(g + " --threads -2", "threads");
+  expect_one_line_error(g + " --seed -1", "seed");
+  expect_one_line_error(g + " --seed 12x", "seed");
+  expect_one_line_error(g + " --top-k -3", "top_k");
+  expect_one_line_error(g + " --temperature nan", "temperature");
   expect_one_line_error("generate " + model(), "--prompt");
   expect_one_line_error("generate --prompt hi", "model");
   // stories260K declares a 2048-token context; this prompt is about 3000 tokens.
