@@ -31,15 +31,18 @@ std::string_view isa_name(Isa isa) {
   return "?";
 }
 
+// Queried once: CPUID traps to the hypervisor in a VM, and kernels ask on every call.
 bool isa_supported(Isa isa) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                           cpu_has_f16c();
+  static const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                             __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") &&
+                             __builtin_cpu_supports("avx512dq");
   switch (isa) {
     case Isa::scalar: return true;
-    case Isa::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
-    case Isa::avx512:
-      return isa_supported(Isa::avx2) && __builtin_cpu_supports("avx512f") &&
-             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-             __builtin_cpu_supports("avx512dq");
+    case Isa::avx2: return avx2;
+    case Isa::avx512: return avx512;
   }
   return false;
 }
