@@ -18,6 +18,12 @@ void split_range(int64_t n, int64_t grain, int parts, int index, int64_t* begin,
   *end = std::min(n, (first + count) * grain);
 }
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
@@ -29,7 +35,7 @@ ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true, std::memory_order_release);
   }
   start_cv_.notify_all();
   for (auto& worker : workers_) worker.join();
@@ -43,48 +49,57 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
     fn(0, n);
     return;
   }
+  job_ = &fn;
+  job_n_ = n;
+  job_grain_ = grain;
+  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
   {
+    // Under the mutex, so a worker that is about to block sees the new generation.
     std::lock_guard<std::mutex> lock(mutex_);
-    job_ = &fn;
-    job_n_ = n;
-    job_grain_ = grain;
-    pending_ = n_threads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
+
   int64_t begin = 0;
   int64_t end = 0;
   split_range(n, grain, n_threads_, 0, &begin, &end);
   if (begin < end) fn(begin, end);
+
+  for (int spin = 0; spin < kSpinIterations; ++spin) {
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    cpu_relax();
+  }
   std::unique_lock<std::mutex> lock(mutex_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
-  job_ = nullptr;
+  done_cv_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
 }
 
 void ThreadPool::worker_loop(int worker_index) {
-  uint64_t seen_generation = 0;
+  uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t, int64_t)>* job = nullptr;
-    int64_t n = 0;
-    int64_t grain = 1;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      start_cv_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-      if (stopping_) return;
-      seen_generation = generation_;
-      job = job_;
-      n = job_n_;
-      grain = job_grain_;
+    uint64_t generation = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; generation == seen && spin < kSpinIterations; ++spin) {
+      if (stopping_.load(std::memory_order_acquire)) return;
+      cpu_relax();
+      generation = generation_.load(std::memory_order_acquire);
     }
+    if (generation == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      start_cv_.wait(lock, [&] {
+        return stopping_.load(std::memory_order_acquire) ||
+               generation_.load(std::memory_order_acquire) != seen;
+      });
+      if (stopping_.load(std::memory_order_acquire)) return;
+      generation = generation_.load(std::memory_order_acquire);
+    }
+    seen = generation;
     int64_t begin = 0;
     int64_t end = 0;
-    split_range(n, grain, n_threads_, worker_index, &begin, &end);
-    if (begin < end) (*job)(begin, end);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      --pending_;
+    split_range(job_n_, job_grain_, n_threads_, worker_index, &begin, &end);
+    if (begin < end) (*job_)(begin, end);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // the caller may be about to block
+      done_cv_.notify_one();
     }
-    done_cv_.notify_one();
   }
 }
 
