@@ -1,5 +1,7 @@
 #include "kernels/attention.h"
 
+#include "core/fma_clones.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -50,7 +52,7 @@ void check_args(const AttentionArgs& args) {
 
 // o[i] = fma(p, v[i], o[i]). Compiled with the FMA instruction where the CPU has it, else with
 // the C library's fmaf; one correctly rounded operation per element either way, so same bits.
-__attribute__((target_clones("fma", "default"))) void fma_accumulate(float p, const float* v,
+BX_FMA_CLONES void fma_accumulate(float p, const float* v,
                                                                      float* o, int n) {
   for (int i = 0; i < n; ++i) o[i] = std::fma(p, v[i], o[i]);
 }

@@ -1,5 +1,7 @@
 #include "kernels/math.h"
 
+#include "core/fma_clones.h"
+
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -50,10 +52,7 @@ float round_to_int(float v) {
 
 }  // namespace
 
-// Both functions are compiled twice: with the FMA instruction, used where the CPU has it, and
-// with the C library's fmaf otherwise (a call, several times slower). fma is one correctly
-// rounded operation either way, so the two copies give the same bits.
-#define BX_FMA_CLONES __attribute__((target_clones("fma", "default")))
+// Both functions are compiled with and without the FMA instruction (core/fma_clones.h).
 
 // e^x = 2^n * e^r,  n = rint(x / ln 2),  r = x - n ln 2 in about [-ln2/2, ln2/2].
 //   r: two fma steps (Cody-Waite). The first is exact: for n != 0, x - n * kLn2Hi is a multiple
