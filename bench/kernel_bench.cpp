@@ -36,6 +36,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include "core/bandwidth.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -140,61 +141,6 @@ double fma_peak(Isa isa, ThreadPool& pool, int threads, int reps) {
   return median(rates);
 }
 
-// Sums n floats as kStreams interleaved sequential streams (as a matmul reads several weight
-// rows at once): one stream per core cannot keep enough reads in flight to reach the bandwidth.
-constexpr int kStreams = 8;
-
-__attribute__((target("avx512f"))) float stream_sum_avx512(const float* p, int64_t n) {
-  const int64_t len = n / kStreams / 16 * 16;
-  __m512 acc[kStreams];
-  for (int j = 0; j < kStreams; ++j) acc[j] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < len; i += 16) {
-#pragma GCC unroll 8
-    for (int j = 0; j < kStreams; ++j)
-      acc[j] = _mm512_add_ps(acc[j], _mm512_load_ps(p + j * len + i));
-  }
-  for (int j = 1; j < kStreams; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
-  return _mm512_reduce_add_ps(acc[0]);
-}
-
-__attribute__((target("avx2"))) float stream_sum_avx2(const float* p, int64_t n) {
-  const int64_t len = n / kStreams / 8 * 8;
-  __m256 acc[kStreams];
-  for (int j = 0; j < kStreams; ++j) acc[j] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < len; i += 8) {
-#pragma GCC unroll 8
-    for (int j = 0; j < kStreams; ++j)
-      acc[j] = _mm256_add_ps(acc[j], _mm256_load_ps(p + j * len + i));
-  }
-  for (int j = 1; j < kStreams; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
-  alignas(32) float out[8];
-  _mm256_store_ps(out, acc[0]);
-  return out[0] + out[7];
-}
-
-// GB/s of `threads` threads each summing its own contiguous slice of `buf`.
-double read_bandwidth(const Aligned<float>& buf, Isa isa, ThreadPool& pool, int threads, int reps) {
-  const int64_t n = static_cast<int64_t>(buf.size);
-  const int64_t per = (n / threads) / (16 * kStreams) * (16 * kStreams);
-  std::vector<double> rates;
-  volatile float sink = 0;
-  for (int r = 0; r < reps; ++r) {
-    std::vector<float> out(static_cast<size_t>(threads));
-    const auto start = std::chrono::steady_clock::now();
-    pool.parallel_for(threads, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        const float* p = buf.data + t * per;
-        out[static_cast<size_t>(t)] =
-            isa == Isa::avx512 ? stream_sum_avx512(p, per) : stream_sum_avx2(p, per);
-      }
-    });
-    const double s = seconds_since(start);
-    for (float f : out) sink = sink + f;
-    rates.push_back(static_cast<double>(per * threads) * sizeof(float) / s / 1e9);
-  }
-  return median(rates);
-}
-
 Peaks measure_peaks(const Options& opt, ThreadPool& pool) {
   Peaks p;
   const Isa simd = opt.isa == Isa::avx512 ? Isa::avx512 : Isa::avx2;
@@ -204,12 +150,9 @@ Peaks measure_peaks(const Options& opt, ThreadPool& pool) {
     p.fma_1t = fma_peak(simd, pool, 1, reps);
     p.fma_all = fma_peak(simd, pool, n, reps);
     const size_t bytes = opt.quick ? size_t{512} << 20 : size_t{2} << 30;
-    Aligned<float> buf(bytes / sizeof(float));
-    pool.parallel_for(static_cast<int64_t>(buf.size), 1 << 16, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) buf.data[i] = static_cast<float>(i & 1023) * 0.5f;
-    });
-    p.bw_1t = read_bandwidth(buf, simd, pool, 1, reps);
-    p.bw_all = read_bandwidth(buf, simd, pool, n, reps);
+    ThreadPool one_thread(1);
+    p.bw_1t = measure_read_bandwidth_gbs(one_thread, bytes, reps);
+    p.bw_all = measure_read_bandwidth_gbs(pool, bytes, reps);
   }
   return p;
 }
