@@ -15,7 +15,7 @@ constexpr size_t kAlignment = 64;
 float* f32(const Tensor& t) { return static_cast<float*>(t.data); }
 
 void check_f32(const Tensor& t, const char* what) {
-  check(t.dtype == DType::f32, std::string("cpu backend: ") + what + " must be F32");
+  BX_CHECK(t.dtype == DType::f32, std::string("cpu backend: ") + what + " must be F32");
 }
 
 }  // namespace
@@ -28,13 +28,13 @@ CpuBackend::~CpuBackend() = default;
 void* CpuBackend::allocate_bytes(size_t bytes) {
   const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  check(p != nullptr, "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+  BX_CHECK(p != nullptr, "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
   return p;
 }
 
 Tensor CpuBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
-  check(dtype == DType::f32 || dtype == DType::bf16, "cpu backend: alloc supports F32 and BF16");
+  BX_CHECK(dtype == DType::f32 || dtype == DType::bf16, "cpu backend: alloc supports F32 and BF16");
   const size_t element = dtype == DType::f32 ? 4 : 2;
   void* p = allocate_bytes(static_cast<size_t>(rows * cols) * element);
   allocations_.emplace_back(p);
@@ -54,7 +54,7 @@ Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, 
 }
 
 void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
-  check(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
+  BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
             shape.n_kv_heads > 0 && shape.head_dim > 0,
         "cpu backend: KV cache shape must be positive in every dimension");
   const size_t per_layer = static_cast<size_t>(shape.n_blocks) * shape.block_size *
@@ -64,7 +64,7 @@ void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
 }
 
 KvLayerView CpuBackend::kv_layer(int layer) const {
-  check(kv_storage_ != nullptr, "cpu backend: the KV cache is not initialised");
+  BX_CHECK(kv_storage_ != nullptr, "cpu backend: the KV cache is not initialised");
   const size_t per_layer = static_cast<size_t>(kv_shape_.n_blocks) * kv_shape_.block_size *
                            kv_shape_.n_kv_heads * kv_shape_.head_dim;
   float* base = static_cast<float*>(kv_storage_.get()) + per_layer * 2 * layer;

@@ -17,7 +17,7 @@ size_t element_size(DType dtype) {
 }  // namespace
 
 Tensor Tensor::rows_view(int64_t first, int64_t count) const {
-  check(first >= 0 && count >= 0 && first + count <= rows,
+  BX_CHECK(first >= 0 && count >= 0 && first + count <= rows,
         "tensor rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
             ") outside the " + std::to_string(rows) + " rows it has");
   Tensor view = *this;

@@ -17,4 +17,11 @@ inline void check(bool condition, const std::string& message) {
   if (!condition) throw Error(message);
 }
 
+// The same for hot paths (kernels, forward): `message` is evaluated only when the check fails,
+// so a passing check costs one branch instead of building a string.
+#define BX_CHECK(condition, message)                  \
+  do {                                                \
+    if (!(condition)) throw ::bx::Error(message);     \
+  } while (false)
+
 }  // namespace bx

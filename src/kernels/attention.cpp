@@ -28,22 +28,22 @@ int64_t slot_offset(const KvLayerView& kv, const int32_t* bt, int64_t p) {
 
 void check_args(const AttentionArgs& args) {
   const KvLayerView& kv = args.kv;
-  check(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim,
+  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim,
         "attention head_dim " + std::to_string(kv.head_dim) + " is out of range: expected 1 to " +
             std::to_string(kAttentionMaxHeadDim));
-  check(kv.block_size > 0,
+  BX_CHECK(kv.block_size > 0,
         "attention block_size " + std::to_string(kv.block_size) + " is invalid: expected > 0");
-  check(kv.n_kv_heads > 0 && args.n_heads > 0 && args.n_heads % kv.n_kv_heads == 0,
+  BX_CHECK(kv.n_kv_heads > 0 && args.n_heads > 0 && args.n_heads % kv.n_kv_heads == 0,
         "attention n_heads " + std::to_string(args.n_heads) + " is not a multiple of n_kv_heads " +
             std::to_string(kv.n_kv_heads));
   for (int64_t t = 0; t < args.T; ++t) {
     const int64_t p = args.positions[t];
-    check(p >= 0, "attention position " + std::to_string(p) + " of token " + std::to_string(t) +
+    BX_CHECK(p >= 0, "attention position " + std::to_string(p) + " of token " + std::to_string(t) +
                       " is negative");
     // Every block the token reads must be a block of the cache (cheap next to the attention).
     for (int64_t b = 0; b <= p / kv.block_size; ++b) {
       const int32_t id = args.block_tables[t][b];
-      check(id >= 0 && id < kv.n_blocks,
+      BX_CHECK(id >= 0 && id < kv.n_blocks,
             "attention block table entry " + std::to_string(b) + " of token " + std::to_string(t) +
                 " is " + std::to_string(id) + ": expected 0 to " + std::to_string(kv.n_blocks - 1));
     }
@@ -140,16 +140,16 @@ void attend_heads(const float* q, int n_q, int64_t p, const int32_t* bt, int kv_
 void kv_cache_write(const KvLayerView& kv, const float* k, int64_t k_stride, const float* v,
                     int64_t v_stride, const int32_t* positions, const int32_t* const* block_tables,
                     int64_t T) {
-  check(kv.block_size > 0,
+  BX_CHECK(kv.block_size > 0,
         "kv cache block_size " + std::to_string(kv.block_size) + " is invalid: expected > 0");
   const int64_t row_len = static_cast<int64_t>(kv.n_kv_heads) * kv.head_dim;
   const size_t row_bytes = static_cast<size_t>(row_len) * sizeof(float);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t p = positions[t];
-    check(p >= 0, "kv cache position " + std::to_string(p) + " of token " + std::to_string(t) +
+    BX_CHECK(p >= 0, "kv cache position " + std::to_string(p) + " of token " + std::to_string(t) +
                       " is negative");
     const int64_t block = block_tables[t][p / kv.block_size];
-    check(block >= 0 && block < kv.n_blocks,
+    BX_CHECK(block >= 0 && block < kv.n_blocks,
           "kv cache block id " + std::to_string(block) + " for position " + std::to_string(p) +
               " is out of range: expected 0 to " + std::to_string(kv.n_blocks - 1));
     const int64_t at = slot_offset(kv, block_tables[t], p);

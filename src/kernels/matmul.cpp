@@ -29,19 +29,19 @@ struct Dense {
 };
 
 Dense checked(const MatmulArgs& a) {
-  check(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
+  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
                                               std::to_string(a.N) + " K=" + std::to_string(a.K));
-  check(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16,
+  BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16,
         "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
             " not supported: expected f32 or bf16");
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
-  check(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
+  BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
             ", y_stride=" + std::to_string(d.y_stride) + " for N=" + std::to_string(a.N) + ")");
   const bool empty = a.M == 0 || a.N == 0;
-  check(empty || (a.y != nullptr && (a.K == 0 || (a.x != nullptr && a.w != nullptr))),
+  BX_CHECK(empty || (a.y != nullptr && (a.K == 0 || (a.x != nullptr && a.w != nullptr))),
         "matmul: null x, w or y pointer");
   return d;
 }
@@ -111,7 +111,7 @@ void matmul(const MatmulArgs& args, ThreadPool& pool) {
 
 void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
   const Dense d = checked(args);
-  check(isa_supported(isa),
+  BX_CHECK(isa_supported(isa),
         "matmul: ISA " + std::string(isa_name(isa)) + " is not supported by this CPU");
   if (args.M == 0 || args.N == 0) return;
   if (args.order == ReductionOrder::split_k_by_m) {

@@ -9,11 +9,11 @@
 namespace bx {
 
 RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout) {
-  check(head_dim > 0 && head_dim % 2 == 0,
+  BX_CHECK(head_dim > 0 && head_dim % 2 == 0,
         "rope head_dim " + std::to_string(head_dim) + " is invalid: expected an even number > 0");
-  check(theta > 0.0 && std::isfinite(theta),
+  BX_CHECK(theta > 0.0 && std::isfinite(theta),
         "rope theta " + std::to_string(theta) + " is invalid: expected a finite number > 0");
-  check(max_positions >= 0,
+  BX_CHECK(max_positions >= 0,
         "rope max_positions " + std::to_string(max_positions) + " is invalid: expected >= 0");
   RopeTable table;
   table.head_dim = head_dim;
@@ -40,7 +40,7 @@ void rope_inplace(float* x, int64_t x_stride, const int32_t* positions, int64_t 
                   const RopeTable& table, ThreadPool& pool) {
   // Validate on the calling thread, so a bad position throws here rather than in a worker.
   for (int64_t t = 0; t < T; ++t) {
-    check(positions[t] >= 0 && positions[t] < table.max_positions,
+    BX_CHECK(positions[t] >= 0 && positions[t] < table.max_positions,
           "rope position " + std::to_string(positions[t]) + " of token " + std::to_string(t) +
               " is out of range: expected 0 to " + std::to_string(table.max_positions - 1));
   }

@@ -14,8 +14,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
       backend_(backend),
       max_batch_tokens_(max_batch_tokens),
       max_logit_rows_(max_logit_rows) {
-  check(max_batch_tokens > 0, "max batch tokens must be positive");
-  check(max_logit_rows > 0, "max logit rows must be positive");
+  BX_CHECK(max_batch_tokens > 0, "max batch tokens must be positive");
+  BX_CHECK(max_logit_rows > 0, "max logit rows must be positive");
   const int64_t T = max_batch_tokens;
   x_ = backend_.alloc(DType::f32, T, config_.dim);
   h_ = backend_.alloc(DType::f32, T, config_.dim);
@@ -35,25 +35,25 @@ namespace {
 void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int max_tokens,
                     int max_rows) {
   const size_t T = batch.tokens.size();
-  check(T > 0, "forward: the batch has no tokens");
-  check(T <= static_cast<size_t>(max_tokens),
+  BX_CHECK(T > 0, "forward: the batch has no tokens");
+  BX_CHECK(T <= static_cast<size_t>(max_tokens),
         "forward: " + std::to_string(T) + " tokens exceed max batch tokens " +
             std::to_string(max_tokens));
-  check(batch.positions.size() == T && batch.block_tables.size() == T,
+  BX_CHECK(batch.positions.size() == T && batch.block_tables.size() == T,
         "forward: tokens, positions and block tables must have one entry per token");
-  check(batch.logit_rows.size() <= static_cast<size_t>(max_rows),
+  BX_CHECK(batch.logit_rows.size() <= static_cast<size_t>(max_rows),
         "forward: " + std::to_string(batch.logit_rows.size()) + " logit rows exceed the limit " +
             std::to_string(max_rows));
   for (size_t t = 0; t < T; ++t) {
-    check(batch.tokens[t] >= 0 && batch.tokens[t] < config.vocab_size,
+    BX_CHECK(batch.tokens[t] >= 0 && batch.tokens[t] < config.vocab_size,
           "forward: token id " + std::to_string(batch.tokens[t]) + " is outside the vocabulary [0, " +
               std::to_string(config.vocab_size) + ")");
-    check(batch.positions[t] >= 0 && batch.positions[t] < config.context_length,
+    BX_CHECK(batch.positions[t] >= 0 && batch.positions[t] < config.context_length,
           "forward: position " + std::to_string(batch.positions[t]) +
               " is outside the context [0, " + std::to_string(config.context_length) + ")");
   }
   for (int32_t row : batch.logit_rows) {
-    check(row >= 0 && static_cast<size_t>(row) < T,
+    BX_CHECK(row >= 0 && static_cast<size_t>(row) < T,
           "forward: logit row " + std::to_string(row) + " is not a token of the batch");
   }
 }
