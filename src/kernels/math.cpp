@@ -1,6 +1,7 @@
 #include "kernels/math.h"
 
 #include "core/fma_clones.h"
+#include "kernels/cpu/exp_isa.h"
 
 #include <bit>
 #include <cmath>
@@ -18,22 +19,11 @@ float pow2(int k) {
 }
 
 // ---- exp ----
-// Beyond these bounds e^x is +inf or rounds to +0 (e^-104 < 2^-150, half the least subnormal);
-// between them the scaling below produces overflow and gradual underflow itself.
-constexpr float kExpHi = 88.75f;
-constexpr float kExpLo = -104.0f;
-constexpr float kLog2e = static_cast<float>(1.4426950408889634);
-// ln 2 split so that n * kLn2Hi is exact for |n| <= 2^8 (kLn2Hi has 16 significant bits).
-constexpr float kLn2Hi = 0.693145751953125f;
-constexpr float kLn2Lo = static_cast<float>(0.6931471805599453 - 0.693145751953125);
-// Taylor coefficients 1/k! of e^r, k = 2..8.
-constexpr float kE2 = 0.5f;
-constexpr float kE3 = static_cast<float>(1.0 / 6.0);
-constexpr float kE4 = static_cast<float>(1.0 / 24.0);
-constexpr float kE5 = static_cast<float>(1.0 / 120.0);
-constexpr float kE6 = static_cast<float>(1.0 / 720.0);
-constexpr float kE7 = static_cast<float>(1.0 / 5040.0);
-constexpr float kE8 = static_cast<float>(1.0 / 40320.0);
+// The constants are shared with the vector paths (kernels/cpu/exp_isa.h, where they are
+// explained), so every path runs exactly the same operations.
+using namespace cpu::exp_const;
+constexpr float kExpHi = kHi;
+constexpr float kExpLo = kLo;
 
 // ---- log ----
 constexpr float kSqrt2 = static_cast<float>(1.4142135623730951);
@@ -44,8 +34,6 @@ constexpr float kL3 = static_cast<float>(2.0 / 7.0);
 constexpr float kL4 = static_cast<float>(2.0 / 9.0);
 constexpr float kL5 = static_cast<float>(2.0 / 11.0);
 
-// rint(v) for |v| < 2^22 in the default rounding mode: adding 1.5 * 2^23 leaves no fraction bits.
-constexpr float kRoundShift = 12582912.0f;
 float round_to_int(float v) {
   return (v + kRoundShift) - kRoundShift;
 }

@@ -2,7 +2,9 @@
 
 #include <cmath>
 
+#include "core/cpu_features.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/exp_isa.h"
 #include "kernels/lanes.h"
 #include "kernels/math.h"
 #include "kernels/matmul.h"
@@ -36,12 +38,27 @@ float row_max(const float* x, int64_t n) {
 }
 
 // log_softmax: out[i] = (x[i] - mx) - log(s),  s = canonical sum of exp(x[i] - mx).
+// The AVX2 / AVX-512 paths (kernels/cpu/exp_{avx2,avx512}.cpp) compute the same sum with the
+// vector exp_f32 in the same lane layout and tree, so every path gives the same bits.
 void log_softmax(const float* x, int64_t x_stride, float* out, int64_t out_stride, int64_t M,
                  int64_t N, ThreadPool& pool) {
+  const Isa isa = active_isa();
   pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
       const float* xr = x + m * x_stride;
       float* o = out + m * out_stride;
+      if (isa == Isa::avx512) {
+        const float mx = cpu::row_max_avx512(xr, N);
+        const float log_s = log_f32(cpu::exp_sum_avx512(xr, N, mx));
+        cpu::sub_sub_avx512(xr, N, mx, log_s, o);
+        continue;
+      }
+      if (isa == Isa::avx2) {
+        const float mx = cpu::row_max_avx2(xr, N);
+        const float log_s = log_f32(cpu::exp_sum_avx2(xr, N, mx));
+        cpu::sub_sub_avx2(xr, N, mx, log_s, o);
+        continue;
+      }
       const float mx = row_max(xr, N);
       // The canonical sum of lanes.h, with the exp computed as each term is added.
       float acc[lanes::kLanes] = {};

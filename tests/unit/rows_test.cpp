@@ -9,8 +9,10 @@
 //                 gives different bits for some row, so the comparisons can fail.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -158,6 +160,73 @@ TEST(LogSoftmax, OutputMayAliasInput) {
   log_softmax(x.data(), N, out.data(), N, M, N, pool(2));
   log_softmax(x.data(), N, x.data(), N, M, N, pool(2));
   EXPECT_TRUE(same_bits(x.data(), out.data(), M * N));
+}
+
+// Rows with extreme values: differences x[i] - mx that underflow in exp (to subnormals and to
+// +0), +-inf, NaNs with payloads, huge magnitudes; every length 1..40 and a few long ones (the
+// masked tails), each ISA against the scalar path bit for bit.
+TEST(LogSoftmax, ExtremeRowsSameBitsOnEveryIsa) {
+  IsaGuard guard;
+  const float specials[] = {-kInf, kInf, kNan, std::bit_cast<float>(0xffc12345u), -1e30f,
+                            -3.0e38f, 3.0e38f, -87.5f, -95.0f, -103.5f, -104.0f, -104.5f,
+                            -150.0f, -200.0f, 88.7f, 0.0f, -0.0f, 1e-40f, -1e-40f};
+  std::mt19937 rng(77);
+  std::vector<std::vector<float>> rows;
+  for (int64_t N : {1, 2, 3, 7, 8, 9, 15, 16, 17, 23, 31, 32, 33, 40, 100, 1000, 4099}) {
+    // Wide spread, no specials: many terms underflow to subnormals or +0.
+    std::vector<float> x(static_cast<size_t>(N));
+    std::uniform_real_distribution<float> wide(-120.0f, 5.0f);
+    for (float& v : x) v = wide(rng);
+    rows.push_back(x);
+    // The same with one or a few special values at random positions.
+    for (float sp : specials) {
+      auto y = x;
+      const int k = 1 + static_cast<int>(rng() % 3);
+      for (int j = 0; j < k; ++j) y[rng() % y.size()] = sp;
+      rows.push_back(y);
+    }
+    // Every element -104 .. -87 below a single 0 (all terms subnormal but one).
+    auto z = x;
+    std::uniform_real_distribution<float> sub(-104.0f, -87.0f);
+    for (float& v : z) v = sub(rng);
+    z[rng() % z.size()] = 0.0f;
+    rows.push_back(z);
+    // Two different NaNs: the first one decides the payload of the row (row_max).
+    if (N >= 2) {
+      auto w = x;
+      const size_t a = rng() % w.size(), b = rng() % w.size();
+      w[std::min(a, b)] = std::bit_cast<float>(0x7fc0beefu);
+      w[std::max(a, b)] = std::bit_cast<float>(0xffc00001u);
+      if (a != b) rows.push_back(w);
+    }
+    // Zeros of both signs as the maximum (+0 ranks above -0), and all -0.
+    auto zs = x;
+    for (float& v : zs) v = -std::fabs(v);
+    zs[rng() % zs.size()] = -0.0f;
+    rows.push_back(zs);
+    zs[rng() % zs.size()] = 0.0f;
+    rows.push_back(zs);
+    rows.emplace_back(static_cast<size_t>(N), -0.0f);
+    // All -inf, and all equal.
+    rows.emplace_back(static_cast<size_t>(N), -kInf);
+    rows.emplace_back(static_cast<size_t>(N), -3.5f);
+  }
+  for (const auto& x : rows) {
+    const int64_t N = static_cast<int64_t>(x.size());
+    set_isa(Isa::scalar);
+    std::vector<float> want(x.size());
+    log_softmax(x.data(), N, want.data(), N, 1, N, pool(1));
+    for (Isa isa : supported_isas()) {
+      set_isa(isa);
+      std::vector<float> got(x.size());
+      log_softmax(x.data(), N, got.data(), N, 1, N, pool(1));
+      ASSERT_TRUE(same_bits(got.data(), want.data(), N)) << "N " << N << " isa " << isa_name(isa);
+      auto in_place = x;
+      log_softmax(in_place.data(), N, in_place.data(), N, 1, N, pool(1));
+      ASSERT_TRUE(same_bits(in_place.data(), want.data(), N))
+          << "N " << N << " isa " << isa_name(isa) << " in place";
+    }
+  }
 }
 
 // ---- row_max, argmax ----
