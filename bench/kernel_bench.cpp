@@ -29,12 +29,7 @@
 #include <thread>
 #include <vector>
 
-// GCC 12 flags the _mm512_undefined_* placeholders inside its own intrinsics (GCC bug 105593).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include "core/bandwidth.h"
 #include "core/cpu_features.h"

@@ -9,13 +9,7 @@
 // Only <immintrin.h> and plain headers are included; everything but the entry points has
 // internal linkage (see matmul_isa.h).
 
-// GCC 12 flags the self-initialised _mm512_undefined_* placeholders inside its own intrinsics as
-// uninitialised (GCC bug 105593, fixed in GCC 13).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "kernels/cpu/intrinsics.h"
 
 #include <cstddef>
 #include <cstdint>
