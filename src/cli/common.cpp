@@ -17,6 +17,41 @@ void add_model_flags(CLI::App& command, ModelFlags& flags) {
   command.add_flag("--quiet", flags.quiet, "No progress bar on stderr");
 }
 
+void add_engine_flags(CLI::App& command, EngineFlags& flags) {
+  command.add_option("--max-batch-tokens", flags.max_batch_tokens,
+                     "Tokens per step (512); results do not depend on it");
+  command.add_option("--max-seqs", flags.max_seqs,
+                     "Sequences per step (64); results do not depend on it");
+  command.add_option("--prefill-chunk", flags.prefill_chunk,
+                     "Prompt tokens of one sequence per step (default: --max-batch-tokens)");
+  command.add_option("--kv-block-size", flags.kv_block_size, "Tokens per KV cache block (16)");
+  command.add_option("--kv-cache-tokens", flags.kv_cache_tokens,
+                     "KV cache size in tokens (default: max-seqs contexts, at most 1 GiB)");
+  command.add_flag("--no-prefix-cache", flags.no_prefix_cache,
+                   "Do not share computed prompt blocks between requests");
+}
+
+void apply_engine_flags(const EngineFlags& f, LoadOptions& load, EngineOptions& engine) {
+  const auto positive = [](int64_t v, const char* name) {
+    check(v > 0, std::string(name) + " is " + std::to_string(v) + ", expected a positive number");
+  };
+  positive(f.max_batch_tokens, "--max-batch-tokens");
+  positive(f.max_seqs, "--max-seqs");
+  positive(f.kv_block_size, "--kv-block-size");
+  check(f.prefill_chunk >= 0, "--prefill-chunk is " + std::to_string(f.prefill_chunk) +
+                                  ", expected a positive number (or 0 for the batch size)");
+  check(f.kv_cache_tokens >= 0, "--kv-cache-tokens is " + std::to_string(f.kv_cache_tokens) +
+                                    ", expected a positive number (or 0 for automatic)");
+  load.max_batch_tokens = f.max_batch_tokens;
+  load.max_logit_rows = f.max_seqs;
+  load.kv_block_size = f.kv_block_size;
+  engine.max_batch_tokens = f.max_batch_tokens;
+  engine.max_seqs = f.max_seqs;
+  engine.prefill_chunk = f.prefill_chunk;
+  engine.kv_cache_tokens = f.kv_cache_tokens;
+  engine.prefix_cache = !f.no_prefix_cache;
+}
+
 int resolve_threads(int requested) {
   check(requested >= 0, "--threads is " + std::to_string(requested) +
                             ", expected a positive number (or 0 for all cores)");

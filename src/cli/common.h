@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "engine/engine.h"
 #include "model/loader.h"
 
 namespace CLI {
@@ -20,6 +21,19 @@ struct ModelFlags {
   bool quiet = false;
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
+
+// Flags of commands that run the engine. None of them changes any output bit.
+struct EngineFlags {
+  int max_batch_tokens = 512;
+  int max_seqs = 64;
+  int prefill_chunk = 0;         // 0 = max_batch_tokens
+  int kv_block_size = 16;
+  int64_t kv_cache_tokens = 0;   // 0 = automatic (EngineOptions)
+  bool no_prefix_cache = false;
+};
+void add_engine_flags(CLI::App& command, EngineFlags& flags);
+// Checks the values; fills the load-time and run-time options they decide.
+void apply_engine_flags(const EngineFlags& flags, LoadOptions& load, EngineOptions& engine);
 
 // Loads the model, drawing a progress bar on stderr once loading has taken over a second
 // (unless quiet).

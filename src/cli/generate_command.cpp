@@ -1,4 +1,4 @@
-// bitexact generate: complete one prompt or a file of prompts (all run together as one batch).
+// bitexact generate: complete one prompt or a file of prompts, all run through the engine.
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <cmath>
@@ -14,21 +14,22 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
-#include "generate/generator.h"
 
 namespace bx::cli {
 namespace {
 
 struct GenerateFlags {
   ModelFlags model;
+  EngineFlags engine;
   std::optional<std::string> prompt;
   std::optional<std::string> prompts_file;
   int max_tokens = 128;
+  int min_tokens = 0;
+  bool ignore_eos = false;
+  std::vector<std::string> stop;
   SamplingParams sampling;
   std::string seed = "0";  // parsed strictly: CLI11 would wrap "-1" into 2^64 - 1
   std::string format = "text";
-  int max_batch_tokens = 512;
-  int max_seqs = 64;
 };
 
 std::vector<std::string> read_prompts_file(const std::string& path) {
@@ -61,79 +62,97 @@ void validate_flags(const GenerateFlags& f) {
         "--max-tokens is " + std::to_string(f.max_tokens) + ", expected a number >= 0");
   check(f.format == "text" || f.format == "json",
         "--format is '" + f.format + "', expected text or json");
-  check(f.max_batch_tokens > 0, "--max-batch-tokens must be positive");
-  check(f.max_seqs > 0, "--max-seqs must be positive");
   validate(f.sampling);
 }
 
-std::string json_line(const std::string& prompt, const GenerationResult& result,
-                      const std::string& text) {
+// What one prompt produced.
+struct Completion {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::string text;
+  FinishReason finish = FinishReason::length;
+};
+
+std::string json_line(const std::string& prompt, const Completion& c) {
   const auto escape = [](const std::string& s) {
     return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   };
   std::string out = "{\"prompt\": " + escape(prompt) + ", \"token_ids\": [";
-  for (size_t i = 0; i < result.tokens.size(); ++i) {
-    out += (i ? ", " : "") + std::to_string(result.tokens[i]);
+  for (size_t i = 0; i < c.tokens.size(); ++i) {
+    out += (i ? ", " : "") + std::to_string(c.tokens[i]);
   }
   out += "], \"logprobs\": [";
-  for (size_t i = 0; i < result.logprobs.size(); ++i) {
-    out += (i ? ", " : "") + format_float(result.logprobs[i]);
+  for (size_t i = 0; i < c.logprobs.size(); ++i) {
+    out += (i ? ", " : "") + format_float(c.logprobs[i]);
   }
-  out += "], \"text\": " + escape(text) + ", \"finish_reason\": \"" +
-         std::string(finish_reason_name(result.finish)) + "\"}";
+  out += "], \"text\": " + escape(c.text) + ", \"finish_reason\": \"" +
+         std::string(finish_reason_name(c.finish)) + "\"}";
   return out;
+}
+
+// Applies one event to its prompt's completion; returns the text it adds.
+const std::string& apply(Completion& c, const EngineEvent& e) {
+  if (e.kind == EngineEvent::Kind::token) {
+    c.tokens.push_back(e.token);
+    c.logprobs.push_back(e.logprob);
+  } else if (e.kind == EngineEvent::Kind::finished) {
+    c.finish = e.finish;
+  }
+  c.text += e.text;
+  return e.text;
 }
 
 void run_generate(GenerateFlags& f) {
   f.sampling.seed = parse_seed(f.seed);
   validate_flags(f);
+  LoadOptions load_options;
+  EngineOptions engine_options;
+  apply_engine_flags(f.engine, load_options, engine_options);
   const std::vector<std::string> prompts =
       f.prompt ? std::vector<std::string>{*f.prompt} : read_prompts_file(*f.prompts_file);
 
-  LoadOptions options;
-  options.max_batch_tokens = f.max_batch_tokens;
-  options.max_logit_rows = f.max_seqs;
-  LoadedModel model = load_with_progress(f.model, options);
+  LoadedModel model = load_with_progress(f.model, load_options);
+  check(model.tokenizer != nullptr, "the model has no tokenizer to turn prompts into tokens");
   const Tokenizer& tokenizer = *model.tokenizer;
+  Engine engine(model, engine_options);
 
-  std::vector<GenerationRequest> requests(prompts.size());
+  std::vector<EngineRequest> requests(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
-    requests[i].prompt = tokenizer.encode(prompts[i], /*add_bos=*/true);
-    requests[i].sampling = f.sampling;
-    requests[i].max_tokens = f.max_tokens;
+    EngineRequest& r = requests[i];
+    r.prompt = tokenizer.encode(prompts[i], /*add_bos=*/true);
+    r.sampling = f.sampling;
+    r.max_tokens = f.max_tokens;
+    r.min_tokens = f.min_tokens;
+    r.ignore_eos = f.ignore_eos;
+    r.stop = f.stop;
   }
+  // Every request is checked before anything is printed or queued.
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (EngineRequest& r : requests) streams.push_back(engine.submit(std::move(r)));
 
-  Generator generator(model, GeneratorOptions{f.max_batch_tokens, f.max_seqs});
-  generator.validate_requests(requests);
   // One prompt as text streams its completion as it is generated.
   const bool stream = f.format == "text" && prompts.size() == 1;
-  std::unique_ptr<StreamingDecoder> streamer;
-  if (stream) {
-    streamer = std::make_unique<StreamingDecoder>(tokenizer, requests[0].prompt);
-    std::cout << prompts[0] << std::flush;
+  if (stream) std::cout << prompts[0] << std::flush;
+  std::vector<Completion> completions(prompts.size());
+  bool more = true;
+  while (more) {
+    more = engine.step();
+    for (size_t i = 0; i < streams.size(); ++i) {
+      while (std::optional<EngineEvent> e = streams[i]->try_next()) {
+        const std::string& text = apply(completions[i], *e);
+        if (stream) std::cout << text << std::flush;
+      }
+    }
   }
-  const auto on_token = [&](size_t, int32_t id, float) {
-    if (id == tokenizer.eos_id()) return;
-    std::cout << streamer->push(id) << std::flush;
-  };
-  const std::vector<GenerationResult> results =
-      generator.run(requests, stream ? std::function<void(size_t, int32_t, float)>(on_token)
-                                     : std::function<void(size_t, int32_t, float)>());
   if (stream) {
-    std::cout << streamer->flush() << "\n";
+    std::cout << "\n";
     return;
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
-    StreamingDecoder decoder(tokenizer, requests[i].prompt);
-    std::string text;
-    for (int32_t id : results[i].tokens) {
-      if (id != tokenizer.eos_id()) text += decoder.push(id);
-    }
-    text += decoder.flush();
     if (f.format == "json") {
-      std::cout << json_line(prompts[i], results[i], text) << "\n";
+      std::cout << json_line(prompts[i], completions[i]) << "\n";
     } else {
-      std::cout << prompts[i] << text << "\n\n";
+      std::cout << prompts[i] << completions[i].text << "\n\n";
     }
   }
 }
@@ -146,18 +165,19 @@ void register_generate(CLI::App& app) {
   add_model_flags(*cmd, flags->model);
   cmd->add_option("--prompt", flags->prompt, "Prompt text (\"\" starts from BOS alone)");
   cmd->add_option("--prompts-file", flags->prompts_file,
-                  "File with one prompt a line; all run together as one batch");
-  cmd->add_option("--max-tokens", flags->max_tokens, "Tokens to generate per prompt (128)");
+                  "File with one prompt a line; all run through the engine together");
+  cmd->add_option("--max-tokens", flags->max_tokens,
+                  "Tokens to generate per prompt (128); generation also ends at the context size");
+  cmd->add_option("--min-tokens", flags->min_tokens, "EOS and stop strings only after this many (0)");
+  cmd->add_flag("--ignore-eos", flags->ignore_eos, "Go on generating after EOS");
+  cmd->add_option("--stop", flags->stop, "Stop string (repeatable); the output ends before it");
   cmd->add_option("--temperature", flags->sampling.temperature, "0 = greedy (1.0)");
   cmd->add_option("--top-k", flags->sampling.top_k, "Keep the k most likely tokens (0 = off)");
   cmd->add_option("--top-p", flags->sampling.top_p, "Nucleus sampling mass in (0, 1] (1.0)");
   cmd->add_option("--min-p", flags->sampling.min_p, "Drop tokens below min_p * p_max (0)");
   cmd->add_option("--seed", flags->seed, "Sampling seed, 0 to 2^64-1 (0)");
   cmd->add_option("--format", flags->format, "text or json (one object per prompt per line)");
-  cmd->add_option("--max-batch-tokens", flags->max_batch_tokens,
-                  "Tokens per forward call (512); results do not depend on it");
-  cmd->add_option("--max-seqs", flags->max_seqs,
-                  "Sequences per forward call (64); results do not depend on it");
+  add_engine_flags(*cmd, flags->engine);
   cmd->callback([flags] { run_generate(*flags); });
 }
 

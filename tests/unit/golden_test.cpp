@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "generate/generator.h"
+#include "support/engine_runner.h"
 #include "model/loader.h"
 #include "support/engine_driver.h"
 #include "support/reference_llama.h"
@@ -68,15 +68,12 @@ class StoriesGolden : public ::testing::Test {
     model_ = new bx::LoadedModel(bx::load_model(path, options));
     reference_ = new bx::test::ReferenceLlama(path);
 
-    bx::GenerationRequest request;
+    bx::EngineRequest request;
     request.prompt = {model_->tokenizer->bos_id()};
     request.sampling.temperature = 0.0f;
     request.max_tokens = kSteps;
     request.ignore_eos = true;
-    bx::Generator generator(*model_, bx::GeneratorOptions{});
-    const std::vector<bx::GenerationResult> results =
-        generator.run(std::span<const bx::GenerationRequest>(&request, 1));
-    engine_ = new bx::GenerationResult(results.at(0));
+    engine_ = new bx::test::SampleResult(bx::test::run_alone(*model_, request).samples.at(0));
     reference_steps_ = new std::vector<bx::test::ReferenceLlama::GreedyStep>(
         reference_->greedy({model_->tokenizer->bos_id()}, kSteps));
   }
@@ -98,7 +95,7 @@ class StoriesGolden : public ::testing::Test {
 
   static inline bx::LoadedModel* model_ = nullptr;
   static inline bx::test::ReferenceLlama* reference_ = nullptr;
-  static inline bx::GenerationResult* engine_ = nullptr;
+  static inline bx::test::SampleResult* engine_ = nullptr;
   static inline std::vector<bx::test::ReferenceLlama::GreedyStep>* reference_steps_ = nullptr;
 };
 
@@ -158,7 +155,7 @@ TEST_F(StoriesGolden, LogprobBitsArePinned) {
 }
 
 // INVARIANCE.md, 3: decoding one token at a time and scoring the whole sequence in one forward
-// pass give the same logprob bits; and the direct forward() driver agrees with the Generator.
+// pass give the same logprob bits; and the direct forward() driver agrees with the engine.
 TEST_F(StoriesGolden, TeacherForcedLogprobsEqualDecodedBits) {
   std::vector<int32_t> sequence = {model_->tokenizer->bos_id()};
   sequence.insert(sequence.end(), engine_->tokens.begin(), engine_->tokens.end() - 1);

@@ -1,0 +1,141 @@
+// The engine: continuous batching over a paged KV cache, with chunked prefill, a prefix cache
+// and preemption — and outputs that never depend on any of them.
+//
+// Each step() builds one ragged batch under a token budget (max_batch_tokens), a sequence cap
+// (max_seqs) and the model's logit-row cap: first the running sequences, oldest first (a decode
+// token each, or the next prefill chunk of at most prefill_chunk tokens), then waiting sequences
+// in arrival order while their first chunk fits. When the KV pool runs dry, the newest running
+// sequence gives its blocks back and waits to be recomputed (preemption); the oldest always makes
+// progress, so no request that fits the pool alone can starve or fail.
+//
+// Why none of this changes a bit of output: every kernel computes a token's row from its own
+// inputs in an order fixed by the shapes (INVARIANCE.md R1-R5), attention reads the KV cache in
+// position-aligned chunks whatever the query chunking, a reused prefix block holds the bits the
+// sequence would have computed, and sampling is keyed by (seed, token index) (R6). So a request's
+// tokens and logprobs equal those of the same request run alone — whatever the batch, budget,
+// chunk size, cache state, preemptions, arrival order or thread count. tests/unit/
+// engine_invariance_test.cpp checks exactly that.
+//
+// Threading: submit() and RequestStream may be used from any thread. Either start() the
+// engine's own thread, or (tests, the CLI) call step() / run_until_idle() from one thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/block_pool.h"
+#include "engine/request.h"
+#include "engine/sequence.h"
+#include "model/loader.h"
+
+namespace bx {
+
+struct EngineOptions {
+  int max_batch_tokens = 0;  // tokens per step; 0 = what the model was loaded for
+  int max_seqs = 0;          // sequences per step; 0 = the model's logit-row cap
+  int prefill_chunk = 0;     // prompt tokens of one sequence per step; 0 = max_batch_tokens
+  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = max_seqs full contexts, at most 1 GiB
+  bool prefix_cache = true;
+};
+
+struct EngineStats {
+  uint64_t steps = 0;
+  uint64_t preemptions = 0;
+  uint64_t batch_tokens = 0;       // tokens through forward, summed over steps
+  double schedule_seconds = 0;     // building batches and bookkeeping: step() minus forward
+  double forward_seconds = 0;
+};
+
+class Engine {
+ public:
+  Engine(LoadedModel& model, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues a request. Throws bx::Error (nothing queued) for an empty prompt, a
+  // token id outside the vocabulary, a prompt that leaves no room in the context, bad sampling
+  // parameters or counts, or a request whose longest sequence could never fit the KV pool.
+  std::shared_ptr<RequestStream> submit(EngineRequest request);
+
+  // Logprobs of `continuation` given `prompt`, by teacher forcing: equal, bit for bit, to the
+  // logprobs generation reported for the same tokens. Runs through the queue like any request;
+  // the engine must be started, or this call steps it itself.
+  EngineEvent score(std::vector<int32_t> prompt, std::vector<int32_t> continuation,
+                    bool prompt_logprobs = false);
+
+  // One scheduling step and forward call. Returns false when there was nothing to run.
+  bool step();
+  void run_until_idle();
+
+  // The engine's own thread: steps while there is work, sleeps otherwise.
+  void start();
+  void stop();
+
+  const EngineOptions& options() const { return options_; }
+  const BlockPool& pool() const { return pool_; }
+  EngineStats stats() const;
+  size_t waiting_count() const;  // queued, including submissions not yet taken
+  size_t running_count() const;
+
+ private:
+  struct Chunk {
+    Sequence* seq;
+    size_t first;      // first position
+    size_t count;      // tokens
+    size_t first_row;  // its logit rows in this step's output
+    size_t rows;
+  };
+
+  void validate(const EngineRequest& r) const;
+  void take_submissions();
+  void retire_cancelled();
+  std::vector<Chunk> schedule();
+  void run_forward(const std::vector<Chunk>& chunks);
+  void commit(const Chunk& chunk);
+  void retire_finished();
+
+  // Scheduling helpers.
+  size_t chunk_length(const Sequence& s, size_t tokens_left, size_t rows_left) const;
+  bool reserve_blocks(Sequence& s, size_t positions);
+  void attach_cached_prefix(Sequence& s);
+  void release_blocks(Sequence& s);
+  void preempt(Sequence& s);
+  void publish_full_blocks(Sequence& s);
+  void sample_next(Sequence& s, const float* logits, const float* logprobs);
+  void finish(Sequence& s, FinishReason reason);
+
+  LoadedModel& model_;
+  EngineOptions options_;
+  BlockPool pool_;
+  Sampler sampler_;
+  int max_logit_rows_;
+
+  std::vector<std::unique_ptr<Sequence>> sequences_;  // every live sequence
+  std::deque<Sequence*> waiting_;   // arrival order (preempted ones back in their place)
+  std::vector<Sequence*> running_;  // arrival order: the newest is preempted first
+  uint64_t next_arrival_ = 0;
+
+  // Step buffers, sized once.
+  std::vector<float> logits_, logprobs_, masked_;
+  std::vector<int32_t> tokens_, positions_, logit_rows_;
+  std::vector<const int32_t*> tables_;
+
+  mutable std::mutex inbox_mutex_;
+  std::condition_variable inbox_ready_;
+  std::vector<std::unique_ptr<Sequence>> inbox_;
+  std::atomic<bool> stop_requested_{false};
+  std::thread thread_;
+
+  mutable std::mutex stats_mutex_;
+  EngineStats stats_;
+  std::atomic<size_t> running_count_{0}, waiting_count_{0};
+};
+
+}  // namespace bx

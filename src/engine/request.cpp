@@ -1,0 +1,64 @@
+#include "engine/request.h"
+
+namespace bx {
+
+uint64_t sample_seed(uint64_t seed, int sample_index) {
+  if (sample_index == 0) return seed;
+  // SplitMix64's finalizer over (seed, index): distinct, well-mixed seeds per sample.
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(sample_index);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+std::string_view finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::stop: return "stop";
+    case FinishReason::length: return "length";
+    case FinishReason::cancelled: return "cancelled";
+  }
+  return "length";
+}
+
+std::optional<EngineEvent> RequestStream::next() {
+  std::unique_lock lock(mutex_);
+  ready_.wait(lock, [&] { return !events_.empty() || unfinished_ == 0; });
+  if (events_.empty()) return std::nullopt;
+  EngineEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+std::optional<EngineEvent> RequestStream::try_next() {
+  std::lock_guard lock(mutex_);
+  if (events_.empty()) return std::nullopt;
+  EngineEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+bool RequestStream::done() const {
+  std::lock_guard lock(mutex_);
+  return unfinished_ == 0 && events_.empty();
+}
+
+void RequestStream::cancel() {
+  std::lock_guard lock(mutex_);
+  cancelled_ = true;
+}
+
+bool RequestStream::cancelled() const {
+  std::lock_guard lock(mutex_);
+  return cancelled_;
+}
+
+void RequestStream::push(EngineEvent event) {
+  {
+    std::lock_guard lock(mutex_);
+    if (event.kind == EngineEvent::Kind::finished) --unfinished_;
+    events_.push_back(std::move(event));
+  }
+  ready_.notify_all();
+}
+
+}  // namespace bx

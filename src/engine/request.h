@@ -1,0 +1,91 @@
+// What a client gives the engine and what it gets back.
+//
+// A request is generated (max_tokens > 0) and/or scored (score_ids, prompt_logprobs). Its n
+// samples are separate sequences; sample i draws with seed sample_seed(seed, i), so sample 0 of
+// n > 1 is the same as the request with n = 1. Every reported logprob is log_softmax of the
+// model's unmodified logits at the chosen (or given) token, so generation and scoring of the
+// same tokens report the same bits (INVARIANCE.md promise 3).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sampling/sampler.h"
+
+namespace bx {
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;  // token ids, at least one (e.g. BOS)
+  SamplingParams sampling;
+  int n = 1;                    // samples of this prompt, 1..kMaxSamples
+  // Generated tokens per sample. A sequence also ends when it fills the model's context
+  // (finish reason length): max_tokens beyond the context is allowed and means "until full".
+  int max_tokens = 16;
+  int min_tokens = 0;           // EOS and stop token ids are not chosen before this many
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+  std::vector<std::string> stop;  // stop strings: output text ends before the first one
+  // Scoring: logprobs of these ids given the prompt (teacher forcing), and of every prompt
+  // token after the first given what precedes it.
+  std::vector<int32_t> score_ids;
+  bool prompt_logprobs = false;
+
+  static constexpr int kMaxSamples = 64;
+};
+
+uint64_t sample_seed(uint64_t seed, int sample_index);
+
+enum class FinishReason { stop, length, cancelled };
+std::string_view finish_reason_name(FinishReason reason);
+
+// One event of a request's stream. Each sample sends its tokens in order, then one finished
+// event; a request that was scored first sends one scored event (sample 0) before any token.
+struct EngineEvent {
+  enum class Kind { token, finished, scored };
+  Kind kind = Kind::token;
+  int sample = 0;
+  // token: the chosen id, its logprob and the text it completes (stop strings held back).
+  int32_t token = -1;
+  float logprob = 0.0f;
+  std::string text;  // token: the new text; finished: any text held back until the end
+  // finished
+  FinishReason finish = FinishReason::length;
+  std::optional<std::string> stop_reason;  // the stop string or "token:ID" that ended it
+  // scored: logprobs of prompt tokens 1.. (if asked) and of score_ids, in order
+  std::vector<float> prompt_logprobs;
+  std::vector<float> score_logprobs;
+};
+
+// The client's end of a request: a queue of events the engine fills and the client drains,
+// from any thread. cancel() may be called at any moment; the engine then frees the request's
+// KV blocks at its next step and ends each unfinished sample with FinishReason::cancelled.
+class RequestStream {
+ public:
+  explicit RequestStream(int n_samples) : unfinished_(n_samples) {}
+
+  // Blocks until an event is there; nullopt once every sample has finished and the queue is empty.
+  std::optional<EngineEvent> next();
+  // Non-blocking: an event if one is queued.
+  std::optional<EngineEvent> try_next();
+  bool done() const;
+  void cancel();
+  bool cancelled() const;
+
+  // Engine side.
+  void push(EngineEvent event);
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<EngineEvent> events_;
+  int unfinished_;
+  bool cancelled_ = false;
+};
+
+}  // namespace bx

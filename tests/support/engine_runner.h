@@ -1,0 +1,81 @@
+// Running requests through bx::Engine to completion and collecting what each one produced, for
+// tests that compare results bit for bit. Test code only.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace bx::test {
+
+// One sample's output.
+struct SampleResult {
+  std::vector<int32_t> tokens;
+  std::vector<float> logprobs;
+  std::string text;
+  FinishReason finish = FinishReason::length;
+  std::optional<std::string> stop_reason;
+
+  bool same_bits(const SampleResult& o) const {
+    if (tokens != o.tokens || text != o.text || finish != o.finish ||
+        stop_reason != o.stop_reason || logprobs.size() != o.logprobs.size()) {
+      return false;
+    }
+    for (size_t i = 0; i < logprobs.size(); ++i) {
+      if (std::bit_cast<uint32_t>(logprobs[i]) != std::bit_cast<uint32_t>(o.logprobs[i])) {
+        return false;
+      }
+    }
+    return true;
+  }
+};
+
+// One request's output: its samples, and its scores if it asked for any.
+struct RequestResult {
+  std::vector<SampleResult> samples;
+  std::vector<float> prompt_logprobs;
+  std::vector<float> score_logprobs;
+  bool scored = false;
+};
+
+// Drains whatever events a stream has queued into `out`.
+inline void drain(RequestStream& stream, RequestResult& out) {
+  while (std::optional<EngineEvent> e = stream.try_next()) {
+    if (e->kind == EngineEvent::Kind::scored) {
+      out.prompt_logprobs = e->prompt_logprobs;
+      out.score_logprobs = e->score_logprobs;
+      out.scored = true;
+      continue;
+    }
+    if (out.samples.size() <= static_cast<size_t>(e->sample)) {
+      out.samples.resize(static_cast<size_t>(e->sample) + 1);
+    }
+    SampleResult& s = out.samples[static_cast<size_t>(e->sample)];
+    if (e->kind == EngineEvent::Kind::token) {
+      s.tokens.push_back(e->token);
+      s.logprobs.push_back(e->logprob);
+    } else {
+      s.finish = e->finish;
+      s.stop_reason = e->stop_reason;
+    }
+    s.text += e->text;
+  }
+}
+
+// Runs one request alone on a fresh engine (default options) to completion.
+inline RequestResult run_alone(LoadedModel& model, const EngineRequest& request,
+                               EngineOptions options = {}) {
+  Engine engine(model, options);
+  const std::shared_ptr<RequestStream> stream = engine.submit(request);
+  engine.run_until_idle();
+  RequestResult result;
+  drain(*stream, result);
+  return result;
+}
+
+}  // namespace bx::test
