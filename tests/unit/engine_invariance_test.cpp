@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu_features.h"
 #include "support/engine_runner.h"
+#include "support/random_model.h"
 #include "support/shared_model.h"
 
 namespace bx {
@@ -251,6 +253,64 @@ TEST_F(EngineMatrix, TwoThreadsEqualEachRequestAlone) {
   const std::vector<test::RequestResult> got =
       run_config(model, *requests_, configs()[8], nullptr, nullptr);
   EXPECT_EQ(count_differences(got, *baseline_), 0);
+}
+
+// The scalar, AVX2 and AVX-512 kernels give the same bits, so the ISA is one more thing that
+// cannot change a result.
+TEST_F(EngineMatrix, EveryIsaEqualsEachRequestAlone) {
+  const Isa best = best_supported_isa();
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512}) {
+    if (!isa_supported(isa)) continue;
+    set_isa(isa);
+    const std::vector<test::RequestResult> got =
+        run_config(*model_, *requests_, configs()[8], nullptr, nullptr);
+    EXPECT_EQ(count_differences(got, *baseline_), 0) << isa_name(isa);
+  }
+  set_isa(best);
+}
+
+// The same promise on random models whose matmul weights are BF16 (held as BF16) or Q8_0,
+// with GQA and prompts that cross attention-chunk boundaries.
+TEST(EngineMatrixRandom, Bf16AndQ8WeightsEqualEachRequestAlone) {
+  for (gguf::GgmlType type : {gguf::GgmlType::BF16, gguf::GgmlType::Q8_0}) {
+    test::RandomLlamaSpec spec;
+    spec.dim = 128;
+    spec.n_heads = 8;
+    spec.n_kv_heads = 2;
+    spec.ffn_dim = 160;
+    spec.n_layers = 2;
+    spec.weight_type = type;
+    spec.tied_output = type == gguf::GgmlType::Q8_0;
+    spec.seed = 7;
+    test::RandomLlamaFile file(std::string("engine-matrix-") + gguf::ggml_type_name(type), spec);
+    std::vector<EngineRequest> requests;
+    for (int i = 0; i < 12; ++i) {
+      EngineRequest r;
+      r.prompt.push_back(1);  // BOS
+      const int length = 1 + (i * 37) % 150;
+      for (int t = 0; t < length; ++t) r.prompt.push_back(3 + (t * 31 + (i % 3) * 17) % 300);
+      r.max_tokens = 6 + i % 5;
+      r.ignore_eos = true;
+      r.n = i % 4 == 3 ? 2 : 1;
+      r.sampling.temperature = i % 2 ? 1.0f : 0.0f;
+      r.sampling.seed = static_cast<uint64_t>(i);
+      requests.push_back(r);
+    }
+    LoadOptions options;
+    options.max_batch_tokens = 4096;
+    options.max_logit_rows = 64;
+    options.threads = 1;
+    LoadedModel alone_model = load_model(file.path(), options);
+    const std::vector<test::RequestResult> alone = run_each_alone(alone_model, requests);
+    options.threads = 2;
+    LoadedModel model = load_model(file.path(), options);
+    for (const Config& config : {configs()[0], configs()[8], configs()[9]}) {
+      const std::vector<test::RequestResult> got =
+          run_config(model, requests, config, nullptr, nullptr);
+      EXPECT_EQ(count_differences(got, alone), 0)
+          << gguf::ggml_type_name(type) << ", " << config.name;
+    }
+  }
 }
 
 // Scoring the generated tokens by teacher forcing gives back exactly the generation logprobs

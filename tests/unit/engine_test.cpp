@@ -167,9 +167,8 @@ TEST_F(EngineRules, EosEndsUnlessIgnoredOrBeforeMinTokens) {
   // distribution does, within a few hundred sampled tokens. Find a seed whose run ends so.
   test::RandomLlamaSpec spec;
   spec.seed = 11;
-  const std::string path = ::testing::TempDir() + "/engine_eos_model.gguf";
-  test::write_random_llama(spec, path);
-  LoadedModel model = load_model(path, LoadOptions{});
+  test::RandomLlamaFile file("engine-eos", spec);
+  LoadedModel model = load_model(file.path(), LoadOptions{});
   EngineRequest r;
   r.prompt = {model.tokenizer->bos_id()};
   r.max_tokens = 200;
