@@ -144,6 +144,42 @@ TEST_F(Cli, LogprobsRoundTripExactly) {
   }
 }
 
+// generate and score agree bit for bit, and the engine flags change nothing; stop strings cut
+// the text before them.
+TEST_F(Cli, ScorePrintsTheLogprobsGenerateReported) {
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const RunResult g = run("generate " + model() +
+                          " --prompt 'Tom had a' --format json --max-tokens 12 --temperature 0.9"
+                          " --seed 3 --prefill-chunk 2 --kv-block-size 4 --no-prefix-cache");
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  const nlohmann::json gen = nlohmann::json::parse(g.out);
+  std::string ids;
+  for (const auto& id : gen.at("token_ids")) {
+    if (!ids.empty()) ids += ",";
+    ids += id.dump();
+  }
+  const RunResult s = run("score " + model() + " --prompt 'Tom had a' --continuation-ids " + ids +
+                          " --max-batch-tokens 5");
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  const nlohmann::json scored = nlohmann::json::parse(s.out);
+  EXPECT_EQ(scored.at("token_ids"), gen.at("token_ids"));
+  // Each printed value is the shortest decimal of its float, so reading it back gives the float.
+  ASSERT_EQ(scored.at("logprobs").size(), gen.at("logprobs").size());
+  for (size_t i = 0; i < gen.at("logprobs").size(); ++i) {
+    EXPECT_EQ(static_cast<float>(scored.at("logprobs")[i].get<double>()),
+              static_cast<float>(gen.at("logprobs")[i].get<double>()))
+        << i;
+  }
+
+  const RunResult stopped = run("generate " + model() +
+                                " --prompt '' --format json --max-tokens 64 --temperature 0"
+                                " --stop Lily");
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
+  const nlohmann::json j = nlohmann::json::parse(stopped.out);
+  EXPECT_EQ(j.at("finish_reason"), "stop");
+  EXPECT_EQ(j.at("text"), "Once upon a time, there was a little girl named ");
+}
+
 TEST_F(Cli, InfoDescribesTheModel) {
   if (!test::have_stories260k()) GTEST_SKIP();
   const RunResult r = run("info " + model());
@@ -186,6 +222,13 @@ TEST_F(Cli, BadFlagValuesGiveOneLineErrors) {
   expect_one_line_error(g + " --temperature nan", "temperature");
   expect_one_line_error("generate " + model(), "--prompt");
   expect_one_line_error("generate --prompt hi", "model");
+  expect_one_line_error(g + " --prefill-chunk -1", "prefill-chunk");
+  expect_one_line_error(g + " --kv-block-size 0", "kv-block-size");
+  expect_one_line_error(g + " --max-tokens 300 --kv-cache-tokens 64", "kv cache");
+  expect_one_line_error(g + " --min-tokens 9 --max-tokens 3", "min_tokens");
+  expect_one_line_error(g + " --stop ''", "stop string");
+  expect_one_line_error("score " + model() + " --prompt hi --continuation-ids 1,x", "continuation");
+  expect_one_line_error("score " + model() + " --prompt hi --continuation-ids 999", "vocabulary");
   // stories260K declares a 2048-token context; this prompt is about 3000 tokens.
   std::string long_prompt;
   for (int i = 0; i < 1500; ++i) long_prompt += "the dog ";
