@@ -16,6 +16,9 @@
 // chunk size, cache state, preemptions, arrival order or thread count. tests/unit/
 // engine_invariance_test.cpp checks exactly that.
 //
+// The engine owns the model's KV cache while it lives (it sizes it at construction): one engine
+// per LoadedModel at a time.
+//
 // Threading: submit() and RequestStream may be used from any thread. Either start() the
 // engine's own thread, or (tests, the CLI) call step() / run_until_idle() from one thread.
 #pragma once
