@@ -38,8 +38,10 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerParts parts)
     added_ids_[t.content] = t.id;
     special_[t.id] = t.special ? 1 : 0;
     if (t.normalized) {
+      // The package's token string (what decode starts from) is the normalized content.
+      texts_[t.id] = normalizer_.apply(t.content);
       normalized.push_back(t);
-      normalized_patterns.push_back(normalizer_.apply(t.content));
+      normalized_patterns.push_back(texts_[t.id]);
     } else {
       raw.push_back(t);
       raw_patterns.push_back(t.content);

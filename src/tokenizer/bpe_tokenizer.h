@@ -8,8 +8,9 @@
 //     4. BPE-encode each word (bpe_model.h).
 //     5. With add_special: prefix + ids + suffix, from the post-processor or from
 //        tokenizer_config.json (tokenizer_json.h says which wins).
-//   decode(ids): each id -> its token string (added tokens: their content; special ones left
-//   out with skip_special), then the decoder steps (token_decoder.h).
+//   decode(ids): each id -> its token string (added tokens: their content, normalized if the
+//   token is matched in normalized text; special ones left out with skip_special), then the
+//   decoder steps (token_decoder.h).
 // Built from tokenizer.json (tokenizer_json.h) or from a GGUF `gpt2` vocabulary
 // (gguf_bpe_tokenizer.h). Immutable after construction.
 #pragma once

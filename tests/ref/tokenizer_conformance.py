@@ -6,6 +6,12 @@ Writes into OUT_DIR:
                           (many scripts, NFC and NFD forms, combining marks, emoji with ZWJ
                           sequences and skin tones, whitespace runs, tabs, CRLF, code, digits
                           and long numbers, special-token strings inside text).
+  features_byte_level/, features_metaspace/
+                          two small tokenizers trained here that exercise the rest of the
+                          supported pipeline: added tokens with lstrip / rstrip / single_word /
+                          normalized, NFKC, Replace with a regex, Split with each behavior and
+                          invert, Digits, ByteLevel with add_prefix_space, Metaspace with split,
+                          TemplateProcessing with a prefix and a suffix.
   spm_legacy/, spm_metaspace/
                           two SentencePiece-style BPE tokenizers with byte fallback that this
                           script trains with the `tokenizers` package on half of the corpus:
@@ -25,7 +31,7 @@ import random
 import sys
 import unicodedata
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from tokenizers import processors, trainers
 
 SEED = 20261122
@@ -79,7 +85,8 @@ SENTENCES = [
 ]
 
 SPECIAL_STRINGS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>",
-                   "<tool_call>", "<s>", "</s>", "<unk>", "<|im_end", "<s", "</s >", "<|fim_prefix|>"]
+                   "<tool_call>", "<s>", "</s>", "<unk>", "<|im_end", "<s", "</s >", "<|fim_prefix|>",
+                   "<mask>", " <mask> ", "x<mask>y", "[SEP]", "[SEP]  ", "hello", "Hello", "ﬁ"]
 
 WHITESPACE = [" ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r\n\r\n", " \n ", "\u00a0",
               "\u3000", "\u2009", "\u200b", " \t \n", "    ", "\r", "\v", "\f"]
@@ -195,6 +202,62 @@ def train_spm_style(corpus, out_dir):
     return dirs
 
 
+def train_features(corpus, out_dir):
+    """Two small tokenizers whose pipelines use the remaining supported components."""
+    dirs = {}
+    added = [AddedToken("<mask>", lstrip=True, rstrip=True, single_word=True, special=True,
+                        normalized=False),
+             AddedToken("[SEP]", rstrip=True, special=True, normalized=False),
+             AddedToken("hello", special=False, normalized=True),
+             AddedToken("\ufb01", special=False, normalized=True)]  # NFKC: "fi"
+    # Byte-level BPE.
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
+                                           normalizers.Replace(Regex(r"\t+"), "\t")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("-", behavior="merged_with_next"),
+        pre_tokenizers.Digits(individual_digits=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1200, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["[CLS]"])
+    tok.train_from_iterator(corpus[1::2], trainer=trainer)
+    tok.add_tokens(added)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                      special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])])
+    dirs["features_byte_level"] = save(tok, out_dir, "features_byte_level")
+
+    # Metaspace with split, byte fallback, Split behaviors.
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Strip(left=False, right=True),
+                                           normalizers.NFD()])
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\s*[\r\n]+"), behavior="removed"),
+        pre_tokenizers.Split(",", behavior="merged_with_previous"),
+        pre_tokenizers.Split(Regex(r"\p{N}"), behavior="contiguous"),
+        pre_tokenizers.Split(Regex(r"[\p{L}\p{M}]+"), behavior="isolated", invert=True),
+        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)])
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(
+        replacement="▁", prepend_scheme="always")])
+    trainer = trainers.BpeTrainer(vocab_size=800, limit_alphabet=100, show_progress=False,
+                                  special_tokens=["<unk>"] + ["<0x%02X>" % b for b in range(256)])
+    tok.train_from_iterator(corpus[::3], trainer=trainer)
+    tok.add_tokens(added)
+    dirs["features_metaspace"] = save(tok, out_dir, "features_metaspace")
+    return dirs
+
+
+def save(tok, out_dir, name):
+    d = os.path.join(out_dir, name)
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    return d
+
+
 def main():
     out_dir, qwen_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
@@ -204,6 +267,7 @@ def main():
             f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
     dirs = {"qwen3": qwen_dir}
     dirs.update(train_spm_style(corpus, out_dir))
+    dirs.update(train_features(corpus, out_dir))
     with open(os.path.join(out_dir, "reference.jsonl"), "w", encoding="utf-8") as f:
         for name, d in dirs.items():
             tok = Tokenizer.from_file(os.path.join(d, "tokenizer.json"))

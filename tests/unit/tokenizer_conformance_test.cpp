@@ -1,8 +1,10 @@
 // Conformance of the tokenizer.json and GGUF gpt2 tokenizers with the `tokenizers` package.
-// tests/ref/tokenizer_conformance.py (run once, with BITEXACT_PYTHON) writes a corpus of
-// >= 2,000 strings and the package's ids and decodes for ../shared/tokenizers/qwen3 and for two
-// SentencePiece-style byte-fallback tokenizers it trains itself; every string is then encoded
-// and decoded here, in process, and must match 100%:
+// tests/ref/tokenizer_conformance.py (run with BITEXACT_PYTHON once; its output is kept in the
+// temp directory, named after the script, for the other test processes) writes a corpus of
+// >= 2,000 strings and the package's ids and decodes for ../shared/tokenizers/qwen3 and for
+// four tokenizers it trains itself (two SentencePiece-style with byte fallback, two that use the
+// rest of the supported components); every string is then encoded and decoded here, in
+// process, and must match 100%:
 //   - ids without and with special tokens (encode(text, add_special));
 //   - decode(ids) with and without special tokens equals the package's decode;
 //   - decode(encode(s)) == NFC(s) wherever the package's decode gives NFC(s) back (every string
@@ -27,6 +29,7 @@
 #include "support/gguf_writer.h"
 #include "tokenizer/load_tokenizer.h"
 #include "tokenizer/normalizer.h"
+#include "tokenizer/tokenizer_json.h"
 
 namespace bx {
 namespace {
@@ -48,10 +51,6 @@ struct Fixture {
   std::vector<std::string> corpus;
   std::vector<Reference> refs;
   nlohmann::json manifest;
-  ~Fixture() {
-    std::error_code ignored;
-    if (!dir.empty()) fs::remove_all(dir, ignored);
-  }
 };
 
 std::string read_text(const fs::path& path) {
@@ -69,18 +68,34 @@ const Fixture& fixture() {
       f.skip_reason = "BITEXACT_PYTHON is not set or missing; the reference needs `tokenizers`";
       return f;
     }
-    f.dir = fs::temp_directory_path() /
-            ("bitexact_tokenizer_conformance_" + std::to_string(::getpid()));
-    fs::remove_all(f.dir);
-    fs::create_directories(f.dir);
+    // ctest runs each test in its own process: the first one writes the reference files into
+    // a directory named after the script's content, the others (and later runs) reuse it.
     const std::string source = BITEXACT_SOURCE_DIR;
-    const std::string command = "'" + std::string(python) + "' '" + source +
-                                "/tests/ref/tokenizer_conformance.py' '" + f.dir.string() +
-                                "' '" + source + "/../shared/tokenizers/qwen3' 2>'" +
-                                (f.dir / "stderr").string() + "'";
-    if (std::system(command.c_str()) != 0) {
-      f.error = "reference script failed: " + command + "\n" + read_text(f.dir / "stderr");
-      return f;
+    const fs::path script = fs::path(source) / "tests/ref/tokenizer_conformance.py";
+    const size_t key = std::hash<std::string>{}(read_text(script) + python);
+    f.dir = fs::temp_directory_path() / ("bitexact_tokenizer_conformance_" + std::to_string(key));
+    if (!fs::exists(f.dir / "manifest.json")) {
+      const fs::path scratch = f.dir.string() + "." + std::to_string(::getpid());
+      fs::remove_all(scratch);
+      fs::create_directories(scratch);
+      const std::string command = "'" + std::string(python) + "' '" + script.string() + "' '" +
+                                  scratch.string() + "' '" + source +
+                                  "/../shared/tokenizers/qwen3' 2>'" +
+                                  (scratch / "stderr").string() + "'";
+      if (std::system(command.c_str()) != 0) {
+        f.error = "reference script failed: " + command + "\n" + read_text(scratch / "stderr");
+        return f;
+      }
+      // The tokenizer directories in the manifest name the final place.
+      std::string manifest = read_text(scratch / "manifest.json");
+      for (size_t at = manifest.find(scratch.string()); at != std::string::npos;
+           at = manifest.find(scratch.string(), at)) {
+        manifest.replace(at, scratch.string().size(), f.dir.string());
+      }
+      std::ofstream(scratch / "manifest.json", std::ios::binary) << manifest;
+      std::error_code renamed;
+      fs::rename(scratch, f.dir, renamed);
+      if (renamed) fs::remove_all(scratch);  // another process got there first
     }
     std::ifstream corpus(f.dir / "corpus.jsonl");
     for (std::string line; std::getline(corpus, line);) {
@@ -230,6 +245,39 @@ TEST_F(TokenizerConformance, SentencePieceStyleLegacy) {
 TEST_F(TokenizerConformance, SentencePieceStyleMetaspace) {
   const auto tokenizer = load_tokenizer_dir(dir_of("spm_metaspace"));
   expect_all(compare(*tokenizer, "spm_metaspace", true), true);
+}
+
+// Added tokens with lstrip / rstrip / single_word / normalized, NFKC, Replace(regex), Split
+// MergedWithNext, Digits, ByteLevel with add_prefix_space, TemplateProcessing [CLS] $A [SEP].
+TEST_F(TokenizerConformance, FeaturesByteLevel) {
+  const auto tokenizer = load_tokenizer_dir(dir_of("features_byte_level"));
+  expect_all(compare(*tokenizer, "features_byte_level", true), true);
+}
+
+// Strip, NFD, Split Removed / MergedWithPrevious / Contiguous / inverted, Metaspace with split,
+// ByteFallback + Metaspace decoders.
+TEST_F(TokenizerConformance, FeaturesMetaspace) {
+  const auto tokenizer = load_tokenizer_dir(dir_of("features_metaspace"));
+  expect_all(compare(*tokenizer, "features_metaspace", true), true);
+}
+
+// Negative control: the comparison can fail. Without its NFC normalizer, Qwen3 differs from the
+// reference on the NFD strings of the corpus.
+TEST_F(TokenizerConformance, NegativeControlWithoutNfcDiffers) {
+  nlohmann::json tj =
+      nlohmann::json::parse(read_text(fs::path(dir_of("qwen3")) / "tokenizer.json"));
+  tj["normalizer"] = nullptr;
+  const BpeTokenizer tokenizer(parse_tokenizer_json(tj, nullptr, "qwen3 without NFC"));
+  size_t differ = 0, strings = 0;
+  const Fixture& f = fixture();
+  for (const Reference& r : f.refs) {
+    if (r.tokenizer != "qwen3") continue;
+    ++strings;
+    differ += tokenizer.encode(f.corpus.at(r.line), false) != r.ids ? 1 : 0;
+  }
+  std::printf("qwen3 without NFC: %zu of %zu strings differ\n", differ, strings);
+  EXPECT_GT(differ, 50u);
+  EXPECT_LT(differ, strings);
 }
 
 // The Qwen3 vocabulary as llama.cpp's converter writes it into a GGUF file.
