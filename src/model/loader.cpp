@@ -8,7 +8,7 @@
 #include "backend/cpu_backend.h"
 #include "core/error.h"
 #include "model/gguf.h"
-#include "tokenizer/spm_tokenizer.h"
+#include "tokenizer/load_tokenizer.h"
 
 namespace bx {
 namespace {
@@ -154,7 +154,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   m.path = path;
   m.config = read_llama_config(file);
   const ModelConfig& c = m.config;
-  m.tokenizer = std::make_unique<SpmTokenizer>(SpmTokenizer::from_gguf(file));
+  m.tokenizer = load_gguf_tokenizer(file);
   check(m.tokenizer->vocab_size() <= c.vocab_size,
         path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
             " tokens but the embedding only " + std::to_string(c.vocab_size) + " rows");

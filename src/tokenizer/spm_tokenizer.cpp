@@ -147,6 +147,23 @@ SpmTokenizer::SpmTokenizer(SpmVocab vocab) : vocab_(std::move(vocab)) {
     const int32_t id = token_id(byte_token_text(b));
     byte_token_[b] = (id >= 0 && vocab_.types[id] == TokenType::byte) ? id : -1;
   }
+  std::vector<AddedToken> specials;
+  std::vector<std::string> patterns;
+  for (int32_t id = 0; id < n_vocab; ++id) {
+    const TokenType type = vocab_.types[id];
+    const std::string& text = vocab_.tokens[id];
+    if (text.empty() || token_to_id_[text] != id) continue;  // a repeated text: its last id
+    if (type == TokenType::control || type == TokenType::unknown ||
+        type == TokenType::user_defined) {
+      AddedToken t;
+      t.id = id;
+      t.content = text;
+      t.special = type != TokenType::user_defined;
+      specials.push_back(t);
+      patterns.push_back(text);
+    }
+  }
+  special_matcher_ = AddedTokenMatcher(std::move(specials), std::move(patterns));
 }
 
 SpmTokenizer SpmTokenizer::from_gguf(const gguf::File& file) {
@@ -212,15 +229,34 @@ int32_t SpmTokenizer::token_id(std::string_view text) const {
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
-std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_special) const {
+  utf8::require_valid(text);
   std::vector<int32_t> out;
-  if (add_bos) {
+  if (add_special) {
     check(vocab_.bos_id >= 0,
-          "encode with add_bos: the vocabulary has no BOS token; "
+          "encode with add_special: the vocabulary has no BOS token; "
           "expected tokenizer.ggml.bos_token_id");
     out.push_back(vocab_.bos_id);
   }
-  if (text.empty()) return out;
+  for (const TextSegment& segment : special_matcher_.split(text)) {
+    if (segment.id >= 0) {
+      out.push_back(segment.id);
+    } else {
+      encode_piece(text.substr(segment.start, segment.end - segment.start), out);
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> SpmTokenizer::encode_plain(std::string_view text) const {
+  utf8::require_valid(text);
+  std::vector<int32_t> out;
+  encode_piece(text, out);
+  return out;
+}
+
+void SpmTokenizer::encode_piece(std::string_view text, std::vector<int32_t>& out) const {
+  if (text.empty()) return;
 
   // 1. Escape: optional dummy prefix, ' ' -> "▁".
   std::string escaped;
@@ -299,7 +335,6 @@ std::vector<int32_t> SpmTokenizer::encode(std::string_view text, bool add_bos) c
       out.push_back(vocab_.unk_id);
     }
   }
-  return out;
 }
 
 void SpmTokenizer::check_id(int32_t id) const {
@@ -314,11 +349,24 @@ std::string SpmTokenizer::token_bytes(int32_t id) const {
   return pieces_[id];
 }
 
-std::string SpmTokenizer::decode(std::span<const int32_t> ids) const {
+std::string SpmTokenizer::leading_token_bytes(int32_t id) const {
+  return decode_bytes(std::span<const int32_t>(&id, 1), true);
+}
+
+std::string SpmTokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  return utf8::sanitize(decode_bytes(ids, skip_special));
+}
+
+std::string SpmTokenizer::decode_bytes(std::span<const int32_t> ids, bool skip_special) const {
   std::string out;
   bool first_piece = true;
   for (int32_t id : ids) {
     check_id(id);
+    const TokenType type = vocab_.types[id];
+    if (!skip_special && (type == TokenType::control || type == TokenType::unknown)) {
+      out += vocab_.tokens[id];  // does not count as the first piece either
+      continue;
+    }
     const std::string& piece = pieces_[id];
     if (piece.empty()) continue;  // control tokens do not count as the first piece
     // Only a "▁" can be the dummy prefix: a byte token <0x20> keeps its space.

@@ -41,8 +41,8 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, std::span<const i
 std::string StreamingDecoder::push(int32_t id) {
   const std::string bytes = tokenizer_.token_bytes(id);
   if (at_sequence_start_ && !bytes.empty()) {
-    // The first piece of the sequence: decode() knows whether it loses a dummy-prefix space.
-    pending_ += tokenizer_.decode(std::span<const int32_t>(&id, 1));
+    // The first piece of the sequence may lose a dummy-prefix space.
+    pending_ += tokenizer_.leading_token_bytes(id);
     at_sequence_start_ = false;
   } else {
     pending_ += bytes;

@@ -1,5 +1,16 @@
 // Tokenizer interface: text <-> token ids. Implementations: SentencePiece-style BPE from a GGUF
-// vocabulary (spm_tokenizer.h); byte-level BPE from tokenizer.json comes later.
+// vocabulary (spm_tokenizer.h) and the tokenizer.json BPE pipeline (bpe_tokenizer.h: byte-level
+// GPT-2 / Llama-3 / Qwen style and Metaspace / byte-fallback Llama-2 / Mistral style), which
+// GGUF `gpt2` vocabularies use too. load_tokenizer.h picks one for a directory or a GGUF file.
+//
+// Invalid UTF-8: encode() rejects text that is not well-formed UTF-8 (Unicode table 3-7, see
+// utf8.h) with a bx::Error naming the byte offset of the first ill-formed byte; no encoder
+// replaces or passes such bytes on. (Decoding never fails for that reason: ill-formed output
+// bytes become U+FFFD.)
+//
+// Special tokens: encode() recognises the strings of added / control tokens in the text
+// ("<|im_end|>", "<s>") and gives their ids, before any other step; the BOS/EOS the
+// tokenizer's configuration asks for are added only with add_special.
 #pragma once
 
 #include <cstdint>
@@ -16,15 +27,22 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Text -> ids. With add_bos, the BOS id comes first (a bx::Error if there is none).
-  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
-  // The bytes one token stands for, with the tokenizer's whitespace marker turned back into a
-  // space and byte tokens (<0xNN>) turned into their byte. Control tokens (BOS, EOS, ...) give "".
-  // May be part of a UTF-8 character.
+  // Text -> ids. With add_special, the tokens the tokenizer's configuration adds around a text
+  // (BOS, and EOS if configured) are added; for the SentencePiece tokenizer that is the BOS id,
+  // and a bx::Error if there is none. Throws bx::Error for ill-formed UTF-8 (see above).
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_special) const = 0;
+  // The bytes one token stands for in the middle of a sequence, with the tokenizer's whitespace
+  // marker turned back into a space and byte tokens (<0xNN>, byte-level characters) turned into
+  // their bytes. Special / control tokens (BOS, EOS, ...) give "". May be part of a UTF-8
+  // character. Throws bx::Error for an id outside [0, vocab_size).
   virtual std::string token_bytes(int32_t id) const = 0;
-  // Ids -> text: the concatenated token bytes, with the leading space that encoding added
-  // (SentencePiece's dummy prefix) removed from the first piece.
-  virtual std::string decode(std::span<const int32_t> ids) const = 0;
+  // The same for the first non-empty piece of a sequence: without the leading space that
+  // encoding added (SentencePiece's dummy prefix, Metaspace's prepended marker).
+  virtual std::string leading_token_bytes(int32_t id) const = 0;
+  // Ids -> text, as the reference decoders give it: the leading space that encoding added
+  // removed, ill-formed bytes as U+FFFD. With skip_special, special / control tokens give
+  // nothing; without, their text.
+  virtual std::string decode(std::span<const int32_t> ids, bool skip_special = true) const = 0;
 
   virtual int32_t vocab_size() const = 0;
   virtual int32_t bos_id() const = 0;  // -1 if none

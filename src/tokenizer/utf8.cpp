@@ -1,6 +1,9 @@
 #include "tokenizer/utf8.h"
 
 #include <cassert>
+#include <cstdio>
+
+#include "core/error.h"
 
 namespace bx::utf8 {
 
@@ -49,6 +52,22 @@ bool is_valid(std::string_view text) {
     pos += s.length;
   }
   return true;
+}
+
+void require_valid(std::string_view text) {
+  for (size_t pos = 0; pos < text.size();) {
+    const Step step = next(text.substr(pos));
+    if (step.status != Status::valid) {
+      char byte[8];
+      std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(text[pos]));
+      throw Error(std::string("the text is not valid UTF-8: byte ") + byte + " at byte offset " +
+                  std::to_string(pos) +
+                  (step.status == Status::truncated ? " starts a truncated character"
+                                                    : " starts an ill-formed sequence") +
+                  "; expected well-formed UTF-8");
+    }
+    pos += step.length;
+  }
 }
 
 std::string sanitize(std::string_view text) {

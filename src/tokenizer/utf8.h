@@ -39,6 +39,10 @@ Step next(std::string_view text);
 
 bool is_valid(std::string_view text);
 
+// The encoders' input check: throws bx::Error naming the first ill-formed byte and its byte
+// offset ("... byte 0xFF at byte offset 3 ...") unless `text` is well-formed.
+void require_valid(std::string_view text);
+
 // `text` with each maximal ill-formed subpart (and a truncated last character) replaced by
 // U+FFFD; well-formed text comes back unchanged.
 std::string sanitize(std::string_view text);
