@@ -94,7 +94,7 @@ void run_generate(GenerateFlags& f) {
   options.max_batch_tokens = f.max_batch_tokens;
   options.max_logit_rows = f.max_seqs;
   LoadedModel model = load_with_progress(f.model, options);
-  const Tokenizer& tokenizer = *model.tokenizer;
+  const Tokenizer& tokenizer = require_tokenizer(model, "generate (text in, text out)");
 
   std::vector<GenerationRequest> requests(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
