@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -49,10 +51,13 @@ void run_info(const ModelFlags& flags) {
               c.rope_layout == RopeLayout::adjacent_pairs ? "GGUF adjacent pairs"
                                                           : "Hugging Face rotate-half",
               c.rope_scaling.kind == RopeScaling::Kind::llama3 ? ", llama3 scaling" : "");
-  if (c.qkv_bias || c.output_bias || c.qk_norm) {
-    std::printf("attention      %s%s%s\n", c.qkv_bias ? "q/k/v bias " : "",
-                c.output_bias ? "output bias " : "", c.qk_norm ? "per-head q/k RMSNorm" : "");
+  std::string attention_extras;
+  for (const auto& [on, name] : {std::pair{c.qkv_bias, "q/k/v bias"},
+                                 std::pair{c.output_bias, "output bias"},
+                                 std::pair{c.qk_norm, "per-head q/k RMSNorm"}}) {
+    if (on) attention_extras += (attention_extras.empty() ? "" : ", ") + std::string(name);
   }
+  if (!attention_extras.empty()) std::printf("attention      %s\n", attention_extras.c_str());
   std::printf("rms eps        %g\n", static_cast<double>(c.rms_eps));
   std::printf("output         %s\n", c.tied_output ? "tied to the token embedding" : "separate");
   std::printf("parameters     %lld\n", static_cast<long long>(model.parameter_count));
