@@ -72,6 +72,10 @@ class Backend {
   virtual void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
   virtual void add_inplace(Tensor y, const Tensor& x) = 0;
+  // y[t, :] += bias[0, :] for every row t (bias [1, cols]), after the matmul that made y (R3).
+  // Models with attention biases (Qwen2, attention_bias) need it; the default throws bx::Error
+  // naming the backend, so a backend without it fails clearly on those models only.
+  virtual void add_bias(Tensor y, const Tensor& bias);
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
   virtual void copy_to_host(const Tensor& x, float* host) = 0;       // [rows, cols] densely

@@ -142,6 +142,15 @@ void CpuBackend::add_inplace(Tensor y, const Tensor& x) {
   bx::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, pool_);
 }
 
+void CpuBackend::add_bias(Tensor y, const Tensor& bias) {
+  check_f32(bias, "bias");
+  BX_CHECK(bias.rows == 1 && bias.cols == y.cols,
+           "cpu backend: bias of " + std::to_string(bias.cols) + " columns for rows of " +
+               std::to_string(y.cols));
+  // Row stride 0: the one bias row is added to every row of y.
+  bx::add_inplace(f32(y), y.stride, f32(bias), 0, y.rows, y.cols, pool_);
+}
+
 void CpuBackend::gather_logit_rows(const Tensor& x, Tensor out) {
   for (int64_t r = 0; r < out.rows; ++r) {
     std::memcpy(f32(out) + r * out.stride, f32(x) + batch_.logit_rows[r] * x.stride,

@@ -33,6 +33,7 @@ class CpuBackend final : public Backend {
   void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
   void add_inplace(Tensor y, const Tensor& x) override;
+  void add_bias(Tensor y, const Tensor& bias) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;

@@ -27,4 +27,9 @@ Tensor Tensor::rows_view(int64_t first, int64_t count) const {
   return view;
 }
 
+void Backend::add_bias(Tensor, const Tensor&) {
+  throw Error("backend " + name() +
+              " does not implement add_bias, which models with attention biases need");
+}
+
 }  // namespace bx

@@ -11,7 +11,10 @@
 namespace bx::cli {
 
 void add_model_flags(CLI::App& command, ModelFlags& flags) {
-  command.add_option("--model", flags.model_path, "Path to a GGUF model file")->required();
+  command
+      .add_option("--model", flags.model_path,
+                  "Path to a GGUF model file or a Hugging Face model folder")
+      ->required();
   command.add_option("--threads", flags.threads,
                      "CPU threads (default: all); results do not depend on it");
   command.add_flag("--quiet", flags.quiet, "No progress bar on stderr");
@@ -82,6 +85,13 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   LoadedModel model = load_model(flags.model_path, options);
   if (drawn) std::fprintf(stderr, "\n");
   return model;
+}
+
+const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& purpose) {
+  check(model.tokenizer != nullptr,
+        model.path + ": this model has no tokenizer (Hugging Face folders are loaded without " +
+            "tokenizer.json for now), but " + purpose + " needs one: use a GGUF model file");
+  return *model.tokenizer;
 }
 
 std::string format_float(float value) {

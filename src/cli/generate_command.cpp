@@ -112,8 +112,7 @@ void run_generate(GenerateFlags& f) {
       f.prompt ? std::vector<std::string>{*f.prompt} : read_prompts_file(*f.prompts_file);
 
   LoadedModel model = load_with_progress(f.model, load_options);
-  check(model.tokenizer != nullptr, "the model has no tokenizer to turn prompts into tokens");
-  const Tokenizer& tokenizer = *model.tokenizer;
+  const Tokenizer& tokenizer = require_tokenizer(model, "generate (text in, text out)");
   Engine engine(model, engine_options);
 
   std::vector<EngineRequest> requests(prompts.size());

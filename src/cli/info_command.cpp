@@ -3,11 +3,15 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/cpu_features.h"
 #include "model/gguf.h"
+#include "model/hf_loader.h"
+#include "model/safetensors.h"
 
 namespace bx::cli {
 namespace {
@@ -15,15 +19,26 @@ namespace {
 void run_info(const ModelFlags& flags) {
   LoadedModel model = load_with_progress(flags, LoadOptions{});
   const ModelConfig& c = model.config;
-  const gguf::File file = gguf::File::open(flags.model_path);
   std::map<std::string, int> type_counts;
-  for (const gguf::TensorInfo& t : file.tensors()) ++type_counts[gguf::ggml_type_name(t.type)];
+  std::string format;
+  if (is_hf_folder(flags.model_path)) {
+    const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(flags.model_path);
+    for (const auto& [name, e] : ckpt.tensors())
+      ++type_counts[std::string(safetensors::dtype_name(e.info->dtype))];
+    format = "Hugging Face folder, " + std::to_string(ckpt.files().size()) +
+             " safetensors file(s), " + std::to_string(ckpt.tensors().size()) + " tensors";
+  } else {
+    const gguf::File file = gguf::File::open(flags.model_path);
+    for (const gguf::TensorInfo& t : file.tensors()) ++type_counts[gguf::ggml_type_name(t.type)];
+    format = "GGUF v" + std::to_string(file.version()) + ", " +
+             std::to_string(file.tensors().size()) + " tensors";
+  }
   std::string types;
   for (const auto& [name, count] : type_counts) {
     types += (types.empty() ? "" : ", ") + name + " x" + std::to_string(count);
   }
   std::printf("model          %s\n", flags.model_path.c_str());
-  std::printf("format         GGUF v%u, %zu tensors\n", file.version(), file.tensors().size());
+  std::printf("format         %s\n", format.c_str());
   std::printf("architecture   %s\n", c.architecture.c_str());
   std::printf("vocab          %d\n", c.vocab_size);
   std::printf("dim            %d\n", c.dim);
@@ -32,7 +47,17 @@ void run_info(const ModelFlags& flags) {
               c.head_dim);
   std::printf("ffn dim        %d\n", c.ffn_dim);
   std::printf("context        %d\n", c.context_length);
-  std::printf("rope theta     %g (GGUF adjacent pairs)\n", c.rope_theta);
+  std::printf("rope theta     %g (%s)%s\n", c.rope_theta,
+              c.rope_layout == RopeLayout::adjacent_pairs ? "GGUF adjacent pairs"
+                                                          : "Hugging Face rotate-half",
+              c.rope_scaling.kind == RopeScaling::Kind::llama3 ? ", llama3 scaling" : "");
+  std::string attention_extras;
+  for (const auto& [on, name] : {std::pair{c.qkv_bias, "q/k/v bias"},
+                                 std::pair{c.output_bias, "output bias"},
+                                 std::pair{c.qk_norm, "per-head q/k RMSNorm"}}) {
+    if (on) attention_extras += (attention_extras.empty() ? "" : ", ") + std::string(name);
+  }
+  if (!attention_extras.empty()) std::printf("attention      %s\n", attention_extras.c_str());
   std::printf("rms eps        %g\n", static_cast<double>(c.rms_eps));
   std::printf("output         %s\n", c.tied_output ? "tied to the token embedding" : "separate");
   std::printf("parameters     %lld\n", static_cast<long long>(model.parameter_count));

@@ -429,11 +429,13 @@ void Engine::publish_full_blocks(Sequence& s) {
 void Engine::sample_next(Sequence& s, const float* logits, const float* logprobs) {
   const EngineRequest& r = s.request();
   const size_t V = static_cast<size_t>(model_.config.vocab_size);
-  const int32_t eos = model_.tokenizer ? model_.tokenizer->eos_id() : -1;
+  const std::vector<int32_t>& eos_ids = model_.config.eos_token_ids;
   std::span<const float> row(logits, V);
   if (s.generated < r.min_tokens) {  // EOS and stop ids may not be chosen yet
     std::copy(logits, logits + V, masked_.begin());
-    if (eos >= 0) masked_[static_cast<size_t>(eos)] = -std::numeric_limits<float>::infinity();
+    for (int32_t id : eos_ids) {
+      masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+    }
     for (int32_t id : r.stop_token_ids) {
       masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
     }
@@ -452,7 +454,8 @@ void Engine::sample_next(Sequence& s, const float* logits, const float* logprobs
   bool stopped = false;
   const bool stop_id = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), choice.id) !=
                        r.stop_token_ids.end();
-  if (choice.id == eos && !r.ignore_eos) {
+  const bool eos = std::find(eos_ids.begin(), eos_ids.end(), choice.id) != eos_ids.end();
+  if (eos && !r.ignore_eos) {
     stopped = true;
   } else if (stop_id) {
     stopped = true;

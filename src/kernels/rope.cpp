@@ -8,13 +8,43 @@
 
 namespace bx {
 
-RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout) {
+double rope_frequency(int i, int head_dim, double theta, const RopeScaling& scaling) {
+  // freq_i = theta^(-2i / head_dim), all in double.
+  const double freq = std::pow(theta, -2.0 * i / head_dim);
+  if (scaling.kind == RopeScaling::Kind::none) return freq;
+  const double pi = 3.14159265358979323846;
+  const double L = scaling.original_max_positions;
+  const double wavelength = 2.0 * pi / freq;
+  const double low_freq_wavelength = L / scaling.low_freq_factor;
+  const double high_freq_wavelength = L / scaling.high_freq_factor;
+  if (wavelength > low_freq_wavelength) return freq / scaling.factor;
+  if (wavelength < high_freq_wavelength) return freq;
+  const double smooth = (L / wavelength - scaling.low_freq_factor) /
+                        (scaling.high_freq_factor - scaling.low_freq_factor);
+  return (1.0 - smooth) * freq / scaling.factor + smooth * freq;
+}
+
+RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout,
+                          const RopeScaling& scaling) {
   BX_CHECK(head_dim > 0 && head_dim % 2 == 0,
         "rope head_dim " + std::to_string(head_dim) + " is invalid: expected an even number > 0");
   BX_CHECK(theta > 0.0 && std::isfinite(theta),
         "rope theta " + std::to_string(theta) + " is invalid: expected a finite number > 0");
   BX_CHECK(max_positions >= 0,
         "rope max_positions " + std::to_string(max_positions) + " is invalid: expected >= 0");
+  if (scaling.kind == RopeScaling::Kind::llama3) {
+    BX_CHECK(scaling.factor > 0.0 && std::isfinite(scaling.factor),
+             "rope llama3 factor " + std::to_string(scaling.factor) +
+                 " is invalid: expected a finite number > 0");
+    BX_CHECK(scaling.low_freq_factor > 0.0 && std::isfinite(scaling.high_freq_factor) &&
+                 scaling.low_freq_factor < scaling.high_freq_factor,
+             "rope llama3 low_freq_factor " + std::to_string(scaling.low_freq_factor) +
+                 " and high_freq_factor " + std::to_string(scaling.high_freq_factor) +
+                 " are invalid: expected 0 < low_freq_factor < high_freq_factor");
+    BX_CHECK(scaling.original_max_positions > 0,
+             "rope llama3 original_max_position_embeddings " +
+                 std::to_string(scaling.original_max_positions) + " is invalid: expected > 0");
+  }
   RopeTable table;
   table.head_dim = head_dim;
   table.max_positions = max_positions;
@@ -24,8 +54,8 @@ RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLay
   table.cos.resize(size);
   table.sin.resize(size);
   for (int i = 0; i < half; ++i) {
-    // freq_i = theta^(-2i / head_dim), angle = p * freq_i, all in double.
-    const double freq = std::pow(theta, -2.0 * i / head_dim);
+    // angle = p * freq_i, all in double.
+    const double freq = rope_frequency(i, head_dim, theta, scaling);
     for (int p = 0; p < max_positions; ++p) {
       const double angle = p * freq;
       const size_t at = static_cast<size_t>(p) * static_cast<size_t>(half) + static_cast<size_t>(i);

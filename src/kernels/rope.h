@@ -1,9 +1,17 @@
 // Rotary position embedding (RoPE), applied in place to the heads of q or k.
 //
 // Pairs: GGUF's llama layout rotates adjacent dimensions (2i, 2i+1); the Hugging Face layout
-// rotates (i, i + head_dim/2). Pair i of the token at position p turns by angle
-//   p * theta^(-2i / head_dim):
+// rotates (i, i + head_dim/2) ("rotate-half"). Pair i of the token at position p turns by angle
+//   p * freq_i,   freq_i = theta^(-2i / head_dim)   (adjusted by the scaling below, if any):
 //   x0' = x0 * c - x1 * s,   x1' = x0 * s + x1 * c     (no FMA: two products, then one add)
+//
+// Llama 3 scaling (rope_scaling {"rope_type": "llama3"}, as transformers computes it), with
+// wavelength w_i = 2 pi / freq_i, L = original_max_positions, lo = L / low_freq_factor and
+// hi = L / high_freq_factor:
+//   w_i > lo  (low frequencies):   freq_i / factor
+//   w_i < hi  (high frequencies):  freq_i
+//   otherwise:  (1 - s) * freq_i / factor + s * freq_i,   s = (L / w_i - low_freq_factor) /
+//                                                            (high_freq_factor - low_freq_factor)
 // The cos/sin table is computed once at load time in double precision and rounded to float, so
 // the forward pass calls no transcendental function and prefill and decode read the same values.
 #pragma once
@@ -17,6 +25,15 @@ class ThreadPool;
 
 enum class RopeLayout { adjacent_pairs, half_split };
 
+struct RopeScaling {
+  enum class Kind { none, llama3 };
+  Kind kind = Kind::none;
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_positions = 8192;
+};
+
 struct RopeTable {
   int head_dim = 0;  // rotated dims (all of the head)
   int max_positions = 0;
@@ -25,7 +42,13 @@ struct RopeTable {
   std::vector<float> sin;  // [max_positions, head_dim / 2]
 };
 
-RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout);
+// Throws bx::Error for a bad head_dim, theta, max_positions or llama3 scaling parameter
+// (factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_positions > 0).
+RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout,
+                          const RopeScaling& scaling = {});
+
+// freq_i of pair i (0 <= i < head_dim / 2) after scaling, in double: the value the table uses.
+double rope_frequency(int i, int head_dim, double theta, const RopeScaling& scaling);
 
 // x [T, n_heads * head_dim] (row stride x_stride); positions [T], each < table.max_positions.
 void rope_inplace(float* x, int64_t x_stride, const int32_t* positions, int64_t T, int n_heads,

@@ -38,7 +38,8 @@ int64_t argmax(const float* x, int64_t n);
 void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
               float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool);
 
-// Residual add:  y[m,i] = y[m,i] + x[m,i].
+// Residual add:  y[m,i] = y[m,i] + x[m,i].  x_stride may be 0: one row x[0,:] is added to every
+// row of y (a bias).
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
                  ThreadPool& pool);
 

@@ -3,13 +3,14 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kernels/rope.h"
 
 namespace bx {
 
 struct ModelConfig {
-  std::string architecture;  // "llama"
+  std::string architecture;  // "llama" (GGUF), or the Hugging Face class ("Qwen3ForCausalLM")
   int vocab_size = 0;        // V
   int dim = 0;               // D, the residual stream width
   int n_layers = 0;          // L
@@ -21,7 +22,13 @@ struct ModelConfig {
   float rms_eps = 1e-5f;
   double rope_theta = 10000.0;
   RopeLayout rope_layout = RopeLayout::adjacent_pairs;
+  RopeScaling rope_scaling;  // none, or Llama 3's frequency adjustment
   bool tied_output = false;  // output projection is the token embedding
+  bool qkv_bias = false;     // q, k and v projections add a bias (Qwen2; attention_bias)
+  bool output_bias = false;  // the attention output projection adds a bias (attention_bias)
+  bool qk_norm = false;      // RMSNorm of each q and k head (weights [Dh]) before RoPE (Qwen3)
+  int32_t bos_token_id = -1;           // -1: the model file names none
+  std::vector<int32_t> eos_token_ids;  // empty: the model file names none
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }

@@ -3,13 +3,7 @@
 // count is checked against the bytes left before anything is allocated for it.
 #include "model/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -20,6 +14,7 @@
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 static_assert(std::endian::native == std::endian::little,
               "GGUF reader assumes a little-endian host");
@@ -125,62 +120,6 @@ class Cursor {
   uint64_t pos_ = 0;
 };
 
-// Read-only private mapping of a whole file; unmapped on destruction.
-class Mapping {
- public:
-  Mapping() = default;
-  explicit Mapping(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw Error(path + ": cannot open: " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      const int err = errno;
-      ::close(fd);
-      throw Error(path + ": cannot stat: " + std::strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      throw Error(path + ": not a regular file: expected a GGUF model file");
-    }
-    if (st.st_size <= 0) {
-      ::close(fd);
-      throw Error(path + ": empty file: expected a GGUF model file (magic \"GGUF\")");
-    }
-    const auto size = static_cast<size_t>(st.st_size);
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    const int err = errno;
-    ::close(fd);  // the mapping keeps the file alive
-    if (p == MAP_FAILED)
-      throw Error(path + ": cannot mmap " + str(size) + " bytes: " + std::strerror(err));
-    data_ = p;
-    size_ = size;
-  }
-  Mapping(Mapping&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  Mapping& operator=(Mapping&& o) noexcept {
-    if (this != &o) {
-      unmap();
-      data_ = std::exchange(o.data_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-    }
-    return *this;
-  }
-  Mapping(const Mapping&) = delete;
-  Mapping& operator=(const Mapping&) = delete;
-  ~Mapping() { unmap(); }
-
-  std::span<const std::byte> bytes() const { return {static_cast<const std::byte*>(data_), size_}; }
-
- private:
-  void unmap() {
-    if (data_ != nullptr) ::munmap(data_, size_);
-    data_ = nullptr;
-    size_ = 0;
-  }
-  void* data_ = nullptr;
-  size_t size_ = 0;
-};
-
 struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -244,7 +183,7 @@ std::string quote_name(std::string_view s) {
 
 struct File::Impl {
   std::string path;
-  Mapping mapping;  // empty when parsed from memory
+  MappedFile mapping;  // empty when parsed from memory
   std::span<const std::byte> bytes;
   uint32_t version = 0;
   uint32_t alignment = kDefaultAlignment;
@@ -501,7 +440,7 @@ File::~File() = default;
 File File::open(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   impl->path = path;
-  impl->mapping = Mapping(path);
+  impl->mapping = MappedFile(path, "a GGUF model file (magic \"GGUF\")");
   impl->bytes = impl->mapping.bytes();
   impl->parse();
   return File(std::move(impl));

@@ -16,6 +16,14 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
       max_logit_rows_(max_logit_rows) {
   BX_CHECK(max_batch_tokens > 0, "max batch tokens must be positive");
   BX_CHECK(max_logit_rows > 0, "max logit rows must be positive");
+  for (const LlamaLayerWeights& w : weights_.layers) {
+    BX_CHECK(!config_.qkv_bias || (w.bq.data && w.bk.data && w.bv.data),
+             "model: the config asks for q/k/v biases but a layer has none");
+    BX_CHECK(!config_.output_bias || w.bo.data,
+             "model: the config asks for an output bias but a layer has none");
+    BX_CHECK(!config_.qk_norm || (w.q_norm.data && w.k_norm.data),
+             "model: the config asks for q/k norms but a layer has none");
+  }
   const int64_t T = max_batch_tokens;
   x_ = backend_.alloc(DType::f32, T, config_.dim);
   h_ = backend_.alloc(DType::f32, T, config_.dim);
@@ -31,6 +39,13 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
 }
 
 namespace {
+
+// x [T, n_heads * head_dim], rows dense, seen as [T * n_heads, head_dim]: one row per head.
+Tensor heads_as_rows(const Tensor& x, int n_heads, int head_dim) {
+  BX_CHECK(x.stride == x.cols && x.cols == static_cast<int64_t>(n_heads) * head_dim,
+           "model: per-head view needs dense rows of n_heads * head_dim");
+  return Tensor{x.data, x.dtype, x.rows * n_heads, head_dim, head_dim};
+}
 
 void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int max_tokens,
                     int max_rows) {
@@ -83,11 +98,23 @@ void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logpro
     be.matmul(h, w.wq, q);
     be.matmul(h, w.wk, k);
     be.matmul(h, w.wv, v);
+    if (config_.qkv_bias) {
+      be.add_bias(q, w.bq);
+      be.add_bias(k, w.bk);
+      be.add_bias(v, w.bv);
+    }
+    if (config_.qk_norm) {  // q[t,h] = rmsnorm(q[t,h]) * q_norm, per head
+      const Tensor q_heads = heads_as_rows(q, config_.n_heads, config_.head_dim);
+      const Tensor k_heads = heads_as_rows(k, config_.n_kv_heads, config_.head_dim);
+      be.rmsnorm(q_heads, w.q_norm, eps, q_heads);
+      be.rmsnorm(k_heads, w.k_norm, eps, k_heads);
+    }
     be.rope(q, config_.n_heads);
     be.rope(k, config_.n_kv_heads);
     be.kv_write(layer, k, v);
     be.attention(layer, q, config_.n_heads, scale, attn);
     be.matmul(attn, w.wo, h);
+    if (config_.output_bias) be.add_bias(h, w.bo);
     be.add_inplace(x, h);
     // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.rmsnorm(x, w.ffn_norm, eps, h);

@@ -4,8 +4,10 @@
 //   x = embed[tokens]                                           [T, D]
 //   for each layer:
 //     h = rmsnorm(x) ; q = h Wq^T [T, H*Dh] ; k = h Wk^T, v = h Wv^T [T, Hkv*Dh]
+//     q += bq, k += bk, v += bv                   (config.qkv_bias: Qwen2, attention_bias)
+//     q[t,h] = rmsnorm(q[t,h]) * q_norm, k[t,g] likewise  (config.qk_norm: Qwen3, per head [Dh])
 //     rope(q), rope(k) ; cache[k, v] at (sequence, position)
-//     x += attention(q, cache) Wo^T
+//     x += attention(q, cache) Wo^T (+ bo if config.output_bias)
 //     h = rmsnorm(x) ; x += (silu(h Wg^T) * (h Wu^T)) Wd^T
 //   logits = rmsnorm(x[logit_rows]) Wout^T                      [R, V]
 #pragma once
@@ -24,6 +26,10 @@ struct LlamaLayerWeights {
   Tensor wk;         // [Hkv*Dh, D]
   Tensor wv;         // [Hkv*Dh, D]
   Tensor wo;         // [D, H*Dh]
+  Tensor bq, bk, bv;  // [1, H*Dh], [1, Hkv*Dh], [1, Hkv*Dh] if config.qkv_bias, else empty
+  Tensor bo;          // [1, D] if config.output_bias, else empty
+  Tensor q_norm;      // [1, Dh] if config.qk_norm, else empty
+  Tensor k_norm;      // [1, Dh] if config.qk_norm, else empty
   Tensor ffn_norm;   // [1, D]
   Tensor w_gate;     // [F, D]
   Tensor w_up;       // [F, D]
@@ -40,6 +46,7 @@ struct LlamaWeights {
 class LlamaModel {
  public:
   // Allocates every work buffer for up to max_batch_tokens tokens and max_logit_rows logit rows.
+  // Throws bx::Error if a weight the config asks for (bias, q/k norm) is missing.
   LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend& backend,
              int max_batch_tokens, int max_logit_rows);
 

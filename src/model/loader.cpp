@@ -2,12 +2,15 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <vector>
 
 #include "backend/cpu_backend.h"
 #include "core/error.h"
 #include "model/gguf.h"
+#include "model/hf_loader.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace bx {
@@ -147,8 +150,52 @@ void LoadedModel::reserve_kv_blocks(int64_t n_blocks) {
   kv_shape = shape;
 }
 
-LoadedModel load_model(const std::string& path, const LoadOptions& options) {
-  check(options.kv_block_size > 0, "KV block size must be positive");
+namespace {
+
+// The rope table, KV cache shape and model over weights already in `backend`.
+void finish_loading(LoadedModel& m, std::unique_ptr<CpuBackend> backend, LlamaWeights weights,
+                    const LoadOptions& options) {
+  const ModelConfig& c = m.config;
+  backend->set_rope_table(
+      make_rope_table(c.head_dim, c.rope_theta, c.context_length, c.rope_layout, c.rope_scaling));
+  m.kv_shape = KvCacheShape{c.n_layers, 0, options.kv_block_size, c.n_kv_heads, c.head_dim};
+  m.model = std::make_unique<LlamaModel>(c, std::move(weights), *backend, options.max_batch_tokens,
+                                         options.max_logit_rows);
+  m.backend = std::move(backend);
+}
+
+std::unique_ptr<CpuBackend> make_backend(LoadedModel& m, const LoadOptions& options) {
+  auto backend = std::make_unique<CpuBackend>(options.threads);
+  backend->set_reduction_order(options.reduction_order);
+  m.reduction_order = options.reduction_order;
+  return backend;
+}
+
+LoadedModel load_hf(const std::string& path, const LoadOptions& options) {
+  LoadedModel m;
+  m.path = path;
+  auto backend = make_backend(m, options);
+  HfModel hf = load_hf_folder(path, *backend, options);
+  m.config = hf.config;
+  m.weights_hash = hf.weights_hash;
+  m.weight_dtype = hf.weight_dtype;
+  m.parameter_count = hf.parameter_count;
+  finish_loading(m, std::move(backend), std::move(hf.weights), options);
+  if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
+    m.tokenizer = load_tokenizer_dir(path);
+    check(m.tokenizer->vocab_size() <= m.config.vocab_size,
+          path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
+              " tokens but the embedding only " + std::to_string(m.config.vocab_size) + " rows");
+    const int32_t eos = m.tokenizer->eos_id();
+    if (eos >= 0 && std::find(m.config.eos_token_ids.begin(), m.config.eos_token_ids.end(),
+                              eos) == m.config.eos_token_ids.end()) {
+      m.config.eos_token_ids.push_back(eos);
+    }
+  }
+  return m;
+}
+
+LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   gguf::File file = gguf::File::open(path);
   LoadedModel m;
   m.path = path;
@@ -158,11 +205,11 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   check(m.tokenizer->vocab_size() <= c.vocab_size,
         path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
             " tokens but the embedding only " + std::to_string(c.vocab_size) + " rows");
+  m.config.bos_token_id = m.tokenizer->bos_id();
+  if (m.tokenizer->eos_id() >= 0) m.config.eos_token_ids = {m.tokenizer->eos_id()};
   for (const gguf::TensorInfo& t : file.tensors()) m.parameter_count += t.n_elements;
 
-  auto backend = std::make_unique<CpuBackend>(options.threads);
-  backend->set_reduction_order(options.reduction_order);
-  m.reduction_order = options.reduction_order;
+  auto backend = make_backend(m, options);
   WeightReader reader(file, *backend, options);
   const int64_t D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
   LlamaWeights w;
@@ -185,14 +232,15 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   w.output = c.tied_output ? w.token_embd : reader.read("output.weight", {D, V}, true);
   m.weight_dtype = reader.matmul_dtype_name();
   m.weights_hash = file.content_hash();
-
-  backend->set_rope_table(make_rope_table(c.head_dim, c.rope_theta, c.context_length,
-                                          c.rope_layout));
-  m.kv_shape = KvCacheShape{c.n_layers, 0, options.kv_block_size, c.n_kv_heads, c.head_dim};
-  m.model = std::make_unique<LlamaModel>(c, std::move(w), *backend, options.max_batch_tokens,
-                                         options.max_logit_rows);
-  m.backend = std::move(backend);
+  finish_loading(m, std::move(backend), std::move(w), options);
   return m;
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path, const LoadOptions& options) {
+  check(options.kv_block_size > 0, "KV block size must be positive");
+  return is_hf_folder(path) ? load_hf(path, options) : load_gguf(path, options);
 }
 
 }  // namespace bx

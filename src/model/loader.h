@@ -25,11 +25,17 @@ struct LoadOptions {
 struct LoadedModel {
   std::string path;
   ModelConfig config;
-  std::string weights_hash;    // gguf::File::content_hash()
+  // GGUF: gguf::File::content_hash(). Hugging Face folder: safetensors::Checkpoint::content_hash
+  // over config.json's text and every tensor (the same however the weights are sharded).
+  std::string weights_hash;
   std::string weight_dtype;    // "F32" or "BF16": how matmul weights are held in memory
   int64_t parameter_count = 0;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;
+  // The GGUF file's tokenizer, or a Hugging Face folder's tokenizer.json (with
+  // tokenizer_config.json). nullptr for a folder without tokenizer.json: callers that need text
+  // must check and fail with a clear message (cli::require_tokenizer does). The ids that end
+  // generation are config.eos_token_ids (config.json's, plus the tokenizer's EOS).
   std::unique_ptr<Tokenizer> tokenizer;
   ReductionOrder reduction_order = ReductionOrder::canonical;
   KvCacheShape kv_shape;           // n_blocks = 0 until reserve_kv_blocks
@@ -43,7 +49,9 @@ struct LoadedModel {
   std::string system_fingerprint() const;
 };
 
-// Opens a GGUF file and loads it into a new CPU backend. Throws bx::Error naming the problem.
+// Loads a model into a new CPU backend: `path` is a GGUF file, or a directory holding a Hugging
+// Face model (config.json and model.safetensors or sharded safetensors with
+// model.safetensors.index.json; see model/hf_loader.h). Throws bx::Error naming the problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace bx

@@ -16,6 +16,7 @@
 
 #include <sys/wait.h>
 
+#include "support/random_hf_model.h"
 #include "support/shared_model.h"
 
 namespace bx {
@@ -235,6 +236,30 @@ TEST_F(Cli, BadFlagValuesGiveOneLineErrors) {
   const fs::path file = write("long.txt", long_prompt + "\n");
   expect_one_line_error("generate " + model() + " --prompts-file '" + file.string() + "'",
                         "context");
+}
+
+// A Hugging Face folder: info describes it; text generation needs the tokenizer it is loaded
+// without, and says so; a bad folder is one line naming the problem.
+TEST_F(Cli, HuggingFaceFolder) {
+  test::RandomHfSpec spec;
+  spec.architecture = "Qwen3ForCausalLM";
+  spec.shards = 2;
+  const test::RandomHfFolder folder("cli", spec);
+  const std::string m = "--model '" + folder.path() + "' --quiet";
+  const RunResult info = run("info " + m);
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("Hugging Face folder, 2 safetensors file(s)"), std::string::npos)
+      << info.out;
+  EXPECT_NE(info.out.find("Qwen3ForCausalLM"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("per-head q/k RMSNorm"), std::string::npos) << info.out;
+  expect_one_line_error("generate " + m + " --prompt hi", "no tokenizer");
+
+  fs::remove(folder.path() + "/" + test::shard_name(1, 2));
+  expect_one_line_error("info " + m, "model-00002-of-00002.safetensors' (holding");
+  nlohmann::json config = test::random_hf_config(spec);
+  config["architectures"] = {"FalconForCausalLM"};
+  test::write_text(folder.path() + "/config.json", config.dump());
+  expect_one_line_error("info " + m, "unsupported architecture \"falconforcausallm\"");
 }
 
 }  // namespace

@@ -18,18 +18,33 @@
 //                                                                  output.weight is absent
 //
 // GGUF stores a matrix W[N][K] (y = W x) row-major with dims {K, N}: dims[0] varies fastest.
+//
+// It also reads a Hugging Face folder (config.json read here with nlohmann::json, weights through
+// safetensors::Checkpoint + convert_to_f32), with what those architectures add, written the way
+// transformers writes it:
+//   q = h Wq^T + bq, k = h Wk^T + bk, v = h Wv^T + bv       (Qwen2; attention_bias)
+//   q[h] = rmsnorm(q[h]) * q_norm, k[g] = rmsnorm(k[g]) * k_norm, per head   (Qwen3)
+//   rotate-half RoPE: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x[half:], x[:half]),
+//     cos/sin = cat(cos(p f), cos(p f)) over the Dh/2 frequencies f_i
+//   llama3 rope_scaling of f_i (see rope_frequency below)
+//   x += a Wo^T + bo                                          (attention_bias)
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <span>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "core/error.h"
 #include "model/gguf.h"
+#include "model/safetensors.h"
 
 namespace bx::test {
 
@@ -45,6 +60,14 @@ struct ReferenceConfig {
   double rms_eps = 1e-5;
   double rope_theta = 10000.0;
   bool tied_output = false;
+  // Hugging Face folders only:
+  bool rotate_half = false;  // RoPE pairs (i, i + Dh/2) instead of (2i, 2i+1)
+  bool qk_norm = false;      // per-head RMSNorm of q and k before RoPE
+  bool llama3 = false;       // llama3 rope_scaling, with these parameters
+  double llama3_factor = 1.0;
+  double llama3_low_freq_factor = 1.0;
+  double llama3_high_freq_factor = 4.0;
+  double llama3_original_context = 8192.0;
 };
 
 // A weight matrix W[rows][cols] in double, row-major (rows = N outputs, cols = K inputs).
@@ -60,6 +83,8 @@ class ReferenceLlama {
   struct Layer {
     std::vector<double> attn_norm;   // [D]
     RefMatrix wq, wk, wv, wo;        // [H*Dh, D], [Hkv*Dh, D], [Hkv*Dh, D], [D, H*Dh]
+    std::vector<double> bq, bk, bv, bo;  // biases [H*Dh], [Hkv*Dh], [Hkv*Dh], [D]; empty if none
+    std::vector<double> q_norm, k_norm;  // [Dh] per-head norm weights; empty if none
     std::vector<double> ffn_norm;    // [D]
     RefMatrix w_gate, w_up, w_down;  // [F, D], [F, D], [D, F]
   };
@@ -72,7 +97,12 @@ class ReferenceLlama {
     double margin = 0.0;
   };
 
+  // A GGUF file, or a directory holding a Hugging Face model.
   explicit ReferenceLlama(const std::string& path) {
+    if (std::filesystem::is_directory(path)) {
+      read_hf(path);
+      return;
+    }
     gguf::File file = gguf::File::open(path);
     read_config(file);
     token_embd_ = read_matrix(file, "token_embd.weight", c_.vocab_size, c_.dim);
@@ -98,6 +128,10 @@ class ReferenceLlama {
   }
 
   const ReferenceConfig& config() const { return c_; }
+  // For negative controls: a test switches a feature off (rotate_half, qk_norm, llama3, a bias)
+  // to show that the comparison notices it.
+  ReferenceConfig& mutable_config() { return c_; }
+  std::vector<Layer>& mutable_layers() { return layers_; }
 
   // Logits [T][V] at every position of one sequence, token t at position t.
   std::vector<std::vector<double>> forward(std::span<const int32_t> tokens) const {
@@ -124,6 +158,15 @@ class ReferenceLlama {
         q[static_cast<size_t>(t)] = matvec(layer.wq, h);
         k[static_cast<size_t>(t)] = matvec(layer.wk, h);
         v[static_cast<size_t>(t)] = matvec(layer.wv, h);
+        if (!layer.bq.empty()) {
+          add_inplace(q[static_cast<size_t>(t)], layer.bq);
+          add_inplace(k[static_cast<size_t>(t)], layer.bk);
+          add_inplace(v[static_cast<size_t>(t)], layer.bv);
+        }
+        if (c_.qk_norm) {
+          norm_heads(q[static_cast<size_t>(t)], H, layer.q_norm);
+          norm_heads(k[static_cast<size_t>(t)], Hkv, layer.k_norm);
+        }
         rope(q[static_cast<size_t>(t)], H, t);
         rope(k[static_cast<size_t>(t)], Hkv, t);
       }
@@ -154,7 +197,9 @@ class ReferenceLlama {
             for (int64_t d = 0; d < Dh; ++d) ah[d] += p * vj[d];
           }
         }
-        add_inplace(x[static_cast<size_t>(t)], matvec(layer.wo, a));
+        std::vector<double> o = matvec(layer.wo, a);
+        if (!layer.bo.empty()) add_inplace(o, layer.bo);
+        add_inplace(x[static_cast<size_t>(t)], o);
       }
       // MLP block: x += down(silu(gate(h)) * up(h)).
       for (int64_t t = 0; t < T; ++t) {
@@ -248,20 +293,148 @@ class ReferenceLlama {
     for (size_t i = 0; i < y.size(); ++i) y[i] += x[i];
   }
 
-  // GGUF llama layout: within each head, pair (2i, 2i+1) turns by angle pos * theta^(-2i/Dh).
+  // Frequency of pair i: theta^(-2i/Dh), then, with llama3 scaling, as transformers'
+  // _compute_llama3_parameters: wavelength w = 2 pi / f; w < L / high_freq_factor keeps f,
+  // w > L / low_freq_factor gives f / factor, and in between
+  // f' = (1 - s) f / factor + s f with s = (L / w - low_freq_factor) / (high - low).
+  double rope_frequency(int64_t i) const {
+    const double f =
+        std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c_.head_dim));
+    if (!c_.llama3) return f;
+    const double wavelength = 2.0 * 3.14159265358979323846 / f;
+    const double L = c_.llama3_original_context;
+    if (wavelength < L / c_.llama3_high_freq_factor) return f;
+    if (wavelength > L / c_.llama3_low_freq_factor) return f / c_.llama3_factor;
+    const double smooth = (L / wavelength - c_.llama3_low_freq_factor) /
+                          (c_.llama3_high_freq_factor - c_.llama3_low_freq_factor);
+    return (1.0 - smooth) * f / c_.llama3_factor + smooth * f;
+  }
+
+  // GGUF llama layout: within each head, pair (2i, 2i+1) turns by angle pos * f_i.
+  // Hugging Face layout: out = x * cos + rotate_half(x) * sin over the head, with
+  // cos[d] = cos(pos f_{d mod Dh/2}) and rotate_half(x) = cat(-x[Dh/2:], x[:Dh/2]).
   void rope(std::vector<double>& x, int64_t n_heads, int64_t pos) const {
-    const int64_t Dh = c_.head_dim;
+    const int64_t Dh = c_.head_dim, half = Dh / 2;
     for (int64_t hd = 0; hd < n_heads; ++hd) {
       double* xh = x.data() + hd * Dh;
-      for (int64_t i = 0; i < Dh / 2; ++i) {
-        const double freq =
-            std::pow(c_.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(Dh));
-        const double angle = static_cast<double>(pos) * freq;
+      if (c_.rotate_half) {
+        std::vector<double> rotated(static_cast<size_t>(Dh));
+        for (int64_t d = 0; d < Dh; ++d)
+          rotated[static_cast<size_t>(d)] = d < half ? -xh[d + half] : xh[d - half];
+        for (int64_t d = 0; d < Dh; ++d) {
+          const double angle = static_cast<double>(pos) * rope_frequency(d % half);
+          xh[d] = xh[d] * std::cos(angle) + rotated[static_cast<size_t>(d)] * std::sin(angle);
+        }
+        continue;
+      }
+      for (int64_t i = 0; i < half; ++i) {
+        const double angle = static_cast<double>(pos) * rope_frequency(i);
         const double c = std::cos(angle), s = std::sin(angle);
         const double x0 = xh[2 * i], x1 = xh[2 * i + 1];
         xh[2 * i] = x0 * c - x1 * s;
         xh[2 * i + 1] = x0 * s + x1 * c;
       }
+    }
+  }
+
+  // Each head of x [n_heads * Dh]: x[h] / sqrt(mean(x[h]^2) + eps) * w.
+  void norm_heads(std::vector<double>& x, int64_t n_heads, const std::vector<double>& w) const {
+    const size_t Dh = static_cast<size_t>(c_.head_dim);
+    for (size_t hd = 0; hd < static_cast<size_t>(n_heads); ++hd) {
+      const std::vector<double> head(x.begin() + static_cast<std::ptrdiff_t>(hd * Dh),
+                                     x.begin() + static_cast<std::ptrdiff_t>((hd + 1) * Dh));
+      const std::vector<double> normed = rmsnorm(head, w);
+      std::copy(normed.begin(), normed.end(), x.begin() + static_cast<std::ptrdiff_t>(hd * Dh));
+    }
+  }
+
+  // --- Hugging Face folders ---
+
+  void read_hf(const std::string& dir) {
+    std::ifstream in(dir + "/config.json");
+    check(in.good(), "reference: cannot open " + dir + "/config.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    const nlohmann::json j = nlohmann::json::parse(text.str());
+    const std::string arch = j.at("architectures").at(0).get<std::string>();
+    check(arch == "LlamaForCausalLM" || arch == "MistralForCausalLM" ||
+              arch == "Qwen2ForCausalLM" || arch == "Qwen3ForCausalLM",
+          "reference: unknown architecture " + arch);
+    auto get_or = [&](const char* key, double fallback) {
+      return j.contains(key) && !j[key].is_null() ? j[key].get<double>() : fallback;
+    };
+    c_.dim = j.at("hidden_size").get<int64_t>();
+    c_.ffn_dim = j.at("intermediate_size").get<int64_t>();
+    c_.n_layers = j.at("num_hidden_layers").get<int64_t>();
+    c_.n_heads = j.at("num_attention_heads").get<int64_t>();
+    c_.n_kv_heads =
+        static_cast<int64_t>(get_or("num_key_value_heads", static_cast<double>(c_.n_heads)));
+    c_.head_dim =
+        static_cast<int64_t>(get_or("head_dim", static_cast<double>(c_.dim / c_.n_heads)));
+    c_.vocab_size = j.at("vocab_size").get<int64_t>();
+    c_.context_length = j.at("max_position_embeddings").get<int64_t>();
+    c_.rms_eps = get_or("rms_norm_eps", 1e-6);
+    c_.rope_theta = get_or("rope_theta", 10000.0);
+    c_.tied_output = j.value("tie_word_embeddings", false);
+    c_.rotate_half = true;
+    c_.qk_norm = arch == "Qwen3ForCausalLM";
+    if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+      const nlohmann::json& rs = j["rope_scaling"];
+      check(rs.value("rope_type", rs.value("type", "")) == "llama3",
+            "reference: only llama3 rope_scaling is implemented");
+      c_.llama3 = true;
+      c_.llama3_factor = rs.at("factor").get<double>();
+      c_.llama3_low_freq_factor = rs.at("low_freq_factor").get<double>();
+      c_.llama3_high_freq_factor = rs.at("high_freq_factor").get<double>();
+      c_.llama3_original_context = rs.at("original_max_position_embeddings").get<double>();
+    }
+    const bool qkv_bias = arch == "Qwen2ForCausalLM" || j.value("attention_bias", false);
+    const bool o_bias = arch != "Qwen2ForCausalLM" && j.value("attention_bias", false);
+
+    const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(dir);
+    auto tensor = [&](const std::string& name, std::vector<int64_t> shape) {
+      const auto e = ckpt.find(name);
+      check(e.has_value(), "reference: tensor " + name + " missing");
+      check(e->info->shape == shape, "reference: tensor " + name + " has unexpected shape");
+      std::vector<float> f32(static_cast<size_t>(e->info->n_elements));
+      safetensors::convert_to_f32(*e->info, e->file->tensor_data(*e->info), f32.data());
+      return std::vector<double>(f32.begin(), f32.end());
+    };
+    auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+      RefMatrix m;
+      m.rows = rows;
+      m.cols = cols;
+      m.w = tensor(name, {rows, cols});
+      return m;
+    };
+    const int64_t D = c_.dim, F = c_.ffn_dim, V = c_.vocab_size, Dh = c_.head_dim;
+    const int64_t Q = c_.n_heads * Dh, KV = c_.n_kv_heads * Dh;
+    token_embd_ = matrix("model.embed_tokens.weight", V, D);
+    output_norm_ = tensor("model.norm.weight", {D});
+    if (!c_.tied_output) output_ = matrix("lm_head.weight", V, D);
+    for (int64_t l = 0; l < c_.n_layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      Layer layer;
+      layer.attn_norm = tensor(p + "input_layernorm.weight", {D});
+      layer.wq = matrix(p + "self_attn.q_proj.weight", Q, D);
+      layer.wk = matrix(p + "self_attn.k_proj.weight", KV, D);
+      layer.wv = matrix(p + "self_attn.v_proj.weight", KV, D);
+      layer.wo = matrix(p + "self_attn.o_proj.weight", D, Q);
+      if (qkv_bias) {
+        layer.bq = tensor(p + "self_attn.q_proj.bias", {Q});
+        layer.bk = tensor(p + "self_attn.k_proj.bias", {KV});
+        layer.bv = tensor(p + "self_attn.v_proj.bias", {KV});
+      }
+      if (o_bias) layer.bo = tensor(p + "self_attn.o_proj.bias", {D});
+      if (c_.qk_norm) {
+        layer.q_norm = tensor(p + "self_attn.q_norm.weight", {Dh});
+        layer.k_norm = tensor(p + "self_attn.k_norm.weight", {Dh});
+      }
+      layer.ffn_norm = tensor(p + "post_attention_layernorm.weight", {D});
+      layer.w_gate = matrix(p + "mlp.gate_proj.weight", F, D);
+      layer.w_up = matrix(p + "mlp.up_proj.weight", F, D);
+      layer.w_down = matrix(p + "mlp.down_proj.weight", D, F);
+      layers_.push_back(std::move(layer));
     }
   }
 

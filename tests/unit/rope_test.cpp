@@ -88,6 +88,62 @@ TEST(RopeTable, RejectsBadShapes) {
   EXPECT_THROW(make_rope_table(8, 10000.0, -1, RopeLayout::adjacent_pairs), Error);
 }
 
+// Llama 3.1's rope_scaling (factor 8, low 1, high 4, original context 8192; head_dim 128, theta
+// 5e5): short wavelengths (< 8192 / 4) keep their frequency, long ones (> 8192) are divided by 8
+// exactly, the ones between are blended, strictly between the two and decreasing with i; and the
+// table holds cos / sin of p times those frequencies.
+TEST(RopeTable, Llama3ScalingRegimes) {
+  RopeScaling s;
+  s.kind = RopeScaling::Kind::llama3;
+  s.factor = 8.0;
+  s.low_freq_factor = 1.0;
+  s.high_freq_factor = 4.0;
+  s.original_max_positions = 8192;
+  const int d = 128;
+  const double theta = 500000.0, pi = 3.14159265358979323846;
+  int high = 0, low = 0, medium = 0;
+  double previous = 2.0;
+  for (int i = 0; i < d / 2; ++i) {
+    const double f = rope_frequency(i, d, theta, RopeScaling{});
+    const double scaled = rope_frequency(i, d, theta, s);
+    EXPECT_EQ(f, std::pow(theta, -2.0 * i / d));
+    const double wavelength = 2.0 * pi / f;
+    if (wavelength < 8192.0 / 4.0) {
+      EXPECT_EQ(scaled, f) << i;
+      ++high;
+    } else if (wavelength > 8192.0) {
+      EXPECT_EQ(scaled, f / 8.0) << i;
+      ++low;
+    } else {
+      EXPECT_GT(scaled, f / 8.0) << i;
+      EXPECT_LT(scaled, f) << i;
+      ++medium;
+    }
+    EXPECT_LT(scaled, previous) << i;
+    previous = scaled;
+  }
+  EXPECT_GT(high, 0);
+  EXPECT_GT(medium, 0);
+  EXPECT_GT(low, 0);
+  const RopeTable tb = make_rope_table(d, theta, 100, RopeLayout::half_split, s);
+  for (int p : {1, 37, 99}) {
+    for (int i = 0; i < d / 2; ++i) {
+      const double angle = p * rope_frequency(i, d, theta, s);
+      ASSERT_EQ(tb.cos[static_cast<size_t>(p * d / 2 + i)], static_cast<float>(std::cos(angle)));
+      ASSERT_EQ(tb.sin[static_cast<size_t>(p * d / 2 + i)], static_cast<float>(std::sin(angle)));
+    }
+  }
+  RopeScaling bad = s;
+  bad.low_freq_factor = 4.0;
+  EXPECT_THROW(make_rope_table(d, theta, 16, RopeLayout::half_split, bad), Error);
+  bad = s;
+  bad.factor = 0.0;
+  EXPECT_THROW(make_rope_table(d, theta, 16, RopeLayout::half_split, bad), Error);
+  bad = s;
+  bad.original_max_positions = 0;
+  EXPECT_THROW(make_rope_table(d, theta, 16, RopeLayout::half_split, bad), Error);
+}
+
 TEST(Rope, RejectsPositionsOutsideTheTable) {
   const RopeTable tb = make_rope_table(8, 10000.0, 16, RopeLayout::adjacent_pairs);
   std::vector<float> x(16, 1.0f);

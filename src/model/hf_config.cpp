@@ -1,0 +1,264 @@
+#include "model/hf_config.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+#include "core/json.h"
+
+namespace bx {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kMaxConfigDepth = 8;
+constexpr int64_t kMaxDimension = int64_t{1} << 30;
+
+class ConfigReader {
+ public:
+  ConfigReader(const json& root, const std::string& name) : root_(root), name_(name) {}
+
+  [[noreturn]] void fail(const std::string& message) const { throw Error(name_ + ": " + message); }
+
+  // The value of `key`, or nullptr when it is absent or null.
+  const json* find(const json& object, const std::string& key) const {
+    auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+  const json* find(const std::string& key) const { return find(root_, key); }
+
+  int positive_int(const json& v, const std::string& key) const {
+    if (!v.is_number_integer()) {
+      fail("\"" + key + "\" is " + json_type_name(v) + " " + v.dump().substr(0, 40) +
+           ": expected a positive integer");
+    }
+    const bool fits = v.is_number_unsigned()
+                          ? v.get<uint64_t>() >= 1 && v.get<uint64_t>() <= uint64_t{kMaxDimension}
+                          : v.get<int64_t>() >= 1 && v.get<int64_t>() <= kMaxDimension;
+    if (!fits) {
+      fail("\"" + key + "\" is " + v.dump() + ": expected a positive integer up to " +
+           std::to_string(kMaxDimension));
+    }
+    return static_cast<int>(v.get<int64_t>());
+  }
+  int required_int(const std::string& key) const {
+    const json* v = find(key);
+    if (v == nullptr) fail("\"" + key + "\" is missing: expected a positive integer");
+    return positive_int(*v, key);
+  }
+  int optional_int(const std::string& key, int fallback) const {
+    const json* v = find(key);
+    return v == nullptr ? fallback : positive_int(*v, key);
+  }
+
+  double positive_number(const json& v, const std::string& key) const {
+    if (!v.is_number()) fail("\"" + key + "\" is " + json_type_name(v) + ": expected a number > 0");
+    const double d = v.get<double>();
+    if (!(d > 0.0) || !std::isfinite(d)) {
+      fail("\"" + key + "\" is " + v.dump() + ": expected a finite number > 0");
+    }
+    return d;
+  }
+  double optional_number(const std::string& key, double fallback) const {
+    const json* v = find(key);
+    return v == nullptr ? fallback : positive_number(*v, key);
+  }
+
+  bool optional_bool(const std::string& key, bool fallback) const {
+    const json* v = find(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean())
+      fail("\"" + key + "\" is " + json_type_name(*v) + ": expected true or false");
+    return v->get<bool>();
+  }
+
+  int32_t token_id(const json& v, const std::string& key) const {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+        v.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
+      fail("\"" + key + "\" is " + v.dump().substr(0, 40) +
+           ": expected a token id (an integer >= 0)");
+    }
+    return static_cast<int32_t>(v.get<int64_t>());
+  }
+
+ private:
+  const json& root_;
+  const std::string& name_;
+};
+
+std::string architecture_list() {
+  std::string s;
+  for (const std::string& a : supported_hf_architectures()) s += (s.empty() ? "" : ", ") + a;
+  return s;
+}
+
+RopeScaling read_rope_scaling(const ConfigReader& r, const json& rs, const std::string& key) {
+  if (!rs.is_object())
+    r.fail("\"" + key + "\" is " + json_type_name(rs) + ": expected an object or null");
+  const json* type = r.find(rs, "rope_type");
+  if (type == nullptr) type = r.find(rs, "type");
+  if (type == nullptr)
+    r.fail("\"" + key + "\" has no \"rope_type\" (or \"type\"): expected \"llama3\"");
+  if (!type->is_string())
+    r.fail("\"" + key + ".rope_type\" is " + json_type_name(*type) + ": expected a string");
+  const std::string kind = type->get<std::string>();
+  RopeScaling s;
+  if (kind == "default") return s;
+  if (kind != "llama3") {
+    r.fail("rope scaling type \"" + kind.substr(0, 40) +
+           "\" is not supported: supported are llama3 and none (null or \"default\")");
+  }
+  s.kind = RopeScaling::Kind::llama3;
+  auto number = [&](const char* name) {
+    const json* v = r.find(rs, name);
+    if (v == nullptr)
+      r.fail("\"" + key + "\" of type llama3 has no \"" + name + "\": expected a number > 0");
+    return r.positive_number(*v, key + "." + name);
+  };
+  s.factor = number("factor");
+  s.low_freq_factor = number("low_freq_factor");
+  s.high_freq_factor = number("high_freq_factor");
+  const json* original = r.find(rs, "original_max_position_embeddings");
+  if (original == nullptr) {
+    r.fail("\"" + key + "\" of type llama3 has no \"original_max_position_embeddings\": " +
+           "expected a positive integer");
+  }
+  s.original_max_positions = r.positive_int(*original, key + ".original_max_position_embeddings");
+  if (!(s.low_freq_factor < s.high_freq_factor)) {
+    r.fail("\"" + key + "\": low_freq_factor " + std::to_string(s.low_freq_factor) +
+           " is not below high_freq_factor " + std::to_string(s.high_freq_factor) +
+           ": expected low_freq_factor < high_freq_factor");
+  }
+  return s;
+}
+
+}  // namespace
+
+const std::vector<std::string>& supported_hf_architectures() {
+  static const std::vector<std::string> names = {"LlamaForCausalLM", "MistralForCausalLM",
+                                                 "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+  return names;
+}
+
+ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
+  const json root = parse_json_strict(text, name, kMaxConfigDepth);
+  ConfigReader r(root, name);
+  if (!root.is_object()) r.fail("config is " + json_type_name(root) + ": expected a JSON object");
+
+  const json* archs = r.find("architectures");
+  if (archs == nullptr) {
+    r.fail("\"architectures\" is missing: expected one of " + architecture_list());
+  }
+  if (!archs->is_array() || archs->size() != 1 || !(*archs)[0].is_string()) {
+    r.fail("\"architectures\" is " + archs->dump().substr(0, 80) +
+           ": expected a list of one name, one of " + architecture_list());
+  }
+  ModelConfig c;
+  c.architecture = (*archs)[0].get<std::string>();
+  bool known = false;
+  for (const std::string& a : supported_hf_architectures()) known = known || a == c.architecture;
+  if (!known) {
+    r.fail("unsupported architecture \"" + c.architecture.substr(0, 80) + "\": supported are " +
+           architecture_list());
+  }
+  const bool llama = c.architecture == "LlamaForCausalLM";
+  const bool mistral = c.architecture == "MistralForCausalLM";
+  const bool qwen2 = c.architecture == "Qwen2ForCausalLM";
+  const bool qwen3 = c.architecture == "Qwen3ForCausalLM";
+
+  if (r.find("quantization_config") != nullptr) {
+    r.fail("\"quantization_config\" is present: quantized checkpoints are not supported, " +
+           std::string("expected F32, F16 or BF16 weights"));
+  }
+  if (const json* act = r.find("hidden_act"); act != nullptr) {
+    if (!act->is_string() || act->get<std::string>() != "silu") {
+      r.fail("\"hidden_act\" is " + act->dump().substr(0, 40) + ": expected \"silu\"");
+    }
+  }
+  c.dim = r.required_int("hidden_size");
+  c.ffn_dim = r.required_int("intermediate_size");
+  c.n_layers = r.required_int("num_hidden_layers");
+  c.n_heads = r.required_int("num_attention_heads");
+  c.vocab_size = r.required_int("vocab_size");
+  c.context_length = r.required_int("max_position_embeddings");
+  c.n_kv_heads = r.optional_int("num_key_value_heads", c.n_heads);
+  if (r.find("head_dim") != nullptr) {
+    c.head_dim = r.optional_int("head_dim", 0);
+  } else {
+    if (c.dim % c.n_heads != 0) {
+      r.fail("\"hidden_size\" " + std::to_string(c.dim) + " is not a multiple of " +
+             "\"num_attention_heads\" " + std::to_string(c.n_heads) + " and there is no " +
+             "\"head_dim\": expected one of them");
+    }
+    c.head_dim = c.dim / c.n_heads;
+  }
+  c.rms_eps = static_cast<float>(r.optional_number("rms_norm_eps", 1e-6));
+  c.rope_layout = RopeLayout::half_split;
+
+  // rope_theta and rope_scaling, or (newer transformers) both inside rope_parameters.
+  c.rope_theta = r.optional_number("rope_theta", 10000.0);
+  if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
+    if (rp->is_object() && r.find(*rp, "rope_theta") != nullptr) {
+      c.rope_theta = r.positive_number(*r.find(*rp, "rope_theta"), "rope_parameters.rope_theta");
+    }
+    c.rope_scaling = read_rope_scaling(r, *rp, "rope_parameters");
+  }
+  if (const json* rs = r.find("rope_scaling"); rs != nullptr) {
+    c.rope_scaling = read_rope_scaling(r, *rs, "rope_scaling");
+  }
+  if (const json* prf = r.find("partial_rotary_factor"); prf != nullptr) {
+    if (!prf->is_number() || prf->get<double>() != 1.0) {
+      r.fail("\"partial_rotary_factor\" is " + prf->dump().substr(0, 40) +
+             ": partial rotary embeddings are not supported, expected 1");
+    }
+  }
+
+  c.tied_output = r.optional_bool("tie_word_embeddings", false);
+  if (llama && r.optional_bool("mlp_bias", false)) {
+    r.fail("\"mlp_bias\" is true: MLP biases are not supported, expected false");
+  }
+  if (qwen2) {
+    c.qkv_bias = true;  // Qwen2's q, k, v projections always have a bias; o never.
+  } else if (llama || qwen3) {
+    c.qkv_bias = c.output_bias = r.optional_bool("attention_bias", false);
+  }
+  c.qk_norm = qwen3;
+
+  // Sliding-window attention equals full attention below the window: cap the context there.
+  const bool window_used =
+      mistral || ((qwen2 || qwen3) && r.optional_bool("use_sliding_window", false));
+  if (window_used && r.find("sliding_window") != nullptr) {
+    const int window = r.optional_int("sliding_window", 0);
+    if (window < c.context_length) c.context_length = window;
+  }
+
+  if (const json* bos = r.find("bos_token_id"); bos != nullptr) {
+    c.bos_token_id = r.token_id(*bos, "bos_token_id");
+  }
+  if (const json* eos = r.find("eos_token_id"); eos != nullptr) {
+    if (eos->is_array()) {
+      for (const json& id : *eos) c.eos_token_ids.push_back(r.token_id(id, "eos_token_id"));
+    } else {
+      c.eos_token_ids.push_back(r.token_id(*eos, "eos_token_id"));
+    }
+  }
+  for (int32_t id : c.eos_token_ids) {
+    if (id >= c.vocab_size) {
+      r.fail("\"eos_token_id\" " + std::to_string(id) + " is outside the vocabulary of " +
+             std::to_string(c.vocab_size) + ": expected an id below vocab_size");
+    }
+  }
+  if (c.bos_token_id >= c.vocab_size) {
+    r.fail("\"bos_token_id\" " + std::to_string(c.bos_token_id) + " is outside the vocabulary of " +
+           std::to_string(c.vocab_size) + ": expected an id below vocab_size");
+  }
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    r.fail(e.what());
+  }
+  return c;
+}
+
+}  // namespace bx

@@ -1,0 +1,45 @@
+// A Hugging Face config.json read into a ModelConfig.
+//
+// Supported architectures ("architectures": [one of them]):
+//   LlamaForCausalLM    attention_bias (q, k, v and o biases) honoured; mlp_bias must be false
+//   MistralForCausalLM  sliding_window: see below
+//   Qwen2ForCausalLM    q, k and v biases always, no o bias; use_sliding_window: see below
+//   Qwen3ForCausalLM    per-head RMSNorm of q and k (q_norm, k_norm) before RoPE; attention_bias
+// All use RoPE in the Hugging Face layout (rotate-half, RopeLayout::half_split), SiLU, RMSNorm.
+//
+// Keys. Required: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,
+// vocab_size, max_position_embeddings. Optional, with transformers' defaults (the same for the
+// four classes): num_key_value_heads (= num_attention_heads), head_dim (= hidden_size /
+// num_attention_heads), rms_norm_eps (1e-6), rope_theta (10000; or rope_parameters.rope_theta),
+// tie_word_embeddings (false), hidden_act ("silu", the only one accepted), attention_bias (false),
+// bos_token_id / eos_token_id (an id, a list of ids for eos, or null). rope_scaling (or
+// rope_parameters) may be null, of type "default", or of type "llama3" with factor,
+// low_freq_factor, high_freq_factor and original_max_position_embeddings; any other type
+// (linear, dynamic, yarn, ...), partial_rotary_factor != 1, mlp_bias true or a
+// quantization_config is rejected, so nothing is loaded that would compute something else.
+//
+// Sliding-window attention (Mistral's sliding_window; Qwen's sliding_window when
+// use_sliding_window is true): while every position is below the window, sliding-window attention
+// is full attention, so a window W < max_position_embeddings is accepted by making the context
+// W: positions >= W are refused rather than computed differently. A null window, or one >= the
+// context, changes nothing.
+//
+// Every failure is one bx::Error "<name>: ..." naming the key and what was expected; an unknown
+// architecture names itself and the supported ones.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/config.h"
+
+namespace bx {
+
+// The architecture names above, in that order.
+const std::vector<std::string>& supported_hf_architectures();
+
+// Parses and validates `json` (the text of config.json); errors start with name_for_errors.
+ModelConfig parse_hf_config(std::string_view json, const std::string& name_for_errors);
+
+}  // namespace bx
