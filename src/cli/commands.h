@@ -11,5 +11,6 @@ namespace bx::cli {
 void register_generate(CLI::App& app);
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_render_chat(CLI::App& app);
 
 }  // namespace bx::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   bx::cli::register_generate(app);
   bx::cli::register_info(app);
   bx::cli::register_bench(app);
+  bx::cli::register_render_chat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
