@@ -8,7 +8,8 @@ special tokens and any extra variables.
 Usage: render_chat.py CASES.json OUT.json [--now UNIX_SECONDS]
 
 CASES.json is a list of {"template": SOURCE, "messages": [...], "add_generation_prompt": bool,
-"special_tokens": {"bos_token": ..., ...}, "extra": {...}}. OUT.json gets one result per case:
+"special_tokens": {"bos_token": ..., ...}, "extra": {...}}, or {"template": SOURCE,
+"variables": {...}} to render a plain template with just those variables. OUT.json gets one result per case:
 {"ok": true, "text": ...} or {"ok": false, "error_type": ..., "error": ...}. strftime_now formats
 --now (local time) when given, else the current time.
 """
@@ -46,6 +47,8 @@ def render(env, cache, case):
     source = case["template"]
     if source not in cache:
         cache[source] = env.from_string(source)
+    if "variables" in case:  # a plain template with its variables
+        return cache[source].render(**case["variables"])
     extra = dict(case.get("extra") or {})
     tools = extra.pop("tools", None)
     documents = extra.pop("documents", None)

@@ -86,16 +86,9 @@ json special_tokens_json(const bx::ChatTemplate::SpecialTokens& t) {
   return out;
 }
 
-// Runs the reference renderer once over all cases; returns its results.
-json reference_results(const std::vector<Case>& cases, const std::string& python) {
-  json input = json::array();
-  for (const Case& c : cases) {
-    input.push_back({{"template", c.source},
-                     {"messages", c.messages},
-                     {"add_generation_prompt", c.add_generation_prompt},
-                     {"special_tokens", special_tokens_json(c.tokens)},
-                     {"extra", c.extra}});
-  }
+// Runs the reference renderer once over all cases (render_chat.py's input format); returns its
+// results.
+json run_reference(const json& input, const std::string& python) {
   const fs::path tmp = fs::temp_directory_path() /
                        ("bitexact_chat_ref_" + std::to_string(::getpid()));
   fs::create_directories(tmp);
@@ -110,6 +103,18 @@ json reference_results(const std::vector<Case>& cases, const std::string& python
   json results = rc == 0 ? json::parse(read_file(out_path)) : json::array();
   fs::remove_all(tmp);
   return results;
+}
+
+json reference_results(const std::vector<Case>& cases, const std::string& python) {
+  json input = json::array();
+  for (const Case& c : cases) {
+    input.push_back({{"template", c.source},
+                     {"messages", c.messages},
+                     {"add_generation_prompt", c.add_generation_prompt},
+                     {"special_tokens", special_tokens_json(c.tokens)},
+                     {"extra", c.extra}});
+  }
+  return run_reference(input, python);
 }
 
 // Where two texts first differ, with some context, for a readable failure.
@@ -202,6 +207,47 @@ TEST_F(ChatTemplateConformance, ComparisonDetectsDifferences) {
     ++checked;
   }
   EXPECT_GT(checked, 50);
+}
+
+// One small template per language feature (whitespace control, precedence, printing, filters,
+// tests, loops, scoping, macros, errors: tests/data/templates/snippets.json), rendered by both.
+// Snippets named err_* must fail in both.
+TEST_F(ChatTemplateConformance, FeatureSnippetsMatchJinja2) {
+  const json snippets = json::parse(read_file("tests/data/templates/snippets.json"));
+  const json results = run_reference(snippets, python_);
+  ASSERT_EQ(results.size(), snippets.size());
+  bx::tmpl::RenderOptions options;
+  options.now = kFixedNow;
+  int rendered = 0;
+  for (size_t i = 0; i < snippets.size(); ++i) {
+    const std::string name = snippets[i]["name"].get<std::string>();
+    SCOPED_TRACE(name);
+    const bool should_fail = name.rfind("err_", 0) == 0;
+    EXPECT_EQ(results[i]["ok"].get<bool>(), !should_fail)
+        << "jinja2 disagrees with the snippet's name: " << results[i].dump();
+    std::string actual;
+    std::string error;
+    try {
+      bx::tmpl::Dict variables = bx::tmpl::from_json(snippets[i]["variables"]).dict
+                                     ? *bx::tmpl::from_json(snippets[i]["variables"]).dict
+                                     : bx::tmpl::Dict{};
+      actual = bx::tmpl::Template(snippets[i]["template"].get<std::string>())
+                   .render(variables, options);
+    } catch (const bx::Error& e) {
+      error = e.what();
+    }
+    if (results[i]["ok"].get<bool>()) {
+      const std::string expected = results[i]["text"].get<std::string>();
+      EXPECT_TRUE(error.empty()) << "bitexact failed: " << error;
+      EXPECT_TRUE(expected == actual) << first_difference(expected, actual);
+      ++rendered;
+    } else {
+      EXPECT_FALSE(error.empty()) << "jinja2 failed (" << results[i]["error"].get<std::string>()
+                                  << ") but bitexact rendered: " << actual;
+      EXPECT_EQ(error.rfind("template:", 0), 0u) << "error without a position: " << error;
+    }
+  }
+  EXPECT_GE(rendered, 30);
 }
 
 }  // namespace
