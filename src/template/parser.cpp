@@ -664,6 +664,8 @@ class Parser {
 
   ExprPtr parse_call(ExprPtr callee) {
     auto n = node(Expr::Kind::call, cur());
+    n->line = callee->line;  // errors point at what is called
+    n->column = callee->column;
     n->children.push_back(std::move(callee));
     parse_args(*n);
     return n;
@@ -696,6 +698,7 @@ class Parser {
   ExprPtr parse_filter_names(ExprPtr operand) {
     const Token& at = cur();
     auto n = node(Expr::Kind::filter, at);
+    if (cur().type != TokenType::name) fail(cur(), "expected a filter name, got " + describe(cur()));
     n->name = expect_name();
     while (is_op(".")) {
       advance();
@@ -715,6 +718,7 @@ class Parser {
       negated = true;
     }
     auto n = node(Expr::Kind::test, at);
+    if (cur().type != TokenType::name) fail(cur(), "expected a test name, got " + describe(cur()));
     n->name = expect_name();
     while (is_op(".")) {
       advance();
