@@ -14,5 +14,6 @@ void register_bench(CLI::App& app);
 void register_score(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
+void register_render_chat(CLI::App& app);
 
 }  // namespace bx::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   bx::cli::register_score(app);
   bx::cli::register_tokenize(app);
   bx::cli::register_detokenize(app);
+  bx::cli::register_render_chat(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
