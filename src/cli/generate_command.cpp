@@ -94,6 +94,8 @@ void run_generate(GenerateFlags& f) {
   options.max_batch_tokens = f.max_batch_tokens;
   options.max_logit_rows = f.max_seqs;
   LoadedModel model = load_with_progress(f.model, options);
+  check(model.tokenizer != nullptr,
+        model.path + ": its tokenizer (tokenizer.ggml.model gpt2) is not supported yet");
   const Tokenizer& tokenizer = *model.tokenizer;
 
   std::vector<GenerationRequest> requests(prompts.size());
