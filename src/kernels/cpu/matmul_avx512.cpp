@@ -20,9 +20,10 @@
 //
 // Block-quantized weights (Q8_0 / Q4_0 / Q4_1, kernels/quant.h):
 //   fused   (M < 16)   MR x NR tiles like `direct`; each block of a weight row is dequantized
-//                      in registers (vcvtph2ps for d and m, vpmov*x for the integers, vcvtdq2ps,
-//                      vmulps, then vaddps for Q4_1: the steps of quant.h) into two zmm, which
-//                      are steps 2b and 2b + 1 of every output of the tile.
+//                      in registers into two zmm, which are steps 2b and 2b + 1 of every output
+//                      of the tile. Q8_0: vcvtph2ps for d, vpmovsxbd, vcvtdq2ps, vmulps. Q4_0 /
+//                      Q4_1: the 16 values a nibble can stand for (d*(j-8), or d*j then + m: the
+//                      steps of quant.h) are computed once per block and looked up by vpermps.
 //   panel   (M >= 16)  kernels/matmul.cpp dequantizes a panel of rows with dequant_rows_avx512
 //                      and runs the f32 kernel above on it.
 //
@@ -402,20 +403,21 @@ BX_INLINE void dequant_block(const uint8_t* b, __m512& w0, __m512& w1) {
     w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0));
     w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1));
   } else {
+    // The 16 values a nibble stands for in this block, computed as quant.h says:
+    //   Q4_0: table[j] = d * (j - 8);  Q4_1: table[j] = d * j + m  (product rounded, then the sum)
+    // then looked up: vpermps reads bits 3:0 of each index, so the low nibble needs no mask.
     const __m512i q =
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + (F == kQ4_0 ? 2 : 4))));
-    __m512i lo = _mm512_and_si512(q, _mm512_set1_epi32(15));
-    __m512i hi = _mm512_srli_epi32(q, 4);
+    __m512 table;
     if constexpr (F == kQ4_0) {
-      lo = _mm512_sub_epi32(lo, _mm512_set1_epi32(8));
-      hi = _mm512_sub_epi32(hi, _mm512_set1_epi32(8));
-      w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(lo));
-      w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(hi));
+      table = _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
     } else {
       const __m512 m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
-      w0 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(lo)), m);
-      w1 = _mm512_add_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(hi)), m);
+      table = _mm512_add_ps(
+          _mm512_mul_ps(d, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), m);
     }
+    w0 = _mm512_permutexvar_ps(q, table);
+    w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
   }
 }
 
