@@ -412,7 +412,7 @@ BX_INLINE void dequant_block(const uint8_t* b, __m512& w0, __m512& w1) {
     if constexpr (F == kQ4_0) {
       table = _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
     } else {
-      const __m512 m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
+      const __m512 m = _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dm));
       table = _mm512_add_ps(
           _mm512_mul_ps(d, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), m);
     }
