@@ -32,6 +32,9 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" >"$stamp"
 fi
 
+# The default model (SmolLM2-135M-Instruct Q4_1) into models/, which its tests need.
+scripts/get-default-model.sh .venv/bin/python
+
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"

@@ -3,7 +3,7 @@
 // The model code (model/llama.cpp) is written once against this interface; the CPU backend
 // implements it now, a CUDA backend later. Tensors are 2-D row-major views of memory the backend
 // owns. Everything is allocated before the first forward pass (STYLE.md 7): weights by
-// upload_matrix, work buffers by alloc, the KV cache by init_kv_cache.
+// upload_matrix (or upload_blocks), work buffers by alloc, the KV cache by init_kv_cache.
 //
 // Invariance: every op computes each output row from the same input row only (or, for attention,
 // from its own sequence's cache), in an order fixed by the shapes (INVARIANCE.md R1-R5).
@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
 
@@ -24,7 +25,7 @@ struct Tensor {
   DType dtype = DType::f32;
   int64_t rows = 0;
   int64_t cols = 0;
-  int64_t stride = 0;    // elements between rows
+  int64_t stride = 0;    // elements between rows (a multiple of 32 for Q8_0 / Q4_0 / Q4_1)
 
   // Rows [first, first + count) of this tensor.
   Tensor rows_view(int64_t first, int64_t count) const;
@@ -57,6 +58,19 @@ class Backend {
   virtual Tensor alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   // A weight matrix [rows, cols] from host f32 data, stored as `dtype` (f32 or bf16).
   virtual Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) = 0;
+  // Block-quantized weights kept as they are (optional; the loader asks first):
+  // can_hold_blocks(dtype) says whether this backend's embed and matmul read `dtype` (Q8_0, Q4_0,
+  // Q4_1) directly, giving the bits of the dequantized f32 copy (kernels/quant.h, matmul.h).
+  // upload_blocks copies rows * cols / 32 raw GGUF blocks (row-major, cols a multiple of 32).
+  virtual bool can_hold_blocks(DType dtype) const {
+    (void)dtype;
+    return false;
+  }
+  virtual Tensor upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
+    (void)blocks, (void)rows, (void)cols;
+    throw Error("backend " + name() + " cannot hold " + std::string(dtype_name(dtype)) +
+                " weights: dequantize them at load");
+  }
   virtual void init_kv_cache(const KvCacheShape& shape) = 0;
   virtual void set_rope_table(const RopeTable& table) = 0;
   virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
@@ -64,7 +78,7 @@ class Backend {
   // --- ops (f32 tensors unless stated) ---
   // Copies the batch's token ids, positions and block tables where the ops below can read them.
   virtual void begin_batch(const ForwardBatch& batch) = 0;
-  virtual void embed(const Tensor& table, Tensor out) = 0;           // out[t] = table[tokens[t]]
+  virtual void embed(const Tensor& table, Tensor out) = 0;  // out[t] = table[tokens[t]] (as f32)
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) = 0;
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor y) = 0;  // y = x @ w^T
   virtual void rope(Tensor x, int n_heads) = 0;                      // at the batch positions

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/quant.h"
 #include "kernels/rows.h"
 
 namespace bx {
@@ -53,6 +54,19 @@ Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, 
   return t;
 }
 
+bool CpuBackend::can_hold_blocks(DType dtype) const { return quant::is_block_format(dtype); }
+
+Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
+  BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes Q8_0, Q4_0 or Q4_1, not " +
+                                       std::string(dtype_name(dtype)));
+  BX_CHECK(rows >= 0 && cols >= 0, "cpu backend: negative weight shape");
+  const size_t bytes = static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);
+  void* p = allocate_bytes(bytes);
+  allocations_.emplace_back(p);
+  if (bytes > 0) std::memcpy(p, blocks, bytes);
+  return Tensor{p, dtype, rows, cols, cols};
+}
+
 void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
             shape.n_kv_heads > 0 && shape.head_dim > 0,
@@ -81,8 +95,17 @@ void CpuBackend::set_rope_table(const RopeTable& table) { rope_table_ = table; }
 void CpuBackend::begin_batch(const ForwardBatch& batch) { batch_ = batch; }
 
 void CpuBackend::embed(const Tensor& table, Tensor out) {
-  check_f32(table, "embedding table");
   const int64_t T = out.rows;
+  if (quant::is_block_format(table.dtype)) {  // the row dequantized as at load (kernels/quant.h)
+    const int64_t row_bytes = quant::bytes_for(table.dtype, table.stride);
+    for (int64_t t = 0; t < T; ++t) {
+      quant::dequantize_row(table.dtype,
+                            static_cast<const std::byte*>(table.data) + batch_.tokens[t] * row_bytes,
+                            table.cols, f32(out) + t * out.stride);
+    }
+    return;
+  }
+  check_f32(table, "embedding table");
   for (int64_t t = 0; t < T; ++t) {
     std::memcpy(f32(out) + t * out.stride, f32(table) + batch_.tokens[t] * table.stride,
                 static_cast<size_t>(table.cols) * sizeof(float));

@@ -20,6 +20,8 @@ class CpuBackend final : public Backend {
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
   Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
+  bool can_hold_blocks(DType dtype) const override;  // Q8_0, Q4_0, Q4_1
+  Tensor upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) override;
   void init_kv_cache(const KvCacheShape& shape) override;
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }

@@ -2,16 +2,18 @@
 
 #include "backend/backend.h"
 #include "core/error.h"
+#include "kernels/quant.h"
 
 namespace bx {
 
 namespace {
-size_t element_size(DType dtype) {
+// Bytes of `elements` consecutive elements (for block formats, a multiple of 32).
+size_t bytes_of(DType dtype, int64_t elements) {
   switch (dtype) {
-    case DType::f32: return 4;
+    case DType::f32: return static_cast<size_t>(elements) * 4;
     case DType::f16:
-    case DType::bf16: return 2;
-    default: throw Error("tensor views of quantized types are not supported");
+    case DType::bf16: return static_cast<size_t>(elements) * 2;
+    default: return static_cast<size_t>(quant::bytes_for(dtype, elements));
   }
 }
 }  // namespace
@@ -21,8 +23,7 @@ Tensor Tensor::rows_view(int64_t first, int64_t count) const {
         "tensor rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
             ") outside the " + std::to_string(rows) + " rows it has");
   Tensor view = *this;
-  view.data = static_cast<std::byte*>(data) +
-              static_cast<size_t>(first * stride) * element_size(dtype);
+  view.data = static_cast<std::byte*>(data) + bytes_of(dtype, first * stride);
   view.rows = count;
   return view;
 }

@@ -21,6 +21,7 @@ struct BenchFlags {
   int prompt_tokens = 128;
   int decode_tokens = 32;
   int repeats = 3;
+  bool dequantize_weights = false;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
@@ -32,13 +33,10 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Bytes of weights one decode step reads: every matmul weight once, plus one embedding row.
+// Bytes of weights one decode step reads: every matmul weight once, as held in memory (f32,
+// bf16 or quantized blocks), plus one embedding row.
 double weight_bytes_per_token(const LoadedModel& m) {
-  const ModelConfig& c = m.config;
-  const double element = m.weight_dtype == "BF16" ? 2.0 : 4.0;
-  const double D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
-  const double per_layer = Q * D + 2 * KV * D + D * Q + 3 * F * D;
-  return (c.n_layers * per_layer + V * D) * element + D * 4.0;
+  return static_cast<double>(m.matmul_weight_bytes) + m.config.dim * 4.0;
 }
 
 void run_bench(const BenchFlags& f) {
@@ -47,6 +45,7 @@ void run_bench(const BenchFlags& f) {
   LoadOptions options;
   options.max_batch_tokens = std::min(f.prompt_tokens, 512);
   options.max_logit_rows = 1;
+  options.dequantize_weights = f.dequantize_weights;
   LoadedModel m = load_with_progress(f.model, options);
   const ModelConfig& c = m.config;
   const int total = f.prompt_tokens + f.decode_tokens;
@@ -101,7 +100,7 @@ void run_bench(const BenchFlags& f) {
               f.prompt_tokens, f.repeats);
   std::printf("decode           %.1f tokens/s (batch 1, %d tokens, median of %d)\n", decode_rate,
               f.decode_tokens, f.repeats);
-  std::printf("weights/token    %.2f MB (%s)\n", bytes / 1e6, m.weight_dtype.c_str());
+  std::printf("weights/token    %.2f MB (%s)\n", bytes / 1e6, m.weight_storage.c_str());
   std::printf("read bandwidth   %.1f GB/s (measured now)\n", bandwidth);
   std::printf("decode bound     %.1f tokens/s; achieved %.0f%% of it\n", bound,
               100.0 * decode_rate / bound);
@@ -116,6 +115,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--prompt-tokens", flags->prompt_tokens, "Prompt length (128)");
   cmd->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode (32)");
   cmd->add_option("--repeats", flags->repeats, "Repetitions; the median is reported (3)");
+  cmd->add_flag("--dequantize-weights", flags->dequantize_weights,
+                "Hold Q8_0/Q4_0/Q4_1 weights as F32 instead of their blocks (same output bits)");
   cmd->callback([flags] { run_bench(*flags); });
 }
 

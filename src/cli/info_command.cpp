@@ -62,7 +62,9 @@ void run_info(const ModelFlags& flags) {
   std::printf("output         %s\n", c.tied_output ? "tied to the token embedding" : "separate");
   std::printf("parameters     %lld\n", static_cast<long long>(model.parameter_count));
   std::printf("tensor types   %s\n", types.c_str());
-  std::printf("weights held   %s\n", model.weight_dtype.c_str());
+  std::printf("weights held   %s (%.1f MB of matmul weights; arithmetic %s)\n",
+              model.weight_storage.c_str(), static_cast<double>(model.matmul_weight_bytes) / 1e6,
+              model.weight_dtype.c_str());
   std::printf("weights hash   %s\n", model.weights_hash.c_str());
   std::printf("backend        %s (isa %s)\n", model.backend->name().c_str(),
               std::string(isa_name(active_isa())).c_str());

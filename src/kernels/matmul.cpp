@@ -17,12 +17,18 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/matmul_isa.h"
 #include "kernels/lanes.h"
+#include "kernels/quant.h"
 
 namespace bx {
 namespace {
 
 // Output columns per unit of work handed to a thread (a multiple of every ISA's tile width).
 constexpr int64_t kColumnChunk = 48;
+
+// Block-quantized weights: below this M the ISA's fused kernel dequantizes in registers; from it
+// on, a chunk's rows are dequantized once into a panel that the f32 kernel then reads M times.
+// Either way each output is the canonical dot of the same f32 values, so the choice is speed only.
+constexpr int64_t kPanelMinM = 16;
 
 struct Dense {
   int64_t x_stride, w_stride, y_stride;
@@ -31,11 +37,16 @@ struct Dense {
 Dense checked(const MatmulArgs& a) {
   BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
                                               std::to_string(a.N) + " K=" + std::to_string(a.K));
-  BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16,
+  BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16 || quant::is_block_format(a.w_dtype),
         "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
-            " not supported: expected f32 or bf16");
+            " not supported: expected F32, BF16, Q8_0, Q4_0 or Q4_1");
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
+  BX_CHECK(!quant::is_block_format(a.w_dtype) ||
+               (a.K % quant::kBlockElements == 0 && d.w_stride % quant::kBlockElements == 0),
+           "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
+               std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
+               ") to be multiples of the block size 32");
   BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
@@ -46,9 +57,21 @@ Dense checked(const MatmulArgs& a) {
   return d;
 }
 
-// Row n of W as f32 (bf16 widened exactly) into out[0 .. K).
+// Bytes from one row of W to the next.
+int64_t w_row_bytes(const MatmulArgs& a, const Dense& d) {
+  switch (a.w_dtype) {
+    case DType::f32: return d.w_stride * 4;
+    case DType::bf16: return d.w_stride * 2;
+    default: return quant::bytes_for(a.w_dtype, d.w_stride);
+  }
+}
+
+// Row n of W as f32 (bf16 widened exactly, blocks dequantized) into out[0 .. K).
 void weight_row(const MatmulArgs& a, const Dense& d, int64_t n, float* out) {
-  if (a.w_dtype == DType::bf16) {
+  if (quant::is_block_format(a.w_dtype)) {
+    quant::dequantize_row(a.w_dtype, static_cast<const std::byte*>(a.w) + n * w_row_bytes(a, d),
+                          a.K, out);
+  } else if (a.w_dtype == DType::bf16) {
     const uint16_t* row = static_cast<const uint16_t*>(a.w) + n * d.w_stride;
     for (int64_t k = 0; k < a.K; ++k) out[k] = bf16_to_f32(row[k]);
   } else {
@@ -98,6 +121,64 @@ float* thread_scratch() {
   return buffer.data;
 }
 
+// The dequantized panel of one thread: kColumnChunk rows of K floats, grown on first use.
+float* thread_panel(int64_t K) {
+  thread_local std::vector<float> panel;
+  const size_t need = static_cast<size_t>(kColumnChunk * K);
+  if (panel.size() < need) panel.resize(need);
+  return panel.data();
+}
+
+cpu::QuantFormat quant_format(DType t) {
+  return t == DType::q8_0 ? cpu::kQ8_0 : t == DType::q4_0 ? cpu::kQ4_0 : cpu::kQ4_1;
+}
+
+// Columns [n0, n1) of a matmul with block-quantized weights on the calling thread.
+void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int64_t n1) {
+  const auto* w = static_cast<const uint8_t*>(a.w);
+  const int64_t row_bytes = w_row_bytes(a, d);
+  const int format = quant_format(a.w_dtype);
+  if (a.M < kPanelMinM) {
+    const cpu::QuantMatmulTask task{a.x, d.x_stride, w,   row_bytes, format, a.y,
+                                    d.y_stride, a.M, a.K, n0,        n1};
+    switch (isa) {
+      case Isa::scalar:
+        cpu::qmatmul_scalar(&task);
+        break;
+      case Isa::avx2:
+        cpu::qmatmul_avx2(&task);
+        break;
+      case Isa::avx512:
+        cpu::qmatmul_avx512(&task);
+        break;
+    }
+    return;
+  }
+  // For each kColumnChunk rows: panel [nc, K] = dequant(W[nb .. nb+nc)), then
+  // y[:, nb .. nb+nc) = x @ panel^T in f32.
+  float* panel = thread_panel(a.K);
+  for (int64_t nb = n0; nb < n1; nb += kColumnChunk) {
+    const int64_t nc = std::min(kColumnChunk, n1 - nb);
+    const uint8_t* rows = w + nb * row_bytes;
+    const cpu::MatmulTask task{a.x, d.x_stride, panel, a.K, 0,  a.y + nb, d.y_stride,
+                               a.M, a.K,        0,     nc,  thread_scratch()};
+    switch (isa) {
+      case Isa::scalar:
+        cpu::dequant_rows_scalar(rows, row_bytes, format, nc, a.K, panel);
+        cpu::matmul_scalar(&task);
+        break;
+      case Isa::avx2:
+        cpu::dequant_rows_avx2(rows, row_bytes, format, nc, a.K, panel);
+        cpu::matmul_avx2(&task);
+        break;
+      case Isa::avx512:
+        cpu::dequant_rows_avx512(rows, row_bytes, format, nc, a.K, panel);
+        cpu::matmul_avx512(&task);
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 void matmul_reference(const MatmulArgs& args) {
@@ -119,8 +200,13 @@ void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
                       [&](int64_t n0, int64_t n1) { reference_columns(args, d, n0, n1); });
     return;
   }
+  const bool blocks = quant::is_block_format(args.w_dtype);
   // Columns [n0, n1) on the calling thread.
   auto columns = [&](int64_t n0, int64_t n1) {
+    if (blocks) {
+      quant_columns(args, d, isa, n0, n1);
+      return;
+    }
     const cpu::MatmulTask task{
         args.x, d.x_stride,      args.w, d.w_stride, args.w_dtype == DType::bf16 ? 1 : 0,
         args.y, d.y_stride,      args.M, args.K,     n0,

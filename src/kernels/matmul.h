@@ -1,13 +1,17 @@
-// Matmul: y[M,N] = x[M,K] @ W[N,K]^T, f32 activations, f32 or bf16 weights, f32 output.
+// Matmul: y[M,N] = x[M,K] @ W[N,K]^T, f32 activations, f32 / bf16 / block-quantized (Q8_0, Q4_0,
+// Q4_1) weights, f32 output.
 //
 // Contract (INVARIANCE.md R1-R3, R7):
 //   y[m,n] = canonical dot(x[m,:], W[n,:]) over K, in the lane layout of kernels/lanes.h, with
-//   bf16 weights widened exactly to f32 first. So y[m,n] depends only on row m of x, row n of W
+//   bf16 weights widened exactly to f32 first and block-quantized weights dequantized to f32
+//   first with the element math of kernels/quant.h (the values gguf::dequantize_to_f32 gives):
+//   so a quantized W gives the bits of its dequantized f32 copy, on every path, for every M. So y[m,n] depends only on row m of x, row n of W
 //   and K: never on M, on the other rows, on the tile that computed it, on the thread count or on
 //   the ISA path. Threads split N (output columns), never K.
 //
 // K = 0 gives y = +0.0f (the empty canonical dot). Bad arguments (negative sizes, a stride below
-// the row length, a weight dtype other than f32/bf16) throw bx::Error.
+// the row length, another weight dtype, a quantized W whose K or row stride is not a multiple of
+// 32) throw bx::Error.
 //
 // ReductionOrder::split_k_by_m is the negative control the invariance tests use to show they can
 // fail: it splits K into S = 1 + (M % 3) contiguous parts of ceil(K / S) elements (the last one
@@ -30,7 +34,9 @@ enum class ReductionOrder { canonical, split_k_by_m };
 struct MatmulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride (elements)
   int64_t x_stride = 0;
-  const void* w = nullptr;  // [N, K], row stride w_stride (elements), f32 or bf16 (uint16_t bits)
+  // [N, K], row stride w_stride (elements): f32, bf16 (uint16_t bits), or rows of ggml blocks
+  // (Q8_0 / Q4_0 / Q4_1; row n starts w_stride / 32 blocks after row n - 1).
+  const void* w = nullptr;
   DType w_dtype = DType::f32;
   int64_t w_stride = 0;
   float* y = nullptr;  // [M, N], row stride y_stride (elements); must not overlap x or W

@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <vector>
 
 #include "backend/cpu_backend.h"
 #include "core/error.h"
+#include "kernels/quant.h"
 #include "model/gguf.h"
 #include "model/hf_loader.h"
 #include "tokenizer/load_tokenizer.h"
@@ -87,28 +89,34 @@ class WeightReader {
   }
 
   // The tensor `name`, which must have GGUF dims `dims` ({cols, rows} for a matrix), as a
-  // backend tensor [rows, cols]. Matmul weights stay BF16 when the file holds BF16; every other
-  // type is widened or dequantized to F32.
+  // backend tensor [rows, cols]. Matmul weights and the embedding stay in their Q8_0 / Q4_0 /
+  // Q4_1 blocks when the file holds those (unless options.dequantize_weights, or the backend
+  // cannot hold them); matmul weights stay BF16 when the file holds BF16; everything else is
+  // widened or dequantized to F32.
   Tensor read(const std::string& name, std::vector<int64_t> dims, bool matmul_weight) {
-    const gguf::TensorInfo* info = file_.find_tensor(name);
-    check(info != nullptr, file_.path() + ": missing tensor '" + name + "'");
-    check(gguf::to_dtype(info->type).has_value(),
-          file_.path() + ": tensor '" + name + "' has unsupported type " +
-              gguf::ggml_type_name(info->type) + ": supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1");
-    check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
-                                  shape_string(info->dims) + ", expected " + shape_string(dims));
-    scratch_.resize(static_cast<size_t>(info->n_elements));
-    gguf::dequantize_to_f32(*info, file_.tensor_data(*info), scratch_.data());
-    const int64_t cols = dims[0];
-    const int64_t rows = dims.size() > 1 ? dims[1] : 1;
-    const DType dtype =
-        matmul_weight && info->type == gguf::GgmlType::BF16 ? DType::bf16 : DType::f32;
-    if (matmul_weight) matmul_dtypes_ |= dtype == DType::bf16 ? 2 : 1;
-    Tensor t = backend_.upload_matrix(scratch_.data(), rows, cols, dtype);
-    done_bytes_ += info->n_bytes;
-    if (options_.progress) options_.progress(done_bytes_, total_bytes_);
-    return t;
+    return read_as(name, std::move(dims), matmul_weight ? Role::matmul : Role::vector);
   }
+  // The token embedding: F32, or its blocks kept like a matmul weight's (embed reads both).
+  Tensor read_embedding(const std::string& name, std::vector<int64_t> dims) {
+    return read_as(name, std::move(dims), Role::embedding);
+  }
+
+  // Counts a matmul weight (the tied output projection is passed here too).
+  void note_matmul_weight(const Tensor& t) {
+    matmul_dtypes_ |= t.dtype == DType::bf16 ? 2 : 1;
+    storage_.insert(std::string(dtype_name(t.dtype)));
+    const int64_t elements = t.rows * t.cols;
+    matmul_bytes_ += quant::is_block_format(t.dtype) ? quant::bytes_for(t.dtype, elements)
+                     : t.dtype == DType::bf16        ? 2 * elements
+                                                     : 4 * elements;
+  }
+
+  std::string storage_name() const {
+    std::string s;
+    for (const std::string& name : storage_) s += (s.empty() ? "" : "+") + name;
+    return s;
+  }
+  int64_t matmul_bytes() const { return matmul_bytes_; }
 
   std::string matmul_dtype_name() const {
     switch (matmul_dtypes_) {
@@ -119,13 +127,47 @@ class WeightReader {
   }
 
  private:
+  // What a tensor is used for: which forms of it the backend ops accept.
+  enum class Role { vector, embedding, matmul };
+
+  Tensor read_as(const std::string& name, std::vector<int64_t> dims, Role role) {
+    const gguf::TensorInfo* info = file_.find_tensor(name);
+    check(info != nullptr, file_.path() + ": missing tensor '" + name + "'");
+    const std::optional<DType> stored = gguf::to_dtype(info->type);
+    check(stored.has_value(),
+          file_.path() + ": tensor '" + name + "' has unsupported type " +
+              gguf::ggml_type_name(info->type) + ": supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+    check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
+                                  shape_string(info->dims) + ", expected " + shape_string(dims));
+    const int64_t cols = dims[0];
+    const int64_t rows = dims.size() > 1 ? dims[1] : 1;
+    const bool keep_blocks = role != Role::vector && quant::is_block_format(*stored) &&
+                             !options_.dequantize_weights && backend_.can_hold_blocks(*stored);
+    Tensor t;
+    if (keep_blocks) {
+      t = backend_.upload_blocks(file_.tensor_data(*info).data(), rows, cols, *stored);
+    } else {
+      scratch_.resize(static_cast<size_t>(info->n_elements));
+      gguf::dequantize_to_f32(*info, file_.tensor_data(*info), scratch_.data());
+      const DType dtype =
+          role == Role::matmul && info->type == gguf::GgmlType::BF16 ? DType::bf16 : DType::f32;
+      t = backend_.upload_matrix(scratch_.data(), rows, cols, dtype);
+    }
+    if (role == Role::matmul) note_matmul_weight(t);
+    done_bytes_ += info->n_bytes;
+    if (options_.progress) options_.progress(done_bytes_, total_bytes_);
+    return t;
+  }
+
   const gguf::File& file_;
   Backend& backend_;
   const LoadOptions& options_;
   std::vector<float> scratch_;
   uint64_t total_bytes_ = 0;
   uint64_t done_bytes_ = 0;
-  int matmul_dtypes_ = 0;  // bit 0: some F32, bit 1: some BF16
+  int matmul_dtypes_ = 0;  // bit 0: some F32 (or dequantized to F32), bit 1: some BF16
+  std::set<std::string> storage_;
+  int64_t matmul_bytes_ = 0;
 };
 
 }  // namespace
@@ -180,6 +222,16 @@ LoadedModel load_hf(const std::string& path, const LoadOptions& options) {
   m.weights_hash = hf.weights_hash;
   m.weight_dtype = hf.weight_dtype;
   m.parameter_count = hf.parameter_count;
+  m.weight_storage = hf.weight_dtype;
+  const auto bytes = [](const Tensor& t) {
+    return t.rows * t.cols * (t.dtype == DType::bf16 ? 2 : 4);
+  };
+  for (const LlamaLayerWeights& l : hf.weights.layers) {
+    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      m.matmul_weight_bytes += bytes(*t);
+    }
+  }
+  m.matmul_weight_bytes += bytes(hf.weights.output);
   finish_loading(m, std::move(backend), std::move(hf.weights), options);
   if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
     m.tokenizer = load_tokenizer_dir(path);
@@ -213,7 +265,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   WeightReader reader(file, *backend, options);
   const int64_t D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
   LlamaWeights w;
-  w.token_embd = reader.read("token_embd.weight", {D, V}, false);
+  w.token_embd = reader.read_embedding("token_embd.weight", {D, V});
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LlamaLayerWeights lw;
@@ -229,8 +281,15 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
     w.layers.push_back(lw);
   }
   w.output_norm = reader.read("output_norm.weight", {D}, false);
-  w.output = c.tied_output ? w.token_embd : reader.read("output.weight", {D, V}, true);
+  if (c.tied_output) {
+    w.output = w.token_embd;
+    reader.note_matmul_weight(w.output);
+  } else {
+    w.output = reader.read("output.weight", {D, V}, true);
+  }
   m.weight_dtype = reader.matmul_dtype_name();
+  m.weight_storage = reader.storage_name();
+  m.matmul_weight_bytes = reader.matmul_bytes();
   m.weights_hash = file.content_hash();
   finish_loading(m, std::move(backend), std::move(w), options);
   return m;

@@ -18,6 +18,13 @@ struct LoadOptions {
   int max_logit_rows = 64;         // the most sequences whose logits one call returns
   int kv_block_size = 16;          // tokens per KV cache block
   ReductionOrder reduction_order = ReductionOrder::canonical;  // negative-control tests only
+  // Q8_0 / Q4_0 / Q4_1 weights (matmul weights and the token embedding) stay in their GGUF blocks
+  // in memory by default, when the backend can hold them (the CPU backend can): 4-8x fewer bytes
+  // than f32, and decode reads every weight once per token. The kernels dequantize on the fly to
+  // exactly the f32 values the load-time dequantization gives (kernels/quant.h), so this choice
+  // changes speed and memory only, never an output bit, and is not part of the fingerprint.
+  // true dequantizes them to f32 at load instead (the old behaviour; for comparisons).
+  bool dequantize_weights = false;
   // Called with (done, total) bytes while weights load; may be empty.
   std::function<void(uint64_t, uint64_t)> progress;
 };
@@ -28,7 +35,12 @@ struct LoadedModel {
   // GGUF: gguf::File::content_hash(). Hugging Face folder: safetensors::Checkpoint::content_hash
   // over config.json's text and every tensor (the same however the weights are sharded).
   std::string weights_hash;
-  std::string weight_dtype;    // "F32" or "BF16": how matmul weights are held in memory
+  // The arithmetic of the matmul weights, part of the fingerprint: "BF16" when the file holds
+  // BF16, otherwise "F32" (F16 widened and Q8_0 / Q4_0 / Q4_1 dequantized exactly to f32 values,
+  // whether that happens at load or inside the kernels).
+  std::string weight_dtype;
+  std::string weight_storage;     // how they are held in memory: "F32", "Q4_1+Q8_0", ...
+  int64_t matmul_weight_bytes = 0;  // bytes of all matmul weights as held (one decode step's reads)
   int64_t parameter_count = 0;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<LlamaModel> model;

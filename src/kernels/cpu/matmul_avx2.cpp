@@ -6,6 +6,11 @@
 // h = 8 as lo + hi and goes on in xmm (fold below). Tiles of MR x NR outputs share the loads
 // and never change the order inside an output.
 //
+// Block-quantized weights (Q8_0 / Q4_0 / Q4_1, kernels/quant.h): each block of a weight row is
+// dequantized in registers with the steps of quant.h (vcvtph2ps, vpmov*x, vcvtdq2ps, vmulps,
+// then vaddps for Q4_1) into four ymm: lanes 0-7 and 8-15 of step 2b, then of step 2b + 1.
+// Large M goes through a dequantized panel and the f32 kernel (kernels/matmul.cpp).
+//
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
 #include <immintrin.h>
@@ -143,7 +148,147 @@ void direct(const MatmulTask& task, const W* w) {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Block-quantized weights.
+
+constexpr int kBlock = 32;
+
+template <int F>
+constexpr int64_t kBlockBytes = F == kQ8_0 ? 34 : F == kQ4_0 ? 18 : 20;
+
+__m256i load8_bytes_u8(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The 32 weights of one block: w[0], w[1] = step 2b (elements 0-7, 8-15), w[2], w[3] = step 2b+1.
+template <int F>
+inline __attribute__((always_inline)) void dequant_block(const uint8_t* b, __m256 (&w)[4]) {
+  int32_t bits;
+  __builtin_memcpy(&bits, b, sizeof bits);
+  const __m128 dm = _mm_cvtph_ps(_mm_cvtsi32_si128(bits));  // [d, m, 0, 0]
+  const __m256 d = _mm256_broadcastss_ps(dm);
+  if constexpr (F == kQ8_0) {
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      const __m256i q =
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(b + 2 + 8 * i)));
+      w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(q));
+    }
+  } else {
+    const uint8_t* qs = b + (F == kQ4_0 ? 2 : 4);
+    const __m256i q[2] = {load8_bytes_u8(qs), load8_bytes_u8(qs + 8)};
+    const __m256i low = _mm256_set1_epi32(15);
+    __m256i v[4] = {_mm256_and_si256(q[0], low), _mm256_and_si256(q[1], low),
+                    _mm256_srli_epi32(q[0], 4), _mm256_srli_epi32(q[1], 4)};
+    const __m256 m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      if constexpr (F == kQ4_0) {
+        w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(v[i], _mm256_set1_epi32(8))));
+      } else {
+        w[i] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(v[i])), m);
+      }
+    }
+  }
+}
+
+// y[MR, NR] tile over the whole of K from row-major x [.., K] and NR rows of blocks.
+template <int MR, int NR, int F>
+void fused_tile(const float* x, int64_t xs, const uint8_t* w, int64_t wrb, float* y, int64_t ys,
+                int64_t K) {
+  __m256 acc[MR][NR][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < K / kBlock; ++b) {
+    __m256 wv[NR][4];
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) dequant_block<F>(w + c * wrb + b * kBlockBytes<F>, wv[c]);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {  // step 2b + i / 2, half i % 2
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const __m256 xv = _mm256_loadu_ps(x + r * xs + b * kBlock + 8 * i);
+#pragma GCC unroll 16
+        for (int c = 0; c < NR; ++c) {
+          acc[r][c][i % 2] = _mm256_fmadd_ps(xv, wv[c][i], acc[r][c][i % 2]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) y[r * ys + c] = fold(acc[r][c][0], acc[r][c][1]);
+  }
+}
+
+template <int MR, int NR, int F>
+void fused_rows(const QuantMatmulTask& task, int64_t m0) {
+  int64_t n = task.n_begin;
+  const float* x = task.x + m0 * task.x_stride;
+  float* y = task.y + m0 * task.y_stride;
+  const int64_t wrb = task.w_row_bytes;
+  for (; n + NR <= task.n_end; n += NR) {
+    fused_tile<MR, NR, F>(x, task.x_stride, task.w + n * wrb, wrb, y + n, task.y_stride, task.K);
+  }
+  for (; n < task.n_end; ++n) {
+    fused_tile<MR, 1, F>(x, task.x_stride, task.w + n * wrb, wrb, y + n, task.y_stride, task.K);
+  }
+}
+
+template <int F>
+void fused(const QuantMatmulTask& task) {
+  int64_t m = 0;  // 16 ymm: the tiles keep acc + 4 dequantized ymm per weight row in registers
+  for (; m + 2 <= task.M; m += 2) fused_rows<2, 1, F>(task, m);
+  if (m < task.M) fused_rows<1, 2, F>(task, m);
+}
+
+template <int F>
+void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < K / kBlock; ++b) {
+      __m256 wv[4];
+      dequant_block<F>(w + r * wrb + b * kBlockBytes<F>, wv);
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) _mm256_storeu_ps(out + r * K + b * kBlock + 8 * i, wv[i]);
+    }
+  }
+}
+
 }  // namespace
+
+void qmatmul_avx2(const QuantMatmulTask* task) {
+  switch (task->format) {
+    case kQ8_0:
+      fused<kQ8_0>(*task);
+      break;
+    case kQ4_0:
+      fused<kQ4_0>(*task);
+      break;
+    default:
+      fused<kQ4_1>(*task);
+      break;
+  }
+}
+
+void dequant_rows_avx2(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                       float* out) {
+  switch (format) {
+    case kQ8_0:
+      dequant_rows<kQ8_0>(w, w_row_bytes, rows, K, out);
+      break;
+    case kQ4_0:
+      dequant_rows<kQ4_0>(w, w_row_bytes, rows, K, out);
+      break;
+    default:
+      dequant_rows<kQ4_1>(w, w_row_bytes, rows, K, out);
+      break;
+  }
+}
 
 void matmul_avx2(const MatmulTask* task) {
   if (task->w_bf16) {

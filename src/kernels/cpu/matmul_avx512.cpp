@@ -18,6 +18,15 @@
 //                      (exact f32 stores and loads), so each lane still sees its steps
 //                      t = 0, 1, 2, ... in order.
 //
+// Block-quantized weights (Q8_0 / Q4_0 / Q4_1, kernels/quant.h):
+//   fused   (M < 16)   MR x NR tiles like `direct`; each block of a weight row is dequantized
+//                      in registers into two zmm, which are steps 2b and 2b + 1 of every output
+//                      of the tile. Q8_0: vcvtph2ps for d, vpmovsxbd, vcvtdq2ps, vmulps. Q4_0 /
+//                      Q4_1: the 16 values a nibble can stand for (d*(j-8), or d*j then + m: the
+//                      steps of quant.h) are computed once per block and looked up by vpermps.
+//   panel   (M >= 16)  kernels/matmul.cpp dequantizes a panel of rows with dequant_rows_avx512
+//                      and runs the f32 kernel above on it.
+//
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
 
@@ -366,7 +375,152 @@ void run(const MatmulTask& task, const W* w) {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Block-quantized weights.
+
+constexpr int kBlock = 32;
+
+template <int F>
+constexpr int64_t kBlockBytes = F == kQ8_0 ? 34 : F == kQ4_0 ? 18 : 20;
+
+// d (and m) of the block at b, exactly widened from f16 and broadcast.
+BX_INLINE __m128 scales(const uint8_t* b) {
+  int32_t bits;
+  __builtin_memcpy(&bits, b, sizeof bits);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(bits));  // [d, m, 0, 0] (m only for Q4_1)
+}
+
+// The 32 weights of one block as two steps: w0 = elements 0..15, w1 = elements 16..31.
+template <int F>
+BX_INLINE void dequant_block(const uint8_t* b, __m512& w0, __m512& w1) {
+  const __m128 dm = scales(b);
+  const __m512 d = _mm512_broadcastss_ps(dm);
+  if constexpr (F == kQ8_0) {
+    const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+    const __m512i q1 =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18)));
+    w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0));
+    w1 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q1));
+  } else {
+    // The 16 values a nibble stands for in this block, computed as quant.h says:
+    //   Q4_0: table[j] = d * (j - 8);  Q4_1: table[j] = d * j + m  (product rounded, then the sum)
+    // then looked up: vpermps reads bits 3:0 of each index, so the low nibble needs no mask.
+    const __m512i q =
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + (F == kQ4_0 ? 2 : 4))));
+    __m512 table;
+    if constexpr (F == kQ4_0) {
+      table = _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+    } else {
+      const __m512 m = _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dm));
+      table = _mm512_add_ps(
+          _mm512_mul_ps(d, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), m);
+    }
+    w0 = _mm512_permutexvar_ps(q, table);
+    w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
+  }
+}
+
+// y[MR, NR] tile over the whole of K from row-major x [.., K] and NR rows of blocks.
+template <int MR, int NR, int F>
+void fused_tile(const float* x, int64_t xs, const uint8_t* w, int64_t wrb, float* y, int64_t ys,
+                int64_t K) {
+  __m512 acc[MR * NR];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR * NR; ++i) acc[i] = _mm512_setzero_ps();
+  const int64_t blocks = K / kBlock;
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512 w0[NR], w1[NR];
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) dequant_block<F>(w + c * wrb + b * kBlockBytes<F>, w0[c], w1[c]);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 x0 = _mm512_loadu_ps(x + r * xs + b * kBlock);
+      const __m512 x1 = _mm512_loadu_ps(x + r * xs + b * kBlock + kLanes);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(x0, w0[c], acc[r * NR + c]);
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(x1, w1[c], acc[r * NR + c]);
+    }
+  }
+  fold_tile<MR, NR>(acc, y, ys);
+}
+
+template <int MR, int NR, int F>
+void fused_rows(const QuantMatmulTask& task, int64_t m0) {
+  int64_t n = task.n_begin;
+  const float* x = task.x + m0 * task.x_stride;
+  float* y = task.y + m0 * task.y_stride;
+  const int64_t wrb = task.w_row_bytes;
+  for (; n + NR <= task.n_end; n += NR) {
+    fused_tile<MR, NR, F>(x, task.x_stride, task.w + n * wrb, wrb, y + n, task.y_stride, task.K);
+  }
+  for (; n < task.n_end; ++n) {
+    fused_tile<MR, 1, F>(x, task.x_stride, task.w + n * wrb, wrb, y + n, task.y_stride, task.K);
+  }
+}
+
+template <int F>
+void fused(const QuantMatmulTask& task) {
+  int64_t m = 0;
+  for (; m + kDirectMR <= task.M; m += kDirectMR) fused_rows<kDirectMR, kDirectNR, F>(task, m);
+  switch (task.M - m) {
+    case 3:
+      fused_rows<3, kDirectNR, F>(task, m);
+      break;
+    case 2:
+      fused_rows<2, kDirectNR, F>(task, m);
+      break;
+    case 1:
+      fused_rows<1, kGemvNR, F>(task, m);
+      break;
+    default:
+      break;
+  }
+}
+
+template <int F>
+void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < K / kBlock; ++b) {
+      __m512 w0, w1;
+      dequant_block<F>(w + r * wrb + b * kBlockBytes<F>, w0, w1);
+      _mm512_storeu_ps(out + r * K + b * kBlock, w0);
+      _mm512_storeu_ps(out + r * K + b * kBlock + kLanes, w1);
+    }
+  }
+}
+
 }  // namespace
+
+void qmatmul_avx512(const QuantMatmulTask* task) {
+  switch (task->format) {
+    case kQ8_0:
+      fused<kQ8_0>(*task);
+      break;
+    case kQ4_0:
+      fused<kQ4_0>(*task);
+      break;
+    default:
+      fused<kQ4_1>(*task);
+      break;
+  }
+}
+
+void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
+                         int64_t K, float* out) {
+  switch (format) {
+    case kQ8_0:
+      dequant_rows<kQ8_0>(w, w_row_bytes, rows, K, out);
+      break;
+    case kQ4_0:
+      dequant_rows<kQ4_0>(w, w_row_bytes, rows, K, out);
+      break;
+    default:
+      dequant_rows<kQ4_1>(w, w_row_bytes, rows, K, out);
+      break;
+  }
+}
 
 void matmul_avx512(const MatmulTask* task) {
   if (task->w_bf16) {

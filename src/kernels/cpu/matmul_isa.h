@@ -41,4 +41,39 @@ float dot_scalar(const float* a, const float* b, int64_t n);
 float dot_avx2(const float* a, const float* b, int64_t n);
 float dot_avx512(const float* a, const float* b, int64_t n);
 
+// ---------------------------------------------------------------------------------------------
+// Block-quantized weights: rows of Q8_0 / Q4_0 / Q4_1 blocks (kernels/quant.h). Each path
+// dequantizes a block with the element math of quant.h (exact f16 widening, exact integer
+// conversion, rounded product, then for Q4_1 the rounded sum; no fma) and feeds the values to
+// the canonical dot, so every output has the bits of dequantize-at-load + the f32 matmul.
+
+enum QuantFormat : int { kQ8_0 = 0, kQ4_0 = 1, kQ4_1 = 2 };
+
+// One thread's share of a quantized matmul: y[m, n] for m in [0, M), n in [n_begin, n_end).
+//   y[m, n] = canonical dot over K of x[m, :] and dequant(W[n, :]);  K a multiple of 32
+struct QuantMatmulTask {
+  const float* x;  // [M, K], row stride x_stride (elements)
+  int64_t x_stride;
+  const uint8_t* w;  // [N, K / 32] blocks, row n at w + n * w_row_bytes
+  int64_t w_row_bytes;
+  int format;  // QuantFormat
+  float* y;    // [M, N], row stride y_stride
+  int64_t y_stride;
+  int64_t M, K;
+  int64_t n_begin, n_end;
+};
+
+// Fused: dequantizes blocks in registers as it goes (the small-M / decode path).
+void qmatmul_scalar(const QuantMatmulTask* task);
+void qmatmul_avx2(const QuantMatmulTask* task);
+void qmatmul_avx512(const QuantMatmulTask* task);
+
+// out[r * K + k] = dequant(W[r, k]) for r in [0, rows): a panel for the f32 matmul (large M).
+void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
+                         int64_t K, float* out);
+void dequant_rows_avx2(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                       float* out);
+void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
+                         int64_t K, float* out);
+
 }  // namespace bx::cpu

@@ -3,10 +3,14 @@
 // Each output keeps 16 lane accumulators acc[j]; step t adds fma(x[16t+j], w[16t+j], acc[j])
 // (zero padding past K), then the tree h = 8, 4, 2, 1 folds the lanes. A 2 x 2 output tile
 // shares the loads; the order inside each output is untouched by the tiling.
+//
+// Block-quantized weights (Q8_0 / Q4_0 / Q4_1): each 32-weight block is dequantized into a
+// local array with the element math of kernels/quant.h, and its two halves are steps 2b, 2b+1.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "core/half.h"
 #include "kernels/cpu/matmul_isa.h"
 
 namespace bx::cpu {
@@ -70,7 +74,79 @@ void tile(const MatmulTask& task, int64_t m0, int mr, int64_t n0, int nr) {
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Block-quantized weights.
+
+constexpr int kBlock = 32;
+
+int64_t block_bytes(int format) {
+  return format == kQ8_0 ? 34 : format == kQ4_0 ? 18 : 20;
+}
+
+uint16_t load_u16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// One block -> out[0 .. 32): x = d*q (Q8_0), d*(q-8) (Q4_0), d*q + m (Q4_1), product rounded.
+void dequant_block(int format, const uint8_t* b, float out[kBlock]) {
+  const float d = f16_to_f32(load_u16(b));
+  if (format == kQ8_0) {
+    for (int j = 0; j < kBlock; ++j) out[j] = d * static_cast<float>(static_cast<int8_t>(b[2 + j]));
+  } else if (format == kQ4_0) {
+    for (int j = 0; j < 16; ++j) {
+      out[j] = d * static_cast<float>(static_cast<int>(b[2 + j] & 15u) - 8);
+      out[j + 16] = d * static_cast<float>(static_cast<int>(b[2 + j] >> 4) - 8);
+    }
+  } else {
+    const float m = f16_to_f32(load_u16(b + 2));
+    for (int j = 0; j < 16; ++j) {
+      const float lo = d * static_cast<float>(b[4 + j] & 15u);
+      const float hi = d * static_cast<float>(b[4 + j] >> 4);
+      out[j] = lo + m;
+      out[j + 16] = hi + m;
+    }
+  }
+}
+
+// y[m0 .. m0+mr, n] with mr <= 4: one row of W, dequantized a block at a time.
+void quant_column(const QuantMatmulTask& task, int64_t m0, int mr, int64_t n) {
+  float acc[4][kLanes] = {};
+  float wv[kBlock];
+  const int64_t bytes = block_bytes(task.format);
+  const uint8_t* row = task.w + n * task.w_row_bytes;
+  for (int64_t b = 0; b < task.K / kBlock; ++b) {
+    dequant_block(task.format, row + b * bytes, wv);
+    for (int r = 0; r < mr; ++r) {
+      const float* x = task.x + (m0 + r) * task.x_stride + b * kBlock;
+      for (int j = 0; j < kLanes; ++j) acc[r][j] = std::fma(x[j], wv[j], acc[r][j]);
+      for (int j = 0; j < kLanes; ++j) acc[r][j] = std::fma(x[16 + j], wv[16 + j], acc[r][j]);
+    }
+  }
+  for (int r = 0; r < mr; ++r) task.y[(m0 + r) * task.y_stride + n] = fold(acc[r]);
+}
+
 }  // namespace
+
+void qmatmul_scalar(const QuantMatmulTask* task) {
+  for (int64_t n = task->n_begin; n < task->n_end; ++n) {
+    for (int64_t m = 0; m < task->M; m += 4) {
+      quant_column(*task, m, task->M - m >= 4 ? 4 : static_cast<int>(task->M - m), n);
+    }
+  }
+}
+
+void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
+                         int64_t K, float* out) {
+  const int64_t bytes = block_bytes(format);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < K / kBlock; ++b) {
+      dequant_block(format, w + r * w_row_bytes + b * bytes, out + r * K + b * kBlock);
+    }
+  }
+}
 
 void matmul_scalar(const MatmulTask* task) {
   for (int64_t n = task->n_begin; n < task->n_end; n += 2) {
