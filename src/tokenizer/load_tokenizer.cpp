@@ -17,7 +17,7 @@ namespace {
 
 nlohmann::json read_json(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  check(in.good(), "cannot read '" + path.string() + "'");
+  BX_CHECK(in.good(), "cannot read '" + path.string() + "'");
   std::stringstream ss;
   ss << in.rdbuf();
   try {
@@ -32,8 +32,8 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
-  check(fs::is_directory(dir), "tokenizer directory '" + dir + "' does not exist");
-  check(fs::exists(tokenizer_path), "'" + dir +
+  BX_CHECK(fs::is_directory(dir), "tokenizer directory '" + dir + "' does not exist");
+  BX_CHECK(fs::exists(tokenizer_path), "'" + dir +
                                         "' has no tokenizer.json; expected a Hugging Face "
                                         "tokenizer directory");
   const nlohmann::json tokenizer = read_json(tokenizer_path);
@@ -53,7 +53,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& dir) {
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const gguf::File& file) {
   const std::string key = "tokenizer.ggml.model";
-  check(file.has(key), file.path() + ": no " + key + "; expected \"llama\" or \"gpt2\"");
+  BX_CHECK(file.has(key), file.path() + ": no " + key + "; expected \"llama\" or \"gpt2\"");
   const std::string model = file.get_string(key);
   if (model == "llama") return std::make_unique<SpmTokenizer>(SpmTokenizer::from_gguf(file));
   if (model == "gpt2") {
