@@ -4,7 +4,9 @@
 // gpt2 vocabularies, and the errors for what is not supported.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -16,7 +18,9 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/gguf_bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/tokenizer_json.h"
+#include "tokenizer/utf8.h"
 
 namespace bx {
 namespace {
@@ -127,6 +131,21 @@ TEST(TokenizerJson, PostProcessorAndConfigDecideSpecialTokens) {
             std::string::npos);
 }
 
+TEST(TokenizerJson, MergeFormatsAndRobertaProcessing) {
+  json j = tiny_json();
+  j["model"]["merges"] = json::array({"h i"});  // the older "a b" string form
+  j["post_processor"] = {{"type", "RobertaProcessing"},
+                         {"sep", json::array({"</s>", 1})},
+                         {"cls", json::array({"<s>", 0})}};
+  const BpeTokenizer tok(parse_tokenizer_json(j, nullptr, "tiny"));
+  EXPECT_EQ(tok.encode("hi", false), (Ids{4}));
+  EXPECT_EQ(tok.encode("hih", true), (Ids{0, 4, 2, 1}));
+  j["model"]["merges"] = json::array({"h i x"});
+  EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); })
+                .find("expected two tokens separated by one space"),
+            std::string::npos);
+}
+
 TEST(TokenizerJson, InvalidUtf8IsRejectedWithItsOffset) {
   const BpeTokenizer tok(parse_tokenizer_json(tiny_json(), nullptr, "tiny"));
   const std::string e = error_of([&] { tok.encode("hi\xE2\x82", false); });
@@ -215,6 +234,51 @@ TEST(GgufBpe, ClearErrors) {
                 .find("vocab.gguf: BPE model: merge 0 ('a' 'b') uses a token that is not in "
                       "the vocabulary: 'ab'"),
             std::string::npos);
+}
+
+// Byte-level BPE loses nothing: any well-formed text, even of unassigned code points, comes
+// back as its NFC form; any byte string is either encoded or rejected with a bx::Error.
+TEST(TokenizerJson, Qwen3RoundTripsRandomText) {
+  const std::string dir = std::string(BITEXACT_SOURCE_DIR) + "/../shared/tokenizers/qwen3";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
+  const auto tok = load_tokenizer_dir(dir);
+  const Normalizer nfc = Normalizer::from_json(json{{"type", "NFC"}});
+  std::mt19937 rng(42);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string text;
+    const int n = 1 + static_cast<int>(rng() % 20);
+    for (int k = 0; k < n; ++k) {
+      auto cp = static_cast<uint32_t>(rng() % 4 == 0 ? rng() % 0x80 : rng() % 0x110000);
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0x20;
+      if (cp < 0x80) {
+        text += static_cast<char>(cp);
+      } else if (cp < 0x800) {
+        text += static_cast<char>(0xC0 | (cp >> 6));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      } else if (cp < 0x10000) {
+        text += static_cast<char>(0xE0 | (cp >> 12));
+        text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      } else {
+        text += static_cast<char>(0xF0 | (cp >> 18));
+        text += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      }
+    }
+    ASSERT_EQ(tok->decode(tok->encode(text, false), false), nfc.apply(text))
+        << json::binary({text.begin(), text.end()}).dump();
+    std::string bytes;
+    for (int k = 0; k < n; ++k) bytes += static_cast<char>(rng() % 256);
+    try {
+      const Ids ids = tok->encode(bytes, false);
+      EXPECT_TRUE(utf8::is_valid(bytes));
+      EXPECT_EQ(tok->decode(ids), nfc.apply(bytes));
+    } catch (const Error& e) {
+      EXPECT_FALSE(utf8::is_valid(bytes));
+      EXPECT_NE(std::string(e.what()).find("byte offset"), std::string::npos);
+    }
+  }
 }
 
 }  // namespace
