@@ -34,16 +34,16 @@ std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& dir) {
   const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
   BX_CHECK(fs::is_directory(dir), "tokenizer directory '" + dir + "' does not exist");
   BX_CHECK(fs::exists(tokenizer_path), "'" + dir +
-                                        "' has no tokenizer.json; expected a Hugging Face "
-                                        "tokenizer directory");
+                                           "' has no tokenizer.json; expected a Hugging Face "
+                                           "tokenizer directory");
   const nlohmann::json tokenizer = read_json(tokenizer_path);
   const fs::path config_path = fs::path(dir) / "tokenizer_config.json";
   nlohmann::json config;
   const bool has_config = fs::exists(config_path);
   if (has_config) config = read_json(config_path);
   try {
-    return std::make_unique<BpeTokenizer>(parse_tokenizer_json(
-        tokenizer, has_config ? &config : nullptr, tokenizer_path.string()));
+    return std::make_unique<BpeTokenizer>(
+        parse_tokenizer_json(tokenizer, has_config ? &config : nullptr, tokenizer_path.string()));
   } catch (const Error& e) {
     const std::string what = e.what();
     if (what.rfind(tokenizer_path.string(), 0) == 0) throw;

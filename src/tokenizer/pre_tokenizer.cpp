@@ -201,10 +201,9 @@ void PreTokenizer::add(const nlohmann::json& spec) {
                     "'; expected always, first or never");
       }
     } else {  // older files: add_prefix_space
-      step.prepend =
-          json_fields::boolean(spec, "add_prefix_space", "Metaspace pre-tokenizer", true)
-              ? PrependScheme::always
-              : PrependScheme::never;
+      step.prepend = json_fields::boolean(spec, "add_prefix_space", "Metaspace pre-tokenizer", true)
+                         ? PrependScheme::always
+                         : PrependScheme::never;
     }
     step.pattern = TextPattern::literal(step.replacement);
     steps_.push_back(std::move(step));

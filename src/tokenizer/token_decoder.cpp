@@ -82,8 +82,8 @@ void TokenDecoder::add(const nlohmann::json& spec) {
     step.kind = Kind::strip;
     step.text = json_fields::string(spec, "content", "Strip decoder");
     BX_CHECK(utf8::is_valid(step.text) && !step.text.empty() &&
-              utf8::next(step.text).length == step.text.size(),
-          "tokenizer.json: Strip decoder content '" + step.text + "' is not one character");
+                 utf8::next(step.text).length == step.text.size(),
+             "tokenizer.json: Strip decoder content '" + step.text + "' is not one character");
     step.start = json_fields::integer(spec, "start", "Strip decoder", 0);
     step.stop = json_fields::integer(spec, "stop", "Strip decoder", 0);
   } else if (type == "Replace") {

@@ -6,8 +6,8 @@
 
 #include <filesystem>
 #include <functional>
-#include <random>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -48,7 +48,7 @@ TEST(BpeModel, LowestRankMergesFirstLeftmostOnTies) {
   spec.vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}, {"aa", 6}};
   spec.merges = {{"b", "c"}, {"a", "b"}, {"a", "bc"}, {"a", "a"}};
   const BpeModel model(spec);
-  EXPECT_EQ(encode_word(model, "abc"), (Ids{5}));     // b c (rank 0), then a bc
+  EXPECT_EQ(encode_word(model, "abc"), (Ids{5}));  // b c (rank 0), then a bc
   EXPECT_EQ(encode_word(model, "ab"), (Ids{3}));
   EXPECT_EQ(encode_word(model, "aaa"), (Ids{6, 0}));  // equal ranks: the leftmost pair first
   EXPECT_EQ(encode_word(model, "cab"), (Ids{2, 3}));
@@ -86,25 +86,27 @@ TEST(BpeModel, RejectsMergesOutsideTheVocabulary) {
   spec.merges = {{"a", "b"}};
   EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("'ab'"), std::string::npos);
   spec.vocab.emplace_back("c", 0);
-  EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("id 0 is given to both"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("id 0 is given to both"), std::string::npos);
 }
 
 json tiny_json() {
-  return {{"model", {{"type", "BPE"},
-                     {"vocab", {{"<s>", 0}, {"</s>", 1}, {"h", 2}, {"i", 3}, {"hi", 4}}},
-                     {"merges", json::array({json::array({"h", "i"})})}}},
+  return {{"model",
+           {{"type", "BPE"},
+            {"vocab", {{"<s>", 0}, {"</s>", 1}, {"h", 2}, {"i", 3}, {"hi", 4}}},
+            {"merges", json::array({json::array({"h", "i"})})}}},
           {"added_tokens",
            {{{"id", 0}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
             {{"id", 1}, {"content", "</s>"}, {"special", true}, {"normalized", false}}}},
           {"post_processor",
            {{"type", "TemplateProcessing"},
-            {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                        {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
+            {"single",
+             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+              {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
             {"special_tokens",
              {{"<s>", {{"id", "<s>"}, {"ids", json::array({0})}, {"tokens", json::array({"<s>"})}}},
-              {"</s>", {{"id", "</s>"}, {"ids", json::array({1})}, {"tokens", json::array({"</s>"})}}}}}}}};
+              {"</s>",
+               {{"id", "</s>"}, {"ids", json::array({1})}, {"tokens", json::array({"</s>"})}}}}}}}};
 }
 
 TEST(TokenizerJson, PostProcessorAndConfigDecideSpecialTokens) {
@@ -118,16 +120,17 @@ TEST(TokenizerJson, PostProcessorAndConfigDecideSpecialTokens) {
   EXPECT_EQ(plain.decode(Ids{0, 4, 1}, false), "<s>hi</s>");
 
   // add_bos_token / add_eos_token, when present, replace the template (a missing one is false).
-  const json config = {{"add_bos_token", true}, {"bos_token", {{"content", "<s>"}}},
-                       {"eos_token", "</s>"}};
+  const json config = {
+      {"add_bos_token", true}, {"bos_token", {{"content", "<s>"}}}, {"eos_token", "</s>"}};
   const BpeTokenizer bos_only(parse_tokenizer_json(tiny_json(), &config, "tiny"));
   EXPECT_EQ(bos_only.encode("hi", true), (Ids{0, 4}));
   const json neither = {{"add_bos_token", false}};
   EXPECT_EQ(BpeTokenizer(parse_tokenizer_json(tiny_json(), &neither, "tiny")).encode("hi", true),
             (Ids{4}));
   const json bad = {{"eos_token", "<eos>"}};
-  EXPECT_NE(error_of([&] { parse_tokenizer_json(tiny_json(), &bad, "tiny"); })
-                .find("eos_token '<eos>' is not a token"),
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(tiny_json(), &bad, "tiny");
+            }).find("eos_token '<eos>' is not a token"),
             std::string::npos);
 }
 
@@ -141,8 +144,9 @@ TEST(TokenizerJson, MergeFormatsAndRobertaProcessing) {
   EXPECT_EQ(tok.encode("hi", false), (Ids{4}));
   EXPECT_EQ(tok.encode("hih", true), (Ids{0, 4, 2, 1}));
   j["model"]["merges"] = json::array({"h i x"});
-  EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); })
-                .find("expected two tokens separated by one space"),
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(j, nullptr, "tiny");
+            }).find("expected two tokens separated by one space"),
             std::string::npos);
 }
 
@@ -151,8 +155,7 @@ TEST(TokenizerJson, InvalidUtf8IsRejectedWithItsOffset) {
   const std::string e = error_of([&] { tok.encode("hi\xE2\x82", false); });
   EXPECT_NE(e.find("byte 0xE2 at byte offset 2 starts a truncated character"), std::string::npos)
       << e;
-  EXPECT_NE(error_of([&] { tok.encode("\xFFhi", true); }).find("byte offset 0"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { tok.encode("\xFFhi", true); }).find("byte offset 0"), std::string::npos);
 }
 
 TEST(TokenizerJson, UnsupportedSettingsAreNamed) {
@@ -169,12 +172,13 @@ TEST(TokenizerJson, UnsupportedSettingsAreNamed) {
             std::string::npos);
   json j = tiny_json();
   j["post_processor"] = {{"type", "Unknown"}};
-  EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); })
-                .find("unsupported post-processor type 'Unknown'"),
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(j, nullptr, "tiny");
+            }).find("unsupported post-processor type 'Unknown'"),
             std::string::npos);
   j = tiny_json();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
-                        {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); }).find("does not compile"),
             std::string::npos);
 }
@@ -226,8 +230,9 @@ TEST(GgufBpe, ClearErrors) {
   w.add_string("tokenizer.ggml.model", "gpt2");
   w.add_array_string("tokenizer.ggml.tokens", {"a", "b"});
   std::vector<std::byte> storage;
-  EXPECT_NE(error_of([&] { load_gguf_tokenizer(gguf_from(w, storage)); })
-                .find("no tokenizer.ggml.merges"),
+  EXPECT_NE(error_of([&] {
+              load_gguf_tokenizer(gguf_from(w, storage));
+            }).find("no tokenizer.ggml.merges"),
             std::string::npos);
   w.add_array_string("tokenizer.ggml.merges", {"a b"});
   EXPECT_NE(error_of([&] { load_gguf_tokenizer(gguf_from(w, storage)); })
