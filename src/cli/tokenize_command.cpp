@@ -8,8 +8,8 @@
 //               printed as their text unless --skip-special.
 #include <CLI/CLI.hpp>
 #include <charconv>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,8 +108,8 @@ void register_detokenize(CLI::App& app) {
     bool skip_special = false;
   };
   auto flags = std::make_shared<Flags>();
-  CLI::App* cmd = app.add_subcommand(
-      "detokenize", "Print the text of token ids exactly (no newline added)");
+  CLI::App* cmd =
+      app.add_subcommand("detokenize", "Print the text of token ids exactly (no newline added)");
   add_tokenizer_flags(*cmd, flags->source);
   cmd->add_option("--ids", flags->ids, "Token ids: 1,2,3 or [1, 2, 3]")->required();
   cmd->add_flag("--skip-special", flags->skip_special,

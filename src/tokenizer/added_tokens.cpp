@@ -89,8 +89,10 @@ std::vector<TextSegment> AddedTokenMatcher::split(std::string_view text) const {
     pos = stop;  // the scan goes on after this match whatever happens to it
     if (token.single_word) {
       size_t unused = 0;
-      const bool word_before = start > 0 && is_word_character(code_point_before(text, start, unused));
-      const bool word_after = stop < text.size() && is_word_character(code_point_at(text, stop, unused));
+      const bool word_before =
+          start > 0 && is_word_character(code_point_before(text, start, unused));
+      const bool word_after =
+          stop < text.size() && is_word_character(code_point_at(text, stop, unused));
       if (word_before || word_after) continue;
     }
     if (token.lstrip) {

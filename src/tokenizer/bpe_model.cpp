@@ -40,19 +40,19 @@ BpeModel::BpeModel(const BpeModelSpec& spec)
     : byte_fallback_(spec.byte_fallback),
       fuse_unk_(spec.fuse_unk),
       ignore_merges_(spec.ignore_merges) {
-  check(!spec.vocab.empty(), "BPE model: the vocabulary is empty; expected at least one token");
+  BX_CHECK(!spec.vocab.empty(), "BPE model: the vocabulary is empty; expected at least one token");
   int32_t max_id = -1;
   for (const auto& [text, id] : spec.vocab) {
-    check(id >= 0, "BPE model: token '" + text + "' has id " + std::to_string(id) +
-                       "; expected an id >= 0");
+    BX_CHECK(id >= 0, "BPE model: token '" + text + "' has id " + std::to_string(id) +
+                          "; expected an id >= 0");
     max_id = std::max(max_id, id);
   }
   id_to_text_.resize(static_cast<size_t>(max_id) + 1);
   has_id_.assign(static_cast<size_t>(max_id) + 1, false);
   text_to_id_.reserve(spec.vocab.size());
   for (const auto& [text, id] : spec.vocab) {
-    check(!has_id_[id], "BPE model: id " + std::to_string(id) + " is given to both '" +
-                            id_to_text_[id] + "' and '" + text + "'; expected unique ids");
+    BX_CHECK(!has_id_[id], "BPE model: id " + std::to_string(id) + " is given to both '" +
+                               id_to_text_[id] + "' and '" + text + "'; expected unique ids");
     has_id_[id] = true;
     id_to_text_[id] = text;
     text_to_id_[text] = id;
@@ -63,12 +63,15 @@ BpeModel::BpeModel(const BpeModelSpec& spec)
     const auto& [left, right] = spec.merges[rank];
     const int32_t a = token_id(left), b = token_id(right);
     const int32_t merged = token_id(left + right);
-    check(a >= 0 && b >= 0 && merged >= 0,
-          "BPE model: merge " + std::to_string(rank) + " ('" + left + "' '" + right +
-              "') uses a token that is not in the vocabulary: '" +
-              (a < 0 ? left : b < 0 ? right : left + right) + "'");
-    check(rank <= static_cast<size_t>(std::numeric_limits<int32_t>::max()),
-          "BPE model: too many merges");
+    BX_CHECK(a >= 0 && b >= 0 && merged >= 0,
+             "BPE model: merge " + std::to_string(rank) + " ('" + left + "' '" + right +
+                 "') uses a token that is not in the vocabulary: '" +
+                 (a < 0   ? left
+                  : b < 0 ? right
+                          : left + right) +
+                 "'");
+    BX_CHECK(rank <= static_cast<size_t>(std::numeric_limits<int32_t>::max()),
+             "BPE model: too many merges");
     merges_[pair_key(a, b)] = Merge{static_cast<int32_t>(rank), merged};
   }
 
@@ -79,8 +82,8 @@ BpeModel::BpeModel(const BpeModelSpec& spec)
   }
   if (!spec.unk_token.empty()) {
     unk_id_ = token_id(spec.unk_token);
-    check(unk_id_ >= 0, "BPE model: the unknown token '" + spec.unk_token +
-                            "' is not in the vocabulary");
+    BX_CHECK(unk_id_ >= 0,
+             "BPE model: the unknown token '" + spec.unk_token + "' is not in the vocabulary");
   }
 }
 

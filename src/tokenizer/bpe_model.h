@@ -23,9 +23,9 @@
 namespace bx {
 
 struct BpeModelSpec {
-  std::vector<std::pair<std::string, int32_t>> vocab;          // token text, id
-  std::vector<std::pair<std::string, std::string>> merges;     // in rank order
-  std::string unk_token;                                       // "" for none
+  std::vector<std::pair<std::string, int32_t>> vocab;       // token text, id
+  std::vector<std::pair<std::string, std::string>> merges;  // in rank order
+  std::string unk_token;                                    // "" for none
   bool byte_fallback = false;
   bool fuse_unk = false;
   bool ignore_merges = false;

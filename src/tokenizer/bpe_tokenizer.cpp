@@ -16,9 +16,9 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerParts parts)
       eos_id_(parts.eos_id) {
   int32_t max_id = model_.max_id();
   for (const AddedToken& t : parts.added_tokens) {
-    check(t.id >= 0, "added token '" + t.content + "' has id " + std::to_string(t.id) +
-                         "; expected an id >= 0");
-    check(!t.content.empty(), "added token " + std::to_string(t.id) + " has empty content");
+    BX_CHECK(t.id >= 0, "added token '" + t.content + "' has id " + std::to_string(t.id) +
+                            "; expected an id >= 0");
+    BX_CHECK(!t.content.empty(), "added token " + std::to_string(t.id) + " has empty content");
     max_id = std::max(max_id, t.id);
   }
   texts_.resize(static_cast<size_t>(max_id) + 1);
@@ -48,9 +48,9 @@ BpeTokenizer::BpeTokenizer(BpeTokenizerParts parts)
     }
   }
   for (size_t id = 0; id < known.size(); ++id) {
-    check(known[id] != 0, "tokenizer: id " + std::to_string(id) +
-                              " has no token; expected ids 0.." + std::to_string(max_id) +
-                              " without gaps");
+    BX_CHECK(known[id] != 0, "tokenizer: id " + std::to_string(id) +
+                                 " has no token; expected ids 0.." + std::to_string(max_id) +
+                                 " without gaps");
   }
   raw_matcher_ = AddedTokenMatcher(std::move(raw), std::move(raw_patterns));
   normalized_matcher_ = AddedTokenMatcher(std::move(normalized), std::move(normalized_patterns));

@@ -19,16 +19,16 @@ BpeTokenizerParts gguf_bpe_parts(const gguf::File& file) {
   const std::string& path = file.path();
   BpeTokenizerParts parts;
   const std::vector<std::string> tokens = file.get_string_array("tokenizer.ggml.tokens");
-  check(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty; expected the vocabulary");
+  BX_CHECK(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty; expected the vocabulary");
   std::vector<int64_t> types(tokens.size(), 1);
   if (file.has("tokenizer.ggml.token_type")) {
     types = file.get_int_array("tokenizer.ggml.token_type");
-    check(types.size() == tokens.size(),
-          path + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
-              " entries; expected " + std::to_string(tokens.size()) + " (one per token)");
+    BX_CHECK(types.size() == tokens.size(),
+             path + ": tokenizer.ggml.token_type has " + std::to_string(types.size()) +
+                 " entries; expected " + std::to_string(tokens.size()) + " (one per token)");
   }
-  check(file.has("tokenizer.ggml.merges"),
-        path + ": tokenizer.ggml.model is gpt2 but there is no tokenizer.ggml.merges");
+  BX_CHECK(file.has("tokenizer.ggml.merges"),
+           path + ": tokenizer.ggml.model is gpt2 but there is no tokenizer.ggml.merges");
   const std::vector<std::string> merges = file.get_string_array("tokenizer.ggml.merges");
 
   parts.model.vocab.reserve(tokens.size());
@@ -36,9 +36,9 @@ BpeTokenizerParts gguf_bpe_parts(const gguf::File& file) {
     const auto i = static_cast<int32_t>(id);
     parts.model.vocab.emplace_back(tokens[id], i);
     const int64_t type = types[id];
-    check(type >= 1 && type <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(id) +
-                                      "] is " + std::to_string(type) +
-                                      "; expected 1 (normal) .. 6 (byte)");
+    BX_CHECK(type >= 1 && type <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(id) +
+                                         "] is " + std::to_string(type) +
+                                         "; expected 1 (normal) .. 6 (byte)");
     if (type == 2 || type == 3 || type == 4) {
       AddedToken t;
       t.id = i;
@@ -51,9 +51,9 @@ BpeTokenizerParts gguf_bpe_parts(const gguf::File& file) {
   for (size_t i = 0; i < merges.size(); ++i) {
     const std::string& line = merges[i];
     const size_t space = line.find(' ', 1);  // a token never is empty; "  " splits as " ", " "
-    check(space != std::string::npos && space + 1 < line.size(),
-          path + ": tokenizer.ggml.merges[" + std::to_string(i) + "] is \"" + line +
-              "\"; expected two tokens separated by a space");
+    BX_CHECK(space != std::string::npos && space + 1 < line.size(),
+             path + ": tokenizer.ggml.merges[" + std::to_string(i) + "] is \"" + line +
+                 "\"; expected two tokens separated by a space");
     parts.model.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
   }
 
@@ -86,9 +86,9 @@ BpeTokenizerParts gguf_bpe_parts(const gguf::File& file) {
     if (!file.has(key)) return -1;
     const int64_t id = file.get_int(key);
     if (id == -1 || id == 0xFFFFFFFFll) return -1;
-    check(id >= 0 && static_cast<uint64_t>(id) < tokens.size(),
-          path + ": " + key + " is " + std::to_string(id) + "; expected an id in [0, " +
-              std::to_string(tokens.size()) + ")");
+    BX_CHECK(id >= 0 && static_cast<uint64_t>(id) < tokens.size(),
+             path + ": " + key + " is " + std::to_string(id) + "; expected an id in [0, " +
+                 std::to_string(tokens.size()) + ")");
     return static_cast<int32_t>(id);
   };
   parts.bos_id = read_id("tokenizer.ggml.bos_token_id");
@@ -96,8 +96,8 @@ BpeTokenizerParts gguf_bpe_parts(const gguf::File& file) {
   if (file.has("tokenizer.ggml.add_bos_token")) {
     add_bos = file.get_bool("tokenizer.ggml.add_bos_token");
   }
-  const bool add_eos = file.has("tokenizer.ggml.add_eos_token") &&
-                       file.get_bool("tokenizer.ggml.add_eos_token");
+  const bool add_eos =
+      file.has("tokenizer.ggml.add_eos_token") && file.get_bool("tokenizer.ggml.add_eos_token");
   if (add_bos && parts.bos_id >= 0) parts.special_prefix.push_back(parts.bos_id);
   if (add_eos && parts.eos_id >= 0) parts.special_suffix.push_back(parts.eos_id);
   return parts;

@@ -17,7 +17,7 @@ namespace {
 
 nlohmann::json read_json(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
-  check(in.good(), "cannot read '" + path.string() + "'");
+  BX_CHECK(in.good(), "cannot read '" + path.string() + "'");
   std::stringstream ss;
   ss << in.rdbuf();
   try {
@@ -32,18 +32,18 @@ nlohmann::json read_json(const std::filesystem::path& path) {
 std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path tokenizer_path = fs::path(dir) / "tokenizer.json";
-  check(fs::is_directory(dir), "tokenizer directory '" + dir + "' does not exist");
-  check(fs::exists(tokenizer_path), "'" + dir +
-                                        "' has no tokenizer.json; expected a Hugging Face "
-                                        "tokenizer directory");
+  BX_CHECK(fs::is_directory(dir), "tokenizer directory '" + dir + "' does not exist");
+  BX_CHECK(fs::exists(tokenizer_path), "'" + dir +
+                                           "' has no tokenizer.json; expected a Hugging Face "
+                                           "tokenizer directory");
   const nlohmann::json tokenizer = read_json(tokenizer_path);
   const fs::path config_path = fs::path(dir) / "tokenizer_config.json";
   nlohmann::json config;
   const bool has_config = fs::exists(config_path);
   if (has_config) config = read_json(config_path);
   try {
-    return std::make_unique<BpeTokenizer>(parse_tokenizer_json(
-        tokenizer, has_config ? &config : nullptr, tokenizer_path.string()));
+    return std::make_unique<BpeTokenizer>(
+        parse_tokenizer_json(tokenizer, has_config ? &config : nullptr, tokenizer_path.string()));
   } catch (const Error& e) {
     const std::string what = e.what();
     if (what.rfind(tokenizer_path.string(), 0) == 0) throw;
@@ -53,7 +53,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& dir) {
 
 std::unique_ptr<Tokenizer> load_gguf_tokenizer(const gguf::File& file) {
   const std::string key = "tokenizer.ggml.model";
-  check(file.has(key), file.path() + ": no " + key + "; expected \"llama\" or \"gpt2\"");
+  BX_CHECK(file.has(key), file.path() + ": no " + key + "; expected \"llama\" or \"gpt2\"");
   const std::string model = file.get_string(key);
   if (model == "llama") return std::make_unique<SpmTokenizer>(SpmTokenizer::from_gguf(file));
   if (model == "gpt2") {

@@ -186,7 +186,7 @@ void PreTokenizer::add(const nlohmann::json& spec) {
     Step step;
     step.kind = Kind::metaspace;
     step.replacement = json_fields::string(spec, "replacement", "Metaspace pre-tokenizer");
-    check(!step.replacement.empty(), "tokenizer.json: Metaspace replacement is empty");
+    BX_CHECK(!step.replacement.empty(), "tokenizer.json: Metaspace replacement is empty");
     step.flag = json_fields::boolean(spec, "split", "Metaspace pre-tokenizer", true);
     if (spec.contains("prepend_scheme") && spec["prepend_scheme"].is_string()) {
       const std::string scheme = spec["prepend_scheme"].get<std::string>();
@@ -201,10 +201,9 @@ void PreTokenizer::add(const nlohmann::json& spec) {
                     "'; expected always, first or never");
       }
     } else {  // older files: add_prefix_space
-      step.prepend =
-          json_fields::boolean(spec, "add_prefix_space", "Metaspace pre-tokenizer", true)
-              ? PrependScheme::always
-              : PrependScheme::never;
+      step.prepend = json_fields::boolean(spec, "add_prefix_space", "Metaspace pre-tokenizer", true)
+                         ? PrependScheme::always
+                         : PrependScheme::never;
     }
     step.pattern = TextPattern::literal(step.replacement);
     steps_.push_back(std::move(step));

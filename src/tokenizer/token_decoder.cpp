@@ -81,9 +81,9 @@ void TokenDecoder::add(const nlohmann::json& spec) {
   } else if (type == "Strip") {
     step.kind = Kind::strip;
     step.text = json_fields::string(spec, "content", "Strip decoder");
-    check(utf8::is_valid(step.text) && !step.text.empty() &&
-              utf8::next(step.text).length == step.text.size(),
-          "tokenizer.json: Strip decoder content '" + step.text + "' is not one character");
+    BX_CHECK(utf8::is_valid(step.text) && !step.text.empty() &&
+                 utf8::next(step.text).length == step.text.size(),
+             "tokenizer.json: Strip decoder content '" + step.text + "' is not one character");
     step.start = json_fields::integer(spec, "start", "Strip decoder", 0);
     step.stop = json_fields::integer(spec, "stop", "Strip decoder", 0);
   } else if (type == "Replace") {

@@ -46,7 +46,7 @@ class TokenDecoder {
     Kind kind = Kind::fuse;
     std::string text;  // metaspace: replacement; strip: content; replace: content
     TextPattern pattern = TextPattern::literal("");
-    bool prepend = true;  // metaspace: prepend_scheme != never
+    bool prepend = true;          // metaspace: prepend_scheme != never
     int64_t start = 0, stop = 0;  // strip
   };
   void add(const nlohmann::json& spec);

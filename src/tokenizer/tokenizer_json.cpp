@@ -10,17 +10,17 @@ namespace bx {
 namespace {
 
 BpeModelSpec parse_model(const nlohmann::json& model) {
-  check(model.is_object(), "tokenizer.json: \"model\" is not an object");
+  BX_CHECK(model.is_object(), "tokenizer.json: \"model\" is not an object");
   const std::string type = model.contains("type") ? json_fields::type_of(model, "model") : "BPE";
-  check(type == "BPE", "tokenizer.json: unsupported tokenizer model type '" + type +
-                           "'; supported: BPE");
+  BX_CHECK(type == "BPE",
+           "tokenizer.json: unsupported tokenizer model type '" + type + "'; supported: BPE");
   BpeModelSpec spec;
-  check(model.contains("vocab") && model["vocab"].is_object(),
-        "tokenizer.json: the BPE model has no \"vocab\" object");
+  BX_CHECK(model.contains("vocab") && model["vocab"].is_object(),
+           "tokenizer.json: the BPE model has no \"vocab\" object");
   spec.vocab.reserve(model["vocab"].size());
   for (const auto& [text, id] : model["vocab"].items()) {
-    check(id.is_number_integer(), "tokenizer.json: vocab entry '" + text + "' has id " +
-                                      id.dump() + "; expected an integer");
+    BX_CHECK(id.is_number_integer(), "tokenizer.json: vocab entry '" + text + "' has id " +
+                                         id.dump() + "; expected an integer");
     spec.vocab.emplace_back(text, id.get<int32_t>());
   }
   const nlohmann::json& merges = json_fields::array(model, "merges", "the BPE model");
@@ -30,9 +30,9 @@ BpeModelSpec parse_model(const nlohmann::json& model) {
     if (m.is_string()) {
       const std::string line = m.get<std::string>();
       const size_t space = line.find(' ');
-      check(space != std::string::npos && line.find(' ', space + 1) == std::string::npos,
-            "tokenizer.json: merge " + std::to_string(i) + " is \"" + line +
-                "\"; expected two tokens separated by one space");
+      BX_CHECK(space != std::string::npos && line.find(' ', space + 1) == std::string::npos,
+               "tokenizer.json: merge " + std::to_string(i) + " is \"" + line +
+                   "\"; expected two tokens separated by one space");
       spec.merges.emplace_back(line.substr(0, space), line.substr(space + 1));
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       spec.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
@@ -42,15 +42,15 @@ BpeModelSpec parse_model(const nlohmann::json& model) {
     }
   }
   if (model.contains("dropout") && !model["dropout"].is_null()) {
-    check(model["dropout"].is_number() && model["dropout"].get<double>() == 0.0,
-          "tokenizer.json: BPE dropout " + model["dropout"].dump() +
-              " is not supported; expected null or 0 (deterministic encoding)");
+    BX_CHECK(model["dropout"].is_number() && model["dropout"].get<double>() == 0.0,
+             "tokenizer.json: BPE dropout " + model["dropout"].dump() +
+                 " is not supported; expected null or 0 (deterministic encoding)");
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (model.contains(key) && !model[key].is_null()) {
-      check(model[key].is_string() && model[key].get<std::string>().empty(),
-            std::string("tokenizer.json: BPE ") + key + " " + model[key].dump() +
-                " is not supported; expected null or \"\"");
+      BX_CHECK(model[key].is_string() && model[key].get<std::string>().empty(),
+               std::string("tokenizer.json: BPE ") + key + " " + model[key].dump() +
+                   " is not supported; expected null or \"\"");
     }
   }
   if (model.contains("unk_token") && !model["unk_token"].is_null()) {
@@ -67,8 +67,8 @@ std::vector<AddedToken> parse_added_tokens(const nlohmann::json& tokenizer) {
   if (!tokenizer.contains("added_tokens") || tokenizer["added_tokens"].is_null()) return out;
   for (const nlohmann::json& t : json_fields::array(tokenizer, "added_tokens", "tokenizer")) {
     AddedToken a;
-    check(t.is_object() && t.contains("id") && t["id"].is_number_integer(),
-          "tokenizer.json: an added token has no integer \"id\": " + t.dump().substr(0, 80));
+    BX_CHECK(t.is_object() && t.contains("id") && t["id"].is_number_integer(),
+             "tokenizer.json: an added token has no integer \"id\": " + t.dump().substr(0, 80));
     a.id = t["id"].get<int32_t>();
     a.content = json_fields::string(t, "content", "an added token");
     a.special = json_fields::boolean(t, "special", "an added token", false);
@@ -103,8 +103,8 @@ void parse_post_processor(const nlohmann::json& spec, BpeTokenizerParts& parts) 
     // Only trims offsets: no ids.
   } else if (type == "TemplateProcessing") {
     const nlohmann::json& single = json_fields::array(spec, "single", "TemplateProcessing");
-    check(spec.contains("special_tokens") && spec["special_tokens"].is_object(),
-          "tokenizer.json: TemplateProcessing has no \"special_tokens\" object");
+    BX_CHECK(spec.contains("special_tokens") && spec["special_tokens"].is_object(),
+             "tokenizer.json: TemplateProcessing has no \"special_tokens\" object");
     const nlohmann::json& specials = spec["special_tokens"];
     bool seen_sequence = false;
     std::vector<int32_t> prefix, suffix;
@@ -114,13 +114,13 @@ void parse_post_processor(const nlohmann::json& spec, BpeTokenizerParts& parts) 
       } else if (item.contains("SpecialToken") && item["SpecialToken"].contains("id") &&
                  item["SpecialToken"]["id"].is_string()) {
         const std::string name = item["SpecialToken"]["id"].get<std::string>();
-        check(specials.contains(name) && specials[name].contains("ids") &&
-                  specials[name]["ids"].is_array(),
-              "tokenizer.json: TemplateProcessing uses special token '" + name +
-                  "' that its \"special_tokens\" does not define");
+        BX_CHECK(specials.contains(name) && specials[name].contains("ids") &&
+                     specials[name]["ids"].is_array(),
+                 "tokenizer.json: TemplateProcessing uses special token '" + name +
+                     "' that its \"special_tokens\" does not define");
         for (const nlohmann::json& id : specials[name]["ids"]) {
-          check(id.is_number_integer(), "tokenizer.json: TemplateProcessing special token '" +
-                                            name + "' has a non-integer id");
+          BX_CHECK(id.is_number_integer(), "tokenizer.json: TemplateProcessing special token '" +
+                                               name + "' has a non-integer id");
           (seen_sequence ? suffix : prefix).push_back(id.get<int32_t>());
         }
       } else {
@@ -128,14 +128,14 @@ void parse_post_processor(const nlohmann::json& spec, BpeTokenizerParts& parts) 
                     " is neither a Sequence nor a SpecialToken");
       }
     }
-    check(seen_sequence, "tokenizer.json: TemplateProcessing \"single\" has no $A sequence");
+    BX_CHECK(seen_sequence, "tokenizer.json: TemplateProcessing \"single\" has no $A sequence");
     parts.special_prefix = std::move(prefix);
     parts.special_suffix = std::move(suffix);
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
     auto id_of = [&](const char* key) {
-      check(spec.contains(key) && spec[key].is_array() && spec[key].size() == 2 &&
-                spec[key][1].is_number_integer(),
-            "tokenizer.json: " + type + " has no [token, id] \"" + key + "\"");
+      BX_CHECK(spec.contains(key) && spec[key].is_array() && spec[key].size() == 2 &&
+                   spec[key][1].is_number_integer(),
+               "tokenizer.json: " + type + " has no [token, id] \"" + key + "\"");
       return spec[key][1].get<int32_t>();
     };
     parts.special_prefix = {id_of("cls")};
@@ -152,9 +152,9 @@ std::string config_token(const nlohmann::json& config, const std::string& key) {
   if (!config.contains(key) || config[key].is_null()) return "";
   const nlohmann::json& v = config[key];
   if (v.is_string()) return v.get<std::string>();
-  check(v.is_object() && v.contains("content") && v["content"].is_string(),
-        "tokenizer_config.json: \"" + key + "\" is " + v.dump().substr(0, 80) +
-            "; expected a string or {\"content\": ...}");
+  BX_CHECK(v.is_object() && v.contains("content") && v["content"].is_string(),
+           "tokenizer_config.json: \"" + key + "\" is " + v.dump().substr(0, 80) +
+               "; expected a string or {\"content\": ...}");
   return v["content"].get<std::string>();
 }
 
@@ -163,8 +163,8 @@ std::string config_token(const nlohmann::json& config, const std::string& key) {
 BpeTokenizerParts parse_tokenizer_json(const nlohmann::json& tokenizer,
                                        const nlohmann::json* config, const std::string& source) {
   try {
-    check(tokenizer.is_object(), "tokenizer.json is not a JSON object");
-    check(tokenizer.contains("model"), "tokenizer.json has no \"model\"");
+    BX_CHECK(tokenizer.is_object(), "tokenizer.json is not a JSON object");
+    BX_CHECK(tokenizer.contains("model"), "tokenizer.json has no \"model\"");
     BpeTokenizerParts parts;
     parts.model = parse_model(tokenizer["model"]);
     const nlohmann::json null_json;
@@ -180,13 +180,13 @@ BpeTokenizerParts parse_tokenizer_json(const nlohmann::json& tokenizer,
     if (parts.special_prefix.size() == 1) parts.bos_id = parts.special_prefix[0];
     if (parts.special_suffix.size() == 1) parts.eos_id = parts.special_suffix[0];
     if (config != nullptr) {
-      check(config->is_object(), "tokenizer_config.json is not a JSON object");
+      BX_CHECK(config->is_object(), "tokenizer_config.json is not a JSON object");
       for (const char* key : {"bos_token", "eos_token"}) {
         const std::string text = config_token(*config, key);
         if (text.empty()) continue;
         const int32_t id = find_id(parts, text);
-        check(id >= 0, std::string("tokenizer_config.json: ") + key + " '" + text +
-                           "' is not a token of tokenizer.json");
+        BX_CHECK(id >= 0, std::string("tokenizer_config.json: ") + key + " '" + text +
+                              "' is not a token of tokenizer.json");
         (std::string(key) == "bos_token" ? parts.bos_id : parts.eos_id) = id;
       }
       const bool has_add_bos = config->contains("add_bos_token");
@@ -196,10 +196,10 @@ BpeTokenizerParts parse_tokenizer_json(const nlohmann::json& tokenizer,
             json_fields::boolean(*config, "add_bos_token", "tokenizer_config.json", false);
         const bool add_eos =
             json_fields::boolean(*config, "add_eos_token", "tokenizer_config.json", false);
-        check(!add_bos || parts.bos_id >= 0,
-              "tokenizer_config.json: add_bos_token is true but there is no bos_token");
-        check(!add_eos || parts.eos_id >= 0,
-              "tokenizer_config.json: add_eos_token is true but there is no eos_token");
+        BX_CHECK(!add_bos || parts.bos_id >= 0,
+                 "tokenizer_config.json: add_bos_token is true but there is no bos_token");
+        BX_CHECK(!add_eos || parts.eos_id >= 0,
+                 "tokenizer_config.json: add_eos_token is true but there is no eos_token");
         parts.special_prefix.clear();
         parts.special_suffix.clear();
         if (add_bos) parts.special_prefix.push_back(parts.bos_id);

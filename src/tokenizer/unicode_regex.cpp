@@ -24,8 +24,8 @@ UnicodeRegex::UnicodeRegex(const std::string& pattern)
   if (impl_->code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof message);
-    throw Error("tokenizer regex '" + pattern + "' does not compile: " +
-                reinterpret_cast<const char*>(message) + " at offset " +
+    throw Error("tokenizer regex '" + pattern +
+                "' does not compile: " + reinterpret_cast<const char*>(message) + " at offset " +
                 std::to_string(error_offset));
   }
   // JIT is only a speed-up; without it (an unsupported CPU) matching is the same, slower.
@@ -42,15 +42,15 @@ std::vector<std::pair<size_t, size_t>> UnicodeRegex::find_all(std::string_view s
   size_t pos = 0;
   while (pos <= subject.size()) {
     // The subject was checked to be valid UTF-8 before: skip PCRE2's own check.
-    const int rc = pcre2_match(impl_->code, text, subject.size(), pos, PCRE2_NO_UTF_CHECK, data,
-                               nullptr);
+    const int rc =
+        pcre2_match(impl_->code, text, subject.size(), pos, PCRE2_NO_UTF_CHECK, data, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       pcre2_match_data_free(data);
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof message);
-      throw Error("tokenizer regex '" + pattern_ + "' failed to match: " +
-                  reinterpret_cast<const char*>(message));
+      throw Error("tokenizer regex '" + pattern_ +
+                  "' failed to match: " + reinterpret_cast<const char*>(message));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
     const size_t start = ovector[0], end = ovector[1];

@@ -104,8 +104,8 @@ class TokenizeCli : public ::testing::Test {
   // A tokenizer directory with a tiny byte-level tokenizer.json, `edit` applied.
   std::string tiny_tokenizer(const std::string& name, void (*edit)(nlohmann::json&)) {
     nlohmann::json j = {
-        {"model", {{"type", "BPE"}, {"vocab", {{"h", 0}, {"i", 1}, {"hi", 2}}},
-                   {"merges", {"h i"}}}},
+        {"model",
+         {{"type", "BPE"}, {"vocab", {{"h", 0}, {"i", 1}, {"hi", 2}}}, {"merges", {"h i"}}}},
         {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}},
         {"decoder", {{"type", "ByteLevel"}}}};
     edit(j);
@@ -119,7 +119,8 @@ class TokenizeCli : public ::testing::Test {
     const fs::path path = dir_ / name;
     const std::vector<std::byte> bytes = w.bytes();
     std::ofstream(path, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
     return path;
   }
 
@@ -134,7 +135,7 @@ TEST_F(TokenizeCli, Qwen3IdsAndExactText) {
   // The same ids as the library (which the conformance test checks against `tokenizers`).
   EXPECT_EQ(ids, load_tokenizer_dir(qwen3_dir())->encode(text, false));
   EXPECT_NE(std::find(ids.begin(), ids.end(), 151645), ids.end());  // <|im_end|> recognised
-  EXPECT_EQ(tokenize(source, text, true), ids);  // Qwen3 adds no BOS/EOS
+  EXPECT_EQ(tokenize(source, text, true), ids);                     // Qwen3 adds no BOS/EOS
 
   std::string csv;
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -179,18 +180,17 @@ TEST_F(TokenizeCli, BadInputIsOneClearLine) {
   const std::string qwen = "--tokenizer " + quote(qwen3_dir());
   expect_one_line_error("tokenize --text hi", "exactly one of --model");
   if (test::have_stories260k()) {
-    expect_one_line_error("tokenize " + qwen + " --model " + quote(test::stories260k_path()) +
-                              " --text hi",
-                          "exactly one of --model");
+    expect_one_line_error(
+        "tokenize " + qwen + " --model " + quote(test::stories260k_path()) + " --text hi",
+        "exactly one of --model");
     // Invalid UTF-8: rejected, naming the byte offset, by both kinds of tokenizer.
-    expect_one_line_error("tokenize --model " + quote(test::stories260k_path()) +
-                              " --text \"$(printf 'ab\\377')\"",
-                          "byte 0xFF at byte offset 2");
+    expect_one_line_error(
+        "tokenize --model " + quote(test::stories260k_path()) + " --text \"$(printf 'ab\\377')\"",
+        "byte 0xFF at byte offset 2");
   }
   expect_one_line_error("tokenize " + qwen + " --text \"$(printf 'caf\\303')\"",
                         "byte 0xC3 at byte offset 3");
-  expect_one_line_error("tokenize --tokenizer " + quote((dir_ / "missing").string()) +
-                            " --text hi",
+  expect_one_line_error("tokenize --tokenizer " + quote((dir_ / "missing").string()) + " --text hi",
                         "does not exist");
   expect_one_line_error("tokenize --model " + quote(dir_.string()) + " --text hi",
                         "is a directory");
@@ -199,9 +199,8 @@ TEST_F(TokenizeCli, BadInputIsOneClearLine) {
 
   const std::string tiny = tiny_tokenizer("tiny", [](nlohmann::json&) {});
   EXPECT_EQ(tokenize("--tokenizer " + quote(tiny), "hi"), std::vector<int32_t>{2});
-  const std::string unigram = tiny_tokenizer("unigram", [](nlohmann::json& j) {
-    j["model"]["type"] = "Unigram";
-  });
+  const std::string unigram =
+      tiny_tokenizer("unigram", [](nlohmann::json& j) { j["model"]["type"] = "Unigram"; });
   expect_one_line_error("tokenize --tokenizer " + quote(unigram) + " --text hi",
                         "unsupported tokenizer model type 'Unigram'");
   const std::string bert = tiny_tokenizer("bert", [](nlohmann::json& j) {
@@ -232,8 +231,7 @@ TEST_F(TokenizeCli, BadInputIsOneClearLine) {
   unknown_pre.add_array_string("tokenizer.ggml.tokens", {"a", "b", "ab"});
   unknown_pre.add_array_string("tokenizer.ggml.merges", {"a b"});
   expect_one_line_error(
-      "tokenize --model " + quote(write_gguf("falcon.gguf", unknown_pre).string()) +
-          " --text hi",
+      "tokenize --model " + quote(write_gguf("falcon.gguf", unknown_pre).string()) + " --text hi",
       "unsupported pre-tokenizer type tokenizer.ggml.pre = 'falcon'");
 }
 

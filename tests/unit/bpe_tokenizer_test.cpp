@@ -4,8 +4,10 @@
 // gpt2 vocabularies, and the errors for what is not supported.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -16,7 +18,9 @@
 #include "tokenizer/bpe_tokenizer.h"
 #include "tokenizer/gguf_bpe_tokenizer.h"
 #include "tokenizer/load_tokenizer.h"
+#include "tokenizer/normalizer.h"
 #include "tokenizer/tokenizer_json.h"
+#include "tokenizer/utf8.h"
 
 namespace bx {
 namespace {
@@ -44,7 +48,7 @@ TEST(BpeModel, LowestRankMergesFirstLeftmostOnTies) {
   spec.vocab = {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}, {"aa", 6}};
   spec.merges = {{"b", "c"}, {"a", "b"}, {"a", "bc"}, {"a", "a"}};
   const BpeModel model(spec);
-  EXPECT_EQ(encode_word(model, "abc"), (Ids{5}));     // b c (rank 0), then a bc
+  EXPECT_EQ(encode_word(model, "abc"), (Ids{5}));  // b c (rank 0), then a bc
   EXPECT_EQ(encode_word(model, "ab"), (Ids{3}));
   EXPECT_EQ(encode_word(model, "aaa"), (Ids{6, 0}));  // equal ranks: the leftmost pair first
   EXPECT_EQ(encode_word(model, "cab"), (Ids{2, 3}));
@@ -82,25 +86,27 @@ TEST(BpeModel, RejectsMergesOutsideTheVocabulary) {
   spec.merges = {{"a", "b"}};
   EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("'ab'"), std::string::npos);
   spec.vocab.emplace_back("c", 0);
-  EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("id 0 is given to both"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { BpeModel m(spec); }).find("id 0 is given to both"), std::string::npos);
 }
 
 json tiny_json() {
-  return {{"model", {{"type", "BPE"},
-                     {"vocab", {{"<s>", 0}, {"</s>", 1}, {"h", 2}, {"i", 3}, {"hi", 4}}},
-                     {"merges", json::array({json::array({"h", "i"})})}}},
+  return {{"model",
+           {{"type", "BPE"},
+            {"vocab", {{"<s>", 0}, {"</s>", 1}, {"h", 2}, {"i", 3}, {"hi", 4}}},
+            {"merges", json::array({json::array({"h", "i"})})}}},
           {"added_tokens",
            {{{"id", 0}, {"content", "<s>"}, {"special", true}, {"normalized", false}},
             {{"id", 1}, {"content", "</s>"}, {"special", true}, {"normalized", false}}}},
           {"post_processor",
            {{"type", "TemplateProcessing"},
-            {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
-                        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                        {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
+            {"single",
+             {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+              {{"SpecialToken", {{"id", "</s>"}, {"type_id", 0}}}}}},
             {"special_tokens",
              {{"<s>", {{"id", "<s>"}, {"ids", json::array({0})}, {"tokens", json::array({"<s>"})}}},
-              {"</s>", {{"id", "</s>"}, {"ids", json::array({1})}, {"tokens", json::array({"</s>"})}}}}}}}};
+              {"</s>",
+               {{"id", "</s>"}, {"ids", json::array({1})}, {"tokens", json::array({"</s>"})}}}}}}}};
 }
 
 TEST(TokenizerJson, PostProcessorAndConfigDecideSpecialTokens) {
@@ -114,16 +120,33 @@ TEST(TokenizerJson, PostProcessorAndConfigDecideSpecialTokens) {
   EXPECT_EQ(plain.decode(Ids{0, 4, 1}, false), "<s>hi</s>");
 
   // add_bos_token / add_eos_token, when present, replace the template (a missing one is false).
-  const json config = {{"add_bos_token", true}, {"bos_token", {{"content", "<s>"}}},
-                       {"eos_token", "</s>"}};
+  const json config = {
+      {"add_bos_token", true}, {"bos_token", {{"content", "<s>"}}}, {"eos_token", "</s>"}};
   const BpeTokenizer bos_only(parse_tokenizer_json(tiny_json(), &config, "tiny"));
   EXPECT_EQ(bos_only.encode("hi", true), (Ids{0, 4}));
   const json neither = {{"add_bos_token", false}};
   EXPECT_EQ(BpeTokenizer(parse_tokenizer_json(tiny_json(), &neither, "tiny")).encode("hi", true),
             (Ids{4}));
   const json bad = {{"eos_token", "<eos>"}};
-  EXPECT_NE(error_of([&] { parse_tokenizer_json(tiny_json(), &bad, "tiny"); })
-                .find("eos_token '<eos>' is not a token"),
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(tiny_json(), &bad, "tiny");
+            }).find("eos_token '<eos>' is not a token"),
+            std::string::npos);
+}
+
+TEST(TokenizerJson, MergeFormatsAndRobertaProcessing) {
+  json j = tiny_json();
+  j["model"]["merges"] = json::array({"h i"});  // the older "a b" string form
+  j["post_processor"] = {{"type", "RobertaProcessing"},
+                         {"sep", json::array({"</s>", 1})},
+                         {"cls", json::array({"<s>", 0})}};
+  const BpeTokenizer tok(parse_tokenizer_json(j, nullptr, "tiny"));
+  EXPECT_EQ(tok.encode("hi", false), (Ids{4}));
+  EXPECT_EQ(tok.encode("hih", true), (Ids{0, 4, 2, 1}));
+  j["model"]["merges"] = json::array({"h i x"});
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(j, nullptr, "tiny");
+            }).find("expected two tokens separated by one space"),
             std::string::npos);
 }
 
@@ -132,8 +155,7 @@ TEST(TokenizerJson, InvalidUtf8IsRejectedWithItsOffset) {
   const std::string e = error_of([&] { tok.encode("hi\xE2\x82", false); });
   EXPECT_NE(e.find("byte 0xE2 at byte offset 2 starts a truncated character"), std::string::npos)
       << e;
-  EXPECT_NE(error_of([&] { tok.encode("\xFFhi", true); }).find("byte offset 0"),
-            std::string::npos);
+  EXPECT_NE(error_of([&] { tok.encode("\xFFhi", true); }).find("byte offset 0"), std::string::npos);
 }
 
 TEST(TokenizerJson, UnsupportedSettingsAreNamed) {
@@ -150,12 +172,13 @@ TEST(TokenizerJson, UnsupportedSettingsAreNamed) {
             std::string::npos);
   json j = tiny_json();
   j["post_processor"] = {{"type", "Unknown"}};
-  EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); })
-                .find("unsupported post-processor type 'Unknown'"),
+  EXPECT_NE(error_of([&] {
+              parse_tokenizer_json(j, nullptr, "tiny");
+            }).find("unsupported post-processor type 'Unknown'"),
             std::string::npos);
   j = tiny_json();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
-                        {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   EXPECT_NE(error_of([&] { parse_tokenizer_json(j, nullptr, "tiny"); }).find("does not compile"),
             std::string::npos);
 }
@@ -207,14 +230,60 @@ TEST(GgufBpe, ClearErrors) {
   w.add_string("tokenizer.ggml.model", "gpt2");
   w.add_array_string("tokenizer.ggml.tokens", {"a", "b"});
   std::vector<std::byte> storage;
-  EXPECT_NE(error_of([&] { load_gguf_tokenizer(gguf_from(w, storage)); })
-                .find("no tokenizer.ggml.merges"),
+  EXPECT_NE(error_of([&] {
+              load_gguf_tokenizer(gguf_from(w, storage));
+            }).find("no tokenizer.ggml.merges"),
             std::string::npos);
   w.add_array_string("tokenizer.ggml.merges", {"a b"});
   EXPECT_NE(error_of([&] { load_gguf_tokenizer(gguf_from(w, storage)); })
                 .find("vocab.gguf: BPE model: merge 0 ('a' 'b') uses a token that is not in "
                       "the vocabulary: 'ab'"),
             std::string::npos);
+}
+
+// Byte-level BPE loses nothing: any well-formed text, even of unassigned code points, comes
+// back as its NFC form; any byte string is either encoded or rejected with a bx::Error.
+TEST(TokenizerJson, Qwen3RoundTripsRandomText) {
+  const std::string dir = std::string(BITEXACT_SOURCE_DIR) + "/../shared/tokenizers/qwen3";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << "no " << dir;
+  const auto tok = load_tokenizer_dir(dir);
+  const Normalizer nfc = Normalizer::from_json(json{{"type", "NFC"}});
+  std::mt19937 rng(42);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::string text;
+    const int n = 1 + static_cast<int>(rng() % 20);
+    for (int k = 0; k < n; ++k) {
+      auto cp = static_cast<uint32_t>(rng() % 4 == 0 ? rng() % 0x80 : rng() % 0x110000);
+      if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0x20;
+      if (cp < 0x80) {
+        text += static_cast<char>(cp);
+      } else if (cp < 0x800) {
+        text += static_cast<char>(0xC0 | (cp >> 6));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      } else if (cp < 0x10000) {
+        text += static_cast<char>(0xE0 | (cp >> 12));
+        text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      } else {
+        text += static_cast<char>(0xF0 | (cp >> 18));
+        text += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        text += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        text += static_cast<char>(0x80 | (cp & 0x3F));
+      }
+    }
+    ASSERT_EQ(tok->decode(tok->encode(text, false), false), nfc.apply(text))
+        << json::binary({text.begin(), text.end()}).dump();
+    std::string bytes;
+    for (int k = 0; k < n; ++k) bytes += static_cast<char>(rng() % 256);
+    try {
+      const Ids ids = tok->encode(bytes, false);
+      EXPECT_TRUE(utf8::is_valid(bytes));
+      EXPECT_EQ(tok->decode(ids), nfc.apply(bytes));
+    } catch (const Error& e) {
+      EXPECT_FALSE(utf8::is_valid(bytes));
+      EXPECT_NE(std::string(e.what()).find("byte offset"), std::string::npos);
+    }
+  }
 }
 
 }  // namespace

@@ -78,10 +78,9 @@ const Fixture& fixture() {
       const fs::path scratch = f.dir.string() + "." + std::to_string(::getpid());
       fs::remove_all(scratch);
       fs::create_directories(scratch);
-      const std::string command = "'" + std::string(python) + "' '" + script.string() + "' '" +
-                                  scratch.string() + "' '" + source +
-                                  "/../shared/tokenizers/qwen3' 2>'" +
-                                  (scratch / "stderr").string() + "'";
+      const std::string command =
+          "'" + std::string(python) + "' '" + script.string() + "' '" + scratch.string() + "' '" +
+          source + "/../shared/tokenizers/qwen3' 2>'" + (scratch / "stderr").string() + "'";
       if (std::system(command.c_str()) != 0) {
         f.error = "reference script failed: " + command + "\n" + read_text(scratch / "stderr");
         return f;
@@ -157,8 +156,7 @@ Counts compare(const Tokenizer& tokenizer, const std::string& name, bool check_d
     if (ids_special == r.ids_special) {
       ++c.ids_special;
     } else {
-      report("ids with special tokens", text, ids_string(r.ids_special),
-             ids_string(ids_special));
+      report("ids with special tokens", text, ids_string(r.ids_special), ids_string(ids_special));
     }
     if (!check_decode) continue;
     const std::string decoded = tokenizer.decode(ids, /*skip_special=*/false);
@@ -197,10 +195,11 @@ Counts compare(const Tokenizer& tokenizer, const std::string& name, bool check_d
   std::printf("%s: %zu strings; ids %zu/%zu, ids+special %zu/%zu", name.c_str(), c.strings, c.ids,
               c.strings, c.ids_special, c.strings);
   if (check_decode) {
-    std::printf(", decode %zu/%zu, decode skipping special %zu/%zu, round trip %zu/%zu, "
-                "streaming %zu/%zu",
-                c.decoded, c.strings, c.decoded_skip, c.strings, c.round_trip,
-                c.round_trip_expected, c.streaming, c.strings);
+    std::printf(
+        ", decode %zu/%zu, decode skipping special %zu/%zu, round trip %zu/%zu, "
+        "streaming %zu/%zu",
+        c.decoded, c.strings, c.decoded_skip, c.strings, c.round_trip, c.round_trip_expected,
+        c.streaming, c.strings);
   }
   std::printf("\n");
   return c;

@@ -228,7 +228,7 @@ TEST(SpmTokenizer, InvalidUtf8IsRejectedWithItsOffset) {
       {"a\xFF", "byte 0xFF at byte offset 1"},
       {"aa\x80\x80", "byte 0x80 at byte offset 2"},
       {"a\xC3", "byte 0xC3 at byte offset 1 starts a truncated character"},
-      {"\xC0\xAF", "byte 0xC0 at byte offset 0"},       // overlong
+      {"\xC0\xAF", "byte 0xC0 at byte offset 0"},        // overlong
       {"ab\xED\xA0\x80", "byte 0xED at byte offset 2"},  // a UTF-16 surrogate
   };
   for (const auto& [text, needle] : cases) {
