@@ -515,6 +515,9 @@ TEST(HfConfig, SlidingWindowCapsTheContextOrChangesNothing) {
   EXPECT_EQ(config_of(m).context_length, 256);
   m["sliding_window"] = 64;
   EXPECT_EQ(config_of(m).context_length, 64);
+  m["max_position_embeddings"] = 32768;  // no key: transformers' default window 4096
+  m.erase("sliding_window");
+  EXPECT_EQ(config_of(m).context_length, 4096);
   nlohmann::json q = base_config("Qwen2ForCausalLM");
   q["sliding_window"] = 64;
   q["use_sliding_window"] = false;
