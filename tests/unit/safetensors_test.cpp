@@ -10,9 +10,9 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -243,8 +243,8 @@ std::optional<std::string> run_python(const std::string& script, const std::stri
   if (python == nullptr || !std::filesystem::exists(python)) return std::nullopt;
   test::write_text(dir + "/script.py", script);
   const std::string out = dir + "/stdout.txt";
-  const std::string command = std::string("'") + python + "' '" + dir + "/script.py' " + args +
-                              " > '" + out + "' 2>&1";
+  const std::string command =
+      std::string("'") + python + "' '" + dir + "/script.py' " + args + " > '" + out + "' 2>&1";
   const int status = std::system(command.c_str());
   std::ifstream in(out);
   std::stringstream text;
@@ -282,9 +282,9 @@ else:  # each file: accepted or rejected
 )";
 
 TEST(SafetensorsReference, FilesRoundTripWithThePythonPackage) {
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("bitexact-st-ref-" + std::to_string(::getpid())))
-                              .string();
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("bitexact-st-ref-" + std::to_string(::getpid())))
+          .string();
   std::filesystem::create_directories(dir);
   // Python writes, we read.
   auto out = run_python(kReferenceScript, "write '" + dir + "/py.safetensors'", dir);
@@ -311,15 +311,24 @@ TEST(SafetensorsReference, FilesRoundTripWithThePythonPackage) {
   // Files both readers must refuse (the reference ignores unknown keys in a tensor entry, which
   // this reader refuses: not listed).
   const std::vector<std::pair<std::string, Bytes>> bad = {
-      {"overlap", with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12)},
-      {"hole", with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12)},
+      {"overlap",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+           12)},
+      {"hole",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+           12)},
       {"trailing", with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 6)},
       {"size", with_header(R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})", 12)},
       {"past_end", with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4)},
       {"reversed", with_header(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4)},
       {"dtype", with_header(R"({"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}})", 4)},
       {"json", with_header(R"({"a": )", 0)},
-      {"duplicate", with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 8)},
+      {"duplicate",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           8)},
   };
   std::string paths;
   for (const auto& [name, bytes] : bad) {
