@@ -2,7 +2,8 @@
 // parse_hf_config (config.json) and to safetensors::parse_index (model.safetensors.index.json).
 // A bx::Error is an accepted outcome for each. A config that parses must validate and name a
 // supported architecture; an index that parses must map every tensor to a plain file name.
-// Anything else escaping, a crash or a sanitizer report is a finding. Build and run: fuzz/README.md.
+// Anything else escaping, a crash or a sanitizer report is a finding. Build and run:
+// fuzz/README.md.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -24,8 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     for (const auto& [tensor, shard] : bx::safetensors::parse_index(text, "fuzz/index.json")) {
-      if (shard.empty() || shard == "." || shard == ".." ||
-          shard.find('/') != std::string::npos) {
+      if (shard.empty() || shard == "." || shard == ".." || shard.find('/') != std::string::npos) {
         __builtin_trap();
       }
     }
