@@ -415,10 +415,13 @@ TEST(HfRopeLayout, Stories260kAsAFolderMatchesTheGgufFile) {
   std::vector<bx::test::HfTensor> ts;
   ts.push_back({"model.embed_tokens.weight", {V, D}, read("token_embd.weight")});
   for (int l = 0; l < L; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".", p = "model.layers." + std::to_string(l) + ".";
+    const std::string b = "blk." + std::to_string(l) + ".",
+                      p = "model.layers." + std::to_string(l) + ".";
     ts.push_back({p + "input_layernorm.weight", {D}, read(b + "attn_norm.weight")});
-    ts.push_back({p + "self_attn.q_proj.weight", {H * Dh, D}, unpermute(read(b + "attn_q.weight"), H)});
-    ts.push_back({p + "self_attn.k_proj.weight", {Hkv * Dh, D}, unpermute(read(b + "attn_k.weight"), Hkv)});
+    ts.push_back(
+        {p + "self_attn.q_proj.weight", {H * Dh, D}, unpermute(read(b + "attn_q.weight"), H)});
+    ts.push_back(
+        {p + "self_attn.k_proj.weight", {Hkv * Dh, D}, unpermute(read(b + "attn_k.weight"), Hkv)});
     ts.push_back({p + "self_attn.v_proj.weight", {Hkv * Dh, D}, read(b + "attn_v.weight")});
     ts.push_back({p + "self_attn.o_proj.weight", {D, H * Dh}, read(b + "attn_output.weight")});
     ts.push_back({p + "post_attention_layernorm.weight", {D}, read(b + "ffn_norm.weight")});
