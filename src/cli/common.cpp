@@ -89,8 +89,8 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
 
 const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& purpose) {
   check(model.tokenizer != nullptr,
-        model.path + ": this model has no tokenizer (Hugging Face folders are loaded without " +
-            "tokenizer.json for now), but " + purpose + " needs one: use a GGUF model file");
+        model.path + ": this model has no tokenizer (a Hugging Face folder needs its " +
+            "tokenizer.json), but " + purpose + " needs one");
   return *model.tokenizer;
 }
 

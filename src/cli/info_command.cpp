@@ -52,9 +52,9 @@ void run_info(const ModelFlags& flags) {
                                                           : "Hugging Face rotate-half",
               c.rope_scaling.kind == RopeScaling::Kind::llama3 ? ", llama3 scaling" : "");
   std::string attention_extras;
-  for (const auto& [on, name] : {std::pair{c.qkv_bias, "q/k/v bias"},
-                                 std::pair{c.output_bias, "output bias"},
-                                 std::pair{c.qk_norm, "per-head q/k RMSNorm"}}) {
+  for (const auto& [on, name] :
+       {std::pair{c.qkv_bias, "q/k/v bias"}, std::pair{c.output_bias, "output bias"},
+        std::pair{c.qk_norm, "per-head q/k RMSNorm"}}) {
     if (on) attention_extras += (attention_extras.empty() ? "" : ", ") + std::string(name);
   }
   if (!attention_extras.empty()) std::printf("attention      %s\n", attention_extras.c_str());

@@ -47,10 +47,10 @@ void run_score(ScoreFlags& f) {
   EngineOptions engine_options;
   apply_engine_flags(f.engine, load_options, engine_options);
   LoadedModel model = load_with_progress(f.model, load_options);
-  check(model.tokenizer != nullptr, "the model has no tokenizer to turn the prompt into tokens");
   Engine engine(model, engine_options);
   const EngineEvent scored =
-      engine.score(model.tokenizer->encode(f.prompt, /*add_bos=*/true), continuation);
+      engine.score(require_tokenizer(model, "score --prompt").encode(f.prompt, /*add_bos=*/true),
+                   continuation);
 
   if (f.format == "text") {
     for (size_t i = 0; i < continuation.size(); ++i) {

@@ -228,8 +228,10 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
   // Sliding-window attention equals full attention below the window: cap the context there.
   const bool window_used =
       mistral || ((qwen2 || qwen3) && r.optional_bool("use_sliding_window", false));
-  if (window_used && r.find("sliding_window") != nullptr) {
-    const int window = r.optional_int("sliding_window", 0);
+  // A Mistral config without the key gets transformers' default window, 4096; null is none.
+  const int default_window = mistral && !root.contains("sliding_window") ? 4096 : 0;
+  if (window_used && (r.find("sliding_window") != nullptr || default_window > 0)) {
+    const int window = r.optional_int("sliding_window", default_window);
     if (window < c.context_length) c.context_length = window;
   }
 

@@ -22,7 +22,7 @@
 // use_sliding_window is true): while every position is below the window, sliding-window attention
 // is full attention, so a window W < max_position_embeddings is accepted by making the context
 // W: positions >= W are refused rather than computed differently. A null window, or one >= the
-// context, changes nothing.
+// context, changes nothing. A Mistral config without the key has transformers' default, 4096.
 //
 // Every failure is one bx::Error "<name>: ..." naming the key and what was expected; an unknown
 // architecture names itself and the supported ones.

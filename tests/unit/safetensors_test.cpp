@@ -3,6 +3,7 @@
 // bx::Error that names the problem (each test asserts the message).
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,8 @@
 #include <initializer_list>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -228,6 +231,116 @@ TEST(Safetensors, OpenErrorsNameThePath) {
   SafetensorsWriter::write_bytes(empty, {});
   expect_error([&] { (void)File::open(empty); }, {empty, "empty file"});
   std::filesystem::remove(empty);
+}
+
+// --- against the format's reference implementation (the safetensors Python package) ---
+
+// Runs `script` with BITEXACT_PYTHON and `args`; returns its stdout, or nullopt (the test skips)
+// when no interpreter is configured.
+std::optional<std::string> run_python(const std::string& script, const std::string& args,
+                                      const std::string& dir) {
+  const char* python = std::getenv("BITEXACT_PYTHON");
+  if (python == nullptr || !std::filesystem::exists(python)) return std::nullopt;
+  test::write_text(dir + "/script.py", script);
+  const std::string out = dir + "/stdout.txt";
+  const std::string command =
+      std::string("'") + python + "' '" + dir + "/script.py' " + args + " > '" + out + "' 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(status, 0) << text.str();
+  return text.str();
+}
+
+constexpr const char* kReferenceScript = R"(import sys
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load, save_file
+
+mode, path = sys.argv[1], sys.argv[2]
+if mode == "write":  # values the C++ side knows: (i - 5.5) / 4 and (i - 3) / 2
+    a = ((np.arange(12, dtype=np.float32) - 5.5) / 4).reshape(3, 4)
+    h = ((np.arange(6, dtype=np.float32) - 3) / 2).astype(np.float16).reshape(2, 3)
+    save_file({"a": a, "h": h, "i": np.arange(4, dtype=np.int64)}, path, metadata={"format": "np"})
+elif mode == "read":  # the C++ writer's file: F32 and F16 values, metadata, every name
+    with safe_open(path, framework="numpy") as f:
+        assert f.metadata() == {"format": "pt"}, f.metadata()
+        assert sorted(f.keys()) == ["bf", "f16", "f32"], f.keys()
+        x = (np.arange(6, dtype=np.float32) - 2.5).reshape(2, 3)
+        assert np.array_equal(f.get_tensor("f32"), x)
+        assert f.get_tensor("f16").dtype == np.float16
+        assert np.array_equal(f.get_tensor("f16").astype(np.float32), x)
+    print("read ok")
+else:  # each file: accepted or rejected
+    for p in sys.argv[2:]:
+        try:
+            load(open(p, "rb").read())
+            print("accepted", p.split("/")[-1])
+        except Exception:
+            print("rejected", p.split("/")[-1])
+)";
+
+TEST(SafetensorsReference, FilesRoundTripWithThePythonPackage) {
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("bitexact-st-ref-" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  // Python writes, we read.
+  auto out = run_python(kReferenceScript, "write '" + dir + "/py.safetensors'", dir);
+  if (!out) GTEST_SKIP() << "BITEXACT_PYTHON is not set: the reference package is not available";
+  const File py = File::open(dir + "/py.safetensors");
+  EXPECT_EQ(py.metadata().at("format"), "np");
+  EXPECT_EQ(py.find_tensor("a")->shape, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(py.find_tensor("i")->dtype, safetensors::Dtype::I64);
+  const std::vector<float> a = to_f32(py, "a"), h = to_f32(py, "h");
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], (static_cast<float>(i) - 5.5f) / 4) << i;
+  for (size_t i = 0; i < h.size(); ++i) EXPECT_EQ(h[i], (static_cast<float>(i) - 3) / 2) << i;
+
+  // We write, Python reads.
+  SafetensorsWriter w;
+  w.add_metadata("format", "pt");
+  const std::vector<float> x = {-2.5f, -1.5f, -0.5f, 0.5f, 1.5f, 2.5f};
+  w.add_tensor("f32", {2, 3}, x, "F32");
+  w.add_tensor("f16", {2, 3}, x, "F16");
+  w.add_tensor("bf", {6}, x, "BF16");
+  w.write(dir + "/ours.safetensors");
+  out = run_python(kReferenceScript, "read '" + dir + "/ours.safetensors'", dir);
+  EXPECT_NE(out->find("read ok"), std::string::npos) << *out;
+
+  // Files both readers must refuse (the reference ignores unknown keys in a tensor entry, which
+  // this reader refuses: not listed).
+  const std::vector<std::pair<std::string, Bytes>> bad = {
+      {"overlap",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+           12)},
+      {"hole",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+           12)},
+      {"trailing", with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 6)},
+      {"size", with_header(R"({"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})", 12)},
+      {"past_end", with_header(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4)},
+      {"reversed", with_header(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}})", 4)},
+      {"dtype", with_header(R"({"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,4]}})", 4)},
+      {"json", with_header(R"({"a": )", 0)},
+      {"duplicate",
+       with_header(
+           R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+           8)},
+  };
+  std::string paths;
+  for (const auto& [name, bytes] : bad) {
+    SafetensorsWriter::write_bytes(dir + "/" + name, bytes);
+    paths += " '" + dir + "/" + name + "'";
+    EXPECT_THROW((void)parse(bytes), Error) << name;
+  }
+  out = run_python(kReferenceScript, "check" + paths, dir);
+  for (const auto& [name, bytes] : bad) {
+    EXPECT_NE(out->find("rejected " + name + "\n"), std::string::npos) << name << ": " << *out;
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // --- the index and the checkpoint ---
@@ -515,6 +628,9 @@ TEST(HfConfig, SlidingWindowCapsTheContextOrChangesNothing) {
   EXPECT_EQ(config_of(m).context_length, 256);
   m["sliding_window"] = 64;
   EXPECT_EQ(config_of(m).context_length, 64);
+  m["max_position_embeddings"] = 32768;  // no key: transformers' default window 4096
+  m.erase("sliding_window");
+  EXPECT_EQ(config_of(m).context_length, 4096);
   nlohmann::json q = base_config("Qwen2ForCausalLM");
   q["sliding_window"] = 64;
   q["use_sliding_window"] = false;
