@@ -39,8 +39,8 @@ void apply_engine_flags(const EngineFlags& flags, LoadOptions& load, EngineOptio
 // (unless quiet).
 LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options);
 
-// The model's tokenizer, or a bx::Error saying the model has none (a Hugging Face folder, whose
-// a folder without tokenizer.json) and that `purpose` needs one.
+// The model's tokenizer, or a bx::Error saying the model has none (a Hugging Face folder
+// without tokenizer.json) and that `purpose` needs one.
 const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& purpose);
 
 // The shortest decimal that reads back as exactly this float ("null" for inf or nan).
