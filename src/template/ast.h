@@ -38,6 +38,7 @@ struct Expr {
   Kind kind = Kind::literal;
   int line = 0;
   int column = 0;
+  int height = 1;  // 1 + the tallest child's height (the parser bounds it)
   Value value;
   std::string name;
   std::vector<ExprPtr> children;

@@ -11,10 +11,16 @@
 
 namespace bx::tmpl {
 
-void RenderLimits::check_size(size_t size) const {
-  check(size <= options_.max_output_bytes,
-        "result too large: " + std::to_string(size) + " bytes or items, the limit is " +
+void RenderLimits::check_size(size_t size) { check_append(size, size); }
+
+void RenderLimits::check_append(size_t total, size_t appended) {
+  check(total <= options_.max_output_bytes,
+        "result too large: " + std::to_string(total) + " bytes or items, the limit is " +
             std::to_string(options_.max_output_bytes));
+  work_ += appended;
+  check(work_ <= options_.max_work, "template built more than " +
+                                        std::to_string(options_.max_work) +
+                                        " bytes of strings and lists in all; stopped");
 }
 
 void RenderLimits::step() {
@@ -213,12 +219,13 @@ std::string python_replace(const std::string& s, const std::string& old_text,
   if (old_text.empty()) {
     const std::vector<std::string> cps = code_points(s);
     for (const std::string& cp : cps) {
+      const size_t before = out.size();
       if (count < 0 || done < count) {
         out += new_text;
         ++done;
       }
       out += cp;
-      limits.check_size(out.size());
+      limits.check_append(out.size(), out.size() - before);
     }
     if (count < 0 || done < count) out += new_text;
     return out;
@@ -227,9 +234,10 @@ std::string python_replace(const std::string& s, const std::string& old_text,
   while (count < 0 || done < count) {
     const size_t at = s.find(old_text, start);
     if (at == std::string::npos) break;
+    const size_t before = out.size();
     out.append(s, start, at - start);
     out += new_text;
-    limits.check_size(out.size());
+    limits.check_append(out.size(), out.size() - before);
     start = at + old_text.size();
     ++done;
   }
@@ -902,10 +910,11 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     std::string out;
     bool first = true;
     for (const Value& item : iterate(v)) {
+      const size_t before = out.size();
       if (!first) out += separator;
       first = false;
       out += str_of(attr && !attr->is_none() ? lookup_path(item, str_of(*attr)) : item);
-      limits.check_size(out.size());
+      limits.check_append(out.size(), out.size() - before);
     }
     return Value::from_string(std::move(out));
   }

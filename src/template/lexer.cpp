@@ -23,10 +23,17 @@ void SourceMap::position(size_t offset, int& line, int& column) const {
   offset = std::min(offset, source_.size());
   const auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
   const size_t index = static_cast<size_t>(it - line_starts_.begin()) - 1;
+  // Tokens come in order, so count code points on from the last position asked on this line
+  // (a one-line template of n bytes stays O(n), not O(n^2)).
+  if (index != cache_line_ || offset < cache_offset_) {
+    cache_line_ = index;
+    cache_offset_ = line_starts_[index];
+    cache_column_ = 1;
+  }
+  cache_column_ += code_point_count(source_.substr(cache_offset_, offset - cache_offset_));
+  cache_offset_ = offset;
   line = static_cast<int>(index + 1);
-  column = static_cast<int>(
-               code_point_count(source_.substr(line_starts_[index], offset - line_starts_[index]))) +
-           1;
+  column = static_cast<int>(cache_column_);
 }
 
 std::string normalize_source(std::string_view source) {

@@ -42,6 +42,9 @@ class SourceMap {
  private:
   std::string_view source_;
   std::vector<size_t> line_starts_;
+  mutable size_t cache_line_ = SIZE_MAX;  // the last position asked: its line, offset, column
+  mutable size_t cache_offset_ = 0;
+  mutable size_t cache_column_ = 1;
 };
 
 // The source with newlines normalized and one trailing newline dropped, as jinja2 lexes it.

@@ -1,5 +1,6 @@
 #include "template/parser.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -88,6 +89,24 @@ class Parser {
     e->column = at.column;
     return e;
   }
+  // Sets n's height from its children and refuses trees taller than kMaxExpressionHeight (long
+  // chains like a + b + c + ... or x|f|f|f... grow the tree without recursion in the parser,
+  // but evaluating and destroying the tree recurse).
+  static ExprPtr sized(ExprPtr n) {
+    int height = 0;
+    for (const ExprPtr& c : n->children) {
+      if (c) height = std::max(height, c->height);
+    }
+    for (const auto& [key, c] : n->kwargs) height = std::max(height, c->height);
+    n->height = height + 1;
+    if (n->height > kMaxExpressionHeight) {
+      throw Error(located(n->line, n->column,
+                          "expression nested more than " + std::to_string(kMaxExpressionHeight) +
+                              " levels deep"));
+    }
+    return n;
+  }
+
   static StmtPtr stmt(Stmt::Kind kind, const Token& at) {
     auto s = std::make_unique<Stmt>();
     s->kind = kind;
@@ -330,7 +349,7 @@ class Parser {
     }
     auto t = node(Expr::Kind::tuple, at);
     t->children = std::move(items);
-    return t;
+    return sized(std::move(t));
   }
   bool tuple_ends() const {
     const Token& t = cur();
@@ -362,7 +381,7 @@ class Parser {
       c->children.push_back(std::move(expr));
       c->children.push_back(std::move(condition));
       c->children.push_back(std::move(otherwise));
-      expr = std::move(c);
+      expr = sized(std::move(c));
     }
     return expr;
   }
@@ -374,7 +393,7 @@ class Parser {
       auto n = node(Expr::Kind::logical_or, at);
       n->children.push_back(std::move(left));
       n->children.push_back(parse_and());
-      left = std::move(n);
+      left = sized(std::move(n));
     }
     return left;
   }
@@ -386,7 +405,7 @@ class Parser {
       auto n = node(Expr::Kind::logical_and, at);
       n->children.push_back(std::move(left));
       n->children.push_back(parse_not());
-      left = std::move(n);
+      left = sized(std::move(n));
     }
     return left;
   }
@@ -397,7 +416,7 @@ class Parser {
       const Token& at = advance();
       auto n = node(Expr::Kind::logical_not, at);
       n->children.push_back(parse_not());
-      return n;
+      return sized(std::move(n));
     }
     return parse_compare();
   }
@@ -431,7 +450,7 @@ class Parser {
     n->children.push_back(std::move(first));
     for (auto& e : operands) n->children.push_back(std::move(e));
     n->ops = std::move(ops);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr binary(const Token& at, std::string op, ExprPtr left, ExprPtr right) {
@@ -439,7 +458,7 @@ class Parser {
     n->name = std::move(op);
     n->children.push_back(std::move(left));
     n->children.push_back(std::move(right));
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_math1() {
@@ -486,6 +505,7 @@ class Parser {
       expr = node(Expr::Kind::unary, at);
       expr->name = at.text;
       expr->children.push_back(parse_unary(false));
+      expr = sized(std::move(expr));
     } else {
       expr = parse_primary();
     }
@@ -538,7 +558,7 @@ class Parser {
             list->children.push_back(parse_expression(true));
           }
           advance();
-          return list;
+          return sized(std::move(list));
         }
         if (t.text == "{") {
           advance();
@@ -551,7 +571,7 @@ class Parser {
             dict->children.push_back(parse_expression(true));
           }
           advance();
-          return dict;
+          return sized(std::move(dict));
         }
         break;
       default: break;
@@ -591,13 +611,13 @@ class Parser {
           auto n = node(Expr::Kind::attribute, at);
           n->name = advance().text;
           n->children.push_back(std::move(expr));
-          expr = std::move(n);
+          expr = sized(std::move(n));
         } else if (cur().type == TokenType::integer) {
           auto n = node(Expr::Kind::subscript, at);
           n->children.push_back(std::move(expr));
           n->children.push_back(literal(cur(), parse_integer(cur())));
           advance();
-          expr = std::move(n);
+          expr = sized(std::move(n));
         } else {
           fail(cur(), "expected an attribute name after '.', got " + describe(cur()));
         }
@@ -621,7 +641,7 @@ class Parser {
         auto n = node(Expr::Kind::subscript, at);
         n->children.push_back(std::move(target));
         n->children.push_back(std::move(first));
-        return n;
+        return sized(std::move(n));
       }
     }
     auto n = node(Expr::Kind::slice, at);
@@ -638,7 +658,7 @@ class Parser {
     }
     n->children.push_back(std::move(step));
     expect_op("]");
-    return n;
+    return sized(std::move(n));
   }
 
   // `(args)`: positional then keyword (name=value) arguments.
@@ -668,7 +688,7 @@ class Parser {
     n->column = callee->column;
     n->children.push_back(std::move(callee));
     parse_args(*n);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_filter_expr(ExprPtr expr) {
@@ -707,7 +727,7 @@ class Parser {
     }
     n->children.push_back(std::move(operand));
     if (is_op("(")) parse_args(*n);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_test(ExprPtr operand) {
@@ -736,10 +756,10 @@ class Parser {
       if (is_name("is")) fail(t, "you cannot chain multiple tests with 'is'");
       n->children.push_back(parse_postfix(parse_primary()));
     }
-    if (!negated) return n;
+    if (!negated) return sized(std::move(n));
     auto neg = node(Expr::Kind::logical_not, at);
-    neg->children.push_back(std::move(n));
-    return neg;
+    neg->children.push_back(sized(std::move(n)));
+    return sized(std::move(neg));
   }
 
   const std::vector<Token>& tokens_;

@@ -75,7 +75,7 @@ class Renderer {
   };
 
   void emit(const std::string& text) {
-    limits_.check_size(out_->size() + text.size());
+    limits_.check_append(out_->size() + text.size(), text.size());
     out_->append(text);
   }
 
@@ -156,6 +156,9 @@ class Renderer {
           check(target.kind == Value::Kind::ns,
                 "cannot assign attribute '" + s.attribute + "' on '" + s.targets[0] +
                     "': it is a " + type_name(target) + ", not a namespace");
+          check(!value.is_reference(), "cannot store a namespace or a function in namespace "
+                                       "attribute '" + s.attribute + "'; bitexact keeps "
+                                       "namespaces to plain values");
           target.dict->set(s.attribute, std::move(value));
         } else {
           assign_targets(*frame, s.targets, value);
@@ -245,7 +248,7 @@ class Renderer {
                                     "loop.cycle() needs at least one value");
                               return a.positional[static_cast<size_t>(i) % a.positional.size()];
                             }));
-    return Value::make_namespace(std::move(loop));
+    return Value::make_namespace(std::move(loop), /*allow_references=*/true);
   }
 
   Value call_macro(const Stmt& m, const FramePtr& defining, CallArgs& args) {

@@ -61,27 +61,48 @@ Value Value::from_string(std::string s) {
   v.string = std::move(s);
   return v;
 }
+namespace {
+
+// Sets a container's depth and holds_reference from one element.
+void account(Value& container, const Value& element) {
+  const int depth = element.kind == Value::Kind::ns ? 1 : element.depth + 1;
+  check(depth <= kMaxValueDepth, "values nested more than " + std::to_string(kMaxValueDepth) +
+                                     " levels deep");
+  container.depth = std::max<uint16_t>(container.depth, static_cast<uint16_t>(depth));
+  container.holds_reference = container.holds_reference || element.is_reference();
+}
+
+}  // namespace
+
 Value Value::from_list(List items) {
   Value v;
   v.kind = Kind::list;
+  v.depth = 1;
+  for (const Value& item : items) account(v, item);
   v.list = std::make_shared<const List>(std::move(items));
   return v;
 }
 Value Value::from_tuple(List items) {
-  Value v;
+  Value v = from_list(std::move(items));
   v.kind = Kind::tuple;
-  v.list = std::make_shared<const List>(std::move(items));
   return v;
 }
 Value Value::from_dict(Dict d) {
   Value v;
   v.kind = Kind::dict;
+  v.depth = 1;
+  for (const auto& [key, item] : d.items) account(v, item);
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
 }
-Value Value::make_namespace(Dict d) {
+Value Value::make_namespace(Dict d, bool allow_references) {
   Value v;
   v.kind = Kind::ns;
+  for (const auto& [key, item] : d.items) {
+    check(allow_references || !item.is_reference(),
+          "namespace attribute '" + key + "' would hold a namespace or a function; bitexact "
+          "keeps namespaces to plain values");
+  }
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
 }
@@ -441,7 +462,7 @@ std::string to_json(const Value& v, const JsonFormat& format) {
 namespace {
 
 Value from_json_at(const nlohmann::ordered_json& j, int depth) {
-  check(depth < 512, "JSON value nested more than 512 levels deep");
+  check(depth < 256, "JSON value nested more than 256 levels deep");
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value::none();
     case nlohmann::ordered_json::value_t::boolean: return Value::from_bool(j.get<bool>());

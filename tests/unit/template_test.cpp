@@ -86,6 +86,29 @@ TEST(TemplateLimits, HostileTemplatesStopWithAnError) {
     return s;
   }();
   EXPECT_NE(error_of(deep_blocks).find("nested more than"), std::string::npos);
+  // Long chains grow the tree without parser recursion; they are bounded too.
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 100000; ++i) chain += " + 1";
+  EXPECT_NE(error_of(chain + " }}").find("expression nested more than 300 levels deep"),
+            std::string::npos);
+  std::string filters = "{{ 'x'";
+  for (int i = 0; i < 100000; ++i) filters += "|trim";
+  EXPECT_NE(error_of(filters + " }}").find("expression nested more than"), std::string::npos);
+  // Values built at run time: nesting is bounded, namespaces hold only plain values (so no
+  // chain or cycle of namespaces can form).
+  EXPECT_NE(error_of("{% set ns = namespace(v=[]) %}{% for i in range(100000) %}"
+                     "{% set ns.v = [ns.v] %}{% endfor %}")
+                .find("values nested more than 512 levels deep"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set a = namespace() %}{% set b = namespace() %}{% set a.next = b %}")
+                .find("cannot store a namespace or a function"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set a = namespace() %}{% set b = namespace(x=[a]) %}")
+                .find("would hold a namespace or a function"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% macro m() %}{% endmacro %}{% set a = namespace(f=m) %}")
+                .find("would hold a namespace or a function"),
+            std::string::npos);
   // Unbounded macro recursion.
   EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("recursion deeper"),
             std::string::npos);
@@ -102,6 +125,13 @@ TEST(TemplateLimits, HostileTemplatesStopWithAnError) {
   EXPECT_NE(error_of("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
                      few_steps)
                 .find("loop iterations"),
+            std::string::npos);
+  bx::tmpl::RenderOptions little_work;
+  little_work.max_work = 1'000'000;
+  EXPECT_NE(error_of("{% set ns = namespace(s='') %}{% for i in range(100000) %}"
+                     "{% set ns.s = ns.s ~ 'x' %}{% endfor %}",
+                     little_work)
+                .find("bytes of strings and lists in all"),
             std::string::npos);
   EXPECT_NE(error_of("{{ range(100001)|length }}").find("range too big"), std::string::npos);
   EXPECT_NE(error_of("{{ 2 ** 64 }}").find("integer overflow"), std::string::npos);
