@@ -52,13 +52,13 @@ using Body = std::vector<StmtPtr>;
 
 struct Stmt {
   enum class Kind {
-    text,        // text
-    output,      // {{ expr }}
-    if_chain,    // branches (condition, body) then else_body
-    for_loop,    // for targets in expr [if filter] body [else else_body]
-    set,         // set targets = expr  |  set ns.attribute = expr (attribute non-empty)
-    set_block,   // set targets[0] [| filter] body endset
-    macro,       // name(params with defaults) body
+    text,          // text
+    output,        // {{ expr }}
+    if_chain,      // branches (condition, body) then else_body
+    for_loop,      // for targets in expr [if filter] body [else else_body]
+    set,           // set targets = expr  |  set ns.attribute = expr (attribute non-empty)
+    set_block,     // set targets[0] [| filter] body endset
+    macro,         // name(params with defaults) body
     filter_block,  // filter (expr: filter chain applied to the body's output) body
     break_loop,
     continue_loop,

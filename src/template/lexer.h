@@ -22,8 +22,17 @@
 namespace bx::tmpl {
 
 enum class TokenType : uint8_t {
-  data, variable_begin, variable_end, block_begin, block_end,
-  name, string, integer, floating, op, eof
+  data,
+  variable_begin,
+  variable_end,
+  block_begin,
+  block_end,
+  name,
+  string,
+  integer,
+  floating,
+  op,
+  eof
 };
 
 struct Token {

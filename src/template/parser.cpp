@@ -12,17 +12,27 @@ namespace {
 
 std::string describe(const Token& t) {
   switch (t.type) {
-    case TokenType::data: return "text";
-    case TokenType::variable_begin: return "'{{'";
-    case TokenType::variable_end: return "end of print statement '}}'";
-    case TokenType::block_begin: return "'{%'";
-    case TokenType::block_end: return "end of statement block '%}'";
-    case TokenType::name: return "'" + t.text + "'";
-    case TokenType::string: return "string literal";
+    case TokenType::data:
+      return "text";
+    case TokenType::variable_begin:
+      return "'{{'";
+    case TokenType::variable_end:
+      return "end of print statement '}}'";
+    case TokenType::block_begin:
+      return "'{%'";
+    case TokenType::block_end:
+      return "end of statement block '%}'";
+    case TokenType::name:
+      return "'" + t.text + "'";
+    case TokenType::string:
+      return "string literal";
     case TokenType::integer:
-    case TokenType::floating: return "number " + t.text;
-    case TokenType::op: return "'" + t.text + "'";
-    case TokenType::eof: return "end of template";
+    case TokenType::floating:
+      return "number " + t.text;
+    case TokenType::op:
+      return "'" + t.text + "'";
+    case TokenType::eof:
+      return "end of template";
   }
   return "token";
 }
@@ -40,9 +50,7 @@ class Parser {
  private:
   // ----- token helpers
   const Token& cur() const { return tokens_[pos_]; }
-  const Token& peek(size_t n = 1) const {
-    return tokens_[std::min(pos_ + n, tokens_.size() - 1)];
-  }
+  const Token& peek(size_t n = 1) const { return tokens_[std::min(pos_ + n, tokens_.size() - 1)]; }
   const Token& advance() {
     const Token& t = tokens_[pos_];
     if (pos_ + 1 < tokens_.size()) ++pos_;
@@ -73,8 +81,8 @@ class Parser {
   struct DepthGuard {
     explicit DepthGuard(Parser& p) : parser(p) {
       if (++parser.depth_ > kMaxNesting) {
-        fail(parser.cur(), "template nested more than " + std::to_string(kMaxNesting) +
-                               " levels deep");
+        fail(parser.cur(),
+             "template nested more than " + std::to_string(kMaxNesting) + " levels deep");
       }
     }
     ~DepthGuard() { --parser.depth_; }
@@ -100,9 +108,9 @@ class Parser {
     for (const auto& [key, c] : n->kwargs) height = std::max(height, c->height);
     n->height = height + 1;
     if (n->height > kMaxExpressionHeight) {
-      throw Error(located(n->line, n->column,
-                          "expression nested more than " + std::to_string(kMaxExpressionHeight) +
-                              " levels deep"));
+      throw Error(located(
+          n->line, n->column,
+          "expression nested more than " + std::to_string(kMaxExpressionHeight) + " levels deep"));
     }
     return n;
   }
@@ -182,13 +190,13 @@ class Parser {
       expect_block_end();
       return s;
     }
-    static const std::set<std::string> kEnds = {"endif", "endfor", "endset", "endmacro",
-                                                "endfilter", "endgeneration", "elif", "else",
-                                                "endraw"};
+    static const std::set<std::string> kEnds = {"endif",    "endfor",    "endset",
+                                                "endmacro", "endfilter", "endgeneration",
+                                                "elif",     "else",      "endraw"};
     if (kEnds.count(name)) fail(tag, "unexpected '" + name + "': no open block it could close");
-    static const std::set<std::string> kUnsupported = {
-        "include", "extends", "import", "from", "block", "call", "with", "do", "autoescape",
-        "trans"};
+    static const std::set<std::string> kUnsupported = {"include",    "extends", "import", "from",
+                                                       "block",      "call",    "with",   "do",
+                                                       "autoescape", "trans"};
     if (kUnsupported.count(name)) {
       fail(tag, "the '" + name + "' statement is not supported in chat templates");
     }
@@ -531,7 +539,9 @@ class Parser {
         while (cur().type == TokenType::string) text += advance().text;
         return literal(t, Value::from_string(std::move(text)));
       }
-      case TokenType::integer: advance(); return literal(t, parse_integer(t));
+      case TokenType::integer:
+        advance();
+        return literal(t, parse_integer(t));
       case TokenType::floating: {
         advance();
         double d = 0;
@@ -574,7 +584,8 @@ class Parser {
           return sized(std::move(dict));
         }
         break;
-      default: break;
+      default:
+        break;
     }
     fail(t, "unexpected " + describe(t) + ", expected an expression");
   }
@@ -718,7 +729,8 @@ class Parser {
   ExprPtr parse_filter_names(ExprPtr operand) {
     const Token& at = cur();
     auto n = node(Expr::Kind::filter, at);
-    if (cur().type != TokenType::name) fail(cur(), "expected a filter name, got " + describe(cur()));
+    if (cur().type != TokenType::name)
+      fail(cur(), "expected a filter name, got " + describe(cur()));
     n->name = expect_name();
     while (is_op(".")) {
       advance();
@@ -770,6 +782,8 @@ class Parser {
 
 }  // namespace
 
-Body parse(const std::vector<Token>& tokens) { return Parser(tokens).parse_template(); }
+Body parse(const std::vector<Token>& tokens) {
+  return Parser(tokens).parse_template();
+}
 
 }  // namespace bx::tmpl

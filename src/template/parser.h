@@ -20,7 +20,7 @@
 
 namespace bx::tmpl {
 
-inline constexpr int kMaxNesting = 200;            // statements and parenthesized expressions
+inline constexpr int kMaxNesting = 200;           // statements and parenthesized expressions
 inline constexpr int kMaxExpressionHeight = 300;  // the height of one expression's tree
 
 Body parse(const std::vector<Token>& tokens);

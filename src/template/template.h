@@ -30,8 +30,8 @@ struct RenderOptions {
   // The time strftime_now() formats (local time); unset means the current time.
   std::optional<std::time_t> now;
   size_t max_output_bytes = size_t{64} << 20;  // also bounds every string built while rendering
-  int max_depth = 400;                          // nested macro calls, evaluations and statements
-  uint64_t max_steps = 20'000'000;              // loop iterations plus macro calls
+  int max_depth = 400;                         // nested macro calls, evaluations and statements
+  uint64_t max_steps = 20'000'000;             // loop iterations plus macro calls
   // Bytes (or list items) of all the strings and lists built by concatenation, repetition,
   // join, replace and tojson, added up: bounds the time a template can spend copying.
   uint64_t max_work = uint64_t{1} << 30;

@@ -50,7 +50,17 @@ struct Callable {
 
 struct Value {
   enum class Kind : uint8_t {
-    undefined, none, boolean, integer, floating, string, list, tuple, dict, ns, callable
+    undefined,
+    none,
+    boolean,
+    integer,
+    floating,
+    string,
+    list,
+    tuple,
+    dict,
+    ns,
+    callable
   };
   Kind kind = Kind::undefined;
   // Containers: 1 + the deepest element's depth (scalars 0); whether a namespace or callable is
@@ -61,8 +71,8 @@ struct Value {
   int64_t integer = 0;
   double floating = 0;
   std::string string;  // the text for strings; for undefined, why it is undefined (for errors)
-  std::shared_ptr<const List> list;      // list and tuple
-  std::shared_ptr<Dict> dict;            // dict (never mutated once built) and namespace
+  std::shared_ptr<const List> list;  // list and tuple
+  std::shared_ptr<Dict> dict;        // dict (never mutated once built) and namespace
   std::shared_ptr<const Callable> callable;
 
   static Value undefined(std::string why = {});
@@ -112,7 +122,7 @@ std::string to_repr(const Value& v);
 // Python's repr of a float: shortest round-trip digits, "1.0", "1e-05", "1e+16", "inf", "nan".
 std::string format_python_float(double f);
 
-// json.dumps(v, ensure_ascii=False, indent=indent, separators=..., sort_keys=sort_keys) as
+// json.dumps(v, ensure_ascii=ensure_ascii, indent=indent, separators=..., sort_keys=sort_keys) as
 // transformers' tojson filter calls it. indent < 0 means None (one line, ", " and ": ").
 // Throws bx::Error for values JSON cannot hold (undefined, callables).
 struct JsonFormat {
@@ -121,6 +131,7 @@ struct JsonFormat {
   std::string key_separator;
   bool separators_given = false;
   bool sort_keys = false;
+  bool ensure_ascii = false;  // escape every non-ASCII character as \uXXXX
 };
 std::string to_json(const Value& v, const JsonFormat& format);
 

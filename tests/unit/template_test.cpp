@@ -41,7 +41,8 @@ TEST(TemplateErrors, SyntaxErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("line1\n{{ foo( }}"), "template:2:9: unexpected '}', expected ')'");
   EXPECT_EQ(error_of("{% for x in %}"),
             "template:1:13: expected an expression, got end of statement block '%}'");
-  EXPECT_EQ(error_of("{% endif %}"), "template:1:4: unexpected 'endif': no open block it could close");
+  EXPECT_EQ(error_of("{% endif %}"),
+            "template:1:4: unexpected 'endif': no open block it could close");
   EXPECT_EQ(error_of("{{ 'abc }}"), "template:1:4: unterminated string literal");
   EXPECT_EQ(error_of("{% frobnicate %}"), "template:1:4: unknown statement 'frobnicate'");
   EXPECT_EQ(error_of("ok\n\n  {# never closed"), "template:3:3: missing end of comment tag '#}'");
@@ -110,8 +111,9 @@ TEST(TemplateLimits, HostileTemplatesStopWithAnError) {
                 .find("would hold a namespace or a function"),
             std::string::npos);
   // Unbounded macro recursion.
-  EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("recursion deeper"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("recursion deeper"),
+      std::string::npos);
   // Output size.
   bx::tmpl::RenderOptions small;
   small.max_output_bytes = 1000;
@@ -163,18 +165,18 @@ TEST(ChatTemplate, LoadsQwen3FromItsTokenizerDirectory) {
   EXPECT_EQ(t.special_tokens().bos_token, "");  // null in the config
   EXPECT_EQ(t.special_tokens().pad_token, "<|endoftext|>");
   const json messages = json::parse(R"([{"role": "user", "content": "Hi"}])");
-  EXPECT_EQ(t.render(messages, true),
-            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(t.render(messages, true), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(t.render(messages, true, json{{"enable_thinking", false}}),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
 }
 
 TEST(ChatTemplate, ConfigFormsAndSpecialTokens) {
-  json config = {{"bos_token", {{"__type", "AddedToken"}, {"content", "<s>"}}},
-                 {"eos_token", "</s>"},
-                 {"chat_template", json::array({{{"name", "tool_use"}, {"template", "T"}},
-                                                {{"name", "default"},
-                                                 {"template", "{{ bos_token }}D{{ eos_token }}"}}})}};
+  json config = {
+      {"bos_token", {{"__type", "AddedToken"}, {"content", "<s>"}}},
+      {"eos_token", "</s>"},
+      {"chat_template",
+       json::array({{{"name", "tool_use"}, {"template", "T"}},
+                    {{"name", "default"}, {"template", "{{ bos_token }}D{{ eos_token }}"}}})}};
   const bx::ChatTemplate t = bx::ChatTemplate::from_tokenizer_config(config, "cfg");
   EXPECT_EQ(t.render(json::array(), false), "<s>D</s>");
 
@@ -192,12 +194,16 @@ TEST(ChatTemplate, ConfigFormsAndSpecialTokens) {
 }
 
 TEST(ChatTemplate, ReadsChatTemplateJinjaBesideTheConfig) {
-  const fs::path dir = fs::temp_directory_path() / ("bitexact_chat_dir_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("bitexact_chat_dir_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<e>"})";
-  std::ofstream(dir / "chat_template.jinja") << "{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n";
+  std::ofstream(dir / "chat_template.jinja")
+      << "{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n";
   const bx::ChatTemplate t = bx::ChatTemplate::from_tokenizer_dir(dir.string());
-  EXPECT_EQ(t.render(json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"), false),
+  EXPECT_EQ(t.render(json::parse(
+                         R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"),
+                     false),
             "ab<e>");
   fs::remove_all(dir);
 }
@@ -211,7 +217,8 @@ TEST(ChatTemplate, LoadsFromGgufMetadata) {
   w.add_string("tokenizer.chat_template",
                "{{ bos_token }}{% for m in messages %}{{ m.role }}:{{ m.content }}{{ eos_token }}"
                "{% endfor %}");
-  const fs::path path = fs::temp_directory_path() / ("bitexact_chat_" + std::to_string(::getpid()) + ".gguf");
+  const fs::path path =
+      fs::temp_directory_path() / ("bitexact_chat_" + std::to_string(::getpid()) + ".gguf");
   w.write(path.string());
   const bx::ChatTemplate t = bx::ChatTemplate::from_gguf(bx::gguf::File::open(path.string()));
   fs::remove(path);
