@@ -195,10 +195,16 @@ class Renderer {
       }
       case Stmt::Kind::macro: {
         const Stmt* macro = &s;
-        FramePtr defining = frame;
+        // The macro lives in the frame it captures: a weak reference, or the two would keep each
+        // other alive after the render. The frame outlives every use of the macro (a callable
+        // can only be reached from that frame or its children; namespaces refuse them).
+        std::weak_ptr<Frame> defining = frame;
         assign(*frame, s.name,
                Value::from_callable("macro " + s.name, [this, macro, defining](CallArgs& args) {
-                 return call_macro(*macro, defining, args);
+                 const FramePtr scope = defining.lock();
+                 check(scope != nullptr,
+                       "macro '" + macro->name + "' called after its scope ended");
+                 return call_macro(*macro, scope, args);
                }));
         return Flow::normal;
       }
