@@ -38,6 +38,7 @@ struct Expr {
   Kind kind = Kind::literal;
   int line = 0;
   int column = 0;
+  int height = 1;  // 1 + the tallest child's height (the parser bounds it)
   Value value;
   std::string name;
   std::vector<ExprPtr> children;
@@ -51,13 +52,13 @@ using Body = std::vector<StmtPtr>;
 
 struct Stmt {
   enum class Kind {
-    text,        // text
-    output,      // {{ expr }}
-    if_chain,    // branches (condition, body) then else_body
-    for_loop,    // for targets in expr [if filter] body [else else_body]
-    set,         // set targets = expr  |  set ns.attribute = expr (attribute non-empty)
-    set_block,   // set targets[0] [| filter] body endset
-    macro,       // name(params with defaults) body
+    text,          // text
+    output,        // {{ expr }}
+    if_chain,      // branches (condition, body) then else_body
+    for_loop,      // for targets in expr [if filter] body [else else_body]
+    set,           // set targets = expr  |  set ns.attribute = expr (attribute non-empty)
+    set_block,     // set targets[0] [| filter] body endset
+    macro,         // name(params with defaults) body
     filter_block,  // filter (expr: filter chain applied to the body's output) body
     break_loop,
     continue_loop,

@@ -11,10 +11,18 @@
 
 namespace bx::tmpl {
 
-void RenderLimits::check_size(size_t size) const {
-  check(size <= options_.max_output_bytes,
-        "result too large: " + std::to_string(size) + " bytes or items, the limit is " +
-            std::to_string(options_.max_output_bytes));
+void RenderLimits::check_size(size_t size) {
+  check_append(size, size);
+}
+
+void RenderLimits::check_append(size_t total, size_t appended) {
+  check(total <= options_.max_output_bytes, "result too large: " + std::to_string(total) +
+                                                " bytes or items, the limit is " +
+                                                std::to_string(options_.max_output_bytes));
+  work_ += appended;
+  check(work_ <= options_.max_work, "template built more than " +
+                                        std::to_string(options_.max_work) +
+                                        " bytes of strings and lists in all; stopped");
 }
 
 void RenderLimits::step() {
@@ -41,10 +49,11 @@ const Value* arg(const CallArgs& a, size_t index, const char* name) {
 }
 
 // Refuses more positional arguments than `names` and keywords not in `names`.
-void check_args(const CallArgs& a, const std::string& fn, std::initializer_list<const char*> names) {
-  check(a.positional.size() <= names.size(),
-        fn + "() takes at most " + std::to_string(names.size()) + " argument(s), " +
-            std::to_string(a.positional.size()) + " given");
+void check_args(const CallArgs& a, const std::string& fn,
+                std::initializer_list<const char*> names) {
+  check(a.positional.size() <= names.size(), fn + "() takes at most " +
+                                                 std::to_string(names.size()) + " argument(s), " +
+                                                 std::to_string(a.positional.size()) + " given");
   for (const auto& [k, v] : a.keyword) {
     bool known = false;
     size_t index = 0;
@@ -98,7 +107,9 @@ std::string capitalize(const std::string& s) {
   if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
   return out;
 }
-bool is_ascii_alpha(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
+bool is_ascii_alpha(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) != 0;
+}
 
 // str.title(): a letter after a letter is lowered, any other letter raised.
 std::string python_title(const std::string& s) {
@@ -213,12 +224,13 @@ std::string python_replace(const std::string& s, const std::string& old_text,
   if (old_text.empty()) {
     const std::vector<std::string> cps = code_points(s);
     for (const std::string& cp : cps) {
+      const size_t before = out.size();
       if (count < 0 || done < count) {
         out += new_text;
         ++done;
       }
       out += cp;
-      limits.check_size(out.size());
+      limits.check_append(out.size(), out.size() - before);
     }
     if (count < 0 || done < count) out += new_text;
     return out;
@@ -227,9 +239,10 @@ std::string python_replace(const std::string& s, const std::string& old_text,
   while (count < 0 || done < count) {
     const size_t at = s.find(old_text, start);
     if (at == std::string::npos) break;
+    const size_t before = out.size();
     out.append(s, start, at - start);
     out += new_text;
-    limits.check_size(out.size());
+    limits.check_append(out.size(), out.size() - before);
     start = at + old_text.size();
     ++done;
   }
@@ -242,7 +255,8 @@ bool affix_matches(const std::string& s, const Value& affix, bool prefix) {
   const auto one = [&](const Value& a) {
     const std::string& t = need_string(a, prefix ? "startswith() argument" : "endswith() argument");
     if (t.size() > s.size()) return false;
-    return prefix ? s.compare(0, t.size(), t) == 0 : s.compare(s.size() - t.size(), t.size(), t) == 0;
+    return prefix ? s.compare(0, t.size(), t) == 0
+                  : s.compare(s.size() - t.size(), t.size(), t) == 0;
   };
   if (affix.is_sequence()) {
     for (const Value& a : affix.items()) {
@@ -292,7 +306,8 @@ Value string_method(const std::string& self, const std::string& name) {
     return bound(fn, [s, fn, right](CallArgs& a) {
       check_args(a, fn, {"sep", "maxsplit"});
       const Value* maxsplit = arg(a, 1, "maxsplit");
-      return Value::from_list(python_split(s, arg(a, 0, "sep"), maxsplit ? need_int(*maxsplit, "maxsplit") : -1, right));
+      return Value::from_list(python_split(s, arg(a, 0, "sep"),
+                                           maxsplit ? need_int(*maxsplit, "maxsplit") : -1, right));
     });
   }
   if (name == "splitlines") {
@@ -323,9 +338,12 @@ Value string_method(const std::string& self, const std::string& name) {
         for (size_t p = 0; p < s.size() && all;) all = is_python_space(decode_utf8(s, p));
         return Value::from_bool(all);
       }
-      const bool has_lower = std::any_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-      const bool has_upper = std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
-      return Value::from_bool(name == "islower" ? has_lower && !has_upper : has_upper && !has_lower);
+      const bool has_lower =
+          std::any_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+      const bool has_upper =
+          std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      return Value::from_bool(name == "islower" ? has_lower && !has_upper
+                                                : has_upper && !has_lower);
     });
   }
   if (name == "replace") {
@@ -350,7 +368,8 @@ Value string_method(const std::string& self, const std::string& name) {
       if (name == "count") {
         if (sub.empty()) return Value::from_int(static_cast<int64_t>(code_point_count(s)) + 1);
         int64_t n = 0;
-        for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
+        for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size()))
+          ++n;
         return Value::from_int(n);
       }
       const size_t at = name == "find" ? s.find(sub) : s.rfind(sub);
@@ -435,7 +454,8 @@ Value list_method(const Value& self, const std::string& name) {
   const std::string type = type_name(self);
   if (name == "index" || name == "count") {
     return bound(type + "." + name, [l, name, type](CallArgs& a) {
-      check(a.positional.size() == 1 && a.keyword.empty(), type + "." + name + "() takes one argument");
+      check(a.positional.size() == 1 && a.keyword.empty(),
+            type + "." + name + "() takes one argument");
       int64_t n = 0;
       for (size_t i = 0; i < l->size(); ++i) {
         if (equals((*l)[i], a.positional[0])) {
@@ -447,8 +467,8 @@ Value list_method(const Value& self, const std::string& name) {
       return Value::from_int(n);
     });
   }
-  static const char* const kUnsafe[] = {"append", "extend", "insert", "pop", "remove",
-                                        "reverse", "sort", "clear"};
+  static const char* const kUnsafe[] = {"append", "extend",  "insert", "pop",
+                                        "remove", "reverse", "sort",   "clear"};
   for (const char* u : kUnsafe) {
     if (name == u) return unsafe_method(type, name);
   }
@@ -459,7 +479,8 @@ Value list_method(const Value& self, const std::string& name) {
 
 Value get_attribute(const Value& obj, const std::string& name) {
   switch (obj.kind) {
-    case Value::Kind::undefined: fail_undefined(obj);
+    case Value::Kind::undefined:
+      fail_undefined(obj);
     case Value::Kind::dict: {
       Value method = dict_method(obj, name);
       if (!method.is_undefined()) return method;
@@ -469,14 +490,16 @@ Value get_attribute(const Value& obj, const std::string& name) {
     case Value::Kind::ns:
       if (const Value* v = obj.dict->find(name)) return *v;
       return Value::undefined("'Namespace object' has no attribute '" + name + "'");
-    case Value::Kind::string: return string_method(obj.string, name);
+    case Value::Kind::string:
+      return string_method(obj.string, name);
     case Value::Kind::list:
     case Value::Kind::tuple: {
       Value method = list_method(obj, name);
       if (!method.is_undefined()) return method;
       break;
     }
-    default: break;
+    default:
+      break;
   }
   return Value::undefined("'" + type_name(obj) + " object' has no attribute '" + name + "'");
 }
@@ -492,7 +515,8 @@ Value get_item(const Value& obj, const Value& key) {
           Value method = dict_method(obj, key.string);
           if (!method.is_undefined()) return method;
         }
-        return Value::undefined("'" + std::string(obj.kind == Value::Kind::dict ? "dict" : "Namespace") +
+        return Value::undefined("'" +
+                                std::string(obj.kind == Value::Kind::dict ? "dict" : "Namespace") +
                                 " object' has no attribute '" + key.string + "'");
       }
       return Value::undefined("'dict object' has no attribute " + to_repr(key));
@@ -519,7 +543,8 @@ Value get_item(const Value& obj, const Value& key) {
       }
       if (key.is_string()) return get_attribute(obj, key.string);
       break;
-    default: break;
+    default:
+      break;
   }
   return Value::undefined("'" + type_name(obj) + " object' has no element " + to_repr(key));
 }
@@ -573,9 +598,11 @@ Value get_slice(const Value& obj, const Value* start_v, const Value* stop_v, con
 
 List iterate(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::undefined: return {};
+    case Value::Kind::undefined:
+      return {};
     case Value::Kind::list:
-    case Value::Kind::tuple: return *v.list;
+    case Value::Kind::tuple:
+      return *v.list;
     case Value::Kind::dict: {
       List keys;
       keys.reserve(v.dict->items.size());
@@ -587,17 +614,19 @@ List iterate(const Value& v) {
       for (auto& cp : code_points(v.string)) out.push_back(Value::from_string(std::move(cp)));
       return out;
     }
-    default: throw Error("'" + type_name(v) + "' object is not iterable");
+    default:
+      throw Error("'" + type_name(v) + "' object is not iterable");
   }
 }
 
 bool contains(const Value& haystack, const Value& needle) {
   switch (haystack.kind) {
-    case Value::Kind::undefined: return false;
+    case Value::Kind::undefined:
+      return false;
     case Value::Kind::string:
       if (needle.is_undefined()) fail_undefined(needle);
-      check(needle.is_string(), "'in <string>' requires string as left operand, not " +
-                                    type_name(needle));
+      check(needle.is_string(),
+            "'in <string>' requires string as left operand, not " + type_name(needle));
       return haystack.string.find(needle.string) != std::string::npos;
     case Value::Kind::list:
     case Value::Kind::tuple:
@@ -622,10 +651,10 @@ Value lookup_path(const Value& item, const std::string& path) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) {
-      return c >= '0' && c <= '9';
-    });
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(),
+                                                      [](char c) { return c >= '0' && c <= '9'; });
     if (current.is_undefined()) return current;
     current = numeric ? get_item(current, Value::from_int(std::stoll(part)))
                       : get_item(current, Value::from_string(part));
@@ -644,12 +673,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&#34;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -703,7 +743,10 @@ double python_round(double x, int64_t digits) {
 
 std::string indent_text(const std::string& s, const Value& width, bool first, bool blank) {
   const std::string indention =
-      width.is_string() ? width.string : std::string(static_cast<size_t>(std::max<int64_t>(0, need_int(width, "indent width"))), ' ');
+      width.is_string()
+          ? width.string
+          : std::string(static_cast<size_t>(std::max<int64_t>(0, need_int(width, "indent width"))),
+                        ' ');
   const std::vector<std::string> lines = splitlines(s + "\n", false);
   std::string rv;
   if (blank) {
@@ -758,7 +801,8 @@ Value aggregate(const Value& seq, CallArgs& args, bool want_max) {
   std::optional<Value> best;
   Value best_key;
   for (const Value& item : iterate(seq)) {
-    const Value subject = attr && !attr->is_none() ? lookup_path(item, need_string(*attr, "attribute")) : item;
+    const Value subject =
+        attr && !attr->is_none() ? lookup_path(item, need_string(*attr, "attribute")) : item;
     const Value key = sort_key(subject, case_sensitive);
     if (!best || (want_max ? less_than(best_key, key) : less_than(key, best_key))) {
       best = item;
@@ -769,16 +813,23 @@ Value aggregate(const Value& seq, CallArgs& args, bool want_max) {
   return *best;
 }
 
-std::string str_of(const Value& v) { return to_str(v); }
+std::string str_of(const Value& v) {
+  return to_str(v);
+}
 
 int64_t length_of(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::undefined: return 0;
-    case Value::Kind::string: return static_cast<int64_t>(code_point_count(v.string));
+    case Value::Kind::undefined:
+      return 0;
+    case Value::Kind::string:
+      return static_cast<int64_t>(code_point_count(v.string));
     case Value::Kind::list:
-    case Value::Kind::tuple: return static_cast<int64_t>(v.list->size());
-    case Value::Kind::dict: return static_cast<int64_t>(v.dict->items.size());
-    default: throw Error("object of type '" + type_name(v) + "' has no len()");
+    case Value::Kind::tuple:
+      return static_cast<int64_t>(v.list->size());
+    case Value::Kind::dict:
+      return static_cast<int64_t>(v.dict->items.size());
+    default:
+      throw Error("object of type '" + type_name(v) + "' has no len()");
   }
 }
 
@@ -786,23 +837,26 @@ Value add_values(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
     if (a.kind != Value::Kind::floating && b.kind != Value::Kind::floating) {
       int64_t r = 0;
-      check(!__builtin_add_overflow(need_int(a, "sum"), need_int(b, "sum"), &r), "integer overflow");
+      check(!__builtin_add_overflow(need_int(a, "sum"), need_int(b, "sum"), &r),
+            "integer overflow");
       return Value::from_int(r);
     }
     return Value::from_float(need_number(a, "sum") + need_number(b, "sum"));
   }
-  throw Error("unsupported operand type(s) for +: '" + type_name(a) + "' and '" + type_name(b) + "'");
+  throw Error("unsupported operand type(s) for +: '" + type_name(a) + "' and '" + type_name(b) +
+              "'");
 }
 
 }  // namespace
 
 bool has_filter(const std::string& name) {
   static const char* const kNames[] = {
-      "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first",
-      "float", "indent", "int", "items", "join", "last", "length", "list", "lower", "map", "max",
-      "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
-      "selectattr", "sort", "string", "sum", "title", "tojson", "trim", "unique", "upper",
-      "wordcount"};
+      "abs",    "attr",       "capitalize", "count",    "d",       "default", "dictsort",
+      "e",      "escape",     "first",      "float",    "indent",  "int",     "items",
+      "join",   "last",       "length",     "list",     "lower",   "map",     "max",
+      "min",    "reject",     "rejectattr", "replace",  "reverse", "round",   "safe",
+      "select", "selectattr", "sort",       "string",   "sum",     "title",   "tojson",
+      "trim",   "unique",     "upper",      "wordcount"};
   for (const char* n : kNames) {
     if (name == n) return true;
   }
@@ -825,9 +879,10 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     check_args(a, name, {"ensure_ascii", "indent", "separators", "sort_keys"});
     JsonFormat format;
     const Value* ensure_ascii = arg(a, 0, "ensure_ascii");
-    check(!ensure_ascii || !truthy(*ensure_ascii), "tojson(ensure_ascii=True) is not supported");
+    format.ensure_ascii = ensure_ascii && truthy(*ensure_ascii);
     if (const Value* indent = arg(a, 1, "indent"); indent && !indent->is_none()) {
-      format.indent = static_cast<int>(std::clamp<int64_t>(need_int(*indent, "tojson indent"), 0, 64));
+      format.indent =
+          static_cast<int>(std::clamp<int64_t>(need_int(*indent, "tojson indent"), 0, 64));
     }
     if (const Value* sep = arg(a, 2, "separators"); sep && !sep->is_none()) {
       check(sep->is_sequence() && sep->items().size() == 2,
@@ -863,8 +918,8 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     while (pos < s.size()) {
       const size_t begin = pos;
       const uint32_t cp = decode_utf8(s, pos);
-      const bool separator = is_python_space(cp) || cp == '-' || cp == '(' || cp == '{' ||
-                             cp == '[' || cp == '<';
+      const bool separator =
+          is_python_space(cp) || cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<';
       std::string piece = s.substr(begin, pos - begin);
       if (separator) {
         at_start = true;
@@ -902,10 +957,11 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     std::string out;
     bool first = true;
     for (const Value& item : iterate(v)) {
+      const size_t before = out.size();
       if (!first) out += separator;
       first = false;
       out += str_of(attr && !attr->is_none() ? lookup_path(item, str_of(*attr)) : item);
-      limits.check_size(out.size());
+      limits.check_append(out.size(), out.size() - before);
     }
     return Value::from_string(std::move(out));
   }
@@ -933,9 +989,9 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     const Value* n = arg(a, 1, "new");
     check(o && n, "replace needs the old and new strings");
     const Value* count = arg(a, 2, "count");
-    return Value::from_string(python_replace(str_of(v), str_of(*o), str_of(*n),
-                                             count && !count->is_none() ? need_int(*count, "count") : -1,
-                                             limits));
+    return Value::from_string(
+        python_replace(str_of(v), str_of(*o), str_of(*n),
+                       count && !count->is_none() ? need_int(*count, "count") : -1, limits));
   }
   if (name == "escape" || name == "e") {
     check_args(a, name, {});
@@ -987,11 +1043,13 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     const double x = need_number(v, "round() argument");
     const double scale = std::pow(10.0, static_cast<double>(precision));
     if (method == "common") {
-      if (v.kind != Value::Kind::floating && precision >= 0) return Value::from_int(need_int(v, "round"));
+      if (v.kind != Value::Kind::floating && precision >= 0)
+        return Value::from_int(need_int(v, "round"));
       return Value::from_float(python_round(x, precision));
     }
     check(method == "ceil" || method == "floor", "method must be common, ceil or floor");
-    return Value::from_float((method == "ceil" ? std::ceil(x * scale) : std::floor(x * scale)) / scale);
+    return Value::from_float((method == "ceil" ? std::ceil(x * scale) : std::floor(x * scale)) /
+                             scale);
   }
   if (name == "indent") {
     check_args(a, name, {"width", "first", "blank"});
@@ -1014,7 +1072,8 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     }
     return Value::from_int(words);
   }
-  if (name == "select" || name == "reject") return select_items(limits, v, a, false, name == "select");
+  if (name == "select" || name == "reject")
+    return select_items(limits, v, a, false, name == "select");
   if (name == "selectattr" || name == "rejectattr") {
     return select_items(limits, v, a, true, name == "selectattr");
   }
@@ -1054,7 +1113,8 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     List items = iterate(v);
     std::vector<std::pair<Value, size_t>> keyed;
     for (size_t i = 0; i < items.size(); ++i) {
-      const Value subject = attr && !attr->is_none() ? lookup_path(items[i], str_of(*attr)) : items[i];
+      const Value subject =
+          attr && !attr->is_none() ? lookup_path(items[i], str_of(*attr)) : items[i];
       keyed.emplace_back(sort_key(subject, case_sensitive), i);
     }
     const bool reverse = rev && truthy(*rev);
@@ -1091,7 +1151,8 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
     List out;
     List seen;
     for (const Value& item : iterate(v)) {
-      const Value key = sort_key(attr && !attr->is_none() ? lookup_path(item, str_of(*attr)) : item, case_sensitive);
+      const Value key = sort_key(attr && !attr->is_none() ? lookup_path(item, str_of(*attr)) : item,
+                                 case_sensitive);
       if (std::none_of(seen.begin(), seen.end(), [&](const Value& s) { return equals(s, key); })) {
         seen.push_back(key);
         out.push_back(item);
@@ -1126,10 +1187,11 @@ Value apply_filter(RenderLimits& limits, const std::string& name, const Value& v
 
 bool has_test(const std::string& name) {
   static const char* const kNames[] = {
-      "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "==", "escaped", "even",
-      "false", "filter", "float", "ge", ">=", "gt", ">", "greaterthan", "in", "integer",
-      "iterable", "le", "<=", "lower", "lt", "<", "lessthan", "mapping", "ne", "!=", "none",
-      "number", "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper"};
+      "boolean",     "callable", "defined", "divisibleby", "eq",   "equalto",   "==",     "escaped",
+      "even",        "false",    "filter",  "float",       "ge",   ">=",        "gt",     ">",
+      "greaterthan", "in",       "integer", "iterable",    "le",   "<=",        "lower",  "lt",
+      "<",           "lessthan", "mapping", "ne",          "!=",   "none",      "number", "odd",
+      "sameas",      "sequence", "string",  "test",        "true", "undefined", "upper"};
   for (const char* n : kNames) {
     if (name == n) return true;
   }
@@ -1181,21 +1243,30 @@ bool apply_test(RenderLimits&, const std::string& name, const Value& v, CallArgs
     if (v.kind != other.kind) return false;
     switch (v.kind) {
       case Value::Kind::none:
-      case Value::Kind::undefined: return true;
-      case Value::Kind::boolean: return v.boolean == other.boolean;
-      case Value::Kind::integer: return v.integer == other.integer;
+      case Value::Kind::undefined:
+        return true;
+      case Value::Kind::boolean:
+        return v.boolean == other.boolean;
+      case Value::Kind::integer:
+        return v.integer == other.integer;
       case Value::Kind::list:
-      case Value::Kind::tuple: return v.list == other.list;
+      case Value::Kind::tuple:
+        return v.list == other.list;
       case Value::Kind::dict:
-      case Value::Kind::ns: return v.dict == other.dict;
-      case Value::Kind::callable: return v.callable == other.callable;
-      default: return false;
+      case Value::Kind::ns:
+        return v.dict == other.dict;
+      case Value::Kind::callable:
+        return v.callable == other.callable;
+      default:
+        return false;
     }
   }
   if (name == "lower" || name == "upper") {
     const std::string s = to_str(v);
-    const bool has_lower = std::any_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; });
-    const bool has_upper = std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+    const bool has_lower =
+        std::any_of(s.begin(), s.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+    const bool has_upper =
+        std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
     return name == "lower" ? has_lower && !has_upper : has_upper && !has_lower;
   }
   if (name == "filter") return v.is_string() && has_filter(v.string);
@@ -1241,7 +1312,8 @@ void add_globals(Dict& globals, RenderLimits& limits) {
                                    static_cast<double>(step));
     check(count <= 100000, "range too big: the sandbox allows at most 100000 items");
     List out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(Value::from_int(i));
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step)
+      out.push_back(Value::from_int(i));
     return Value::from_list(std::move(out));
   });
   add("dict", [](CallArgs& a) {

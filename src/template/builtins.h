@@ -30,14 +30,19 @@ class RenderLimits {
  public:
   explicit RenderLimits(const RenderOptions& options) : options_(options) {}
   const RenderOptions& options() const { return options_; }
-  // Throws when a string or list of `size` bytes/items would pass the output limit.
-  void check_size(size_t size) const;
+  // Throws when a string or list of `size` bytes/items would pass the output limit, or when
+  // building it would pass the work limit (every size checked is also counted as work).
+  void check_size(size_t size);
+  // For appending `appended` bytes to an output that then holds `total`: checks the total,
+  // counts only the appended bytes as work.
+  void check_append(size_t total, size_t appended);
   // Counts one loop iteration or call; throws past max_steps.
   void step();
 
  private:
   const RenderOptions& options_;
   uint64_t steps_ = 0;
+  uint64_t work_ = 0;
 };
 
 Value apply_filter(RenderLimits& limits, const std::string& name, const Value& operand,

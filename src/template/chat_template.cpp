@@ -44,8 +44,9 @@ std::string special_token(const nlohmann::ordered_json& config, const char* key,
 
 std::string pick_template(const nlohmann::ordered_json& value, const std::string& where) {
   if (value.is_string()) return value.get<std::string>();
-  check(value.is_array(), where + ": chat_template is neither a string nor a list of "
-                                  "{\"name\", \"template\"} objects");
+  check(value.is_array(), where +
+                              ": chat_template is neither a string nor a list of "
+                              "{\"name\", \"template\"} objects");
   std::string names;
   for (const auto& entry : value) {
     check(entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
@@ -54,8 +55,7 @@ std::string pick_template(const nlohmann::ordered_json& value, const std::string
     if (entry["name"] == "default") return entry["template"].get<std::string>();
     names += (names.empty() ? "" : ", ") + entry["name"].get<std::string>();
   }
-  throw Error(where + ": chat_template list has no template named 'default' (has: " + names +
-              ")");
+  throw Error(where + ": chat_template list has no template named 'default' (has: " + names + ")");
 }
 
 }  // namespace
@@ -65,10 +65,9 @@ ChatTemplate ChatTemplate::from_tokenizer_config(const nlohmann::ordered_json& c
   check(config.is_object(), where + ": expected a JSON object");
   check(config.contains("chat_template") && !config["chat_template"].is_null(),
         where + " has no chat_template");
-  SpecialTokens tokens{special_token(config, "bos_token", where),
-                       special_token(config, "eos_token", where),
-                       special_token(config, "unk_token", where),
-                       special_token(config, "pad_token", where)};
+  SpecialTokens tokens{
+      special_token(config, "bos_token", where), special_token(config, "eos_token", where),
+      special_token(config, "unk_token", where), special_token(config, "pad_token", where)};
   return ChatTemplate(pick_template(config["chat_template"], where), std::move(tokens));
 }
 
@@ -84,8 +83,8 @@ ChatTemplate ChatTemplate::from_tokenizer_dir(const std::string& dir) {
     throw Error(quoted(config_path.string()) + " is not valid JSON: " + e.what());
   }
   const std::filesystem::path jinja_path = root / "chat_template.jinja";
-  const bool has_inline = config.is_object() && config.contains("chat_template") &&
-                          !config["chat_template"].is_null();
+  const bool has_inline =
+      config.is_object() && config.contains("chat_template") && !config["chat_template"].is_null();
   if (!has_inline && std::filesystem::is_regular_file(jinja_path)) {
     config["chat_template"] = read_text_file(jinja_path);
   }
@@ -104,8 +103,8 @@ ChatTemplate ChatTemplate::from_gguf(const gguf::File& file) {
       if (!file.has(key)) return "";
       const uint64_t id = file.get_uint(key);
       check(id < vocab.size(), where + ": " + key + " is " + std::to_string(id) +
-                                   ", outside the vocabulary of " +
-                                   std::to_string(vocab.size()) + " tokens");
+                                   ", outside the vocabulary of " + std::to_string(vocab.size()) +
+                                   " tokens");
       return vocab[id];
     };
     tokens.bos_token = token("tokenizer.ggml.bos_token_id");
@@ -134,11 +133,10 @@ std::string ChatTemplate::render(const nlohmann::ordered_json& messages, bool ad
   context.set("documents", tmpl::Value::none());
   context.set("add_generation_prompt", tmpl::Value::from_bool(add_generation_prompt));
   // Like transformers' special_tokens_map, a token the model does not have is left undefined.
-  const std::pair<const char*, const std::string*> specials[] = {
-      {"bos_token", &tokens_.bos_token},
-      {"eos_token", &tokens_.eos_token},
-      {"unk_token", &tokens_.unk_token},
-      {"pad_token", &tokens_.pad_token}};
+  const std::pair<const char*, const std::string*> specials[] = {{"bos_token", &tokens_.bos_token},
+                                                                 {"eos_token", &tokens_.eos_token},
+                                                                 {"unk_token", &tokens_.unk_token},
+                                                                 {"pad_token", &tokens_.pad_token}};
   for (const auto& [name, value] : specials) {
     if (!value->empty()) context.set(name, tmpl::Value::from_string(*value));
   }

@@ -23,10 +23,17 @@ void SourceMap::position(size_t offset, int& line, int& column) const {
   offset = std::min(offset, source_.size());
   const auto it = std::upper_bound(line_starts_.begin(), line_starts_.end(), offset);
   const size_t index = static_cast<size_t>(it - line_starts_.begin()) - 1;
+  // Tokens come in order, so count code points on from the last position asked on this line
+  // (a one-line template of n bytes stays O(n), not O(n^2)).
+  if (index != cache_line_ || offset < cache_offset_) {
+    cache_line_ = index;
+    cache_offset_ = line_starts_[index];
+    cache_column_ = 1;
+  }
+  cache_column_ += code_point_count(source_.substr(cache_offset_, offset - cache_offset_));
+  cache_offset_ = offset;
   line = static_cast<int>(index + 1);
-  column = static_cast<int>(
-               code_point_count(source_.substr(line_starts_[index], offset - line_starts_[index]))) +
-           1;
+  column = static_cast<int>(cache_column_);
 }
 
 std::string normalize_source(std::string_view source) {
@@ -62,11 +69,19 @@ bool all_whitespace(std::string_view s, size_t from) {
   return from < s.size() && whitespace_length(s, from) == s.size() - from;
 }
 
-std::string rstrip_whitespace(std::string_view s) { return python_strip(s, "", false, true); }
+std::string rstrip_whitespace(std::string_view s) {
+  return python_strip(s, "", false, true);
+}
 
-bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_name_start(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool is_name_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 class Lexer {
  public:
@@ -220,7 +235,8 @@ class Lexer {
     while (true) {
       if (pos >= src_.size()) {
         fail(start, std::string("unexpected end of template: tag opened here was never closed "
-                                "(expected '") + (block ? "%}" : "}}") + "')");
+                                "(expected '") +
+                        (block ? "%}" : "}}") + "')");
       }
       if (brackets.empty()) {
         const char closer = block ? '%' : '}';
@@ -301,8 +317,8 @@ class Lexer {
       const char base = static_cast<char>(std::tolower(static_cast<unsigned char>(src_[pos + 1])));
       if (base == 'x' || base == 'o' || base == 'b') {
         size_t p = pos + 2;
-        while (p < src_.size() && (std::isxdigit(static_cast<unsigned char>(src_[p])) ||
-                                   src_[p] == '_')) {
+        while (p < src_.size() &&
+               (std::isxdigit(static_cast<unsigned char>(src_[p])) || src_[p] == '_')) {
           ++p;
         }
         end = p;
@@ -355,21 +371,49 @@ class Lexer {
       return cp;
     };
     switch (e) {
-      case '\n': return p + 2;
-      case '\\': out += '\\'; return p + 2;
-      case '\'': out += '\''; return p + 2;
-      case '"': out += '"'; return p + 2;
-      case 'a': out += '\a'; return p + 2;
-      case 'b': out += '\b'; return p + 2;
-      case 'f': out += '\f'; return p + 2;
-      case 'n': out += '\n'; return p + 2;
-      case 'r': out += '\r'; return p + 2;
-      case 't': out += '\t'; return p + 2;
-      case 'v': out += '\v'; return p + 2;
-      case 'x': append_utf8(hex(p + 2, 2), out); return p + 4;
-      case 'u': append_checked(hex(p + 2, 4), p, out); return p + 6;
-      case 'U': append_checked(hex(p + 2, 8), p, out); return p + 10;
-      default: break;
+      case '\n':
+        return p + 2;
+      case '\\':
+        out += '\\';
+        return p + 2;
+      case '\'':
+        out += '\'';
+        return p + 2;
+      case '"':
+        out += '"';
+        return p + 2;
+      case 'a':
+        out += '\a';
+        return p + 2;
+      case 'b':
+        out += '\b';
+        return p + 2;
+      case 'f':
+        out += '\f';
+        return p + 2;
+      case 'n':
+        out += '\n';
+        return p + 2;
+      case 'r':
+        out += '\r';
+        return p + 2;
+      case 't':
+        out += '\t';
+        return p + 2;
+      case 'v':
+        out += '\v';
+        return p + 2;
+      case 'x':
+        append_utf8(hex(p + 2, 2), out);
+        return p + 4;
+      case 'u':
+        append_checked(hex(p + 2, 4), p, out);
+        return p + 6;
+      case 'U':
+        append_checked(hex(p + 2, 8), p, out);
+        return p + 10;
+      default:
+        break;
     }
     if (e >= '0' && e <= '7') {
       uint32_t cp = 0;
@@ -405,8 +449,8 @@ class Lexer {
     if (kOne.find(c) == std::string::npos) {
       size_t end = pos;
       decode_utf8(src_, end);
-      fail(pos, "unexpected character '" + std::string(src_.substr(pos, end - pos)) +
-                    "' in expression");
+      fail(pos,
+           "unexpected character '" + std::string(src_.substr(pos, end - pos)) + "' in expression");
     }
     if (c == '(' || c == '[' || c == '{') {
       check(brackets.size() < 1000, "template: brackets nested more than 1000 levels deep");

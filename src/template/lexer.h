@@ -22,8 +22,17 @@
 namespace bx::tmpl {
 
 enum class TokenType : uint8_t {
-  data, variable_begin, variable_end, block_begin, block_end,
-  name, string, integer, floating, op, eof
+  data,
+  variable_begin,
+  variable_end,
+  block_begin,
+  block_end,
+  name,
+  string,
+  integer,
+  floating,
+  op,
+  eof
 };
 
 struct Token {
@@ -42,6 +51,9 @@ class SourceMap {
  private:
   std::string_view source_;
   std::vector<size_t> line_starts_;
+  mutable size_t cache_line_ = SIZE_MAX;  // the last position asked: its line, offset, column
+  mutable size_t cache_offset_ = 0;
+  mutable size_t cache_column_ = 1;
 };
 
 // The source with newlines normalized and one trailing newline dropped, as jinja2 lexes it.

@@ -1,5 +1,6 @@
 #include "template/parser.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <set>
@@ -11,17 +12,27 @@ namespace {
 
 std::string describe(const Token& t) {
   switch (t.type) {
-    case TokenType::data: return "text";
-    case TokenType::variable_begin: return "'{{'";
-    case TokenType::variable_end: return "end of print statement '}}'";
-    case TokenType::block_begin: return "'{%'";
-    case TokenType::block_end: return "end of statement block '%}'";
-    case TokenType::name: return "'" + t.text + "'";
-    case TokenType::string: return "string literal";
+    case TokenType::data:
+      return "text";
+    case TokenType::variable_begin:
+      return "'{{'";
+    case TokenType::variable_end:
+      return "end of print statement '}}'";
+    case TokenType::block_begin:
+      return "'{%'";
+    case TokenType::block_end:
+      return "end of statement block '%}'";
+    case TokenType::name:
+      return "'" + t.text + "'";
+    case TokenType::string:
+      return "string literal";
     case TokenType::integer:
-    case TokenType::floating: return "number " + t.text;
-    case TokenType::op: return "'" + t.text + "'";
-    case TokenType::eof: return "end of template";
+    case TokenType::floating:
+      return "number " + t.text;
+    case TokenType::op:
+      return "'" + t.text + "'";
+    case TokenType::eof:
+      return "end of template";
   }
   return "token";
 }
@@ -39,9 +50,7 @@ class Parser {
  private:
   // ----- token helpers
   const Token& cur() const { return tokens_[pos_]; }
-  const Token& peek(size_t n = 1) const {
-    return tokens_[std::min(pos_ + n, tokens_.size() - 1)];
-  }
+  const Token& peek(size_t n = 1) const { return tokens_[std::min(pos_ + n, tokens_.size() - 1)]; }
   const Token& advance() {
     const Token& t = tokens_[pos_];
     if (pos_ + 1 < tokens_.size()) ++pos_;
@@ -72,8 +81,8 @@ class Parser {
   struct DepthGuard {
     explicit DepthGuard(Parser& p) : parser(p) {
       if (++parser.depth_ > kMaxNesting) {
-        fail(parser.cur(), "template nested more than " + std::to_string(kMaxNesting) +
-                               " levels deep");
+        fail(parser.cur(),
+             "template nested more than " + std::to_string(kMaxNesting) + " levels deep");
       }
     }
     ~DepthGuard() { --parser.depth_; }
@@ -88,6 +97,24 @@ class Parser {
     e->column = at.column;
     return e;
   }
+  // Sets n's height from its children and refuses trees taller than kMaxExpressionHeight (long
+  // chains like a + b + c + ... or x|f|f|f... grow the tree without recursion in the parser,
+  // but evaluating and destroying the tree recurse).
+  static ExprPtr sized(ExprPtr n) {
+    int height = 0;
+    for (const ExprPtr& c : n->children) {
+      if (c) height = std::max(height, c->height);
+    }
+    for (const auto& [key, c] : n->kwargs) height = std::max(height, c->height);
+    n->height = height + 1;
+    if (n->height > kMaxExpressionHeight) {
+      throw Error(located(
+          n->line, n->column,
+          "expression nested more than " + std::to_string(kMaxExpressionHeight) + " levels deep"));
+    }
+    return n;
+  }
+
   static StmtPtr stmt(Stmt::Kind kind, const Token& at) {
     auto s = std::make_unique<Stmt>();
     s->kind = kind;
@@ -163,13 +190,13 @@ class Parser {
       expect_block_end();
       return s;
     }
-    static const std::set<std::string> kEnds = {"endif", "endfor", "endset", "endmacro",
-                                                "endfilter", "endgeneration", "elif", "else",
-                                                "endraw"};
+    static const std::set<std::string> kEnds = {"endif",    "endfor",    "endset",
+                                                "endmacro", "endfilter", "endgeneration",
+                                                "elif",     "else",      "endraw"};
     if (kEnds.count(name)) fail(tag, "unexpected '" + name + "': no open block it could close");
-    static const std::set<std::string> kUnsupported = {
-        "include", "extends", "import", "from", "block", "call", "with", "do", "autoescape",
-        "trans"};
+    static const std::set<std::string> kUnsupported = {"include",    "extends", "import", "from",
+                                                       "block",      "call",    "with",   "do",
+                                                       "autoescape", "trans"};
     if (kUnsupported.count(name)) {
       fail(tag, "the '" + name + "' statement is not supported in chat templates");
     }
@@ -330,7 +357,7 @@ class Parser {
     }
     auto t = node(Expr::Kind::tuple, at);
     t->children = std::move(items);
-    return t;
+    return sized(std::move(t));
   }
   bool tuple_ends() const {
     const Token& t = cur();
@@ -362,7 +389,7 @@ class Parser {
       c->children.push_back(std::move(expr));
       c->children.push_back(std::move(condition));
       c->children.push_back(std::move(otherwise));
-      expr = std::move(c);
+      expr = sized(std::move(c));
     }
     return expr;
   }
@@ -374,7 +401,7 @@ class Parser {
       auto n = node(Expr::Kind::logical_or, at);
       n->children.push_back(std::move(left));
       n->children.push_back(parse_and());
-      left = std::move(n);
+      left = sized(std::move(n));
     }
     return left;
   }
@@ -386,7 +413,7 @@ class Parser {
       auto n = node(Expr::Kind::logical_and, at);
       n->children.push_back(std::move(left));
       n->children.push_back(parse_not());
-      left = std::move(n);
+      left = sized(std::move(n));
     }
     return left;
   }
@@ -397,7 +424,7 @@ class Parser {
       const Token& at = advance();
       auto n = node(Expr::Kind::logical_not, at);
       n->children.push_back(parse_not());
-      return n;
+      return sized(std::move(n));
     }
     return parse_compare();
   }
@@ -431,7 +458,7 @@ class Parser {
     n->children.push_back(std::move(first));
     for (auto& e : operands) n->children.push_back(std::move(e));
     n->ops = std::move(ops);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr binary(const Token& at, std::string op, ExprPtr left, ExprPtr right) {
@@ -439,7 +466,7 @@ class Parser {
     n->name = std::move(op);
     n->children.push_back(std::move(left));
     n->children.push_back(std::move(right));
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_math1() {
@@ -486,6 +513,7 @@ class Parser {
       expr = node(Expr::Kind::unary, at);
       expr->name = at.text;
       expr->children.push_back(parse_unary(false));
+      expr = sized(std::move(expr));
     } else {
       expr = parse_primary();
     }
@@ -511,7 +539,9 @@ class Parser {
         while (cur().type == TokenType::string) text += advance().text;
         return literal(t, Value::from_string(std::move(text)));
       }
-      case TokenType::integer: advance(); return literal(t, parse_integer(t));
+      case TokenType::integer:
+        advance();
+        return literal(t, parse_integer(t));
       case TokenType::floating: {
         advance();
         double d = 0;
@@ -538,7 +568,7 @@ class Parser {
             list->children.push_back(parse_expression(true));
           }
           advance();
-          return list;
+          return sized(std::move(list));
         }
         if (t.text == "{") {
           advance();
@@ -551,10 +581,11 @@ class Parser {
             dict->children.push_back(parse_expression(true));
           }
           advance();
-          return dict;
+          return sized(std::move(dict));
         }
         break;
-      default: break;
+      default:
+        break;
     }
     fail(t, "unexpected " + describe(t) + ", expected an expression");
   }
@@ -591,13 +622,13 @@ class Parser {
           auto n = node(Expr::Kind::attribute, at);
           n->name = advance().text;
           n->children.push_back(std::move(expr));
-          expr = std::move(n);
+          expr = sized(std::move(n));
         } else if (cur().type == TokenType::integer) {
           auto n = node(Expr::Kind::subscript, at);
           n->children.push_back(std::move(expr));
           n->children.push_back(literal(cur(), parse_integer(cur())));
           advance();
-          expr = std::move(n);
+          expr = sized(std::move(n));
         } else {
           fail(cur(), "expected an attribute name after '.', got " + describe(cur()));
         }
@@ -621,7 +652,7 @@ class Parser {
         auto n = node(Expr::Kind::subscript, at);
         n->children.push_back(std::move(target));
         n->children.push_back(std::move(first));
-        return n;
+        return sized(std::move(n));
       }
     }
     auto n = node(Expr::Kind::slice, at);
@@ -638,7 +669,7 @@ class Parser {
     }
     n->children.push_back(std::move(step));
     expect_op("]");
-    return n;
+    return sized(std::move(n));
   }
 
   // `(args)`: positional then keyword (name=value) arguments.
@@ -668,7 +699,7 @@ class Parser {
     n->column = callee->column;
     n->children.push_back(std::move(callee));
     parse_args(*n);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_filter_expr(ExprPtr expr) {
@@ -698,7 +729,8 @@ class Parser {
   ExprPtr parse_filter_names(ExprPtr operand) {
     const Token& at = cur();
     auto n = node(Expr::Kind::filter, at);
-    if (cur().type != TokenType::name) fail(cur(), "expected a filter name, got " + describe(cur()));
+    if (cur().type != TokenType::name)
+      fail(cur(), "expected a filter name, got " + describe(cur()));
     n->name = expect_name();
     while (is_op(".")) {
       advance();
@@ -707,7 +739,7 @@ class Parser {
     }
     n->children.push_back(std::move(operand));
     if (is_op("(")) parse_args(*n);
-    return n;
+    return sized(std::move(n));
   }
 
   ExprPtr parse_test(ExprPtr operand) {
@@ -736,10 +768,10 @@ class Parser {
       if (is_name("is")) fail(t, "you cannot chain multiple tests with 'is'");
       n->children.push_back(parse_postfix(parse_primary()));
     }
-    if (!negated) return n;
+    if (!negated) return sized(std::move(n));
     auto neg = node(Expr::Kind::logical_not, at);
-    neg->children.push_back(std::move(n));
-    return neg;
+    neg->children.push_back(sized(std::move(n)));
+    return sized(std::move(neg));
   }
 
   const std::vector<Token>& tokens_;
@@ -750,6 +782,8 @@ class Parser {
 
 }  // namespace
 
-Body parse(const std::vector<Token>& tokens) { return Parser(tokens).parse_template(); }
+Body parse(const std::vector<Token>& tokens) {
+  return Parser(tokens).parse_template();
+}
 
 }  // namespace bx::tmpl

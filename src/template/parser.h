@@ -8,7 +8,8 @@
 // >, >=, in, not in; chained), + -, ~, * / // %, ** (left-assoc, as in jinja2), unary - +,
 // then postfix (.attr, [index], [a:b:c], calls) with filters `|f(args)` and tests `is [not] t`.
 // Unknown tags, include/extends/import/call/block and the like are syntax errors.
-// Errors are bx::Error "template:LINE:COL: message". Nesting is limited to kMaxNesting levels.
+// Errors are bx::Error "template:LINE:COL: message". Nesting is limited (kMaxNesting,
+// kMaxExpressionHeight) so that no template can exhaust the stack.
 #pragma once
 
 #include <string_view>
@@ -19,7 +20,8 @@
 
 namespace bx::tmpl {
 
-inline constexpr int kMaxNesting = 200;
+inline constexpr int kMaxNesting = 200;           // statements and parenthesized expressions
+inline constexpr int kMaxExpressionHeight = 300;  // the height of one expression's tree
 
 Body parse(const std::vector<Token>& tokens);
 

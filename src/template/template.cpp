@@ -29,9 +29,13 @@ struct Frame {
 };
 using FramePtr = std::shared_ptr<Frame>;
 
-bool is_located(const Error& e) { return std::string_view(e.what()).substr(0, 9) == "template:"; }
+bool is_located(const Error& e) {
+  return std::string_view(e.what()).substr(0, 9) == "template:";
+}
 
-int64_t as_int(const Value& v) { return v.kind == Value::Kind::boolean ? (v.boolean ? 1 : 0) : v.integer; }
+int64_t as_int(const Value& v) {
+  return v.kind == Value::Kind::boolean ? (v.boolean ? 1 : 0) : v.integer;
+}
 bool is_int_like(const Value& v) {
   return v.kind == Value::Kind::integer || v.kind == Value::Kind::boolean;
 }
@@ -75,7 +79,7 @@ class Renderer {
   };
 
   void emit(const std::string& text) {
-    limits_.check_size(out_->size() + text.size());
+    limits_.check_append(out_->size() + text.size(), text.size());
     out_->append(text);
   }
 
@@ -141,21 +145,33 @@ class Renderer {
   Flow exec_stmt(const Stmt& s, const FramePtr& frame) {
     DepthGuard guard(*this);
     switch (s.kind) {
-      case Stmt::Kind::text: emit(s.text); return Flow::normal;
-      case Stmt::Kind::output: emit(to_str(eval(*s.expr, frame))); return Flow::normal;
+      case Stmt::Kind::text:
+        emit(s.text);
+        return Flow::normal;
+      case Stmt::Kind::output:
+        emit(to_str(eval(*s.expr, frame)));
+        return Flow::normal;
       case Stmt::Kind::if_chain:
         for (const auto& [condition, body] : s.branches) {
           if (truthy(eval(*condition, frame))) return exec(body, frame);
         }
         return exec(s.else_body, frame);
-      case Stmt::Kind::for_loop: exec_for(s, frame); return Flow::normal;
+      case Stmt::Kind::for_loop:
+        exec_for(s, frame);
+        return Flow::normal;
       case Stmt::Kind::set: {
         Value value = eval(*s.expr, frame);
         if (!s.attribute.empty()) {
           const Value target = lookup(frame, s.targets[0]);
-          check(target.kind == Value::Kind::ns,
-                "cannot assign attribute '" + s.attribute + "' on '" + s.targets[0] +
-                    "': it is a " + type_name(target) + ", not a namespace");
+          check(target.kind == Value::Kind::ns, "cannot assign attribute '" + s.attribute +
+                                                    "' on '" + s.targets[0] + "': it is a " +
+                                                    type_name(target) + ", not a namespace");
+          check(!value.is_reference(),
+                "cannot store a namespace or a function in namespace "
+                "attribute '" +
+                    s.attribute +
+                    "'; bitexact keeps "
+                    "namespaces to plain values");
           target.dict->set(s.attribute, std::move(value));
         } else {
           assign_targets(*frame, s.targets, value);
@@ -179,15 +195,25 @@ class Renderer {
       }
       case Stmt::Kind::macro: {
         const Stmt* macro = &s;
-        FramePtr defining = frame;
-        assign(*frame, s.name, Value::from_callable("macro " + s.name, [this, macro, defining](CallArgs& args) {
-                 return call_macro(*macro, defining, args);
+        // The macro lives in the frame it captures: a weak reference, or the two would keep each
+        // other alive after the render. The frame outlives every use of the macro (a callable
+        // can only be reached from that frame or its children; namespaces refuse them).
+        std::weak_ptr<Frame> defining = frame;
+        assign(*frame, s.name,
+               Value::from_callable("macro " + s.name, [this, macro, defining](CallArgs& args) {
+                 const FramePtr scope = defining.lock();
+                 check(scope != nullptr,
+                       "macro '" + macro->name + "' called after its scope ended");
+                 return call_macro(*macro, scope, args);
                }));
         return Flow::normal;
       }
-      case Stmt::Kind::break_loop: return Flow::break_loop;
-      case Stmt::Kind::continue_loop: return Flow::continue_loop;
-      case Stmt::Kind::scope_body: return exec(s.body, frame);
+      case Stmt::Kind::break_loop:
+        return Flow::break_loop;
+      case Stmt::Kind::continue_loop:
+        return Flow::continue_loop;
+      case Stmt::Kind::scope_body:
+        return exec(s.body, frame);
     }
     return Flow::normal;
   }
@@ -245,7 +271,7 @@ class Renderer {
                                     "loop.cycle() needs at least one value");
                               return a.positional[static_cast<size_t>(i) % a.positional.size()];
                             }));
-    return Value::make_namespace(std::move(loop));
+    return Value::make_namespace(std::move(loop), /*allow_references=*/true);
   }
 
   Value call_macro(const Stmt& m, const FramePtr& defining, CallArgs& args) {
@@ -332,8 +358,10 @@ class Renderer {
 
   Value eval_node(const Expr& e, const FramePtr& frame) {
     switch (e.kind) {
-      case Expr::Kind::literal: return e.value;
-      case Expr::Kind::name: return lookup(frame, e.name);
+      case Expr::Kind::literal:
+        return e.value;
+      case Expr::Kind::name:
+        return lookup(frame, e.name);
       case Expr::Kind::list:
       case Expr::Kind::tuple: {
         List items;
@@ -351,7 +379,8 @@ class Renderer {
         }
         return Value::from_dict(std::move(d));
       }
-      case Expr::Kind::attribute: return get_attribute(eval(*e.children[0], frame), e.name);
+      case Expr::Kind::attribute:
+        return get_attribute(eval(*e.children[0], frame), e.name);
       case Expr::Kind::subscript:
         return get_item(eval(*e.children[0], frame), eval(*e.children[1], frame));
       case Expr::Kind::slice: {
@@ -374,7 +403,8 @@ class Renderer {
         limits_.step();
         return callee.callable->call(args);
       }
-      case Expr::Kind::filter: return eval_filter(e, frame, nullptr);
+      case Expr::Kind::filter:
+        return eval_filter(e, frame, nullptr);
       case Expr::Kind::test: {
         const Value operand = eval(*e.children[0], frame);
         CallArgs args = eval_args(e, frame);
@@ -408,7 +438,8 @@ class Renderer {
         Value left = eval(*e.children[0], frame);
         return truthy(left) ? left : eval(*e.children[1], frame);
       }
-      case Expr::Kind::logical_not: return Value::from_bool(!truthy(eval(*e.children[0], frame)));
+      case Expr::Kind::logical_not:
+        return Value::from_bool(!truthy(eval(*e.children[0], frame)));
       case Expr::Kind::conditional:
         if (truthy(eval(*e.children[1], frame))) return eval(*e.children[0], frame);
         if (e.children[2]) return eval(*e.children[2], frame);

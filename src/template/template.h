@@ -11,7 +11,8 @@
 //
 // Errors (syntax at parse time, type errors and raise_exception at render time) are bx::Error
 // "template:LINE:COL: message". Limits keep a hostile template from exhausting the process:
-// nesting depth (parser.h), call and evaluation depth, loop iterations, output size.
+// nesting depth (parser.h), call and evaluation depth, loop iterations, output size, the total
+// size of the strings and lists built, value nesting (value.h).
 #pragma once
 
 #include <cstdint>
@@ -29,8 +30,11 @@ struct RenderOptions {
   // The time strftime_now() formats (local time); unset means the current time.
   std::optional<std::time_t> now;
   size_t max_output_bytes = size_t{64} << 20;  // also bounds every string built while rendering
-  int max_depth = 400;                          // nested macro calls, evaluations and statements
-  uint64_t max_steps = 20'000'000;              // loop iterations plus macro calls
+  int max_depth = 400;                         // nested macro calls, evaluations and statements
+  uint64_t max_steps = 20'000'000;             // loop iterations plus macro calls
+  // Bytes (or list items) of all the strings and lists built by concatenation, repetition,
+  // join, replace and tojson, added up: bounds the time a template can spend copying.
+  uint64_t max_work = uint64_t{1} << 30;
 };
 
 struct Stmt;

@@ -61,27 +61,49 @@ Value Value::from_string(std::string s) {
   v.string = std::move(s);
   return v;
 }
+namespace {
+
+// Sets a container's depth and holds_reference from one element.
+void account(Value& container, const Value& element) {
+  const int depth = element.kind == Value::Kind::ns ? 1 : element.depth + 1;
+  check(depth <= kMaxValueDepth,
+        "values nested more than " + std::to_string(kMaxValueDepth) + " levels deep");
+  container.depth = std::max<uint16_t>(container.depth, static_cast<uint16_t>(depth));
+  container.holds_reference = container.holds_reference || element.is_reference();
+}
+
+}  // namespace
+
 Value Value::from_list(List items) {
   Value v;
   v.kind = Kind::list;
+  v.depth = 1;
+  for (const Value& item : items) account(v, item);
   v.list = std::make_shared<const List>(std::move(items));
   return v;
 }
 Value Value::from_tuple(List items) {
-  Value v;
+  Value v = from_list(std::move(items));
   v.kind = Kind::tuple;
-  v.list = std::make_shared<const List>(std::move(items));
   return v;
 }
 Value Value::from_dict(Dict d) {
   Value v;
   v.kind = Kind::dict;
+  v.depth = 1;
+  for (const auto& [key, item] : d.items) account(v, item);
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
 }
-Value Value::make_namespace(Dict d) {
+Value Value::make_namespace(Dict d, bool allow_references) {
   Value v;
   v.kind = Kind::ns;
+  for (const auto& [key, item] : d.items) {
+    check(allow_references || !item.is_reference(),
+          "namespace attribute '" + key +
+              "' would hold a namespace or a function; bitexact "
+              "keeps namespaces to plain values");
+  }
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
 }
@@ -94,17 +116,28 @@ Value Value::from_callable(std::string name, std::function<Value(CallArgs&)> fn)
 
 std::string type_name(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::undefined: return "Undefined";
-    case Value::Kind::none: return "NoneType";
-    case Value::Kind::boolean: return "bool";
-    case Value::Kind::integer: return "int";
-    case Value::Kind::floating: return "float";
-    case Value::Kind::string: return "str";
-    case Value::Kind::list: return "list";
-    case Value::Kind::tuple: return "tuple";
-    case Value::Kind::dict: return "dict";
-    case Value::Kind::ns: return "Namespace";
-    case Value::Kind::callable: return "function";
+    case Value::Kind::undefined:
+      return "Undefined";
+    case Value::Kind::none:
+      return "NoneType";
+    case Value::Kind::boolean:
+      return "bool";
+    case Value::Kind::integer:
+      return "int";
+    case Value::Kind::floating:
+      return "float";
+    case Value::Kind::string:
+      return "str";
+    case Value::Kind::list:
+      return "list";
+    case Value::Kind::tuple:
+      return "tuple";
+    case Value::Kind::dict:
+      return "dict";
+    case Value::Kind::ns:
+      return "Namespace";
+    case Value::Kind::callable:
+      return "function";
   }
   return "object";
 }
@@ -112,16 +145,24 @@ std::string type_name(const Value& v) {
 bool truthy(const Value& v) {
   switch (v.kind) {
     case Value::Kind::undefined:
-    case Value::Kind::none: return false;
-    case Value::Kind::boolean: return v.boolean;
-    case Value::Kind::integer: return v.integer != 0;
-    case Value::Kind::floating: return v.floating != 0;
-    case Value::Kind::string: return !v.string.empty();
+    case Value::Kind::none:
+      return false;
+    case Value::Kind::boolean:
+      return v.boolean;
+    case Value::Kind::integer:
+      return v.integer != 0;
+    case Value::Kind::floating:
+      return v.floating != 0;
+    case Value::Kind::string:
+      return !v.string.empty();
     case Value::Kind::list:
-    case Value::Kind::tuple: return !v.list->empty();
-    case Value::Kind::dict: return !v.dict->items.empty();
+    case Value::Kind::tuple:
+      return !v.list->empty();
+    case Value::Kind::dict:
+      return !v.dict->items.empty();
     case Value::Kind::ns:
-    case Value::Kind::callable: return true;
+    case Value::Kind::callable:
+      return true;
   }
   return false;
 }
@@ -151,8 +192,10 @@ bool equals(const Value& a, const Value& b) {
   }
   switch (a.kind) {
     case Value::Kind::undefined:
-    case Value::Kind::none: return true;
-    case Value::Kind::string: return a.string == b.string;
+    case Value::Kind::none:
+      return true;
+    case Value::Kind::string:
+      return a.string == b.string;
     case Value::Kind::list:
     case Value::Kind::tuple: {
       if (a.list->size() != b.list->size()) return false;
@@ -169,9 +212,12 @@ bool equals(const Value& a, const Value& b) {
       }
       return true;
     }
-    case Value::Kind::ns: return a.dict == b.dict;
-    case Value::Kind::callable: return a.callable == b.callable;
-    default: return false;
+    case Value::Kind::ns:
+      return a.dict == b.dict;
+    case Value::Kind::callable:
+      return a.callable == b.callable;
+    default:
+      return false;
   }
 }
 
@@ -189,8 +235,8 @@ bool less_than(const Value& a, const Value& b) {
     }
     return x.size() < y.size();
   }
-  throw Error("'<' not supported between instances of '" + type_name(a) + "' and '" +
-              type_name(b) + "'");
+  throw Error("'<' not supported between instances of '" + type_name(a) + "' and '" + type_name(b) +
+              "'");
 }
 
 std::string format_python_float(double f) {
@@ -291,22 +337,33 @@ std::string repr_string(const std::string& s) {
 
 std::string to_str(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::undefined: return "";
-    case Value::Kind::string: return v.string;
-    case Value::Kind::ns: return "<Namespace>";
-    case Value::Kind::callable: return "<function " + v.callable->name + ">";
-    default: return to_repr(v);
+    case Value::Kind::undefined:
+      return "";
+    case Value::Kind::string:
+      return v.string;
+    case Value::Kind::ns:
+      return "<Namespace>";
+    case Value::Kind::callable:
+      return "<function " + v.callable->name + ">";
+    default:
+      return to_repr(v);
   }
 }
 
 std::string to_repr(const Value& v) {
   switch (v.kind) {
-    case Value::Kind::undefined: return "Undefined";
-    case Value::Kind::none: return "None";
-    case Value::Kind::boolean: return v.boolean ? "True" : "False";
-    case Value::Kind::integer: return std::to_string(v.integer);
-    case Value::Kind::floating: return format_python_float(v.floating);
-    case Value::Kind::string: return repr_string(v.string);
+    case Value::Kind::undefined:
+      return "Undefined";
+    case Value::Kind::none:
+      return "None";
+    case Value::Kind::boolean:
+      return v.boolean ? "True" : "False";
+    case Value::Kind::integer:
+      return std::to_string(v.integer);
+    case Value::Kind::floating:
+      return format_python_float(v.floating);
+    case Value::Kind::string:
+      return repr_string(v.string);
     case Value::Kind::list:
     case Value::Kind::tuple: {
       const bool tuple = v.kind == Value::Kind::tuple;
@@ -329,19 +386,24 @@ std::string to_repr(const Value& v) {
       return out + "}";
     }
     case Value::Kind::ns:
-    case Value::Kind::callable: return to_str(v);
+    case Value::Kind::callable:
+      return to_str(v);
   }
   return "";
 }
 
 namespace {
 
-// json.dumps string escaping with ensure_ascii=False: quote, backslash and control characters.
-void json_string(const std::string& s, std::string& out) {
+// json.dumps string escaping: quote, backslash and control characters; with ensure_ascii also
+// every non-ASCII character, as \uXXXX (UTF-16 surrogate pairs above U+FFFF).
+void json_string(const std::string& s, bool ensure_ascii, std::string& out) {
   out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const size_t start = pos;
+    const uint32_t cp = decode_utf8(s, pos);
+    char buf[16];
+    switch (cp) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       case '\n': out += "\\n"; break;
@@ -350,12 +412,20 @@ void json_string(const std::string& s, std::string& out) {
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
       default:
-        if (u < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", u);
+        if (cp < 0x20) {
+          std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+          out += buf;
+        } else if (ensure_ascii && cp >= 0x80) {
+          if (cp >= 0x10000) {
+            const uint32_t v = cp - 0x10000;
+            std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xd800 + (v >> 10),
+                          0xdc00 + (v & 0x3ff));
+          } else {
+            std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+          }
           out += buf;
         } else {
-          out += c;
+          out.append(s, start, pos - start);
         }
     }
   }
@@ -373,9 +443,15 @@ void json_value(const Value& v, const JsonFormat& f, int depth, std::string& out
     out.append(static_cast<size_t>(f.indent) * static_cast<size_t>(level), ' ');
   };
   switch (v.kind) {
-    case Value::Kind::none: out += "null"; return;
-    case Value::Kind::boolean: out += v.boolean ? "true" : "false"; return;
-    case Value::Kind::integer: out += std::to_string(v.integer); return;
+    case Value::Kind::none:
+      out += "null";
+      return;
+    case Value::Kind::boolean:
+      out += v.boolean ? "true" : "false";
+      return;
+    case Value::Kind::integer:
+      out += std::to_string(v.integer);
+      return;
     case Value::Kind::floating:
       if (std::isnan(v.floating)) {
         out += "NaN";
@@ -385,7 +461,9 @@ void json_value(const Value& v, const JsonFormat& f, int depth, std::string& out
         out += format_python_float(v.floating);
       }
       return;
-    case Value::Kind::string: json_string(v.string, out); return;
+    case Value::Kind::string:
+      json_string(v.string, f.ensure_ascii, out);
+      return;
     case Value::Kind::list:
     case Value::Kind::tuple: {
       if (v.list->empty()) {
@@ -417,7 +495,7 @@ void json_value(const Value& v, const JsonFormat& f, int depth, std::string& out
       for (size_t i = 0; i < entries.size(); ++i) {
         if (i) out += item_sep;
         if (pretty) newline(depth + 1);
-        json_string(entries[i]->first, out);
+        json_string(entries[i]->first, f.ensure_ascii, out);
         out += key_sep;
         json_value(entries[i]->second, f, depth + 1, out);
       }
@@ -441,10 +519,12 @@ std::string to_json(const Value& v, const JsonFormat& format) {
 namespace {
 
 Value from_json_at(const nlohmann::ordered_json& j, int depth) {
-  check(depth < 512, "JSON value nested more than 512 levels deep");
+  check(depth < 256, "JSON value nested more than 256 levels deep");
   switch (j.type()) {
-    case nlohmann::ordered_json::value_t::null: return Value::none();
-    case nlohmann::ordered_json::value_t::boolean: return Value::from_bool(j.get<bool>());
+    case nlohmann::ordered_json::value_t::null:
+      return Value::none();
+    case nlohmann::ordered_json::value_t::boolean:
+      return Value::from_bool(j.get<bool>());
     case nlohmann::ordered_json::value_t::number_integer:
       return Value::from_int(j.get<int64_t>());
     case nlohmann::ordered_json::value_t::number_unsigned: {
@@ -455,7 +535,8 @@ Value from_json_at(const nlohmann::ordered_json& j, int depth) {
     }
     case nlohmann::ordered_json::value_t::number_float:
       return Value::from_float(j.get<double>());
-    case nlohmann::ordered_json::value_t::string: return Value::from_string(j.get<std::string>());
+    case nlohmann::ordered_json::value_t::string:
+      return Value::from_string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List items;
       items.reserve(j.size());
@@ -468,12 +549,15 @@ Value from_json_at(const nlohmann::ordered_json& j, int depth) {
       for (const auto& [k, e] : j.items()) d.items.emplace_back(k, from_json_at(e, depth + 1));
       return Value::from_dict(std::move(d));
     }
-    default: throw Error("JSON value of an unsupported type (binary or discarded)");
+    default:
+      throw Error("JSON value of an unsupported type (binary or discarded)");
   }
 }
 
 }  // namespace
 
-Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
+Value from_json(const nlohmann::ordered_json& j) {
+  return from_json_at(j, 0);
+}
 
 }  // namespace bx::tmpl

@@ -7,6 +7,12 @@
 // like Python's repr: 1.0, 0.1, 1e-05, 1e+16), string (UTF-8 bytes), list and tuple (immutable,
 // shared), dict (string keys, insertion order, immutable, shared), namespace (the one mutable
 // kind: `set ns.attr = ...`), callable (macros, builtins, bound methods).
+//
+// So that no template can build a value graph deep or cyclic enough to overflow the stack
+// when it is printed, compared or destroyed: lists, tuples and dicts nest at most kMaxValueDepth
+// levels, and a namespace never holds a namespace or a callable, directly or inside a container
+// (jinja2 allows it; chat templates never do it). Loop objects are exempt: they never outlive
+// their iteration's scope except by being copied into a list, which counts their depth.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +27,8 @@ namespace bx::tmpl {
 
 struct Value;
 using List = std::vector<Value>;
+
+inline constexpr int kMaxValueDepth = 512;
 
 // Insertion-ordered string-keyed map. Lookups are linear: template dicts are small.
 struct Dict {
@@ -42,15 +50,29 @@ struct Callable {
 
 struct Value {
   enum class Kind : uint8_t {
-    undefined, none, boolean, integer, floating, string, list, tuple, dict, ns, callable
+    undefined,
+    none,
+    boolean,
+    integer,
+    floating,
+    string,
+    list,
+    tuple,
+    dict,
+    ns,
+    callable
   };
   Kind kind = Kind::undefined;
+  // Containers: 1 + the deepest element's depth (scalars 0); whether a namespace or callable is
+  // inside.
+  uint16_t depth = 0;
+  bool holds_reference = false;
   bool boolean = false;
   int64_t integer = 0;
   double floating = 0;
   std::string string;  // the text for strings; for undefined, why it is undefined (for errors)
-  std::shared_ptr<const List> list;      // list and tuple
-  std::shared_ptr<Dict> dict;            // dict (never mutated once built) and namespace
+  std::shared_ptr<const List> list;  // list and tuple
+  std::shared_ptr<Dict> dict;        // dict (never mutated once built) and namespace
   std::shared_ptr<const Callable> callable;
 
   static Value undefined(std::string why = {});
@@ -62,7 +84,9 @@ struct Value {
   static Value from_list(List items);
   static Value from_tuple(List items);
   static Value from_dict(Dict d);
-  static Value make_namespace(Dict d);
+  // Throws bx::Error when an attribute is (or holds) a namespace or callable, unless
+  // `allow_references` (the interpreter's own loop objects).
+  static Value make_namespace(Dict d, bool allow_references = false);
   static Value from_callable(std::string name, std::function<Value(CallArgs&)> fn);
 
   bool is_undefined() const { return kind == Kind::undefined; }
@@ -74,6 +98,10 @@ struct Value {
   bool is_sequence() const { return kind == Kind::list || kind == Kind::tuple; }
   bool is_mapping() const { return kind == Kind::dict; }
   bool is_callable() const { return kind == Kind::callable; }
+  // A namespace or callable, or a container holding one: what a namespace may not store.
+  bool is_reference() const {
+    return kind == Kind::ns || kind == Kind::callable || holds_reference;
+  }
   const List& items() const { return *list; }  // list or tuple only
 };
 
@@ -94,7 +122,7 @@ std::string to_repr(const Value& v);
 // Python's repr of a float: shortest round-trip digits, "1.0", "1e-05", "1e+16", "inf", "nan".
 std::string format_python_float(double f);
 
-// json.dumps(v, ensure_ascii=False, indent=indent, separators=..., sort_keys=sort_keys) as
+// json.dumps(v, ensure_ascii=ensure_ascii, indent=indent, separators=..., sort_keys=sort_keys) as
 // transformers' tojson filter calls it. indent < 0 means None (one line, ", " and ": ").
 // Throws bx::Error for values JSON cannot hold (undefined, callables).
 struct JsonFormat {
@@ -103,6 +131,7 @@ struct JsonFormat {
   std::string key_separator;
   bool separators_given = false;
   bool sort_keys = false;
+  bool ensure_ascii = false;  // escape every non-ASCII character as \uXXXX
 };
 std::string to_json(const Value& v, const JsonFormat& format);
 

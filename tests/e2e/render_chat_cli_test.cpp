@@ -103,7 +103,8 @@ TEST_F(RenderChatCli, PrintsExactlyWhatTheTemplateRenders) {
   }
   // The object form passes its other keys to the template.
   const fs::path with_vars = write(
-      "vars.json", std::string(R"({"messages": [{"role": "user", "content": "x"}], "enable_thinking": false})"));
+      "vars.json",
+      std::string(R"({"messages": [{"role": "user", "content": "x"}], "enable_thinking": false})"));
   const RunResult r = run("render-chat --model '" + qwen3 + "' --messages '" + with_vars.string() +
                           "' --add-generation-prompt");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -135,16 +136,18 @@ TEST_F(RenderChatCli, BadInputGetsOneLineAndANonzeroExit) {
         R"({"chat_template": "{% for m in messages %}\n{{ m.content }\n{% endfor %}"})");
   expect_one_line_error("render-chat --tokenizer '" + (dir_ / "broken").string() + "'" + msg,
                         "template:2:14: unexpected '}'");
-  write("raising/tokenizer_config.json",
-        R"({"chat_template": "{{ raise_exception('Only user and assistant roles are supported!') }}"})");
+  write(
+      "raising/tokenizer_config.json",
+      R"({"chat_template": "{{ raise_exception('Only user and assistant roles are supported!') }}"})");
   expect_one_line_error("render-chat --tokenizer '" + (dir_ / "raising").string() + "'" + msg,
                         "Only user and assistant roles are supported!");
   write("none/tokenizer_config.json", R"({"eos_token": "</s>"})");
   expect_one_line_error("render-chat --tokenizer '" + (dir_ / "none").string() + "'" + msg,
                         "has no chat_template");
   expect_one_line_error("render-chat" + msg, "give exactly one of --model PATH or --tokenizer DIR");
-  expect_one_line_error("render-chat --tokenizer '" + (dir_ / "none").string() + "' --model x" + msg,
-                        "give exactly one of --model PATH or --tokenizer DIR");
+  expect_one_line_error(
+      "render-chat --tokenizer '" + (dir_ / "none").string() + "' --model x" + msg,
+      "give exactly one of --model PATH or --tokenizer DIR");
   const fs::path bad_json = write("bad.json", "[{\"role\": ");
   expect_one_line_error("render-chat --tokenizer '" + (dir_ / "none").string() + "' --messages '" +
                             bad_json.string() + "'",

@@ -89,8 +89,8 @@ json special_tokens_json(const bx::ChatTemplate::SpecialTokens& t) {
 // Runs the reference renderer once over all cases (render_chat.py's input format); returns its
 // results.
 json run_reference(const json& input, const std::string& python) {
-  const fs::path tmp = fs::temp_directory_path() /
-                       ("bitexact_chat_ref_" + std::to_string(::getpid()));
+  const fs::path tmp =
+      fs::temp_directory_path() / ("bitexact_chat_ref_" + std::to_string(::getpid()));
   fs::create_directories(tmp);
   const fs::path cases_path = tmp / "cases.json";
   const fs::path out_path = tmp / "out.json";
@@ -231,8 +231,8 @@ TEST_F(ChatTemplateConformance, FeatureSnippetsMatchJinja2) {
       bx::tmpl::Dict variables = bx::tmpl::from_json(snippets[i]["variables"]).dict
                                      ? *bx::tmpl::from_json(snippets[i]["variables"]).dict
                                      : bx::tmpl::Dict{};
-      actual = bx::tmpl::Template(snippets[i]["template"].get<std::string>())
-                   .render(variables, options);
+      actual =
+          bx::tmpl::Template(snippets[i]["template"].get<std::string>()).render(variables, options);
     } catch (const bx::Error& e) {
       error = e.what();
     }

@@ -41,7 +41,8 @@ TEST(TemplateErrors, SyntaxErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("line1\n{{ foo( }}"), "template:2:9: unexpected '}', expected ')'");
   EXPECT_EQ(error_of("{% for x in %}"),
             "template:1:13: expected an expression, got end of statement block '%}'");
-  EXPECT_EQ(error_of("{% endif %}"), "template:1:4: unexpected 'endif': no open block it could close");
+  EXPECT_EQ(error_of("{% endif %}"),
+            "template:1:4: unexpected 'endif': no open block it could close");
   EXPECT_EQ(error_of("{{ 'abc }}"), "template:1:4: unterminated string literal");
   EXPECT_EQ(error_of("{% frobnicate %}"), "template:1:4: unknown statement 'frobnicate'");
   EXPECT_EQ(error_of("ok\n\n  {# never closed"), "template:3:3: missing end of comment tag '#}'");
@@ -86,9 +87,33 @@ TEST(TemplateLimits, HostileTemplatesStopWithAnError) {
     return s;
   }();
   EXPECT_NE(error_of(deep_blocks).find("nested more than"), std::string::npos);
-  // Unbounded macro recursion.
-  EXPECT_NE(error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("recursion deeper"),
+  // Long chains grow the tree without parser recursion; they are bounded too.
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 100000; ++i) chain += " + 1";
+  EXPECT_NE(error_of(chain + " }}").find("expression nested more than 300 levels deep"),
             std::string::npos);
+  std::string filters = "{{ 'x'";
+  for (int i = 0; i < 100000; ++i) filters += "|trim";
+  EXPECT_NE(error_of(filters + " }}").find("expression nested more than"), std::string::npos);
+  // Values built at run time: nesting is bounded, namespaces hold only plain values (so no
+  // chain or cycle of namespaces can form).
+  EXPECT_NE(error_of("{% set ns = namespace(v=[]) %}{% for i in range(100000) %}"
+                     "{% set ns.v = [ns.v] %}{% endfor %}")
+                .find("values nested more than 512 levels deep"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set a = namespace() %}{% set b = namespace() %}{% set a.next = b %}")
+                .find("cannot store a namespace or a function"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% set a = namespace() %}{% set b = namespace(x=[a]) %}")
+                .find("would hold a namespace or a function"),
+            std::string::npos);
+  EXPECT_NE(error_of("{% macro m() %}{% endmacro %}{% set a = namespace(f=m) %}")
+                .find("would hold a namespace or a function"),
+            std::string::npos);
+  // Unbounded macro recursion.
+  EXPECT_NE(
+      error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}").find("recursion deeper"),
+      std::string::npos);
   // Output size.
   bx::tmpl::RenderOptions small;
   small.max_output_bytes = 1000;
@@ -102,6 +127,13 @@ TEST(TemplateLimits, HostileTemplatesStopWithAnError) {
   EXPECT_NE(error_of("{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
                      few_steps)
                 .find("loop iterations"),
+            std::string::npos);
+  bx::tmpl::RenderOptions little_work;
+  little_work.max_work = 1'000'000;
+  EXPECT_NE(error_of("{% set ns = namespace(s='') %}{% for i in range(100000) %}"
+                     "{% set ns.s = ns.s ~ 'x' %}{% endfor %}",
+                     little_work)
+                .find("bytes of strings and lists in all"),
             std::string::npos);
   EXPECT_NE(error_of("{{ range(100001)|length }}").find("range too big"), std::string::npos);
   EXPECT_NE(error_of("{{ 2 ** 64 }}").find("integer overflow"), std::string::npos);
@@ -133,18 +165,18 @@ TEST(ChatTemplate, LoadsQwen3FromItsTokenizerDirectory) {
   EXPECT_EQ(t.special_tokens().bos_token, "");  // null in the config
   EXPECT_EQ(t.special_tokens().pad_token, "<|endoftext|>");
   const json messages = json::parse(R"([{"role": "user", "content": "Hi"}])");
-  EXPECT_EQ(t.render(messages, true),
-            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(t.render(messages, true), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(t.render(messages, true, json{{"enable_thinking", false}}),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
 }
 
 TEST(ChatTemplate, ConfigFormsAndSpecialTokens) {
-  json config = {{"bos_token", {{"__type", "AddedToken"}, {"content", "<s>"}}},
-                 {"eos_token", "</s>"},
-                 {"chat_template", json::array({{{"name", "tool_use"}, {"template", "T"}},
-                                                {{"name", "default"},
-                                                 {"template", "{{ bos_token }}D{{ eos_token }}"}}})}};
+  json config = {
+      {"bos_token", {{"__type", "AddedToken"}, {"content", "<s>"}}},
+      {"eos_token", "</s>"},
+      {"chat_template",
+       json::array({{{"name", "tool_use"}, {"template", "T"}},
+                    {{"name", "default"}, {"template", "{{ bos_token }}D{{ eos_token }}"}}})}};
   const bx::ChatTemplate t = bx::ChatTemplate::from_tokenizer_config(config, "cfg");
   EXPECT_EQ(t.render(json::array(), false), "<s>D</s>");
 
@@ -162,12 +194,16 @@ TEST(ChatTemplate, ConfigFormsAndSpecialTokens) {
 }
 
 TEST(ChatTemplate, ReadsChatTemplateJinjaBesideTheConfig) {
-  const fs::path dir = fs::temp_directory_path() / ("bitexact_chat_dir_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("bitexact_chat_dir_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "tokenizer_config.json") << R"({"eos_token": "<e>"})";
-  std::ofstream(dir / "chat_template.jinja") << "{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n";
+  std::ofstream(dir / "chat_template.jinja")
+      << "{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\n";
   const bx::ChatTemplate t = bx::ChatTemplate::from_tokenizer_dir(dir.string());
-  EXPECT_EQ(t.render(json::parse(R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"), false),
+  EXPECT_EQ(t.render(json::parse(
+                         R"([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])"),
+                     false),
             "ab<e>");
   fs::remove_all(dir);
 }
@@ -181,7 +217,8 @@ TEST(ChatTemplate, LoadsFromGgufMetadata) {
   w.add_string("tokenizer.chat_template",
                "{{ bos_token }}{% for m in messages %}{{ m.role }}:{{ m.content }}{{ eos_token }}"
                "{% endfor %}");
-  const fs::path path = fs::temp_directory_path() / ("bitexact_chat_" + std::to_string(::getpid()) + ".gguf");
+  const fs::path path =
+      fs::temp_directory_path() / ("bitexact_chat_" + std::to_string(::getpid()) + ".gguf");
   w.write(path.string());
   const bx::ChatTemplate t = bx::ChatTemplate::from_gguf(bx::gguf::File::open(path.string()));
   fs::remove(path);
