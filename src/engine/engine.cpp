@@ -92,6 +92,9 @@ void Engine::validate(const EngineRequest& r) const {
             n_str(r.max_tokens) + ")");
   check(r.n >= 1 && r.n <= EngineRequest::kMaxSamples,
         "n is " + n_str(r.n) + ", expected 1 to " + n_str(EngineRequest::kMaxSamples));
+  check(r.top_logprobs >= 0 && r.top_logprobs <= EngineRequest::kMaxTopLogprobs,
+        "top_logprobs is " + n_str(r.top_logprobs) + ", expected 0 to " +
+            n_str(EngineRequest::kMaxTopLogprobs));
   check(r.score_ids.empty() || (r.max_tokens == 0 && r.n == 1),
         "scoring continuation ids needs max_tokens = 0 and n = 1");
   bx::validate(r.sampling);
@@ -179,12 +182,16 @@ bool Engine::step() {
   for (const Chunk& c : chunks) commit(c);       // cache bookkeeping, scores, sampling, stops
   retire_finished();
 
-  std::lock_guard lock(stats_mutex_);
-  stats_.steps += 1;
-  stats_.batch_tokens += tokens_.size();
-  stats_.forward_seconds += seconds_between(forward_start, forward_end);
-  stats_.schedule_seconds +=
-      seconds_between(start, forward_start) + seconds_between(forward_end, Clock::now());
+  const Clock::time_point end = Clock::now();
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.steps += 1;
+    stats_.batch_tokens += tokens_.size();
+    stats_.forward_seconds += seconds_between(forward_start, forward_end);
+    stats_.schedule_seconds +=
+        seconds_between(start, forward_start) + seconds_between(forward_end, end);
+  }
+  if (step_observer_) step_observer_(seconds_between(start, end), tokens_.size());
   return true;
 }
 
@@ -448,6 +455,7 @@ void Engine::sample_next(Sequence& s, const float* logits, const float* logprobs
   e.sample = s.sample;
   e.token = choice.id;
   e.logprob = choice.logprob;
+  if (r.top_logprobs > 0) e.top_logprobs = top_logprobs(std::span(logprobs, V), r.top_logprobs);
   std::optional<std::string> stop_reason;
   bool stopped = false;
   const bool stop_id = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), choice.id) !=

@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -77,6 +78,11 @@ class Engine {
   // The engine's own thread: steps while there is work, sleeps otherwise.
   void start();
   void stop();
+
+  // Called on the stepping thread after each step that ran, with the step's wall time and the
+  // tokens it computed (for metrics; it must not call into the engine). Set before start().
+  using StepObserver = std::function<void(double step_seconds, size_t batch_tokens)>;
+  void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
 
   const EngineOptions& options() const { return options_; }
   const BlockPool& pool() const { return pool_; }
@@ -133,6 +139,7 @@ class Engine {
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;
 
+  StepObserver step_observer_;
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
   std::atomic<size_t> running_count_{0}, waiting_count_{0};
