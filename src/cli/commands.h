@@ -12,5 +12,6 @@ void register_generate(CLI::App& app);
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_score(CLI::App& app);
+void register_serve(CLI::App& app);
 
 }  // namespace bx::cli

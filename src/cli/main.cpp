@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bx::cli::register_info(app);
   bx::cli::register_bench(app);
   bx::cli::register_score(app);
+  bx::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
