@@ -54,6 +54,7 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   logits_.resize(static_cast<size_t>(max_logit_rows_) * V);
   logprobs_.resize(logits_.size());
   masked_.resize(V);
+  publish_gauges();
 }
 
 Engine::~Engine() { stop(); }
@@ -175,7 +176,10 @@ bool Engine::step() {
   take_submissions();
   retire_cancelled();
   const std::vector<Chunk> chunks = schedule();  // may preempt the newest sequences
-  if (chunks.empty()) return false;
+  if (chunks.empty()) {
+    publish_gauges();
+    return false;
+  }
   const Clock::time_point forward_start = Clock::now();
   run_forward(chunks);                           // KV written, logit rows out
   const Clock::time_point forward_end = Clock::now();
@@ -191,6 +195,7 @@ bool Engine::step() {
     stats_.schedule_seconds +=
         seconds_between(start, forward_start) + seconds_between(forward_end, end);
   }
+  publish_gauges();
   if (step_observer_) step_observer_(seconds_between(start, end), tokens_.size());
   return true;
 }
@@ -521,6 +526,22 @@ void Engine::stop() {
 EngineStats Engine::stats() const {
   std::lock_guard lock(stats_mutex_);
   return stats_;
+}
+
+void Engine::publish_gauges() {
+  PoolGauges g;
+  g.total_blocks = pool_.total_blocks();
+  g.held_blocks = pool_.held_blocks();
+  g.cached_blocks = pool_.cached_blocks();
+  g.prefix_hits = pool_.prefix_hits();
+  g.prefix_lookups = pool_.prefix_lookups();
+  std::lock_guard lock(stats_mutex_);
+  gauges_ = g;
+}
+
+PoolGauges Engine::pool_gauges() const {
+  std::lock_guard lock(stats_mutex_);
+  return gauges_;
 }
 
 size_t Engine::waiting_count() const { return waiting_count_; }

@@ -53,6 +53,16 @@ struct EngineStats {
   double forward_seconds = 0;
 };
 
+// The KV pool's counters, as of the end of the engine's latest step() call (metrics; safe to
+// read from any thread, unlike pool()).
+struct PoolGauges {
+  int64_t total_blocks = 0;
+  int64_t held_blocks = 0;
+  int64_t cached_blocks = 0;     // published for prefix reuse, held or idle
+  uint64_t prefix_hits = 0;      // prefix-cache lookups that found a block
+  uint64_t prefix_lookups = 0;
+};
+
 class Engine {
  public:
   Engine(LoadedModel& model, EngineOptions options);
@@ -87,6 +97,7 @@ class Engine {
   const EngineOptions& options() const { return options_; }
   const BlockPool& pool() const { return pool_; }
   EngineStats stats() const;
+  PoolGauges pool_gauges() const;
   size_t waiting_count() const;  // queued, including submissions not yet taken
   size_t running_count() const;
 
@@ -116,6 +127,7 @@ class Engine {
   void publish_full_blocks(Sequence& s);
   void sample_next(Sequence& s, const float* logits, const float* logprobs);
   void finish(Sequence& s, FinishReason reason);
+  void publish_gauges();
 
   LoadedModel& model_;
   EngineOptions options_;
@@ -142,6 +154,7 @@ class Engine {
   StepObserver step_observer_;
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
+  PoolGauges gauges_;
   std::atomic<size_t> running_count_{0}, waiting_count_{0};
 };
 

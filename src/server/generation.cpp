@@ -191,6 +191,10 @@ json Generation::finished_choice(size_t index) const {
   choice["finish_reason"] = c.finish ? json(finish_reason_name(*c.finish)) : json(nullptr);
   choice["stop_reason"] = optional_string(c.stop_reason);
   choice["bitexact_hash"] = choice_hash(c.tokens, c.logprobs);
+  if (options_.return_token_ids) {
+    choice["token_ids"] = c.tokens;
+    choice["prompt_token_ids"] = prompts_[p].ids;
+  }
   return choice;
 }
 
@@ -266,6 +270,10 @@ std::string Generation::consume(size_t p, const EngineEvent& e, bool streaming) 
   choice["finish_reason"] = finish_reason_name(e.finish);
   choice["stop_reason"] = optional_string(e.stop_reason);
   choice["bitexact_hash"] = choice_hash(c.tokens, c.logprobs);
+  if (options_.return_token_ids) {
+    choice["token_ids"] = c.tokens;
+    choice["prompt_token_ids"] = prompts_[p].ids;
+  }
   return sse_line(chunk(json::array({std::move(choice)})));
 }
 

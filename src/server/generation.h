@@ -4,7 +4,8 @@
 // Choice i of prompt p has index p * n + i and is sample i of that prompt's engine request.
 // A choice's logprobs are the engine's (log_softmax of the unmodified logits, request.h); its
 // "bitexact_hash" (response_hash.h) covers its token ids and logprob bits, and "stop_reason"
-// names the stop string or "token:ID" that ended it (null for EOS or length), as vLLM does.
+// names the stop string or "token:ID" that ended it (null for EOS or length), as vLLM does;
+// with return_token_ids, "token_ids" and "prompt_token_ids" (in streaming: on the last chunk).
 // With echo and logprobs, prompt tokens after the first carry the engine's prompt logprobs and
 // their top_logprobs hold only the prompt token itself (the engine scores the given token only).
 #pragma once

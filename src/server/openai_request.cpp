@@ -196,6 +196,7 @@ GenerationOptions parse_generation(const Fields& f, bool chat) {
     }
   }
   if (const json* ids = f.get("stop_token_ids")) o.stop_token_ids = token_ids(*ids, "stop_token_ids");
+  o.return_token_ids = f.boolean("return_token_ids").value_or(false);
   o.stream = f.boolean("stream").value_or(false);
   if (const json* so = f.get("stream_options")) {
     if (!so->is_object()) throw Fields::wrong_type("stream_options", *so, "an object");

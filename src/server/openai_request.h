@@ -35,6 +35,7 @@ struct GenerationOptions {
   int top_logprobs = 0;           // and this many alternatives
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage
+  bool return_token_ids = false;  // extension (as vLLM): token_ids and prompt_token_ids
 };
 
 // A prompt given as text (tokenized with BOS) or as token ids (used as they are).
