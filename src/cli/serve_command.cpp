@@ -41,6 +41,9 @@ void run_serve(ServeFlags& f) {
   check(options.max_connections >= 1, "--max-connections is " +
                                           std::to_string(options.max_connections) +
                                           ", expected at least 1");
+  check(options.keep_alive_seconds >= 1, "--keep-alive-seconds is " +
+                                             std::to_string(options.keep_alive_seconds) +
+                                             ", expected at least 1");
   check(options.max_queue >= 1,
         "--max-queue is " + std::to_string(options.max_queue) + ", expected at least 1");
   check(options.max_body_bytes >= 1024, "--max-body-bytes is " +
@@ -117,6 +120,8 @@ void register_serve(CLI::App& app) {
                   "Connections served at once, one thread each (256)");
   cmd->add_option("--max-queue", s.max_queue,
                   "Generation and score requests in flight; more get 503 (1024)");
+  cmd->add_option("--keep-alive-seconds", s.keep_alive_seconds,
+                  "Idle time before a connection is closed (10)");
   add_engine_flags(*cmd, flags->engine);
   cmd->callback([flags] { run_serve(*flags); });
 }

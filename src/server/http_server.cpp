@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <random>
 
+#include <sys/socket.h>
+
 #include "core/error.h"
 #include "engine/engine.h"
 #include "model/loader.h"
@@ -56,11 +58,20 @@ class Admission {
   std::atomic<int>& count_;
 };
 
+// cpp-httplib 0.11 listens with a backlog of 5, so a burst of connections overflows the accept
+// queue and clients see resets. listen() again on the bound socket only changes the backlog.
+class Listener : public httplib::Server {
+ public:
+  void set_backlog(int backlog) {
+    check(::listen(svr_sock_, backlog) == 0, "cannot set the listen backlog");
+  }
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
   ServerOptions options;
-  httplib::Server http;
+  Listener http;
   Metrics metrics;
   std::atomic<LoadedModel*> model{nullptr};
   std::atomic<Engine*> engine{nullptr};
@@ -377,7 +388,7 @@ struct HttpServer::Impl {
     };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_keep_alive_max_count(1000);
-    http.set_keep_alive_timeout(5);
+    http.set_keep_alive_timeout(options.keep_alive_seconds);
     http.set_read_timeout(30);
     http.set_write_timeout(30);
     http.set_pre_routing_handler(
@@ -424,11 +435,13 @@ int HttpServer::bind() {
   if (o.port == 0) {
     const int port = impl_->http.bind_to_any_port(o.host);
     check(port > 0, "cannot listen on " + o.host + " (any port)");
+    impl_->http.set_backlog(std::max(o.max_connections, 128));
     return port;
   }
   check(impl_->http.bind_to_port(o.host, o.port),
         "cannot listen on " + o.host + ":" + std::to_string(o.port) +
             " (in use, or not an address of this machine)");
+  impl_->http.set_backlog(std::max(o.max_connections, 128));
   return o.port;
 }
 

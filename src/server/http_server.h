@@ -43,6 +43,8 @@ struct ServerOptions {
   int max_headers = 64;
   int max_connections = 256;            // HTTP worker threads
   int max_queue = 1024;                 // generation and score requests admitted at once
+  int keep_alive_seconds = 10;          // how long a connection may sit idle (also before its
+                                        // first request) before the server closes it
   std::optional<ChatTemplate> chat_template;  // none: chat answers 400
 };
 

@@ -65,7 +65,8 @@ TEST_F(ServerE2E, OpenAIClientCoversEveryEndpointAndErrorClass) {
 
 TEST_F(ServerE2E, ThousandConcurrentRequestsGiveOneDistinctCompletion) {
   std::vector<std::string> args = model_args();
-  args.insert(args.end(), {"--max-connections", "1100", "--max-queue", "2000"});
+  args.insert(args.end(), {"--max-connections", "1100", "--max-queue", "2000",
+                          "--keep-alive-seconds", "120"});
   test::ServerProcess server(binary_, args);
   ASSERT_TRUE(server.wait_ready()) << server.why();
   EXPECT_EQ(run_python("determinism_test.py", {server.url()}), 0);

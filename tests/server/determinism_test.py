@@ -1,7 +1,7 @@
 """The determinism experiment (issue 5) through the official openai package.
 
 1,000 concurrent requests, staggered over ~1.5 s: 500 copies of one prompt mixed at random with
-500 other prompts of varied lengths (1 to ~300 tokens) and output lengths. The 500 copies must give
+500 other prompts of varied lengths (1 to 100 words) and output lengths. The 500 copies must give
 exactly one distinct completion (text and bitexact_hash), equal to that prompt served alone
 before the burst — greedy, then again at temperature 0.8 with a fixed seed. A sample of the other
 prompts is re-run alone afterwards and must match too. Negative control: the hash does change
@@ -30,7 +30,7 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
 
 
 def other_prompts(rng, count):
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 250))) for _ in range(count)]
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 100))) for _ in range(count)]
 
 
 def key(choice):
