@@ -13,5 +13,6 @@ void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_score(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_verify(CLI::App& app);
 
 }  // namespace bx::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   bx::cli::register_bench(app);
   bx::cli::register_score(app);
   bx::cli::register_serve(app);
+  bx::cli::register_verify(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -6,10 +6,14 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <tuple>
 #include <string>
 #include <vector>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/server_process.h"
 #include "support/shared_model.h"
@@ -70,6 +74,59 @@ TEST_F(ServerE2E, ThousandConcurrentRequestsGiveOneDistinctCompletion) {
   test::ServerProcess server(binary_, args);
   ASSERT_TRUE(server.wait_ready()) << server.why();
   EXPECT_EQ(run_python("determinism_test.py", {server.url()}), 0);
+}
+
+// Hashes recorded on one server verify on another with a different batch size, prefill chunk,
+// KV block size and thread count (the same system_fingerprint), and a changed hash is reported.
+TEST_F(ServerE2E, VerifyReplaysRecordedHashesOnAnotherConfiguration) {
+  const fs::path dir = fs::temp_directory_path() / ("bitexact_verify_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const fs::path requests = dir / "requests.jsonl", recorded = dir / "recorded.jsonl",
+                 tampered = dir / "tampered.jsonl", log = dir / "log";
+  {
+    std::ofstream out(requests);
+    out << R"({"path": "/v1/completions", "request": {"prompt": "Once upon a time", "max_tokens": 24, "temperature": 0}})" "\n"
+        << R"({"path": "/v1/completions", "request": {"prompt": ["The dog", "A girl named"], "n": 2, "max_tokens": 20, "temperature": 0.9, "seed": 77}})" "\n"
+        << R"({"path": "/v1/completions", "request": {"prompt": "Lily saw a bird", "max_tokens": 30, "stream": true, "stop": ["."]}})" "\n"
+        << R"({"path": "/v1/chat/completions", "request": {"messages": [{"role": "user", "content": "Tell me a story"}], "max_tokens": 16, "temperature": 0.7, "seed": 3}})" "\n";
+  }
+  std::vector<std::string> a_args = model_args(), b_args = model_args();
+  a_args.insert(a_args.end(), {"--chat-template", "chatml"});
+  b_args.insert(b_args.end(), {"--chat-template", "chatml", "--max-seqs", "3", "--max-batch-tokens",
+                               "64", "--prefill-chunk", "7", "--kv-block-size", "8", "--threads",
+                               "1", "--no-prefix-cache"});
+  test::ServerProcess a(binary_, a_args), b(binary_, b_args);
+  ASSERT_TRUE(a.wait_ready()) << a.why();
+  ASSERT_TRUE(b.wait_ready()) << b.why();
+  const auto verify = [&](const std::string& url, const std::string& args) {
+    const std::string command = "'" + binary_ + "' verify --url " + url + " " + args + " >'" +
+                                log.string() + "' 2>&1";
+    const int status = std::system(command.c_str());
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    return std::make_pair(WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str());
+  };
+  auto [code, text] = verify(a.url(), "--requests '" + requests.string() + "' --record '" +
+                                          recorded.string() + "'");
+  ASSERT_EQ(code, 0) << text;
+  std::tie(code, text) = verify(b.url(), "--requests '" + recorded.string() + "'");
+  EXPECT_EQ(code, 0) << text;
+  EXPECT_NE(text.find("4 requests, 7 choices, 0 differ"), std::string::npos) << text;
+
+  // Negative control: one recorded hash changed is found and named.
+  std::ifstream in(recorded);
+  std::stringstream all;
+  all << in.rdbuf();
+  std::string content = all.str();
+  const size_t at = content.find("bx1-");
+  ASSERT_NE(at, std::string::npos);
+  content[at + 4] = content[at + 4] == '0' ? '1' : '0';
+  std::ofstream(tampered) << content;
+  std::tie(code, text) = verify(b.url(), "--requests '" + tampered.string() + "'");
+  EXPECT_EQ(code, 1) << text;
+  EXPECT_NE(text.find("tampered.jsonl:1: choice 0 DIFFERS"), std::string::npos) << text;
+  fs::remove_all(dir);
 }
 
 }  // namespace
