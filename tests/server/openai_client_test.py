@@ -212,6 +212,12 @@ def test_413_body_too_large():
                   code="body_too_large")
 
 
+def test_431_too_many_headers():
+    headers = {f"X-Filler-{i}": "x" for i in range(100)}
+    r = client.with_options(default_headers=headers)
+    expect_status(openai.APIStatusError, 431, lambda: r.models.list(), code="headers_too_large")
+
+
 def test_503_when_the_queue_is_full():
     # PLAIN admits one generation at a time: hold it with a long stream, then ask again.
     stream = plain.completions.create(model=MODEL, prompt=PROMPT, max_tokens=1500,
