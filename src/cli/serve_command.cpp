@@ -38,17 +38,17 @@ void run_serve(ServeFlags& f) {
   }
   check(options.port >= 0 && options.port <= 65535,
         "--port is " + std::to_string(options.port) + ", expected 0 to 65535");
-  check(options.max_connections >= 1, "--max-connections is " +
-                                          std::to_string(options.max_connections) +
-                                          ", expected at least 1");
+  check(
+      options.max_connections >= 1,
+      "--max-connections is " + std::to_string(options.max_connections) + ", expected at least 1");
   check(options.keep_alive_seconds >= 1, "--keep-alive-seconds is " +
                                              std::to_string(options.keep_alive_seconds) +
                                              ", expected at least 1");
   check(options.max_queue >= 1,
         "--max-queue is " + std::to_string(options.max_queue) + ", expected at least 1");
-  check(options.max_body_bytes >= 1024, "--max-body-bytes is " +
-                                            std::to_string(options.max_body_bytes) +
-                                            ", expected at least 1024");
+  check(
+      options.max_body_bytes >= 1024,
+      "--max-body-bytes is " + std::to_string(options.max_body_bytes) + ", expected at least 1024");
   if (!f.chat_template.empty()) {
     options.chat_template = server::builtin_chat_template(f.chat_template);
     check(options.chat_template.has_value(),

@@ -131,8 +131,8 @@ void run_verify(VerifyFlags& f) {
 
 void register_verify(CLI::App& app) {
   auto flags = std::make_shared<VerifyFlags>();
-  CLI::App* cmd =
-      app.add_subcommand("verify", "Replay recorded requests and report any choice hash that differs");
+  CLI::App* cmd = app.add_subcommand(
+      "verify", "Replay recorded requests and report any choice hash that differs");
   cmd->add_option("--url", flags->url, "Server base URL (http://127.0.0.1:8000)");
   cmd->add_option("--requests", flags->requests_path, "JSON-lines file of recorded requests")
       ->required();

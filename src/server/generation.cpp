@@ -11,11 +11,13 @@ std::string dump_json(const json& object) {
   return object.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string sse_line(const json& object) { return "data: " + dump_json(object) + "\n\n"; }
+std::string sse_line(const json& object) {
+  return "data: " + dump_json(object) + "\n\n";
+}
 
 Generation::Generation(Engine& engine, const Tokenizer& tokenizer, ResponseContext context,
-                       bool chat, GenerationOptions options, bool echo,
-                       std::vector<Prompt> prompts, int max_tokens)
+                       bool chat, GenerationOptions options, bool echo, std::vector<Prompt> prompts,
+                       int max_tokens)
     : engine_(engine),
       tokenizer_(tokenizer),
       context_(std::move(context)),
@@ -46,7 +48,9 @@ Generation::Generation(Engine& engine, const Tokenizer& tokenizer, ResponseConte
   }
 }
 
-Generation::~Generation() { cancel(); }
+Generation::~Generation() {
+  cancel();
+}
 
 void Generation::cancel() {
   for (Prompt& p : prompts_) {
@@ -66,7 +70,9 @@ uint64_t Generation::generated_tokens() const {
   return total;
 }
 
-std::string Generation::token_string(int32_t id) const { return tokenizer_.token_bytes(id); }
+std::string Generation::token_string(int32_t id) const {
+  return tokenizer_.token_bytes(id);
+}
 
 std::string Generation::echo_text(size_t prompt_index) const {
   return prompts_[prompt_index].echo_text;
@@ -219,8 +225,10 @@ std::string Generation::consume(size_t p, const EngineEvent& e, bool streaming) 
     }
     const json lp = completion_logprobs(prompt.ids, lps, top, 0);
     for (size_t i = 0; i < n; ++i) {
-      choices.push_back(
-          {{"index", p * n + i}, {"text", echo_text(p)}, {"logprobs", lp}, {"finish_reason", nullptr}});
+      choices.push_back({{"index", p * n + i},
+                         {"text", echo_text(p)},
+                         {"logprobs", lp},
+                         {"finish_reason", nullptr}});
     }
     return sse_line(chunk(std::move(choices)));
   }
@@ -241,15 +249,15 @@ std::string Generation::consume(size_t p, const EngineEvent& e, bool streaming) 
     json choice = {{"index", index}};
     if (chat_) {
       choice["delta"] = {{"content", e.text}};
-      choice["logprobs"] =
-          options_.logprobs
-              ? json{{"content", chat_logprob_entries(c.tokens.size() - 1, c)}, {"refusal", nullptr}}
-              : json(nullptr);
+      choice["logprobs"] = options_.logprobs
+                               ? json{{"content", chat_logprob_entries(c.tokens.size() - 1, c)},
+                                      {"refusal", nullptr}}
+                               : json(nullptr);
     } else {
       choice["text"] = e.text;
-      choice["logprobs"] = options_.logprobs
-                               ? completion_logprobs({e.token}, {e.logprob}, {e.top_logprobs}, offset)
-                               : json(nullptr);
+      choice["logprobs"] =
+          options_.logprobs ? completion_logprobs({e.token}, {e.logprob}, {e.top_logprobs}, offset)
+                            : json(nullptr);
     }
     choice["finish_reason"] = nullptr;
     return sse_line(chunk(json::array({std::move(choice)})));

@@ -26,8 +26,8 @@ namespace bx::server {
 
 // What a response names besides the choices.
 struct ResponseContext {
-  std::string id;                  // "cmpl-..." / "chatcmpl-..."
-  int64_t created = 0;             // Unix seconds
+  std::string id;       // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;  // Unix seconds
   std::string model;
   std::string system_fingerprint;
 };
@@ -36,7 +36,7 @@ class Generation {
  public:
   struct Prompt {
     std::vector<int32_t> ids;
-    std::string echo_text;         // the prompt as text, for echo
+    std::string echo_text;  // the prompt as text, for echo
     std::shared_ptr<RequestStream> stream;
     std::vector<float> prompt_logprobs;  // [ids.size() - 1] when scored
   };
@@ -78,7 +78,7 @@ class Generation {
                                      const std::vector<std::vector<TokenLogprob>>& top,
                                      size_t text_offset) const;
   nlohmann::json chat_logprob_entries(size_t from, const Choice& c) const;
-  nlohmann::json finished_choice(size_t index) const;   // non-streaming choice object
+  nlohmann::json finished_choice(size_t index) const;  // non-streaming choice object
   nlohmann::json usage() const;
   std::string echo_text(size_t prompt_index) const;
   std::string token_string(int32_t id) const;

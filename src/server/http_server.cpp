@@ -167,9 +167,9 @@ struct HttpServer::Impl {
                             fingerprint};
     const bool stream = request.stream;
     const auto start = std::chrono::steady_clock::now();
-    auto generation = std::make_shared<Generation>(r.engine, *r.model.tokenizer, std::move(context),
-                                                   chat, std::move(request), echo,
-                                                   std::move(prompts), max_tokens);
+    auto generation =
+        std::make_shared<Generation>(r.engine, *r.model.tokenizer, std::move(context), chat,
+                                     std::move(request), echo, std::move(prompts), max_tokens);
     const auto record = [this, start](const Generation& g) {
       metrics.count_tokens(g.prompt_tokens(), g.generated_tokens());
       if (const auto ttft = g.time_to_first_token()) metrics.observe_time_to_first_token(*ttft);
@@ -333,13 +333,13 @@ struct HttpServer::Impl {
     for (const auto& [key, value] : req.headers) header_bytes += key.size() + value.size() + 4;
     if (req.headers.size() > static_cast<size_t>(options.max_headers) ||
         header_bytes > options.max_header_bytes) {
-      send_error(res, ApiError(431, "invalid_request_error",
-                               "the request headers are too large (" +
-                                   std::to_string(req.headers.size()) + " headers, " +
-                                   std::to_string(header_bytes) + " bytes); expected at most " +
-                                   std::to_string(options.max_headers) + " headers and " +
-                                   std::to_string(options.max_header_bytes) + " bytes",
-                               "", "headers_too_large"));
+      send_error(
+          res, ApiError(431, "invalid_request_error",
+                        "the request headers are too large (" + std::to_string(req.headers.size()) +
+                            " headers, " + std::to_string(header_bytes) +
+                            " bytes); expected at most " + std::to_string(options.max_headers) +
+                            " headers and " + std::to_string(options.max_header_bytes) + " bytes",
+                        "", "headers_too_large"));
       metrics.count_request("other", 431);
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -365,9 +365,9 @@ struct HttpServer::Impl {
                                                  httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours
     if (res.status == 404) {
-      send_error(res, ApiError(404, "not_found_error",
-                               "there is no route " + req.method + " " + req.path, "",
-                               "route_not_found"));
+      send_error(
+          res, ApiError(404, "not_found_error", "there is no route " + req.method + " " + req.path,
+                        "", "route_not_found"));
     } else if (res.status == 413) {
       send_error(res, ApiError(413, "invalid_request_error",
                                "the request body is larger than " +
@@ -391,8 +391,9 @@ struct HttpServer::Impl {
     http.set_keep_alive_timeout(options.keep_alive_seconds);
     http.set_read_timeout(30);
     http.set_write_timeout(30);
-    http.set_pre_routing_handler(
-        [this](const httplib::Request& req, httplib::Response& res) { return pre_route(req, res); });
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return pre_route(req, res);
+    });
     http.set_error_handler(httplib::Server::HandlerWithResponse(
         [this](const httplib::Request& req, httplib::Response& res) {
           return library_error(req, res);
@@ -428,7 +429,9 @@ HttpServer::HttpServer(ServerOptions options) : impl_(std::make_unique<Impl>(std
   impl_->install_routes();
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+}
 
 int HttpServer::bind() {
   const ServerOptions& o = impl_->options;
@@ -445,7 +448,9 @@ int HttpServer::bind() {
   return o.port;
 }
 
-void HttpServer::listen() { impl_->http.listen_after_bind(); }
+void HttpServer::listen() {
+  impl_->http.listen_after_bind();
+}
 
 void HttpServer::stop() {
   if (impl_->http.is_running()) impl_->http.stop();
@@ -453,7 +458,8 @@ void HttpServer::stop() {
 
 void HttpServer::serve_model(LoadedModel& model, Engine& engine) {
   impl_->fingerprint = model.system_fingerprint();
-  engine.set_step_observer([this](double seconds, size_t) { impl_->metrics.observe_step(seconds); });
+  engine.set_step_observer(
+      [this](double seconds, size_t) { impl_->metrics.observe_step(seconds); });
   impl_->engine.store(&engine, std::memory_order_release);
   impl_->model.store(&model, std::memory_order_release);
 }

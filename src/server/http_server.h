@@ -35,16 +35,16 @@ namespace bx::server {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8000;                      // 0: any free port (bind() says which)
-  std::string api_key;                  // empty: no authentication
-  std::string model_name;               // the id /v1/models lists and requests may name
+  int port = 8000;         // 0: any free port (bind() says which)
+  std::string api_key;     // empty: no authentication
+  std::string model_name;  // the id /v1/models lists and requests may name
   size_t max_body_bytes = 1 << 20;
   size_t max_header_bytes = 32 << 10;
   int max_headers = 64;
-  int max_connections = 256;            // HTTP worker threads
-  int max_queue = 1024;                 // generation and score requests admitted at once
-  int keep_alive_seconds = 10;          // how long a connection may sit idle (also before its
-                                        // first request) before the server closes it
+  int max_connections = 256;                  // HTTP worker threads
+  int max_queue = 1024;                       // generation and score requests admitted at once
+  int keep_alive_seconds = 10;                // how long a connection may sit idle (also before its
+                                              // first request) before the server closes it
   std::optional<ChatTemplate> chat_template;  // none: chat answers 400
 };
 

@@ -98,9 +98,9 @@ std::string Metrics::render(const Engine* engine) const {
                   "counter", static_cast<double>(g.prefix_hits));
     out += scalar("bitexact_prefix_cache_hit_rate", "Hits / lookups since start (0 before any)",
                   "gauge",
-                  g.prefix_lookups ? static_cast<double>(g.prefix_hits) /
-                                         static_cast<double>(g.prefix_lookups)
-                                   : 0.0);
+                  g.prefix_lookups
+                      ? static_cast<double>(g.prefix_hits) / static_cast<double>(g.prefix_lookups)
+                      : 0.0);
   }
   out += step_seconds_.render("bitexact_step_seconds", "Wall time of engine steps that ran");
   out += ttft_seconds_.render("bitexact_time_to_first_token_seconds",

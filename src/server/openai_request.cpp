@@ -76,8 +76,8 @@ class Fields {
   }
 
   static ApiError wrong_type(const std::string& key, const json& v, const char* expected) {
-    return invalid_field(key, key + " is " + type_name(v) + " (" + shown(v) + "), expected " +
-                                  expected);
+    return invalid_field(key,
+                         key + " is " + type_name(v) + " (" + shown(v) + "), expected " + expected);
   }
 
  private:
@@ -105,8 +105,8 @@ std::vector<int32_t> token_ids(const json& v, const std::string& param) {
   ids.reserve(v.size());
   for (const json& id : v) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > kIntMax) {
-      throw invalid_field(param, param + " holds " + shown(id) +
-                                     ", expected token ids (non-negative integers)");
+      throw invalid_field(
+          param, param + " holds " + shown(id) + ", expected token ids (non-negative integers)");
     }
     ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
   }
@@ -148,7 +148,8 @@ GenerationOptions parse_generation(const Fields& f, bool chat) {
   if (auto x = f.number("top_p", 0.0, 1.0, /*lo_open=*/true)) {
     o.sampling.top_p = static_cast<float>(*x);
   }
-  if (auto x = f.integer("top_k", -1, kIntMax)) o.sampling.top_k = static_cast<int32_t>(*x < 0 ? 0 : *x);
+  if (auto x = f.integer("top_k", -1, kIntMax))
+    o.sampling.top_k = static_cast<int32_t>(*x < 0 ? 0 : *x);
   if (auto x = f.number("min_p", 0.0, 1.0)) o.sampling.min_p = static_cast<float>(*x);
   if (const json* seed = f.get("seed")) {
     if (!seed->is_number_integer()) throw Fields::wrong_type("seed", *seed, "an integer");
@@ -162,7 +163,8 @@ GenerationOptions parse_generation(const Fields& f, bool chat) {
                    "unsupported_parameter");
   }
   const int64_t min_max_tokens = chat ? 1 : 0;
-  if (auto x = f.integer("max_tokens", min_max_tokens, kIntMax)) o.max_tokens = static_cast<int>(*x);
+  if (auto x = f.integer("max_tokens", min_max_tokens, kIntMax))
+    o.max_tokens = static_cast<int>(*x);
   if (chat) {
     if (auto x = f.integer("max_completion_tokens", 1, kIntMax)) {
       o.max_tokens = static_cast<int>(*x);
@@ -195,7 +197,8 @@ GenerationOptions parse_generation(const Fields& f, bool chat) {
       if (s.empty()) throw invalid_field("stop", "stop holds an empty string");
     }
   }
-  if (const json* ids = f.get("stop_token_ids")) o.stop_token_ids = token_ids(*ids, "stop_token_ids");
+  if (const json* ids = f.get("stop_token_ids"))
+    o.stop_token_ids = token_ids(*ids, "stop_token_ids");
   o.return_token_ids = f.boolean("return_token_ids").value_or(false);
   o.stream = f.boolean("stream").value_or(false);
   if (const json* so = f.get("stream_options")) {
@@ -260,8 +263,7 @@ CompletionRequest parse_completion_request(const json& body) {
   const json* prompt = f.get("prompt");
   if (prompt == nullptr) throw invalid_field("prompt", "prompt is missing");
   // A string, token ids, or a list of either.
-  if (prompt->is_string() || (prompt->is_array() && !prompt->empty() &&
-                              (*prompt)[0].is_number())) {
+  if (prompt->is_string() || (prompt->is_array() && !prompt->empty() && (*prompt)[0].is_number())) {
     r.prompts.push_back(parse_prompt(*prompt, "prompt"));
   } else if (prompt->is_array()) {
     if (prompt->empty()) throw invalid_field("prompt", "prompt is an empty list");
@@ -300,7 +302,8 @@ ChatRequest parse_chat_request(const json& body) {
     const std::optional<std::string> role = mf.string("role");
     if (!role || !(*role == "system" || *role == "developer" || *role == "user" ||
                    *role == "assistant" || *role == "tool")) {
-      throw invalid_field("messages", "a message's role is " + (role ? "'" + *role + "'" : "missing") +
+      throw invalid_field("messages", "a message's role is " +
+                                          (role ? "'" + *role + "'" : "missing") +
                                           ", expected system, developer, user, assistant or tool");
     }
     std::string content;

@@ -23,7 +23,7 @@
 namespace bx::server {
 
 struct GenerationOptions {
-  std::string model;              // "" = the served model
+  std::string model;  // "" = the served model
   SamplingParams sampling;
   int n = 1;
   std::optional<int> max_tokens;  // absent: the endpoint's default
@@ -31,8 +31,8 @@ struct GenerationOptions {
   bool ignore_eos = false;
   std::vector<std::string> stop;
   std::vector<int32_t> stop_token_ids;
-  bool logprobs = false;          // report each token's logprob
-  int top_logprobs = 0;           // and this many alternatives
+  bool logprobs = false;  // report each token's logprob
+  int top_logprobs = 0;   // and this many alternatives
   bool stream = false;
   bool include_usage = false;     // stream_options.include_usage
   bool return_token_ids = false;  // extension (as vLLM): token_ids and prompt_token_ids
@@ -74,7 +74,7 @@ struct DetokenizeRequest {
   std::vector<int32_t> tokens;
 };
 
-inline constexpr int kMaxPrompts = 64;     // prompts in one completion request
+inline constexpr int kMaxPrompts = 64;  // prompts in one completion request
 inline constexpr int kMaxStopStrings = 16;
 
 // Parses a body as a JSON object; 400 if it is not one.

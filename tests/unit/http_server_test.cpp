@@ -88,8 +88,8 @@ TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
   health = client.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
-  auto done = client.Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})",
-                          "application/json");
+  auto done =
+      client.Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})", "application/json");
   ASSERT_TRUE(done);
   EXPECT_EQ(done->status, 200) << done->body;
   EXPECT_EQ(json::parse(done->body)["usage"]["completion_tokens"], 3);
