@@ -15,5 +15,7 @@ void register_score(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
 void register_render_chat(CLI::App& app);
+void register_serve(CLI::App& app);
+void register_verify(CLI::App& app);
 
 }  // namespace bx::cli

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   bx::cli::register_tokenize(app);
   bx::cli::register_detokenize(app);
   bx::cli::register_render_chat(app);
+  bx::cli::register_serve(app);
+  bx::cli::register_verify(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

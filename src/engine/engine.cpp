@@ -54,6 +54,7 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   logits_.resize(static_cast<size_t>(max_logit_rows_) * V);
   logprobs_.resize(logits_.size());
   masked_.resize(V);
+  publish_gauges();
 }
 
 Engine::~Engine() { stop(); }
@@ -92,6 +93,9 @@ void Engine::validate(const EngineRequest& r) const {
             n_str(r.max_tokens) + ")");
   check(r.n >= 1 && r.n <= EngineRequest::kMaxSamples,
         "n is " + n_str(r.n) + ", expected 1 to " + n_str(EngineRequest::kMaxSamples));
+  check(r.top_logprobs >= 0 && r.top_logprobs <= EngineRequest::kMaxTopLogprobs,
+        "top_logprobs is " + n_str(r.top_logprobs) + ", expected 0 to " +
+            n_str(EngineRequest::kMaxTopLogprobs));
   check(r.score_ids.empty() || (r.max_tokens == 0 && r.n == 1),
         "scoring continuation ids needs max_tokens = 0 and n = 1");
   bx::validate(r.sampling);
@@ -172,19 +176,27 @@ bool Engine::step() {
   take_submissions();
   retire_cancelled();
   const std::vector<Chunk> chunks = schedule();  // may preempt the newest sequences
-  if (chunks.empty()) return false;
+  if (chunks.empty()) {
+    publish_gauges();
+    return false;
+  }
   const Clock::time_point forward_start = Clock::now();
   run_forward(chunks);                           // KV written, logit rows out
   const Clock::time_point forward_end = Clock::now();
   for (const Chunk& c : chunks) commit(c);       // cache bookkeeping, scores, sampling, stops
   retire_finished();
 
-  std::lock_guard lock(stats_mutex_);
-  stats_.steps += 1;
-  stats_.batch_tokens += tokens_.size();
-  stats_.forward_seconds += seconds_between(forward_start, forward_end);
-  stats_.schedule_seconds +=
-      seconds_between(start, forward_start) + seconds_between(forward_end, Clock::now());
+  const Clock::time_point end = Clock::now();
+  {
+    std::lock_guard lock(stats_mutex_);
+    stats_.steps += 1;
+    stats_.batch_tokens += tokens_.size();
+    stats_.forward_seconds += seconds_between(forward_start, forward_end);
+    stats_.schedule_seconds +=
+        seconds_between(start, forward_start) + seconds_between(forward_end, end);
+  }
+  publish_gauges();
+  if (step_observer_) step_observer_(seconds_between(start, end), tokens_.size());
   return true;
 }
 
@@ -450,6 +462,7 @@ void Engine::sample_next(Sequence& s, const float* logits, const float* logprobs
   e.sample = s.sample;
   e.token = choice.id;
   e.logprob = choice.logprob;
+  if (r.top_logprobs > 0) e.top_logprobs = top_logprobs(std::span(logprobs, V), r.top_logprobs);
   std::optional<std::string> stop_reason;
   bool stopped = false;
   const bool stop_id = std::find(r.stop_token_ids.begin(), r.stop_token_ids.end(), choice.id) !=
@@ -516,6 +529,22 @@ void Engine::stop() {
 EngineStats Engine::stats() const {
   std::lock_guard lock(stats_mutex_);
   return stats_;
+}
+
+void Engine::publish_gauges() {
+  PoolGauges g;
+  g.total_blocks = pool_.total_blocks();
+  g.held_blocks = pool_.held_blocks();
+  g.cached_blocks = pool_.cached_blocks();
+  g.prefix_hits = pool_.prefix_hits();
+  g.prefix_lookups = pool_.prefix_lookups();
+  std::lock_guard lock(stats_mutex_);
+  gauges_ = g;
+}
+
+PoolGauges Engine::pool_gauges() const {
+  std::lock_guard lock(stats_mutex_);
+  return gauges_;
 }
 
 size_t Engine::waiting_count() const { return waiting_count_; }

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -55,6 +56,16 @@ struct EngineStats {
   double forward_seconds = 0;
 };
 
+// The KV pool's counters, as of the end of the engine's latest step() call (metrics; safe to
+// read from any thread, unlike pool()).
+struct PoolGauges {
+  int64_t total_blocks = 0;
+  int64_t held_blocks = 0;
+  int64_t cached_blocks = 0;     // published for prefix reuse, held or idle
+  uint64_t prefix_hits = 0;      // prefix-cache lookups that found a block
+  uint64_t prefix_lookups = 0;
+};
+
 class Engine {
  public:
   Engine(LoadedModel& model, EngineOptions options);
@@ -81,9 +92,15 @@ class Engine {
   void start();
   void stop();
 
+  // Called on the stepping thread after each step that ran, with the step's wall time and the
+  // tokens it computed (for metrics; it must not call into the engine). Set before start().
+  using StepObserver = std::function<void(double step_seconds, size_t batch_tokens)>;
+  void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
+
   const EngineOptions& options() const { return options_; }
   const BlockPool& pool() const { return pool_; }
   EngineStats stats() const;
+  PoolGauges pool_gauges() const;
   size_t waiting_count() const;  // queued, including submissions not yet taken
   size_t running_count() const;
 
@@ -113,6 +130,7 @@ class Engine {
   void publish_full_blocks(Sequence& s);
   void sample_next(Sequence& s, const float* logits, const float* logprobs);
   void finish(Sequence& s, FinishReason reason);
+  void publish_gauges();
 
   LoadedModel& model_;
   EngineOptions options_;
@@ -136,8 +154,10 @@ class Engine {
   std::atomic<bool> stop_requested_{false};
   std::thread thread_;
 
+  StepObserver step_observer_;
   mutable std::mutex stats_mutex_;
   EngineStats stats_;
+  PoolGauges gauges_;
   std::atomic<size_t> running_count_{0}, waiting_count_{0};
 };
 

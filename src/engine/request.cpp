@@ -1,5 +1,8 @@
 #include "engine/request.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace bx {
 
 uint64_t sample_seed(uint64_t seed, int sample_index) {
@@ -9,6 +12,24 @@ uint64_t sample_seed(uint64_t seed, int sample_index) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int k) {
+  const size_t count = std::min(static_cast<size_t>(std::max(k, 0)), logprobs.size());
+  std::vector<int32_t> ids(logprobs.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+  // A strict total order: value descending (NaN last), then id ascending.
+  const auto before = [&](int32_t a, int32_t b) {
+    const float x = logprobs[static_cast<size_t>(a)], y = logprobs[static_cast<size_t>(b)];
+    const bool x_nan = std::isnan(x), y_nan = std::isnan(y);
+    if (x_nan != y_nan) return y_nan;
+    if (!x_nan && x != y) return x > y;
+    return a < b;
+  };
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<ptrdiff_t>(count), ids.end(), before);
+  std::vector<TokenLogprob> top(count);
+  for (size_t i = 0; i < count; ++i) top[i] = {ids[i], logprobs[static_cast<size_t>(ids[i])]};
+  return top;
 }
 
 std::string_view finish_reason_name(FinishReason reason) {

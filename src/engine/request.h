@@ -12,6 +12,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,9 +36,23 @@ struct EngineRequest {
   // token after the first given what precedes it.
   std::vector<int32_t> score_ids;
   bool prompt_logprobs = false;
+  // With each generated token, the top_logprobs most likely ids of the same unmodified
+  // log_softmax row the token's logprob comes from (0 = none), 0..kMaxTopLogprobs.
+  int top_logprobs = 0;
 
   static constexpr int kMaxSamples = 64;
+  static constexpr int kMaxTopLogprobs = 20;
 };
+
+// One alternative of a token: an id and its logprob.
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+// The k ids of a logprob row with the largest values, largest first, ties to the lower id; NaN
+// ranks below every number. k is clamped to the row length.
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int k);
 
 uint64_t sample_seed(uint64_t seed, int sample_index);
 
@@ -54,6 +69,7 @@ struct EngineEvent {
   int32_t token = -1;
   float logprob = 0.0f;
   std::string text;  // token: the new text; finished: any text held back until the end
+  std::vector<TokenLogprob> top_logprobs;  // token: EngineRequest::top_logprobs alternatives
   // finished
   FinishReason finish = FinishReason::length;
   std::optional<std::string> stop_reason;  // the stop string or "token:ID" that ended it

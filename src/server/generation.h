@@ -1,0 +1,106 @@
+// One completion or chat request in flight: its prompts' engine streams, what each choice has
+// produced so far, and the OpenAI JSON built from it — the whole response, or SSE chunks.
+//
+// Choice i of prompt p has index p * n + i and is sample i of that prompt's engine request.
+// A choice's logprobs are the engine's (log_softmax of the unmodified logits, request.h); its
+// "bitexact_hash" (response_hash.h) covers its token ids and logprob bits, and "stop_reason"
+// names the stop string or "token:ID" that ended it (null for EOS or length), as vLLM does;
+// with return_token_ids, "token_ids" and "prompt_token_ids" (in streaming: on the last chunk).
+// With echo and logprobs, prompt tokens after the first carry the engine's prompt logprobs and
+// their top_logprobs hold only the prompt token itself (the engine scores the given token only).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/engine.h"
+#include "server/openai_request.h"
+
+namespace bx::server {
+
+// What a response names besides the choices.
+struct ResponseContext {
+  std::string id;       // "cmpl-..." / "chatcmpl-..."
+  int64_t created = 0;  // Unix seconds
+  std::string model;
+  std::string system_fingerprint;
+};
+
+class Generation {
+ public:
+  struct Prompt {
+    std::vector<int32_t> ids;
+    std::string echo_text;  // the prompt as text, for echo
+    std::shared_ptr<RequestStream> stream;
+    std::vector<float> prompt_logprobs;  // [ids.size() - 1] when scored
+  };
+
+  // chat: chat.completion objects; otherwise text_completion. Submits every prompt (on an
+  // engine error, cancels what it submitted and rethrows).
+  Generation(Engine& engine, const Tokenizer& tokenizer, ResponseContext context, bool chat,
+             GenerationOptions options, bool echo, std::vector<Prompt> prompts, int max_tokens);
+  ~Generation();  // cancels whatever has not finished
+
+  // Non-streaming: waits for every choice, returns the response object.
+  nlohmann::json wait_for_response();
+
+  // Streaming: the SSE text to send next ("data: {...}\n\n" lines), blocking until the engine
+  // has something; empty once everything, including "data: [DONE]", was returned.
+  std::string next_sse();
+  void cancel();
+
+  uint64_t prompt_tokens() const;
+  uint64_t generated_tokens() const;
+  // Seconds from construction to the first generated token (nullopt if none yet).
+  std::optional<double> time_to_first_token() const { return ttft_; }
+
+ private:
+  struct Choice {
+    std::vector<int32_t> tokens;
+    std::vector<float> logprobs;
+    std::vector<std::vector<TokenLogprob>> top;
+    std::string text;
+    std::optional<FinishReason> finish;
+    std::optional<std::string> stop_reason;
+  };
+
+  // Applies an event to its choice; returns the SSE chunks it makes (streaming only).
+  std::string consume(size_t prompt_index, const EngineEvent& e, bool streaming);
+  nlohmann::json chunk(nlohmann::json choices) const;
+  nlohmann::json completion_logprobs(const std::vector<int32_t>& ids,
+                                     const std::vector<std::optional<float>>& logprobs,
+                                     const std::vector<std::vector<TokenLogprob>>& top,
+                                     size_t text_offset) const;
+  nlohmann::json chat_logprob_entries(size_t from, const Choice& c) const;
+  nlohmann::json finished_choice(size_t index) const;  // non-streaming choice object
+  nlohmann::json usage() const;
+  std::string echo_text(size_t prompt_index) const;
+  std::string token_string(int32_t id) const;
+
+  Engine& engine_;
+  const Tokenizer& tokenizer_;
+  ResponseContext context_;
+  bool chat_;
+  GenerationOptions options_;
+  bool echo_;
+  std::vector<Prompt> prompts_;
+  std::vector<Choice> choices_;
+  std::chrono::steady_clock::time_point start_;
+  std::optional<double> ttft_;
+  // Streaming progress.
+  bool stream_started_ = false;
+  size_t stream_prompt_ = 0;
+  bool stream_done_ = false;
+};
+
+// "data: " + json + "\n\n", with invalid UTF-8 replaced by U+FFFD.
+std::string sse_line(const nlohmann::json& object);
+std::string dump_json(const nlohmann::json& object);
+
+}  // namespace bx::server
