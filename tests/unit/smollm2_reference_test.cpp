@@ -12,8 +12,8 @@
 // and the test demands all 32 agree and the error stay under kMaxRelError.
 //
 // Token ids: the byte-level BPE of the GGUF's own vocabulary and merges (tokenizer.ggml.tokens,
-// .merges), with <|im_start|> = 1 and <|im_end|> = 2 and the model's chat template for the chat
-// prompts; cross-checked with llama.cpp's llama-tokenize (bench/RESULTS.md).
+// .merges) run by the `tokenizers` package, with <|im_start|> = 1 and <|im_end|> = 2 and the
+// model's chat template for the chat prompts (bench/RESULTS.md).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
