@@ -24,10 +24,14 @@ bool is_block_format(DType t) {
 
 int64_t block_bytes(DType t) {
   switch (t) {
-    case DType::q8_0: return 34;
-    case DType::q4_0: return 18;
-    case DType::q4_1: return 20;
-    default: break;
+    case DType::q8_0:
+      return 34;
+    case DType::q4_0:
+      return 18;
+    case DType::q4_1:
+      return 20;
+    default:
+      break;
   }
   throw Error("dtype " + std::string(dtype_name(t)) +
               " is not a block format: expected Q8_0, Q4_0 or Q4_1");

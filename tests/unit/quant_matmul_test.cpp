@@ -43,12 +43,14 @@ using test::supported_isas;
 constexpr DType kFormats[] = {DType::q8_0, DType::q4_0, DType::q4_1};
 
 gguf::GgmlType ggml_type(DType t) {
-  return t == DType::q8_0 ? gguf::GgmlType::Q8_0
+  return t == DType::q8_0   ? gguf::GgmlType::Q8_0
          : t == DType::q4_0 ? gguf::GgmlType::Q4_0
                             : gguf::GgmlType::Q4_1;
 }
 
-int scale_count(DType t) { return t == DType::q4_1 ? 2 : 1; }  // d (and m) at the block start
+int scale_count(DType t) {
+  return t == DType::q4_1 ? 2 : 1;
+}  // d (and m) at the block start
 
 void put_u16(std::vector<uint8_t>& blocks, size_t at, uint16_t v) {
   std::memcpy(blocks.data() + at, &v, sizeof v);
@@ -59,9 +61,9 @@ void put_u16(std::vector<uint8_t>& blocks, size_t at, uint16_t v) {
 // and random bit patterns; otherwise they are moderate (d in [2^-10, 2^-4), m in (-2^-3, 0]),
 // as in a real model, so matmul sums stay finite.
 std::vector<uint8_t> random_blocks(DType t, int64_t n_blocks, uint32_t seed, bool edge) {
-  static constexpr uint16_t kEdge[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400, 0x7bff,
-                                       0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7d01, 0xfe37, 0x3c00,
-                                       0xbc00, 0x3555, 0x0200, 0x1c00};
+  static constexpr uint16_t kEdge[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400,
+                                       0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7d01,
+                                       0xfe37, 0x3c00, 0xbc00, 0x3555, 0x0200, 0x1c00};
   std::mt19937 rng(seed);
   const auto bytes = static_cast<size_t>(quant::block_bytes(t));
   std::vector<uint8_t> blocks(static_cast<size_t>(n_blocks) * bytes);
@@ -115,8 +117,8 @@ std::vector<uint32_t> bits_of(const std::vector<float>& v) {
 TEST(QuantDequant, MatchesGgufPackageOnEdgeBlocks) {
   const std::string python = test::python_interpreter();
   if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";
-  const std::string dir = std::filesystem::temp_directory_path().string() + "/bx_quant_" +
-                          std::to_string(::getpid());
+  const std::string dir =
+      std::filesystem::temp_directory_path().string() + "/bx_quant_" + std::to_string(::getpid());
   std::filesystem::create_directories(dir);
   for (DType t : kFormats) {
     SCOPED_TRACE(std::string(dtype_name(t)));
@@ -124,7 +126,8 @@ TEST(QuantDequant, MatchesGgufPackageOnEdgeBlocks) {
     const std::vector<uint8_t> blocks = random_blocks(t, kRows * kK / 32, 11, /*edge=*/true);
     const std::string in = dir + "/blocks.bin", out = dir + "/values.bin";
     std::ofstream(in, std::ios::binary)
-        .write(reinterpret_cast<const char*>(blocks.data()), static_cast<std::streamsize>(blocks.size()));
+        .write(reinterpret_cast<const char*>(blocks.data()),
+               static_cast<std::streamsize>(blocks.size()));
     ASSERT_EQ(test::run_python(python, "tests/ref/gguf_dequantize.py",
                                {std::string(dtype_name(t)), in, out}),
               0)
@@ -264,8 +267,7 @@ TEST(QuantMatmul, RowAloneEqualsRowInBatchAndControlFails) {
         matmul(args_for(x.data(), blocks.data(), t, batch.data(), M, N, K), pool(3), isa);
         for (int64_t i = 0; i < M; i += 7) {
           std::vector<float> alone(static_cast<size_t>(N));
-          matmul(args_for(x.data() + i * K, blocks.data(), t, alone.data(), 1, N, K), pool(1),
-                 isa);
+          matmul(args_for(x.data() + i * K, blocks.data(), t, alone.data(), 1, N, K), pool(1), isa);
           ASSERT_TRUE(same_bits(alone.data(), batch.data() + i * N, N))
               << dtype_name(t) << " " << isa_name(isa) << " M=" << M << " row " << i;
         }

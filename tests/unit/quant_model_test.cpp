@@ -42,8 +42,8 @@ struct ModelRun {
   std::string fingerprint, storage;
 };
 
-ModelRun run(const std::string& path, bool dequantize, int threads, const std::vector<int32_t>& prompt,
-        int n_new) {
+ModelRun run(const std::string& path, bool dequantize, int threads,
+             const std::vector<int32_t>& prompt, int n_new) {
   bx::LoadOptions options;
   options.threads = threads;
   options.dequantize_weights = dequantize;
@@ -72,8 +72,8 @@ void expect_same(const ModelRun& a, const ModelRun& b, const std::string& what) 
 
 TEST(QuantModel, RandomModelsResidentBlocksEqualDequantizedAtLoad) {
   const GgmlType types[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1};
-  const std::vector<int32_t> prompt = {1, 40, 77, 300, 5, 291, 18, 200, 123, 64, 250, 9,
-                                       17, 33, 288, 101, 7, 45, 260, 3};  // 20 tokens
+  const std::vector<int32_t> prompt = {1,   40, 77, 300, 5,   291, 18, 200, 123, 64,
+                                       250, 9,  17, 33,  288, 101, 7,  45,  260, 3};  // 20 tokens
   bx::test::IsaGuard guard;
   for (GgmlType type : types) {
     for (bool tied : {true, false}) {

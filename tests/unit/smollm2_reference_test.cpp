@@ -12,8 +12,9 @@
 // and the test demands all 32 agree and the error stay under kMaxRelError.
 //
 // Token ids: the byte-level BPE of the GGUF's own vocabulary and merges (tokenizer.ggml.tokens,
-// .merges), with <|im_start|> = 1 and <|im_end|> = 2 and the model's chat template for the chat
-// prompts; cross-checked with llama.cpp's llama-tokenize (bench/RESULTS.md).
+// .merges) run by the `tokenizers` package, with <|im_start|> = 1 and <|im_end|> = 2 and the
+// model's chat template for the chat prompts; llama.cpp's llama-tokenize gives the same ids for
+// all five texts (bench/RESULTS.md).
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -41,9 +42,9 @@ constexpr int kNewTokens = 32;
 // "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face
 // <|im_end|>\n<|im_start|>user\n" ... "<|im_end|>\n<|im_start|>assistant\n"
 std::vector<int32_t> chat(const std::vector<int32_t>& question) {
-  std::vector<int32_t> ids = {1,    9690, 198,  2683, 359,   253, 5356, 5646, 11173, 3365, 3511,
-                              308,  34519, 28,  7018, 411,   407, 19712, 8182, 2,    198,  1,
-                              4093, 198};
+  std::vector<int32_t> ids = {1,     9690,  198,  2683, 359,   253, 5356, 5646,
+                              11173, 3365,  3511, 308,  34519, 28,  7018, 411,
+                              407,   19712, 8182, 2,    198,   1,   4093, 198};
   ids.insert(ids.end(), question.begin(), question.end());
   ids.insert(ids.end(), {2, 198, 1, 520, 9531, 198});
   return ids;
@@ -57,7 +58,8 @@ struct Prompt {
 std::vector<Prompt> prompts() {
   return {
       {"chat: What is the capital of France?", chat({1780, 314, 260, 3575, 282, 4649, 47})},
-      {"chat: Write a short poem about the sea.", chat({19161, 253, 1890, 8216, 563, 260, 3426, 30})},
+      {"chat: Write a short poem about the sea.",
+       chat({19161, 253, 1890, 8216, 563, 260, 3426, 30})},
       {"The quick brown fox jumps over the lazy dog. The dog",
        {504, 2365, 6354, 16438, 27003, 690, 260, 23790, 2767, 30, 378, 2767}},
       {"Once upon a time, in a small village by the mountains, there lived",
@@ -91,7 +93,8 @@ TEST(Smollm2Reference, LogitsMatchFloat64NumpyAndGreedyAgrees32Tokens) {
     const bx::test::EngineRows rows = seq.forward_all(tokens);
     for (int i = 0; i < kNewTokens; ++i) {  // decode == scoring, bit for bit
       const size_t pos = p.ids.size() - 1 + static_cast<size_t>(i);
-      const float scored = rows.logprobs[pos][static_cast<size_t>(greedy.ids[static_cast<size_t>(i)])];
+      const float scored =
+          rows.logprobs[pos][static_cast<size_t>(greedy.ids[static_cast<size_t>(i)])];
       ASSERT_EQ(0, std::memcmp(&scored, &greedy.logprobs[static_cast<size_t>(i)], sizeof(float)))
           << p.text << ": generated token " << i;
     }
@@ -118,9 +121,11 @@ TEST(Smollm2Reference, LogitsMatchFloat64NumpyAndGreedyAgrees32Tokens) {
     const nlohmann::json& r = result["sequences"][i];
     const double rel = r["max_rel_error"].get<double>();
     worst = std::max(worst, rel);
-    std::printf("%-70s max rel error %.3g, element error %.3g, greedy agrees %d/%d, min top-2 margin %.3g\n",
-                ps[i].text, rel, r["max_element_error"].get<double>(), r["greedy_agree"].get<int>(),
-                kNewTokens, r["min_top2_margin"].get<double>());
+    std::printf(
+        "%-70s max rel error %.3g, element error %.3g, greedy agrees %d/%d, min top-2 margin "
+        "%.3g\n",
+        ps[i].text, rel, r["max_element_error"].get<double>(), r["greedy_agree"].get<int>(),
+        kNewTokens, r["min_top2_margin"].get<double>());
     EXPECT_EQ(r["greedy_agree"].get<int>(), kNewTokens) << ps[i].text;
     EXPECT_LT(rel, kMaxRelError) << ps[i].text;
   }

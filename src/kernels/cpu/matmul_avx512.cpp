@@ -375,14 +375,15 @@ void run(const MatmulTask& task, const W* w) {
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
 constexpr int kBlock = 32;
 
 template <int F>
-constexpr int64_t kBlockBytes = F == kQ8_0 ? 34 : F == kQ4_0 ? 18 : 20;
+constexpr int64_t kBlockBytes = F == kQ8_0   ? 34
+                                : F == kQ4_0 ? 18
+                                             : 20;
 
 // d (and m) of the block at b, exactly widened from f16 and broadcast.
 BX_INLINE __m128 scales(const uint8_t* b) {
@@ -397,7 +398,8 @@ BX_INLINE void dequant_block(const uint8_t* b, __m512& w0, __m512& w1) {
   const __m128 dm = scales(b);
   const __m512 d = _mm512_broadcastss_ps(dm);
   if constexpr (F == kQ8_0) {
-    const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+    const __m512i q0 =
+        _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
     const __m512i q1 =
         _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18)));
     w0 = _mm512_mul_ps(d, _mm512_cvtepi32_ps(q0));
@@ -406,15 +408,17 @@ BX_INLINE void dequant_block(const uint8_t* b, __m512& w0, __m512& w1) {
     // The 16 values a nibble stands for in this block, computed as quant.h says:
     //   Q4_0: table[j] = d * (j - 8);  Q4_1: table[j] = d * j + m  (product rounded, then the sum)
     // then looked up: vpermps reads bits 3:0 of each index, so the low nibble needs no mask.
-    const __m512i q =
-        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + (F == kQ4_0 ? 2 : 4))));
+    const __m512i q = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + (F == kQ4_0 ? 2 : 4))));
     __m512 table;
     if constexpr (F == kQ4_0) {
-      table = _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
+      table =
+          _mm512_mul_ps(d, _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7));
     } else {
       const __m512 m = _mm512_permutexvar_ps(_mm512_set1_epi32(1), _mm512_castps128_ps512(dm));
       table = _mm512_add_ps(
-          _mm512_mul_ps(d, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)), m);
+          _mm512_mul_ps(d, _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)),
+          m);
     }
     w0 = _mm512_permutexvar_ps(q, table);
     w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), table);
@@ -507,8 +511,8 @@ void qmatmul_avx512(const QuantMatmulTask* task) {
   }
 }
 
-void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
-                         int64_t K, float* out) {
+void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                         float* out) {
   switch (format) {
     case kQ8_0:
       dequant_rows<kQ8_0>(w, w_row_bytes, rows, K, out);

@@ -74,7 +74,6 @@ void tile(const MatmulTask& task, int64_t m0, int mr, int64_t n0, int nr) {
   }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
@@ -138,8 +137,8 @@ void qmatmul_scalar(const QuantMatmulTask* task) {
   }
 }
 
-void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
-                         int64_t K, float* out) {
+void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                         float* out) {
   const int64_t bytes = block_bytes(format);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < K / kBlock; ++b) {
