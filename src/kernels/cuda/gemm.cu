@@ -1,0 +1,213 @@
+// The invariant bf16 GEMM (gemm.h): mma.sync m16n8k16 tiles fed by a cp.async pipeline.
+//
+// A block computes a BM x BN tile of y; its warps split the tile (WARPS_M x WARPS_N), each warp
+// owning (BM / WARPS_M) x (BN / WARPS_N) outputs as 16x8 mma fragments. The K loop walks stages of
+// kBK = 64 columns in increasing k, and inside a stage the four 16-wide slices in increasing k,
+// so every fragment receives the mma chain of gemm.h whatever the tile shape.
+//
+// Shared memory per stage: BM rows of x then BN rows of W, each row kBK bf16 = 8 chunks of 16
+// bytes; chunk c of row r sits at slot r * 8 + (c ^ (r % 8)) so that the 8 rows one ldmatrix
+// reads fall in different banks.
+#include <mutex>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/mma.cuh"
+
+namespace bx::cuda {
+namespace {
+
+constexpr int kBK = 64;
+constexpr int kChunks = kBK / 8;  // 16-byte chunks per tile row
+
+__device__ __forceinline__ int slot(int row, int chunk) {
+  return row * kChunks + (chunk ^ (row & 7));
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+struct TileShape {
+  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+  static constexpr int kWarpM = BM / WARPS_M;
+  static constexpr int kWarpN = BN / WARPS_N;
+  static constexpr int kFragsM = kWarpM / 16;
+  static constexpr int kFragsN = kWarpN / 8;
+  static constexpr int kStageSlots = (BM + BN) * kChunks;
+  static constexpr int kSmemBytes = STAGES * kStageSlots * 16;
+  static_assert(kWarpM % 16 == 0 && kWarpN % 8 == 0, "warp tile must hold whole fragments");
+};
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
+    gemm_bf16_kernel(const GemmArgs args) {
+  using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  extern __shared__ __align__(128) uint4 smem[];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31;
+  const int warp = tid >> 5;
+  const int warp_m = warp / WARPS_N;
+  const int warp_n = warp % WARPS_N;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const int k_tiles = static_cast<int>((args.K + kBK - 1) / kBK);
+  const uint32_t smem_base = ptx::smem_address(smem);
+
+  // Stage `stage` <- x[m0 .. m0+BM, k0 .. k0+kBK) and W[n0 .. n0+BN, same k]; zeros outside.
+  auto load_stage = [&](int stage, int kt) {
+    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageSlots * 16);
+    const int64_t k0 = static_cast<int64_t>(kt) * kBK;
+    for (int i = tid; i < (BM + BN) * kChunks; i += S::kThreads) {
+      const int r = i / kChunks;
+      const int c = i % kChunks;
+      const int64_t k = k0 + c * 8;
+      const uint16_t* src;
+      bool valid;
+      if (r < BM) {
+        const int64_t m = m0 + r;
+        valid = m < args.M && k < args.K;
+        src = valid ? args.x + m * args.x_stride + k : args.x;
+      } else {
+        const int64_t n = n0 + (r - BM);
+        valid = n < args.N && k < args.K;
+        src = valid ? args.w + n * args.w_stride + k : args.w;
+      }
+      ptx::cp_async_16(base + static_cast<uint32_t>(slot(r, c) * 16), src, valid);
+    }
+  };
+
+  float acc[S::kFragsM][S::kFragsN][4];
+#pragma unroll
+  for (int i = 0; i < S::kFragsM; ++i)
+#pragma unroll
+    for (int j = 0; j < S::kFragsN; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+
+  // acc += x_tile[:, 16 slices in increasing k] @ W_tile^T, one mma per (fragment, slice).
+  auto compute_stage = [&](int stage) {
+    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageSlots * 16);
+#pragma unroll
+    for (int kk = 0; kk < kBK / 16; ++kk) {
+      uint32_t a[S::kFragsM][4];
+#pragma unroll
+      for (int mi = 0; mi < S::kFragsM; ++mi) {
+        const int row = warp_m * S::kWarpM + mi * 16 + (lane & 15);
+        const int chunk = kk * 2 + (lane >> 4);
+        ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), a[mi][0], a[mi][1],
+                         a[mi][2], a[mi][3]);
+      }
+      uint32_t b[S::kFragsN][2];
+      if constexpr (S::kFragsN % 2 == 0) {
+#pragma unroll
+        for (int ni = 0; ni < S::kFragsN; ni += 2) {
+          const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7) + ((lane >> 4) << 3);
+          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0],
+                           b[ni][1], b[ni + 1][0], b[ni + 1][1]);
+        }
+      } else {
+#pragma unroll
+        for (int ni = 0; ni < S::kFragsN; ++ni) {
+          const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7);
+          const int chunk = kk * 2 + ((lane >> 3) & 1);
+          ptx::ldmatrix_x2(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0],
+                           b[ni][1]);
+        }
+      }
+#pragma unroll
+      for (int mi = 0; mi < S::kFragsM; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < S::kFragsN; ++ni)
+          ptx::mma_bf16_m16n8k16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
+    }
+  };
+
+  // Pipeline: STAGES - 1 stages in flight ahead of the one being multiplied.
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; ++s) {
+    if (s < k_tiles) load_stage(s, s);
+    ptx::cp_async_commit();
+  }
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    ptx::cp_async_wait<STAGES - 2>();
+    __syncthreads();  // stage kt landed for all threads; stage kt - 1 is no longer read
+    const int next = kt + STAGES - 1;
+    if (next < k_tiles) load_stage(next % STAGES, next);
+    ptx::cp_async_commit();
+    compute_stage(kt % STAGES);
+  }
+  ptx::cp_async_wait<0>();
+
+  // Epilogue: fragment element e of (mi, ni) is row lane/4 (+8 for e >= 2), column 2*(lane%4)
+  // (+1 for odd e) of the 16x8 fragment.
+#pragma unroll
+  for (int mi = 0; mi < S::kFragsM; ++mi) {
+#pragma unroll
+    for (int ni = 0; ni < S::kFragsN; ++ni) {
+      const int64_t col = n0 + warp_n * S::kWarpN + ni * 8 + (lane & 3) * 2;
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        const int64_t row = m0 + warp_m * S::kWarpM + mi * 16 + (lane >> 2) + half * 8;
+        if (row >= args.M) continue;
+        float* out = args.y + row * args.y_stride + col;
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (col + e >= args.N) continue;
+          const float v = acc[mi][ni][half * 2 + e];
+          out[e] = args.accumulate ? out[e] + v : v;
+        }
+      }
+    }
+  }
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+void launch(const GemmArgs& args, cudaStream_t stream) {
+  using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  auto* kernel = gemm_bf16_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  static std::once_flag configured;
+  std::call_once(configured, [&] {
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    S::kSmemBytes),
+               "gemm_bf16: cudaFuncSetAttribute");
+  });
+  const dim3 grid(static_cast<unsigned>((args.N + BN - 1) / BN),
+                  static_cast<unsigned>((args.M + BM - 1) / BM));
+  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(args);
+  check_launch("gemm_bf16_kernel");
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+void validate(const GemmArgs& a) {
+  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0,
+           "gemm_bf16: M, N, K must be >= 0, got " + std::to_string(a.M) + ", " +
+               std::to_string(a.N) + ", " + std::to_string(a.K));
+  BX_CHECK(a.K % 8 == 0, "gemm_bf16: K = " + std::to_string(a.K) +
+                             " must be a multiple of 8 (pad rows with zeros)");
+  BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= a.N,
+           "gemm_bf16: a row stride is below its row length");
+  BX_CHECK(a.x_stride % 8 == 0 && a.w_stride % 8 == 0,
+           "gemm_bf16: x and W row strides must be multiples of 8 elements, got " +
+               std::to_string(a.x_stride) + " and " + std::to_string(a.w_stride));
+  BX_CHECK(aligned16(a.x) && aligned16(a.w), "gemm_bf16: x and W must be 16-byte aligned");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr, "gemm_bf16: y is null");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.K == 0 || (a.x != nullptr && a.w != nullptr),
+           "gemm_bf16: x or W is null");
+}
+
+}  // namespace
+
+void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
+  validate(args);
+  if (args.M == 0 || args.N == 0) return;
+  if (tile == GemmTile::automatic) {
+    tile = args.M <= 16 ? GemmTile::m16 : args.M <= 64 ? GemmTile::m64 : GemmTile::m128;
+  }
+  switch (tile) {
+    case GemmTile::m16: launch<16, 32, 1, 4, 6>(args, stream); break;
+    case GemmTile::m64: launch<64, 128, 2, 4, 4>(args, stream); break;
+    default: launch<128, 128, 2, 4, 3>(args, stream); break;
+  }
+}
+
+}  // namespace bx::cuda

@@ -1,0 +1,54 @@
+// GEMM on the tensor cores: y[M,N] (+)= x[M,K] @ W[N,K]^T, bf16 inputs, f32 accumulation and
+// output. The invariant kernel, and cuBLAS as the labelled non-invariant baseline (R8).
+//
+// Contract and reduction order (INVARIANCE.md R1-R3). Every output element is computed by one
+// fixed chain of mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32 instructions, one per 16-wide slice
+// of K, in increasing k:
+//
+//   acc = +0.0f
+//   for k0 = 0, 16, 32, ..., < K:          (elements k >= K read as +0 bf16)
+//     acc = mma_k16(x[m, k0:k0+16], W[n, k0:k0+16], acc)
+//   y[m,n] = acc                           (accumulate: y[m,n] = y[m,n] + acc, one f32 add)
+//
+// How the tensor core sums the 16 products of one slice into acc is fixed by the hardware and
+// the instruction, and involves only row m of x and row n of W. The tile that computes an
+// element (chosen from M), its position in the tile, the pipeline depth and the grid never change
+// this chain, so y[m,n] depends only on x[m,:], W[n,:] and K: never on M or on the other rows.
+// There is no split-K of any kind. Every GemmTile gives the same bits (tests/cuda/gemm_test).
+//
+// Requirements (checked, bx::Error otherwise): K % 8 == 0, x_stride and w_stride multiples of 8
+// elements, x and W 16-byte aligned (each 8-element chunk of a row is one 16-byte load); M, N,
+// K >= 0, strides at least the row length. Callers with K % 8 != 0 pad rows with zeros to a
+// multiple of 8 (the zeros add nothing: mma slices already pad K to 16 with zeros).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace bx::cuda {
+
+struct GemmArgs {
+  const uint16_t* x = nullptr;  // [M, K] bf16 bits, row stride x_stride (elements), device
+  int64_t x_stride = 0;
+  const uint16_t* w = nullptr;  // [N, K] bf16 bits, row stride w_stride (elements), device
+  int64_t w_stride = 0;
+  float* y = nullptr;           // [M, N] f32, row stride y_stride (elements), device
+  int64_t y_stride = 0;
+  int64_t M = 0, N = 0, K = 0;
+  bool accumulate = false;      // y = y + x W^T instead of y = x W^T
+};
+
+// The tile shapes (BM x BN). automatic picks from M: m16 for M <= 16, m64 for M <= 64, m128
+// above. Tests force each one to show they agree bit for bit.
+enum class GemmTile { automatic, m16, m64, m128 };
+
+// The invariant kernel. Asynchronous on `stream`.
+void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic);
+
+// Fast mode (R8): cuBLAS (cublasGemmEx, bf16 inputs, CUBLAS_COMPUTE_32F, default algorithm).
+// Its kernel and its split of K follow M, so rows are not invariant. The handle is created on
+// first use on the calling thread's current device. `accumulate` is not supported (bx::Error).
+void gemm_bf16_cublas(const GemmArgs& args, cudaStream_t stream);
+
+}  // namespace bx::cuda
