@@ -160,7 +160,10 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
             " tokens but the embedding only " + std::to_string(c.vocab_size) + " rows");
   for (const gguf::TensorInfo& t : file.tensors()) m.parameter_count += t.n_elements;
 
-  auto backend = std::make_unique<CpuBackend>(options.threads);
+  std::unique_ptr<Backend> backend = options.make_backend
+                                         ? options.make_backend()
+                                         : std::make_unique<CpuBackend>(options.threads);
+  check(backend != nullptr, "load_model: make_backend returned no backend");
   backend->set_reduction_order(options.reduction_order);
   m.reduction_order = options.reduction_order;
   WeightReader reader(file, *backend, options);

@@ -18,6 +18,9 @@ struct LoadOptions {
   int max_logit_rows = 64;         // the most sequences whose logits one call returns
   int kv_block_size = 16;          // tokens per KV cache block
   ReductionOrder reduction_order = ReductionOrder::canonical;  // negative-control tests only
+  // Makes the backend the weights load into; empty means a CpuBackend with `threads` threads.
+  // (The CUDA backend lives in a library of its own, so the caller passes it in here.)
+  std::function<std::unique_ptr<Backend>()> make_backend;
   // Called with (done, total) bytes while weights load; may be empty.
   std::function<void(uint64_t, uint64_t)> progress;
 };
@@ -43,7 +46,7 @@ struct LoadedModel {
   std::string system_fingerprint() const;
 };
 
-// Opens a GGUF file and loads it into a new CPU backend. Throws bx::Error naming the problem.
+// Opens a GGUF file and loads it into a new backend (options.make_backend, else the CPU). Throws bx::Error naming the problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace bx

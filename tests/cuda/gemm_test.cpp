@@ -32,10 +32,15 @@ struct Problem {
   int64_t rows, N, K;
   std::vector<uint16_t> x, w;
   DeviceBuffer dx, dw, dy;
-  Problem(int64_t rows_, int64_t N_, int64_t K_, std::vector<uint16_t> x_,
-          std::vector<uint16_t> w_)
-      : rows(rows_), N(N_), K(K_), x(std::move(x_)), w(std::move(w_)), dx(to_device(x)),
-        dw(to_device(w)), dy(static_cast<size_t>(rows * N) * sizeof(float)) {}
+  Problem(int64_t rows_, int64_t N_, int64_t K_, std::vector<uint16_t> x_, std::vector<uint16_t> w_)
+      : rows(rows_),
+        N(N_),
+        K(K_),
+        x(std::move(x_)),
+        w(std::move(w_)),
+        dx(to_device(x)),
+        dw(to_device(w)),
+        dy(static_cast<size_t>(rows * N) * sizeof(float)) {}
 
   // y = x[first .. first + M) @ W^T; returns y [M, N].
   std::vector<float> run(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic) {

@@ -12,8 +12,8 @@
 #include "kernels/cuda/cuda_check.h"
 
 // Skips the test unless a Hopper GPU (the only target the kernels are built for) is present.
-#define BX_REQUIRE_HOPPER()                                                           \
-  do {                                                                                \
+#define BX_REQUIRE_HOPPER()                                                             \
+  do {                                                                                  \
     if (!::bx::cuda::hopper_available()) GTEST_SKIP() << "no Hopper (sm_90) GPU found"; \
   } while (false)
 
@@ -65,7 +65,9 @@ inline void poison(cuda::DeviceBuffer& buf) {
   cuda::check_cuda(cudaMemset(buf.get(), 0xFF, buf.bytes()), "cudaMemset");
 }
 
-inline void sync() { cuda::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+inline void sync() {
+  cuda::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+}
 
 inline bool same_bits(const float* a, const float* b, size_t n) {
   return std::memcmp(a, b, n * sizeof(float)) == 0;

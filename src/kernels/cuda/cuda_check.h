@@ -22,7 +22,9 @@ inline void check_cuda(cudaError_t status, const char* what) {
 
 // Checks the launch that was just made (configuration errors are reported here; faults inside
 // the kernel surface at the next synchronising call).
-inline void check_launch(const char* kernel) { check_cuda(cudaGetLastError(), kernel); }
+inline void check_launch(const char* kernel) {
+  check_cuda(cudaGetLastError(), kernel);
+}
 
 // True when a GPU the kernels were built for (compute capability 9.0, Hopper) is present.
 // Never throws: tests call it to decide whether to skip.

@@ -37,8 +37,7 @@ struct TileShape {
 };
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
-    gemm_bf16_kernel(const GemmArgs args) {
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const GemmArgs args) {
   using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
   extern __shared__ __align__(128) uint4 smem[];
   const int tid = static_cast<int>(threadIdx.x);
@@ -101,16 +100,15 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
         for (int ni = 0; ni < S::kFragsN; ni += 2) {
           const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7) + ((lane >> 4) << 3);
           const int chunk = kk * 2 + ((lane >> 3) & 1);
-          ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0],
-                           b[ni][1], b[ni + 1][0], b[ni + 1][1]);
+          ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0], b[ni][1],
+                           b[ni + 1][0], b[ni + 1][1]);
         }
       } else {
 #pragma unroll
         for (int ni = 0; ni < S::kFragsN; ++ni) {
           const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7);
           const int chunk = kk * 2 + ((lane >> 3) & 1);
-          ptx::ldmatrix_x2(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0],
-                           b[ni][1]);
+          ptx::ldmatrix_x2(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0], b[ni][1]);
         }
       }
 #pragma unroll
@@ -166,9 +164,9 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   auto* kernel = gemm_bf16_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
-    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    S::kSmemBytes),
-               "gemm_bf16: cudaFuncSetAttribute");
+    check_cuda(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
+        "gemm_bf16: cudaFuncSetAttribute");
   });
   const dim3 grid(static_cast<unsigned>((args.N + BN - 1) / BN),
                   static_cast<unsigned>((args.M + BM - 1) / BM));
@@ -176,12 +174,14 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   check_launch("gemm_bf16_kernel");
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 void validate(const GemmArgs& a) {
-  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0,
-           "gemm_bf16: M, N, K must be >= 0, got " + std::to_string(a.M) + ", " +
-               std::to_string(a.N) + ", " + std::to_string(a.K));
+  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "gemm_bf16: M, N, K must be >= 0, got " +
+                                                 std::to_string(a.M) + ", " + std::to_string(a.N) +
+                                                 ", " + std::to_string(a.K));
   BX_CHECK(a.K % 8 == 0, "gemm_bf16: K = " + std::to_string(a.K) +
                              " must be a multiple of 8 (pad rows with zeros)");
   BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= a.N,
@@ -204,9 +204,15 @@ void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
     tile = args.M <= 16 ? GemmTile::m16 : args.M <= 64 ? GemmTile::m64 : GemmTile::m128;
   }
   switch (tile) {
-    case GemmTile::m16: launch<16, 32, 1, 4, 6>(args, stream); break;
-    case GemmTile::m64: launch<64, 128, 2, 4, 4>(args, stream); break;
-    default: launch<128, 128, 2, 4, 3>(args, stream); break;
+    case GemmTile::m16:
+      launch<16, 32, 1, 4, 6>(args, stream);
+      break;
+    case GemmTile::m64:
+      launch<64, 128, 2, 4, 4>(args, stream);
+      break;
+    default:
+      launch<128, 128, 2, 4, 3>(args, stream);
+      break;
   }
 }
 

@@ -33,10 +33,10 @@ struct GemmArgs {
   int64_t x_stride = 0;
   const uint16_t* w = nullptr;  // [N, K] bf16 bits, row stride w_stride (elements), device
   int64_t w_stride = 0;
-  float* y = nullptr;           // [M, N] f32, row stride y_stride (elements), device
+  float* y = nullptr;  // [M, N] f32, row stride y_stride (elements), device
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
-  bool accumulate = false;      // y = y + x W^T instead of y = x W^T
+  bool accumulate = false;  // y = y + x W^T instead of y = x W^T
 };
 
 // The tile shapes (BM x BN). automatic picks from M: m16 for M <= 16, m64 for M <= 64, m128

@@ -34,12 +34,12 @@ void gemm_bf16_cublas(const GemmArgs& a, cudaStream_t stream) {
   // Row-major y[M,N] is column-major y^T [N,M] = W[N,K] x^T: W is column-major [K,N] (op T),
   // x is column-major [K,M] (op N).
   const float alpha = 1.0f, beta = 0.0f;
-  check_cublas(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(a.N),
-                            static_cast<int>(a.M), static_cast<int>(a.K), &alpha, a.w, CUDA_R_16BF,
-                            static_cast<int>(a.w_stride), a.x, CUDA_R_16BF,
-                            static_cast<int>(a.x_stride), &beta, a.y, CUDA_R_32F,
-                            static_cast<int>(a.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-               "cublasGemmEx");
+  check_cublas(
+      cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(a.N), static_cast<int>(a.M),
+                   static_cast<int>(a.K), &alpha, a.w, CUDA_R_16BF, static_cast<int>(a.w_stride),
+                   a.x, CUDA_R_16BF, static_cast<int>(a.x_stride), &beta, a.y, CUDA_R_32F,
+                   static_cast<int>(a.y_stride), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "cublasGemmEx");
 }
 
 }  // namespace bx::cuda
