@@ -34,7 +34,7 @@ LoadedModel load(const std::string& path, bool cuda,
   LoadOptions options;
   options.threads = 2;
   options.max_batch_tokens = 512;
-  options.max_logit_rows = 16;
+  options.max_logit_rows = 256;  // scoring a whole sequence asks for every position
   options.reduction_order = order;
   if (cuda) options.make_backend = [mode] { return std::make_unique<CudaBackend>(mode); };
   return load_model(path, options);
