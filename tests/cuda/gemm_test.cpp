@@ -4,7 +4,7 @@
 //                 bits on repeat and for every tile shape.
 //   T2 accurate   against float64 on the same bf16 inputs (f32 accumulation bound), and on the
 //                 original f32 inputs (bf16 rounding bound).
-//   T3 invariant  row i alone == row i inside batches of M = 1..512 (ragged, at any offset);
+//   T3 invariant  row i alone == row i inside batches of M = 1..1183 (ragged, at any offset);
 //                 negative controls: a split of K that follows M, and cuBLAS, do differ.
 #include <gtest/gtest.h>
 
@@ -109,7 +109,8 @@ TEST(CudaGemm, SmallIntegersAreExactOnEveryTile) {
   const int64_t M = 70, N = 136, K = 264;  // ragged in every tile dimension
   Problem p(M, N, K, test::random_int_bf16(static_cast<size_t>(M * K), 1, -4, 4),
             test::random_int_bf16(static_cast<size_t>(N * K), 2, -4, 4));
-  for (GemmTile tile : {GemmTile::m16, GemmTile::m64, GemmTile::m128}) {
+  for (GemmTile tile :
+       {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128}) {
     const std::vector<float> y = p.run(0, M, tile);
     for (int64_t m = 0; m < M; ++m) {
       const std::vector<double> ref = p.reference_row(m);
@@ -126,7 +127,8 @@ TEST(CudaGemm, SameBitsOnRepeatAndOnEveryTile) {
   Problem p = random_problem(M, N, K, 10);
   const std::vector<float> first = p.run(0, M);
   EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M).data(), first.size()));
-  for (GemmTile tile : {GemmTile::m16, GemmTile::m64, GemmTile::m128}) {
+  for (GemmTile tile :
+       {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128}) {
     EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M, tile).data(), first.size()))
         << "tile " << static_cast<int>(tile);
   }
@@ -164,11 +166,12 @@ TEST(CudaGemm, AccurateAgainstFloat64) {
   EXPECT_LT(err_orig, 1e-2);  // bf16 rounding of both inputs (about 2^-9 each)
 }
 
-// Row i alone (M = 1) == row i inside x[first .. first + M) for many M and offsets.
+// Row i alone (M = 1) == row i inside x[first .. first + M) for many M (every automatic tile)
+// and offsets.
 TEST(CudaGemm, RowAloneEqualsRowInBatch) {
   BX_REQUIRE_HOPPER();
   for (auto [N, K] : {std::pair<int64_t, int64_t>{96, 256}, {520, 1024}, {72, 4104}}) {
-    const int64_t rows = 512 + 16;
+    const int64_t rows = 1200;
     Problem p = random_problem(rows, N, K, static_cast<uint32_t>(N + K));
     std::vector<float> alone(static_cast<size_t>(rows * N));
     for (int64_t r = 0; r < rows; ++r) {
@@ -177,7 +180,8 @@ TEST(CudaGemm, RowAloneEqualsRowInBatch) {
     }
     std::vector<int64_t> batch_sizes;
     for (int64_t M = 1; M <= 70; ++M) batch_sizes.push_back(M);
-    for (int64_t M : {100, 127, 128, 129, 200, 255, 256, 257, 383, 500, 511, 512}) {
+    for (int64_t M :
+         {100, 127, 128, 129, 200, 255, 256, 257, 383, 500, 511, 512, 1024, 1025, 1183}) {
       batch_sizes.push_back(M);
     }
     for (int64_t M : batch_sizes) {

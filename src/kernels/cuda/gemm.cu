@@ -201,13 +201,21 @@ void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
   validate(args);
   if (args.M == 0 || args.N == 0) return;
   if (tile == GemmTile::automatic) {
-    tile = args.M <= 16 ? GemmTile::m16 : args.M <= 64 ? GemmTile::m64 : GemmTile::m128;
+    const bool wide = args.N >= 16384;
+    tile = args.M <= 16    ? GemmTile::t16x32
+           : args.M <= 64  ? (wide ? GemmTile::t64x128 : GemmTile::t64x32)
+           : args.M <= 128 ? (wide ? GemmTile::t128x128 : GemmTile::t64x32)
+                           : GemmTile::t128x128;
   }
+  // <BM, BN, warps along M, warps along N, pipeline stages>
   switch (tile) {
-    case GemmTile::m16:
+    case GemmTile::t16x32:
       launch<16, 32, 1, 4, 6>(args, stream);
       break;
-    case GemmTile::m64:
+    case GemmTile::t64x32:
+      launch<64, 32, 2, 2, 4>(args, stream);
+      break;
+    case GemmTile::t64x128:
       launch<64, 128, 2, 4, 4>(args, stream);
       break;
     default:

@@ -39,9 +39,11 @@ struct GemmArgs {
   bool accumulate = false;  // y = y + x W^T instead of y = x W^T
 };
 
-// The tile shapes (BM x BN). automatic picks from M: m16 for M <= 16, m64 for M <= 64, m128
-// above. Tests force each one to show they agree bit for bit.
-enum class GemmTile { automatic, m16, m64, m128 };
+// The tile shapes (BM x BN). automatic picks from M and N (bench/RESULTS.md has the runs behind
+// the thresholds): 16x32 for M <= 16; for M <= 128, 64x32 when N < 16384 (enough blocks to
+// stream W) and 64x128 / 128x128 for larger N; 128x128 above. Tests force each one to show they
+// agree bit for bit.
+enum class GemmTile { automatic, t16x32, t64x32, t64x128, t128x128 };
 
 // The invariant kernel. Asynchronous on `stream`.
 void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic);
