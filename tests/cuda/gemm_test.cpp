@@ -1,7 +1,8 @@
 // Tests of kernels/cuda/gemm.h: y[M,N] = x[M,K] @ W[N,K]^T on the tensor cores (bf16 -> f32).
 //
 //   T1 exact      small integers give exactly the integer sums; random inputs give the same
-//                 bits on repeat and for every tile shape.
+//                 bits on repeat, for every tile shape and for both schedules (K splits summed
+//                 in registers, or in a workspace by a second kernel).
 //   T2 accurate   against float64 on the same bf16 inputs (f32 accumulation bound), and on the
 //                 original f32 inputs (bf16 rounding bound).
 //   T3 invariant  row i alone == row i inside batches of M = 1..1183 (ragged, at any offset);
@@ -23,6 +24,7 @@ namespace {
 
 using cuda::DeviceBuffer;
 using cuda::GemmArgs;
+using cuda::GemmSchedule;
 using cuda::GemmTile;
 using test::to_device;
 using test::to_host;
@@ -31,7 +33,7 @@ using test::to_host;
 struct Problem {
   int64_t rows, N, K;
   std::vector<uint16_t> x, w;
-  DeviceBuffer dx, dw, dy;
+  DeviceBuffer dx, dw, dy, dws;  // dws: workspace of the split schedule
   Problem(int64_t rows_, int64_t N_, int64_t K_, std::vector<uint16_t> x_, std::vector<uint16_t> w_)
       : rows(rows_),
         N(N_),
@@ -40,12 +42,14 @@ struct Problem {
         w(std::move(w_)),
         dx(to_device(x)),
         dw(to_device(w)),
-        dy(static_cast<size_t>(rows * N) * sizeof(float)) {}
+        dy(static_cast<size_t>(rows * N) * sizeof(float)),
+        dws(static_cast<size_t>(cuda::gemm_workspace_floats(rows, N, K)) * sizeof(float)) {}
 
   // y = x[first .. first + M) @ W^T; returns y [M, N].
-  std::vector<float> run(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic) {
+  std::vector<float> run(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic,
+                         GemmSchedule schedule = GemmSchedule::automatic) {
     test::poison(dy);
-    cuda::gemm_bf16(args(first, M, 0, K, false), nullptr, tile);
+    cuda::gemm_bf16(args(first, M, 0, K, false), nullptr, tile, schedule);
     test::sync();
     return to_host<float>(dy, static_cast<size_t>(M * N));
   }
@@ -78,6 +82,8 @@ struct Problem {
     a.N = N;
     a.K = k_len;
     a.accumulate = accumulate;
+    a.workspace = dws.get<float>();
+    a.workspace_floats = cuda::gemm_workspace_floats(rows, N, K);
     return a;
   }
   // float64 reference of row r of x.
@@ -104,33 +110,37 @@ bool rows_equal(const std::vector<float>& a, int64_t ra, const std::vector<float
   return test::same_bits(a.data() + ra * N, b.data() + rb * N, static_cast<size_t>(N));
 }
 
-TEST(CudaGemm, SmallIntegersAreExactOnEveryTile) {
+TEST(CudaGemm, SmallIntegersAreExactOnEveryTileAndSchedule) {
   BX_REQUIRE_HOPPER();
-  const int64_t M = 70, N = 136, K = 264;  // ragged in every tile dimension
+  const int64_t M = 70, N = 136, K = 2056;  // ragged in every tile dimension; 3 K splits
   Problem p(M, N, K, test::random_int_bf16(static_cast<size_t>(M * K), 1, -4, 4),
             test::random_int_bf16(static_cast<size_t>(N * K), 2, -4, 4));
-  for (GemmTile tile :
-       {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128}) {
-    const std::vector<float> y = p.run(0, M, tile);
-    for (int64_t m = 0; m < M; ++m) {
-      const std::vector<double> ref = p.reference_row(m);
-      for (int64_t n = 0; n < N; ++n) {
-        ASSERT_EQ(static_cast<double>(y[m * N + n]), ref[n]) << "m=" << m << " n=" << n;
+  for (GemmTile tile : {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128,
+                        GemmTile::t128x128w16}) {
+    for (GemmSchedule schedule : {GemmSchedule::registers, GemmSchedule::splits}) {
+      const std::vector<float> y = p.run(0, M, tile, schedule);
+      for (int64_t m = 0; m < M; ++m) {
+        const std::vector<double> ref = p.reference_row(m);
+        for (int64_t n = 0; n < N; ++n) {
+          ASSERT_EQ(static_cast<double>(y[m * N + n]), ref[n]) << "m=" << m << " n=" << n;
+        }
       }
     }
   }
 }
 
-TEST(CudaGemm, SameBitsOnRepeatAndOnEveryTile) {
+TEST(CudaGemm, SameBitsOnRepeatOnEveryTileAndSchedule) {
   BX_REQUIRE_HOPPER();
   const int64_t M = 200, N = 328, K = 1032;
   Problem p = random_problem(M, N, K, 10);
   const std::vector<float> first = p.run(0, M);
   EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M).data(), first.size()));
-  for (GemmTile tile :
-       {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128}) {
-    EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M, tile).data(), first.size()))
-        << "tile " << static_cast<int>(tile);
+  for (GemmTile tile : {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128,
+                        GemmTile::t128x128w16}) {
+    for (GemmSchedule schedule : {GemmSchedule::registers, GemmSchedule::splits}) {
+      EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M, tile, schedule).data(), first.size()))
+          << "tile " << static_cast<int>(tile) << ", schedule " << static_cast<int>(schedule);
+    }
   }
 }
 
@@ -167,10 +177,12 @@ TEST(CudaGemm, AccurateAgainstFloat64) {
 }
 
 // Row i alone (M = 1) == row i inside x[first .. first + M) for many M (every automatic tile)
-// and offsets.
+// and offsets. With N = 8200, K = 2056 small M takes the split schedule and large M the register
+// one, so the two schedules meet inside one comparison.
 TEST(CudaGemm, RowAloneEqualsRowInBatch) {
   BX_REQUIRE_HOPPER();
-  for (auto [N, K] : {std::pair<int64_t, int64_t>{96, 256}, {520, 1024}, {72, 4104}}) {
+  for (auto [N, K] :
+       {std::pair<int64_t, int64_t>{96, 256}, {520, 1024}, {72, 4104}, {8200, 2056}}) {
     const int64_t rows = 1200;
     Problem p = random_problem(rows, N, K, static_cast<uint32_t>(N + K));
     std::vector<float> alone(static_cast<size_t>(rows * N));

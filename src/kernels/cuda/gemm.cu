@@ -3,7 +3,10 @@
 // A block computes a BM x BN tile of y; its warps split the tile (WARPS_M x WARPS_N), each warp
 // owning (BM / WARPS_M) x (BN / WARPS_N) outputs as 16x8 mma fragments. The K loop walks stages of
 // kBK = 64 columns in increasing k, and inside a stage the four 16-wide slices in increasing k,
-// so every fragment receives the mma chain of gemm.h whatever the tile shape.
+// so every fragment receives the mma chain of gemm.h whatever the tile shape. Register schedule:
+// after the last stage of each kGemmKSplit split, total += acc and acc restarts from +0. Split
+// schedule: blockIdx.z is the split, the block walks only its stages and stores acc to the
+// workspace; sum_splits_kernel then forms total in split order.
 //
 // Shared memory per stage: BM rows of x then BN rows of W, each row kBK bf16 = 8 chunks of 16
 // bytes; chunk c of row r sits at slot r * 8 + (c ^ (r % 8)) so that the 8 rows one ldmatrix
@@ -19,6 +22,8 @@ namespace {
 
 constexpr int kBK = 64;
 constexpr int kChunks = kBK / 8;  // 16-byte chunks per tile row
+constexpr int kTilesPerSplit = static_cast<int>(kGemmKSplit / kBK);
+static_assert(kGemmKSplit % kBK == 0, "a K split must be whole pipeline stages");
 
 __device__ __forceinline__ int slot(int row, int chunk) {
   return row * kChunks + (chunk ^ (row & 7));
@@ -37,7 +42,8 @@ struct TileShape {
 };
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const GemmArgs args) {
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
+    gemm_bf16_kernel(const GemmArgs args, float* partials) {
   using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
   extern __shared__ __align__(128) uint4 smem[];
   const int tid = static_cast<int>(threadIdx.x);
@@ -47,7 +53,12 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const 
   const int warp_n = warp % WARPS_N;
   const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
   const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
-  const int k_tiles = static_cast<int>((args.K + kBK - 1) / kBK);
+  const int k_tiles_total = static_cast<int>((args.K + kBK - 1) / kBK);
+  // The register schedule walks every stage; the split schedule only those of split blockIdx.z.
+  const int kt_begin = partials == nullptr ? 0 : static_cast<int>(blockIdx.z) * kTilesPerSplit;
+  const int kt_end =
+      partials == nullptr ? k_tiles_total : min(kt_begin + kTilesPerSplit, k_tiles_total);
+  const int k_tiles = kt_end - kt_begin;
   const uint32_t smem_base = ptx::smem_address(smem);
 
   // Stage `stage` <- x[m0 .. m0+BM, k0 .. k0+kBK) and W[n0 .. n0+BN, same k]; zeros outside.
@@ -74,12 +85,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const 
   };
 
   float acc[S::kFragsM][S::kFragsN][4];
+  float total[S::kFragsM][S::kFragsN][4];
 #pragma unroll
   for (int i = 0; i < S::kFragsM; ++i)
 #pragma unroll
     for (int j = 0; j < S::kFragsN; ++j)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = total[i][j][e] = 0.0f;
 
   // acc += x_tile[:, 16 slices in increasing k] @ W_tile^T, one mma per (fragment, slice).
   auto compute_stage = [&](int stage) {
@@ -122,16 +134,30 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const 
   // Pipeline: STAGES - 1 stages in flight ahead of the one being multiplied.
 #pragma unroll
   for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < k_tiles) load_stage(s, s);
+    if (s < k_tiles) load_stage(s, kt_begin + s);
     ptx::cp_async_commit();
   }
-  for (int kt = 0; kt < k_tiles; ++kt) {
-    ptx::cp_async_wait<STAGES - 2>();
-    __syncthreads();  // stage kt landed for all threads; stage kt - 1 is no longer read
-    const int next = kt + STAGES - 1;
-    if (next < k_tiles) load_stage(next % STAGES, next);
-    ptx::cp_async_commit();
-    compute_stage(kt % STAGES);
+  // Outer loop: the splits (one in the split schedule); inner: the stages of one split. Stage
+  // loads run STAGES - 1 ahead across split boundaries.
+  for (int split_begin = 0; split_begin < k_tiles; split_begin += kTilesPerSplit) {
+    const int split_end = min(split_begin + kTilesPerSplit, k_tiles);
+    for (int i = split_begin; i < split_end; ++i) {
+      ptx::cp_async_wait<STAGES - 2>();
+      __syncthreads();  // stage i landed for all threads; stage i - 1 is no longer read
+      const int next = i + STAGES - 1;
+      if (next < k_tiles) load_stage(next % STAGES, kt_begin + next);
+      ptx::cp_async_commit();
+      compute_stage(i % STAGES);
+    }
+#pragma unroll
+    for (int a = 0; a < S::kFragsM; ++a)
+#pragma unroll
+      for (int b = 0; b < S::kFragsN; ++b)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          total[a][b][e] = total[a][b][e] + acc[a][b][e];
+          acc[a][b][e] = 0.0f;
+        }
   }
   ptx::cp_async_wait<0>();
 
@@ -146,20 +172,49 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) gemm_bf16_kernel(const 
       for (int half = 0; half < 2; ++half) {
         const int64_t row = m0 + warp_m * S::kWarpM + mi * 16 + (lane >> 2) + half * 8;
         if (row >= args.M) continue;
-        float* out = args.y + row * args.y_stride + col;
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           if (col + e >= args.N) continue;
-          const float v = acc[mi][ni][half * 2 + e];
-          out[e] = args.accumulate ? out[e] + v : v;
+          if (partials != nullptr) {
+            // +0 + acc of split blockIdx.z: the same value acc except that -0 becomes +0, which
+            // cannot change total (total starts at +0, so it is never -0).
+            partials[(static_cast<int64_t>(blockIdx.z) * args.M + row) * args.N + col + e] =
+                total[mi][ni][half * 2 + e];
+          } else {
+            float* out = args.y + row * args.y_stride + col + e;
+            const float v = total[mi][ni][half * 2 + e];
+            *out = args.accumulate ? *out + v : v;
+          }
         }
       }
     }
   }
 }
 
+// total = sum of the splits' partials in split order, then the epilogue of gemm.h.
+__global__ void sum_splits_kernel(const GemmArgs args, const float* partials, int splits) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= args.M * args.N) return;
+  const int64_t m = i / args.N, n = i % args.N;
+  float total = 0.0f;
+  for (int s = 0; s < splits; ++s) total = total + partials[(s * args.M + m) * args.N + n];
+  float* out = args.y + m * args.y_stride + n;
+  *out = args.accumulate ? *out + total : total;
+}
+
+int sm_count() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute");
+    return n;
+  }();
+  return count;
+}
+
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-void launch(const GemmArgs& args, cudaStream_t stream) {
+void launch(const GemmArgs& args, cudaStream_t stream, GemmSchedule schedule) {
   using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
   auto* kernel = gemm_bf16_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
   static std::once_flag configured;
@@ -168,10 +223,29 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
         "gemm_bf16: cudaFuncSetAttribute");
   });
+  const int64_t tiles = (args.N + BN - 1) / BN * ((args.M + BM - 1) / BM);
+  const int64_t splits = (args.K + kGemmKSplit - 1) / kGemmKSplit;
+  const bool room = args.workspace != nullptr &&
+                    args.workspace_floats >= gemm_workspace_floats(args.M, args.N, args.K);
+  BX_CHECK(schedule != GemmSchedule::splits || room,
+           "gemm_bf16: the split schedule needs a workspace of " +
+               std::to_string(gemm_workspace_floats(args.M, args.N, args.K)) + " floats");
+  // K == 0 has no split to add: the register schedule writes the zeros.
+  const bool use_splits =
+      splits > 0 && (schedule == GemmSchedule::splits ||
+                     (schedule == GemmSchedule::automatic && room && splits > 1 &&
+                      tiles < 2 * static_cast<int64_t>(sm_count())));
   const dim3 grid(static_cast<unsigned>((args.N + BN - 1) / BN),
-                  static_cast<unsigned>((args.M + BM - 1) / BM));
-  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(args);
+                  static_cast<unsigned>((args.M + BM - 1) / BM),
+                  use_splits ? static_cast<unsigned>(splits) : 1u);
+  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(args, use_splits ? args.workspace : nullptr);
   check_launch("gemm_bf16_kernel");
+  if (use_splits) {
+    const int64_t outputs = args.M * args.N;
+    sum_splits_kernel<<<static_cast<unsigned>((outputs + 255) / 256), 256, 0, stream>>>(
+        args, args.workspace, static_cast<int>(splits));
+    check_launch("sum_splits_kernel");
+  }
 }
 
 bool aligned16(const void* p) {
@@ -197,29 +271,32 @@ void validate(const GemmArgs& a) {
 
 }  // namespace
 
-void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
+void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile, GemmSchedule schedule) {
   validate(args);
   if (args.M == 0 || args.N == 0) return;
   if (tile == GemmTile::automatic) {
     const bool wide = args.N >= 16384;
     tile = args.M <= 16    ? GemmTile::t16x32
            : args.M <= 64  ? (wide ? GemmTile::t64x128 : GemmTile::t64x32)
-           : args.M <= 128 ? (wide ? GemmTile::t128x128 : GemmTile::t64x32)
-                           : GemmTile::t128x128;
+           : args.M <= 128 ? (wide ? GemmTile::t128x128w16 : GemmTile::t64x32)
+                           : GemmTile::t128x128w16;
   }
   // <BM, BN, warps along M, warps along N, pipeline stages>
   switch (tile) {
     case GemmTile::t16x32:
-      launch<16, 32, 1, 4, 6>(args, stream);
+      launch<16, 32, 1, 4, 6>(args, stream, schedule);
       break;
     case GemmTile::t64x32:
-      launch<64, 32, 2, 2, 4>(args, stream);
+      launch<64, 32, 2, 2, 4>(args, stream, schedule);
       break;
     case GemmTile::t64x128:
-      launch<64, 128, 2, 4, 4>(args, stream);
+      launch<64, 128, 2, 4, 4>(args, stream, schedule);
+      break;
+    case GemmTile::t128x128w16:
+      launch<128, 128, 4, 4, 3>(args, stream, schedule);
       break;
     default:
-      launch<128, 128, 2, 4, 3>(args, stream);
+      launch<128, 128, 2, 4, 3>(args, stream, schedule);
       break;
   }
 }
