@@ -7,6 +7,9 @@
 #include <thread>
 
 #include "core/error.h"
+#ifdef BITEXACT_HAVE_CUDA
+#include "backend/cuda_backend.h"
+#endif
 
 namespace bx::cli {
 
@@ -18,6 +21,10 @@ void add_model_flags(CLI::App& command, ModelFlags& flags) {
   command.add_option("--threads", flags.threads,
                      "CPU threads (default: all); results do not depend on it");
   command.add_flag("--quiet", flags.quiet, "No progress bar on stderr");
+  command.add_option("--backend", flags.backend, "cpu (default) or cuda (one Hopper GPU)");
+  command.add_option("--mode", flags.mode,
+                     "invariant (default) or fast: cuBLAS matmuls, not batch-invariant, labelled "
+                     "in the fingerprint (cuda only)");
 }
 
 void add_engine_flags(CLI::App& command, EngineFlags& flags) {
@@ -55,6 +62,31 @@ void apply_engine_flags(const EngineFlags& f, LoadOptions& load, EngineOptions& 
   engine.prefix_cache = !f.no_prefix_cache;
 }
 
+namespace {
+
+// Sets options.make_backend from --backend and --mode.
+void choose_backend(const ModelFlags& flags, LoadOptions& options) {
+  check(flags.backend == "cpu" || flags.backend == "cuda",
+        "--backend is '" + flags.backend + "', expected cpu or cuda");
+  check(flags.mode == "invariant" || flags.mode == "fast",
+        "--mode is '" + flags.mode + "', expected invariant or fast");
+  if (flags.backend == "cpu") {
+    check(flags.mode == "invariant", "--mode fast needs --backend cuda");
+    return;
+  }
+#ifdef BITEXACT_HAVE_CUDA
+  const CudaBackend::Mode mode =
+      flags.mode == "fast" ? CudaBackend::Mode::fast : CudaBackend::Mode::invariant;
+  options.make_backend = [mode] { return std::make_unique<CudaBackend>(mode); };
+#else
+  (void)options;
+  throw Error("--backend cuda: this build has no CUDA backend (nvcc was not found when it was "
+              "configured)");
+#endif
+}
+
+}  // namespace
+
 int resolve_threads(int requested) {
   check(requested >= 0, "--threads is " + std::to_string(requested) +
                             ", expected a positive number (or 0 for all cores)");
@@ -65,6 +97,7 @@ int resolve_threads(int requested) {
 
 LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   options.threads = resolve_threads(flags.threads);
+  choose_backend(flags, options);
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
   if (!flags.quiet) {

@@ -19,6 +19,8 @@ struct ModelFlags {
   std::string model_path;
   int threads = 0;  // 0 = all hardware threads
   bool quiet = false;
+  std::string backend = "cpu";     // cpu | cuda
+  std::string mode = "invariant";  // invariant | fast (cuda only: cuBLAS, not batch-invariant)
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
 

@@ -195,7 +195,7 @@ void LoadedModel::reserve_kv_blocks(int64_t n_blocks) {
 namespace {
 
 // The rope table, KV cache shape and model over weights already in `backend`.
-void finish_loading(LoadedModel& m, std::unique_ptr<CpuBackend> backend, LlamaWeights weights,
+void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeights weights,
                     const LoadOptions& options) {
   const ModelConfig& c = m.config;
   backend->set_rope_table(
@@ -206,8 +206,12 @@ void finish_loading(LoadedModel& m, std::unique_ptr<CpuBackend> backend, LlamaWe
   m.backend = std::move(backend);
 }
 
-std::unique_ptr<CpuBackend> make_backend(LoadedModel& m, const LoadOptions& options) {
-  auto backend = std::make_unique<CpuBackend>(options.threads);
+// options.make_backend's backend, or a CpuBackend.
+std::unique_ptr<Backend> make_backend(LoadedModel& m, const LoadOptions& options) {
+  std::unique_ptr<Backend> backend = options.make_backend
+                                         ? options.make_backend()
+                                         : std::make_unique<CpuBackend>(options.threads);
+  check(backend != nullptr, "load_model: make_backend returned no backend");
   backend->set_reduction_order(options.reduction_order);
   m.reduction_order = options.reduction_order;
   return backend;

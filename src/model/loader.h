@@ -25,6 +25,9 @@ struct LoadOptions {
   // changes speed and memory only, never an output bit, and is not part of the fingerprint.
   // true dequantizes them to f32 at load instead (the old behaviour; for comparisons).
   bool dequantize_weights = false;
+  // Makes the backend the weights load into; empty means a CpuBackend with `threads` threads.
+  // (The CUDA backend lives in a library of its own, so the caller passes it in here.)
+  std::function<std::unique_ptr<Backend>()> make_backend;
   // Called with (done, total) bytes while weights load; may be empty.
   std::function<void(uint64_t, uint64_t)> progress;
 };

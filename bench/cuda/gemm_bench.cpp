@@ -1,0 +1,207 @@
+// GEMM benchmark: the invariant kernel (kernels/cuda/gemm.h) against cuBLAS, side by side, on the
+// Qwen3-8B linear shapes (K -> N) for M in {1, 8, 32, 128, 512, 2048, 8192}.
+//
+// First it measures this device's two ceilings (METHOD.md): copy bandwidth (a device-to-device
+// cudaMemcpy of 1 GiB, bytes read plus written) and the bf16 tensor-core rate (cuBLAS on
+// 8192^3). Each case's floor is max(bytes / bandwidth, flops / rate) with bytes = x + W + y read
+// or written once (2 M K + 2 N K + 4 M N) and flops = 2 M N K.
+//
+// Timing: CUDA events around batches of launches, inputs rotated among copies that together
+// exceed 3x the L2 cache so W is read from memory; 5 batches, median. Inputs are random (never
+// zeros). Each case also checks that the two results agree (relative L2 difference < 1e-4: the
+// two differ only in the order of f32 additions). A tile sweep on 8192^3 comes first: the rate
+// of each GemmTile, so tile choices rest on measurements.
+//
+// Usage: gemm_bench [--quick]      (--quick: M in {1, 128, 2048} only)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fill.h"
+#include "kernels/cuda/gemm.h"
+
+namespace {
+
+using bx::cuda::check_cuda;
+using bx::cuda::DeviceBuffer;
+
+template <typename Launch>
+double median_us(Launch&& launch, int rotations) {
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int i = 0; i < 3; ++i) launch(i % rotations);  // warm-up
+  check_cuda(cudaDeviceSynchronize(), "warm-up");
+  // Batch size: enough launches for about 2 ms.
+  check_cuda(cudaEventRecord(start), "record");
+  launch(0);
+  check_cuda(cudaEventRecord(stop), "record");
+  check_cuda(cudaEventSynchronize(stop), "sync");
+  float one_ms = 0;
+  check_cuda(cudaEventElapsedTime(&one_ms, start, stop), "elapsed");
+  const int batch = std::clamp(static_cast<int>(2.0 / std::max(one_ms, 1e-3f)), 1, 200);
+  std::vector<double> samples;
+  for (int s = 0; s < 5; ++s) {
+    check_cuda(cudaEventRecord(start), "record");
+    for (int i = 0; i < batch; ++i) launch(i % rotations);
+    check_cuda(cudaEventRecord(stop), "record");
+    check_cuda(cudaEventSynchronize(stop), "sync");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    samples.push_back(1000.0 * ms / batch);
+  }
+  std::sort(samples.begin(), samples.end());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return samples[samples.size() / 2];
+}
+
+double relative_difference(const DeviceBuffer& a, const DeviceBuffer& b, size_t n) {
+  std::vector<float> ha(n), hb(n);
+  a.download(ha.data(), n * sizeof(float));
+  b.download(hb.data(), n * sizeof(float));
+  double d = 0, r = 0;
+  for (size_t i = 0; i < n; ++i) {
+    d += (static_cast<double>(ha[i]) - hb[i]) * (static_cast<double>(ha[i]) - hb[i]);
+    r += static_cast<double>(hb[i]) * hb[i];
+  }
+  return std::sqrt(d / std::max(r, 1e-300));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  if (!bx::cuda::hopper_available()) {
+    std::printf("gemm_bench: no Hopper GPU found; nothing to measure\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+
+  // Ceiling 1: copy bandwidth.
+  const size_t copy_bytes = size_t{1} << 30;
+  DeviceBuffer src(copy_bytes), dst(copy_bytes);
+  bx::cuda::fill_uniform_f32(src.get<float>(), static_cast<int64_t>(copy_bytes / 4), 1, -1, 1,
+                             nullptr);
+  const double copy_us = median_us(
+      [&](int) {
+        check_cuda(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice),
+                   "copy");
+      },
+      1);
+  const double bandwidth = 2.0 * copy_bytes / (copy_us * 1e-6);  // bytes/s, read + write
+  // Ceiling 2: bf16 tensor-core rate through cuBLAS, 8192^3.
+  const int64_t P = 8192;
+  DeviceBuffer pa(P * P * 2), pb(P * P * 2), pc(P * P * 4);
+  bx::cuda::fill_uniform_bf16(pa.get<uint16_t>(), P * P, 2, -1, 1, nullptr);
+  bx::cuda::fill_uniform_bf16(pb.get<uint16_t>(), P * P, 3, -1, 1, nullptr);
+  bx::cuda::GemmArgs peak;
+  peak.x = pa.get<uint16_t>();
+  peak.w = pb.get<uint16_t>();
+  peak.y = pc.get<float>();
+  peak.x_stride = peak.w_stride = peak.y_stride = P;
+  peak.M = peak.N = peak.K = P;
+  const double peak_us = median_us([&](int) { bx::cuda::gemm_bf16_cublas(peak, nullptr); }, 1);
+  const double peak_flops = 2.0 * std::pow(static_cast<double>(P), 3);
+  const double rate = peak_flops / (peak_us * 1e-6);  // flop/s
+  const double ours_peak_us = median_us([&](int) { bx::cuda::gemm_bf16(peak, nullptr); }, 1);
+  std::printf(
+      "ceilings: copy %.2f TB/s (1 GiB, read+write); cuBLAS bf16 8192^3 %.0f TFLOP/s "
+      "(%.0f us); invariant kernel on 8192^3: %.0f TFLOP/s\n",
+      bandwidth / 1e12, rate / 1e12, peak_us, peak_flops / (ours_peak_us * 1e-6) / 1e12);
+  const std::pair<bx::cuda::GemmTile, const char*> tiles[] = {
+      {bx::cuda::GemmTile::t64x32, "64x32"},
+      {bx::cuda::GemmTile::t64x128, "64x128"},
+      {bx::cuda::GemmTile::t128x128, "128x128 (8 warps)"},
+      {bx::cuda::GemmTile::t128x128w16, "128x128 (16 warps)"}};
+  std::printf("tile sweep on 8192^3 (register schedule):");
+  for (const auto& [tile, name] : tiles) {
+    const double us = median_us([&](int) { bx::cuda::gemm_bf16(peak, nullptr, tile); }, 1);
+    std::printf(" %s %.0f TFLOP/s;", name, peak_flops / (us * 1e-6) / 1e12);
+  }
+  std::printf("\n");
+  pa = DeviceBuffer();
+  pb = DeviceBuffer();
+  pc = DeviceBuffer();
+  src = DeviceBuffer();
+  dst = DeviceBuffer();
+
+  struct Shape {
+    int64_t K, N;
+  };
+  const Shape shapes[] = {{4096, 6144}, {4096, 4096}, {4096, 24576}, {12288, 4096}, {4096, 151936}};
+  std::vector<int64_t> ms = {1, 8, 32, 128, 512, 2048, 8192};
+  if (quick) ms = {1, 128, 2048};
+  const double l2 = static_cast<double>(prop.l2CacheSize);
+
+  std::printf(
+      "\n| K -> N | M | invariant us | cuBLAS us | cuBLAS/inv | inv TFLOP/s | floor us "
+      "| inv/floor | bound | max rel diff |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  for (const Shape& s : shapes) {
+    const int64_t max_m = ms.back();
+    const double Kd = static_cast<double>(s.K), Nd = static_cast<double>(s.N);
+    const double w_bytes = 2.0 * Nd * Kd;
+    const double x_bytes = 2.0 * static_cast<double>(max_m) * Kd;
+    const int rot = std::clamp(static_cast<int>(std::ceil(3.0 * l2 / w_bytes)), 1, 8);
+    std::vector<DeviceBuffer> ws, xs;
+    for (int r = 0; r < rot; ++r) {
+      ws.emplace_back(static_cast<size_t>(w_bytes));
+      xs.emplace_back(static_cast<size_t>(x_bytes));
+      bx::cuda::fill_uniform_bf16(ws.back().get<uint16_t>(), s.N * s.K, 100 + r, -1, 1, nullptr);
+      bx::cuda::fill_uniform_bf16(xs.back().get<uint16_t>(), max_m * s.K, 200 + r, -1, 1, nullptr);
+    }
+    // The split schedule's workspace (gemm.h), enough for M <= 128 as the backend would give.
+    const int64_t workspace_floats = bx::cuda::gemm_workspace_floats(128, s.N, s.K);
+    DeviceBuffer workspace(static_cast<size_t>(workspace_floats) * sizeof(float));
+    DeviceBuffer y_ours(static_cast<size_t>(4 * max_m * s.N));
+    DeviceBuffer y_blas(static_cast<size_t>(4 * max_m * s.N));
+    for (int64_t M : ms) {
+      auto args = [&](int r, DeviceBuffer& y) {
+        bx::cuda::GemmArgs a;
+        a.x = xs[r].get<uint16_t>();
+        a.x_stride = s.K;
+        a.w = ws[r].get<uint16_t>();
+        a.w_stride = s.K;
+        a.y = y.get<float>();
+        a.y_stride = s.N;
+        a.M = M;
+        a.N = s.N;
+        a.K = s.K;
+        a.workspace = workspace.get<float>();
+        a.workspace_floats = workspace_floats;
+        return a;
+      };
+      const double ours =
+          median_us([&](int r) { bx::cuda::gemm_bf16(args(r, y_ours), nullptr); }, rot);
+      const double blas =
+          median_us([&](int r) { bx::cuda::gemm_bf16_cublas(args(r, y_blas), nullptr); }, rot);
+      bx::cuda::gemm_bf16(args(0, y_ours), nullptr);
+      bx::cuda::gemm_bf16_cublas(args(0, y_blas), nullptr);
+      check_cuda(cudaDeviceSynchronize(), "gemm");
+      const double diff = relative_difference(y_ours, y_blas, static_cast<size_t>(M * s.N));
+      const double Md = static_cast<double>(M);
+      const double flops = 2.0 * Md * Nd * Kd;
+      const double bytes = 2.0 * Md * Kd + w_bytes + 4.0 * Md * Nd;
+      const double t_mem = bytes / bandwidth * 1e6, t_math = flops / rate * 1e6;
+      const double floor = std::max(t_mem, t_math);
+      std::printf("| %lld -> %lld | %lld | %.1f | %.1f | %.2f | %.0f | %.1f | %.2f | %s | %.1e |\n",
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(M), ours, blas, blas / ours, flops / (ours * 1e-6) / 1e12,
+                  floor, ours / floor, t_mem > t_math ? "memory" : "math", diff);
+      std::fflush(stdout);
+      if (diff > 1e-4) {
+        std::printf("gemm_bench: results differ from cuBLAS by %.2e\n", diff);
+        return 1;
+      }
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,346 @@
+#include "backend/cuda_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/rows.h"
+
+namespace bx {
+
+using cuda::check_cuda;
+using cuda::DeviceBuffer;
+
+namespace {
+
+int64_t round_up8(int64_t n) {
+  return (n + 7) / 8 * 8;
+}
+
+float* f32(const Tensor& t) {
+  return static_cast<float*>(t.data);
+}
+
+void check_f32(const Tensor& t, const char* what) {
+  BX_CHECK(t.dtype == DType::f32, std::string("cuda backend: ") + what + " must be F32");
+}
+
+// A device array of T that grows (never shrinks) to the largest size asked for.
+template <typename T>
+struct GrowBuffer {
+  DeviceBuffer buf;
+  T* ensure(size_t n) {
+    if (n * sizeof(T) > buf.bytes()) buf = DeviceBuffer(std::max<size_t>(n, 64) * sizeof(T));
+    return buf.get<T>();
+  }
+  T* upload(const std::vector<T>& host) {
+    T* p = ensure(host.size());
+    if (!host.empty()) buf.upload(host.data(), host.size() * sizeof(T));
+    return p;
+  }
+};
+
+}  // namespace
+
+struct CudaBackend::State {
+  cudaStream_t stream = nullptr;
+  std::vector<DeviceBuffer> allocations;
+  DeviceBuffer kv;  // [L][2 (k, v)][n_blocks][block_size][Hkv * Dh] bf16
+  KvCacheShape kv_shape;
+  DeviceBuffer rope_cos, rope_sin;
+  cuda::RopeDeviceTable rope;
+  // The batch, on the device.
+  GrowBuffer<int32_t> tokens, positions, table_offsets, tables, logit_rows;
+  cuda::DeviceBatch batch;
+  int64_t logit_row_count = 0;
+  // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
+  // and the widest weight uploaded (max_k_padded), so forward never allocates.
+  GrowBuffer<uint16_t> x_bf16;
+  int64_t max_k_padded = 8;
+  size_t x_bf16_capacity = 0;  // elements
+  // Workspace of the GEMM's split schedule (gemm.h), for up to kWorkspaceRows rows of the
+  // largest splits(K) * N among the weights: only a speed choice, the bits are the same without.
+  static constexpr int64_t kWorkspaceRows = 32;
+  int64_t max_split_outputs = 0;
+  GrowBuffer<float> gemm_workspace;
+
+  cuda::PagedKv kv_layer(int layer) const {
+    BX_CHECK(kv.get() != nullptr, "cuda backend: the KV cache is not initialised");
+    BX_CHECK(layer >= 0 && layer < kv_shape.n_layers,
+             "cuda backend: layer " + std::to_string(layer) + " outside the KV cache");
+    const size_t per_layer = static_cast<size_t>(kv_shape.n_blocks) * kv_shape.block_size *
+                             kv_shape.n_kv_heads * kv_shape.head_dim;
+    uint16_t* base = kv.get<uint16_t>() + per_layer * 2 * static_cast<size_t>(layer);
+    return cuda::PagedKv{base,
+                         base + per_layer,
+                         kv_shape.n_blocks,
+                         kv_shape.block_size,
+                         kv_shape.n_kv_heads,
+                         kv_shape.head_dim};
+  }
+};
+
+CudaBackend::CudaBackend(Mode mode) : mode_(mode), state_(std::make_unique<State>()) {
+  check(cuda::hopper_available(),
+        "cuda backend: no Hopper (compute capability 9.0) GPU found; the kernels are built for "
+        "sm_90a only");
+  check_cuda(cudaSetDevice(0), "cudaSetDevice");
+  check_cuda(cudaStreamCreateWithFlags(&state_->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+}
+
+CudaBackend::~CudaBackend() {
+  if (state_ && state_->stream != nullptr) {
+    cudaStreamSynchronize(state_->stream);
+    cudaStreamDestroy(state_->stream);
+  }
+}
+
+std::string CudaBackend::name() const {
+  return mode_ == Mode::invariant ? "cuda-sm90" : "cuda-sm90-fast-cublas";
+}
+
+void* CudaBackend::device_bytes(size_t bytes) {
+  DeviceBuffer buf(std::max<size_t>(bytes, 16));
+  check_cuda(cudaMemset(buf.get(), 0, buf.bytes()), "cudaMemset");
+  void* p = buf.get();
+  state_->allocations.push_back(std::move(buf));
+  return p;
+}
+
+Tensor CudaBackend::alloc(DType dtype, int64_t rows, int64_t cols) {
+  BX_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+           "cuda backend: alloc supports F32 and BF16");
+  BX_CHECK(rows >= 0 && cols >= 0, "cuda backend: negative tensor shape");
+  const int64_t stride = dtype == DType::bf16 ? round_up8(cols) : cols;
+  const size_t element = dtype == DType::f32 ? 4 : 2;
+  return Tensor{device_bytes(static_cast<size_t>(rows * stride) * element), dtype, rows, cols,
+                stride};
+}
+
+Tensor CudaBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) {
+  BX_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+           "cuda backend: upload_matrix supports F32 and BF16");
+  if (rows == 1) {  // norm weights: kept in f32
+    Tensor t = alloc(DType::f32, rows, cols);
+    check_cuda(
+        cudaMemcpy(t.data, host, static_cast<size_t>(cols) * sizeof(float), cudaMemcpyHostToDevice),
+        "cudaMemcpy (upload_matrix)");
+    return t;
+  }
+  Tensor t = alloc(DType::bf16, rows, cols);  // stride padded to 8 with zeros
+  state_->max_k_padded = std::max(state_->max_k_padded, t.stride);
+  state_->max_split_outputs =
+      std::max(state_->max_split_outputs, cuda::gemm_workspace_floats(1, rows, t.stride));
+  std::vector<uint16_t> staged(static_cast<size_t>(rows * t.stride), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) staged[r * t.stride + c] = f32_to_bf16(host[r * cols + c]);
+  }
+  check_cuda(
+      cudaMemcpy(t.data, staged.data(), staged.size() * sizeof(uint16_t), cudaMemcpyHostToDevice),
+      "cudaMemcpy (upload_matrix)");
+  return t;
+}
+
+void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
+  BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
+               shape.n_kv_heads > 0 && shape.head_dim > 0,
+           "cuda backend: KV cache shape must be positive in every dimension");
+  BX_CHECK(shape.head_dim <= cuda::kAttentionMaxHeadDim,
+           "cuda backend: head_dim " + std::to_string(shape.head_dim) + " exceeds " +
+               std::to_string(cuda::kAttentionMaxHeadDim));
+  const size_t per_layer =
+      static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
+  check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize");
+  state_->kv = DeviceBuffer(per_layer * 2 * static_cast<size_t>(shape.n_layers) * 2);
+  check_cuda(cudaMemset(state_->kv.get(), 0, state_->kv.bytes()), "cudaMemset (KV cache)");
+  state_->kv_shape = shape;
+}
+
+void CudaBackend::set_rope_table(const RopeTable& table) {
+  const size_t n = table.cos.size();
+  check(
+      n == table.sin.size() && n == static_cast<size_t>(table.max_positions) * (table.head_dim / 2),
+      "cuda backend: the RoPE table's cos/sin sizes do not match its shape");
+  state_->rope_cos = DeviceBuffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_sin = DeviceBuffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_cos.upload(table.cos.data(), n * sizeof(float));
+  state_->rope_sin.upload(table.sin.data(), n * sizeof(float));
+  state_->rope = cuda::RopeDeviceTable{state_->rope_cos.get<float>(), state_->rope_sin.get<float>(),
+                                       table.head_dim, table.max_positions, table.layout};
+}
+
+void CudaBackend::begin_batch(const ForwardBatch& batch) {
+  State& s = *state_;
+  const size_t T = batch.tokens.size();
+  BX_CHECK(batch.positions.size() == T && batch.block_tables.size() == T,
+           "cuda backend: tokens, positions and block tables must have one entry per token");
+  // Flatten the block tables: tokens of one sequence share one copy (the longest prefix any of
+  // them needs).
+  std::vector<int32_t> offsets(T), flat;
+  std::unordered_map<const int32_t*, std::pair<int32_t, int32_t>> seen;  // table -> (offset, len)
+  std::vector<const int32_t*> order;
+  for (size_t t = 0; t < T; ++t) {
+    BX_CHECK(batch.positions[t] >= 0, "cuda backend: negative position");
+    BX_CHECK(
+        s.rope.cos == nullptr || batch.positions[t] < s.rope.max_positions,
+        "cuda backend: position " + std::to_string(batch.positions[t]) + " beyond the RoPE table");
+    const int32_t need =
+        s.kv_shape.block_size > 0 ? batch.positions[t] / s.kv_shape.block_size + 1 : 0;
+    auto [it, fresh] = seen.try_emplace(batch.block_tables[t], 0, need);
+    if (fresh) order.push_back(batch.block_tables[t]);
+    it->second.second = std::max(it->second.second, need);
+  }
+  for (const int32_t* table : order) {
+    auto& entry = seen[table];
+    entry.first = static_cast<int32_t>(flat.size());
+    for (int32_t b = 0; b < entry.second; ++b) {
+      BX_CHECK(table[b] >= 0 && table[b] < s.kv_shape.n_blocks,
+               "cuda backend: block id " + std::to_string(table[b]) + " outside the KV pool [0, " +
+                   std::to_string(s.kv_shape.n_blocks) + ")");
+      flat.push_back(table[b]);
+    }
+  }
+  for (size_t t = 0; t < T; ++t) offsets[t] = seen[batch.block_tables[t]].first;
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");  // buffers are reused
+  s.tokens.upload(std::vector<int32_t>(batch.tokens.begin(), batch.tokens.end()));
+  s.batch.positions =
+      s.positions.upload(std::vector<int32_t>(batch.positions.begin(), batch.positions.end()));
+  s.batch.table_offsets = s.table_offsets.upload(offsets);
+  s.batch.tables = s.tables.upload(flat);
+  s.batch.T = static_cast<int64_t>(T);
+  s.logit_rows.upload(std::vector<int32_t>(batch.logit_rows.begin(), batch.logit_rows.end()));
+  s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
+  s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
+  s.x_bf16.ensure(s.x_bf16_capacity);
+  s.gemm_workspace.ensure(static_cast<size_t>(State::kWorkspaceRows * s.max_split_outputs));
+}
+
+void CudaBackend::embed(const Tensor& table, Tensor out) {
+  check_f32(out, "embedding output");
+  BX_CHECK(table.dtype == DType::bf16 || table.dtype == DType::f32,
+           "cuda backend: the embedding table must be BF16 or F32");
+  BX_CHECK(out.rows == state_->batch.T && out.cols == table.cols,
+           "cuda backend: embed output must be [T, D]");
+  cuda::embed_rows(table.data, table.dtype == DType::bf16, table.stride,
+                   state_->tokens.buf.get<int32_t>(), f32(out), out.stride, out.rows, out.cols,
+                   state_->stream);
+}
+
+void CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) {
+  check_f32(x, "rmsnorm input");
+  check_f32(w, "rmsnorm weight");
+  check_f32(out, "rmsnorm output");
+  cuda::rmsnorm(f32(x), x.stride, f32(w), eps, f32(out), out.stride, x.rows, x.cols,
+                state_->stream);
+}
+
+void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
+  check_f32(x, "matmul input");
+  check_f32(y, "matmul output");
+  BX_CHECK(w.dtype == DType::bf16, "cuda backend: matmul weights must be BF16 (upload_matrix)");
+  BX_CHECK(x.cols == w.cols && y.cols == w.rows && y.rows == x.rows,
+           "cuda backend: matmul shapes do not match: x [" + std::to_string(x.rows) + ", " +
+               std::to_string(x.cols) + "], W [" + std::to_string(w.rows) + ", " +
+               std::to_string(w.cols) + "], y [" + std::to_string(y.rows) + ", " +
+               std::to_string(y.cols) + "]");
+  State& s = *state_;
+  const int64_t M = x.rows, K = x.cols, Kp = w.stride;
+  BX_CHECK(static_cast<size_t>(M * Kp) <= s.x_bf16_capacity,
+           "cuda backend: matmul of " + std::to_string(M) + " rows exceeds the batch");
+  uint16_t* xb = s.x_bf16.buf.get<uint16_t>();
+  cuda::to_bf16_padded(f32(x), x.stride, xb, Kp, M, K, Kp, s.stream);
+  cuda::GemmArgs args;
+  args.x = xb;
+  args.x_stride = Kp;
+  args.w = static_cast<const uint16_t*>(w.data);
+  args.w_stride = w.stride;
+  args.y = f32(y);
+  args.y_stride = y.stride;
+  args.M = M;
+  args.N = w.rows;
+  args.K = Kp;
+  args.workspace = s.gemm_workspace.buf.get<float>();
+  args.workspace_floats = static_cast<int64_t>(s.gemm_workspace.buf.bytes() / sizeof(float));
+  if (mode_ == Mode::fast) {
+    cuda::gemm_bf16_cublas(args, s.stream);
+  } else if (order_ == ReductionOrder::split_k_by_m) {
+    // Negative control (matmul.h): K in 1 + M % 3 parts of 16-aligned length, added in order.
+    const int64_t parts = 1 + M % 3;
+    const int64_t part = std::max<int64_t>(16, (Kp / parts + 15) / 16 * 16);
+    for (int64_t k0 = 0; k0 < Kp; k0 += part) {
+      cuda::GemmArgs piece = args;
+      piece.x = xb + k0;
+      piece.w = static_cast<const uint16_t*>(w.data) + k0;
+      piece.K = std::min(part, Kp - k0);
+      piece.accumulate = k0 > 0;
+      cuda::gemm_bf16(piece, s.stream);
+    }
+  } else {
+    cuda::gemm_bf16(args, s.stream);
+  }
+}
+
+void CudaBackend::rope(Tensor x, int n_heads) {
+  check_f32(x, "rope input");
+  cuda::rope_inplace(f32(x), x.stride, state_->batch.positions, x.rows, n_heads, state_->rope,
+                     state_->stream);
+}
+
+void CudaBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
+  check_f32(k, "kv_write k");
+  check_f32(v, "kv_write v");
+  const cuda::PagedKv kv = state_->kv_layer(layer);
+  BX_CHECK(k.cols == kv.n_kv_heads * kv.head_dim && v.cols == k.cols && k.rows == state_->batch.T,
+           "cuda backend: kv_write rows must be [T, n_kv_heads * head_dim]");
+  cuda::kv_cache_write(kv, f32(k), k.stride, f32(v), v.stride, state_->batch, state_->stream);
+}
+
+void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) {
+  check_f32(q, "attention q");
+  check_f32(out, "attention output");
+  const cuda::PagedKv kv = state_->kv_layer(layer);
+  BX_CHECK(q.cols == static_cast<int64_t>(n_heads) * kv.head_dim && q.rows == state_->batch.T,
+           "cuda backend: attention q must be [T, n_heads * head_dim]");
+  cuda::attention(f32(q), q.stride, f32(out), out.stride, n_heads, scale, kv, state_->batch,
+                  state_->stream);
+}
+
+void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
+  cuda::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(out), out.stride, gate.rows,
+                 gate.cols, state_->stream);
+}
+
+void CudaBackend::add_inplace(Tensor y, const Tensor& x) {
+  cuda::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, state_->stream);
+}
+
+void CudaBackend::gather_logit_rows(const Tensor& x, Tensor out) {
+  BX_CHECK(out.rows == state_->logit_row_count,
+           "cuda backend: gather_logit_rows output must have one row per logit row");
+  cuda::gather_rows(f32(x), x.stride, state_->logit_rows.buf.get<int32_t>(), f32(out), out.stride,
+                    out.rows, x.cols, state_->stream);
+}
+
+void CudaBackend::log_softmax(const Tensor& x, Tensor out) {
+  cuda::log_softmax(f32(x), x.stride, f32(out), out.stride, x.rows, x.cols, state_->stream);
+}
+
+void CudaBackend::copy_to_host(const Tensor& x, float* host) {
+  check_f32(x, "copy_to_host source");
+  check_cuda(cudaMemcpy2DAsync(host, static_cast<size_t>(x.cols) * sizeof(float), x.data,
+                               static_cast<size_t>(x.stride) * sizeof(float),
+                               static_cast<size_t>(x.cols) * sizeof(float),
+                               static_cast<size_t>(x.rows), cudaMemcpyDeviceToHost, state_->stream),
+             "cudaMemcpy2DAsync (copy_to_host)");
+  check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (forward)");
+}
+
+}  // namespace bx

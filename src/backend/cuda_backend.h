@@ -1,0 +1,68 @@
+// The CUDA backend: the Backend ops on one Hopper GPU, through the kernels in kernels/cuda/.
+//
+// Numerics: matmul weights are held as bf16 (whatever the file's type: matrices of more than one
+// row are rounded to bf16 at upload, rows padded with zeros to a multiple of 8 elements); norm
+// weights stay f32. The residual stream and every activation tensor stay f32, as in the model
+// code; each matmul rounds its input rows to bf16 (to_bf16_padded) and accumulates in f32 on the
+// tensor cores. The KV cache is bf16. So results differ from the CPU backend by bf16 rounding,
+// and the system fingerprint differs through name().
+//
+// Invariance: every op is a kernel whose reduction order depends on shapes only (see each header
+// in kernels/cuda/); Mode::fast swaps the GEMM for cuBLAS (R8, labelled in name()).
+//
+// Only built when nvcc is found (BITEXACT_HAVE_CUDA). Ops run asynchronously on the backend's
+// stream; copy_to_host synchronises.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace bx {
+
+class CudaBackend final : public Backend {
+ public:
+  enum class Mode { invariant, fast };
+
+  // Throws bx::Error if no Hopper GPU is present.
+  explicit CudaBackend(Mode mode = Mode::invariant);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  // "cuda-sm90" (invariant) or "cuda-sm90-fast-cublas".
+  std::string name() const override;
+  Mode mode() const { return mode_; }
+
+  Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
+  Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
+  void init_kv_cache(const KvCacheShape& shape) override;
+  void set_rope_table(const RopeTable& table) override;
+  void set_reduction_order(ReductionOrder order) override { order_ = order; }
+
+  void begin_batch(const ForwardBatch& batch) override;
+  void embed(const Tensor& table, Tensor out) override;
+  void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override;
+  void matmul(const Tensor& x, const Tensor& w, Tensor y) override;
+  void rope(Tensor x, int n_heads) override;
+  void kv_write(int layer, const Tensor& k, const Tensor& v) override;
+  void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
+  void add_inplace(Tensor y, const Tensor& x) override;
+  void gather_logit_rows(const Tensor& x, Tensor out) override;
+  void log_softmax(const Tensor& x, Tensor out) override;
+  void copy_to_host(const Tensor& x, float* host) override;
+
+ private:
+  struct State;  // device buffers and the stream (CUDA types stay in the .cu file)
+  void* device_bytes(size_t bytes);  // cudaMalloc'd, zeroed, freed with the backend
+
+  Mode mode_;
+  ReductionOrder order_ = ReductionOrder::canonical;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace bx
