@@ -12,6 +12,7 @@ void register_generate(CLI::App& app);
 void register_info(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_score(CLI::App& app);
+void register_chat(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_detokenize(CLI::App& app);
 void register_render_chat(CLI::App& app);

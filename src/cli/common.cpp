@@ -87,6 +87,15 @@ void choose_backend(const ModelFlags& flags, LoadOptions& options) {
 
 }  // namespace
 
+uint64_t parse_seed(const std::string& text) {
+  uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  check(!text.empty() && ec == std::errc() && ptr == end,
+        "--seed is '" + text + "', expected an integer from 0 to 18446744073709551615");
+  return value;
+}
+
 int resolve_threads(int requested) {
   check(requested >= 0, "--threads is " + std::to_string(requested) +
                             ", expected a positive number (or 0 for all cores)");

@@ -48,6 +48,9 @@ const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& 
 // The shortest decimal that reads back as exactly this float ("null" for inf or nan).
 std::string format_float(float value);
 
+// The --seed value, parsed strictly (CLI11 would wrap "-1" into 2^64 - 1): 0 to 2^64 - 1.
+uint64_t parse_seed(const std::string& text);
+
 // The --threads value: a positive count as given, 0 for every hardware thread.
 int resolve_threads(int requested);
 

@@ -46,15 +46,6 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   return prompts;
 }
 
-uint64_t parse_seed(const std::string& text) {
-  uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
-  check(!text.empty() && ec == std::errc() && ptr == end,
-        "--seed is '" + text + "', expected an integer from 0 to 18446744073709551615");
-  return value;
-}
-
 void validate_flags(const GenerateFlags& f) {
   check(f.prompt.has_value() != f.prompts_file.has_value(),
         "give exactly one of --prompt TEXT or --prompts-file FILE");

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   bx::cli::register_info(app);
   bx::cli::register_bench(app);
   bx::cli::register_score(app);
+  bx::cli::register_chat(app);
   bx::cli::register_tokenize(app);
   bx::cli::register_detokenize(app);
   bx::cli::register_render_chat(app);

@@ -17,6 +17,7 @@
 #include "cli/common.h"
 #include "core/error.h"
 #include "server/http_server.h"
+#include "template/chat_template.h"
 
 namespace bx::cli {
 namespace {
@@ -53,12 +54,20 @@ void run_serve(ServeFlags& f) {
     options.chat_template = server::builtin_chat_template(f.chat_template);
     check(options.chat_template.has_value(),
           "--chat-template is '" + f.chat_template + "', expected a built-in format: chatml");
+  } else if (std::optional<ChatTemplate> own = ChatTemplate::of_model(f.model.model_path)) {
+    // The model's own Jinja template; it writes any BOS itself.
+    auto shared = std::make_shared<ChatTemplate>(std::move(*own));
+    options.chat_template = server::ChatTemplate{
+        "model", [shared](const nlohmann::json& messages, bool add_generation_prompt) {
+          return shared->render(nlohmann::ordered_json(messages), add_generation_prompt);
+        },
+        /*add_bos=*/false};
   }
   LoadOptions load_options;
   EngineOptions engine_options;
   apply_engine_flags(f.engine, load_options, engine_options);
-  check(std::filesystem::is_regular_file(f.model.model_path),
-        "--model " + f.model.model_path + " is not a file");
+  check(std::filesystem::exists(f.model.model_path),
+        "--model " + f.model.model_path + " does not exist");
 
   // Signals go to the thread that waits for them, never to a worker.
   sigset_t stop_signals;
@@ -114,7 +123,7 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--served-model-name", s.model_name,
                   "The model id clients use (default: the file name without extension)");
   cmd->add_option("--chat-template", flags->chat_template,
-                  "Built-in chat format for models without a template: chatml");
+                  "Use a built-in chat format (chatml) instead of the model's own template");
   cmd->add_option("--max-body-bytes", s.max_body_bytes, "Largest request body (1 MiB)");
   cmd->add_option("--max-connections", s.max_connections,
                   "Connections served at once, one thread each (256)");

@@ -91,6 +91,29 @@ ChatTemplate ChatTemplate::from_tokenizer_dir(const std::string& dir) {
   return from_tokenizer_config(config, quoted(config_path.string()));
 }
 
+std::optional<ChatTemplate> ChatTemplate::of_model(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    const std::filesystem::path root(path);
+    const std::filesystem::path config_path = root / "tokenizer_config.json";
+    if (!std::filesystem::is_regular_file(config_path)) return std::nullopt;
+    nlohmann::ordered_json config;
+    try {
+      config = nlohmann::ordered_json::parse(read_text_file(config_path));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(quoted(config_path.string()) + " is not valid JSON: " + e.what());
+    }
+    const bool has_inline =
+        config.is_object() && config.contains("chat_template") && !config["chat_template"].is_null();
+    if (!has_inline && !std::filesystem::is_regular_file(root / "chat_template.jinja")) {
+      return std::nullopt;
+    }
+    return from_tokenizer_dir(path);
+  }
+  const gguf::File file = gguf::File::open(path);
+  if (!file.has("tokenizer.chat_template")) return std::nullopt;
+  return from_gguf(file);
+}
+
 ChatTemplate ChatTemplate::from_gguf(const gguf::File& file) {
   const std::string where = quoted(file.path());
   check(file.has("tokenizer.chat_template"),

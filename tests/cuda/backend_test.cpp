@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "backend/cuda_backend.h"
-#include "generate/generator.h"
+#include "support/engine_runner.h"
 #include "model/loader.h"
 #include "support/cuda_test_data.h"
 #include "support/engine_driver.h"
@@ -40,10 +40,10 @@ LoadedModel load(const std::string& path, bool cuda,
   return load_model(path, options);
 }
 
-std::vector<GenerationRequest> make_requests(int vocab, int count) {
-  std::vector<GenerationRequest> requests;
+std::vector<EngineRequest> make_requests(int vocab, int count) {
+  std::vector<EngineRequest> requests;
   for (int i = 0; i < count; ++i) {
-    GenerationRequest r;
+    EngineRequest r;
     r.prompt.push_back(1);              // BOS
     const int length = (i * 37) % 150;  // crosses attention-chunk (64) boundaries
     for (int t = 0; t < length; ++t) r.prompt.push_back(3 + (t * 31 + i * 17) % (vocab - 3));
@@ -56,16 +56,29 @@ std::vector<GenerationRequest> make_requests(int vocab, int count) {
   return requests;
 }
 
-bool same_bits(const GenerationResult& a, const GenerationResult& b) {
-  return a.tokens == b.tokens && a.logprobs.size() == b.logprobs.size() &&
-         std::memcmp(a.logprobs.data(), b.logprobs.data(), a.logprobs.size() * sizeof(float)) == 0;
+bool same_bits(const test::SampleResult& a, const test::SampleResult& b) { return a.same_bits(b); }
+
+std::vector<test::SampleResult> run_alone(LoadedModel& model,
+                                          const std::vector<EngineRequest>& requests) {
+  std::vector<test::SampleResult> out;
+  for (const EngineRequest& r : requests) out.push_back(test::run_alone(model, r).samples.at(0));
+  return out;
 }
 
-std::vector<GenerationResult> run_alone(LoadedModel& model,
-                                        const std::vector<GenerationRequest>& requests) {
-  Generator generator(model, GeneratorOptions{});
-  std::vector<GenerationResult> out;
-  for (const GenerationRequest& r : requests) out.push_back(generator.run(std::span(&r, 1)).at(0));
+// Every request submitted at once to one engine.
+std::vector<test::SampleResult> run_together(LoadedModel& model,
+                                            const std::vector<EngineRequest>& requests,
+                                            EngineOptions options = {}) {
+  Engine engine(model, options);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const EngineRequest& r : requests) streams.push_back(engine.submit(r));
+  engine.run_until_idle();
+  std::vector<test::SampleResult> out;
+  for (const auto& stream : streams) {
+    test::RequestResult result;
+    test::drain(*stream, result);
+    out.push_back(result.samples.at(0));
+  }
   return out;
 }
 
@@ -145,11 +158,13 @@ TEST(CudaBackend, BatchEqualsAloneForEveryBudget) {
   BX_REQUIRE_HOPPER();
   if (!test::have_stories260k()) GTEST_SKIP() << "no " << test::stories260k_path();
   LoadedModel model = load(test::stories260k_path(), true);
-  const std::vector<GenerationRequest> requests = make_requests(model.config.vocab_size, 12);
-  const std::vector<GenerationResult> alone = run_alone(model, requests);
+  const std::vector<EngineRequest> requests = make_requests(model.config.vocab_size, 12);
+  const std::vector<test::SampleResult> alone = run_alone(model, requests);
   for (auto [budget, seqs] : {std::pair{512, 16}, {7, 16}, {64, 3}, {1, 16}}) {
-    Generator generator(model, GeneratorOptions{budget, seqs});
-    const std::vector<GenerationResult> batched = generator.run(requests);
+    EngineOptions options;
+    options.max_batch_tokens = budget;
+    options.max_seqs = seqs;
+    const std::vector<test::SampleResult> batched = run_together(model, requests, options);
     for (size_t i = 0; i < requests.size(); ++i) {
       EXPECT_TRUE(same_bits(batched[i], alone[i]))
           << "request " << i << ", max_batch_tokens " << budget << ", max_seqs " << seqs;
@@ -196,10 +211,9 @@ TEST(CudaBackend, NegativeControlSplitKByMDiffers) {
   BX_REQUIRE_HOPPER();
   if (!test::have_stories260k()) GTEST_SKIP() << "no " << test::stories260k_path();
   LoadedModel model = load(test::stories260k_path(), true, ReductionOrder::split_k_by_m);
-  const std::vector<GenerationRequest> requests = make_requests(model.config.vocab_size, 12);
-  const std::vector<GenerationResult> alone = run_alone(model, requests);
-  Generator generator(model, GeneratorOptions{});
-  const std::vector<GenerationResult> batched = generator.run(requests);
+  const std::vector<EngineRequest> requests = make_requests(model.config.vocab_size, 12);
+  const std::vector<test::SampleResult> alone = run_alone(model, requests);
+  const std::vector<test::SampleResult> batched = run_together(model, requests);
   int differing = 0;
   for (size_t i = 0; i < requests.size(); ++i) differing += same_bits(batched[i], alone[i]) ? 0 : 1;
   std::printf("split-K-by-M control: %d of %zu requests differ\n", differing, requests.size());
@@ -216,10 +230,9 @@ TEST(CudaBackend, FastModeIsLabelledAndRuns) {
   LoadedModel inv = load(test::stories260k_path(), true);
   EXPECT_NE(fast.system_fingerprint(), inv.system_fingerprint());
   EXPECT_NE(fast.backend->name().find("fast"), std::string::npos);
-  const std::vector<GenerationRequest> requests = make_requests(fast.config.vocab_size, 12);
-  const std::vector<GenerationResult> alone = run_alone(fast, requests);
-  Generator generator(fast, GeneratorOptions{});
-  const std::vector<GenerationResult> batched = generator.run(requests);
+  const std::vector<EngineRequest> requests = make_requests(fast.config.vocab_size, 12);
+  const std::vector<test::SampleResult> alone = run_alone(fast, requests);
+  const std::vector<test::SampleResult> batched = run_together(fast, requests);
   int differing = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     ASSERT_FALSE(batched[i].tokens.empty());

@@ -181,6 +181,22 @@ TEST_F(Cli, ScorePrintsTheLogprobsGenerateReported) {
   EXPECT_EQ(j.at("text"), "Once upon a time, there was a little girl named ");
 }
 
+// chat: the default model answers through its own template; the reply streams to stdout and
+// ends at the model's EOS (<|im_end|>), which is not printed.
+TEST_F(Cli, ChatAnswersThroughTheModelsTemplate) {
+  const std::string smollm2 =
+      std::string(BITEXACT_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(smollm2)) GTEST_SKIP() << smollm2 << " not found (scripts/setup.sh fetches it)";
+  const fs::path input = write("input.txt", "What is the capital of France?\n");
+  const RunResult r = run("chat --model '" + smollm2 + "' --quiet --max-tokens 40 < '" +
+                          input.string() + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("Paris"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("<|im_end|>"), std::string::npos) << r.out;
+  if (!test::have_stories260k()) return;
+  expect_one_line_error("chat " + model() + " < '" + input.string() + "'", "chat_template");
+}
+
 TEST_F(Cli, InfoDescribesTheModel) {
   if (!test::have_stories260k()) GTEST_SKIP();
   const RunResult r = run("info " + model());
