@@ -1,7 +1,7 @@
-// Chat messages -> prompt text. The chat endpoint takes the renderer as a plain function, so the
-// model's own Jinja template (src/template) plugs in when it exists; until then a model gets
-// chat only through a built-in format named on the command line (as llama.cpp's --chat-template
-// chatml), and without one /v1/chat/completions answers 400 naming the missing template.
+// Chat messages -> prompt text. The chat endpoint takes the renderer as a plain function: `serve`
+// plugs in the model's own Jinja template (src/template) when the model has one, or a built-in
+// format named on the command line (as llama.cpp's --chat-template chatml); with neither,
+// /v1/chat/completions answers 400 naming the missing template.
 #pragma once
 
 #include <functional>
