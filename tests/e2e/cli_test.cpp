@@ -16,6 +16,7 @@
 
 #include <sys/wait.h>
 
+#include "support/cli_runner.h"
 #include "support/random_hf_model.h"
 #include "support/shared_model.h"
 
@@ -24,74 +25,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class Cli : public ::testing::Test {
+class Cli : public test::CliTest {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("BITEXACT_BIN");
-    binary_ = bin != nullptr ? bin : std::string(BITEXACT_SOURCE_DIR) + "/build/bitexact";
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no binary at " << binary_;
-    dir_ = fs::temp_directory_path() /
-           ("bitexact_cli_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-
-  // Runs the binary with a shell-quoted argument string.
-  RunResult run(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string command =
-        "'" + binary_ + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
-  }
-
-  fs::path write(const std::string& name, const std::string& bytes) {
-    const fs::path path = dir_ / name;
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
-  }
-
   std::string model() const { return "--model '" + test::stories260k_path() + "' --quiet"; }
 
-  // Bad input: nonzero exit, nothing on stdout, exactly one line on stderr mentioning `needle`.
+  // Bad input: one stderr line mentioning `needle` (any case), nothing on stdout, exit != 0.
   void expect_one_line_error(const std::string& args, const std::string& needle) {
-    SCOPED_TRACE(args);
-    const RunResult r = run(args);
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    std::string lower = r.err;
-    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-    EXPECT_NE(lower.find(needle), std::string::npos) << "stderr: " << r.err;
+    CliTest::expect_one_line_error(args, needle, /*ignore_case=*/true);
   }
-
-  std::string binary_;
-  fs::path dir_;
 };
 
 TEST_F(Cli, GreedyFromBosTellsTheLilyStory) {
   if (!test::have_stories260k()) GTEST_SKIP();
-  const RunResult r = run("generate " + model() + " --prompt '' --max-tokens 64 --temperature 0");
+  const test::RunResult r =
+      run("generate " + model() + " --prompt '' --max-tokens 64 --temperature 0");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("Lily"), std::string::npos) << r.out;
@@ -105,8 +52,8 @@ TEST_F(Cli, PromptsFileBatchEqualsEachPromptAlone) {
   for (const std::string& p : prompts) file += p + "\n";
   const fs::path path = write("prompts.txt", file);
   const std::string sampling = " --max-tokens 20 --temperature 0.7 --top-k 50 --seed 11";
-  const RunResult batch = run("generate " + model() + " --prompts-file '" + path.string() +
-                              "' --format json" + sampling);
+  const test::RunResult batch = run("generate " + model() + " --prompts-file '" + path.string() +
+                                    "' --format json" + sampling);
   ASSERT_EQ(batch.exit_code, 0) << batch.err;
   std::vector<std::string> lines;
   std::stringstream ss(batch.out);
@@ -120,10 +67,10 @@ TEST_F(Cli, PromptsFileBatchEqualsEachPromptAlone) {
     EXPECT_EQ(j.at("token_ids").size(), 20u);
     for (const auto& lp : j.at("logprobs")) EXPECT_LE(lp.get<double>(), 0.0);
     // The same prompt alone, with other thread counts and token budgets: the same line.
-    for (const std::string& knobs : {std::string(" --threads 1"),
-                                     std::string(" --threads 2 --max-batch-tokens 3")}) {
-      const RunResult alone = run("generate " + model() + " --prompt '" + prompts[i] +
-                                  "' --format json" + sampling + knobs);
+    for (const std::string& knobs :
+         {std::string(" --threads 1"), std::string(" --threads 2 --max-batch-tokens 3")}) {
+      const test::RunResult alone = run("generate " + model() + " --prompt '" + prompts[i] +
+                                        "' --format json" + sampling + knobs);
       ASSERT_EQ(alone.exit_code, 0) << alone.err;
       EXPECT_EQ(alone.out, lines[i] + "\n") << "prompt " << i << knobs;
     }
@@ -132,7 +79,8 @@ TEST_F(Cli, PromptsFileBatchEqualsEachPromptAlone) {
 
 TEST_F(Cli, LogprobsRoundTripExactly) {
   if (!test::have_stories260k()) GTEST_SKIP();
-  const RunResult r = run("generate " + model() + " --prompt 'Once' --format json --max-tokens 8");
+  const test::RunResult r =
+      run("generate " + model() + " --prompt 'Once' --format json --max-tokens 8");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json j = nlohmann::json::parse(r.out);
   // Each printed logprob is the shortest decimal of a float: reading it back as float and
@@ -149,9 +97,10 @@ TEST_F(Cli, LogprobsRoundTripExactly) {
 // the text before them.
 TEST_F(Cli, ScorePrintsTheLogprobsGenerateReported) {
   if (!test::have_stories260k()) GTEST_SKIP();
-  const RunResult g = run("generate " + model() +
-                          " --prompt 'Tom had a' --format json --max-tokens 12 --temperature 0.9"
-                          " --seed 3 --prefill-chunk 2 --kv-block-size 4 --no-prefix-cache");
+  const test::RunResult g =
+      run("generate " + model() +
+          " --prompt 'Tom had a' --format json --max-tokens 12 --temperature 0.9"
+          " --seed 3 --prefill-chunk 2 --kv-block-size 4 --no-prefix-cache");
   ASSERT_EQ(g.exit_code, 0) << g.err;
   const nlohmann::json gen = nlohmann::json::parse(g.out);
   std::string ids;
@@ -159,8 +108,8 @@ TEST_F(Cli, ScorePrintsTheLogprobsGenerateReported) {
     if (!ids.empty()) ids += ",";
     ids += id.dump();
   }
-  const RunResult s = run("score " + model() + " --prompt 'Tom had a' --continuation-ids " + ids +
-                          " --max-batch-tokens 5");
+  const test::RunResult s = run("score " + model() + " --prompt 'Tom had a' --continuation-ids " +
+                                ids + " --max-batch-tokens 5");
   ASSERT_EQ(s.exit_code, 0) << s.err;
   const nlohmann::json scored = nlohmann::json::parse(s.out);
   EXPECT_EQ(scored.at("token_ids"), gen.at("token_ids"));
@@ -172,9 +121,9 @@ TEST_F(Cli, ScorePrintsTheLogprobsGenerateReported) {
         << i;
   }
 
-  const RunResult stopped = run("generate " + model() +
-                                " --prompt '' --format json --max-tokens 64 --temperature 0"
-                                " --stop Lily");
+  const test::RunResult stopped = run("generate " + model() +
+                                      " --prompt '' --format json --max-tokens 64 --temperature 0"
+                                      " --stop Lily");
   ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
   const nlohmann::json j = nlohmann::json::parse(stopped.out);
   EXPECT_EQ(j.at("finish_reason"), "stop");
@@ -188,8 +137,8 @@ TEST_F(Cli, ChatAnswersThroughTheModelsTemplate) {
       std::string(BITEXACT_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   if (!fs::exists(smollm2)) GTEST_SKIP() << smollm2 << " not found (scripts/setup.sh fetches it)";
   const fs::path input = write("input.txt", "What is the capital of France?\n");
-  const RunResult r = run("chat --model '" + smollm2 + "' --quiet --max-tokens 40 < '" +
-                          input.string() + "'");
+  const test::RunResult r =
+      run("chat --model '" + smollm2 + "' --quiet --max-tokens 40 < '" + input.string() + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("Paris"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("<|im_end|>"), std::string::npos) << r.out;
@@ -199,25 +148,23 @@ TEST_F(Cli, ChatAnswersThroughTheModelsTemplate) {
 
 TEST_F(Cli, InfoDescribesTheModel) {
   if (!test::have_stories260k()) GTEST_SKIP();
-  const RunResult r = run("info " + model());
+  const test::RunResult r = run("info " + model());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (const char* needle : {"architecture   llama", "layers         5", "dim            64",
-                             "8 query, 4 key/value", "weights hash", "fingerprint    bx-",
-                             "F32 x"}) {
+  for (const char* needle :
+       {"architecture   llama", "layers         5", "dim            64", "8 query, 4 key/value",
+        "weights hash", "fingerprint    bx-", "F32 x"}) {
     EXPECT_NE(r.out.find(needle), std::string::npos) << needle << "\n" << r.out;
   }
 }
 
 TEST_F(Cli, BadModelFilesGiveOneLineErrors) {
   expect_one_line_error("generate --model /nonexistent/model.gguf --prompt hi", "nonexistent");
-  expect_one_line_error("info --model '" + write("bad_magic.gguf", "NOPE and more bytes").string() +
-                            "'",
-                        "magic");
-  if (!test::have_stories260k()) GTEST_SKIP();
-  const std::string real = read_file(test::stories260k_path());
   expect_one_line_error(
-      "info --model '" + write("truncated.gguf", real.substr(0, 3000)).string() + "'",
-      "truncated");
+      "info --model '" + write("bad_magic.gguf", "NOPE and more bytes").string() + "'", "magic");
+  if (!test::have_stories260k()) GTEST_SKIP();
+  const std::string real = test::read_file(test::stories260k_path());
+  expect_one_line_error(
+      "info --model '" + write("truncated.gguf", real.substr(0, 3000)).string() + "'", "truncated");
   std::string v9 = real;
   v9[4] = 9;  // version field
   expect_one_line_error("info --model '" + write("v9.gguf", v9).string() + "'", "version");
@@ -262,7 +209,7 @@ TEST_F(Cli, HuggingFaceFolder) {
   spec.shards = 2;
   const test::RandomHfFolder folder("cli", spec);
   const std::string m = "--model '" + folder.path() + "' --quiet";
-  const RunResult info = run("info " + m);
+  const test::RunResult info = run("info " + m);
   ASSERT_EQ(info.exit_code, 0) << info.err;
   EXPECT_NE(info.out.find("Hugging Face folder, 2 safetensors file(s)"), std::string::npos)
       << info.out;

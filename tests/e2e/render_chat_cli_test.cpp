@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "support/cli_runner.h"
 #include "support/gguf_writer.h"
 #include "template/chat_template.h"
 
@@ -22,64 +23,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-class RenderChatCli : public ::testing::Test {
+class RenderChatCli : public bx::test::CliTest {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("BITEXACT_BIN");
-    binary_ = bin != nullptr ? bin : std::string(BITEXACT_SOURCE_DIR) + "/build/bitexact";
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no binary at " << binary_;
-    dir_ = fs::temp_directory_path() /
-           ("bitexact_render_chat_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-
-  RunResult run(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string command =
-        "'" + binary_ + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
-  }
-
-  fs::path write(const std::string& name, const std::string& bytes) {
-    const fs::path path = dir_ / name;
-    fs::create_directories(path.parent_path());
-    std::ofstream(path, std::ios::binary) << bytes;
-    return path;
-  }
-
-  void expect_one_line_error(const std::string& args, const std::string& needle) {
-    SCOPED_TRACE(args);
-    const RunResult r = run(args);
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
-  }
-
-  std::string binary_;
-  fs::path dir_;
 };
 
 const char* kConversation = R"([
@@ -95,8 +40,9 @@ TEST_F(RenderChatCli, PrintsExactlyWhatTheTemplateRenders) {
   const fs::path messages = write("messages.json", kConversation);
   const bx::ChatTemplate reference = bx::ChatTemplate::from_tokenizer_dir(qwen3);
   for (bool agp : {false, true}) {
-    const RunResult r = run("render-chat --tokenizer '" + qwen3 + "' --messages '" +
-                            messages.string() + "'" + (agp ? " --add-generation-prompt" : ""));
+    const bx::test::RunResult r =
+        run("render-chat --tokenizer '" + qwen3 + "' --messages '" + messages.string() + "'" +
+            (agp ? " --add-generation-prompt" : ""));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err, "");
     EXPECT_EQ(r.out, reference.render(json::parse(kConversation), agp));
@@ -105,8 +51,8 @@ TEST_F(RenderChatCli, PrintsExactlyWhatTheTemplateRenders) {
   const fs::path with_vars = write(
       "vars.json",
       std::string(R"({"messages": [{"role": "user", "content": "x"}], "enable_thinking": false})"));
-  const RunResult r = run("render-chat --model '" + qwen3 + "' --messages '" + with_vars.string() +
-                          "' --add-generation-prompt");
+  const bx::test::RunResult r = run("render-chat --model '" + qwen3 + "' --messages '" +
+                                    with_vars.string() + "' --add-generation-prompt");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
 }
@@ -123,8 +69,8 @@ TEST_F(RenderChatCli, ReadsTheTemplateFromAGguf) {
   const fs::path model = dir_ / "model.gguf";
   w.write(model.string());
   const fs::path messages = write("messages.json", R"([{"role": "user", "content": "hello"}])");
-  const RunResult r = run("render-chat --model '" + model.string() + "' --messages '" +
-                          messages.string() + "' --add-generation-prompt");
+  const bx::test::RunResult r = run("render-chat --model '" + model.string() + "' --messages '" +
+                                    messages.string() + "' --add-generation-prompt");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "<s>[user] hello\n[assistant]");
 }

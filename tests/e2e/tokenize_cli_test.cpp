@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "support/cli_runner.h"
 #include "support/gguf_writer.h"
 #include "support/shared_model.h"
 #include "tokenizer/load_tokenizer.h"
@@ -23,82 +24,22 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// 'text' for the shell.
-std::string quote(const std::string& text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
 std::string qwen3_dir() {
   return std::string(BITEXACT_SOURCE_DIR) + "/../shared/tokenizers/qwen3";
 }
 
-class TokenizeCli : public ::testing::Test {
+class TokenizeCli : public test::CliTest {
  protected:
-  void SetUp() override {
-    const char* bin = std::getenv("BITEXACT_BIN");
-    binary_ = bin != nullptr ? bin : std::string(BITEXACT_SOURCE_DIR) + "/build/bitexact";
-    if (!fs::exists(binary_)) GTEST_SKIP() << "no binary at " << binary_;
-    dir_ = fs::temp_directory_path() /
-           ("bitexact_tokenize_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
-  }
-
-  RunResult run(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string command =
-        "'" + binary_ + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    RunResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_file(out);
-    r.err = read_file(err);
-    return r;
-  }
-
   std::vector<int32_t> tokenize(const std::string& source, const std::string& text,
                                 bool add_special = false) {
-    const RunResult r = run("tokenize " + source + " --text " + quote(text) +
-                            (add_special ? " --add-special" : ""));
+    const test::RunResult r = run("tokenize " + source + " --text " + test::shell_quote(text) +
+                                  (add_special ? " --add-special" : ""));
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err, "");
     EXPECT_FALSE(r.out.empty());
     if (r.out.empty()) return {};
     EXPECT_EQ(r.out.back(), '\n');
     return nlohmann::json::parse(r.out).get<std::vector<int32_t>>();
-  }
-
-  void expect_one_line_error(const std::string& args, const std::string& needle) {
-    SCOPED_TRACE(args);
-    const RunResult r = run(args);
-    EXPECT_NE(r.exit_code, 0);
-    EXPECT_EQ(r.out, "");
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
   }
 
   // A tokenizer directory with a tiny byte-level tokenizer.json, `edit` applied.
@@ -123,13 +64,10 @@ class TokenizeCli : public ::testing::Test {
                static_cast<std::streamsize>(bytes.size()));
     return path;
   }
-
-  std::string binary_;
-  fs::path dir_;
 };
 
 TEST_F(TokenizeCli, Qwen3IdsAndExactText) {
-  const std::string source = "--tokenizer " + quote(qwen3_dir());
+  const std::string source = "--tokenizer " + test::shell_quote(qwen3_dir());
   const std::string text = "Hello, world!<|im_end|>\n  tabs\there 12345 日本語 👍🏽";
   const std::vector<int32_t> ids = tokenize(source, text);
   // The same ids as the library (which the conformance test checks against `tokenizers`).
@@ -142,10 +80,10 @@ TEST_F(TokenizeCli, Qwen3IdsAndExactText) {
     if (i > 0) csv += ',';
     csv += std::to_string(ids[i]);
   }
-  RunResult r = run("detokenize " + source + " --ids " + csv);
+  test::RunResult r = run("detokenize " + source + " --ids " + csv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, text);  // exactly, no newline added
-  r = run("detokenize " + source + " --ids " + quote(nlohmann::json(ids).dump()));
+  r = run("detokenize " + source + " --ids " + test::shell_quote(nlohmann::json(ids).dump()));
   EXPECT_EQ(r.out, text);
   r = run("detokenize " + source + " --skip-special --ids " + csv);
   EXPECT_EQ(r.out, "Hello, world!\n  tabs\there 12345 日本語 👍🏽");
@@ -153,7 +91,7 @@ TEST_F(TokenizeCli, Qwen3IdsAndExactText) {
 
 TEST_F(TokenizeCli, GgufVocabularyWithAddSpecial) {
   if (!test::have_stories260k()) GTEST_SKIP();
-  const std::string source = "--model " + quote(test::stories260k_path());
+  const std::string source = "--model " + test::shell_quote(test::stories260k_path());
   const std::vector<int32_t> plain = tokenize(source, "Once upon a time");
   const std::vector<int32_t> special = tokenize(source, "Once upon a time", true);
   ASSERT_FALSE(plain.empty());
@@ -164,75 +102,79 @@ TEST_F(TokenizeCli, GgufVocabularyWithAddSpecial) {
   // "<s>" in the text is the BOS token, not characters.
   const std::vector<int32_t> with_bos_text = tokenize(source, "<s>Once upon a time");
   EXPECT_EQ(with_bos_text, special);
-  const RunResult r = run("detokenize " + source + " --ids " + quote(nlohmann::json(plain).dump()));
+  const test::RunResult r =
+      run("detokenize " + source + " --ids " + test::shell_quote(nlohmann::json(plain).dump()));
   EXPECT_EQ(r.out, "Once upon a time");
 }
 
 TEST_F(TokenizeCli, EmptyTextAndEmptyIds) {
-  const std::string source = "--tokenizer " + quote(qwen3_dir());
+  const std::string source = "--tokenizer " + test::shell_quote(qwen3_dir());
   EXPECT_EQ(tokenize(source, ""), std::vector<int32_t>{});
-  const RunResult r = run("detokenize " + source + " --ids '[]'");
+  const test::RunResult r = run("detokenize " + source + " --ids '[]'");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "");
 }
 
 TEST_F(TokenizeCli, BadInputIsOneClearLine) {
-  const std::string qwen = "--tokenizer " + quote(qwen3_dir());
+  const std::string qwen = "--tokenizer " + test::shell_quote(qwen3_dir());
   expect_one_line_error("tokenize --text hi", "exactly one of --model");
   if (test::have_stories260k()) {
-    expect_one_line_error(
-        "tokenize " + qwen + " --model " + quote(test::stories260k_path()) + " --text hi",
-        "exactly one of --model");
+    expect_one_line_error("tokenize " + qwen + " --model " +
+                              test::shell_quote(test::stories260k_path()) + " --text hi",
+                          "exactly one of --model");
     // Invalid UTF-8: rejected, naming the byte offset, by both kinds of tokenizer.
-    expect_one_line_error(
-        "tokenize --model " + quote(test::stories260k_path()) + " --text \"$(printf 'ab\\377')\"",
-        "byte 0xFF at byte offset 2");
+    expect_one_line_error("tokenize --model " + test::shell_quote(test::stories260k_path()) +
+                              " --text \"$(printf 'ab\\377')\"",
+                          "byte 0xFF at byte offset 2");
   }
   expect_one_line_error("tokenize " + qwen + " --text \"$(printf 'caf\\303')\"",
                         "byte 0xC3 at byte offset 3");
-  expect_one_line_error("tokenize --tokenizer " + quote((dir_ / "missing").string()) + " --text hi",
-                        "does not exist");
-  expect_one_line_error("tokenize --model " + quote(dir_.string()) + " --text hi",
+  expect_one_line_error(
+      "tokenize --tokenizer " + test::shell_quote((dir_ / "missing").string()) + " --text hi",
+      "does not exist");
+  expect_one_line_error("tokenize --model " + test::shell_quote(dir_.string()) + " --text hi",
                         "is a directory");
   expect_one_line_error("detokenize " + qwen + " --ids 1,x,3", "'x' is not a token id");
   expect_one_line_error("detokenize " + qwen + " --ids 999999", "out of range");
 
   const std::string tiny = tiny_tokenizer("tiny", [](nlohmann::json&) {});
-  EXPECT_EQ(tokenize("--tokenizer " + quote(tiny), "hi"), std::vector<int32_t>{2});
+  EXPECT_EQ(tokenize("--tokenizer " + test::shell_quote(tiny), "hi"), std::vector<int32_t>{2});
   const std::string unigram =
       tiny_tokenizer("unigram", [](nlohmann::json& j) { j["model"]["type"] = "Unigram"; });
-  expect_one_line_error("tokenize --tokenizer " + quote(unigram) + " --text hi",
+  expect_one_line_error("tokenize --tokenizer " + test::shell_quote(unigram) + " --text hi",
                         "unsupported tokenizer model type 'Unigram'");
   const std::string bert = tiny_tokenizer("bert", [](nlohmann::json& j) {
     j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   });
-  expect_one_line_error("tokenize --tokenizer " + quote(bert) + " --text hi",
+  expect_one_line_error("tokenize --tokenizer " + test::shell_quote(bert) + " --text hi",
                         "unsupported pre-tokenizer type 'BertPreTokenizer'");
   const std::string lower = tiny_tokenizer("lowercase", [](nlohmann::json& j) {
     j["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "Lowercase"}}}}};
   });
-  expect_one_line_error("tokenize --tokenizer " + quote(lower) + " --text hi",
+  expect_one_line_error("tokenize --tokenizer " + test::shell_quote(lower) + " --text hi",
                         "unsupported normalizer type 'Lowercase'");
   const std::string ctc = tiny_tokenizer("ctc", [](nlohmann::json& j) {
     j["decoder"] = {{"type", "CTC"}};
   });
-  expect_one_line_error("detokenize --tokenizer " + quote(ctc) + " --ids 1",
+  expect_one_line_error("detokenize --tokenizer " + test::shell_quote(ctc) + " --ids 1",
                         "unsupported decoder type 'CTC'");
 
   test::GgufWriter unknown_model;
   unknown_model.add_string("tokenizer.ggml.model", "t5");
   unknown_model.add_array_string("tokenizer.ggml.tokens", {"a", "b"});
-  expect_one_line_error(
-      "tokenize --model " + quote(write_gguf("t5.gguf", unknown_model).string()) + " --text hi",
-      "unsupported tokenizer model type tokenizer.ggml.model = 't5'");
+  expect_one_line_error("tokenize --model " +
+                            test::shell_quote(write_gguf("t5.gguf", unknown_model).string()) +
+                            " --text hi",
+                        "unsupported tokenizer model type tokenizer.ggml.model = 't5'");
   test::GgufWriter unknown_pre;
   unknown_pre.add_string("tokenizer.ggml.model", "gpt2");
   unknown_pre.add_string("tokenizer.ggml.pre", "falcon");
   unknown_pre.add_array_string("tokenizer.ggml.tokens", {"a", "b", "ab"});
   unknown_pre.add_array_string("tokenizer.ggml.merges", {"a b"});
-  expect_one_line_error(
-      "tokenize --model " + quote(write_gguf("falcon.gguf", unknown_pre).string()) + " --text hi",
-      "unsupported pre-tokenizer type tokenizer.ggml.pre = 'falcon'");
+  expect_one_line_error("tokenize --model " +
+                            test::shell_quote(write_gguf("falcon.gguf", unknown_pre).string()) +
+                            " --text hi",
+                        "unsupported pre-tokenizer type tokenizer.ggml.pre = 'falcon'");
 }
 
 }  // namespace
