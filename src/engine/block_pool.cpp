@@ -25,7 +25,6 @@ BlockPool::BlockPool(int64_t n_blocks, int block_size)
     : block_size_(block_size),
       refs_(static_cast<size_t>(n_blocks), 0),
       idle_pos_(static_cast<size_t>(n_blocks)),
-      in_idle_(static_cast<size_t>(n_blocks), 0),
       key_of_(static_cast<size_t>(n_blocks)) {
   check(n_blocks > 0 && n_blocks <= INT32_MAX,
         "KV pool: " + std::to_string(n_blocks) + " blocks, expected 1 to 2^31-1");
@@ -49,7 +48,6 @@ std::optional<int32_t> BlockPool::allocate() {
   } else if (!idle_.empty()) {
     block = idle_.front();  // least recently released
     idle_.pop_front();
-    in_idle_[static_cast<size_t>(block)] = 0;
     unpublish(block);
   } else {
     return std::nullopt;
@@ -63,9 +61,8 @@ void BlockPool::retain(int32_t block) {
   const auto b = static_cast<size_t>(block);
   BX_CHECK(b < refs_.size(), "KV pool: block id out of range");
   if (refs_[b] == 0) {
-    BX_CHECK(in_idle_[b], "KV pool: retain of a free block");
+    BX_CHECK(key_of_[b].has_value(), "KV pool: retain of a free block");
     idle_.erase(idle_pos_[b]);
-    in_idle_[b] = 0;
     ++held_;
   }
   ++refs_[b];
@@ -78,7 +75,6 @@ void BlockPool::release(int32_t block) {
   --held_;
   if (key_of_[b]) {
     idle_pos_[b] = idle_.insert(idle_.end(), block);
-    in_idle_[b] = 1;
   } else {
     free_.push_back(block);
   }

@@ -84,8 +84,8 @@ class BlockPool {
   std::vector<int32_t> refs_;            // [n_blocks] reference counts
   std::vector<int32_t> free_;            // stack of free block ids
   std::list<int32_t> idle_;              // published blocks with count 0, oldest release first
-  std::vector<std::list<int32_t>::iterator> idle_pos_;  // [n_blocks] position in idle_
-  std::vector<uint8_t> in_idle_;                        // [n_blocks]
+  // [n_blocks] position in idle_; valid while the block is idle (count 0 and published)
+  std::vector<std::list<int32_t>::iterator> idle_pos_;
   std::vector<std::optional<BlockKey>> key_of_;         // [n_blocks] published key
   std::unordered_map<BlockKey, Entry, KeyHash> published_;
   int64_t held_ = 0;
