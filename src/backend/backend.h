@@ -53,6 +53,11 @@ class Backend {
 
   // "cpu-avx512", "cpu-scalar", ... — goes into the system fingerprint.
   virtual std::string name() const = 0;
+  // The rest of the arithmetic that decides output bits, for the system fingerprint: the dtypes
+  // of activations, matmul inputs and the KV cache ("act=F32|kv=F32"), and the version of this
+  // backend's kernels, bumped whenever a reduction order or any bit-deciding operation changes.
+  virtual std::string numerics() const = 0;
+  virtual std::string kernel_version() const = 0;
 
   // --- set-up (never called inside forward) ---
   virtual Tensor alloc(DType dtype, int64_t rows, int64_t cols) = 0;

@@ -16,6 +16,8 @@ class CpuBackend final : public Backend {
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }
+  std::string numerics() const override { return "act=F32|kv=F32"; }
+  std::string kernel_version() const override { return "cpu-k1"; }
   ThreadPool& pool() { return pool_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;

@@ -35,6 +35,10 @@ class CudaBackend final : public Backend {
 
   // "cuda-sm90" (invariant) or "cuda-sm90-fast-cublas".
   std::string name() const override;
+  // Matmul inputs are rounded to bf16 and the KV cache is bf16; activations stay f32.
+  std::string numerics() const override { return "act=F32|mm=BF16|kv=BF16"; }
+  // Bump with any change to a kernel in kernels/cuda/ that can change a bit.
+  std::string kernel_version() const override { return "cuda-k1"; }
   Mode mode() const { return mode_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;

@@ -18,10 +18,6 @@
 namespace bx {
 namespace {
 
-// Version of the kernels' arithmetic: bump it whenever a kernel's reduction order or any
-// operation that decides output bits changes. It is part of the system fingerprint.
-constexpr const char* kKernelVersion = "cpu-k1";
-
 std::string shape_string(const std::vector<int64_t>& dims) {
   std::string s = "[";
   for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
@@ -174,10 +170,10 @@ class WeightReader {
 
 std::string LoadedModel::system_fingerprint() const {
   const std::string identity = weights_hash + "|" + backend->name() + "|w=" + weight_dtype +
-                               "|act=F32|kv=F32|mode=" +
+                               "|" + backend->numerics() + "|mode=" +
                                (reduction_order == ReductionOrder::canonical ? "invariant"
                                                                              : "split-k-control") +
-                               "|" + kKernelVersion;
+                               "|" + backend->kernel_version();
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(XXH3_64bits(identity.data(), identity.size())));
