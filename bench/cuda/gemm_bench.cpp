@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
     sweep_head += std::string(" ") + bx::cuda::gemm_tile_name(tile) + " us |";
   }
   sweep_table.push_back(sweep_head + " best | auto |");
-  sweep_table.push_back("|---|---|---|---|---|---|---|---|---|---|");
+  sweep_table.push_back("|---|---|---|---|---|---|---|---|---|---|---|");
   int status = 0;
   for (const Shape& s : shapes) {
     const int64_t max_m = ms.back();
@@ -177,6 +177,22 @@ int main(int argc, char** argv) {
     }
     DeviceBuffer y_ours(static_cast<size_t>(4 * max_m * s.N));
     DeviceBuffer y_blas(static_cast<size_t>(4 * max_m * s.N));
+    {
+      // Reference for the small-M rows: a device-to-device copy that moves as many bytes as W
+      // (w_bytes / 2 read + w_bytes / 2 written), launched back to back like the GEMMs.
+      DeviceBuffer half_a(static_cast<size_t>(w_bytes / 2)),
+          half_b(static_cast<size_t>(w_bytes / 2));
+      const double copy_w_us = median_us(
+          [&](int) {
+            check_cuda(cudaMemcpyAsync(half_b.get(), half_a.get(), half_a.bytes(),
+                                       cudaMemcpyDeviceToDevice),
+                       "copy");
+          },
+          1);
+      std::printf("%lld -> %lld: W %.1f MB, W floor %.1f us, a copy moving W's bytes %.1f us\n",
+                  static_cast<long long>(s.K), static_cast<long long>(s.N), w_bytes / 1e6,
+                  w_bytes / bandwidth * 1e6, copy_w_us);
+    }
     for (int64_t M : ms) {
       auto args = [&](int r, DeviceBuffer& y) {
         bx::cuda::GemmArgs a;

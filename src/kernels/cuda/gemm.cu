@@ -10,8 +10,8 @@
 // 64-wide K blocks in increasing k, waiting for a free stage (empty barrier), announcing its bytes
 // and issuing the two TMA loads (full barrier). Consumers wait for a full stage, issue the four
 // k16 wgmma of the block in increasing k into their accumulator, and free the stage once those
-// have completed (wgmma.wait_group 1 keeps one block in flight). After the last K block each
-// consumer stores its accumulator (or adds it to y), while the producer already fills the ring
+// have completed (wgmma.wait_group keeps up to kInFlight blocks in flight). After the last K block
+// each consumer stores its accumulator (or adds it to y), while the producer already fills the ring
 // for the block's next tile. Every element thus gets the chain of gemm.h from +0.
 //
 // Tiles are visited in groups of kGroupRows row tiles: inside a group, column tile by column
@@ -40,6 +40,7 @@ struct KernelParams {
   int64_t M, N;
   int k_blocks;
   int tiles_m, tiles_n;
+  int a_rows;  // rows of x TMA loads per stage (BM, or M rounded up to 8 when M < BM)
   bool accumulate;
   bool vector_store;  // y rows 8-byte aligned: store column pairs as float2
 };
@@ -72,6 +73,10 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
                       const __grid_constant__ CUtensorMap w_map, const KernelParams p) {
   using S = Shape<BN, kConsumers, kStages>;
+  // K blocks of wgmma a consumer keeps in flight (1 measured as fast as 4 on narrow tiles, and
+  // leaves more stages to the producer).
+  constexpr int kInFlight = 1;
+  static_assert(kInFlight < kStages, "the producer needs a free stage");
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   const uint32_t ring = (raw + 1023u) & ~1023u;
@@ -81,6 +86,8 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
   const int tiles = p.tiles_m * p.tiles_n;
 
   if (threadIdx.x == 0) {
+    ptx::prefetch_tensor_map(&x_map);
+    ptx::prefetch_tensor_map(&w_map);
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(full_bar + 8 * s, 1);
       ptx::mbarrier_init(empty_bar + 8 * s, 4 * kConsumers);  // lane 0 of every consumer warp
@@ -93,6 +100,7 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     // Producer.
     if constexpr (kConsumers > 1) ptx::setmaxnreg_dec<40>();
     if (threadIdx.x == 0) {
+      const uint32_t tx_bytes = static_cast<uint32_t>((p.a_rows + BN) * kRowBytes);
       int stage = 0;
       uint32_t phase = 0;
       for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
@@ -102,7 +110,7 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
         for (int kb = 0; kb < p.k_blocks; ++kb) {
           ptx::mbarrier_wait(empty_bar + 8 * stage, phase ^ 1u);
           const uint32_t a = ring + static_cast<uint32_t>(stage * S::kStageBytes);
-          ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, S::kStageBytes);
+          ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, tx_bytes);
           ptx::tma_load_2d(a, &x_map, full_bar + 8 * stage, kb * kBK, tm * S::BM);
           ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK, tn * BN);
           if (++stage == kStages) {
@@ -115,6 +123,21 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
   } else {
     // Consumer c: rows [64c, 64c + 64) of every tile.
     if constexpr (kConsumers > 1) ptx::setmaxnreg_inc<232>();
+    // With a_rows < BM, TMA never writes rows [a_rows, BM) of the x tiles: the consumers zero
+    // them once (their outputs are not stored; zeros keep them finite) while the first loads
+    // are in flight (TMA writes only the other rows), and order these generic-proxy writes
+    // before their own wgmma reads.
+    if (p.a_rows < S::BM) {
+      uint8_t* ring_ptr = smem_raw + (ring - raw);
+      const int first = p.a_rows * kRowBytes / 16, count = S::kABytes / 16;
+      const int id = static_cast<int>(threadIdx.x) - 128;
+      for (int s = 0; s < kStages; ++s) {
+        uint4* a = reinterpret_cast<uint4*>(ring_ptr + s * S::kStageBytes);
+        for (int i = first + id; i < count; i += 128 * kConsumers) a[i] = make_uint4(0, 0, 0, 0);
+      }
+      ptx::fence_proxy_async();
+      ptx::named_barrier_sync(1, 128 * kConsumers);
+    }
     const int c = warpgroup - 1;
     const int t = static_cast<int>(threadIdx.x) % 128;
     const int warp = t / 32, lane = t % 32;
@@ -127,7 +150,6 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       tile_coords(tile, p.tiles_m, p.tiles_n, tm, tn);
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
-      int previous = -1;
       for (int kb = 0; kb < p.k_blocks; ++kb) {
         ptx::mbarrier_wait(full_bar + 8 * stage, phase);
         const uint32_t a =
@@ -141,10 +163,12 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
                               ptx::smem_desc_k128(b + kk * 32));
         }
         ptx::wgmma_commit();
-        ptx::wgmma_wait<1>();  // the previous block's wgmma are done: its stage may be refilled
+        // Blocks up to kb - kInFlight are done: the stage of block kb - kInFlight may be refilled.
+        ptx::wgmma_wait<kInFlight>();
         ptx::fence_registers(acc);
-        if (previous >= 0 && lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * previous);
-        previous = stage;
+        if (kb >= kInFlight && lane == 0) {
+          ptx::mbarrier_arrive(empty_bar + 8 * ((stage + kStages - kInFlight) % kStages));
+        }
         if (++stage == kStages) {
           stage = 0;
           phase ^= 1u;
@@ -152,7 +176,11 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       }
       ptx::wgmma_wait<0>();
       ptx::fence_registers(acc);
-      if (previous >= 0 && lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * previous);
+      if (lane == 0) {
+        for (int i = min(kInFlight, p.k_blocks); i >= 1; --i) {
+          ptx::mbarrier_arrive(empty_bar + 8 * ((stage + kStages - i) % kStages));
+        }
+      }
 
       // Accumulator fragment: acc[4j + e] is row 16 * warp + lane / 4 (+8 for e >= 2), column
       // 8j + 2 * (lane % 4) (+1 for odd e) of this consumer's 64 x BN block.
@@ -239,7 +267,9 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
         "gemm_bf16: cudaFuncSetAttribute");
   });
-  const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, S::BM);
+  // One row tile: load only the rows that exist (rounded up to 8), not BM rows of zero fill.
+  const int a_rows = args.M >= S::BM ? S::BM : static_cast<int>((args.M + 7) / 8 * 8);
+  const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, a_rows);
   const CUtensorMap w_map = tensor_map(args.w, args.N, args.K, args.w_stride, BN);
   KernelParams p;
   p.y = args.y;
@@ -249,6 +279,7 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   p.k_blocks = static_cast<int>((args.K + kBK - 1) / kBK);
   p.tiles_m = static_cast<int>((args.M + S::BM - 1) / S::BM);
   p.tiles_n = static_cast<int>((args.N + BN - 1) / BN);
+  p.a_rows = a_rows;
   p.accumulate = args.accumulate;
   p.vector_store = args.y_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(args.y) & 7u) == 0;
   const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
@@ -290,6 +321,8 @@ const char* gemm_tile_name(GemmTile tile) {
       return "64x32";
     case GemmTile::w64x64:
       return "64x64";
+    case GemmTile::w128x64:
+      return "128x64";
     case GemmTile::w128x128:
       return "128x128";
     case GemmTile::w128x192:
@@ -302,9 +335,38 @@ const char* gemm_tile_name(GemmTile tile) {
 }
 
 GemmTile gemm_pick_tile(int64_t M, int64_t N, int sms) {
-  (void)sms;
-  if (M <= 64) return N >= 16384 ? GemmTile::w64x64 : GemmTile::w64x32;
-  return GemmTile::w128x256;
+  // Small M streams W: narrow tiles, enough of them to keep every SM loading.
+  // Each block streams ceil(tiles / sms) tiles of BN rows of W: take the narrower of 64x32 and
+  // 64x64 only when it streams fewer rows per block (64x64 loads twice the W bytes per stage).
+  if (M <= 64) {
+    const int64_t rows32 = ((N + 31) / 32 + sms - 1) / sms * 32;
+    const int64_t rows64 = ((N + 63) / 64 + sms - 1) / sms * 64;
+    return rows32 < rows64 ? GemmTile::w64x32 : GemmTile::w64x64;
+  }
+  // Otherwise the fewest waves of tiles, each tile weighted by its area over the rate it reaches
+  // on 8192^3 (fraction of the best tile, bench/cuda/GEMM_NOTES.md).
+  struct Candidate {
+    GemmTile tile;
+    int64_t bm, bn;
+    double rate;
+  };
+  constexpr Candidate candidates[] = {{GemmTile::w64x64, 64, 64, 0.36},
+                                      {GemmTile::w128x64, 128, 64, 0.6},
+                                      {GemmTile::w128x128, 128, 128, 0.87},
+                                      {GemmTile::w128x192, 128, 192, 0.97},
+                                      {GemmTile::w128x256, 128, 256, 1.0}};
+  GemmTile best = GemmTile::w128x256;
+  double best_cost = 1e300;
+  for (const Candidate& c : candidates) {
+    const int64_t tiles = (M + c.bm - 1) / c.bm * ((N + c.bn - 1) / c.bn);
+    const int64_t waves = (tiles + sms - 1) / sms;
+    const double cost = static_cast<double>(waves * c.bm * c.bn) / c.rate;
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = c.tile;
+    }
+  }
+  return best;
 }
 
 void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
@@ -325,6 +387,9 @@ void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
       break;
     case GemmTile::w64x64:
       launch<64, 1, 12>(args, stream);
+      break;
+    case GemmTile::w128x64:
+      launch<64, 2, 8>(args, stream);
       break;
     case GemmTile::w128x128:
       launch<128, 2, 6>(args, stream);

@@ -52,10 +52,10 @@ struct GemmArgs {
 // M: narrow W tiles give enough blocks to stream W). w128xN: two consumer warpgroups, each m64nN
 // on its own 64 rows (large M). automatic picks from M and N (gemm_pick_tile); the tests force
 // every one to show they agree bit for bit.
-enum class GemmTile { automatic, w64x16, w64x32, w64x64, w128x128, w128x192, w128x256 };
-inline constexpr GemmTile kGemmTiles[] = {GemmTile::w64x16,   GemmTile::w64x32,
-                                          GemmTile::w64x64,   GemmTile::w128x128,
-                                          GemmTile::w128x192, GemmTile::w128x256};
+enum class GemmTile { automatic, w64x16, w64x32, w64x64, w128x64, w128x128, w128x192, w128x256 };
+inline constexpr GemmTile kGemmTiles[] = {GemmTile::w64x16,  GemmTile::w64x32,   GemmTile::w64x64,
+                                          GemmTile::w128x64, GemmTile::w128x128, GemmTile::w128x192,
+                                          GemmTile::w128x256};
 const char* gemm_tile_name(GemmTile tile);
 // The tile automatic uses for this shape on a GPU with `sms` multiprocessors (only speed).
 GemmTile gemm_pick_tile(int64_t M, int64_t N, int sms);

@@ -34,6 +34,12 @@ __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t parity) {
       : "memory");
 }
 
+// Orders this thread's generic-proxy shared-memory writes before later async-proxy accesses
+// (TMA, wgmma operand reads) that a barrier orders after them.
+__device__ __forceinline__ void fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
 // --- TMA: one 2D box of a tensor map into shared memory, completing on an mbarrier ---
 // (c0, c1) = (innermost element index, row index); elements outside the tensor are zero-filled,
 // and the full box's bytes count towards the barrier's transaction count either way.
@@ -44,6 +50,17 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tensor_map
       " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(dst),
       "l"(reinterpret_cast<uint64_t>(tensor_map)), "r"(bar), "r"(c0), "r"(c1)
       : "memory");
+}
+
+// Fetches a __grid_constant__ tensor map into the descriptor cache ahead of its first use.
+__device__ __forceinline__ void prefetch_tensor_map(const void* tensor_map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(tensor_map))
+               : "memory");
+}
+
+// Barrier `id` (1..15; 0 is __syncthreads) over `threads` threads, a multiple of 32.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 // --- wgmma bookkeeping (warpgroup-collective) ---
