@@ -12,18 +12,21 @@
 //   y[m,n] = acc                                (accumulate: y[m,n] = y[m,n] + acc, one f32 add)
 //
 // How the tensor core forms dot16 and adds it to acc is fixed by the hardware; it involves only
-// row m of x and row n of W. A = the x tile (wgmma's M = 64 rows of tokens; rows past M are
-// zero-filled by TMA), B = the W tile (wgmma's N = the tile's outputs). The tile shape (64 or 128
-// rows, instruction N = 16 ... 256, chosen from M and N), the element's position in the tile, the
-// pipeline and the grid never change that sequence, and the tensor core gives the same bits for
-// element (m, n) whatever the instruction's N and the row's position in the m64 block
-// (tests/cuda/gemm_test proves it for every tile against every other, M = 1..512, ragged M, rows
-// alone vs inside batches). So y[m,n] depends only on x[m,:], W[n,:] and K: never on M or on the
-// other rows.
+// row m of x and row n of W. A = the x tile (wgmma's M = 64 rows of tokens), B = the W tile
+// (wgmma's N = the tile's outputs), both K-major in shared memory. Rows of the x tile past M are
+// zeros (TMA zero-fill, or zeroed once when the TMA box is cut to round_up(M, 8) rows); their
+// outputs are never stored. The tile shape (64 or 128 rows, instruction N = 16 ... 256, chosen
+// from M and N by gemm_pick_tile), the element's position in the tile, the pipeline depth and
+// the grid never change the sequence above, and the tensor core gives the same bits for element
+// (m, n) whatever the instruction's N and the row's position in the m64 block: tests/cuda/
+// gemm_test checks every tile against every other for every M = 1..512 at ragged row offsets,
+// and rows alone against rows inside batches of M = 1..1183 (memcmp). So y[m,n]
+// depends only on x[m,:], W[n,:] and K: never on M, on the other rows, or on the tile.
 //
 // The reference (gemm_bf16_reference) is an mma.sync m16n8k16 kernel over the same k16 slices in
-// the same order; whether its bits equal the wgmma kernel's is the hardware's business, so the
-// tests hold it to T1 (exact on small integers) and T2 (float64) and report bit agreement.
+// the same order from +0. On the H100 it gives the same bits as the wgmma kernel (the tests
+// assert it on random data), so it doubles as a plain reference for T1; T1 on small integers and
+// T2 against float64 hold both to account independently of the hardware's summation.
 //
 // Requirements (checked, bx::Error otherwise): K % 8 == 0, x_stride and w_stride multiples of 8
 // elements and x and W 16-byte aligned (TMA wants 16-byte row pitches and bases; the reference
