@@ -1,22 +1,25 @@
-// GEMM benchmark: the invariant kernel (kernels/cuda/gemm.h) against cuBLAS, side by side, on the
-// Qwen3-8B linear shapes (K -> N) for M in {1, 8, 32, 128, 512, 2048, 8192}.
+// GEMM benchmark: the invariant kernel (kernels/cuda/gemm.h) against cuBLAS, side by side in one
+// run, on the Qwen3-8B linear shapes (K -> N) for M in {1, 8, 32, 128, 512, 2048, 8192}.
 //
 // First it measures this device's two ceilings (METHOD.md): copy bandwidth (a device-to-device
 // cudaMemcpy of 1 GiB, bytes read plus written) and the bf16 tensor-core rate (cuBLAS on
 // 8192^3). Each case's floor is max(bytes / bandwidth, flops / rate) with bytes = x + W + y read
-// or written once (2 M K + 2 N K + 4 M N) and flops = 2 M N K.
+// or written once (2 M K + 2 N K + 4 M N) and flops = 2 M N K; for M <= 32 the table also gives
+// the weight-streaming floor 2 N K / bandwidth as a share of the measured time ("W floor").
 //
-// Timing: CUDA events around batches of launches, inputs rotated among copies that together
-// exceed 3x the L2 cache so W is read from memory; 5 batches, median. Inputs are random (never
-// zeros). Each case also checks that the two results agree (relative L2 difference < 1e-4: the
-// two differ only in the order of f32 additions). A tile sweep on 8192^3 comes first: the rate
-// of each GemmTile, so tile choices rest on measurements.
+// Timing: CUDA events around batches of launches (about 2 ms each, after a warm-up), inputs
+// rotated among copies that together exceed 3x the L2 cache so W is read from memory; the median
+// of 11 batches. Inputs are random (never zeros). Each case checks that the two results agree
+// (relative L2 difference < 1e-4: they differ only in the order of f32 additions).
 //
-// Usage: gemm_bench [--quick]      (--quick: M in {1, 128, 2048} only)
+// Usage: gemm_bench [--quick] [--sweep]
+//   --quick  M in {1, 128, 2048} only
+//   --sweep  also time every tile shape on every case (the data behind gemm_pick_tile)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -30,7 +33,7 @@ using bx::cuda::check_cuda;
 using bx::cuda::DeviceBuffer;
 
 template <typename Launch>
-double median_us(Launch&& launch, int rotations) {
+double median_us(Launch&& launch, int rotations, int samples_wanted = 11) {
   cudaEvent_t start, stop;
   check_cuda(cudaEventCreate(&start), "cudaEventCreate");
   check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
@@ -45,7 +48,7 @@ double median_us(Launch&& launch, int rotations) {
   check_cuda(cudaEventElapsedTime(&one_ms, start, stop), "elapsed");
   const int batch = std::clamp(static_cast<int>(2.0 / std::max(one_ms, 1e-3f)), 1, 200);
   std::vector<double> samples;
-  for (int s = 0; s < 5; ++s) {
+  for (int s = 0; s < samples_wanted; ++s) {
     check_cuda(cudaEventRecord(start), "record");
     for (int i = 0; i < batch; ++i) launch(i % rotations);
     check_cuda(cudaEventRecord(stop), "record");
@@ -75,7 +78,17 @@ double relative_difference(const DeviceBuffer& a, const DeviceBuffer& b, size_t 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  bool quick = false, sweep = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0)
+      quick = true;
+    else if (std::strcmp(argv[i], "--sweep") == 0)
+      sweep = true;
+    else {
+      std::printf("gemm_bench: unknown argument '%s' (expected --quick, --sweep)\n", argv[i]);
+      return 2;
+    }
+  }
   if (!bx::cuda::hopper_available()) {
     std::printf("gemm_bench: no Hopper GPU found; nothing to measure\n");
     return 0;
@@ -116,15 +129,11 @@ int main(int argc, char** argv) {
       "ceilings: copy %.2f TB/s (1 GiB, read+write); cuBLAS bf16 8192^3 %.0f TFLOP/s "
       "(%.0f us); invariant kernel on 8192^3: %.0f TFLOP/s\n",
       bandwidth / 1e12, rate / 1e12, peak_us, peak_flops / (ours_peak_us * 1e-6) / 1e12);
-  const std::pair<bx::cuda::GemmTile, const char*> tiles[] = {
-      {bx::cuda::GemmTile::t64x32, "64x32"},
-      {bx::cuda::GemmTile::t64x128, "64x128"},
-      {bx::cuda::GemmTile::t128x128, "128x128 (8 warps)"},
-      {bx::cuda::GemmTile::t128x128w16, "128x128 (16 warps)"}};
-  std::printf("tile sweep on 8192^3 (register schedule):");
-  for (const auto& [tile, name] : tiles) {
-    const double us = median_us([&](int) { bx::cuda::gemm_bf16(peak, nullptr, tile); }, 1);
-    std::printf(" %s %.0f TFLOP/s;", name, peak_flops / (us * 1e-6) / 1e12);
+  std::printf("tile sweep on 8192^3:");
+  for (bx::cuda::GemmTile tile : bx::cuda::kGemmTiles) {
+    const double us = median_us([&](int) { bx::cuda::gemm_bf16(peak, nullptr, tile); }, 1, 5);
+    std::printf(" %s %.0f TFLOP/s;", bx::cuda::gemm_tile_name(tile),
+                peak_flops / (us * 1e-6) / 1e12);
   }
   std::printf("\n");
   pa = DeviceBuffer();
@@ -141,10 +150,18 @@ int main(int argc, char** argv) {
   if (quick) ms = {1, 128, 2048};
   const double l2 = static_cast<double>(prop.l2CacheSize);
 
-  std::printf(
-      "\n| K -> N | M | invariant us | cuBLAS us | cuBLAS/inv | inv TFLOP/s | floor us "
-      "| inv/floor | bound | max rel diff |\n");
-  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  std::vector<std::string> table, sweep_table;
+  table.push_back(
+      "| K -> N | M | tile | invariant us | cuBLAS us | cuBLAS/inv | inv TFLOP/s | floor us | "
+      "inv/floor | bound | W floor / inv | max rel diff |");
+  table.push_back("|---|---|---|---|---|---|---|---|---|---|---|---|");
+  std::string sweep_head = "| K -> N | M |";
+  for (bx::cuda::GemmTile tile : bx::cuda::kGemmTiles) {
+    sweep_head += std::string(" ") + bx::cuda::gemm_tile_name(tile) + " us |";
+  }
+  sweep_table.push_back(sweep_head + " best | auto |");
+  sweep_table.push_back("|---|---|---|---|---|---|---|---|---|---|---|");
+  int status = 0;
   for (const Shape& s : shapes) {
     const int64_t max_m = ms.back();
     const double Kd = static_cast<double>(s.K), Nd = static_cast<double>(s.N);
@@ -158,11 +175,24 @@ int main(int argc, char** argv) {
       bx::cuda::fill_uniform_bf16(ws.back().get<uint16_t>(), s.N * s.K, 100 + r, -1, 1, nullptr);
       bx::cuda::fill_uniform_bf16(xs.back().get<uint16_t>(), max_m * s.K, 200 + r, -1, 1, nullptr);
     }
-    // The split schedule's workspace (gemm.h), enough for M <= 128 as the backend would give.
-    const int64_t workspace_floats = bx::cuda::gemm_workspace_floats(128, s.N, s.K);
-    DeviceBuffer workspace(static_cast<size_t>(workspace_floats) * sizeof(float));
     DeviceBuffer y_ours(static_cast<size_t>(4 * max_m * s.N));
     DeviceBuffer y_blas(static_cast<size_t>(4 * max_m * s.N));
+    {
+      // Reference for the small-M rows: a device-to-device copy that moves as many bytes as W
+      // (w_bytes / 2 read + w_bytes / 2 written), launched back to back like the GEMMs.
+      DeviceBuffer half_a(static_cast<size_t>(w_bytes / 2)),
+          half_b(static_cast<size_t>(w_bytes / 2));
+      const double copy_w_us = median_us(
+          [&](int) {
+            check_cuda(cudaMemcpyAsync(half_b.get(), half_a.get(), half_a.bytes(),
+                                       cudaMemcpyDeviceToDevice),
+                       "copy");
+          },
+          1);
+      std::printf("%lld -> %lld: W %.1f MB, W floor %.1f us, a copy moving W's bytes %.1f us\n",
+                  static_cast<long long>(s.K), static_cast<long long>(s.N), w_bytes / 1e6,
+                  w_bytes / bandwidth * 1e6, copy_w_us);
+    }
     for (int64_t M : ms) {
       auto args = [&](int r, DeviceBuffer& y) {
         bx::cuda::GemmArgs a;
@@ -175,8 +205,6 @@ int main(int argc, char** argv) {
         a.M = M;
         a.N = s.N;
         a.K = s.K;
-        a.workspace = workspace.get<float>();
-        a.workspace_floats = workspace_floats;
         return a;
       };
       const double ours =
@@ -192,16 +220,49 @@ int main(int argc, char** argv) {
       const double bytes = 2.0 * Md * Kd + w_bytes + 4.0 * Md * Nd;
       const double t_mem = bytes / bandwidth * 1e6, t_math = flops / rate * 1e6;
       const double floor = std::max(t_mem, t_math);
-      std::printf("| %lld -> %lld | %lld | %.1f | %.1f | %.2f | %.0f | %.1f | %.2f | %s | %.1e |\n",
-                  static_cast<long long>(s.K), static_cast<long long>(s.N),
-                  static_cast<long long>(M), ours, blas, blas / ours, flops / (ours * 1e-6) / 1e12,
-                  floor, ours / floor, t_mem > t_math ? "memory" : "math", diff);
-      std::fflush(stdout);
-      if (diff > 1e-4) {
+      const double w_floor = w_bytes / bandwidth * 1e6;
+      char w_share[32] = "-";
+      if (M <= 32) std::snprintf(w_share, sizeof w_share, "%.0f%%", 100.0 * w_floor / ours);
+      const bx::cuda::GemmTile picked = bx::cuda::gemm_pick_tile(M, s.N, prop.multiProcessorCount);
+      char line[512];
+      std::snprintf(line, sizeof line,
+                    "| %lld -> %lld | %lld | %s | %.1f | %.1f | %.2f | %.0f | %.1f | %.2f | %s | "
+                    "%s | %.1e |",
+                    static_cast<long long>(s.K), static_cast<long long>(s.N),
+                    static_cast<long long>(M), bx::cuda::gemm_tile_name(picked), ours, blas,
+                    blas / ours, flops / (ours * 1e-6) / 1e12, floor, ours / floor,
+                    t_mem > t_math ? "memory" : "math", w_share, diff);
+      table.push_back(line);
+      if (!(diff <= 1e-4)) {
         std::printf("gemm_bench: results differ from cuBLAS by %.2e\n", diff);
-        return 1;
+        status = 1;
+      }
+      if (sweep) {
+        std::string row = "| " + std::to_string(s.K) + " -> " + std::to_string(s.N) + " | " +
+                          std::to_string(M) + " |";
+        double best = 1e30;
+        const char* best_name = "";
+        for (bx::cuda::GemmTile tile : bx::cuda::kGemmTiles) {
+          const double us = median_us(
+              [&](int r) { bx::cuda::gemm_bf16(args(r, y_ours), nullptr, tile); }, rot, 5);
+          char cell[32];
+          std::snprintf(cell, sizeof cell, " %.1f |", us);
+          row += cell;
+          if (us < best) {
+            best = us;
+            best_name = bx::cuda::gemm_tile_name(tile);
+          }
+        }
+        sweep_table.push_back(row + " " + best_name + " | " + bx::cuda::gemm_tile_name(picked) +
+                              " |");
       }
     }
   }
-  return 0;
+  if (sweep) {
+    std::printf("\ntile sweep (invariant kernel, us):\n");
+    for (const std::string& line : sweep_table) std::printf("%s\n", line.c_str());
+  }
+  std::printf("\n");
+  for (const std::string& line : table) std::printf("%s\n", line.c_str());
+  return status;
 }

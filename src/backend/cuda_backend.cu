@@ -66,11 +66,6 @@ struct CudaBackend::State {
   GrowBuffer<uint16_t> x_bf16;
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
-  // Workspace of the GEMM's split schedule (gemm.h), for up to kWorkspaceRows rows of the
-  // largest splits(K) * N among the weights: only a speed choice, the bits are the same without.
-  static constexpr int64_t kWorkspaceRows = 32;
-  int64_t max_split_outputs = 0;
-  GrowBuffer<float> gemm_workspace;
 
   cuda::PagedKv kv_layer(int layer) const {
     BX_CHECK(kv.get() != nullptr, "cuda backend: the KV cache is not initialised");
@@ -137,8 +132,6 @@ Tensor CudaBackend::upload_matrix(const float* host, int64_t rows, int64_t cols,
   }
   Tensor t = alloc(DType::bf16, rows, cols);  // stride padded to 8 with zeros
   state_->max_k_padded = std::max(state_->max_k_padded, t.stride);
-  state_->max_split_outputs =
-      std::max(state_->max_split_outputs, cuda::gemm_workspace_floats(1, rows, t.stride));
   std::vector<uint16_t> staged(static_cast<size_t>(rows * t.stride), 0);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) staged[r * t.stride + c] = f32_to_bf16(host[r * cols + c]);
@@ -220,7 +213,6 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
   s.x_bf16.ensure(s.x_bf16_capacity);
-  s.gemm_workspace.ensure(static_cast<size_t>(State::kWorkspaceRows * s.max_split_outputs));
 }
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
@@ -267,8 +259,6 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   args.M = M;
   args.N = w.rows;
   args.K = Kp;
-  args.workspace = s.gemm_workspace.buf.get<float>();
-  args.workspace_floats = static_cast<int64_t>(s.gemm_workspace.buf.bytes() / sizeof(float));
   if (mode_ == Mode::fast) {
     cuda::gemm_bf16_cublas(args, s.stream);
   } else if (order_ == ReductionOrder::split_k_by_m) {

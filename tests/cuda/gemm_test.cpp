@@ -1,12 +1,14 @@
 // Tests of kernels/cuda/gemm.h: y[M,N] = x[M,K] @ W[N,K]^T on the tensor cores (bf16 -> f32).
 //
-//   T1 exact      small integers give exactly the integer sums; random inputs give the same
-//                 bits on repeat, for every tile shape and for both schedules (K splits summed
-//                 in registers, or in a workspace by a second kernel).
+//   T1 exact      small integers give exactly the integer sums on every wgmma tile and on the
+//                 mma.sync reference; on random inputs the reference and every tile give the
+//                 same bits, and every tile the same bits on repeat.
 //   T2 accurate   against float64 on the same bf16 inputs (f32 accumulation bound), and on the
-//                 original f32 inputs (bf16 rounding bound).
-//   T3 invariant  row i alone == row i inside batches of M = 1..1183 (ragged, at any offset);
-//                 negative controls: a split of K that follows M, and cuBLAS, do differ.
+//                 original f32 inputs (bf16 rounding bound), for the fast kernel and the reference.
+//   T3 invariant  every tile shape gives the same bits as every other for M = 1..512 (ragged M,
+//                 odd N and K); row i alone == row i inside batches of M = 1..1183 (ragged, at
+//                 any offset); negative controls: a split of K that follows M, and cuBLAS, differ.
+// Every run poisons y first (NaN bytes), so an unwritten element fails the comparisons.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,7 +26,6 @@ namespace {
 
 using cuda::DeviceBuffer;
 using cuda::GemmArgs;
-using cuda::GemmSchedule;
 using cuda::GemmTile;
 using test::to_device;
 using test::to_host;
@@ -33,7 +34,7 @@ using test::to_host;
 struct Problem {
   int64_t rows, N, K;
   std::vector<uint16_t> x, w;
-  DeviceBuffer dx, dw, dy, dws;  // dws: workspace of the split schedule
+  DeviceBuffer dx, dw, dy;
   Problem(int64_t rows_, int64_t N_, int64_t K_, std::vector<uint16_t> x_, std::vector<uint16_t> w_)
       : rows(rows_),
         N(N_),
@@ -42,14 +43,18 @@ struct Problem {
         w(std::move(w_)),
         dx(to_device(x)),
         dw(to_device(w)),
-        dy(static_cast<size_t>(rows * N) * sizeof(float)),
-        dws(static_cast<size_t>(cuda::gemm_workspace_floats(rows, N, K)) * sizeof(float)) {}
+        dy(static_cast<size_t>(rows * N) * sizeof(float)) {}
 
   // y = x[first .. first + M) @ W^T; returns y [M, N].
-  std::vector<float> run(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic,
-                         GemmSchedule schedule = GemmSchedule::automatic) {
+  std::vector<float> run(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic) {
     test::poison(dy);
-    cuda::gemm_bf16(args(first, M, 0, K, false), nullptr, tile, schedule);
+    cuda::gemm_bf16(args(first, M, 0, K, false), nullptr, tile);
+    test::sync();
+    return to_host<float>(dy, static_cast<size_t>(M * N));
+  }
+  std::vector<float> run_reference(int64_t first, int64_t M) {
+    test::poison(dy);
+    cuda::gemm_bf16_reference(args(first, M, 0, K, false), nullptr);
     test::sync();
     return to_host<float>(dy, static_cast<size_t>(M * N));
   }
@@ -82,8 +87,6 @@ struct Problem {
     a.N = N;
     a.K = k_len;
     a.accumulate = accumulate;
-    a.workspace = dws.get<float>();
-    a.workspace_floats = cuda::gemm_workspace_floats(rows, N, K);
     return a;
   }
   // float64 reference of row r of x.
@@ -110,37 +113,86 @@ bool rows_equal(const std::vector<float>& a, int64_t ra, const std::vector<float
   return test::same_bits(a.data() + ra * N, b.data() + rb * N, static_cast<size_t>(N));
 }
 
-TEST(CudaGemm, SmallIntegersAreExactOnEveryTileAndSchedule) {
+TEST(CudaGemm, SmallIntegersAreExactOnEveryTile) {
   BX_REQUIRE_HOPPER();
-  const int64_t M = 70, N = 136, K = 2056;  // ragged in every tile dimension; 3 K splits
+  const int64_t M = 70, N = 136, K = 2056;  // ragged in every tile dimension
   Problem p(M, N, K, test::random_int_bf16(static_cast<size_t>(M * K), 1, -4, 4),
             test::random_int_bf16(static_cast<size_t>(N * K), 2, -4, 4));
-  for (GemmTile tile : {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128,
-                        GemmTile::t128x128w16}) {
-    for (GemmSchedule schedule : {GemmSchedule::registers, GemmSchedule::splits}) {
-      const std::vector<float> y = p.run(0, M, tile, schedule);
-      for (int64_t m = 0; m < M; ++m) {
-        const std::vector<double> ref = p.reference_row(m);
-        for (int64_t n = 0; n < N; ++n) {
-          ASSERT_EQ(static_cast<double>(y[m * N + n]), ref[n]) << "m=" << m << " n=" << n;
-        }
+  std::vector<std::vector<double>> ref;
+  for (int64_t m = 0; m < M; ++m) ref.push_back(p.reference_row(m));
+  auto expect_exact = [&](const std::vector<float>& y, const char* what) {
+    for (int64_t m = 0; m < M; ++m) {
+      for (int64_t n = 0; n < N; ++n) {
+        ASSERT_EQ(static_cast<double>(y[m * N + n]), ref[m][n]) << what << " m=" << m << " n=" << n;
+      }
+    }
+  };
+  for (GemmTile tile : cuda::kGemmTiles)
+    expect_exact(p.run(0, M, tile), cuda::gemm_tile_name(tile));
+  expect_exact(p.run_reference(0, M), "reference");
+}
+
+TEST(CudaGemm, SameBitsOnRepeat) {
+  BX_REQUIRE_HOPPER();
+  const int64_t M = 200, N = 328, K = 1032;
+  Problem p = random_problem(M, N, K, 10);
+  for (GemmTile tile : cuda::kGemmTiles) {
+    const std::vector<float> first = p.run(0, M, tile);
+    EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M, tile).data(), first.size()))
+        << cuda::gemm_tile_name(tile);
+  }
+}
+
+// T3 across tiles: for each M, every tile's y equals the first tile's, bit for bit (M at ragged
+// row offsets; N and K not multiples of the tiles). Together with RowAloneEqualsRowInBatch this
+// makes a row's bits independent of the tile and of the batch.
+TEST(CudaGemm, EveryTileGivesTheSameBits) {
+  BX_REQUIRE_HOPPER();
+  for (auto [N, K] : {std::pair<int64_t, int64_t>{200, 1032}, {1000, 4096}, {72, 136}}) {
+    const int64_t rows = 520;
+    Problem p = random_problem(rows, N, K, static_cast<uint32_t>(3 * N + K));
+    // Every M from 1 to 512 on the first shape; on the others 1..20 and the tile boundaries.
+    std::vector<int64_t> batch_sizes;
+    for (int64_t M = 1; M <= (N == 200 ? 512 : 20); ++M) batch_sizes.push_back(M);
+    if (N != 200) {
+      for (int64_t M :
+           {31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 191, 255, 256, 257, 383, 511, 512}) {
+        batch_sizes.push_back(M);
+      }
+    }
+    for (int64_t M : batch_sizes) {
+      const int64_t first = M % 7;
+      const std::vector<float> base = p.run(first, M, cuda::kGemmTiles[0]);
+      for (GemmTile tile : cuda::kGemmTiles) {
+        ASSERT_TRUE(test::same_bits(base.data(), p.run(first, M, tile).data(), base.size()))
+            << "N=" << N << " K=" << K << " M=" << M << " tile " << cuda::gemm_tile_name(tile)
+            << " vs " << cuda::gemm_tile_name(cuda::kGemmTiles[0]);
       }
     }
   }
 }
 
-TEST(CudaGemm, SameBitsOnRepeatOnEveryTileAndSchedule) {
+// The mma.sync reference against the wgmma kernel on random data: the same chain of k16 slices
+// on another instruction gives the same bits (gemm.h), for every tile.
+TEST(CudaGemm, ReferenceGivesTheSameBits) {
   BX_REQUIRE_HOPPER();
-  const int64_t M = 200, N = 328, K = 1032;
-  Problem p = random_problem(M, N, K, 10);
-  const std::vector<float> first = p.run(0, M);
-  EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M).data(), first.size()));
-  for (GemmTile tile : {GemmTile::t16x32, GemmTile::t64x32, GemmTile::t64x128, GemmTile::t128x128,
-                        GemmTile::t128x128w16}) {
-    for (GemmSchedule schedule : {GemmSchedule::registers, GemmSchedule::splits}) {
-      EXPECT_TRUE(test::same_bits(first.data(), p.run(0, M, tile, schedule).data(), first.size()))
-          << "tile " << static_cast<int>(tile) << ", schedule " << static_cast<int>(schedule);
-    }
+  const int64_t M = 130, N = 520, K = 4096;
+  Problem p = random_problem(M, N, K, 70);
+  const std::vector<float> fast = p.run(0, M);
+  const std::vector<float> ref = p.run_reference(0, M);
+  size_t same = 0;
+  double d = 0, r = 0;
+  for (size_t i = 0; i < fast.size(); ++i) {
+    same += std::memcmp(&fast[i], &ref[i], sizeof(float)) == 0 ? 1 : 0;
+    d += (static_cast<double>(fast[i]) - ref[i]) * (static_cast<double>(fast[i]) - ref[i]);
+    r += static_cast<double>(ref[i]) * ref[i];
+  }
+  std::printf("reference: %zu of %zu elements bitwise equal to the wgmma kernel, rel diff %.2e\n",
+              same, fast.size(), std::sqrt(d / r));
+  EXPECT_EQ(same, fast.size());
+  for (GemmTile tile : cuda::kGemmTiles) {
+    EXPECT_TRUE(test::same_bits(ref.data(), p.run(0, M, tile).data(), ref.size()))
+        << cuda::gemm_tile_name(tile);
   }
 }
 
@@ -154,35 +206,36 @@ TEST(CudaGemm, AccurateAgainstFloat64) {
   for (size_t i = 0; i < xf.size(); ++i) xb[i] = f32_to_bf16(xf[i]);
   for (size_t i = 0; i < wf.size(); ++i) wb[i] = f32_to_bf16(wf[i]);
   Problem p(M, N, K, xb, wb);
-  const std::vector<float> y = p.run(0, M);
-  double d_same = 0, d_orig = 0, r_same = 0, r_orig = 0;
-  for (int64_t m = 0; m < M; ++m) {
-    const std::vector<double> ref = p.reference_row(m);  // on the bf16 inputs
-    for (int64_t n = 0; n < N; ++n) {
-      double orig = 0.0;  // on the original f32 inputs
-      for (int64_t k = 0; k < K; ++k) orig += static_cast<double>(xf[m * K + k]) * wf[n * K + k];
-      const double v = y[m * N + n];
-      ASSERT_TRUE(std::isfinite(v));
-      d_same += (v - ref[n]) * (v - ref[n]);
-      r_same += ref[n] * ref[n];
-      d_orig += (v - orig) * (v - orig);
-      r_orig += orig * orig;
+  for (bool reference : {false, true}) {
+    const std::vector<float> y = reference ? p.run_reference(0, M) : p.run(0, M);
+    double d_same = 0, d_orig = 0, r_same = 0, r_orig = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      const std::vector<double> ref = p.reference_row(m);  // on the bf16 inputs
+      for (int64_t n = 0; n < N; ++n) {
+        double orig = 0.0;  // on the original f32 inputs
+        for (int64_t k = 0; k < K; ++k) orig += static_cast<double>(xf[m * K + k]) * wf[n * K + k];
+        const double v = y[m * N + n];
+        ASSERT_TRUE(std::isfinite(v));
+        d_same += (v - ref[n]) * (v - ref[n]);
+        r_same += ref[n] * ref[n];
+        d_orig += (v - orig) * (v - orig);
+        r_orig += orig * orig;
+      }
     }
+    const double err_same = std::sqrt(d_same / r_same), err_orig = std::sqrt(d_orig / r_orig);
+    std::printf("%s relative error: %.3g vs float64 on the bf16 inputs, %.3g on the f32 inputs\n",
+                reference ? "reference" : "wgmma", err_same, err_orig);
+    EXPECT_LT(err_same, 1e-5);  // f32 accumulation of exact bf16 products over K = 4096
+    EXPECT_LT(err_orig, 1e-2);  // bf16 rounding of both inputs (about 2^-9 each)
   }
-  const double err_same = std::sqrt(d_same / r_same), err_orig = std::sqrt(d_orig / r_orig);
-  std::printf("relative error: %.3g vs float64 on the bf16 inputs, %.3g on the f32 inputs\n",
-              err_same, err_orig);
-  EXPECT_LT(err_same, 1e-5);  // f32 accumulation of exact bf16 products over K = 4096
-  EXPECT_LT(err_orig, 1e-2);  // bf16 rounding of both inputs (about 2^-9 each)
 }
 
 // Row i alone (M = 1) == row i inside x[first .. first + M) for many M (every automatic tile)
-// and offsets. With N = 8200, K = 2056 small M takes the split schedule and large M the register
-// one, so the two schedules meet inside one comparison.
+// and offsets. N = 20000 takes the wide-N tiles at small M.
 TEST(CudaGemm, RowAloneEqualsRowInBatch) {
   BX_REQUIRE_HOPPER();
   for (auto [N, K] :
-       {std::pair<int64_t, int64_t>{96, 256}, {520, 1024}, {72, 4104}, {8200, 2056}}) {
+       {std::pair<int64_t, int64_t>{96, 256}, {520, 1024}, {72, 4104}, {20000, 264}}) {
     const int64_t rows = 1200;
     Problem p = random_problem(rows, N, K, static_cast<uint32_t>(N + K));
     std::vector<float> alone(static_cast<size_t>(rows * N));
@@ -262,11 +315,26 @@ TEST(CudaGemm, CublasRowsFollowTheBatch) {
   }
 }
 
-TEST(CudaGemm, RejectsUnalignedK) {
+TEST(CudaGemm, RejectsWhatTmaCannotLoad) {
   BX_REQUIRE_HOPPER();
   Problem p = random_problem(4, 8, 24, 60);
-  GemmArgs a = p.args(0, 4, 0, 20, false);
+  GemmArgs a = p.args(0, 4, 0, 20, false);  // K % 8 != 0
   EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+  a = p.args(0, 4, 0, 24, false);
+  a.x_stride = 28;  // row pitch not a multiple of 16 bytes
+  EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+  a = p.args(0, 4, 0, 16, false);
+  a.w = a.w + 4;  // 8-byte aligned only
+  EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+}
+
+TEST(CudaGemm, ZeroKWritesZeros) {
+  BX_REQUIRE_HOPPER();
+  Problem p = random_problem(3, 40, 8, 61);
+  test::poison(p.dy);
+  cuda::gemm_bf16(p.args(0, 3, 0, 0, false), nullptr);
+  test::sync();
+  for (float v : to_host<float>(p.dy, 3 * 40)) ASSERT_EQ(v, 0.0f);
 }
 
 }  // namespace

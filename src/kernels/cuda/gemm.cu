@@ -1,189 +1,220 @@
-// The invariant bf16 GEMM (gemm.h): mma.sync m16n8k16 tiles fed by a cp.async pipeline.
+// The invariant bf16 GEMM (gemm.h): TMA loads into a shared-memory ring, wgmma on two operands in
+// shared memory, a persistent grid.
 //
-// A block computes a BM x BN tile of y; its warps split the tile (WARPS_M x WARPS_N), each warp
-// owning (BM / WARPS_M) x (BN / WARPS_N) outputs as 16x8 mma fragments. The K loop walks stages of
-// kBK = 64 columns in increasing k, and inside a stage the four 16-wide slices in increasing k,
-// so every fragment receives the mma chain of gemm.h whatever the tile shape. Register schedule:
-// after the last stage of each kGemmKSplit split, total += acc and acc restarts from +0. Split
-// schedule: blockIdx.z is the split, the block walks only its stages and stores acc to the
-// workspace; sum_splits_kernel then forms total in split order.
+// Block = 1 producer warpgroup + kConsumers consumer warpgroups. The tile is BM x BN outputs,
+// BM = 64 * kConsumers rows of x (tokens) by BN rows of W (outputs); consumer c owns rows
+// [64c, 64c + 64) of the tile as one m64nBN accumulator (BN / 2 f32 per thread). A stage holds
+// x[m0 .. m0+BM, k0 .. k0+64) and W[n0 .. n0+BN, same k] as K-major tiles of 128-byte rows,
+// written by TMA with the 128-byte swizzle the wgmma descriptors name; rows or columns outside
+// the tensors arrive as zeros. One thread of the producer walks the block's tiles and their
+// 64-wide K blocks in increasing k, waiting for a free stage (empty barrier), announcing its bytes
+// and issuing the two TMA loads (full barrier). Consumers wait for a full stage, issue the four
+// k16 wgmma of the block in increasing k into their accumulator, and free the stage once those
+// have completed (wgmma.wait_group keeps up to kInFlight blocks in flight). After the last K block
+// each consumer stores its accumulator (or adds it to y), while the producer already fills the ring
+// for the block's next tile. Every element thus gets the chain of gemm.h from +0.
 //
-// Shared memory per stage: BM rows of x then BN rows of W, each row kBK bf16 = 8 chunks of 16
-// bytes; chunk c of row r sits at slot r * 8 + (c ^ (r % 8)) so that the 8 rows one ldmatrix
-// reads fall in different banks.
+// At M <= 64 the kernel is launched with programmatic stream serialization: its prologue overlaps
+// the previous kernel's drain, and griddepcontrol.wait holds every global access until that
+// kernel has finished.
+//
+// Tiles are visited in groups of kGroupRows row tiles: inside a group, column tile by column
+// tile, so the blocks running at once share rows of x and of W in L2.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
 #include <mutex>
+#include <string>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
-#include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/hopper.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace bx::cuda {
 namespace {
 
-constexpr int kBK = 64;
-constexpr int kChunks = kBK / 8;  // 16-byte chunks per tile row
-constexpr int kTilesPerSplit = static_cast<int>(kGemmKSplit / kBK);
-static_assert(kGemmKSplit % kBK == 0, "a K split must be whole pipeline stages");
+constexpr int kBK = 64;             // K elements per stage: one 128-byte swizzled row
+constexpr int kRowBytes = kBK * 2;  // bytes of one tile row
+constexpr int kGroupRows = 8;       // row tiles per raster group
 
-__device__ __forceinline__ int slot(int row, int chunk) {
-  return row * kChunks + (chunk ^ (row & 7));
-}
-
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-struct TileShape {
-  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
-  static constexpr int kWarpM = BM / WARPS_M;
-  static constexpr int kWarpN = BN / WARPS_N;
-  static constexpr int kFragsM = kWarpM / 16;
-  static constexpr int kFragsN = kWarpN / 8;
-  static constexpr int kStageSlots = (BM + BN) * kChunks;
-  static constexpr int kSmemBytes = STAGES * kStageSlots * 16;
-  static_assert(kWarpM % 16 == 0 && kWarpN % 8 == 0, "warp tile must hold whole fragments");
+struct KernelParams {
+  float* y;
+  int64_t y_stride;
+  int64_t M, N;
+  int k_blocks;
+  int tiles_m, tiles_n;
+  int a_rows;  // rows of x TMA loads per stage (BM, or M rounded up to 8 when M < BM)
+  bool accumulate;
+  bool vector_store;  // y rows 8-byte aligned: store column pairs as float2
 };
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
-    gemm_bf16_kernel(const GemmArgs args, float* partials) {
-  using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
-  extern __shared__ __align__(128) uint4 smem[];
-  const int tid = static_cast<int>(threadIdx.x);
-  const int lane = tid & 31;
-  const int warp = tid >> 5;
-  const int warp_m = warp / WARPS_N;
-  const int warp_n = warp % WARPS_N;
-  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * BM;
-  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
-  const int k_tiles_total = static_cast<int>((args.K + kBK - 1) / kBK);
-  // The register schedule walks every stage; the split schedule only those of split blockIdx.z.
-  const int kt_begin = partials == nullptr ? 0 : static_cast<int>(blockIdx.z) * kTilesPerSplit;
-  const int kt_end =
-      partials == nullptr ? k_tiles_total : min(kt_begin + kTilesPerSplit, k_tiles_total);
-  const int k_tiles = kt_end - kt_begin;
-  const uint32_t smem_base = ptx::smem_address(smem);
+template <int BN, int kConsumers, int kStages>
+struct Shape {
+  static constexpr int BM = 64 * kConsumers;
+  static constexpr int kThreads = 128 * (kConsumers + 1);
+  static constexpr int kABytes = BM * kRowBytes;
+  static constexpr int kBBytes = BN * kRowBytes;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  // 1024 bytes of slack to align the ring (swizzled tiles start on 1024), then the barriers.
+  static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + 2 * kStages * 8;
+  static_assert(kABytes % 1024 == 0 && kBBytes % 1024 == 0, "tiles must keep 1024 alignment");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+};
 
-  // Stage `stage` <- x[m0 .. m0+BM, k0 .. k0+kBK) and W[n0 .. n0+BN, same k]; zeros outside.
-  auto load_stage = [&](int stage, int kt) {
-    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageSlots * 16);
-    const int64_t k0 = static_cast<int64_t>(kt) * kBK;
-    for (int i = tid; i < (BM + BN) * kChunks; i += S::kThreads) {
-      const int r = i / kChunks;
-      const int c = i % kChunks;
-      const int64_t k = k0 + c * 8;
-      const uint16_t* src;
-      bool valid;
-      if (r < BM) {
-        const int64_t m = m0 + r;
-        valid = m < args.M && k < args.K;
-        src = valid ? args.x + m * args.x_stride + k : args.x;
-      } else {
-        const int64_t n = n0 + (r - BM);
-        valid = n < args.N && k < args.K;
-        src = valid ? args.w + n * args.w_stride + k : args.w;
-      }
-      ptx::cp_async_16(base + static_cast<uint32_t>(slot(r, c) * 16), src, valid);
+__device__ __forceinline__ void tile_coords(int tile, int tiles_m, int tiles_n, int& tm, int& tn) {
+  const int per_group = kGroupRows * tiles_n;
+  const int group = tile / per_group;
+  const int first = group * kGroupRows;
+  const int rows = min(tiles_m - first, kGroupRows);
+  const int in_group = tile - group * per_group;
+  tm = first + in_group % rows;
+  tn = in_group / rows;
+}
+
+template <int BN, int kConsumers, int kStages>
+__global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
+    gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
+                      const __grid_constant__ CUtensorMap w_map, const KernelParams p) {
+  using S = Shape<BN, kConsumers, kStages>;
+  // K blocks of wgmma a consumer keeps in flight (1 measured as fast as 4 on narrow tiles, and
+  // leaves more stages to the producer).
+  constexpr int kInFlight = 1;
+  static_assert(kInFlight < kStages, "the producer needs a free stage");
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  const uint32_t ring = (raw + 1023u) & ~1023u;
+  const uint32_t full_bar = ring + kStages * S::kStageBytes;  // kStages barriers
+  const uint32_t empty_bar = full_bar + kStages * 8;          // kStages barriers
+  const int warpgroup = static_cast<int>(threadIdx.x) / 128;
+  const int tiles = p.tiles_m * p.tiles_n;
+
+  if (threadIdx.x == 0) {
+    ptx::prefetch_tensor_map(&x_map);
+    ptx::prefetch_tensor_map(&w_map);
+    for (int s = 0; s < kStages; ++s) {
+      ptx::mbarrier_init(full_bar + 8 * s, 1);
+      ptx::mbarrier_init(empty_bar + 8 * s, 4 * kConsumers);  // lane 0 of every consumer warp
     }
-  };
-
-  float acc[S::kFragsM][S::kFragsN][4];
-  float total[S::kFragsM][S::kFragsN][4];
-#pragma unroll
-  for (int i = 0; i < S::kFragsM; ++i)
-#pragma unroll
-    for (int j = 0; j < S::kFragsN; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = total[i][j][e] = 0.0f;
-
-  // acc += x_tile[:, 16 slices in increasing k] @ W_tile^T, one mma per (fragment, slice).
-  auto compute_stage = [&](int stage) {
-    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageSlots * 16);
-#pragma unroll
-    for (int kk = 0; kk < kBK / 16; ++kk) {
-      uint32_t a[S::kFragsM][4];
-#pragma unroll
-      for (int mi = 0; mi < S::kFragsM; ++mi) {
-        const int row = warp_m * S::kWarpM + mi * 16 + (lane & 15);
-        const int chunk = kk * 2 + (lane >> 4);
-        ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), a[mi][0], a[mi][1],
-                         a[mi][2], a[mi][3]);
-      }
-      uint32_t b[S::kFragsN][2];
-      if constexpr (S::kFragsN % 2 == 0) {
-#pragma unroll
-        for (int ni = 0; ni < S::kFragsN; ni += 2) {
-          const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7) + ((lane >> 4) << 3);
-          const int chunk = kk * 2 + ((lane >> 3) & 1);
-          ptx::ldmatrix_x4(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0], b[ni][1],
-                           b[ni + 1][0], b[ni + 1][1]);
-        }
-      } else {
-#pragma unroll
-        for (int ni = 0; ni < S::kFragsN; ++ni) {
-          const int row = BM + warp_n * S::kWarpN + ni * 8 + (lane & 7);
-          const int chunk = kk * 2 + ((lane >> 3) & 1);
-          ptx::ldmatrix_x2(base + static_cast<uint32_t>(slot(row, chunk) * 16), b[ni][0], b[ni][1]);
-        }
-      }
-#pragma unroll
-      for (int mi = 0; mi < S::kFragsM; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < S::kFragsN; ++ni)
-          ptx::mma_bf16_m16n8k16(acc[mi][ni], a[mi], b[ni][0], b[ni][1]);
-    }
-  };
-
-  // Pipeline: STAGES - 1 stages in flight ahead of the one being multiplied.
-#pragma unroll
-  for (int s = 0; s < STAGES - 1; ++s) {
-    if (s < k_tiles) load_stage(s, kt_begin + s);
-    ptx::cp_async_commit();
+    ptx::fence_barrier_init();
   }
-  // Outer loop: the splits (one in the split schedule); inner: the stages of one split. Stage
-  // loads run STAGES - 1 ahead across split boundaries.
-  for (int split_begin = 0; split_begin < k_tiles; split_begin += kTilesPerSplit) {
-    const int split_end = min(split_begin + kTilesPerSplit, k_tiles);
-    for (int i = split_begin; i < split_end; ++i) {
-      ptx::cp_async_wait<STAGES - 2>();
-      __syncthreads();  // stage i landed for all threads; stage i - 1 is no longer read
-      const int next = i + STAGES - 1;
-      if (next < k_tiles) load_stage(next % STAGES, kt_begin + next);
-      ptx::cp_async_commit();
-      compute_stage(i % STAGES);
-    }
-#pragma unroll
-    for (int a = 0; a < S::kFragsM; ++a)
-#pragma unroll
-      for (int b = 0; b < S::kFragsN; ++b)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          total[a][b][e] = total[a][b][e] + acc[a][b][e];
-          acc[a][b][e] = 0.0f;
-        }
-  }
-  ptx::cp_async_wait<0>();
+  __syncthreads();
+  // Programmatic dependent launch: a GEMM launched next on the stream may start its own prologue
+  // as soon as its blocks fit; it waits (below) for this grid before touching global memory.
+  ptx::griddep_launch_dependents();
 
-  // Epilogue: fragment element e of (mi, ni) is row lane/4 (+8 for e >= 2), column 2*(lane%4)
-  // (+1 for odd e) of the 16x8 fragment.
+  if (warpgroup == 0) {
+    // Producer.
+    if constexpr (kConsumers > 1) ptx::setmaxnreg_dec<40>();
+    if (threadIdx.x == 0) {
+      const uint32_t tx_bytes = static_cast<uint32_t>((p.a_rows + BN) * kRowBytes);
+      ptx::griddep_wait();  // the previous grid on the stream has finished and flushed
+      int stage = 0;
+      uint32_t phase = 0;
+      for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
+           tile += static_cast<int>(gridDim.x)) {
+        int tm, tn;
+        tile_coords(tile, p.tiles_m, p.tiles_n, tm, tn);
+        for (int kb = 0; kb < p.k_blocks; ++kb) {
+          ptx::mbarrier_wait(empty_bar + 8 * stage, phase ^ 1u);
+          const uint32_t a = ring + static_cast<uint32_t>(stage * S::kStageBytes);
+          ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, tx_bytes);
+          ptx::tma_load_2d(a, &x_map, full_bar + 8 * stage, kb * kBK, tm * S::BM);
+          ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK, tn * BN);
+          if (++stage == kStages) {
+            stage = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+    }
+  } else {
+    // Consumer c: rows [64c, 64c + 64) of every tile.
+    if constexpr (kConsumers > 1) ptx::setmaxnreg_inc<232>();
+    // With a_rows < BM, TMA never writes rows [a_rows, BM) of the x tiles: the consumers zero
+    // them once (their outputs are not stored; zeros keep them finite) while the first loads
+    // are in flight (TMA writes only the other rows), and order these generic-proxy writes
+    // before their own wgmma reads.
+    if (p.a_rows < S::BM) {
+      uint8_t* ring_ptr = smem_raw + (ring - raw);
+      const int first = p.a_rows * kRowBytes / 16, count = S::kABytes / 16;
+      const int id = static_cast<int>(threadIdx.x) - 128;
+      for (int s = 0; s < kStages; ++s) {
+        uint4* a = reinterpret_cast<uint4*>(ring_ptr + s * S::kStageBytes);
+        for (int i = first + id; i < count; i += 128 * kConsumers) a[i] = make_uint4(0, 0, 0, 0);
+      }
+      ptx::fence_proxy_async();
+      ptx::named_barrier_sync(1, 128 * kConsumers);
+    }
+    ptx::griddep_wait();  // before the epilogue's loads and stores of y
+    const int c = warpgroup - 1;
+    const int t = static_cast<int>(threadIdx.x) % 128;
+    const int warp = t / 32, lane = t % 32;
+    float acc[BN / 2];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
+         tile += static_cast<int>(gridDim.x)) {
+      int tm, tn;
+      tile_coords(tile, p.tiles_m, p.tiles_n, tm, tn);
 #pragma unroll
-  for (int mi = 0; mi < S::kFragsM; ++mi) {
+      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
+      for (int kb = 0; kb < p.k_blocks; ++kb) {
+        ptx::mbarrier_wait(full_bar + 8 * stage, phase);
+        const uint32_t a =
+            ring + static_cast<uint32_t>(stage * S::kStageBytes) + c * 64 * kRowBytes;
+        const uint32_t b = ring + static_cast<uint32_t>(stage * S::kStageBytes) + S::kABytes;
+        ptx::fence_registers(acc);
+        ptx::wgmma_fence();
 #pragma unroll
-    for (int ni = 0; ni < S::kFragsN; ++ni) {
-      const int64_t col = n0 + warp_n * S::kWarpN + ni * 8 + (lane & 3) * 2;
+        for (int kk = 0; kk < kBK / 16; ++kk) {
+          ptx::wgmma_bf16<BN>(acc, ptx::smem_desc_k128(a + kk * 32),
+                              ptx::smem_desc_k128(b + kk * 32));
+        }
+        ptx::wgmma_commit();
+        // Blocks up to kb - kInFlight are done: the stage of block kb - kInFlight may be refilled.
+        ptx::wgmma_wait<kInFlight>();
+        ptx::fence_registers(acc);
+        if (kb >= kInFlight && lane == 0) {
+          ptx::mbarrier_arrive(empty_bar + 8 * ((stage + kStages - kInFlight) % kStages));
+        }
+        if (++stage == kStages) {
+          stage = 0;
+          phase ^= 1u;
+        }
+      }
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(acc);
+      if (lane == 0) {
+        for (int i = min(kInFlight, p.k_blocks); i >= 1; --i) {
+          ptx::mbarrier_arrive(empty_bar + 8 * ((stage + kStages - i) % kStages));
+        }
+      }
+
+      // Accumulator fragment: acc[4j + e] is row 16 * warp + lane / 4 (+8 for e >= 2), column
+      // 8j + 2 * (lane % 4) (+1 for odd e) of this consumer's 64 x BN block.
+      const int64_t row0 = static_cast<int64_t>(tm) * S::BM + c * 64 + warp * 16 + lane / 4;
+      const int64_t col0 = static_cast<int64_t>(tn) * BN + 2 * (lane % 4);
 #pragma unroll
       for (int half = 0; half < 2; ++half) {
-        const int64_t row = m0 + warp_m * S::kWarpM + mi * 16 + (lane >> 2) + half * 8;
-        if (row >= args.M) continue;
+        const int64_t row = row0 + 8 * half;
+        if (row >= p.M) continue;
+        float* out_row = p.y + row * p.y_stride;
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (col + e >= args.N) continue;
-          if (partials != nullptr) {
-            // +0 + acc of split blockIdx.z: the same value acc except that -0 becomes +0, which
-            // cannot change total (total starts at +0, so it is never -0).
-            partials[(static_cast<int64_t>(blockIdx.z) * args.M + row) * args.N + col + e] =
-                total[mi][ni][half * 2 + e];
+        for (int j = 0; j < BN / 8; ++j) {
+          const int64_t col = col0 + 8 * j;
+          float v0 = acc[4 * j + 2 * half], v1 = acc[4 * j + 2 * half + 1];
+          if (p.vector_store && col + 1 < p.N) {
+            float2* out = reinterpret_cast<float2*>(out_row + col);
+            if (p.accumulate) {
+              const float2 old = *out;
+              v0 = old.x + v0;
+              v1 = old.y + v1;
+            }
+            *out = make_float2(v0, v1);
           } else {
-            float* out = args.y + row * args.y_stride + col + e;
-            const float v = total[mi][ni][half * 2 + e];
-            *out = args.accumulate ? *out + v : v;
+            if (col < p.N) out_row[col] = p.accumulate ? out_row[col] + v0 : v0;
+            if (col + 1 < p.N) out_row[col + 1] = p.accumulate ? out_row[col + 1] + v1 : v1;
           }
         }
       }
@@ -191,15 +222,37 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   }
 }
 
-// total = sum of the splits' partials in split order, then the epilogue of gemm.h.
-__global__ void sum_splits_kernel(const GemmArgs args, const float* partials, int splits) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= args.M * args.N) return;
-  const int64_t m = i / args.N, n = i % args.N;
-  float total = 0.0f;
-  for (int s = 0; s < splits; ++s) total = total + partials[(s * args.M + m) * args.N + n];
-  float* out = args.y + m * args.y_stride + n;
-  *out = args.accumulate ? *out + total : total;
+// --- host side ---
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* ptr = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000,
+                                                cudaEnableDefault, &found),
+               "gemm_bf16: cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)");
+    BX_CHECK(found == cudaDriverEntryPointSuccess && ptr != nullptr,
+             "gemm_bf16: the driver has no cuTensorMapEncodeTiled (needs CUDA 12+)");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(ptr);
+  }();
+  return fn;
+}
+
+// Tensor map of a row-major [rows, K] bf16 matrix, boxes of box_rows x 64, 128-byte swizzle.
+CUtensorMap tensor_map(const uint16_t* base, int64_t rows, int64_t K, int64_t stride,
+                       int box_rows) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(K), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(stride) * 2};  // bytes, of dim 1
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(kBK), static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t steps[2] = {1, 1};
+  const CUresult r = encode_function()(
+      &map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(base), dims, strides, box,
+      steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  BX_CHECK(r == CUDA_SUCCESS, "gemm_bf16: cuTensorMapEncodeTiled failed (error " +
+                                  std::to_string(static_cast<int>(r)) + ")");
+  return map;
 }
 
 int sm_count() {
@@ -213,90 +266,164 @@ int sm_count() {
   return count;
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-void launch(const GemmArgs& args, cudaStream_t stream, GemmSchedule schedule) {
-  using S = TileShape<BM, BN, WARPS_M, WARPS_N, STAGES>;
-  auto* kernel = gemm_bf16_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
+template <int BN, int kConsumers, int kStages>
+void launch(const GemmArgs& args, cudaStream_t stream) {
+  using S = Shape<BN, kConsumers, kStages>;
+  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
         "gemm_bf16: cudaFuncSetAttribute");
   });
-  const int64_t tiles = (args.N + BN - 1) / BN * ((args.M + BM - 1) / BM);
-  const int64_t splits = (args.K + kGemmKSplit - 1) / kGemmKSplit;
-  const bool room = args.workspace != nullptr &&
-                    args.workspace_floats >= gemm_workspace_floats(args.M, args.N, args.K);
-  BX_CHECK(schedule != GemmSchedule::splits || room,
-           "gemm_bf16: the split schedule needs a workspace of " +
-               std::to_string(gemm_workspace_floats(args.M, args.N, args.K)) + " floats");
-  // K == 0 has no split to add: the register schedule writes the zeros.
-  const bool use_splits =
-      splits > 0 && (schedule == GemmSchedule::splits ||
-                     (schedule == GemmSchedule::automatic && room && splits > 1 &&
-                      tiles < 2 * static_cast<int64_t>(sm_count())));
-  const dim3 grid(static_cast<unsigned>((args.N + BN - 1) / BN),
-                  static_cast<unsigned>((args.M + BM - 1) / BM),
-                  use_splits ? static_cast<unsigned>(splits) : 1u);
-  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(args, use_splits ? args.workspace : nullptr);
-  check_launch("gemm_bf16_kernel");
-  if (use_splits) {
-    const int64_t outputs = args.M * args.N;
-    sum_splits_kernel<<<static_cast<unsigned>((outputs + 255) / 256), 256, 0, stream>>>(
-        args, args.workspace, static_cast<int>(splits));
-    check_launch("sum_splits_kernel");
-  }
+  // One row tile: load only the rows that exist (rounded up to 8), not BM rows of zero fill.
+  const int a_rows = args.M >= S::BM ? S::BM : static_cast<int>((args.M + 7) / 8 * 8);
+  const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, a_rows);
+  const CUtensorMap w_map = tensor_map(args.w, args.N, args.K, args.w_stride, BN);
+  KernelParams p;
+  p.y = args.y;
+  p.y_stride = args.y_stride;
+  p.M = args.M;
+  p.N = args.N;
+  p.k_blocks = static_cast<int>((args.K + kBK - 1) / kBK);
+  p.tiles_m = static_cast<int>((args.M + S::BM - 1) / S::BM);
+  p.tiles_n = static_cast<int>((args.N + BN - 1) / BN);
+  p.a_rows = a_rows;
+  p.accumulate = args.accumulate;
+  p.vector_store = args.y_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(args.y) & 7u) == 0;
+  const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
+  BX_CHECK(tiles < (int64_t{1} << 31), "gemm_bf16: too many tiles");
+  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
+  // Small M: launched with programmatic stream serialization, so the kernel may begin (barriers,
+  // tensor-map prefetch, zeroing) while the previous kernel on the stream drains; every global
+  // access waits for it (griddepcontrol.wait). Measured 1-3 us faster per GEMM at M <= 32, but
+  // 7-10% slower at M = 128 and 512 on 12288 -> 4096 (bench/cuda/GEMM_NOTES.md, v9), so larger
+  // M launches plainly (the waits are then no-ops). Either way the arithmetic is the same.
+  const bool early_start = args.M <= 64;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(S::kThreads);
+  config.dynamicSmemBytes = S::kSmemBytes;
+  config.stream = stream;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = early_start ? 1 : 0;
+  check_cuda(cudaLaunchKernelEx(&config, kernel, x_map, w_map, p), "gemm_bf16: cudaLaunchKernelEx");
+  check_launch("gemm_wgmma_kernel");
 }
 
 bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
-void validate(const GemmArgs& a) {
-  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "gemm_bf16: M, N, K must be >= 0, got " +
-                                                 std::to_string(a.M) + ", " + std::to_string(a.N) +
-                                                 ", " + std::to_string(a.K));
-  BX_CHECK(a.K % 8 == 0, "gemm_bf16: K = " + std::to_string(a.K) +
-                             " must be a multiple of 8 (pad rows with zeros)");
-  BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= a.N,
-           "gemm_bf16: a row stride is below its row length");
-  BX_CHECK(a.x_stride % 8 == 0 && a.w_stride % 8 == 0,
-           "gemm_bf16: x and W row strides must be multiples of 8 elements, got " +
-               std::to_string(a.x_stride) + " and " + std::to_string(a.w_stride));
-  BX_CHECK(aligned16(a.x) && aligned16(a.w), "gemm_bf16: x and W must be 16-byte aligned");
-  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr, "gemm_bf16: y is null");
-  BX_CHECK(a.M == 0 || a.N == 0 || a.K == 0 || (a.x != nullptr && a.w != nullptr),
-           "gemm_bf16: x or W is null");
-}
-
 }  // namespace
 
-void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile, GemmSchedule schedule) {
-  validate(args);
-  if (args.M == 0 || args.N == 0) return;
-  if (tile == GemmTile::automatic) {
-    const bool wide = args.N >= 16384;
-    tile = args.M <= 16    ? GemmTile::t16x32
-           : args.M <= 64  ? (wide ? GemmTile::t64x128 : GemmTile::t64x32)
-           : args.M <= 128 ? (wide ? GemmTile::t128x128w16 : GemmTile::t64x32)
-                           : GemmTile::t128x128w16;
-  }
-  // <BM, BN, warps along M, warps along N, pipeline stages>
+void check_gemm_args(const GemmArgs& a, const char* who) {
+  const std::string w = who;
+  BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, w + ": M, N, K must be >= 0, got " +
+                                                 std::to_string(a.M) + ", " + std::to_string(a.N) +
+                                                 ", " + std::to_string(a.K));
+  BX_CHECK(a.K % 8 == 0,
+           w + ": K = " + std::to_string(a.K) + " must be a multiple of 8 (pad rows with zeros)");
+  BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= a.N,
+           w + ": a row stride is below its row length");
+  BX_CHECK(a.x_stride % 8 == 0 && a.w_stride % 8 == 0,
+           w + ": x and W row strides must be multiples of 8 elements, got " +
+               std::to_string(a.x_stride) + " and " + std::to_string(a.w_stride));
+  BX_CHECK(aligned16(a.x) && aligned16(a.w), w + ": x and W must be 16-byte aligned");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr, w + ": y is null");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.K == 0 || (a.x != nullptr && a.w != nullptr),
+           w + ": x or W is null");
+}
+
+const char* gemm_tile_name(GemmTile tile) {
   switch (tile) {
-    case GemmTile::t16x32:
-      launch<16, 32, 1, 4, 6>(args, stream, schedule);
+    case GemmTile::w64x16:
+      return "64x16";
+    case GemmTile::w64x32:
+      return "64x32";
+    case GemmTile::w64x64:
+      return "64x64";
+    case GemmTile::w128x64:
+      return "128x64";
+    case GemmTile::w128x128:
+      return "128x128";
+    case GemmTile::w128x192:
+      return "128x192";
+    case GemmTile::w128x256:
+      return "128x256";
+    default:
+      return "automatic";
+  }
+}
+
+GemmTile gemm_pick_tile(int64_t M, int64_t N, int sms) {
+  // Small M streams W: narrow tiles, enough of them to keep every SM loading.
+  // Each block streams ceil(tiles / sms) tiles of BN rows of W: take the narrower of 64x32 and
+  // 64x64 only when it streams fewer rows per block (64x64 loads twice the W bytes per stage).
+  if (M <= 64) {
+    const int64_t rows32 = ((N + 31) / 32 + sms - 1) / sms * 32;
+    const int64_t rows64 = ((N + 63) / 64 + sms - 1) / sms * 64;
+    return rows32 < rows64 ? GemmTile::w64x32 : GemmTile::w64x64;
+  }
+  // Otherwise the fewest waves of tiles, each tile weighted by its area over the rate it reaches
+  // on 8192^3 (fraction of the best tile, bench/cuda/GEMM_NOTES.md).
+  struct Candidate {
+    GemmTile tile;
+    int64_t bm, bn;
+    double rate;
+  };
+  constexpr Candidate candidates[] = {{GemmTile::w64x64, 64, 64, 0.36},
+                                      {GemmTile::w128x64, 128, 64, 0.6},
+                                      {GemmTile::w128x128, 128, 128, 0.87},
+                                      {GemmTile::w128x192, 128, 192, 0.97},
+                                      {GemmTile::w128x256, 128, 256, 1.0}};
+  GemmTile best = GemmTile::w128x256;
+  double best_cost = 1e300;
+  for (const Candidate& c : candidates) {
+    const int64_t tiles = (M + c.bm - 1) / c.bm * ((N + c.bn - 1) / c.bn);
+    const int64_t waves = (tiles + sms - 1) / sms;
+    const double cost = static_cast<double>(waves * c.bm * c.bn) / c.rate;
+    if (cost < best_cost) {
+      best_cost = cost;
+      best = c.tile;
+    }
+  }
+  return best;
+}
+
+void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
+  check_gemm_args(args, "gemm_bf16");
+  if (args.M == 0 || args.N == 0) return;
+  if (args.K == 0) {  // no K block: y = 0 (or y unchanged); the reference writes exactly that
+    gemm_bf16_reference(args, stream);
+    return;
+  }
+  if (tile == GemmTile::automatic) tile = gemm_pick_tile(args.M, args.N, sm_count());
+  // <instruction N = BN, consumer warpgroups, pipeline stages>
+  switch (tile) {
+    case GemmTile::w64x16:
+      launch<16, 1, 16>(args, stream);
       break;
-    case GemmTile::t64x32:
-      launch<64, 32, 2, 2, 4>(args, stream, schedule);
+    case GemmTile::w64x32:
+      launch<32, 1, 16>(args, stream);
       break;
-    case GemmTile::t64x128:
-      launch<64, 128, 2, 4, 4>(args, stream, schedule);
+    case GemmTile::w64x64:
+      launch<64, 1, 12>(args, stream);
       break;
-    case GemmTile::t128x128w16:
-      launch<128, 128, 4, 4, 3>(args, stream, schedule);
+    case GemmTile::w128x64:
+      launch<64, 2, 8>(args, stream);
+      break;
+    case GemmTile::w128x128:
+      launch<128, 2, 6>(args, stream);
+      break;
+    case GemmTile::w128x192:
+      launch<192, 2, 5>(args, stream);
       break;
     default:
-      launch<128, 128, 2, 4, 3>(args, stream, schedule);
+      launch<256, 2, 4>(args, stream);
       break;
   }
 }

@@ -1,32 +1,37 @@
 // GEMM on the tensor cores: y[M,N] (+)= x[M,K] @ W[N,K]^T, bf16 inputs, f32 accumulation and
-// output. The invariant kernel, and cuBLAS as the labelled non-invariant baseline (R8).
+// output. The invariant kernel (wgmma, Hopper sm_90a), a simple mma.sync reference, and cuBLAS as
+// the labelled non-invariant baseline (R8).
 //
-// Contract and reduction order (INVARIANCE.md R1-R3). K is cut into splits of a fixed size,
-// kGemmKSplit = 1024 elements (the last one shorter), the same for every M (R2). Within a split
-// every output element is one chain of mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32 instructions,
-// one per 16-wide slice of K, in increasing k; the splits are then added in increasing order:
+// Contract and reduction order (INVARIANCE.md R1-R3). There is no split of K. Every output
+// element is one chain of wgmma.mma_async.m64nNk16.f32.bf16.bf16 instructions, one per 16-wide
+// slice of K, in increasing k, starting from +0:
 //
-//   total = +0.0f
-//   for each split s = [k_s, min(k_s + kGemmKSplit, K)), s increasing:
-//     acc = +0.0f
-//     for k0 = k_s, k_s + 16, ... (elements k >= K read as +0 bf16):
-//       acc = mma_k16(x[m, k0:k0+16], W[n, k0:k0+16], acc)
-//     total = total + acc                       (one f32 add)
-//   y[m,n] = total                              (accumulate: y[m,n] = y[m,n] + total)
+//   acc = +0.0f
+//   for k0 = 0, 16, 32, ... < round_up(K, 64) (elements k >= K read as +0 bf16):
+//     acc = acc + dot16(x[m, k0:k0+16], W[n, k0:k0+16])     (one wgmma k16 step, scale-d = 1)
+//   y[m,n] = acc                                (accumulate: y[m,n] = y[m,n] + acc, one f32 add)
 //
-// How the tensor core sums the 16 products of one slice into acc is fixed by the hardware and
-// the instruction, and involves only row m of x and row n of W. Two schedules compute this same
-// sequence of operations: one block walks every split and keeps total in registers, or (small
-// M, few output tiles) one block per (tile, split) writes acc to a workspace and a second kernel
-// adds the splits in order. The schedule, the tile that computes an element (chosen from M and
-// N), its position in the tile, the pipeline depth and the grid never change the sequence, so
-// y[m,n] depends only on x[m,:], W[n,:] and K: never on M or on the other rows. Every GemmTile and
-// both schedules give the same bits (tests/cuda/gemm_test).
+// How the tensor core forms dot16 and adds it to acc is fixed by the hardware; it involves only
+// row m of x and row n of W. A = the x tile (wgmma's M = 64 rows of tokens), B = the W tile
+// (wgmma's N = the tile's outputs), both K-major in shared memory. Rows of the x tile past M are
+// zeros (TMA zero-fill, or zeroed once when the TMA box is cut to round_up(M, 8) rows); their
+// outputs are never stored. The tile shape (64 or 128 rows, instruction N = 16 ... 256, chosen
+// from M and N by gemm_pick_tile), the element's position in the tile, the pipeline depth and
+// the grid never change the sequence above, and the tensor core gives the same bits for element
+// (m, n) whatever the instruction's N and the row's position in the m64 block: tests/cuda/
+// gemm_test checks every tile against every other for every M = 1..512 at ragged row offsets,
+// and rows alone against rows inside batches of M = 1..1183 (memcmp). So y[m,n]
+// depends only on x[m,:], W[n,:] and K: never on M, on the other rows, or on the tile.
+//
+// The reference (gemm_bf16_reference) is an mma.sync m16n8k16 kernel over the same k16 slices in
+// the same order from +0. On the H100 it gives the same bits as the wgmma kernel (the tests
+// assert it on random data), so it doubles as a plain reference for T1; T1 on small integers and
+// T2 against float64 hold both to account independently of the hardware's summation.
 //
 // Requirements (checked, bx::Error otherwise): K % 8 == 0, x_stride and w_stride multiples of 8
-// elements, x and W 16-byte aligned (each 8-element chunk of a row is one 16-byte load); M, N,
-// K >= 0, strides at least the row length. Callers with K % 8 != 0 pad rows with zeros to a
-// multiple of 8 (the zeros add nothing: mma slices already pad K to 16 with zeros).
+// elements and x and W 16-byte aligned (TMA wants 16-byte row pitches and bases; the reference
+// loads 16-byte chunks); M, N, K >= 0, strides at least the row length. Callers with K % 8 != 0
+// pad rows with zeros to a multiple of 8 (the zeros add nothing: K is padded to 64 with zeros).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -44,33 +49,29 @@ struct GemmArgs {
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
   bool accumulate = false;  // y = y + x W^T instead of y = x W^T
-  // Optional device scratch for the split schedule: gemm_workspace_floats(M, N, K) floats. When
-  // it is null or smaller, the register schedule runs (same bits, fewer blocks at small M).
-  float* workspace = nullptr;
-  int64_t workspace_floats = 0;
 };
 
-inline constexpr int64_t kGemmKSplit = 1024;
+// Output tile shapes (rows of x x rows of W). w64xN: one consumer warpgroup, wgmma m64nN (small
+// M: narrow W tiles give enough blocks to stream W). w128xN: two consumer warpgroups, each m64nN
+// on its own 64 rows (large M). automatic picks from M and N (gemm_pick_tile); the tests force
+// every one to show they agree bit for bit.
+enum class GemmTile { automatic, w64x16, w64x32, w64x64, w128x64, w128x128, w128x192, w128x256 };
+inline constexpr GemmTile kGemmTiles[] = {GemmTile::w64x16,  GemmTile::w64x32,   GemmTile::w64x64,
+                                          GemmTile::w128x64, GemmTile::w128x128, GemmTile::w128x192,
+                                          GemmTile::w128x256};
+const char* gemm_tile_name(GemmTile tile);
+// The tile automatic uses for this shape on a GPU with `sms` multiprocessors (only speed).
+GemmTile gemm_pick_tile(int64_t M, int64_t N, int sms);
 
-// Floats of workspace the split schedule needs: splits(K) * M * N.
-inline int64_t gemm_workspace_floats(int64_t M, int64_t N, int64_t K) {
-  return (K + kGemmKSplit - 1) / kGemmKSplit * M * N;
-}
-
-// Which schedule runs: automatic takes the split schedule when the workspace suffices, K has more
-// than one split and the output tiles alone would not fill two waves of the GPU.
-enum class GemmSchedule { automatic, registers, splits };
-
-// The tile shapes (BM x BN). automatic picks from M and N (bench/RESULTS.md has the runs behind
-// the thresholds): 16x32 for M <= 16; for M <= 128, 64x32 when N < 16384 (enough blocks to
-// stream W) and 64x128 / 128x128 for larger N; 128x128 above, on 16 warps (32x32 each; measured
-// faster than 8 warps of 64x32 once the register schedule keeps total beside acc). Tests force
-// each one to show they agree bit for bit.
-enum class GemmTile { automatic, t16x32, t64x32, t64x128, t128x128, t128x128w16 };
+// Throws bx::Error naming `who` unless args meets the requirements above.
+void check_gemm_args(const GemmArgs& args, const char* who);
 
 // The invariant kernel. Asynchronous on `stream`.
-void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic,
-               GemmSchedule schedule = GemmSchedule::automatic);
+void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic);
+
+// Simple reference: mma.sync m16n8k16 with cp.async, 64x64 tiles, the same k16 slices in the same
+// order. Slow; for tests.
+void gemm_bf16_reference(const GemmArgs& args, cudaStream_t stream);
 
 // Fast mode (R8): cuBLAS (cublasGemmEx, bf16 inputs, CUBLAS_COMPUTE_32F, default algorithm).
 // Its kernel and its split of K follow M, so rows are not invariant. The handle is created on
