@@ -69,10 +69,11 @@ const Fixture& fixture() {
       return f;
     }
     // ctest runs each test in its own process: the first one writes the reference files into
-    // a directory named after the script's content, the others (and later runs) reuse it.
+    // a directory named after the script's content, the interpreter and the checkout (the
+    // manifest names files under the checkout's ../shared), the others (and later runs) reuse it.
     const std::string source = BITEXACT_SOURCE_DIR;
     const fs::path script = fs::path(source) / "tests/ref/tokenizer_conformance.py";
-    const size_t key = std::hash<std::string>{}(read_text(script) + python);
+    const size_t key = std::hash<std::string>{}(read_text(script) + python + "|" + source);
     f.dir = fs::temp_directory_path() / ("bitexact_tokenizer_conformance_" + std::to_string(key));
     if (!fs::exists(f.dir / "manifest.json")) {
       const fs::path scratch = f.dir.string() + "." + std::to_string(::getpid());
