@@ -7,14 +7,15 @@
 //            attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
-//            workspace (as the backend), the walking path, and the fast mode's split
+//            workspace (as the backend), the walking path, and the fast mode's split, each
+//            timed as CUDA graph replays (GPU time) and ours also as eager launches
 //   rows     rmsnorm, silu_mul, add_inplace, to_bf16_padded, embed_rows, rope_inplace for
 //            T = 1 .. 8192 rows: floor = bytes read + written once / B
 // Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
 // that together exceed 3x the L2 where memory allows (the small cases still fit in L2 and are
 // launch-bound). Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick]
+// Usage: attention_bench [--quick | --prefill]   (--prefill: the GQA prefill case only)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -142,8 +143,8 @@ void prefill(int n_kv) {
 void decode(int64_t batch, int64_t ctx, double bandwidth) {
   const int n_kv = 8;
   const double kv_bytes = static_cast<double>(batch * ctx * n_kv * kDh * 2 * 2);
-  const int rotations =
-      static_cast<int>(std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / kv_bytes), 1, 16));
+  const int rotations = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / kv_bytes), 1, 16));
   Cache cache(batch * rotations, ctx, n_kv);
   const int64_t blocks_per_seq = (ctx + kBlock - 1) / kBlock;
   std::vector<Batch> batches(static_cast<size_t>(rotations));
@@ -159,26 +160,53 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   bx::cuda::fill_uniform_f32(q.get<float>(), batch * kHeads * kDh, 14, -1, 1, nullptr);
   const int64_t ws_floats = (int64_t{64} << 20) / 4;
   DeviceBuffer ws(static_cast<size_t>(ws_floats) * 4);
-  auto time = [&](bool workspace, bool fast) {
-    return median_us(
+  auto args_of = [&](int r, bool workspace, bool fast) {
+    bx::cuda::AttentionArgs a =
+        args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
+                 workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
+    if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
+    return a;
+  };
+  auto eager = [&](bool workspace, bool fast) {
+    return median_us([&](int r) { bx::cuda::attention(args_of(r, workspace, fast), nullptr); },
+                     rotations);
+  };
+  // The same launches captured once per rotation as a CUDA graph and replayed: the GPU time
+  // without the host's launch overhead (as a graph-launching engine would see it).
+  auto graphed = [&](bool workspace, bool fast) {
+    cudaStream_t stream;
+    check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
+    std::vector<cudaGraphExec_t> execs;
+    for (int r = 0; r < rotations; ++r) {
+      bx::cuda::attention(args_of(r, workspace, fast), stream);  // first-use setup outside
+      cudaGraph_t graph;
+      check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+      bx::cuda::attention(args_of(r, workspace, fast), stream);
+      check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
+      cudaGraphExec_t exec;
+      check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      cudaGraphDestroy(graph);
+      execs.push_back(exec);
+    }
+    const double us = median_us(
         [&](int r) {
-          bx::cuda::AttentionArgs a =
-              args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
-                       workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
-          if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
-          bx::cuda::attention(a, nullptr);
+          check_cuda(cudaGraphLaunch(execs[static_cast<size_t>(r)], stream), "cudaGraphLaunch");
         },
         rotations);
+    check_cuda(cudaStreamSynchronize(stream), "sync");
+    for (cudaGraphExec_t e : execs) cudaGraphExecDestroy(e);
+    cudaStreamDestroy(stream);
+    return us;
   };
   const bool fits = bx::cuda::attention_workspace_floats(batches[0].planner.plan(), kHeads, kDh,
                                                          bx::cuda::kAttentionSplit) <= ws_floats;
-  const double split_us = time(true, false), walk_us = time(false, false);
-  const double fast_us = time(true, true);
+  const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
+  const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
-  const double used = fits ? split_us : walk_us;  // what the backend runs
-  std::printf("| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.2f |\n",
-              static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6,
-              floor_us, fits ? "split" : "walk", used, walk_us, fast_us, floor_us / used);
+  std::printf("| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.2f |\n",
+              static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
+              fits ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
+              floor_us / ours_graph);
 }
 
 // One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r.
@@ -194,7 +222,8 @@ void rows(int64_t T, double bandwidth) {
   const int64_t D = 4096, F = 12288;
   // The largest buffer set is silu_mul's: 3 x T x F floats.
   const double set_bytes = 3.0 * static_cast<double>(T) * F * 4;
-  const int rot = static_cast<int>(std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / set_bytes), 1, 8));
+  const int rot = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / set_bytes), 1, 8));
   DeviceBuffer a(static_cast<size_t>(rot * T * F) * 4), b(a.bytes()), c(a.bytes());
   bx::cuda::fill_uniform_f32(a.get<float>(), rot * T * F, 21, -2, 2, nullptr);
   bx::cuda::fill_uniform_f32(b.get<float>(), rot * T * F, 22, -2, 2, nullptr);
@@ -204,22 +233,29 @@ void rows(int64_t T, double bandwidth) {
   float* B = b.get<float>();
   float* C = c.get<float>();
   const double TD = static_cast<double>(T * D), TF = static_cast<double>(T * F);
-  row_case("rmsnorm", T, TD * 8 + D * 4, bandwidth,
-           [&](int r) { bx::cuda::rmsnorm(A + r * T * D, D, w.get<float>(), 1e-6f, C + r * T * D,
-                                          D, T, D, nullptr); },
-           rot);
-  row_case("silu_mul", T, TF * 12, bandwidth,
-           [&](int r) { bx::cuda::silu_mul(A + r * T * F, F, B + r * T * F, F, C + r * T * F, F,
-                                           T, F, nullptr); },
-           rot);
-  row_case("add_inplace", T, TD * 12, bandwidth,
-           [&](int r) { bx::cuda::add_inplace(C + r * T * D, D, B + r * T * D, D, T, D, nullptr); },
-           rot);
+  row_case(
+      "rmsnorm", T, TD * 8 + D * 4, bandwidth,
+      [&](int r) {
+        bx::cuda::rmsnorm(A + r * T * D, D, w.get<float>(), 1e-6f, C + r * T * D, D, T, D, nullptr);
+      },
+      rot);
+  row_case(
+      "silu_mul", T, TF * 12, bandwidth,
+      [&](int r) {
+        bx::cuda::silu_mul(A + r * T * F, F, B + r * T * F, F, C + r * T * F, F, T, F, nullptr);
+      },
+      rot);
+  row_case(
+      "add_inplace", T, TD * 12, bandwidth,
+      [&](int r) { bx::cuda::add_inplace(C + r * T * D, D, B + r * T * D, D, T, D, nullptr); },
+      rot);
   uint16_t* Cb = c.get<uint16_t>();
-  row_case("to_bf16_padded", T, TD * 6, bandwidth,
-           [&](int r) { bx::cuda::to_bf16_padded(A + r * T * D, D, Cb + r * T * D, D, T, D, D,
-                                                 nullptr); },
-           rot);
+  row_case(
+      "to_bf16_padded", T, TD * 6, bandwidth,
+      [&](int r) {
+        bx::cuda::to_bf16_padded(A + r * T * D, D, Cb + r * T * D, D, T, D, D, nullptr);
+      },
+      rot);
   // Embedding: a 151936 x 4096 bf16 table (the 8B vocabulary), random ids.
   const int64_t vocab = 151936;
   static DeviceBuffer table;
@@ -231,10 +267,13 @@ void rows(int64_t T, double bandwidth) {
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
   DeviceBuffer dids(ids.size() * 4);
   dids.upload(ids.data(), ids.size() * 4);
-  row_case("embed_rows", T, TD * 6, bandwidth,
-           [&](int r) { bx::cuda::embed_rows(table.get(), true, D, dids.get<int32_t>() + r * T,
-                                             C + r * T * D, D, T, D, nullptr); },
-           rot);
+  row_case(
+      "embed_rows", T, TD * 6, bandwidth,
+      [&](int r) {
+        bx::cuda::embed_rows(table.get(), true, D, dids.get<int32_t>() + r * T, C + r * T * D, D, T,
+                             D, nullptr);
+      },
+      rot);
   // RoPE over q (32 heads x 128), in place; the cos/sin rows are read once per token.
   const int max_pos = 8192;
   static DeviceBuffer cosv, sinv;
@@ -250,16 +289,19 @@ void rows(int64_t T, double bandwidth) {
   dpos.upload(pos.data(), pos.size() * 4);
   const bx::cuda::RopeDeviceTable rt{cosv.get<float>(), sinv.get<float>(), 128, max_pos,
                                      bx::RopeLayout::half_split};
-  row_case("rope (32 heads)", T, TD * 8 + static_cast<double>(T * 64 * 8), bandwidth,
-           [&](int r) { bx::cuda::rope_inplace(A + r * T * D, D, dpos.get<int32_t>(), T, 32, rt,
-                                               nullptr); },
-           rot);
+  row_case(
+      "rope (32 heads)", T, TD * 8 + static_cast<double>(T * 64 * 8), bandwidth,
+      [&](int r) {
+        bx::cuda::rope_inplace(A + r * T * D, D, dpos.get<int32_t>(), T, 32, rt, nullptr);
+      },
+      rot);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
   if (!bx::cuda::hopper_available()) {
     std::printf("attention_bench: no Hopper GPU found; nothing to measure\n");
     return 0;
@@ -286,9 +328,12 @@ int main(int argc, char** argv) {
 
   std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");
   prefill(8);
+  if (prefill_only) return 0;
   prefill(32);
-  std::printf("\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us (path) | "
-              "walk us | fast-mode us | floor/ours |\n|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
+      "ours us, eager | walk us, graph | fast mode us, graph | floor/ours |\n"
+      "|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches =
       quick ? std::vector<int64_t>{1, 32, 256} : std::vector<int64_t>{1, 8, 32, 128, 256};
   const std::vector<int64_t> ctxs =
@@ -296,10 +341,11 @@ int main(int argc, char** argv) {
   for (int64_t b : batches) {
     for (int64_t ctx : ctxs) decode(b, ctx, bandwidth);
   }
-  std::printf("\n| memory-bound kernel | T | MB | floor us | us | of copy BW |\n"
-              "|---|---|---|---|---|---|\n");
-  const std::vector<int64_t> ts = quick ? std::vector<int64_t>{1, 512, 8192}
-                                        : std::vector<int64_t>{1, 8, 64, 512, 2048, 8192};
+  std::printf(
+      "\n| memory-bound kernel | T | MB | floor us | us | of copy BW |\n"
+      "|---|---|---|---|---|---|\n");
+  const std::vector<int64_t> ts =
+      quick ? std::vector<int64_t>{1, 512, 8192} : std::vector<int64_t>{1, 8, 64, 512, 2048, 8192};
   for (int64_t T : ts) rows(T, bandwidth);
   return 0;
 }

@@ -120,27 +120,30 @@ TEST(CudaRows, LogSoftmaxSpecialValues) {
 
 // --- elementwise ---------------------------------------------------------------------------
 
+// F = 3000 takes the 16-byte path, F = 3001 the scalar one.
 TEST(CudaRows, SiluMulAndAdd) {
   BX_REQUIRE_HOPPER();
-  const int64_t M = 5, F = 3001;
-  const std::vector<float> g = test::random_f32(static_cast<size_t>(M * F), 4, -8, 8);
-  const std::vector<float> u = test::random_f32(static_cast<size_t>(M * F), 5, -2, 2);
-  DeviceBuffer dg = to_device(g), du = to_device(u), dy(g.size() * 4);
-  test::poison(dy);
-  cuda::silu_mul(dg.get<float>(), F, du.get<float>(), F, dy.get<float>(), F, M, F, nullptr);
-  test::sync();
-  const std::vector<float> y = to_host<float>(dy, g.size());
-  double worst = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    const double ref = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
-    worst = std::max(worst, std::fabs(y[i] - ref) / std::max(std::fabs(ref), 1e-3));
+  for (const int64_t F : {int64_t{3001}, int64_t{3000}}) {
+    const int64_t M = 5;
+    const std::vector<float> g = test::random_f32(static_cast<size_t>(M * F), 4, -8, 8);
+    const std::vector<float> u = test::random_f32(static_cast<size_t>(M * F), 5, -2, 2);
+    DeviceBuffer dg = to_device(g), du = to_device(u), dy(g.size() * 4);
+    test::poison(dy);
+    cuda::silu_mul(dg.get<float>(), F, du.get<float>(), F, dy.get<float>(), F, M, F, nullptr);
+    test::sync();
+    const std::vector<float> y = to_host<float>(dy, g.size());
+    double worst = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double ref = g[i] / (1.0 + std::exp(-static_cast<double>(g[i]))) * u[i];
+      worst = std::max(worst, std::fabs(y[i] - ref) / std::max(std::fabs(ref), 1e-3));
+    }
+    std::printf("silu_mul (F = %lld): max relative error %.3g\n", static_cast<long long>(F), worst);
+    EXPECT_LT(worst, 1e-5);
+    cuda::add_inplace(dg.get<float>(), F, du.get<float>(), F, M, F, nullptr);
+    test::sync();
+    const std::vector<float> sum = to_host<float>(dg, g.size());
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(sum[i], g[i] + u[i]) << i;
   }
-  std::printf("silu_mul: max relative error %.3g\n", worst);
-  EXPECT_LT(worst, 1e-5);
-  cuda::add_inplace(dg.get<float>(), F, du.get<float>(), F, M, F, nullptr);
-  test::sync();
-  const std::vector<float> sum = to_host<float>(dg, g.size());
-  for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(sum[i], g[i] + u[i]) << i;
 }
 
 TEST(CudaRows, Bf16ConversionEmbeddingAndGatherAreExact) {
@@ -214,8 +217,7 @@ struct AttentionSetup {
   cuda::PagedKv kv;
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
-                          int kv_heads = 2, int head_dim = 128, int block = 16,
-                          uint32_t seed = 10)
+                          int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
       : n_heads(heads), n_kv(kv_heads), Dh(head_dim), block_size(block), lengths(std::move(lens)) {
     std::vector<int32_t> pool_order;
     for (int len : lengths) n_blocks += (len + block_size - 1) / block_size;
@@ -253,10 +255,10 @@ struct AttentionSetup {
     dpos = to_device(positions);
     doff = to_device(offsets);
     dtab = to_device(tables);
-    cuda::kv_cache_write(kv, dk.get<float>(), n_kv * Dh, dv.get<float>(), n_kv * Dh,
-                         cuda::DeviceBatch{dpos.get<int32_t>(), doff.get<int32_t>(),
-                                           dtab.get<int32_t>(), T},
-                         nullptr);
+    cuda::kv_cache_write(
+        kv, dk.get<float>(), n_kv * Dh, dv.get<float>(), n_kv * Dh,
+        cuda::DeviceBatch{dpos.get<int32_t>(), doff.get<int32_t>(), dtab.get<int32_t>(), T},
+        nullptr);
     workspace = DeviceBuffer(size_t{64} << 20);
     test::sync();
   }
@@ -385,8 +387,7 @@ TEST(CudaAttention, TokenAloneEqualsTokenInAnyBatch) {
   for (int64_t t = 0; t < a.T; t += (t < 1200 ? 1 : 7)) {
     const std::vector<float> alone = a.run({t});
     ASSERT_TRUE(test::same_bits(alone.data(), a.row(all, t), width))
-        << "token " << t << " (sequence " << a.seq_of[t] << ", position " << a.positions[t]
-        << ")";
+        << "token " << t << " (sequence " << a.seq_of[t] << ", position " << a.positions[t] << ")";
     if (t % 5 == 0) {
       const std::vector<float> walked = a.run({t}, cuda::kAttentionSplit, false);
       ASSERT_TRUE(test::same_bits(walked.data(), a.row(all, t), width)) << "walked token " << t;

@@ -1,19 +1,22 @@
 // Paged attention over the bf16 KV cache on tensor cores (attention.h).
 //
-// Every block has 4 warps (128 threads) that copy each 64-position chunk of K and V into shared
-// memory together (cp.async, two stages, rows of Dp bf16 whose 16-byte units are XOR-swizzled by
-// row % 8 so that ldmatrix is conflict-free); the warps that hold query rows compute on it.
-//   prefill kernel  block (tile, head): warp w holds the tile's tokens 16w .. 16w + 15 (rows)
-//   decode kernel   block (single token, KV head, 16 query heads of its group[, split]): warp 0
-//                   holds the heads; with a workspace each block computes one split and
-//                   combine_kernel merges the splits, else the block walks them all
+// The threads of a block copy each 64-position chunk of K and V into shared memory together
+// (cp.async, three stages: two chunks in flight while one is computed; rows of Dp bf16 whose
+// 16-byte units are XOR-swizzled by row % 8 so that ldmatrix is conflict-free); the warps that
+// hold query rows compute on it.
+//   prefill kernel  8 warps, block (tile, head pair): warp w holds the tile's tokens
+//                   16 (w % 4) .. 16 (w % 4) + 15 of head 2 y + w / 4 (two heads of one KV head
+//                   share every chunk; an odd group takes one head a block, warps 4..7 idle)
+//   decode kernel   4 warps, block (single token, KV head x 16 query heads of its group
+//                   [, split]): warp 0 holds the heads; with a workspace each block computes
+//                   one split and combine_kernel merges the splits, else the block walks them
 // Per warp and chunk (m16n8k16 fragments; lane = 4 g + c holds rows g and g + 8):
 //   S[16 x 64]  = Qb[16 x Dp] K^T      Dp/16 k-steps x 8 n-tiles; K by ldmatrix (non-trans)
 //   O[16 x Dp] += bf16(P)[16 x 64] V   4 k-steps x Dp/8 n-tiles; P from S's accumulators (the
 //                                      C layout of two n-tiles is the A layout of one k-step),
 //                                      V by ldmatrix.trans
-// Split results of the walking kernels are merged into an accumulator in shared memory, each
-// thread its own elements.
+// Split results of the walking kernels are merged into an accumulator in shared memory (each
+// thread its own elements), divided by L at the end.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -26,11 +29,11 @@
 namespace bx::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kRows = 16;                     // query rows of a warp tile
-constexpr int kTileTokens = kWarps * kRows;   // tokens of a prefill tile (== kAttentionChunk)
-constexpr int kKeys = kAttentionChunk;        // positions of a chunk
+constexpr int kThreads = 128;           // decode and combine blocks
+constexpr int kPrefillThreads = 256;    // prefill blocks: two heads x four row tiles
+constexpr int kRows = 16;               // query rows of a warp tile
+constexpr int kTileTokens = 4 * kRows;  // tokens of a prefill tile (== kAttentionChunk)
+constexpr int kKeys = kAttentionChunk;  // positions of a chunk
 constexpr float kLog2e = 1.4426950408889634f;
 static_assert(kTileTokens == kAttentionChunk, "a prefill tile is one 64-aligned position group");
 
@@ -46,8 +49,8 @@ struct Params {
   PagedKv kv;
   DeviceBatch batch;
   AttentionPlan plan;
-  float* partials;  // decode split partials [n_singles][n_heads][split_slots][2 + Dh], or null
-  int split_slots;  // max_position / split + 1
+  float* partials;   // decode split partials [n_singles][n_heads][split_slots][2 + Dh], or null
+  int split_slots;   // max_position / split + 1
   int split_chunks;  // split / 64
 };
 
@@ -97,18 +100,28 @@ __device__ __forceinline__ uint32_t swizzled(int r, int u) {
   return static_cast<uint32_t>(r * (kDp * 2) + ((u ^ (r & 7)) << 4));
 }
 
-// All 128 threads: K and V of positions [c0, c0 + 64) of KV head g into shared memory; positions
-// beyond last and dims beyond head_dim are zero-filled.
-template <int kDp>
+// With kBlock threads, thread i copies row i / (kBlock / 64) of every chunk (16-byte units
+// i % (kBlock / 64) + (kBlock / 64) j); its row's cache offset (-1: beyond last, zero-filled) is
+// looked up one chunk ahead, so the block-table read hides under the compute.
+template <int kBlock>
+__device__ __forceinline__ int64_t row_offset(const PagedKv& kv, const int32_t* table,
+                                              int64_t chunk, int64_t last, int g) {
+  const int64_t pos = chunk * kKeys + static_cast<int>(threadIdx.x) / (kBlock / kKeys);
+  return pos <= last ? slot_offset(kv, table, pos, g) : -1;
+}
+
+template <int kDp, int kBlock>
 __device__ __forceinline__ void load_chunk(uint32_t ks, uint32_t vs, const PagedKv& kv,
-                                           const int32_t* table, int64_t c0, int64_t last, int g) {
-  constexpr int kUnits = kDp / 8;
-  for (int i = static_cast<int>(threadIdx.x); i < kKeys * kUnits; i += kThreads) {
-    const int r = i / kUnits, u = i % kUnits;
-    const int64_t pos = c0 + r;
-    const bool valid = pos <= last && u * 8 < kv.head_dim;
-    int64_t off = 0;
-    if (valid) off = slot_offset(kv, table, pos, g) + u * 8;
+                                           int64_t offset) {
+  constexpr int kPerRow = kBlock / kKeys;  // threads a row
+  static_assert(kPerRow * kKeys == kBlock && (kDp / 8) % kPerRow == 0, "whole rows per thread");
+  const int r = static_cast<int>(threadIdx.x) / kPerRow;
+  const int first_unit = static_cast<int>(threadIdx.x) % kPerRow;
+#pragma unroll
+  for (int j = 0; j < kDp / 8 / kPerRow; ++j) {
+    const int u = first_unit + kPerRow * j;
+    const bool valid = offset >= 0 && u * 8 < kv.head_dim;
+    const int64_t off = valid ? offset + u * 8 : 0;
     const uint32_t dst = swizzled<kDp>(r, u);
     ptx::cp_async_16(ks + dst, kv.k + off, valid);
     ptx::cp_async_16(vs + dst, kv.v + off, valid);
@@ -161,25 +174,30 @@ struct WarpState {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
     }
+    // Per k-step: the four fragment loads first, then the eight mma (latency of one load).
 #pragma unroll
     for (int kk = 0; kk < kQSteps; ++kk) {
+      uint32_t b[4][4];
 #pragma unroll
       for (int ip = 0; ip < 4; ++ip) {
         const int key = 16 * ip + 8 * (mat >> 1) + (lane & 7), unit = 2 * kk + (mat & 1);
-        uint32_t b0, b1, b2, b3;
-        ptx::ldmatrix_x4(ks + swizzled<kDp>(key, unit), b0, b1, b2, b3);
-        ptx::mma_bf16_m16n8k16(s[2 * ip], qa[kk], b0, b1);
-        ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b2, b3);
+        ptx::ldmatrix_x4(ks + swizzled<kDp>(key, unit), b[ip][0], b[ip][1], b[ip][2], b[ip][3]);
+      }
+#pragma unroll
+      for (int ip = 0; ip < 4; ++ip) {
+        ptx::mma_bf16_m16n8k16(s[2 * ip], qa[kk], b[ip][0], b[ip][1]);
+        ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
     // Causal mask, then the chunk's row max.
     float mc[2] = {-INFINITY, -INFINITY};
+    const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int64_t key = c0 + 8 * i + 2 * c + (e & 1);
-        if (key > (e < 2 ? pos0 : pos1)) s[i][e] = -INFINITY;
+        const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
+        if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
         mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
       }
     }
@@ -218,29 +236,35 @@ struct WarpState {
                               pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                               pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
                               pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      // Groups of four fragment loads, then their eight mma.
 #pragma unroll
-      for (int jp = 0; jp < kOTiles / 2; ++jp) {
-        const int key = 16 * kk + 8 * (mat & 1) + (lane & 7), unit = 2 * jp + (mat >> 1);
-        uint32_t b0, b1, b2, b3;
-        ldmatrix_x4_trans(vs + swizzled<kDp>(key, unit), b0, b1, b2, b3);
-        ptx::mma_bf16_m16n8k16(o[2 * jp], pa, b0, b1);
-        ptx::mma_bf16_m16n8k16(o[2 * jp + 1], pa, b2, b3);
+      for (int jq = 0; jq < kOTiles / 2; jq += 4) {
+        uint32_t b[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int key = 16 * kk + 8 * (mat & 1) + (lane & 7), unit = 2 * (jq + i) + (mat >> 1);
+          ldmatrix_x4_trans(vs + swizzled<kDp>(key, unit), b[i][0], b[i][1], b[i][2], b[i][3]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          ptx::mma_bf16_m16n8k16(o[2 * (jq + i)], pa, b[i][0], b[i][1]);
+          ptx::mma_bf16_m16n8k16(o[2 * (jq + i) + 1], pa, b[i][2], b[i][3]);
+        }
       }
     }
   }
 };
+
+// Chunks in shared memory: the one computed and kStages - 1 in flight.
+constexpr int kStages = 3;
 
 template <int kDp>
 __host__ __device__ constexpr int stage_bytes() {
   return 2 * kKeys * kDp * 2;  // K and V of one chunk
 }
 template <int kDp>
-__host__ __device__ constexpr int acc_floats() {
-  return kWarps * (kDp / 8) * 4 * 32;  // the walking merge's O accumulators, per thread
-}
-template <int kDp>
-__host__ __device__ constexpr int smem_bytes(bool walk) {
-  return 2 * stage_bytes<kDp>() + (walk ? acc_floats<kDp>() * 4 : 0);
+__host__ __device__ constexpr int smem_bytes(int acc_warps) {
+  return kStages * stage_bytes<kDp>() + acc_warps * (kDp / 8) * 4 * 32 * 4;
 }
 
 // The rows of one block, whichever kernel: row r (0..15) of warp w is query (token[w][r], head).
@@ -253,89 +277,105 @@ struct Rows {
 
 // Walks (or, with partials, computes one split of) chunks [first_chunk, last_chunk] for the
 // rows, then writes the output (or the split's partial).
-template <int kDp>
+template <int kDp, int kBlock>
 __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table, int kv_head,
                          int64_t last_pos, int64_t first_chunk, int64_t last_chunk,
                          float* partial_base) {
   extern __shared__ __align__(128) unsigned char smem[];
   const uint32_t base = ptx::smem_address(smem);
-  float* acc = reinterpret_cast<float*>(smem + 2 * stage_bytes<kDp>());
-  const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+  const int lane = static_cast<int>(threadIdx.x) & 31;
   const int Dh = p.kv.head_dim;
   constexpr int kOTiles = kDp / 8;
+  constexpr uint32_t kHalf = stage_bytes<kDp>() / 2;
   const bool walk = partial_base == nullptr;
+  const int c4 = lane & 3, g = lane >> 2;
+  // The walking merge's accumulator: warp w's O elements, thread-owned (decode: warp 0 only).
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  float* acc = reinterpret_cast<float*>(smem + kStages * stage_bytes<kDp>());
 
   WarpState<kDp> st;
   st.reset();
   float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
+  float* out_row[2] = {nullptr, nullptr};
   if (rows.any) {
-    const float* q0 =
-        rows.token0 >= 0 ? p.q + rows.token0 * p.q_stride + rows.head0 * Dh : nullptr;
-    const float* q1 =
-        rows.token1 >= 0 ? p.q + rows.token1 * p.q_stride + rows.head1 * Dh : nullptr;
+    const float* q0 = rows.token0 >= 0 ? p.q + rows.token0 * p.q_stride + rows.head0 * Dh : nullptr;
+    const float* q1 = rows.token1 >= 0 ? p.q + rows.token1 * p.q_stride + rows.head1 * Dh : nullptr;
     st.load_q(q0, q1, Dh, p.q_scale);
-    if (walk) {
-#pragma unroll
-      for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[((warp * kOTiles + j) * 4 + e) * 32 + lane] = 0.0f;
-      }
-    }
+    if (rows.token0 >= 0) out_row[0] = p.out + rows.token0 * p.out_stride + rows.head0 * Dh;
+    if (rows.token1 >= 0) out_row[1] = p.out + rows.token1 * p.out_stride + rows.head1 * Dh;
   }
 
-  load_chunk<kDp>(base, base + stage_bytes<kDp>() / 2, p.kv, table, first_chunk * kKeys, last_pos,
-                  kv_head);
-  ptx::cp_async_commit();
-  for (int64_t c = first_chunk; c <= last_chunk; ++c) {
-    const int stage = static_cast<int>((c - first_chunk) & 1);
-    if (c < last_chunk) {
-      const uint32_t next = base + static_cast<uint32_t>((stage ^ 1) * stage_bytes<kDp>());
-      load_chunk<kDp>(next, next + stage_bytes<kDp>() / 2, p.kv, table, (c + 1) * kKeys, last_pos,
-                      kv_head);
-      ptx::cp_async_commit();
-      ptx::cp_async_wait<1>();
-    } else {
-      ptx::cp_async_wait<0>();
+  // Chunks first_chunk .. first_chunk + kStages - 2 in flight (one commit group each, maybe
+  // empty); chunk c + kStages - 1 is loaded while c is computed, into chunk c - 1's stage.
+#pragma unroll
+  for (int i = 0; i + 1 < kStages; ++i) {
+    if (first_chunk + i <= last_chunk) {
+      const uint32_t si = base + static_cast<uint32_t>(i * stage_bytes<kDp>());
+      load_chunk<kDp, kBlock>(si, si + kHalf, p.kv,
+                              row_offset<kBlock>(p.kv, table, first_chunk + i, last_pos, kv_head));
     }
-    __syncthreads();
+    ptx::cp_async_commit();
+  }
+  int64_t next_offset =
+      first_chunk + kStages - 1 <= last_chunk
+          ? row_offset<kBlock>(p.kv, table, first_chunk + kStages - 1, last_pos, kv_head)
+          : -1;
+  int stage = 0;
+  bool first_split = true;
+  for (int64_t c = first_chunk; c <= last_chunk; ++c) {
+    ptx::cp_async_wait<kStages - 2>();  // chunk c has landed (later ones may be in flight)
+    __syncthreads();                    // ... for every thread; and chunk c - 1 is not read
+    if (c + kStages - 1 <= last_chunk) {
+      const int load_stage = stage == 0 ? kStages - 1 : stage - 1;  // chunk c - 1's
+      const uint32_t sl = base + static_cast<uint32_t>(load_stage * stage_bytes<kDp>());
+      load_chunk<kDp, kBlock>(sl, sl + kHalf, p.kv, next_offset);
+      if (c + kStages <= last_chunk) {
+        next_offset = row_offset<kBlock>(p.kv, table, c + kStages, last_pos, kv_head);
+      }
+    }
+    ptx::cp_async_commit();
     if (rows.any) {
       const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
-      st.chunk(ks, ks + stage_bytes<kDp>() / 2, c * kKeys, rows.pos0, rows.pos1);
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1);
       const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
       if (walk && split_end) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const MergeWeights w = merge_max(M[r], st.m[r]);
           L[r] = merge_value(L[r], st.l[r], w);
+          if (out_row[r] == nullptr) continue;
 #pragma unroll
           for (int j = 0; j < kOTiles; ++j) {
 #pragma unroll
-            for (int e = 2 * r; e < 2 * r + 2; ++e) {
-              float& a = acc[((warp * kOTiles + j) * 4 + e) * 32 + lane];
-              a = merge_value(a, st.o[j][e], w);
+            for (int e = 0; e < 2; ++e) {
+              const int d = 8 * j + 2 * c4 + e;
+              if (d < Dh) {
+                float& a = acc[((warp * kOTiles + j) * 4 + 2 * r + e) * 32 + lane];
+                a = merge_value(first_split ? 0.0f : a, st.o[j][2 * r + e], w);
+              }
             }
           }
         }
         st.reset();
+        first_split = false;
       }
     }
-    __syncthreads();  // the stage is overwritten by the load after next
+    stage = stage == kStages - 1 ? 0 : stage + 1;
   }
+  ptx::cp_async_wait<0>();  // nothing left in flight when the block ends
   if (!rows.any) return;
 
-  const int c = lane & 3, g = lane >> 2;
   if (walk) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int64_t token = r == 0 ? rows.token0 : rows.token1;
-      if (token < 0) continue;
-      float* out = p.out + token * p.out_stride + (r == 0 ? rows.head0 : rows.head1) * Dh;
+      if (out_row[r] == nullptr) continue;
 #pragma unroll
       for (int j = 0; j < kOTiles; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int d = 8 * j + 2 * c + e;
-          if (d < Dh) out[d] = acc[((warp * kOTiles + j) * 4 + 2 * r + e) * 32 + lane] / L[r];
+          const int d = 8 * j + 2 * c4 + e;
+          if (d < Dh)
+            out_row[r][d] = acc[((warp * kOTiles + j) * 4 + 2 * r + e) * 32 + lane] / L[r];
         }
       }
     }
@@ -345,10 +385,9 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
     const int64_t head_stride = static_cast<int64_t>(p.split_slots) * (2 + Dh);
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int64_t token = r == 0 ? rows.token0 : rows.token1;
-      if (token < 0) continue;
+      if (out_row[r] == nullptr) continue;
       float* part = partial_base + (g + 8 * r) * head_stride;
-      if (c == 0) {
+      if (c4 == 0) {
         part[0] = st.m[r];
         part[1] = st.l[r];
       }
@@ -356,7 +395,7 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
       for (int j = 0; j < kOTiles; ++j) {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const int d = 8 * j + 2 * c + e;
+          const int d = 8 * j + 2 * c4 + e;
           if (d < Dh) part[2 + d] = st.o[j][2 * r + e];
         }
       }
@@ -364,26 +403,31 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
   }
 }
 
-// Block (tile, head): the tile's tokens in the rows of its four warps.
+// Block (tile, head pair): warp w holds the tile's tokens 16 (w % 4) .. 16 (w % 4) + 15 for head
+// 2 y + w / 4 when the group is even (both heads read one KV head), else head y in warps 0..3.
 template <int kDp>
-__global__ void __launch_bounds__(kThreads) prefill_kernel(Params p) {
+__global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
   const int64_t tile = p.plan.n_tiles - 1 - blockIdx.x;  // the later (longer) tiles first
   const int64_t first = p.plan.tiles[2 * tile];
   const int count = p.plan.tiles[2 * tile + 1];
-  const int head = static_cast<int>(blockIdx.y);
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+  const bool pairs = p.group % 2 == 0;
+  const int head =
+      pairs ? 2 * static_cast<int>(blockIdx.y) + (warp >> 2) : static_cast<int>(blockIdx.y);
+  const int row_tile = warp & 3;
   const int64_t pos_first = p.batch.positions[first];
   const int64_t last_pos = pos_first + count - 1;
   Rows rows;
-  const int r0 = warp * kRows + (lane >> 2), r1 = r0 + 8;
-  rows.any = warp * kRows < count;
+  const int r0 = row_tile * kRows + (lane >> 2), r1 = r0 + 8;
+  rows.any = row_tile * kRows < count && (pairs || warp < 4);
   rows.token0 = r0 < count ? first + r0 : -1;
   rows.token1 = r1 < count ? first + r1 : -1;
   rows.head0 = rows.head1 = head;
   rows.pos0 = pos_first + r0 < last_pos ? pos_first + r0 : last_pos;
   rows.pos1 = pos_first + r1 < last_pos ? pos_first + r1 : last_pos;
   const int32_t* table = p.batch.tables + p.batch.table_offsets[first];
-  run_rows<kDp>(p, rows, table, head / p.group, last_pos, 0, last_pos / kKeys, nullptr);
+  run_rows<kDp, kPrefillThreads>(p, rows, table, head / p.group, last_pos, 0, last_pos / kKeys,
+                                 nullptr);
 }
 
 // Block (single token, KV head x group tile[, split]): up to 16 heads of the group in warp 0.
@@ -403,10 +447,9 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
     first_chunk = split * p.split_chunks;
     if (first_chunk > last_chunk) return;  // the whole block: this split is past the token
     end_chunk = first_chunk + p.split_chunks - 1 < last_chunk ? first_chunk + p.split_chunks - 1
-                                                             : last_chunk;
-    partial_base = p.partials +
-                   ((single * p.n_heads + head_first) * p.split_slots + split) *
-                       (2 + static_cast<int64_t>(p.kv.head_dim));
+                                                              : last_chunk;
+    partial_base = p.partials + ((single * p.n_heads + head_first) * p.split_slots + split) *
+                                    (2 + static_cast<int64_t>(p.kv.head_dim));
   }
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   Rows rows;
@@ -418,7 +461,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
   rows.head1 = h1;
   rows.pos0 = rows.pos1 = pos;
   const int32_t* table = p.batch.tables + p.batch.table_offsets[token];
-  run_rows<kDp>(p, rows, table, kv_head, pos, first_chunk, end_chunk, partial_base);
+  run_rows<kDp, kThreads>(p, rows, table, kv_head, pos, first_chunk, end_chunk, partial_base);
 }
 
 // Block (single token, head): merges the token's split partials in position order.
@@ -427,7 +470,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
   const int head = static_cast<int>(blockIdx.y);
   const int64_t token = p.plan.singles[single];
   const int Dh = p.kv.head_dim;
-  const int64_t splits = p.batch.positions[token] / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1;
+  const int64_t splits =
+      p.batch.positions[token] / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1;
   const float* part = p.partials + (single * p.n_heads + head) * p.split_slots * (2 + Dh);
   float* out = p.out + token * p.out_stride + head * Dh;
   for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
@@ -466,20 +510,21 @@ template <int kDp>
 void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStream_t stream) {
   static bool configured = false;  // raise the dynamic shared memory limit once per kernel
   if (!configured) {
-    check_cuda(cudaFuncSetAttribute(prefill_kernel<kDp>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    smem_bytes<kDp>(true)),
-               "cudaFuncSetAttribute (attention)");
-    check_cuda(cudaFuncSetAttribute(decode_kernel<kDp>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    smem_bytes<kDp>(true)),
+    check_cuda(
+        cudaFuncSetAttribute(prefill_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes<kDp>(kPrefillThreads / 32)),
+        "cudaFuncSetAttribute (attention)");
+    check_cuda(cudaFuncSetAttribute(decode_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    smem_bytes<kDp>(1)),
                "cudaFuncSetAttribute (attention)");
     configured = true;
   }
   const AttentionPlan& plan = args.plan;
   if (plan.n_tiles > 0) {
-    const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(args.n_heads));
-    prefill_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(true), stream>>>(p);
+    const int head_blocks = p.group % 2 == 0 ? args.n_heads / 2 : args.n_heads;
+    const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
+    prefill_kernel<kDp>
+        <<<grid, kPrefillThreads, smem_bytes<kDp>(kPrefillThreads / 32), stream>>>(p);
     check_launch("attention prefill_kernel");
   }
   if (plan.n_singles > 0) {
@@ -487,7 +532,7 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
     if (split_path) {
       const dim3 grid(static_cast<unsigned>(plan.n_singles), group_blocks,
                       static_cast<unsigned>(p.split_slots));
-      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(false), stream>>>(p);
+      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(0), stream>>>(p);
       check_launch("attention decode_kernel (splits)");
       const dim3 combine_grid(static_cast<unsigned>(plan.n_singles),
                               static_cast<unsigned>(args.n_heads));
@@ -497,7 +542,7 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
       Params walk = p;
       walk.partials = nullptr;
       const dim3 grid(static_cast<unsigned>(plan.n_singles), group_blocks);
-      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(true), stream>>>(walk);
+      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(1), stream>>>(walk);
       check_launch("attention decode_kernel (walk)");
     }
   }
@@ -505,8 +550,8 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
 
 }  // namespace
 
-const AttentionPlan& AttentionPlanner::build(const int32_t* positions,
-                                             const int32_t* table_offsets, int64_t T) {
+const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int32_t* table_offsets,
+                                             int64_t T) {
   tiles_.clear();
   singles_.clear();
   int32_t max_position = 0;
@@ -596,9 +641,8 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.split_chunks = args.split / kAttentionChunk;
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path =
-      args.workspace != nullptr &&
-      attention_workspace_floats(args.plan, args.n_heads, kv.head_dim, args.split) <=
-          args.workspace_floats;
+      args.workspace != nullptr && attention_workspace_floats(args.plan, args.n_heads, kv.head_dim,
+                                                              args.split) <= args.workspace_floats;
   p.partials = split_path ? args.workspace : nullptr;
   if (kv.head_dim <= 64) {
     launch<64>(p, args, split_path, stream);

@@ -117,8 +117,7 @@ struct AttentionArgs {
 };
 
 // Floats of workspace the split path needs for this plan.
-int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim,
-                                   int split);
+int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
 // [T, n_kv_heads * head_dim] f32 with row strides.
