@@ -209,9 +209,12 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
               floor_us / ours_graph);
 }
 
-// One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r.
+// One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r (of at
+// most max_rotations copies: enough copies for kRotateBytes where the buffers allow).
 void row_case(const char* name, int64_t T, double bytes, double bandwidth,
-              const std::function<void(int)>& launch, int rotations) {
+              const std::function<void(int)>& launch, int max_rotations) {
+  const int rotations = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / bytes), 1, max_rotations));
   const double us = median_us(launch, rotations);
   const double floor_us = bytes / bandwidth * 1e6;
   std::printf("| %s | %lld | %.2f | %.2f | %.2f | %.0f%% |\n", name, static_cast<long long>(T),
@@ -233,12 +236,13 @@ void rows(int64_t T, double bandwidth) {
   float* B = b.get<float>();
   float* C = c.get<float>();
   const double TD = static_cast<double>(T * D), TF = static_cast<double>(T * F);
+  const int rot_d = static_cast<int>(rot * F / D);  // [T, D] slices in each buffer
   row_case(
       "rmsnorm", T, TD * 8 + D * 4, bandwidth,
       [&](int r) {
         bx::cuda::rmsnorm(A + r * T * D, D, w.get<float>(), 1e-6f, C + r * T * D, D, T, D, nullptr);
       },
-      rot);
+      rot_d);
   row_case(
       "silu_mul", T, TF * 12, bandwidth,
       [&](int r) {
@@ -248,14 +252,14 @@ void rows(int64_t T, double bandwidth) {
   row_case(
       "add_inplace", T, TD * 12, bandwidth,
       [&](int r) { bx::cuda::add_inplace(C + r * T * D, D, B + r * T * D, D, T, D, nullptr); },
-      rot);
+      rot_d);
   uint16_t* Cb = c.get<uint16_t>();
   row_case(
       "to_bf16_padded", T, TD * 6, bandwidth,
       [&](int r) {
         bx::cuda::to_bf16_padded(A + r * T * D, D, Cb + r * T * D, D, T, D, D, nullptr);
       },
-      rot);
+      rot_d);
   // Embedding: a 151936 x 4096 bf16 table (the 8B vocabulary), random ids.
   const int64_t vocab = 151936;
   static DeviceBuffer table;
@@ -263,7 +267,7 @@ void rows(int64_t T, double bandwidth) {
     table = DeviceBuffer(static_cast<size_t>(vocab * D) * 2);
     bx::cuda::fill_uniform_bf16(table.get<uint16_t>(), vocab * D, 24, -1, 1, nullptr);
   }
-  std::vector<int32_t> ids(static_cast<size_t>(T * rot));
+  std::vector<int32_t> ids(static_cast<size_t>(T * rot_d));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
   DeviceBuffer dids(ids.size() * 4);
   dids.upload(ids.data(), ids.size() * 4);
@@ -273,7 +277,7 @@ void rows(int64_t T, double bandwidth) {
         bx::cuda::embed_rows(table.get(), true, D, dids.get<int32_t>() + r * T, C + r * T * D, D, T,
                              D, nullptr);
       },
-      rot);
+      rot_d);
   // RoPE over q (32 heads x 128), in place; the cos/sin rows are read once per token.
   const int max_pos = 8192;
   static DeviceBuffer cosv, sinv;
@@ -294,7 +298,7 @@ void rows(int64_t T, double bandwidth) {
       [&](int r) {
         bx::cuda::rope_inplace(A + r * T * D, D, dpos.get<int32_t>(), T, 32, rt, nullptr);
       },
-      rot);
+      rot_d);
 }
 
 }  // namespace

@@ -548,6 +548,20 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
   }
 }
 
+// The current device's SM count, read once (132 if it cannot be read).
+int sm_count() {
+  static const int count = [] {
+    int sms = 132, device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      cudaGetLastError();
+      sms = 132;
+    }
+    return sms;
+  }();
+  return count;
+}
+
 }  // namespace
 
 const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int32_t* table_offsets,
@@ -592,11 +606,7 @@ int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int h
 }
 
 int conventional_split(const AttentionPlan& plan, int n_kv_heads) {
-  int sms = 132;
-  int device = 0;
-  if (cudaGetDevice(&device) == cudaSuccess) {
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  }
+  const int sms = sm_count();
   const int64_t work = std::max<int64_t>(plan.n_singles * n_kv_heads, 1);
   const int64_t splits = std::max<int64_t>(1, (2 * sms + work - 1) / work);
   const int64_t length = static_cast<int64_t>(plan.max_position) + 1;
@@ -640,9 +650,12 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
   p.split_slots = args.plan.max_position / args.split + 1;
-  const bool split_path =
-      args.workspace != nullptr && attention_workspace_floats(args.plan, args.n_heads, kv.head_dim,
-                                                              args.split) <= args.workspace_floats;
+  // Single tokens use split partials when the walking blocks would not fill the GPU (under two
+  // blocks an SM) and the workspace holds them; a speed choice only, the bits are the same.
+  const int64_t walk_blocks = args.plan.n_singles * kv.n_kv_heads * p.group_tiles;
+  const bool split_path = args.workspace != nullptr && walk_blocks < 2 * sm_count() &&
+                          attention_workspace_floats(args.plan, args.n_heads, kv.head_dim,
+                                                     args.split) <= args.workspace_floats;
   p.partials = split_path ? args.workspace : nullptr;
   if (kv.head_dim <= 64) {
     launch<64>(p, args, split_path, stream);

@@ -107,8 +107,9 @@ struct AttentionArgs {
   PagedKv kv;
   DeviceBatch batch;
   AttentionPlan plan;
-  // Split partials of single tokens; when the batch needs more than workspace_floats
-  // (attention_workspace_floats), single tokens walk their splits in one block instead (same bits).
+  // Split partials of single tokens, used when their walking blocks would be fewer than two an
+  // SM and the batch needs at most workspace_floats (attention_workspace_floats); otherwise
+  // single tokens walk their splits in one block (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
