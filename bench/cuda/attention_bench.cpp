@@ -198,14 +198,13 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
     cudaStreamDestroy(stream);
     return us;
   };
-  const bool fits = bx::cuda::attention_workspace_floats(batches[0].planner.plan(), kHeads, kDh,
-                                                         bx::cuda::kAttentionSplit) <= ws_floats;
+  const bool split_path = bx::cuda::attention_uses_split_partials(args_of(0, true, false));
   const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
   const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
   std::printf("| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.2f |\n",
               static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
-              fits ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
+              split_path ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
               floor_us / ours_graph);
 }
 

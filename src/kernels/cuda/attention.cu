@@ -595,6 +595,7 @@ const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int
   plan_.singles = upload(singles_dev_, singles_);
   plan_.n_tiles = static_cast<int64_t>(tiles_.size() / 2);
   plan_.n_singles = static_cast<int64_t>(singles_.size());
+  plan_.T = T;
   plan_.max_position = max_position;
   return plan_;
 }
@@ -612,6 +613,15 @@ int conventional_split(const AttentionPlan& plan, int n_kv_heads) {
   const int64_t length = static_cast<int64_t>(plan.max_position) + 1;
   const int64_t per_split = (length + splits - 1) / splits;
   return static_cast<int>((per_split + kAttentionChunk - 1) / kAttentionChunk * kAttentionChunk);
+}
+
+bool attention_uses_split_partials(const AttentionArgs& args) {
+  const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
+  const int64_t walk_blocks =
+      args.plan.n_singles * args.kv.n_kv_heads * ((group + kRows - 1) / kRows);
+  return args.workspace != nullptr && walk_blocks < sm_count() &&
+         attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
+             args.workspace_floats;
 }
 
 void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const float* v,
@@ -634,8 +644,10 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
                " must be a positive multiple of n_kv_heads " + std::to_string(kv.n_kv_heads));
   BX_CHECK(args.n_heads <= 65535, "cuda attention: too many heads");
   if (args.batch.T == 0) return;
-  BX_CHECK(args.plan.n_tiles * 2 + args.plan.n_singles <= 2 * args.batch.T,
-           "cuda attention: the plan is not this batch's (build it with AttentionPlanner)");
+  BX_CHECK(args.plan.T == args.batch.T,
+           "cuda attention: the plan covers " + std::to_string(args.plan.T) +
+               " tokens, the batch has " + std::to_string(args.batch.T) +
+               " (build it with AttentionPlanner for this batch)");
   Params p{};
   p.q = args.q;
   p.q_stride = args.q_stride;
@@ -650,12 +662,7 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
   p.split_slots = args.plan.max_position / args.split + 1;
-  // Single tokens use split partials when the walking blocks would not fill the GPU (under two
-  // blocks an SM) and the workspace holds them; a speed choice only, the bits are the same.
-  const int64_t walk_blocks = args.plan.n_singles * kv.n_kv_heads * p.group_tiles;
-  const bool split_path = args.workspace != nullptr && walk_blocks < 2 * sm_count() &&
-                          attention_workspace_floats(args.plan, args.n_heads, kv.head_dim,
-                                                     args.split) <= args.workspace_floats;
+  const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
   if (kv.head_dim <= 64) {
     launch<64>(p, args, split_path, stream);

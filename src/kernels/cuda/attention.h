@@ -30,10 +30,11 @@
 // step is the IEEE f32 operation written (the project builds with --fmad=false).
 //
 // A query's arithmetic is the same whichever kernel computes it. Prefill tiles put up to 64
-// consecutive positions of one sequence that lie in one 64-aligned group in the 16-row tiles of
-// four warps (so they need the same chunks and splits); single tokens (decode) put the query
-// heads of a KV group in one tile, and either walk the splits in order in one block or compute
-// each split in its own block and combine them in a second kernel. mma's result for an element
+// consecutive positions of one sequence that lie in one 64-aligned group (so they need the same
+// chunks and splits) in the 16-row tiles of four warps, for two query heads of one KV head a
+// block; single tokens (decode) put the query heads of a KV group in one tile, and either walk
+// the splits in order in one block or compute each split in its own block and combine them in a
+// second kernel. mma's result for an element
 // depends only on its row of A, its column of B and its accumulator (tested), so a query's bits
 // depend only on its q, its position and its sequence's cache: never on the batch, the chunking
 // of the prompt, its row in a tile, or the kernel. A chunk masked for every row in its tile is
@@ -81,6 +82,7 @@ struct AttentionPlan {
   const int32_t* tiles = nullptr;    // [2 * n_tiles], device
   const int32_t* singles = nullptr;  // [n_singles], device
   int64_t n_tiles = 0, n_singles = 0;
+  int64_t T = 0;             // tokens planned (must be the batch's T)
   int32_t max_position = 0;  // over the batch
 };
 
@@ -107,9 +109,8 @@ struct AttentionArgs {
   PagedKv kv;
   DeviceBatch batch;
   AttentionPlan plan;
-  // Split partials of single tokens, used when their walking blocks would be fewer than two an
-  // SM and the batch needs at most workspace_floats (attention_workspace_floats); otherwise
-  // single tokens walk their splits in one block (a speed choice: the same bits).
+  // Split partials of single tokens (attention_uses_split_partials); otherwise single tokens
+  // walk their splits in one block (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
@@ -119,6 +120,11 @@ struct AttentionArgs {
 
 // Floats of workspace the split path needs for this plan.
 int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
+
+// True when single tokens compute each split in its own block: their walking blocks (one per
+// token, KV head and 16 query heads) would be fewer than the SMs, and the workspace holds the
+// partials. Measured on the H100: walking is as fast or faster from 256 such blocks up.
+bool attention_uses_split_partials(const AttentionArgs& args);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
 // [T, n_kv_heads * head_dim] f32 with row strides.
