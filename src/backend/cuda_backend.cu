@@ -60,6 +60,10 @@ struct CudaBackend::State {
   // The batch, on the device.
   GrowBuffer<int32_t> tokens, positions, table_offsets, tables, logit_rows;
   cuda::DeviceBatch batch;
+  // Attention's tiling of the batch and its split partials (attention.h), sized once.
+  static constexpr size_t kAttentionWorkspaceBytes = size_t{64} << 20;
+  cuda::AttentionPlanner attention_plan;
+  DeviceBuffer attention_workspace;
   int64_t logit_row_count = 0;
   // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
   // and the widest weight uploaded (max_k_padded), so forward never allocates.
@@ -146,15 +150,16 @@ void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
                shape.n_kv_heads > 0 && shape.head_dim > 0,
            "cuda backend: KV cache shape must be positive in every dimension");
-  BX_CHECK(shape.head_dim <= cuda::kAttentionMaxHeadDim,
-           "cuda backend: head_dim " + std::to_string(shape.head_dim) + " exceeds " +
-               std::to_string(cuda::kAttentionMaxHeadDim));
+  BX_CHECK(shape.head_dim <= cuda::kAttentionMaxHeadDim && shape.head_dim % 8 == 0,
+           "cuda backend: head_dim " + std::to_string(shape.head_dim) +
+               " must be a multiple of 8 up to " + std::to_string(cuda::kAttentionMaxHeadDim));
   const size_t per_layer =
       static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize");
   state_->kv = DeviceBuffer(per_layer * 2 * static_cast<size_t>(shape.n_layers) * 2);
   check_cuda(cudaMemset(state_->kv.get(), 0, state_->kv.bytes()), "cudaMemset (KV cache)");
   state_->kv_shape = shape;
+  state_->attention_workspace = DeviceBuffer(State::kAttentionWorkspaceBytes);
 }
 
 void CudaBackend::set_rope_table(const RopeTable& table) {
@@ -209,6 +214,7 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   s.batch.table_offsets = s.table_offsets.upload(offsets);
   s.batch.tables = s.tables.upload(flat);
   s.batch.T = static_cast<int64_t>(T);
+  s.attention_plan.build(batch.positions.data(), offsets.data(), static_cast<int64_t>(T));
   s.logit_rows.upload(std::vector<int32_t>(batch.logit_rows.begin(), batch.logit_rows.end()));
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
@@ -299,8 +305,21 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
   const cuda::PagedKv kv = state_->kv_layer(layer);
   BX_CHECK(q.cols == static_cast<int64_t>(n_heads) * kv.head_dim && q.rows == state_->batch.T,
            "cuda backend: attention q must be [T, n_heads * head_dim]");
-  cuda::attention(f32(q), q.stride, f32(out), out.stride, n_heads, scale, kv, state_->batch,
-                  state_->stream);
+  cuda::AttentionArgs args;
+  args.q = f32(q);
+  args.q_stride = q.stride;
+  args.out = f32(out);
+  args.out_stride = out.stride;
+  args.n_heads = n_heads;
+  args.scale = scale;
+  args.kv = kv;
+  args.batch = state_->batch;
+  args.plan = state_->attention_plan.plan();
+  args.workspace = state_->attention_workspace.get<float>();
+  args.workspace_floats = static_cast<int64_t>(state_->attention_workspace.bytes() / sizeof(float));
+  // Fast mode (R8): a split count that follows the batch, not invariant.
+  if (mode_ == Mode::fast) args.split = cuda::conventional_split(args.plan, kv.n_kv_heads);
+  cuda::attention(args, state_->stream);
 }
 
 void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {

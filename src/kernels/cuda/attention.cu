@@ -1,32 +1,489 @@
-// Paged attention over the bf16 KV cache (attention.h).
+// Paged attention over the bf16 KV cache on tensor cores (attention.h).
 //
-// Block (t, h) of kThreads = 128 threads: q in shared memory; per chunk, warp w scores the
-// chunk's positions w, w + 4, ... (one warp per dot product), then every thread reads the scores
-// from shared memory to form m_c and l_c in position order (each thread computes the same
-// values), and thread i accumulates o_c for dims d = i, i + 128, ...
+// The threads of a block copy each 64-position chunk of K and V into shared memory together
+// (cp.async, three stages: two chunks in flight while one is computed; rows of Dp bf16 whose
+// 16-byte units are XOR-swizzled by row % 8 so that ldmatrix is conflict-free); the warps that
+// hold query rows compute on it.
+//   prefill kernel  8 warps, block (tile, head pair): warp w holds the tile's tokens
+//                   16 (w % 4) .. 16 (w % 4) + 15 of head 2 y + w / 4 (two heads of one KV head
+//                   share every chunk; an odd group takes one head a block, warps 4..7 idle)
+//   decode kernel   4 warps, block (single token, KV head x 16 query heads of its group
+//                   [, split]): warp 0 holds the heads; with a workspace each block computes
+//                   one split and combine_kernel merges the splits, else the block walks them
+// Per warp and chunk (m16n8k16 fragments; lane = 4 g + c holds rows g and g + 8):
+//   S[16 x 64]  = Qb[16 x Dp] K^T      Dp/16 k-steps x 8 n-tiles; K by ldmatrix (non-trans)
+//   O[16 x Dp] += bf16(P)[16 x 64] V   4 k-steps x Dp/8 n-tiles; P from S's accumulators (the
+//                                      C layout of two n-tiles is the A layout of one k-step),
+//                                      V by ldmatrix.trans
+// Split results of the walking kernels are merged into an accumulator in shared memory (each
+// thread its own elements), divided by L at the end.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/mma.cuh"
 
 namespace bx::cuda {
 namespace {
 
-constexpr int kThreads = 128;
-constexpr int kWarps = kThreads / 32;
-constexpr int kDimsPerThread = kAttentionMaxHeadDim / kThreads;
+constexpr int kThreads = 128;           // decode and combine blocks
+constexpr int kPrefillThreads = 256;    // prefill blocks: two heads x four row tiles
+constexpr int kRows = 16;               // query rows of a warp tile
+constexpr int kTileTokens = 4 * kRows;  // tokens of a prefill tile (== kAttentionChunk)
+constexpr int kKeys = kAttentionChunk;  // positions of a chunk
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(kTileTokens == kAttentionChunk, "a prefill tile is one 64-aligned position group");
 
-__device__ __forceinline__ float bf16_bits_to_float(uint16_t h) {
-  return __uint_as_float(static_cast<uint32_t>(h) << 16);
+struct Params {
+  const float* q;
+  int64_t q_stride;
+  float* out;
+  int64_t out_stride;
+  int n_heads;
+  int group;        // n_heads / n_kv_heads
+  int group_tiles;  // ceil(group / 16): decode tiles per KV head
+  float q_scale;    // scale * log2(e)
+  PagedKv kv;
+  DeviceBatch batch;
+  AttentionPlan plan;
+  float* partials;   // decode split partials [n_singles][n_heads][split_slots][2 + Dh], or null
+  int split_slots;   // max_position / split + 1
+  int split_chunks;  // split / 64
+};
+
+__device__ __forceinline__ float ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t addr, uint32_t& r0, uint32_t& r1,
+                                                  uint32_t& r2, uint32_t& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
 }
 
 __device__ __forceinline__ int64_t slot_offset(const PagedKv& kv, const int32_t* table, int64_t pos,
                                                int g) {
-  const int64_t block = table[pos / kv.block_size];
-  const int64_t row = block * kv.block_size + pos % kv.block_size;
+  const int p32 = static_cast<int>(pos);  // positions fit in int32 (DeviceBatch)
+  const int64_t block = table[p32 / kv.block_size];
+  const int64_t row = block * kv.block_size + p32 % kv.block_size;
   return (row * kv.n_kv_heads + g) * kv.head_dim;
+}
+
+// The split merge of attention.h: (M, L, O) <- (M, L, O) combined with (m_s, l_s, o_s).
+struct MergeWeights {
+  float a, b;
+};
+__device__ __forceinline__ MergeWeights merge_max(float& M, float m_s) {
+  const float M_new = fmaxf(M, m_s);
+  const MergeWeights w{ex2(__fsub_rn(M, M_new)), ex2(__fsub_rn(m_s, M_new))};
+  M = M_new;
+  return w;
+}
+__device__ __forceinline__ float merge_value(float acc, float part, MergeWeights w) {
+  return __fadd_rn(__fmul_rn(acc, w.a), __fmul_rn(part, w.b));
+}
+
+// Byte offset of 16-byte unit u of row r in a chunk of rows of Dp bf16.
+template <int kDp>
+__device__ __forceinline__ uint32_t swizzled(int r, int u) {
+  return static_cast<uint32_t>(r * (kDp * 2) + ((u ^ (r & 7)) << 4));
+}
+
+// With kBlock threads, thread i copies row i / (kBlock / 64) of every chunk (16-byte units
+// i % (kBlock / 64) + (kBlock / 64) j); its row's cache offset (-1: beyond last, zero-filled) is
+// looked up one chunk ahead, so the block-table read hides under the compute.
+template <int kBlock>
+__device__ __forceinline__ int64_t row_offset(const PagedKv& kv, const int32_t* table,
+                                              int64_t chunk, int64_t last, int g) {
+  const int64_t pos = chunk * kKeys + static_cast<int>(threadIdx.x) / (kBlock / kKeys);
+  return pos <= last ? slot_offset(kv, table, pos, g) : -1;
+}
+
+template <int kDp, int kBlock>
+__device__ __forceinline__ void load_chunk(uint32_t ks, uint32_t vs, const PagedKv& kv,
+                                           int64_t offset) {
+  constexpr int kPerRow = kBlock / kKeys;  // threads a row
+  static_assert(kPerRow * kKeys == kBlock && (kDp / 8) % kPerRow == 0, "whole rows per thread");
+  const int r = static_cast<int>(threadIdx.x) / kPerRow;
+  const int first_unit = static_cast<int>(threadIdx.x) % kPerRow;
+#pragma unroll
+  for (int j = 0; j < kDp / 8 / kPerRow; ++j) {
+    const int u = first_unit + kPerRow * j;
+    const bool valid = offset >= 0 && u * 8 < kv.head_dim;
+    const int64_t off = valid ? offset + u * 8 : 0;
+    const uint32_t dst = swizzled<kDp>(r, u);
+    ptx::cp_async_16(ks + dst, kv.k + off, valid);
+    ptx::cp_async_16(vs + dst, kv.v + off, valid);
+  }
+}
+
+// One warp's state for its 16 rows: the current split's (m, l, o) for rows g and g + 8.
+template <int kDp>
+struct WarpState {
+  static constexpr int kQSteps = kDp / 16;  // k-steps of S = Q K^T
+  static constexpr int kOTiles = kDp / 8;   // n-tiles of O
+  uint32_t qa[kQSteps][4];
+  float o[kOTiles][4];
+  float m[2], l[2];
+
+  __device__ __forceinline__ void reset() {
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+    }
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  }
+
+  // Row r's q (f32, head_dim dims), scaled and rounded into A fragments; null rows are zero.
+  __device__ __forceinline__ void load_q(const float* q0, const float* q1, int head_dim,
+                                         float q_scale) {
+    const int lane = static_cast<int>(threadIdx.x) & 31, c = lane & 3;
+    auto at = [&](const float* q, int d) {
+      return q != nullptr && d < head_dim ? __fmul_rn(q[d], q_scale) : 0.0f;
+    };
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      const int d = kk * 16 + 2 * c;
+      qa[kk][0] = pack_bf16(at(q0, d), at(q0, d + 1));
+      qa[kk][1] = pack_bf16(at(q1, d), at(q1, d + 1));
+      qa[kk][2] = pack_bf16(at(q0, d + 8), at(q0, d + 9));
+      qa[kk][3] = pack_bf16(at(q1, d + 8), at(q1, d + 9));
+    }
+  }
+
+  // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
+  __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
+                                        int64_t pos1) {
+    const int lane = static_cast<int>(threadIdx.x) & 31, c = lane & 3, mat = lane >> 3;
+    float s[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
+    }
+    // Per k-step: the four fragment loads first, then the eight mma (latency of one load).
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      uint32_t b[4][4];
+#pragma unroll
+      for (int ip = 0; ip < 4; ++ip) {
+        const int key = 16 * ip + 8 * (mat >> 1) + (lane & 7), unit = 2 * kk + (mat & 1);
+        ptx::ldmatrix_x4(ks + swizzled<kDp>(key, unit), b[ip][0], b[ip][1], b[ip][2], b[ip][3]);
+      }
+#pragma unroll
+      for (int ip = 0; ip < 4; ++ip) {
+        ptx::mma_bf16_m16n8k16(s[2 * ip], qa[kk], b[ip][0], b[ip][1]);
+        ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
+      }
+    }
+    // Causal mask, then the chunk's row max.
+    float mc[2] = {-INFINITY, -INFINITY};
+    const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
+        if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
+        mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
+      mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
+      const float m_new = fmaxf(m[r], mc[r]);
+      alpha[r] = ex2(__fsub_rn(m[r], m_new));
+      m[r] = m_new;
+    }
+    float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[i][e] = ex2(__fsub_rn(s[i][e], m[e >> 1]));
+        sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 1));
+      sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 2));
+      l[r] = __fadd_rn(__fmul_rn(l[r], alpha[r]), sum[r]);
+    }
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = __fmul_rn(o[j][e], alpha[e >> 1]);
+    }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
+                              pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                              pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      // Groups of four fragment loads, then their eight mma.
+#pragma unroll
+      for (int jq = 0; jq < kOTiles / 2; jq += 4) {
+        uint32_t b[4][4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int key = 16 * kk + 8 * (mat & 1) + (lane & 7), unit = 2 * (jq + i) + (mat >> 1);
+          ldmatrix_x4_trans(vs + swizzled<kDp>(key, unit), b[i][0], b[i][1], b[i][2], b[i][3]);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          ptx::mma_bf16_m16n8k16(o[2 * (jq + i)], pa, b[i][0], b[i][1]);
+          ptx::mma_bf16_m16n8k16(o[2 * (jq + i) + 1], pa, b[i][2], b[i][3]);
+        }
+      }
+    }
+  }
+};
+
+// Chunks in shared memory: the one computed and kStages - 1 in flight.
+constexpr int kStages = 3;
+
+template <int kDp>
+__host__ __device__ constexpr int stage_bytes() {
+  return 2 * kKeys * kDp * 2;  // K and V of one chunk
+}
+template <int kDp>
+__host__ __device__ constexpr int smem_bytes(int acc_warps) {
+  return kStages * stage_bytes<kDp>() + acc_warps * (kDp / 8) * 4 * 32 * 4;
+}
+
+// The rows of one block, whichever kernel: row r (0..15) of warp w is query (token[w][r], head).
+struct Rows {
+  int64_t token0 = -1, token1 = -1;  // rows g and g + 8 of this lane, -1 when absent
+  int head0 = 0, head1 = 0;
+  int64_t pos0 = 0, pos1 = 0;
+  bool any = false;  // the warp holds at least one row
+};
+
+// Walks (or, with partials, computes one split of) chunks [first_chunk, last_chunk] for the
+// rows, then writes the output (or the split's partial).
+template <int kDp, int kBlock>
+__device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table, int kv_head,
+                         int64_t last_pos, int64_t first_chunk, int64_t last_chunk,
+                         float* partial_base) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const uint32_t base = ptx::smem_address(smem);
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  const int Dh = p.kv.head_dim;
+  constexpr int kOTiles = kDp / 8;
+  constexpr uint32_t kHalf = stage_bytes<kDp>() / 2;
+  const bool walk = partial_base == nullptr;
+  const int c4 = lane & 3, g = lane >> 2;
+  // The walking merge's accumulator: warp w's O elements, thread-owned (decode: warp 0 only).
+  const int warp = static_cast<int>(threadIdx.x) >> 5;
+  float* acc = reinterpret_cast<float*>(smem + kStages * stage_bytes<kDp>());
+
+  WarpState<kDp> st;
+  st.reset();
+  float M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
+  float* out_row[2] = {nullptr, nullptr};
+  if (rows.any) {
+    const float* q0 = rows.token0 >= 0 ? p.q + rows.token0 * p.q_stride + rows.head0 * Dh : nullptr;
+    const float* q1 = rows.token1 >= 0 ? p.q + rows.token1 * p.q_stride + rows.head1 * Dh : nullptr;
+    st.load_q(q0, q1, Dh, p.q_scale);
+    if (rows.token0 >= 0) out_row[0] = p.out + rows.token0 * p.out_stride + rows.head0 * Dh;
+    if (rows.token1 >= 0) out_row[1] = p.out + rows.token1 * p.out_stride + rows.head1 * Dh;
+  }
+
+  // Chunks first_chunk .. first_chunk + kStages - 2 in flight (one commit group each, maybe
+  // empty); chunk c + kStages - 1 is loaded while c is computed, into chunk c - 1's stage.
+#pragma unroll
+  for (int i = 0; i + 1 < kStages; ++i) {
+    if (first_chunk + i <= last_chunk) {
+      const uint32_t si = base + static_cast<uint32_t>(i * stage_bytes<kDp>());
+      load_chunk<kDp, kBlock>(si, si + kHalf, p.kv,
+                              row_offset<kBlock>(p.kv, table, first_chunk + i, last_pos, kv_head));
+    }
+    ptx::cp_async_commit();
+  }
+  int64_t next_offset =
+      first_chunk + kStages - 1 <= last_chunk
+          ? row_offset<kBlock>(p.kv, table, first_chunk + kStages - 1, last_pos, kv_head)
+          : -1;
+  int stage = 0;
+  bool first_split = true;
+  for (int64_t c = first_chunk; c <= last_chunk; ++c) {
+    ptx::cp_async_wait<kStages - 2>();  // chunk c has landed (later ones may be in flight)
+    __syncthreads();                    // ... for every thread; and chunk c - 1 is not read
+    if (c + kStages - 1 <= last_chunk) {
+      const int load_stage = stage == 0 ? kStages - 1 : stage - 1;  // chunk c - 1's
+      const uint32_t sl = base + static_cast<uint32_t>(load_stage * stage_bytes<kDp>());
+      load_chunk<kDp, kBlock>(sl, sl + kHalf, p.kv, next_offset);
+      if (c + kStages <= last_chunk) {
+        next_offset = row_offset<kBlock>(p.kv, table, c + kStages, last_pos, kv_head);
+      }
+    }
+    ptx::cp_async_commit();
+    if (rows.any) {
+      const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1);
+      const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
+      if (walk && split_end) {
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const MergeWeights w = merge_max(M[r], st.m[r]);
+          L[r] = merge_value(L[r], st.l[r], w);
+          if (out_row[r] == nullptr) continue;
+#pragma unroll
+          for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int d = 8 * j + 2 * c4 + e;
+              if (d < Dh) {
+                float& a = acc[((warp * kOTiles + j) * 4 + 2 * r + e) * 32 + lane];
+                a = merge_value(first_split ? 0.0f : a, st.o[j][2 * r + e], w);
+              }
+            }
+          }
+        }
+        st.reset();
+        first_split = false;
+      }
+    }
+    stage = stage == kStages - 1 ? 0 : stage + 1;
+  }
+  ptx::cp_async_wait<0>();  // nothing left in flight when the block ends
+  if (!rows.any) return;
+
+  if (walk) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      if (out_row[r] == nullptr) continue;
+#pragma unroll
+      for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int d = 8 * j + 2 * c4 + e;
+          if (d < Dh)
+            out_row[r][d] = acc[((warp * kOTiles + j) * 4 + 2 * r + e) * 32 + lane] / L[r];
+        }
+      }
+    }
+  } else {
+    // partial_base points at this block's split of head 0 of the group tile; row stride between
+    // heads is split_slots * (2 + Dh).
+    const int64_t head_stride = static_cast<int64_t>(p.split_slots) * (2 + Dh);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      if (out_row[r] == nullptr) continue;
+      float* part = partial_base + (g + 8 * r) * head_stride;
+      if (c4 == 0) {
+        part[0] = st.m[r];
+        part[1] = st.l[r];
+      }
+#pragma unroll
+      for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int d = 8 * j + 2 * c4 + e;
+          if (d < Dh) part[2 + d] = st.o[j][2 * r + e];
+        }
+      }
+    }
+  }
+}
+
+// Block (tile, head pair): warp w holds the tile's tokens 16 (w % 4) .. 16 (w % 4) + 15 for head
+// 2 y + w / 4 when the group is even (both heads read one KV head), else head y in warps 0..3.
+template <int kDp>
+__global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
+  const int64_t tile = p.plan.n_tiles - 1 - blockIdx.x;  // the later (longer) tiles first
+  const int64_t first = p.plan.tiles[2 * tile];
+  const int count = p.plan.tiles[2 * tile + 1];
+  const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+  const bool pairs = p.group % 2 == 0;
+  const int head =
+      pairs ? 2 * static_cast<int>(blockIdx.y) + (warp >> 2) : static_cast<int>(blockIdx.y);
+  const int row_tile = warp & 3;
+  const int64_t pos_first = p.batch.positions[first];
+  const int64_t last_pos = pos_first + count - 1;
+  Rows rows;
+  const int r0 = row_tile * kRows + (lane >> 2), r1 = r0 + 8;
+  rows.any = row_tile * kRows < count && (pairs || warp < 4);
+  rows.token0 = r0 < count ? first + r0 : -1;
+  rows.token1 = r1 < count ? first + r1 : -1;
+  rows.head0 = rows.head1 = head;
+  rows.pos0 = pos_first + r0 < last_pos ? pos_first + r0 : last_pos;
+  rows.pos1 = pos_first + r1 < last_pos ? pos_first + r1 : last_pos;
+  const int32_t* table = p.batch.tables + p.batch.table_offsets[first];
+  run_rows<kDp, kPrefillThreads>(p, rows, table, head / p.group, last_pos, 0, last_pos / kKeys,
+                                 nullptr);
+}
+
+// Block (single token, KV head x group tile[, split]): up to 16 heads of the group in warp 0.
+template <int kDp>
+__global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
+  const int64_t single = blockIdx.x;
+  const int64_t token = p.plan.singles[single];
+  const int kv_head = static_cast<int>(blockIdx.y) / p.group_tiles;
+  const int head_first = kv_head * p.group + (static_cast<int>(blockIdx.y) % p.group_tiles) * kRows;
+  const int head_end = (kv_head + 1) * p.group;
+  const int64_t pos = p.batch.positions[token];
+  const int64_t last_chunk = pos / kKeys;
+  int64_t first_chunk = 0, end_chunk = last_chunk;
+  float* partial_base = nullptr;
+  if (p.partials != nullptr) {
+    const int64_t split = blockIdx.z;
+    first_chunk = split * p.split_chunks;
+    if (first_chunk > last_chunk) return;  // the whole block: this split is past the token
+    end_chunk = first_chunk + p.split_chunks - 1 < last_chunk ? first_chunk + p.split_chunks - 1
+                                                              : last_chunk;
+    partial_base = p.partials + ((single * p.n_heads + head_first) * p.split_slots + split) *
+                                    (2 + static_cast<int64_t>(p.kv.head_dim));
+  }
+  const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+  Rows rows;
+  rows.any = warp == 0;
+  const int h0 = head_first + (lane >> 2), h1 = h0 + 8;
+  rows.token0 = h0 < head_end ? token : -1;
+  rows.token1 = h1 < head_end ? token : -1;
+  rows.head0 = h0;
+  rows.head1 = h1;
+  rows.pos0 = rows.pos1 = pos;
+  const int32_t* table = p.batch.tables + p.batch.table_offsets[token];
+  run_rows<kDp, kThreads>(p, rows, table, kv_head, pos, first_chunk, end_chunk, partial_base);
+}
+
+// Block (single token, head): merges the token's split partials in position order.
+__global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
+  const int64_t single = blockIdx.x;
+  const int head = static_cast<int>(blockIdx.y);
+  const int64_t token = p.plan.singles[single];
+  const int Dh = p.kv.head_dim;
+  const int64_t splits =
+      p.batch.positions[token] / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1;
+  const float* part = p.partials + (single * p.n_heads + head) * p.split_slots * (2 + Dh);
+  float* out = p.out + token * p.out_stride + head * Dh;
+  for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
+    float M = -INFINITY, L = 0.0f, O = 0.0f;
+    for (int64_t s = 0; s < splits; ++s) {
+      const float* ps = part + s * (2 + Dh);
+      const MergeWeights w = merge_max(M, ps[0]);
+      L = merge_value(L, ps[1], w);
+      O = merge_value(O, ps[2 + d], w);
+    }
+    out[d] = O / L;
+  }
 }
 
 __global__ void kv_write_kernel(PagedKv kv, const float* k, int64_t k_stride, const float* v,
@@ -42,78 +499,130 @@ __global__ void kv_write_kernel(PagedKv kv, const float* k, int64_t k_stride, co
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
-    attention_kernel(const float* q, int64_t q_stride, float* out, int64_t out_stride, int n_heads,
-                     float scale, PagedKv kv, DeviceBatch batch, int chunk) {
-  __shared__ float q_s[kAttentionMaxHeadDim];
-  __shared__ float score[kAttentionChunk];
-  const int64_t t = blockIdx.x;
-  const int h = static_cast<int>(blockIdx.y);
-  const int g = h / (n_heads / kv.n_kv_heads);
-  const int Dh = kv.head_dim;
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  const int32_t* table = batch.tables + batch.table_offsets[t];
-  const int64_t pos = batch.positions[t];
-  for (int d = tid; d < Dh; d += kThreads) q_s[d] = q[t * q_stride + h * Dh + d];
+void check_kv(const PagedKv& kv) {
+  BX_CHECK(kv.k != nullptr && kv.v != nullptr, "cuda attention: the KV cache is not initialised");
+  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim && kv.head_dim % 8 == 0,
+           "cuda attention: head_dim " + std::to_string(kv.head_dim) +
+               " must be a multiple of 8 in [8, " + std::to_string(kAttentionMaxHeadDim) + "]");
+}
 
-  float M = -INFINITY, L = 0.0f;
-  float O[kDimsPerThread];
-#pragma unroll
-  for (int i = 0; i < kDimsPerThread; ++i) O[i] = 0.0f;
-  __syncthreads();
-
-  for (int64_t c0 = 0; c0 <= pos; c0 += chunk) {
-    const int n = static_cast<int>(pos + 1 - c0 < chunk ? pos + 1 - c0 : chunk);
-    for (int j = warp; j < n; j += kWarps) {
-      const uint16_t* key = kv.k + slot_offset(kv, table, c0 + j, g);
-      float acc = 0.0f;
-      for (int d = lane; d < Dh; d += 32) acc = fmaf(q_s[d], bf16_bits_to_float(key[d]), acc);
-#pragma unroll
-      for (int o = 16; o >= 1; o /= 2) acc = acc + __shfl_xor_sync(0xffffffffu, acc, o);
-      if (lane == 0) score[j] = acc * scale;
-    }
-    __syncthreads();
-    float m_c = -INFINITY;
-    for (int j = 0; j < n; ++j) {
-      if (score[j] > m_c) m_c = score[j];
-    }
-    float l_c = 0.0f;
-    for (int j = 0; j < n; ++j) l_c = l_c + expf(score[j] - m_c);
-    float o_c[kDimsPerThread];
-#pragma unroll
-    for (int i = 0; i < kDimsPerThread; ++i) o_c[i] = 0.0f;
-    for (int j = 0; j < n; ++j) {
-      const float p = expf(score[j] - m_c);
-      const uint16_t* value = kv.v + slot_offset(kv, table, c0 + j, g);
-#pragma unroll
-      for (int i = 0; i < kDimsPerThread; ++i) {
-        const int d = tid + i * kThreads;
-        if (d < Dh) o_c[i] = fmaf(p, bf16_bits_to_float(value[d]), o_c[i]);
-      }
-    }
-    const float M_new = m_c > M ? m_c : M;
-    const float a = expf(M - M_new), b = expf(m_c - M_new);
-    L = L * a + l_c * b;
-#pragma unroll
-    for (int i = 0; i < kDimsPerThread; ++i) O[i] = O[i] * a + o_c[i] * b;
-    M = M_new;
-    __syncthreads();  // the scores are overwritten by the next chunk
+template <int kDp>
+void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStream_t stream) {
+  static bool configured = false;  // raise the dynamic shared memory limit once per kernel
+  if (!configured) {
+    check_cuda(
+        cudaFuncSetAttribute(prefill_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             smem_bytes<kDp>(kPrefillThreads / 32)),
+        "cudaFuncSetAttribute (attention)");
+    check_cuda(cudaFuncSetAttribute(decode_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    smem_bytes<kDp>(1)),
+               "cudaFuncSetAttribute (attention)");
+    configured = true;
   }
-#pragma unroll
-  for (int i = 0; i < kDimsPerThread; ++i) {
-    const int d = tid + i * kThreads;
-    if (d < Dh) out[t * out_stride + h * Dh + d] = O[i] / L;
+  const AttentionPlan& plan = args.plan;
+  if (plan.n_tiles > 0) {
+    const int head_blocks = p.group % 2 == 0 ? args.n_heads / 2 : args.n_heads;
+    const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
+    prefill_kernel<kDp>
+        <<<grid, kPrefillThreads, smem_bytes<kDp>(kPrefillThreads / 32), stream>>>(p);
+    check_launch("attention prefill_kernel");
+  }
+  if (plan.n_singles > 0) {
+    const unsigned group_blocks = static_cast<unsigned>(args.kv.n_kv_heads * p.group_tiles);
+    if (split_path) {
+      const dim3 grid(static_cast<unsigned>(plan.n_singles), group_blocks,
+                      static_cast<unsigned>(p.split_slots));
+      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(0), stream>>>(p);
+      check_launch("attention decode_kernel (splits)");
+      const dim3 combine_grid(static_cast<unsigned>(plan.n_singles),
+                              static_cast<unsigned>(args.n_heads));
+      combine_kernel<<<combine_grid, kThreads, 0, stream>>>(p);
+      check_launch("attention combine_kernel");
+    } else {
+      Params walk = p;
+      walk.partials = nullptr;
+      const dim3 grid(static_cast<unsigned>(plan.n_singles), group_blocks);
+      decode_kernel<kDp><<<grid, kThreads, smem_bytes<kDp>(1), stream>>>(walk);
+      check_launch("attention decode_kernel (walk)");
+    }
   }
 }
 
-void check_kv(const PagedKv& kv) {
-  BX_CHECK(kv.k != nullptr && kv.v != nullptr, "cuda attention: the KV cache is not initialised");
-  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim,
-           "cuda attention: head_dim " + std::to_string(kv.head_dim) + " must be in [1, " +
-               std::to_string(kAttentionMaxHeadDim) + "]");
+// The current device's SM count, read once (132 if it cannot be read).
+int sm_count() {
+  static const int count = [] {
+    int sms = 132, device = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      cudaGetLastError();
+      sms = 132;
+    }
+    return sms;
+  }();
+  return count;
 }
 
 }  // namespace
+
+const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int32_t* table_offsets,
+                                             int64_t T) {
+  tiles_.clear();
+  singles_.clear();
+  int32_t max_position = 0;
+  for (int64_t t = 0; t < T;) {
+    int64_t end = t + 1;
+    while (end < T && end - t < kTileTokens && table_offsets[end] == table_offsets[t] &&
+           positions[end] == positions[end - 1] + 1 &&
+           positions[end] / kAttentionChunk == positions[t] / kAttentionChunk) {
+      ++end;
+    }
+    if (end - t == 1) {
+      singles_.push_back(static_cast<int32_t>(t));
+    } else {
+      tiles_.push_back(static_cast<int32_t>(t));
+      tiles_.push_back(static_cast<int32_t>(end - t));
+    }
+    for (int64_t i = t; i < end; ++i) max_position = std::max(max_position, positions[i]);
+    t = end;
+  }
+  auto upload = [](DeviceBuffer& buf, const std::vector<int32_t>& host) {
+    const size_t bytes = host.size() * sizeof(int32_t);
+    if (bytes > buf.bytes()) buf = DeviceBuffer(std::max<size_t>(bytes, 256));
+    if (bytes > 0) buf.upload(host.data(), bytes);
+    return buf.get<int32_t>();
+  };
+  plan_.tiles = upload(tiles_dev_, tiles_);
+  plan_.singles = upload(singles_dev_, singles_);
+  plan_.n_tiles = static_cast<int64_t>(tiles_.size() / 2);
+  plan_.n_singles = static_cast<int64_t>(singles_.size());
+  plan_.T = T;
+  plan_.max_position = max_position;
+  return plan_;
+}
+
+int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim,
+                                   int split) {
+  const int64_t slots = plan.max_position / std::max(split, 1) + 1;
+  return plan.n_singles * n_heads * slots * (2 + static_cast<int64_t>(head_dim));
+}
+
+int conventional_split(const AttentionPlan& plan, int n_kv_heads) {
+  const int sms = sm_count();
+  const int64_t work = std::max<int64_t>(plan.n_singles * n_kv_heads, 1);
+  const int64_t splits = std::max<int64_t>(1, (2 * sms + work - 1) / work);
+  const int64_t length = static_cast<int64_t>(plan.max_position) + 1;
+  const int64_t per_split = (length + splits - 1) / splits;
+  return static_cast<int>((per_split + kAttentionChunk - 1) / kAttentionChunk * kAttentionChunk);
+}
+
+bool attention_uses_split_partials(const AttentionArgs& args) {
+  const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
+  const int64_t walk_blocks =
+      args.plan.n_singles * args.kv.n_kv_heads * ((group + kRows - 1) / kRows);
+  return args.workspace != nullptr && walk_blocks < sm_count() &&
+         attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
+             args.workspace_floats;
+}
 
 void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const float* v,
                     int64_t v_stride, const DeviceBatch& batch, cudaStream_t stream) {
@@ -124,21 +633,42 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
   check_launch("kv_write_kernel");
 }
 
-void attention(const float* q, int64_t q_stride, float* out, int64_t out_stride, int n_heads,
-               float scale, const PagedKv& kv, const DeviceBatch& batch, cudaStream_t stream,
-               int chunk) {
+void attention(const AttentionArgs& args, cudaStream_t stream) {
+  const PagedKv& kv = args.kv;
   check_kv(kv);
-  BX_CHECK(chunk >= 1 && chunk <= kAttentionChunk,
-           "cuda attention: chunk " + std::to_string(chunk) + " outside [1, 64]");
-  BX_CHECK(n_heads > 0 && n_heads % kv.n_kv_heads == 0,
-           "cuda attention: n_heads " + std::to_string(n_heads) +
+  BX_CHECK(args.split >= kAttentionChunk && args.split % kAttentionChunk == 0,
+           "cuda attention: split " + std::to_string(args.split) +
+               " must be a positive multiple of " + std::to_string(kAttentionChunk));
+  BX_CHECK(args.n_heads > 0 && args.n_heads % kv.n_kv_heads == 0,
+           "cuda attention: n_heads " + std::to_string(args.n_heads) +
                " must be a positive multiple of n_kv_heads " + std::to_string(kv.n_kv_heads));
-  BX_CHECK(n_heads <= 65535, "cuda attention: too many heads");
-  if (batch.T == 0) return;
-  const dim3 grid(static_cast<unsigned>(batch.T), static_cast<unsigned>(n_heads));
-  attention_kernel<<<grid, kThreads, 0, stream>>>(q, q_stride, out, out_stride, n_heads, scale, kv,
-                                                  batch, chunk);
-  check_launch("attention_kernel");
+  BX_CHECK(args.n_heads <= 65535, "cuda attention: too many heads");
+  if (args.batch.T == 0) return;
+  BX_CHECK(args.plan.T == args.batch.T,
+           "cuda attention: the plan covers " + std::to_string(args.plan.T) +
+               " tokens, the batch has " + std::to_string(args.batch.T) +
+               " (build it with AttentionPlanner for this batch)");
+  Params p{};
+  p.q = args.q;
+  p.q_stride = args.q_stride;
+  p.out = args.out;
+  p.out_stride = args.out_stride;
+  p.n_heads = args.n_heads;
+  p.group = args.n_heads / kv.n_kv_heads;
+  p.group_tiles = (p.group + kRows - 1) / kRows;
+  p.q_scale = args.scale * kLog2e;
+  p.kv = kv;
+  p.batch = args.batch;
+  p.plan = args.plan;
+  p.split_chunks = args.split / kAttentionChunk;
+  p.split_slots = args.plan.max_position / args.split + 1;
+  const bool split_path = attention_uses_split_partials(args);
+  p.partials = split_path ? args.workspace : nullptr;
+  if (kv.head_dim <= 64) {
+    launch<64>(p, args, split_path, stream);
+  } else {
+    launch<128>(p, args, split_path, stream);
+  }
 }
 
 }  // namespace bx::cuda

@@ -1,35 +1,58 @@
-// Causal attention over a paged bf16 KV cache on the GPU: the contract of kernels/attention.h
-// (R4), with K and V stored as bf16 and the GPU's expf.
+// Causal attention over a paged bf16 KV cache on the GPU, on tensor cores (mma.sync m16n8k16,
+// bf16 operands, f32 accumulation): the contract of kernels/attention.h (R4) with the GPU's own
+// arithmetic (its own fingerprint).
 //
 // K and V of every token in the batch are written to the cache first (rounded to bf16), and
 // attention reads them back from the cache only, so prefill, chunked prefill and decode see the
 // same values. Query token t at position p, head h, attends to positions 0..p of its own
-// sequence through KV head g = h / (n_heads / n_kv_heads). Positions are visited in chunks
-// aligned to absolute positions, [c*C, (c+1)*C) with C = kAttentionChunk = 64 (the CPU's),
-// combined in position order:
+// sequence through KV head g = h / (n_heads / n_kv_heads).
 //
-//   s_j = dot(q, k_j) * scale        dot: lane l of a warp sums d = l, l+32, ... with fmaf in
-//                                    increasing d, then the butterfly of rows.h (16, 8, 4, 2, 1)
-//   m_c = max_j s_j;  p_j = expf(s_j - m_c);  l_c = sum_j p_j (j increasing, from +0.0f)
-//   o_c[d] = sum_j p_j * v_j[d], j increasing, o = fmaf(p_j, v_j[d], o), from +0.0f
-//   M' = max(M, m_c); a = expf(M - M'); b = expf(m_c - M')
-//   L = L * a + l_c * b;  O[d] = O[d] * a + o_c[d] * b       (products, then add)
-//   out[d] = O[d] / L                                        (M = -inf, L = O = +0.0f first)
+// Positions are cut into splits of S = split positions (default kAttentionSplit; a multiple of
+// the chunk), [s*S, (s+1)*S), and each split into chunks of C = kAttentionChunk = 64 positions,
+// [c*C, (c+1)*C), all aligned to absolute positions. With Dp = head_dim rounded up to 64 or 128
+// (the padding dims are zero in q, K and V), for one query row:
 //
-// One block per (token, query head) walks the chunks in order; every query is computed the same
-// way whether it arrives in a prefill, a chunk of one, or a decode step, alone or in a batch.
-// (The decode split over KV is one split of the whole sequence for now; a fixed split size
-// combined in position order, shared with prefill, is the next step for long contexts.)
+//   qb[d]  = bf16_rn(q[d] * (scale * log2(e)))                  (the f32 product, then rounded)
+//   per split s:  m = -inf, l = +0, o[d] = +0, then per chunk c of the split, in order:
+//     s_j  = mma chain over d in steps of 16, d increasing, from +0: s_j = mma(qb, k_j, s_j)
+//            (for positions j > p: s_j = -inf; positions beyond the batch's keys read as zero)
+//     m_c  = max_j s_j;  m' = max(m, m_c);  alpha = ex2(m - m');  p_j = ex2(s_j - m')
+//     l    = l * alpha + rowsum(p_j)
+//            rowsum: lane c of the row's quad sums its columns 8i + 2c, 8i + 2c + 1 for
+//            i = 0..7 in that order from +0, then x = x + shfl_xor(x, 1); x = x + shfl_xor(x, 2)
+//     o[d] = mma chain over j in steps of 16, j increasing, starting from o[d] * alpha:
+//            o = mma(bf16_rn(p_j), v_j, o)
+//   combine the splits s = 0, 1, ... in position order (M = -inf, L = +0, O[d] = +0 first):
+//     M' = max(M, m_s); a = ex2(M - M'); b = ex2(m_s - M')
+//     L = L * a + l_s * b;  O[d] = O[d] * a + o_s[d] * b          (products, then add)
+//   out[d] = O[d] / L
+// ex2 is ex2.approx.ftz.f32 and max is fmaxf (NaN scores are skipped by the max); every other
+// step is the IEEE f32 operation written (the project builds with --fmad=false).
+//
+// A query's arithmetic is the same whichever kernel computes it. Prefill tiles put up to 64
+// consecutive positions of one sequence that lie in one 64-aligned group (so they need the same
+// chunks and splits) in the 16-row tiles of four warps, for two query heads of one KV head a
+// block; single tokens (decode) put the query heads of a KV group in one tile, and either walk
+// the splits in order in one block or compute each split in its own block and combine them in a
+// second kernel. mma's result for an element
+// depends only on its row of A, its column of B and its accumulator (tested), so a query's bits
+// depend only on its q, its position and its sequence's cache: never on the batch, the chunking
+// of the prompt, its row in a tile, or the kernel. A chunk masked for every row in its tile is
+// never visited.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
 
 namespace bx::cuda {
 
 inline constexpr int kAttentionChunk = 64;
-inline constexpr int kAttentionMaxHeadDim = 256;
+inline constexpr int kAttentionSplit = 512;
+inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
 struct PagedKv {
@@ -43,7 +66,8 @@ struct PagedKv {
 
 // The batch's token positions and block tables, on the device: token t at positions[t] reads
 // block ids tables[table_offsets[t] + b] for b = 0 .. positions[t] / block_size. Every id must
-// be in [0, n_blocks) (the caller checks when it builds the tables).
+// be in [0, n_blocks) (the caller checks when it builds the tables). Tokens of one sequence
+// share one table offset.
 struct DeviceBatch {
   const int32_t* positions = nullptr;      // [T]
   const int32_t* table_offsets = nullptr;  // [T]
@@ -51,16 +75,70 @@ struct DeviceBatch {
   int64_t T = 0;
 };
 
+// How the batch's queries are tiled (only a speed choice: every tiling gives the same bits).
+// tiles: (first token, count) pairs of runs of count >= 2 tokens with one table offset and
+// consecutive positions in one 64-aligned group; singles: every other token.
+struct AttentionPlan {
+  const int32_t* tiles = nullptr;    // [2 * n_tiles], device
+  const int32_t* singles = nullptr;  // [n_singles], device
+  int64_t n_tiles = 0, n_singles = 0;
+  int64_t T = 0;             // tokens planned (must be the batch's T)
+  int32_t max_position = 0;  // over the batch
+};
+
+// Builds the plan on the host from host copies of positions and table offsets and keeps it on
+// the device (the buffers grow, never shrink).
+class AttentionPlanner {
+ public:
+  const AttentionPlan& build(const int32_t* positions, const int32_t* table_offsets, int64_t T);
+  const AttentionPlan& plan() const { return plan_; }
+
+ private:
+  std::vector<int32_t> tiles_, singles_;
+  DeviceBuffer tiles_dev_, singles_dev_;
+  AttentionPlan plan_;
+};
+
+struct AttentionArgs {
+  const float* q = nullptr;  // [T, n_heads * head_dim] f32, row stride q_stride
+  int64_t q_stride = 0;
+  float* out = nullptr;  // [T, n_heads * head_dim] f32, row stride out_stride
+  int64_t out_stride = 0;
+  int n_heads = 0;
+  float scale = 0.0f;
+  PagedKv kv;
+  DeviceBatch batch;
+  AttentionPlan plan;
+  // Split partials of single tokens (attention_uses_split_partials); otherwise single tokens
+  // walk their splits in one block (a speed choice: the same bits).
+  float* workspace = nullptr;
+  int64_t workspace_floats = 0;
+  // The split size S, a positive multiple of kAttentionChunk. Any value other than
+  // kAttentionSplit changes the order (the negative control of the tests; fast mode).
+  int split = kAttentionSplit;
+};
+
+// Floats of workspace the split path needs for this plan.
+int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
+
+// True when single tokens compute each split in its own block: their walking blocks (one per
+// token, KV head and 16 query heads) would be fewer than the SMs, and the workspace holds the
+// partials. Measured on the H100: walking is as fast or faster from 256 such blocks up.
+bool attention_uses_split_partials(const AttentionArgs& args);
+
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
 // [T, n_kv_heads * head_dim] f32 with row strides.
 void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const float* v,
                     int64_t v_stride, const DeviceBatch& batch, cudaStream_t stream);
 
 // out[t, h*Dh .. (h+1)*Dh) = attention of q[t, h*Dh ..) over the cache (the contract above).
-// chunk other than kAttentionChunk (any value in [1, 64]) changes the order: the negative
-// control of the tests, never used by the backend.
-void attention(const float* q, int64_t q_stride, float* out, int64_t out_stride, int n_heads,
-               float scale, const PagedKv& kv, const DeviceBatch& batch, cudaStream_t stream,
-               int chunk = kAttentionChunk);
+// Asynchronous on stream. Throws bx::Error for a head_dim over kAttentionMaxHeadDim or not a
+// multiple of 8, n_heads not a multiple of n_kv_heads, or a split that is not a positive multiple
+// of kAttentionChunk.
+void attention(const AttentionArgs& args, cudaStream_t stream);
+
+// Fast mode (R8, not invariant): a conventional split size that follows the batch, about two
+// blocks per SM over the batch's single tokens (the split count grows as the batch shrinks).
+int conventional_split(const AttentionPlan& plan, int n_kv_heads);
 
 }  // namespace bx::cuda

@@ -2,6 +2,8 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/rows.h"
@@ -69,41 +71,97 @@ __global__ void __launch_bounds__(kRowThreads)
   for (int64_t i = threadIdx.x; i < N; i += kRowThreads) dst[i] = (row[i] - mx) - log_s;
 }
 
+// Elementwise kernels: thread i of the row's grid-stride loop handles elements 4i .. 4i + 3 with
+// 16-byte accesses when vec (every pointer 16-byte aligned, every stride and the row length a
+// multiple of 4), else element i. The same IEEE operation per element either way.
 __global__ void silu_mul_kernel(const float* gate, int64_t gate_stride, const float* up,
-                                int64_t up_stride, float* out, int64_t out_stride, int64_t F) {
+                                int64_t up_stride, float* out, int64_t out_stride, int64_t F,
+                                bool vec) {
   const int64_t m = blockIdx.y;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < F;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if (vec) {
+    const float4* g4 = reinterpret_cast<const float4*>(gate + m * gate_stride);
+    const float4* u4 = reinterpret_cast<const float4*>(up + m * up_stride);
+    float4* o4 = reinterpret_cast<float4*>(out + m * out_stride);
+    for (int64_t i = start; i < F / 4; i += step) {
+      const float4 g = g4[i], u = u4[i];
+      o4[i] = make_float4((g.x / (1.0f + expf(-g.x))) * u.x, (g.y / (1.0f + expf(-g.y))) * u.y,
+                          (g.z / (1.0f + expf(-g.z))) * u.z, (g.w / (1.0f + expf(-g.w))) * u.w);
+    }
+    return;
+  }
+  for (int64_t i = start; i < F; i += step) {
     const float g = gate[m * gate_stride + i];
     out[m * out_stride + i] = (g / (1.0f + expf(-g))) * up[m * up_stride + i];
   }
 }
 
-__global__ void add_kernel(float* y, int64_t y_stride, const float* x, int64_t x_stride,
-                           int64_t D) {
+__global__ void add_kernel(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t D,
+                           bool vec) {
   const int64_t m = blockIdx.y;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < D;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if (vec) {
+    float4* y4 = reinterpret_cast<float4*>(y + m * y_stride);
+    const float4* x4 = reinterpret_cast<const float4*>(x + m * x_stride);
+    for (int64_t i = start; i < D / 4; i += step) {
+      const float4 a = y4[i], b = x4[i];
+      y4[i] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    }
+    return;
+  }
+  for (int64_t i = start; i < D; i += step) {
     y[m * y_stride + i] = y[m * y_stride + i] + x[m * x_stride + i];
   }
 }
 
+__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
+  return static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
+         (static_cast<uint32_t>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+}
+
+// vec also needs K a multiple of 4, so each group of 4 is all data or all padding.
 __global__ void to_bf16_kernel(const float* x, int64_t x_stride, uint16_t* out, int64_t out_stride,
-                               int64_t K, int64_t K_padded) {
+                               int64_t K, int64_t K_padded, bool vec) {
   const int64_t m = blockIdx.y;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < K_padded;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if (vec) {
+    const float4* x4 = reinterpret_cast<const float4*>(x + m * x_stride);
+    uint2* o2 = reinterpret_cast<uint2*>(out + m * out_stride);
+    for (int64_t i = start; i < K_padded / 4; i += step) {
+      const float4 v = 4 * i < K ? x4[i] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      o2[i] = make_uint2(bf16_pair(v.x, v.y), bf16_pair(v.z, v.w));
+    }
+    return;
+  }
+  for (int64_t i = start; i < K_padded; i += step) {
     const float v = i < K ? x[m * x_stride + i] : 0.0f;
     out[m * out_stride + i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
   }
 }
 
+// vec (bf16 tables only): 4 bf16 (8 bytes) in, one float4 out.
 __global__ void copy_rows_kernel(const void* src, bool src_bf16, int64_t src_stride,
-                                 const int32_t* ids, float* out, int64_t out_stride, int64_t D) {
+                                 const int32_t* ids, float* out, int64_t out_stride, int64_t D,
+                                 bool vec) {
   const int64_t t = blockIdx.y;
   const int64_t r = ids[t];
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < D;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  if (vec) {
+    const uint2* s2 =
+        reinterpret_cast<const uint2*>(static_cast<const uint16_t*>(src) + r * src_stride);
+    float4* o4 = reinterpret_cast<float4*>(out + t * out_stride);
+    for (int64_t i = start; i < D / 4; i += step) {
+      const uint2 h = s2[i];
+      o4[i] = make_float4(__uint_as_float(h.x << 16), __uint_as_float(h.x & 0xffff0000u),
+                          __uint_as_float(h.y << 16), __uint_as_float(h.y & 0xffff0000u));
+    }
+    return;
+  }
+  for (int64_t i = start; i < D; i += step) {
     float v;
     if (src_bf16) {
       const uint16_t h = static_cast<const uint16_t*>(src)[r * src_stride + i];
@@ -115,9 +173,20 @@ __global__ void copy_rows_kernel(const void* src, bool src_bf16, int64_t src_str
   }
 }
 
+// True when p is 16-byte aligned and every stride and the length are multiples of 4 elements.
+bool vec_ok(std::initializer_list<const void*> ptrs, std::initializer_list<int64_t> counts) {
+  for (const void* p : ptrs) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  for (int64_t n : counts) {
+    if (n % 4 != 0) return false;
+  }
+  return true;
+}
+
 // Grid for an elementwise pass over M rows of D: (blocks per row, M).
-dim3 elementwise_grid(int64_t M, int64_t D) {
-  const int64_t per_row = (D + 255) / 256;
+dim3 elementwise_grid(int64_t M, int64_t D, bool vec = false) {
+  const int64_t per_row = ((vec ? D / 4 : D) + 255) / 256;
   return dim3(static_cast<unsigned>(per_row < 64 ? per_row : 64), static_cast<unsigned>(M));
 }
 
@@ -158,8 +227,9 @@ void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t u
               float* out, int64_t out_stride, int64_t M, int64_t F, cudaStream_t stream) {
   check_rows(M, F, "silu_mul");
   if (M == 0 || F == 0) return;
-  silu_mul_kernel<<<elementwise_grid(M, F), 256, 0, stream>>>(gate, gate_stride, up, up_stride, out,
-                                                              out_stride, F);
+  const bool vec = vec_ok({gate, up, out}, {gate_stride, up_stride, out_stride, F});
+  silu_mul_kernel<<<elementwise_grid(M, F, vec), 256, 0, stream>>>(gate, gate_stride, up, up_stride,
+                                                                   out, out_stride, F, vec);
   check_launch("silu_mul_kernel");
 }
 
@@ -167,7 +237,8 @@ void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, i
                  cudaStream_t stream) {
   check_rows(M, D, "add_inplace");
   if (M == 0 || D == 0) return;
-  add_kernel<<<elementwise_grid(M, D), 256, 0, stream>>>(y, y_stride, x, x_stride, D);
+  const bool vec = vec_ok({y, x}, {y_stride, x_stride, D});
+  add_kernel<<<elementwise_grid(M, D, vec), 256, 0, stream>>>(y, y_stride, x, x_stride, D, vec);
   check_launch("add_kernel");
 }
 
@@ -176,8 +247,11 @@ void to_bf16_padded(const float* x, int64_t x_stride, uint16_t* out, int64_t out
   check_rows(M, K_padded, "to_bf16_padded");
   BX_CHECK(K <= K_padded && out_stride >= K_padded, "to_bf16_padded: K_padded below K");
   if (M == 0 || K_padded == 0) return;
-  to_bf16_kernel<<<elementwise_grid(M, K_padded), 256, 0, stream>>>(x, x_stride, out, out_stride, K,
-                                                                    K_padded);
+  // uint2 stores: out 8-byte aligned suffices; x is read as float4.
+  const bool vec =
+      vec_ok({x}, {x_stride, out_stride, K, K_padded}) && reinterpret_cast<uintptr_t>(out) % 8 == 0;
+  to_bf16_kernel<<<elementwise_grid(M, K_padded, vec), 256, 0, stream>>>(
+      x, x_stride, out, out_stride, K, K_padded, vec);
   check_launch("to_bf16_kernel");
 }
 
@@ -185,8 +259,10 @@ void embed_rows(const void* table, bool table_bf16, int64_t table_stride, const 
                 float* out, int64_t out_stride, int64_t T, int64_t D, cudaStream_t stream) {
   check_rows(T, D, "embed_rows");
   if (T == 0 || D == 0) return;
-  copy_rows_kernel<<<elementwise_grid(T, D), 256, 0, stream>>>(table, table_bf16, table_stride, ids,
-                                                               out, out_stride, D);
+  const bool vec = table_bf16 && vec_ok({out}, {out_stride, table_stride, D}) &&
+                   reinterpret_cast<uintptr_t>(table) % 8 == 0;
+  copy_rows_kernel<<<elementwise_grid(T, D, vec), 256, 0, stream>>>(table, table_bf16, table_stride,
+                                                                    ids, out, out_stride, D, vec);
   check_launch("copy_rows_kernel");
 }
 
@@ -195,7 +271,7 @@ void gather_rows(const float* x, int64_t x_stride, const int32_t* rows, float* o
   check_rows(R, D, "gather_rows");
   if (R == 0 || D == 0) return;
   copy_rows_kernel<<<elementwise_grid(R, D), 256, 0, stream>>>(x, false, x_stride, rows, out,
-                                                               out_stride, D);
+                                                               out_stride, D, false);
   check_launch("copy_rows_kernel");
 }
 

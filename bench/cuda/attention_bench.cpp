@@ -1,0 +1,354 @@
+// Attention and memory-bound kernel benchmark (kernels/cuda/attention.h, rows.h, rope.h) on the
+// Qwen3-8B shapes: 32 query heads, 8 KV heads, head_dim 128, hidden 4096, MLP 12288.
+//
+// Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
+//   prefill  causal 1 x 4096, 32 heads (8 and 32 KV heads): flops = 4 T^2 H D / 2 (the
+//            FlashAttention count), in TFLOP/s; torch SDPA (flash) is measured by
+//            attention_sdpa.py in the same run
+//   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
+//            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
+//            workspace (as the backend), the walking path, and the fast mode's split, each
+//            timed as CUDA graph replays (GPU time) and ours also as eager launches
+//   rows     rmsnorm, silu_mul, add_inplace, to_bf16_padded, embed_rows, rope_inplace for
+//            T = 1 .. 8192 rows: floor = bytes read + written once / B
+// Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
+// that together exceed 3x the L2 where memory allows (the small cases still fit in L2 and are
+// launch-bound). Inputs are random (never zeros).
+//
+// Usage: attention_bench [--quick | --prefill]   (--prefill: the GQA prefill case only)
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/fill.h"
+#include "kernels/cuda/rope.h"
+#include "kernels/cuda/rows.h"
+
+namespace {
+
+using bx::cuda::check_cuda;
+using bx::cuda::DeviceBuffer;
+
+double median_us(const std::function<void(int)>& launch, int rotations) {
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  for (int i = 0; i < 3; ++i) launch(i % rotations);  // warm-up
+  check_cuda(cudaDeviceSynchronize(), "warm-up");
+  check_cuda(cudaEventRecord(start), "record");
+  launch(0);
+  check_cuda(cudaEventRecord(stop), "record");
+  check_cuda(cudaEventSynchronize(stop), "sync");
+  float one_ms = 0;
+  check_cuda(cudaEventElapsedTime(&one_ms, start, stop), "elapsed");
+  const int batch = std::clamp(static_cast<int>(2.0 / std::max(one_ms, 1e-3f)), 1, 200);
+  std::vector<double> samples;
+  for (int s = 0; s < 5; ++s) {
+    check_cuda(cudaEventRecord(start), "record");
+    for (int i = 0; i < batch; ++i) launch(i % rotations);
+    check_cuda(cudaEventRecord(stop), "record");
+    check_cuda(cudaEventSynchronize(stop), "sync");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "elapsed");
+    samples.push_back(1000.0 * ms / batch);
+  }
+  std::sort(samples.begin(), samples.end());
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  check_cuda(cudaGetLastError(), "benchmark launches");
+  return samples[samples.size() / 2];
+}
+
+constexpr int kHeads = 32, kDh = 128, kBlock = 16;
+constexpr size_t kRotateBytes = size_t{160} << 20;  // > 3x the 50 MB L2
+
+// A paged cache of n_seq sequences of len positions each (consecutive blocks), random bf16.
+struct Cache {
+  DeviceBuffer k, v, tables;
+  bx::cuda::PagedKv kv;
+  Cache(int64_t n_seq, int64_t len, int n_kv) {
+    const int64_t blocks_per_seq = (len + kBlock - 1) / kBlock;
+    const int64_t n_blocks = n_seq * blocks_per_seq;
+    const int64_t elems = n_blocks * kBlock * n_kv * kDh;
+    k = DeviceBuffer(static_cast<size_t>(elems) * 2);
+    v = DeviceBuffer(static_cast<size_t>(elems) * 2);
+    bx::cuda::fill_uniform_bf16(k.get<uint16_t>(), elems, 11, -1, 1, nullptr);
+    bx::cuda::fill_uniform_bf16(v.get<uint16_t>(), elems, 12, -1, 1, nullptr);
+    std::vector<int32_t> t(static_cast<size_t>(n_blocks));
+    std::iota(t.begin(), t.end(), 0);
+    tables = DeviceBuffer(t.size() * 4);
+    tables.upload(t.data(), t.size() * 4);
+    kv = bx::cuda::PagedKv{k.get<uint16_t>(), v.get<uint16_t>(), n_blocks, kBlock, n_kv, kDh};
+  }
+};
+
+struct Batch {
+  std::vector<int32_t> pos, off;
+  DeviceBuffer dpos, doff;
+  bx::cuda::AttentionPlanner planner;
+  bx::cuda::DeviceBatch batch;
+  void upload(const int32_t* tables) {
+    dpos = DeviceBuffer(pos.size() * 4);
+    doff = DeviceBuffer(off.size() * 4);
+    dpos.upload(pos.data(), pos.size() * 4);
+    doff.upload(off.data(), off.size() * 4);
+    batch = bx::cuda::DeviceBatch{dpos.get<int32_t>(), doff.get<int32_t>(), tables,
+                                  static_cast<int64_t>(pos.size())};
+    planner.build(pos.data(), off.data(), static_cast<int64_t>(pos.size()));
+  }
+};
+
+bx::cuda::AttentionArgs args_for(const Cache& c, const Batch& b, const float* q, float* out,
+                                 float* workspace, int64_t workspace_floats) {
+  bx::cuda::AttentionArgs a;
+  a.q = q;
+  a.q_stride = kHeads * kDh;
+  a.out = out;
+  a.out_stride = kHeads * kDh;
+  a.n_heads = kHeads;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(kDh));
+  a.kv = c.kv;
+  a.batch = b.batch;
+  a.plan = b.planner.plan();
+  a.workspace = workspace;
+  a.workspace_floats = workspace_floats;
+  return a;
+}
+
+void prefill(int n_kv) {
+  const int64_t T = 4096;
+  Cache cache(1, T, n_kv);
+  Batch b;
+  for (int64_t t = 0; t < T; ++t) {
+    b.pos.push_back(static_cast<int32_t>(t));
+    b.off.push_back(0);
+  }
+  b.upload(cache.tables.get<int32_t>());
+  DeviceBuffer q(static_cast<size_t>(T) * kHeads * kDh * 4), out(q.bytes());
+  bx::cuda::fill_uniform_f32(q.get<float>(), T * kHeads * kDh, 13, -1, 1, nullptr);
+  const bx::cuda::AttentionArgs a =
+      args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
+  const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
+  const double flops = 4.0 * static_cast<double>(T * T * kHeads * kDh) / 2;
+  std::printf("| prefill 1x%lld causal | %d | %d | %.1f | %.0f |\n", static_cast<long long>(T),
+              kHeads, n_kv, us, flops / (us * 1e-6) / 1e12);
+}
+
+void decode(int64_t batch, int64_t ctx, double bandwidth) {
+  const int n_kv = 8;
+  const double kv_bytes = static_cast<double>(batch * ctx * n_kv * kDh * 2 * 2);
+  const int rotations = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / kv_bytes), 1, 16));
+  Cache cache(batch * rotations, ctx, n_kv);
+  const int64_t blocks_per_seq = (ctx + kBlock - 1) / kBlock;
+  std::vector<Batch> batches(static_cast<size_t>(rotations));
+  for (int r = 0; r < rotations; ++r) {
+    for (int64_t i = 0; i < batch; ++i) {
+      batches[static_cast<size_t>(r)].pos.push_back(static_cast<int32_t>(ctx - 1));
+      batches[static_cast<size_t>(r)].off.push_back(
+          static_cast<int32_t>((r * batch + i) * blocks_per_seq));
+    }
+    batches[static_cast<size_t>(r)].upload(cache.tables.get<int32_t>());
+  }
+  DeviceBuffer q(static_cast<size_t>(batch) * kHeads * kDh * 4), out(q.bytes());
+  bx::cuda::fill_uniform_f32(q.get<float>(), batch * kHeads * kDh, 14, -1, 1, nullptr);
+  const int64_t ws_floats = (int64_t{64} << 20) / 4;
+  DeviceBuffer ws(static_cast<size_t>(ws_floats) * 4);
+  auto args_of = [&](int r, bool workspace, bool fast) {
+    bx::cuda::AttentionArgs a =
+        args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
+                 workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
+    if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
+    return a;
+  };
+  auto eager = [&](bool workspace, bool fast) {
+    return median_us([&](int r) { bx::cuda::attention(args_of(r, workspace, fast), nullptr); },
+                     rotations);
+  };
+  // The same launches captured once per rotation as a CUDA graph and replayed: the GPU time
+  // without the host's launch overhead (as a graph-launching engine would see it).
+  auto graphed = [&](bool workspace, bool fast) {
+    cudaStream_t stream;
+    check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
+    std::vector<cudaGraphExec_t> execs;
+    for (int r = 0; r < rotations; ++r) {
+      bx::cuda::attention(args_of(r, workspace, fast), stream);  // first-use setup outside
+      cudaGraph_t graph;
+      check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
+      bx::cuda::attention(args_of(r, workspace, fast), stream);
+      check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
+      cudaGraphExec_t exec;
+      check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+      cudaGraphDestroy(graph);
+      execs.push_back(exec);
+    }
+    const double us = median_us(
+        [&](int r) {
+          check_cuda(cudaGraphLaunch(execs[static_cast<size_t>(r)], stream), "cudaGraphLaunch");
+        },
+        rotations);
+    check_cuda(cudaStreamSynchronize(stream), "sync");
+    for (cudaGraphExec_t e : execs) cudaGraphExecDestroy(e);
+    cudaStreamDestroy(stream);
+    return us;
+  };
+  const bool split_path = bx::cuda::attention_uses_split_partials(args_of(0, true, false));
+  const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
+  const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
+  const double floor_us = kv_bytes / bandwidth * 1e6;
+  std::printf("| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.2f |\n",
+              static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
+              split_path ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
+              floor_us / ours_graph);
+}
+
+// One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r (of at
+// most max_rotations copies: enough copies for kRotateBytes where the buffers allow).
+void row_case(const char* name, int64_t T, double bytes, double bandwidth,
+              const std::function<void(int)>& launch, int max_rotations) {
+  const int rotations = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / bytes), 1, max_rotations));
+  const double us = median_us(launch, rotations);
+  const double floor_us = bytes / bandwidth * 1e6;
+  std::printf("| %s | %lld | %.2f | %.2f | %.2f | %.0f%% |\n", name, static_cast<long long>(T),
+              bytes / 1e6, floor_us, us, 100.0 * floor_us / us);
+}
+
+void rows(int64_t T, double bandwidth) {
+  const int64_t D = 4096, F = 12288;
+  // The largest buffer set is silu_mul's: 3 x T x F floats.
+  const double set_bytes = 3.0 * static_cast<double>(T) * F * 4;
+  const int rot = static_cast<int>(
+      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / set_bytes), 1, 8));
+  DeviceBuffer a(static_cast<size_t>(rot * T * F) * 4), b(a.bytes()), c(a.bytes());
+  bx::cuda::fill_uniform_f32(a.get<float>(), rot * T * F, 21, -2, 2, nullptr);
+  bx::cuda::fill_uniform_f32(b.get<float>(), rot * T * F, 22, -2, 2, nullptr);
+  DeviceBuffer w(static_cast<size_t>(D) * 4);
+  bx::cuda::fill_uniform_f32(w.get<float>(), D, 23, 0.5f, 1.5f, nullptr);
+  float* A = a.get<float>();
+  float* B = b.get<float>();
+  float* C = c.get<float>();
+  const double TD = static_cast<double>(T * D), TF = static_cast<double>(T * F);
+  const int rot_d = static_cast<int>(rot * F / D);  // [T, D] slices in each buffer
+  row_case(
+      "rmsnorm", T, TD * 8 + D * 4, bandwidth,
+      [&](int r) {
+        bx::cuda::rmsnorm(A + r * T * D, D, w.get<float>(), 1e-6f, C + r * T * D, D, T, D, nullptr);
+      },
+      rot_d);
+  row_case(
+      "silu_mul", T, TF * 12, bandwidth,
+      [&](int r) {
+        bx::cuda::silu_mul(A + r * T * F, F, B + r * T * F, F, C + r * T * F, F, T, F, nullptr);
+      },
+      rot);
+  row_case(
+      "add_inplace", T, TD * 12, bandwidth,
+      [&](int r) { bx::cuda::add_inplace(C + r * T * D, D, B + r * T * D, D, T, D, nullptr); },
+      rot_d);
+  uint16_t* Cb = c.get<uint16_t>();
+  row_case(
+      "to_bf16_padded", T, TD * 6, bandwidth,
+      [&](int r) {
+        bx::cuda::to_bf16_padded(A + r * T * D, D, Cb + r * T * D, D, T, D, D, nullptr);
+      },
+      rot_d);
+  // Embedding: a 151936 x 4096 bf16 table (the 8B vocabulary), random ids.
+  const int64_t vocab = 151936;
+  static DeviceBuffer table;
+  if (table.bytes() == 0) {
+    table = DeviceBuffer(static_cast<size_t>(vocab * D) * 2);
+    bx::cuda::fill_uniform_bf16(table.get<uint16_t>(), vocab * D, 24, -1, 1, nullptr);
+  }
+  std::vector<int32_t> ids(static_cast<size_t>(T * rot_d));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
+  DeviceBuffer dids(ids.size() * 4);
+  dids.upload(ids.data(), ids.size() * 4);
+  row_case(
+      "embed_rows", T, TD * 6, bandwidth,
+      [&](int r) {
+        bx::cuda::embed_rows(table.get(), true, D, dids.get<int32_t>() + r * T, C + r * T * D, D, T,
+                             D, nullptr);
+      },
+      rot_d);
+  // RoPE over q (32 heads x 128), in place; the cos/sin rows are read once per token.
+  const int max_pos = 8192;
+  static DeviceBuffer cosv, sinv;
+  if (cosv.bytes() == 0) {
+    cosv = DeviceBuffer(static_cast<size_t>(max_pos) * 64 * 4);
+    sinv = DeviceBuffer(cosv.bytes());
+    bx::cuda::fill_uniform_f32(cosv.get<float>(), max_pos * 64, 25, -1, 1, nullptr);
+    bx::cuda::fill_uniform_f32(sinv.get<float>(), max_pos * 64, 26, -1, 1, nullptr);
+  }
+  std::vector<int32_t> pos(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t % max_pos);
+  DeviceBuffer dpos(pos.size() * 4);
+  dpos.upload(pos.data(), pos.size() * 4);
+  const bx::cuda::RopeDeviceTable rt{cosv.get<float>(), sinv.get<float>(), 128, max_pos,
+                                     bx::RopeLayout::half_split};
+  row_case(
+      "rope (32 heads)", T, TD * 8 + static_cast<double>(T * 64 * 8), bandwidth,
+      [&](int r) {
+        bx::cuda::rope_inplace(A + r * T * D, D, dpos.get<int32_t>(), T, 32, rt, nullptr);
+      },
+      rot_d);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
+  if (!bx::cuda::hopper_available()) {
+    std::printf("attention_bench: no Hopper GPU found; nothing to measure\n");
+    return 0;
+  }
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  const size_t copy_bytes = size_t{1} << 30;
+  double bandwidth = 0;
+  {
+    DeviceBuffer src(copy_bytes), dst(copy_bytes);
+    bx::cuda::fill_uniform_f32(src.get<float>(), static_cast<int64_t>(copy_bytes / 4), 1, -1, 1,
+                               nullptr);
+    const double us = median_us(
+        [&](int) {
+          check_cuda(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice),
+                     "copy");
+        },
+        1);
+    bandwidth = 2.0 * copy_bytes / (us * 1e-6);
+  }
+  std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
+
+  std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");
+  prefill(8);
+  if (prefill_only) return 0;
+  prefill(32);
+  std::printf(
+      "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
+      "ours us, eager | walk us, graph | fast mode us, graph | floor/ours |\n"
+      "|---|---|---|---|---|---|---|---|\n");
+  const std::vector<int64_t> batches =
+      quick ? std::vector<int64_t>{1, 32, 256} : std::vector<int64_t>{1, 8, 32, 128, 256};
+  const std::vector<int64_t> ctxs =
+      quick ? std::vector<int64_t>{512, 8192} : std::vector<int64_t>{512, 2048, 8192};
+  for (int64_t b : batches) {
+    for (int64_t ctx : ctxs) decode(b, ctx, bandwidth);
+  }
+  std::printf(
+      "\n| memory-bound kernel | T | MB | floor us | us | of copy BW |\n"
+      "|---|---|---|---|---|---|\n");
+  const std::vector<int64_t> ts =
+      quick ? std::vector<int64_t>{1, 512, 8192} : std::vector<int64_t>{1, 8, 64, 512, 2048, 8192};
+  for (int64_t T : ts) rows(T, bandwidth);
+  return 0;
+}
