@@ -44,8 +44,12 @@ struct EngineOptions {
   int max_batch_tokens = 0;  // tokens per step; 0 = what the model was loaded for
   int max_seqs = 0;          // sequences per step; 0 = the model's logit-row cap
   int prefill_chunk = 0;     // prompt tokens of one sequence per step; 0 = max_batch_tokens
-  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = max_seqs full contexts, at most 1 GiB
+  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = automatic (engine/kv_sizing.h)
+  double kv_memory_fraction = 0.9;  // of free device memory, when kv_cache_tokens is 0
   bool prefix_cache = true;
+  // Greedy rows without top logprobs take only (id, logprob) from the device
+  // (Backend::greedy_rows) instead of two rows of V floats. Same bits either way.
+  bool device_greedy = true;
 };
 
 struct EngineStats {
@@ -128,7 +132,8 @@ class Engine {
   void release_blocks(Sequence& s);
   void preempt(Sequence& s);
   void publish_full_blocks(Sequence& s);
-  void sample_next(Sequence& s, const float* logits, const float* logprobs);
+  bool greedy_on_device(const Sequence& s) const;
+  void sample_next(Sequence& s, size_t row);
   void finish(Sequence& s, FinishReason reason);
   void publish_gauges();
 
@@ -145,6 +150,9 @@ class Engine {
 
   // Step buffers, sized once.
   std::vector<float> logits_, logprobs_, masked_;
+  std::vector<uint8_t> full_rows_;       // [R] 1: the row comes to the host whole
+  std::vector<int32_t> greedy_ids_;      // [R] Backend::greedy_rows
+  std::vector<float> greedy_logprobs_;   // [R]
   std::vector<int32_t> tokens_, positions_, logit_rows_;
   std::vector<const int32_t*> tables_;
 
