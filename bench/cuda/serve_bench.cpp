@@ -5,6 +5,7 @@
 //   serve_bench [--model random:qwen3-8b] [--modes invariant,fast] [--batches 1,8,32,64,128,256]
 //               [--context 128] [--iters 20] [--requests 1000] [--max-tokens 100]
 //               [--prompt-tokens 16] [--max-seqs 256] [--max-batch-tokens 4096]
+//               [--sampled-requests 0]
 //
 // 1. Copy bandwidth: device-to-device cudaMemcpy of 2 GiB, bytes read plus written.
 //    Roofline of one decode token = bytes of all matmul weights as held / copy bandwidth
@@ -18,6 +19,8 @@
 // 4. Engine: --requests greedy requests with distinct prompts of --prompt-tokens ids and
 //    --max-tokens generated ids each (EOS ignored), all submitted at once; wall time from the
 //    first step to the last, generated tokens/s, steps, forward and scheduler time (graphs on).
+//    --sampled-requests: the same at temperature 1 (seeded sampling on the host: each row's
+//    logits and logprobs come to the host whole).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -91,10 +94,11 @@ struct DecodeBatch {
 struct EngineRun {
   double wall = 0, forward = 0, schedule = 0;
   uint64_t steps = 0, tokens = 0;
+  int64_t kv_tokens = 0;  // the pool the engine sized (kv_sizing.h)
 };
 
 EngineRun run_engine(bx::LoadedModel& model, int requests, int max_tokens, int prompt_tokens,
-                     int max_seqs) {
+                     int max_seqs, float temperature) {
   bx::EngineOptions options;
   options.max_seqs = max_seqs;
   options.prefix_cache = false;
@@ -108,7 +112,8 @@ EngineRun run_engine(bx::LoadedModel& model, int requests, int max_tokens, int p
     }
     r.max_tokens = max_tokens;
     r.ignore_eos = true;
-    r.sampling.temperature = 0.0f;
+    r.sampling.temperature = temperature;
+    r.sampling.seed = static_cast<uint64_t>(i);
     streams.push_back(engine.submit(r));
   }
   const Clock::time_point start = Clock::now();
@@ -117,6 +122,7 @@ EngineRun run_engine(bx::LoadedModel& model, int requests, int max_tokens, int p
   run.wall = seconds_since(start);
   const bx::EngineStats s = engine.stats();
   run.steps = s.steps;
+  run.kv_tokens = engine.options().kv_cache_tokens;
   run.forward = s.forward_seconds;
   run.schedule = s.schedule_seconds;
   for (auto& stream : streams) {
@@ -135,18 +141,21 @@ int main(int argc, char** argv) {
   std::vector<std::string> modes = {"invariant", "fast"};
   std::vector<int> batches = {1, 8, 32, 64, 128, 256};
   int context = 128, iters = 20, requests = 1000, max_tokens = 100, prompt_tokens = 16;
-  int max_seqs = 256, max_batch_tokens = 4096;
+  int max_seqs = 256, max_batch_tokens = 4096, sampled_requests = 0;
   app.add_option("--model", model_path, "model path or random:NAME[:SEED]");
   app.add_option("--modes", modes, "invariant,fast")->delimiter(',');
   app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
   app.add_option("--context", context, "cached positions each decode token attends to");
   app.add_option("--iters", iters, "timed decode steps per batch size");
   app.add_option("--requests", requests, "engine run: requests (0 skips it)");
+  app.add_option("--sampled-requests", sampled_requests,
+                 "engine run at temperature 1 (full rows to the host sampler; 0 skips it)");
   app.add_option("--max-tokens", max_tokens, "engine run: generated tokens per request");
   app.add_option("--prompt-tokens", prompt_tokens, "engine run: prompt tokens per request");
   app.add_option("--max-seqs", max_seqs, "engine run: sequences per step");
   app.add_option("--max-batch-tokens", max_batch_tokens, "engine run: tokens per step");
   CLI11_PARSE(app, argc, argv);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is cut off
   try {
     const double bandwidth = copy_bandwidth();
     std::printf("copy bandwidth: %.3f TB/s (2 GiB device-to-device, read + write)\n",
@@ -224,19 +233,24 @@ int main(int argc, char** argv) {
         }
       }
       model.model->set_replay(true);
-      if (requests > 0) {
-        const EngineRun run = run_engine(model, requests, max_tokens, prompt_tokens, max_seqs);
+      for (const float temperature : {0.0f, 1.0f}) {
+        const int n = temperature == 0.0f ? requests : sampled_requests;
+        if (n == 0) continue;
+        const EngineRun run =
+            run_engine(model, n, max_tokens, prompt_tokens, max_seqs, temperature);
         std::printf(
-            "\nengine: %d requests x %d tokens (prompt %d, max-seqs %d): %.2f s, %.0f tokens/s, "
-            "%llu steps, forward %.2f s, scheduler %.2f s\n",
-            requests, max_tokens, prompt_tokens, max_seqs, run.wall,
+            "\nengine: %d requests x %d tokens (prompt %d, max-seqs %d, temperature %.0f): %.2f s, "
+            "%.0f tokens/s, %llu steps, forward %.2f s, scheduler %.2f s, KV pool %lld tokens\n",
+            n, max_tokens, prompt_tokens, max_seqs, temperature, run.wall,
             static_cast<double>(run.tokens) / run.wall, static_cast<unsigned long long>(run.steps),
-            run.forward, run.schedule);
+            run.forward, run.schedule, static_cast<long long>(run.kv_tokens));
         char line[256];
         std::snprintf(line, sizeof line,
-                      "| %s | engine %d x %d | %.2f s | %.0f tokens/s | %llu steps |", mode.c_str(),
-                      requests, max_tokens, run.wall, static_cast<double>(run.tokens) / run.wall,
-                      static_cast<unsigned long long>(run.steps));
+                      "| %s | engine %d x %d, temperature %.0f | %.2f s | %.0f tokens/s | %llu "
+                      "steps, scheduler + sampling %.2f s |",
+                      mode.c_str(), n, max_tokens, temperature, run.wall,
+                      static_cast<double>(run.tokens) / run.wall,
+                      static_cast<unsigned long long>(run.steps), run.schedule);
         summary.push_back(line);
       }
     }
