@@ -1,8 +1,10 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <string>
+#include <thread>
 
 #include "core/error.h"
 #include "engine/kv_sizing.h"
@@ -60,6 +62,17 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   logprobs_.resize(logits_.size());
   masked_.resize(V);
   full_rows_.reserve(static_cast<size_t>(max_logit_rows_));
+  choices_.resize(static_cast<size_t>(max_logit_rows_));
+  chosen_.assign(static_cast<size_t>(max_logit_rows_), 0);
+  check(o.sampler_threads >= 0,
+        "sampler threads is " + std::to_string(o.sampler_threads) + ", expected >= 0");
+  if (o.sampler_threads == 0) {
+    o.sampler_threads =
+        static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
+  }
+  sampler_pool_ = std::make_unique<ThreadPool>(o.sampler_threads);
+  thread_samplers_.resize(static_cast<size_t>(o.sampler_threads));
+  thread_masked_.assign(static_cast<size_t>(o.sampler_threads), std::vector<float>(V));
   greedy_ids_.resize(static_cast<size_t>(max_logit_rows_));
   greedy_logprobs_.resize(static_cast<size_t>(max_logit_rows_));
   publish_gauges();
@@ -191,6 +204,7 @@ bool Engine::step() {
   const Clock::time_point forward_start = Clock::now();
   run_forward(chunks);                           // KV written, logit rows out
   const Clock::time_point forward_end = Clock::now();
+  precompute_choices(chunks);                    // host sampling of the step's rows, in parallel
   for (const Chunk& c : chunks) commit(c);       // cache bookkeeping, scores, sampling, stops
   retire_finished();
 
@@ -469,29 +483,68 @@ bool Engine::greedy_on_device(const Sequence& s) const {
          s.generated >= r.min_tokens;
 }
 
-void Engine::sample_next(Sequence& s, size_t row) {
+Sampler::Choice Engine::choose(const Sequence& s, size_t row, Sampler& sampler,
+                               std::vector<float>& masked) const {
   const EngineRequest& r = s.request();
   const size_t V = static_cast<size_t>(model_.config.vocab_size);
-  const std::vector<int32_t>& eos_ids = model_.config.eos_token_ids;
   const float* logits = logits_.data() + row * V;
+  const float* logprobs = logprobs_.data() + row * V;
+  std::span<const float> logit_row(logits, V);
+  if (s.generated < r.min_tokens) {  // EOS and stop ids may not be chosen yet
+    std::copy(logits, logits + V, masked.begin());
+    for (int32_t id : model_.config.eos_token_ids) {
+      masked[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+    }
+    for (int32_t id : r.stop_token_ids) {
+      masked[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+    }
+    logit_row = masked;
+  }
+  return sampler.sample(logit_row, std::span<const float>(logprobs, V), s.sampling,
+                        s.tokens.size());
+}
+
+void Engine::precompute_choices(const std::vector<Chunk>& chunks) {
+  std::vector<std::pair<const Sequence*, size_t>> work;  // (sequence, row) sampled on the host
+  for (const Chunk& c : chunks) {
+    const Sequence& s = *c.seq;
+    const size_t last = s.tokens.size() - 1;
+    if (!s.generating() || last < c.first || last >= c.first + c.count) continue;
+    size_t row = c.first_row;  // the sample row is the chunk's last row
+    for (size_t p = c.first; p < last; ++p) row += s.needs_row(p) ? 1 : 0;
+    if (full_rows_[row] != 0) work.emplace_back(&s, row);
+  }
+  if (work.size() < 2 || sampler_pool_->size() == 1) return;  // sample_next does it inline
+  std::atomic<int> next_slot{0};
+  std::atomic<bool> failed{false};
+  sampler_pool_->parallel_for(static_cast<int64_t>(work.size()), 1, [&](int64_t b, int64_t e) {
+    const auto slot = static_cast<size_t>(next_slot++);  // one slot per range: its own scratch
+    try {
+      for (int64_t i = b; i < e; ++i) {
+        const auto [s, row] = work[static_cast<size_t>(i)];
+        choices_[row] = choose(*s, row, thread_samplers_[slot], thread_masked_[slot]);
+        chosen_[row] = 1;
+      }
+    } catch (...) {
+      failed = true;  // sample_next recomputes the row inline and throws there
+    }
+  });
+  (void)failed;
+}
+
+void Engine::sample_next(Sequence& s, size_t row) {
+  const EngineRequest& r = s.request();
+  const std::vector<int32_t>& eos_ids = model_.config.eos_token_ids;
+  const size_t V = static_cast<size_t>(model_.config.vocab_size);
   const float* logprobs = logprobs_.data() + row * V;
   Sampler::Choice choice{};
   if (full_rows_[row] == 0) {
     choice = Sampler::Choice{greedy_ids_[row], greedy_logprobs_[row]};
+  } else if (chosen_[row] != 0) {
+    choice = choices_[row];
+    chosen_[row] = 0;
   } else {
-    std::span<const float> logit_row(logits, V);
-    if (s.generated < r.min_tokens) {  // EOS and stop ids may not be chosen yet
-      std::copy(logits, logits + V, masked_.begin());
-      for (int32_t id : eos_ids) {
-        masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
-      }
-      for (int32_t id : r.stop_token_ids) {
-        masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
-      }
-      logit_row = masked_;
-    }
-    choice = sampler_.sample(logit_row, std::span<const float>(logprobs, V), s.sampling,
-                             s.tokens.size());
+    choice = choose(s, row, sampler_, masked_);
   }
   s.tokens.push_back(choice.id);
   s.generated += 1;

@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "engine/block_pool.h"
 #include "engine/request.h"
 #include "engine/sequence.h"
@@ -50,6 +51,10 @@ struct EngineOptions {
   // Greedy rows without top logprobs take only (id, logprob) from the device
   // (Backend::greedy_rows) instead of two rows of V floats. Same bits either way.
   bool device_greedy = true;
+  // Host threads that run the Sampler on the rows of one step in parallel (each row's choice is
+  // a pure function of its row, so the count changes no bit). 0 = the hardware threads, at most
+  // 16.
+  int sampler_threads = 0;
 };
 
 struct EngineStats {
@@ -133,6 +138,12 @@ class Engine {
   void preempt(Sequence& s);
   void publish_full_blocks(Sequence& s);
   bool greedy_on_device(const Sequence& s) const;
+  // The Sampler's choice for sequence s from logit row `row` (host rows), masking EOS and stop
+  // ids before min_tokens. Reads only the row and s; `masked` is scratch of V floats.
+  Sampler::Choice choose(const Sequence& s, size_t row, Sampler& sampler,
+                         std::vector<float>& masked) const;
+  // Runs choose() for every host-sampled row of the step, in parallel; sample_next takes them.
+  void precompute_choices(const std::vector<Chunk>& chunks);
   void sample_next(Sequence& s, size_t row);
   void finish(Sequence& s, FinishReason reason);
   void publish_gauges();
@@ -141,6 +152,11 @@ class Engine {
   EngineOptions options_;
   BlockPool pool_;
   Sampler sampler_;
+  std::unique_ptr<ThreadPool> sampler_pool_;       // sampler_threads workers
+  std::vector<Sampler> thread_samplers_;           // one per pool thread
+  std::vector<std::vector<float>> thread_masked_;  // [threads][V]
+  std::vector<Sampler::Choice> choices_;           // [R] precomputed choices
+  std::vector<uint8_t> chosen_;                    // [R] 1: choices_[row] is set
   int max_logit_rows_;
 
   std::vector<std::unique_ptr<Sequence>> sequences_;  // every live sequence

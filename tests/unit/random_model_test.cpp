@@ -172,12 +172,15 @@ std::vector<test::RequestResult> run_all(LoadedModel& m, const std::vector<Engin
   return out;
 }
 
-TEST(RandomModel, DeviceGreedyGivesTheSameBitsAsFullRows) {
+// Greedy rows on the device vs full rows on the host, and the host Sampler on 1 vs 3 threads.
+TEST(RandomModel, DeviceGreedyAndSamplerThreadsGiveTheSameBits) {
   LoadedModel m = load_model("random:qwen3-tiny:1", cpu_options());
   const std::vector<EngineRequest> rs = mixed_requests(m.config.vocab_size);
   EngineOptions full, greedy;
   full.device_greedy = false;
+  full.sampler_threads = 1;
   greedy.device_greedy = true;
+  greedy.sampler_threads = 3;
   greedy.max_batch_tokens = 64;  // and another schedule
   const auto a = run_all(m, rs, full), b = run_all(m, rs, greedy);
   std::set<int32_t> firsts;
