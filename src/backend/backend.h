@@ -76,9 +76,41 @@ class Backend {
     throw Error("backend " + name() + " cannot hold " + std::string(dtype_name(dtype)) +
                 " weights: dequantize them at load");
   }
+  // A generated weight matrix [rows, cols] (model/random_model.h): element (r, c) is
+  // hash_weight(stream, r * cols + c, offset, scale) (core/counter_hash.h), in f32, then held as
+  // upload_matrix would hold those values with `dtype`. The default computes them on the host
+  // and calls upload_matrix (fine for small shapes); a GPU backend computes them in place.
+  virtual Tensor generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
+                                 float offset, float scale);
   virtual void init_kv_cache(const KvCacheShape& shape) = 0;
+  // Bytes the KV cache may take on this device: its free memory plus what the current KV cache
+  // holds (a new one replaces it). -1 where memory is not a device's (the CPU): the engine then
+  // sizes the pool from the sequences it serves (engine/kv_sizing.h).
+  virtual int64_t kv_memory_available() const { return -1; }
+  // Bytes of one KV cache element (F32: 4, BF16: 2).
+  virtual int kv_element_bytes() const { return 4; }
   virtual void set_rope_table(const RopeTable& table) = 0;
   virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
+
+  // --- recording the ops of a forward pass for replay (CUDA graphs; optional) ---
+  // A backend that can record the ops issued after begin_batch and launch them again as one
+  // unit says so with can_replay(). A recording is only valid for a batch of the same shape
+  // whose device-side inputs (ids, positions, block tables) sit where they sat when it was made;
+  // begin_batch keeps them there, and replay() reports false when they have moved.
+  virtual bool can_replay() const { return false; }
+  // Launches the ops recorded under `key` (after begin_batch); false if there is no valid one.
+  virtual bool replay(uint64_t key) {
+    (void)key;
+    return false;
+  }
+  // Ops issued from here to end_recording are recorded under `key`, not run.
+  virtual void begin_recording(uint64_t key) { (void)key; }
+  // Ends the recording; launches it if `launch`. False if recording failed: the ops have not
+  // run, and the caller must issue them again directly.
+  virtual bool end_recording(uint64_t key, bool launch) {
+    (void)key, (void)launch;
+    return false;
+  }
 
   // --- ops (f32 tensors unless stated) ---
   // Copies the batch's token ids, positions and block tables where the ops below can read them.
@@ -98,6 +130,12 @@ class Backend {
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
   virtual void copy_to_host(const Tensor& x, float* host) = 0;       // [rows, cols] densely
+  // Greedy choice per row, without moving the rows to the host: ids[r] = argmax(logits[r])
+  // (ties to the lowest id, NaNs skipped, 0 if all NaN: bx::argmax, kernels/rows.h) and
+  // chosen[r] = logprobs[r, ids[r]], for r < logits.rows (host arrays). logprobs is
+  // log_softmax(logits). The default copies each row to the host and calls bx::argmax.
+  virtual void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                           float* chosen);
 };
 
 }  // namespace bx

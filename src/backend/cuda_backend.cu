@@ -6,11 +6,15 @@
 #include <cstring>
 #include <unordered_map>
 
+#include <xxhash.h>
+
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/generate.h"
+#include "kernels/cuda/greedy.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 
@@ -25,6 +29,12 @@ int64_t round_up8(int64_t n) {
   return (n + 7) / 8 * 8;
 }
 
+// The attention split size: fixed in invariant mode; in fast mode (R8) one that follows the batch.
+int attention_split(CudaBackend::Mode mode, const cuda::AttentionPlan& plan, int n_kv_heads) {
+  return mode == CudaBackend::Mode::fast ? cuda::conventional_split(plan, n_kv_heads)
+                                         : cuda::kAttentionSplit;
+}
+
 float* f32(const Tensor& t) {
   return static_cast<float*>(t.data);
 }
@@ -37,14 +47,37 @@ void check_f32(const Tensor& t, const char* what) {
 template <typename T>
 struct GrowBuffer {
   DeviceBuffer buf;
+  int moves = 0;  // reallocations (recorded graphs hold the old address)
   T* ensure(size_t n) {
-    if (n * sizeof(T) > buf.bytes()) buf = DeviceBuffer(std::max<size_t>(n, 64) * sizeof(T));
+    if (n * sizeof(T) > buf.bytes()) {
+      buf = DeviceBuffer(std::max<size_t>({n, 64, 2 * buf.bytes() / sizeof(T)}) * sizeof(T));
+      ++moves;
+    }
     return buf.get<T>();
   }
-  T* upload(const std::vector<T>& host) {
-    T* p = ensure(host.size());
-    if (!host.empty()) buf.upload(host.data(), host.size() * sizeof(T));
-    return p;
+};
+
+// Page-locked host memory that grows (never shrinks): the staging area of begin_batch's
+// uploads, so they are stream-ordered asynchronous copies.
+struct PinnedInts {
+  int32_t* ptr = nullptr;
+  size_t size = 0;
+  PinnedInts() = default;
+  PinnedInts(const PinnedInts&) = delete;
+  PinnedInts& operator=(const PinnedInts&) = delete;
+  ~PinnedInts() {
+    if (ptr != nullptr) cudaFreeHost(ptr);
+  }
+  int32_t* ensure(size_t n) {
+    if (n > size) {
+      if (ptr != nullptr) cudaFreeHost(ptr);
+      ptr = nullptr;
+      size = std::max<size_t>({n, 1024, 2 * size});
+      check_cuda(cudaHostAlloc(reinterpret_cast<void**>(&ptr), size * sizeof(int32_t),
+                               cudaHostAllocDefault),
+                 "cudaHostAlloc");
+    }
+    return ptr;
   }
 };
 
@@ -59,6 +92,7 @@ struct CudaBackend::State {
   cuda::RopeDeviceTable rope;
   // The batch, on the device.
   GrowBuffer<int32_t> tokens, positions, table_offsets, tables, logit_rows;
+  PinnedInts staging;  // their host side
   cuda::DeviceBatch batch;
   // Attention's tiling of the batch and its split partials (attention.h), sized once.
   static constexpr size_t kAttentionWorkspaceBytes = size_t{64} << 20;
@@ -70,6 +104,26 @@ struct CudaBackend::State {
   GrowBuffer<uint16_t> x_bf16;
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
+  // greedy_rows' results on the device: [rows] ids and chosen logprobs.
+  GrowBuffer<int32_t> greedy_ids;
+  GrowBuffer<float> greedy_chosen;
+  // Recorded forward passes (CUDA graphs) by key, each with the buffer layout it was made for.
+  // A recording also holds the launch shapes that it baked in and that follow the batch rather
+  // than the bucket: attention's plan (its device arrays, tile and single counts, split and
+  // split slots). Replay needs both to match.
+  struct Recording {
+    cudaGraphExec_t exec = nullptr;
+    int64_t layout = 0;
+    uint64_t launch_shape = 0;
+  };
+  uint64_t launch_shape = 0;  // of the current batch, set in begin_batch
+  std::unordered_map<uint64_t, Recording> recordings;
+  int kv_moves = 0;
+  // Changes whenever a device buffer that recorded ops read or write moves.
+  int64_t layout() const {
+    return tokens.moves + positions.moves + table_offsets.moves + tables.moves +
+           logit_rows.moves + x_bf16.moves + kv_moves;
+  }
 
   cuda::PagedKv kv_layer(int layer) const {
     BX_CHECK(kv.get() != nullptr, "cuda backend: the KV cache is not initialised");
@@ -98,6 +152,7 @@ CudaBackend::CudaBackend(Mode mode) : mode_(mode), state_(std::make_unique<State
 CudaBackend::~CudaBackend() {
   if (state_ && state_->stream != nullptr) {
     cudaStreamSynchronize(state_->stream);
+    for (auto& [key, r] : state_->recordings) cudaGraphExecDestroy(r.exec);
     cudaStreamDestroy(state_->stream);
   }
 }
@@ -146,6 +201,30 @@ Tensor CudaBackend::upload_matrix(const float* host, int64_t rows, int64_t cols,
   return t;
 }
 
+Tensor CudaBackend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
+                                    float offset, float scale) {
+  BX_CHECK(dtype == DType::f32 || dtype == DType::bf16,
+           "cuda backend: generate_matrix supports F32 and BF16");
+  BX_CHECK(rows > 0 && cols > 0, "cuda backend: generate_matrix needs a positive shape");
+  if (rows == 1) {  // norm weights: kept in f32, as upload_matrix keeps them
+    Tensor t = alloc(DType::f32, rows, cols);
+    cuda::generate_weights_f32(f32(t), rows, cols, t.stride, stream, offset, scale, state_->stream);
+    return t;
+  }
+  Tensor t = alloc(DType::bf16, rows, cols);  // stride padded to 8 with zeros
+  state_->max_k_padded = std::max(state_->max_k_padded, t.stride);
+  cuda::generate_weights_bf16(static_cast<uint16_t*>(t.data), rows, cols, t.stride, stream, offset,
+                              scale, state_->stream);
+  check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (generate_matrix)");
+  return t;
+}
+
+int64_t CudaBackend::kv_memory_available() const {
+  size_t free_bytes = 0, total_bytes = 0;
+  check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  return static_cast<int64_t>(free_bytes + state_->kv.bytes());
+}
+
 void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
                shape.n_kv_heads > 0 && shape.head_dim > 0,
@@ -156,6 +235,8 @@ void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
   const size_t per_layer =
       static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize");
+  state_->kv = DeviceBuffer();  // free the old cache first: the new one may take its memory
+  ++state_->kv_moves;
   state_->kv = DeviceBuffer(per_layer * 2 * static_cast<size_t>(shape.n_layers) * 2);
   check_cuda(cudaMemset(state_->kv.get(), 0, state_->kv.bytes()), "cudaMemset (KV cache)");
   state_->kv_shape = shape;
@@ -173,6 +254,43 @@ void CudaBackend::set_rope_table(const RopeTable& table) {
   state_->rope_sin.upload(table.sin.data(), n * sizeof(float));
   state_->rope = cuda::RopeDeviceTable{state_->rope_cos.get<float>(), state_->rope_sin.get<float>(),
                                        table.head_dim, table.max_positions, table.layout};
+}
+
+bool CudaBackend::replay(uint64_t key) {
+  State& s = *state_;
+  const auto it = s.recordings.find(key);
+  if (it == s.recordings.end() || it->second.layout != s.layout() ||
+      it->second.launch_shape != s.launch_shape) {
+    return false;
+  }
+  check_cuda(cudaGraphLaunch(it->second.exec, s.stream), "cudaGraphLaunch");
+  return true;
+}
+
+void CudaBackend::begin_recording(uint64_t /*key*/) {
+  check_cuda(cudaStreamBeginCapture(state_->stream, cudaStreamCaptureModeRelaxed),
+             "cudaStreamBeginCapture");
+}
+
+bool CudaBackend::end_recording(uint64_t key, bool launch) {
+  State& s = *state_;
+  cudaGraph_t graph = nullptr;
+  if (cudaStreamEndCapture(s.stream, &graph) != cudaSuccess || graph == nullptr) {
+    cudaGetLastError();  // clear the error: the caller runs the ops directly
+    return false;
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (made != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  State::Recording& r = s.recordings[key];
+  if (r.exec != nullptr) cudaGraphExecDestroy(r.exec);
+  r = State::Recording{exec, s.layout(), s.launch_shape};
+  if (launch) check_cuda(cudaGraphLaunch(exec, s.stream), "cudaGraphLaunch");
+  return true;
 }
 
 void CudaBackend::begin_batch(const ForwardBatch& batch) {
@@ -208,14 +326,35 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   }
   for (size_t t = 0; t < T; ++t) offsets[t] = seen[batch.block_tables[t]].first;
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");  // buffers are reused
-  s.tokens.upload(std::vector<int32_t>(batch.tokens.begin(), batch.tokens.end()));
-  s.batch.positions =
-      s.positions.upload(std::vector<int32_t>(batch.positions.begin(), batch.positions.end()));
-  s.batch.table_offsets = s.table_offsets.upload(offsets);
-  s.batch.tables = s.tables.upload(flat);
+  // Staged in pinned memory, copied in stream order before the ops that read them.
+  int32_t* staged = s.staging.ensure(3 * T + flat.size() + batch.logit_rows.size());
+  const auto stage = [&](GrowBuffer<int32_t>& device, const int32_t* host, size_t n) {
+    int32_t* dst = device.ensure(n);
+    std::copy(host, host + n, staged);
+    if (n > 0) {
+      check_cuda(cudaMemcpyAsync(dst, staged, n * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                 s.stream),
+                 "cudaMemcpyAsync (begin_batch)");
+    }
+    staged += n;
+    return dst;
+  };
+  stage(s.tokens, batch.tokens.data(), T);
+  s.batch.positions = stage(s.positions, batch.positions.data(), T);
+  s.batch.table_offsets = stage(s.table_offsets, offsets.data(), T);
+  s.batch.tables = stage(s.tables, flat.data(), flat.size());
   s.batch.T = static_cast<int64_t>(T);
-  s.attention_plan.build(batch.positions.data(), offsets.data(), static_cast<int64_t>(T));
-  s.logit_rows.upload(std::vector<int32_t>(batch.logit_rows.begin(), batch.logit_rows.end()));
+  const cuda::AttentionPlan& plan = s.attention_plan.build(
+      batch.positions.data(), offsets.data(), static_cast<int64_t>(T), s.stream);
+  const int split = attention_split(mode_, plan, s.kv_shape.n_kv_heads);
+  const uint64_t shape[] = {reinterpret_cast<uintptr_t>(plan.tiles),
+                            reinterpret_cast<uintptr_t>(plan.singles),
+                            static_cast<uint64_t>(plan.n_tiles),
+                            static_cast<uint64_t>(plan.n_singles),
+                            static_cast<uint64_t>(split),
+                            static_cast<uint64_t>(plan.max_position / split)};
+  s.launch_shape = XXH3_64bits(shape, sizeof shape);
+  stage(s.logit_rows, batch.logit_rows.data(), batch.logit_rows.size());
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
   s.x_bf16.ensure(s.x_bf16_capacity);
@@ -317,8 +456,7 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
   args.plan = state_->attention_plan.plan();
   args.workspace = state_->attention_workspace.get<float>();
   args.workspace_floats = static_cast<int64_t>(state_->attention_workspace.bytes() / sizeof(float));
-  // Fast mode (R8): a split count that follows the batch, not invariant.
-  if (mode_ == Mode::fast) args.split = cuda::conventional_split(args.plan, kv.n_kv_heads);
+  args.split = attention_split(mode_, args.plan, kv.n_kv_heads);
   cuda::attention(args, state_->stream);
 }
 
@@ -351,5 +489,27 @@ void CudaBackend::copy_to_host(const Tensor& x, float* host) {
              "cudaMemcpy2DAsync (copy_to_host)");
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (forward)");
 }
+
+void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                              float* chosen) {
+  check_f32(logits, "greedy_rows logits");
+  check_f32(logprobs, "greedy_rows logprobs");
+  BX_CHECK(logits.rows == logprobs.rows && logits.cols == logprobs.cols,
+           "cuda backend: greedy_rows logits and logprobs must have the same shape");
+  State& s = *state_;
+  const auto rows = static_cast<size_t>(logits.rows);
+  int32_t* d_ids = s.greedy_ids.ensure(rows);
+  float* d_chosen = s.greedy_chosen.ensure(rows);
+  cuda::greedy_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
+                    logits.cols, d_ids, d_chosen, s.stream);
+  check_cuda(cudaMemcpyAsync(ids, d_ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s.stream),
+             "cudaMemcpyAsync (greedy ids)");
+  check_cuda(
+      cudaMemcpyAsync(chosen, d_chosen, rows * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
+      "cudaMemcpyAsync (greedy logprobs)");
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (forward)");
+}
+
+void* CudaBackend::stream_handle() const { return state_->stream; }
 
 }  // namespace bx

@@ -43,9 +43,22 @@ class CudaBackend final : public Backend {
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
   Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
+  // Generated on the device (kernels/cuda/generate.h); held as upload_matrix holds weights.
+  Tensor generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream, float offset,
+                         float scale) override;
   void init_kv_cache(const KvCacheShape& shape) override;
+  // cudaMemGetInfo's free bytes plus the current KV cache's.
+  int64_t kv_memory_available() const override;
+  int kv_element_bytes() const override { return 2; }  // BF16
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
+
+  // CUDA graphs: stream capture of the ops, instantiated once per key, replayed while the
+  // batch buffers and the KV cache stay where they were.
+  bool can_replay() const override { return true; }
+  bool replay(uint64_t key) override;
+  void begin_recording(uint64_t key) override;
+  bool end_recording(uint64_t key, bool launch) override;
 
   void begin_batch(const ForwardBatch& batch) override;
   void embed(const Tensor& table, Tensor out) override;
@@ -59,6 +72,11 @@ class CudaBackend final : public Backend {
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
+  void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                   float* chosen) override;  // kernels/cuda/greedy.h
+
+  // The cudaStream_t every op is enqueued on (for benchmarks that time ops with CUDA events).
+  void* stream_handle() const;
 
  private:
   struct State;  // device buffers and the stream (CUDA types stay in the .cu file)

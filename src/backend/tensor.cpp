@@ -1,8 +1,11 @@
 #include <cstddef>
+#include <vector>
 
 #include "backend/backend.h"
+#include "core/counter_hash.h"
 #include "core/error.h"
 #include "kernels/quant.h"
+#include "kernels/rows.h"
 
 namespace bx {
 
@@ -31,6 +34,27 @@ Tensor Tensor::rows_view(int64_t first, int64_t count) const {
 void Backend::add_bias(Tensor, const Tensor&) {
   throw Error("backend " + name() +
               " does not implement add_bias, which models with attention biases need");
+}
+
+Tensor Backend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
+                                float offset, float scale) {
+  BX_CHECK(rows > 0 && cols > 0, "generate_matrix: the shape must be positive");
+  std::vector<float> host(static_cast<size_t>(rows * cols));
+  for (size_t i = 0; i < host.size(); ++i) host[i] = hash_weight(stream, i, offset, scale);
+  return upload_matrix(host.data(), rows, cols, dtype);
+}
+
+void Backend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                          float* chosen) {
+  BX_CHECK(logits.rows == logprobs.rows && logits.cols == logprobs.cols,
+           "greedy_rows: logits and logprobs must have the same shape");
+  std::vector<float> row(static_cast<size_t>(logits.cols));
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    copy_to_host(logits.rows_view(r, 1), row.data());
+    ids[r] = static_cast<int32_t>(argmax(row.data(), logits.cols));
+    copy_to_host(logprobs.rows_view(r, 1), row.data());
+    chosen[r] = row[static_cast<size_t>(ids[r])];
+  }
 }
 
 }  // namespace bx

@@ -16,7 +16,8 @@ namespace bx::cli {
 void add_model_flags(CLI::App& command, ModelFlags& flags) {
   command
       .add_option("--model", flags.model_path,
-                  "Path to a GGUF model file or a Hugging Face model folder")
+                  "Path to a GGUF model file or a Hugging Face model folder, or "
+                  "random:qwen3-8b[:SEED] / random:qwen3-tiny[:SEED] (generated weights)")
       ->required();
   command.add_option("--threads", flags.threads,
                      "CPU threads (default: all); results do not depend on it");
@@ -132,7 +133,8 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
 const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& purpose) {
   check(model.tokenizer != nullptr,
         model.path + ": this model has no tokenizer (a Hugging Face folder needs its " +
-            "tokenizer.json), but " + purpose + " needs one");
+            "tokenizer.json; a random: model has none), but " + purpose +
+            " needs one");
   return *model.tokenizer;
 }
 

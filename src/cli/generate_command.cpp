@@ -23,6 +23,7 @@ struct GenerateFlags {
   EngineFlags engine;
   std::optional<std::string> prompt;
   std::optional<std::string> prompts_file;
+  std::optional<std::string> prompt_ids;  // "5,17,300": token ids, for models without tokenizer
   int max_tokens = 128;
   int min_tokens = 0;
   bool ignore_eos = false;
@@ -46,9 +47,30 @@ std::vector<std::string> read_prompts_file(const std::string& path) {
   return prompts;
 }
 
+// "5,17,300" (commas or spaces between ids) -> {5, 17, 300}.
+std::vector<int32_t> parse_prompt_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  const char* p = text.data();
+  const char* end = p + text.size();
+  while (p < end) {
+    if (*p == ',' || *p == ' ') {
+      ++p;
+      continue;
+    }
+    int32_t id = 0;
+    const auto [next, ec] = std::from_chars(p, end, id);
+    check(ec == std::errc() && next != p && id >= 0,
+          "--prompt-ids is '" + text + "', expected token ids >= 0 separated by commas");
+    ids.push_back(id);
+    p = next;
+  }
+  check(!ids.empty(), "--prompt-ids is empty, expected at least one token id");
+  return ids;
+}
+
 void validate_flags(const GenerateFlags& f) {
-  check(f.prompt.has_value() != f.prompts_file.has_value(),
-        "give exactly one of --prompt TEXT or --prompts-file FILE");
+  check(f.prompt.has_value() + f.prompts_file.has_value() + f.prompt_ids.has_value() == 1,
+        "give exactly one of --prompt TEXT, --prompts-file FILE or --prompt-ids IDS");
   check(f.max_tokens >= 0,
         "--max-tokens is " + std::to_string(f.max_tokens) + ", expected a number >= 0");
   check(f.format == "text" || f.format == "json",
@@ -99,17 +121,22 @@ void run_generate(GenerateFlags& f) {
   LoadOptions load_options;
   EngineOptions engine_options;
   apply_engine_flags(f.engine, load_options, engine_options);
+  const std::vector<int32_t> prompt_ids =
+      f.prompt_ids ? parse_prompt_ids(*f.prompt_ids) : std::vector<int32_t>{};
   const std::vector<std::string> prompts =
-      f.prompt ? std::vector<std::string>{*f.prompt} : read_prompts_file(*f.prompts_file);
+      f.prompt_ids ? std::vector<std::string>{*f.prompt_ids}
+      : f.prompt   ? std::vector<std::string>{*f.prompt}
+                   : read_prompts_file(*f.prompts_file);
 
   LoadedModel model = load_with_progress(f.model, load_options);
-  const Tokenizer& tokenizer = require_tokenizer(model, "generate (text in, text out)");
+  const Tokenizer* tokenizer =
+      f.prompt_ids ? nullptr : &require_tokenizer(model, "generate (text in, text out)");
   Engine engine(model, engine_options);
 
   std::vector<EngineRequest> requests(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {
     EngineRequest& r = requests[i];
-    r.prompt = tokenizer.encode(prompts[i], /*add_bos=*/true);
+    r.prompt = tokenizer ? tokenizer->encode(prompts[i], /*add_bos=*/true) : prompt_ids;
     r.sampling = f.sampling;
     r.max_tokens = f.max_tokens;
     r.min_tokens = f.min_tokens;
@@ -120,8 +147,8 @@ void run_generate(GenerateFlags& f) {
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (EngineRequest& r : requests) streams.push_back(engine.submit(std::move(r)));
 
-  // One prompt as text streams its completion as it is generated.
-  const bool stream = f.format == "text" && prompts.size() == 1;
+  // One prompt as text streams its completion as it is generated (ids: one line at the end).
+  const bool stream = f.format == "text" && prompts.size() == 1 && tokenizer != nullptr;
   if (stream) std::cout << prompts[0] << std::flush;
   std::vector<Completion> completions(prompts.size());
   bool more = true;
@@ -141,6 +168,11 @@ void run_generate(GenerateFlags& f) {
   for (size_t i = 0; i < prompts.size(); ++i) {
     if (f.format == "json") {
       std::cout << json_line(prompts[i], completions[i]) << "\n";
+    } else if (tokenizer == nullptr) {  // token ids in, token ids out
+      for (size_t t = 0; t < completions[i].tokens.size(); ++t) {
+        std::cout << (t ? " " : "") << completions[i].tokens[t];
+      }
+      std::cout << "\n";
     } else {
       std::cout << prompts[i] << completions[i].text << "\n\n";
     }
@@ -156,6 +188,9 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--prompt", flags->prompt, "Prompt text (\"\" starts from BOS alone)");
   cmd->add_option("--prompts-file", flags->prompts_file,
                   "File with one prompt a line; all run through the engine together");
+  cmd->add_option("--prompt-ids", flags->prompt_ids,
+                  "Prompt as token ids (\"5,17,300\"): no tokenizer needed, e.g. for "
+                  "--model random:qwen3-tiny; text output is the generated ids");
   cmd->add_option("--max-tokens", flags->max_tokens,
                   "Tokens to generate per prompt (128); generation also ends at the context size");
   cmd->add_option("--min-tokens", flags->min_tokens, "EOS and stop strings only after this many (0)");

@@ -1,10 +1,13 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <limits>
 #include <string>
+#include <thread>
 
 #include "core/error.h"
+#include "engine/kv_sizing.h"
 
 namespace bx {
 namespace {
@@ -17,12 +20,16 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
 
 size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 
-int64_t default_kv_tokens(const LoadedModel& m, int max_seqs) {
-  const KvCacheShape& s = m.kv_shape;
-  const int64_t bytes_per_token = int64_t{2} * s.n_layers * s.n_kv_heads * s.head_dim * 4;
+int64_t default_kv_tokens(const LoadedModel& m, const EngineOptions& o) {
+  const Backend& backend = *m.backend;
   const int64_t context = m.config.context_length;
-  const int64_t cap = (int64_t{1} << 30) / bytes_per_token;
-  return std::max(context, std::min(context * max_seqs, cap));
+  const int64_t available = backend.kv_memory_available();
+  if (available < 0) {
+    return kv_tokens_for_host(context, o.max_seqs, kv_bytes_per_token(m.kv_shape, 4));
+  }
+  return kv_tokens_for_memory(available, o.kv_memory_fraction,
+                              kv_bytes_per_token(m.kv_shape, backend.kv_element_bytes()),
+                              m.kv_shape.block_size, context, o.max_seqs);
 }
 
 }  // namespace
@@ -44,7 +51,7 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   check(o.max_seqs <= m.max_logit_rows(),
         "max sequences " + std::to_string(o.max_seqs) +
             " exceeds what the model was loaded for (" + std::to_string(m.max_logit_rows()) + ")");
-  if (o.kv_cache_tokens <= 0) o.kv_cache_tokens = default_kv_tokens(model_, o.max_seqs);
+  if (o.kv_cache_tokens <= 0) o.kv_cache_tokens = default_kv_tokens(model_, o);
   const int block_size = model_.kv_shape.block_size;
   const int64_t n_blocks = (o.kv_cache_tokens + block_size - 1) / block_size;
   pool_ = BlockPool(n_blocks, block_size);
@@ -54,6 +61,20 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   logits_.resize(static_cast<size_t>(max_logit_rows_) * V);
   logprobs_.resize(logits_.size());
   masked_.resize(V);
+  full_rows_.reserve(static_cast<size_t>(max_logit_rows_));
+  choices_.resize(static_cast<size_t>(max_logit_rows_));
+  chosen_.assign(static_cast<size_t>(max_logit_rows_), 0);
+  check(o.sampler_threads >= 0,
+        "sampler threads is " + std::to_string(o.sampler_threads) + ", expected >= 0");
+  if (o.sampler_threads == 0) {
+    o.sampler_threads =
+        static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 16u));
+  }
+  sampler_pool_ = std::make_unique<ThreadPool>(o.sampler_threads);
+  thread_samplers_.resize(static_cast<size_t>(o.sampler_threads));
+  thread_masked_.assign(static_cast<size_t>(o.sampler_threads), std::vector<float>(V));
+  greedy_ids_.resize(static_cast<size_t>(max_logit_rows_));
+  greedy_logprobs_.resize(static_cast<size_t>(max_logit_rows_));
   publish_gauges();
 }
 
@@ -183,6 +204,7 @@ bool Engine::step() {
   const Clock::time_point forward_start = Clock::now();
   run_forward(chunks);                           // KV written, logit rows out
   const Clock::time_point forward_end = Clock::now();
+  precompute_choices(chunks);                    // host sampling of the step's rows, in parallel
   for (const Chunk& c : chunks) commit(c);       // cache bookkeeping, scores, sampling, stops
   retire_finished();
 
@@ -379,18 +401,33 @@ void Engine::preempt(Sequence& s) {
 // ---- forward and its results ----
 
 void Engine::run_forward(const std::vector<Chunk>& chunks) {
-  tokens_.clear(), positions_.clear(), tables_.clear(), logit_rows_.clear();
+  tokens_.clear(), positions_.clear(), tables_.clear(), logit_rows_.clear(), full_rows_.clear();
+  bool any_greedy = false;
   for (const Chunk& c : chunks) {
     const Sequence& s = *c.seq;
     for (size_t p = c.first; p < c.first + c.count; ++p) {
-      if (s.needs_row(p)) logit_rows_.push_back(static_cast<int32_t>(tokens_.size()));
+      if (s.needs_row(p)) {
+        logit_rows_.push_back(static_cast<int32_t>(tokens_.size()));
+        // A sampling row (the last token) of a greedy sequence needs only the argmax.
+        const bool greedy = p + 1 == s.tokens.size() && greedy_on_device(s);
+        full_rows_.push_back(greedy ? 0 : 1);
+        any_greedy = any_greedy || greedy;
+      }
       tokens_.push_back(s.tokens[p]);
       positions_.push_back(static_cast<int32_t>(p));
       tables_.push_back(s.blocks.data());
     }
   }
   const ForwardBatch batch{tokens_, positions_, tables_, logit_rows_};
-  model_.model->forward(batch, logits_.data(), logprobs_.data());
+  LogitOutputs out;
+  out.logits = logits_.data();
+  out.logprobs = logprobs_.data();
+  out.full = full_rows_;
+  if (any_greedy) {
+    out.greedy_ids = greedy_ids_.data();
+    out.greedy_logprobs = greedy_logprobs_.data();
+  }
+  model_.model->forward(batch, out);
 }
 
 void Engine::commit(const Chunk& c) {
@@ -420,7 +457,7 @@ void Engine::commit(const Chunk& c) {
     s.scores_sent = true;
   }
   if (sample_row) {
-    sample_next(s, logits_.data() + *sample_row * V, logprobs_.data() + *sample_row * V);
+    sample_next(s, *sample_row);
   } else if (s.pending() == 0 && !s.generating() && !s.finished) {
     finish(s, FinishReason::length);  // scored only (max_tokens 0)
   }
@@ -438,23 +475,77 @@ void Engine::publish_full_blocks(Sequence& s) {
   }
 }
 
-void Engine::sample_next(Sequence& s, const float* logits, const float* logprobs) {
+// Greedy with nothing but the chosen id's logprob to report, and no ids masked: the device's
+// argmax (ties to the lowest id) is exactly the Sampler's greedy choice.
+bool Engine::greedy_on_device(const Sequence& s) const {
+  const EngineRequest& r = s.request();
+  return options_.device_greedy && s.sampling.temperature == 0.0f && r.top_logprobs == 0 &&
+         s.generated >= r.min_tokens;
+}
+
+Sampler::Choice Engine::choose(const Sequence& s, size_t row, Sampler& sampler,
+                               std::vector<float>& masked) const {
   const EngineRequest& r = s.request();
   const size_t V = static_cast<size_t>(model_.config.vocab_size);
-  const std::vector<int32_t>& eos_ids = model_.config.eos_token_ids;
-  std::span<const float> row(logits, V);
+  const float* logits = logits_.data() + row * V;
+  const float* logprobs = logprobs_.data() + row * V;
+  std::span<const float> logit_row(logits, V);
   if (s.generated < r.min_tokens) {  // EOS and stop ids may not be chosen yet
-    std::copy(logits, logits + V, masked_.begin());
-    for (int32_t id : eos_ids) {
-      masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+    std::copy(logits, logits + V, masked.begin());
+    for (int32_t id : model_.config.eos_token_ids) {
+      masked[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
     }
     for (int32_t id : r.stop_token_ids) {
-      masked_[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
+      masked[static_cast<size_t>(id)] = -std::numeric_limits<float>::infinity();
     }
-    row = masked_;
+    logit_row = masked;
   }
-  const Sampler::Choice choice =
-      sampler_.sample(row, std::span<const float>(logprobs, V), s.sampling, s.tokens.size());
+  return sampler.sample(logit_row, std::span<const float>(logprobs, V), s.sampling,
+                        s.tokens.size());
+}
+
+void Engine::precompute_choices(const std::vector<Chunk>& chunks) {
+  std::vector<std::pair<const Sequence*, size_t>> work;  // (sequence, row) sampled on the host
+  for (const Chunk& c : chunks) {
+    const Sequence& s = *c.seq;
+    const size_t last = s.tokens.size() - 1;
+    if (!s.generating() || last < c.first || last >= c.first + c.count) continue;
+    size_t row = c.first_row;  // the sample row is the chunk's last row
+    for (size_t p = c.first; p < last; ++p) row += s.needs_row(p) ? 1 : 0;
+    if (full_rows_[row] != 0) work.emplace_back(&s, row);
+  }
+  if (work.size() < 2 || sampler_pool_->size() == 1) return;  // sample_next does it inline
+  std::atomic<int> next_slot{0};
+  std::atomic<bool> failed{false};
+  sampler_pool_->parallel_for(static_cast<int64_t>(work.size()), 1, [&](int64_t b, int64_t e) {
+    const auto slot = static_cast<size_t>(next_slot++);  // one slot per range: its own scratch
+    try {
+      for (int64_t i = b; i < e; ++i) {
+        const auto [s, row] = work[static_cast<size_t>(i)];
+        choices_[row] = choose(*s, row, thread_samplers_[slot], thread_masked_[slot]);
+        chosen_[row] = 1;
+      }
+    } catch (...) {
+      failed = true;  // sample_next recomputes the row inline and throws there
+    }
+  });
+  (void)failed;
+}
+
+void Engine::sample_next(Sequence& s, size_t row) {
+  const EngineRequest& r = s.request();
+  const std::vector<int32_t>& eos_ids = model_.config.eos_token_ids;
+  const size_t V = static_cast<size_t>(model_.config.vocab_size);
+  const float* logprobs = logprobs_.data() + row * V;
+  Sampler::Choice choice{};
+  if (full_rows_[row] == 0) {
+    choice = Sampler::Choice{greedy_ids_[row], greedy_logprobs_[row]};
+  } else if (chosen_[row] != 0) {
+    choice = choices_[row];
+    chosen_[row] = 0;
+  } else {
+    choice = choose(s, row, sampler_, masked_);
+  }
   s.tokens.push_back(choice.id);
   s.generated += 1;
 

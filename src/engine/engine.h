@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/thread_pool.h"
 #include "engine/block_pool.h"
 #include "engine/request.h"
 #include "engine/sequence.h"
@@ -44,8 +45,16 @@ struct EngineOptions {
   int max_batch_tokens = 0;  // tokens per step; 0 = what the model was loaded for
   int max_seqs = 0;          // sequences per step; 0 = the model's logit-row cap
   int prefill_chunk = 0;     // prompt tokens of one sequence per step; 0 = max_batch_tokens
-  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = max_seqs full contexts, at most 1 GiB
+  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = automatic (engine/kv_sizing.h)
+  double kv_memory_fraction = 0.9;  // of free device memory, when kv_cache_tokens is 0
   bool prefix_cache = true;
+  // Greedy rows without top logprobs take only (id, logprob) from the device
+  // (Backend::greedy_rows) instead of two rows of V floats. Same bits either way.
+  bool device_greedy = true;
+  // Host threads that run the Sampler on the rows of one step in parallel (each row's choice is
+  // a pure function of its row, so the count changes no bit). 0 = the hardware threads, at most
+  // 16.
+  int sampler_threads = 0;
 };
 
 struct EngineStats {
@@ -128,7 +137,14 @@ class Engine {
   void release_blocks(Sequence& s);
   void preempt(Sequence& s);
   void publish_full_blocks(Sequence& s);
-  void sample_next(Sequence& s, const float* logits, const float* logprobs);
+  bool greedy_on_device(const Sequence& s) const;
+  // The Sampler's choice for sequence s from logit row `row` (host rows), masking EOS and stop
+  // ids before min_tokens. Reads only the row and s; `masked` is scratch of V floats.
+  Sampler::Choice choose(const Sequence& s, size_t row, Sampler& sampler,
+                         std::vector<float>& masked) const;
+  // Runs choose() for every host-sampled row of the step, in parallel; sample_next takes them.
+  void precompute_choices(const std::vector<Chunk>& chunks);
+  void sample_next(Sequence& s, size_t row);
   void finish(Sequence& s, FinishReason reason);
   void publish_gauges();
 
@@ -136,6 +152,11 @@ class Engine {
   EngineOptions options_;
   BlockPool pool_;
   Sampler sampler_;
+  std::unique_ptr<ThreadPool> sampler_pool_;       // sampler_threads workers
+  std::vector<Sampler> thread_samplers_;           // one per pool thread
+  std::vector<std::vector<float>> thread_masked_;  // [threads][V]
+  std::vector<Sampler::Choice> choices_;           // [R] precomputed choices
+  std::vector<uint8_t> chosen_;                    // [R] 1: choices_[row] is set
   int max_logit_rows_;
 
   std::vector<std::unique_ptr<Sequence>> sequences_;  // every live sequence
@@ -145,6 +166,9 @@ class Engine {
 
   // Step buffers, sized once.
   std::vector<float> logits_, logprobs_, masked_;
+  std::vector<uint8_t> full_rows_;       // [R] 1: the row comes to the host whole
+  std::vector<int32_t> greedy_ids_;      // [R] Backend::greedy_rows
+  std::vector<float> greedy_logprobs_;   // [R]
   std::vector<int32_t> tokens_, positions_, logit_rows_;
   std::vector<const int32_t*> tables_;
 

@@ -1,5 +1,6 @@
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -76,9 +77,22 @@ void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int ma
 }  // namespace
 
 void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logprobs) {
-  validate_batch(batch, config_, max_batch_tokens_, max_logit_rows_);
-  const int64_t T = static_cast<int64_t>(batch.tokens.size());
-  const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
+  LogitOutputs out;
+  out.logits = logits;
+  out.logprobs = logprobs;
+  forward(batch, out);
+}
+
+int LlamaModel::replay_bucket(int rows) {
+  for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64}) {
+    if (rows <= b) return b;
+  }
+  return (rows + 31) / 32 * 32;
+}
+
+// Embedding, layers, final norm, output projection and log-softmax of T tokens and R logit rows
+// (begin_batch done): device work only, nothing waits for the host.
+void LlamaModel::run_ops(int64_t T, int64_t R) {
   const float eps = config_.rms_eps;
   const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
   Backend& be = backend_;
@@ -89,7 +103,6 @@ void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logpro
   Tensor attn = attn_.rows_view(0, T);
   Tensor gate = gate_.rows_view(0, T), up = up_.rows_view(0, T);
 
-  be.begin_batch(batch);
   be.embed(weights_.token_embd, x);
   for (const LlamaLayerWeights& w : weights_.layers) {
     const int layer = static_cast<int>(&w - weights_.layers.data());
@@ -130,11 +143,84 @@ void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logpro
   be.gather_logit_rows(x, rows);
   be.rmsnorm(rows, weights_.output_norm, eps, rows);
   be.matmul(rows, weights_.output, row_logits);
-  if (logits != nullptr) be.copy_to_host(row_logits, logits);
-  if (logprobs != nullptr) {
-    Tensor row_logprobs = logprobs_.rows_view(0, R);
-    be.log_softmax(row_logits, row_logprobs);
-    be.copy_to_host(row_logprobs, logprobs);
+  be.log_softmax(row_logits, logprobs_.rows_view(0, R));
+}
+
+void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
+  validate_batch(batch, config_, max_batch_tokens_, max_logit_rows_);
+  const int64_t T = static_cast<int64_t>(batch.tokens.size());
+  const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
+  BX_CHECK(out.full.empty() || out.full.size() == static_cast<size_t>(R),
+           "forward: the full-row flags must be empty or one per logit row");
+  BX_CHECK((out.greedy_ids == nullptr) == (out.greedy_logprobs == nullptr),
+           "forward: greedy ids and greedy logprobs go together");
+  Backend& be = backend_;
+
+  // A decode step (every token a logit row, in order) that fits a bucket is padded and replayed.
+  bool decode_step = T == R && T <= kMaxReplayRows;
+  for (int64_t r = 0; decode_step && r < R; ++r) decode_step = batch.logit_rows[r] == r;
+  const int bucket = decode_step ? replay_bucket(static_cast<int>(T)) : 0;
+  const bool replay = replay_enabled_ && be.can_replay() && scratch_block_[0] >= 0 &&
+                      decode_step && bucket <= max_batch_tokens_ && bucket <= max_logit_rows_;
+  if (!replay) {
+    be.begin_batch(batch);
+    run_ops(T, R);
+  } else {
+    pad_tokens_.assign(batch.tokens.begin(), batch.tokens.end());
+    pad_positions_.assign(batch.positions.begin(), batch.positions.end());
+    pad_tables_.assign(batch.block_tables.begin(), batch.block_tables.end());
+    pad_tokens_.resize(static_cast<size_t>(bucket), 0);
+    pad_positions_.resize(static_cast<size_t>(bucket), 0);
+    pad_tables_.resize(static_cast<size_t>(bucket), scratch_block_);
+    pad_rows_.resize(static_cast<size_t>(bucket));
+    for (int r = 0; r < bucket; ++r) pad_rows_[static_cast<size_t>(r)] = r;
+    be.begin_batch(ForwardBatch{pad_tokens_, pad_positions_, pad_tables_, pad_rows_});
+    const auto key = static_cast<uint64_t>(bucket);
+    if (be.replay(key)) {
+      ++replayed_steps_;
+    } else {
+      const bool seen = std::find(seen_buckets_.begin(), seen_buckets_.end(), bucket) !=
+                        seen_buckets_.end();
+      bool ran = false;
+      if (seen) {
+        be.begin_recording(key);
+        try {
+          run_ops(bucket, bucket);
+        } catch (...) {
+          be.end_recording(key, false);
+          throw;
+        }
+        ran = be.end_recording(key, true);
+        if (ran) ++replayed_steps_;
+      }
+      if (!ran) run_ops(bucket, bucket);
+      if (!seen) seen_buckets_.push_back(bucket);
+    }
+  }
+  if (R == 0) return;
+  Tensor row_logits = logits_.rows_view(0, R);
+  Tensor row_logprobs = logprobs_.rows_view(0, R);
+  if (out.greedy_ids != nullptr) {
+    be.greedy_rows(row_logits, row_logprobs, out.greedy_ids, out.greedy_logprobs);
+  }
+  // Full rows, in runs of consecutive rows: one copy per run.
+  const auto V = static_cast<size_t>(config_.vocab_size);
+  for (int64_t first = 0; first < R;) {
+    const auto wanted = [&](int64_t r) { return out.full.empty() || out.full[r] != 0; };
+    if (!wanted(first)) {
+      ++first;
+      continue;
+    }
+    int64_t end = first + 1;
+    while (end < R && wanted(end)) ++end;
+    const size_t offset = static_cast<size_t>(first) * V;
+    if (out.logits != nullptr) {
+      be.copy_to_host(row_logits.rows_view(first, end - first), out.logits + offset);
+    }
+    if (out.logprobs != nullptr) {
+      be.copy_to_host(row_logprobs.rows_view(first, end - first), out.logprobs + offset);
+    }
+    first = end;
   }
 }
 

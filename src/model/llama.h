@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "backend/backend.h"
@@ -43,6 +44,15 @@ struct LlamaWeights {
   std::vector<LlamaLayerWeights> layers;
 };
 
+// What one forward call returns for its R logit rows (host arrays, any pointer may be null).
+struct LogitOutputs {
+  float* logits = nullptr;    // [R, V]: row r written when full is empty or full[r] != 0
+  float* logprobs = nullptr;  // [R, V]: log_softmax of the logits, rows as for logits
+  std::span<const uint8_t> full;     // [R] or empty (every row)
+  int32_t* greedy_ids = nullptr;     // [R]: argmax of each row's logits (Backend::greedy_rows)
+  float* greedy_logprobs = nullptr;  // [R]: the logprob of that id; set with greedy_ids
+};
+
 class LlamaModel {
  public:
   // Allocates every work buffer for up to max_batch_tokens tokens and max_logit_rows logit rows.
@@ -60,6 +70,28 @@ class LlamaModel {
   // Throws bx::Error if T > max_batch_tokens, R > max_logit_rows, or a token id, position or
   // logit row is out of range.
   void forward(const ForwardBatch& batch, float* logits, float* logprobs);
+  // The same pass, returning per row only what `out` asks for: full rows where a row needs them
+  // (sampling, top logprobs, scores), the greedy choice computed on the device for the others.
+  // The values are the same bits whichever way they travel. Throws bx::Error as forward does,
+  // or if out.full is neither empty nor [R].
+  void forward(const ForwardBatch& batch, const LogitOutputs& out);
+
+  // Decode steps as recordings (Backend::can_replay; CUDA graphs). A step in which every token
+  // is a logit row, in order, and that has at most kMaxReplayRows tokens is padded to the next
+  // bucket (replay_bucket) with filler tokens (id 0 at position 0, their K and V written to the
+  // scratch block, which no sequence owns) and the ops from the embedding to the log-softmax run
+  // as the bucket's recording: made the second time the bucket is seen (the first runs
+  // directly, so lazy set-up happens outside a recording), replayed after. Every op computes a
+  // row from its own inputs in an order fixed by the shapes (R1-R5), so the real rows get the
+  // same bits with or without filler rows and recording; tests/cuda/serving_test.cpp checks it.
+  static constexpr int kMaxReplayRows = 256;
+  // The smallest bucket >= rows (1, 2, 4, 8, 16, 24, 32, 48, 64, then multiples of 32).
+  static int replay_bucket(int rows);
+  void set_replay(bool enabled) { replay_enabled_ = enabled; }
+  // Forward calls whose ops ran as a recording (made then, or replayed).
+  int64_t replayed_steps() const { return replayed_steps_; }
+  // The KV block that filler rows write (LoadedModel::reserve_kv_blocks sets it); -1: none.
+  void set_scratch_kv_block(int32_t block) { scratch_block_[0] = block; }
 
  private:
   ModelConfig config_;
@@ -72,6 +104,15 @@ class LlamaModel {
   Tensor final_rows_;  // [max_logit_rows, D]
   Tensor logits_;      // [max_logit_rows, V]
   Tensor logprobs_;    // [max_logit_rows, V]
+  // Padded decode steps (replay).
+  bool replay_enabled_ = true;
+  int32_t scratch_block_[1] = {-1};  // a block table of one block, for filler rows
+  std::vector<int32_t> pad_tokens_, pad_positions_, pad_rows_;
+  std::vector<const int32_t*> pad_tables_;
+  std::vector<int> seen_buckets_;  // buckets run once directly
+  int64_t replayed_steps_ = 0;
+
+  void run_ops(int64_t T, int64_t R);
 };
 
 }  // namespace bx

@@ -13,6 +13,7 @@
 #include "kernels/quant.h"
 #include "model/gguf.h"
 #include "model/hf_loader.h"
+#include "model/random_model.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace bx {
@@ -183,9 +184,10 @@ std::string LoadedModel::system_fingerprint() const {
 void LoadedModel::reserve_kv_blocks(int64_t n_blocks) {
   if (n_blocks <= kv_shape.n_blocks) return;
   KvCacheShape shape = kv_shape;
-  shape.n_blocks = n_blocks;
+  shape.n_blocks = n_blocks + 1;  // block n_blocks: the scratch block of filler rows
   backend->init_kv_cache(shape);
-  kv_shape = shape;
+  kv_shape.n_blocks = n_blocks;
+  model->set_scratch_kv_block(static_cast<int32_t>(n_blocks));
 }
 
 namespace {
@@ -295,10 +297,36 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   return m;
 }
 
+// A `random:NAME[:SEED]` spec (model/random_model.h): weights generated inside the backend.
+LoadedModel load_random(const std::string& path, const LoadOptions& options) {
+  const RandomModelSpec spec = parse_random_model_spec(path);
+  LoadedModel m;
+  m.path = path;
+  m.config = random_model_config(spec.name);
+  const ModelConfig& c = m.config;
+  m.parameter_count = int64_t{2} * c.vocab_size * c.dim + c.dim +
+                      int64_t{c.n_layers} * (int64_t{2} * c.dim + 2 * c.head_dim +
+                                             int64_t{2} * c.q_dim() * c.dim +
+                                             int64_t{2} * c.kv_dim() * c.dim +
+                                             int64_t{3} * c.ffn_dim * c.dim);
+  auto backend = make_backend(m, options);
+  check(m.parameter_count < (int64_t{1} << 30) || backend->kv_memory_available() >= 0,
+        path + ": " + std::to_string(m.parameter_count) +
+            " parameters are too many for host memory in f32; use --backend cuda");
+  m.weights_hash = random_model_weights_hash(spec);
+  m.weight_dtype = "F32";  // generated f32 values; a backend rounds them as its numerics say
+  m.weight_storage = "F32";
+  LlamaWeights w =
+      generate_random_weights(c, spec.seed, *backend, DType::f32, &m.matmul_weight_bytes);
+  finish_loading(m, std::move(backend), std::move(w), options);
+  return m;
+}
+
 }  // namespace
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   check(options.kv_block_size > 0, "KV block size must be positive");
+  if (is_random_model_spec(path)) return load_random(path, options);
   return is_hf_folder(path) ? load_hf(path, options) : load_gguf(path, options);
 }
 

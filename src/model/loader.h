@@ -56,7 +56,8 @@ struct LoadedModel {
   KvCacheShape kv_shape;           // n_blocks = 0 until reserve_kv_blocks
 
   // Makes the KV pool hold at least n_blocks blocks (reallocating it, contents lost, if it is
-  // smaller). Set-up only: never called inside a forward pass.
+  // smaller), plus one scratch block (id n_blocks) that no sequence owns, for the filler rows of
+  // padded decode steps (LlamaModel::kMaxReplayRows). Set-up only: never inside a forward pass.
   void reserve_kv_blocks(int64_t n_blocks);
 
   // Identity of everything that decides the output bits (INVARIANCE.md, Terms): weights hash,
@@ -66,7 +67,9 @@ struct LoadedModel {
 
 // Loads a model into a new CPU backend: `path` is a GGUF file, or a directory holding a Hugging
 // Face model (config.json and model.safetensors or sharded safetensors with
-// model.safetensors.index.json; see model/hf_loader.h). Throws bx::Error naming the problem.
+// model.safetensors.index.json; see model/hf_loader.h), or a `random:NAME[:SEED]` spec whose
+// weights are generated in the backend (model/random_model.h). Throws bx::Error naming the
+// problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace bx

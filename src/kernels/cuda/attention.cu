@@ -565,7 +565,7 @@ int sm_count() {
 }  // namespace
 
 const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int32_t* table_offsets,
-                                             int64_t T) {
+                                             int64_t T, cudaStream_t stream) {
   tiles_.clear();
   singles_.clear();
   int32_t max_position = 0;
@@ -585,10 +585,17 @@ const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int
     for (int64_t i = t; i < end; ++i) max_position = std::max(max_position, positions[i]);
     t = end;
   }
-  auto upload = [](DeviceBuffer& buf, const std::vector<int32_t>& host) {
+  auto upload = [stream](DeviceBuffer& buf, const std::vector<int32_t>& host) {
     const size_t bytes = host.size() * sizeof(int32_t);
-    if (bytes > buf.bytes()) buf = DeviceBuffer(std::max<size_t>(bytes, 256));
-    if (bytes > 0) buf.upload(host.data(), bytes);
+    if (bytes > buf.bytes()) {
+      // The old buffer may still be read by work queued on the stream.
+      check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (attention plan)");
+      buf = DeviceBuffer(std::max<size_t>(bytes, 256));
+    }
+    if (bytes > 0) {
+      check_cuda(cudaMemcpyAsync(buf.get(), host.data(), bytes, cudaMemcpyHostToDevice, stream),
+                 "cudaMemcpyAsync (attention plan)");
+    }
     return buf.get<int32_t>();
   };
   plan_.tiles = upload(tiles_dev_, tiles_);

@@ -87,10 +87,12 @@ struct AttentionPlan {
 };
 
 // Builds the plan on the host from host copies of positions and table offsets and keeps it on
-// the device (the buffers grow, never shrink).
+// the device (the buffers grow, never shrink; the copies are ordered on `stream`, so kernels
+// launched on it after build see this plan). The host copies stay valid until the next build.
 class AttentionPlanner {
  public:
-  const AttentionPlan& build(const int32_t* positions, const int32_t* table_offsets, int64_t T);
+  const AttentionPlan& build(const int32_t* positions, const int32_t* table_offsets, int64_t T,
+                             cudaStream_t stream = nullptr);
   const AttentionPlan& plan() const { return plan_; }
 
  private:
