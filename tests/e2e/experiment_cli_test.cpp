@@ -95,9 +95,10 @@ TEST_F(Experiment, UniquenessInvariantGivesOneCompletionFastModeDiffers) {
 }
 
 TEST_F(Experiment, OnPolicyInvariantHasZeroKlFastModeDoesNot) {
-  const nlohmann::json r = run_experiment(
-      "on-policy", "--requests 12 --max-tokens 24 --clients 4 --max-delay-us 500 "
-                   "--max-prompt-tokens 40");
+  const nlohmann::json r =
+      run_experiment("on-policy",
+                     "--requests 12 --max-tokens 24 --clients 4 --max-delay-us 500 "
+                     "--max-prompt-tokens 40");
   const nlohmann::json& inv = mode(r, "invariant");
   EXPECT_GT(inv.at("tokens").get<int>(), 0);
   EXPECT_EQ(inv.at("tokens_with_different_bits"), 0);
@@ -123,8 +124,8 @@ TEST_F(Experiment, ThroughputRunsBothModesOnTheSameWork) {
 }
 
 TEST_F(Experiment, OneModeOnlyWhenModeIsGiven) {
-  const nlohmann::json r = run_experiment(
-      "on-policy", "--mode fast --requests 2 --max-tokens 4 --max-prompt-tokens 8");
+  const nlohmann::json r =
+      run_experiment("on-policy", "--mode fast --requests 2 --max-tokens 4 --max-prompt-tokens 8");
   ASSERT_EQ(r.at("modes").size(), 1u);
   EXPECT_EQ(r.at("modes")[0].at("mode"), "fast");
 }
@@ -134,8 +135,7 @@ TEST_F(Experiment, BadFlagsAreOneLineErrors) {
   expect_one_line_error("experiment uniqueness" + model + " --requests 0", "--requests");
   expect_one_line_error("experiment throughput" + model + " --mode slow", "--mode");
   expect_one_line_error("experiment on-policy" + model + " --clients -1", "--clients");
-  expect_one_line_error("experiment uniqueness" + model + " --load-requests -2",
-                        "--load-requests");
+  expect_one_line_error("experiment uniqueness" + model + " --load-requests -2", "--load-requests");
 }
 
 }  // namespace
