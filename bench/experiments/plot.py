@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"invariant": "tab:blue", "fast": "tab:red"}
+# Invariant lines are drawn wide underneath, so an equal fast-mode line stays visible on top.
+WIDTHS = {"invariant": 5}
 
 
 def subtitle(report):
@@ -33,6 +35,7 @@ def plot_uniqueness(report, ax_tokens, ax_bits):
         ):
             ys = m[key]
             ax.step(range(len(ys)), ys, where="post", color=color,
+                    linewidth=WIDTHS.get(m["mode"], 1.5), alpha=0.8,
                     label=f"{m['mode']}: {distinct} distinct of {m['completions']}")
     ax_tokens.set_title("distinct completions (token ids)")
     ax_bits.set_title("distinct completions (token ids + logprob bits)")

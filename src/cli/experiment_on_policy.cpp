@@ -1,8 +1,8 @@
 // On-policy: the sampler's logprobs against the trainer's. N requests (random prompts, temperature
-// 1, seeds 1..N from --seed, up to --max-tokens tokens, ending at EOS) are sampled with logprobs
-// under concurrent load (client threads, random arrival delays); then a fresh engine scores each
-// prompt + sampled tokens by teacher forcing (Engine::score, again from client threads), as a
-// trainer recomputes the policy's logprobs.
+// 1, request i seeded with seed * 1000003 + i, up to --max-tokens tokens, ending at EOS) are
+// sampled with logprobs under concurrent load (client threads, random arrival delays); then a
+// fresh engine scores each prompt + sampled tokens by teacher forcing (Engine::score, again from
+// client threads), as a trainer recomputes the policy's logprobs.
 //
 // For each sampled token, delta = logprob_sampler - logprob_trainer. The tokens were drawn from the
 // sampler's distribution p (temperature 1, no truncation), so mean(delta) estimates KL(p || q)
