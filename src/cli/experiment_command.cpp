@@ -52,6 +52,9 @@ void add_experiment(CLI::App& parent, const std::string& name, const std::string
     cmd->add_flag("--stop-at-eos", flags->stop_at_eos,
                   "End completions at EOS (default: every completion is --max-tokens long)");
   }
+  cmd->footer("Runs invariant mode, then fast mode, unless --mode names one. Writes OUT/" + name +
+              ".json and OUT/" + name + ".md; bench/experiment.sh also renders OUT/" + name +
+              ".png.");
   cmd->callback([cmd, flags, run] {
     flags->mode_given = cmd->count("--mode") > 0;
     check_flags(*flags);
