@@ -18,5 +18,6 @@ void register_detokenize(CLI::App& app);
 void register_render_chat(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_verify(CLI::App& app);
+void register_experiment(CLI::App& app);
 
 }  // namespace bx::cli

@@ -24,8 +24,9 @@ void add_model_flags(CLI::App& command, ModelFlags& flags) {
   command.add_flag("--quiet", flags.quiet, "No progress bar on stderr");
   command.add_option("--backend", flags.backend, "cpu (default) or cuda (one Hopper GPU)");
   command.add_option("--mode", flags.mode,
-                     "invariant (default) or fast: cuBLAS matmuls, not batch-invariant, labelled "
-                     "in the fingerprint (cuda only)");
+                     "invariant (default) or fast: a conventional batch-dependent matmul order "
+                     "(cuda: cuBLAS; cpu: K split by batch size, slower), for comparison only, "
+                     "labelled in the fingerprint");
 }
 
 void add_engine_flags(CLI::App& command, EngineFlags& flags) {
@@ -72,7 +73,10 @@ void choose_backend(const ModelFlags& flags, LoadOptions& options) {
   check(flags.mode == "invariant" || flags.mode == "fast",
         "--mode is '" + flags.mode + "', expected invariant or fast");
   if (flags.backend == "cpu") {
-    check(flags.mode == "invariant", "--mode fast needs --backend cuda");
+    // Fast mode on the CPU is the comparison baseline of R8, not a speed-up: matmuls split K
+    // into 1 + M % 3 parts (kernels/matmul.h, split_k_by_m) as BLAS libraries do for small M,
+    // so a row's bits depend on how many tokens share its step.
+    if (flags.mode == "fast") options.reduction_order = ReductionOrder::split_k_by_m;
     return;
   }
 #ifdef BITEXACT_HAVE_CUDA

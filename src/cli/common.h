@@ -20,7 +20,8 @@ struct ModelFlags {
   int threads = 0;  // 0 = all hardware threads
   bool quiet = false;
   std::string backend = "cpu";     // cpu | cuda
-  std::string mode = "invariant";  // invariant | fast (cuda only: cuBLAS, not batch-invariant)
+  // invariant | fast: not batch-invariant, for comparison (cuda: cuBLAS; cpu: split-K by M)
+  std::string mode = "invariant";
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
 

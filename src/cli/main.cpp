@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   bx::cli::register_render_chat(app);
   bx::cli::register_serve(app);
   bx::cli::register_verify(app);
+  bx::cli::register_experiment(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

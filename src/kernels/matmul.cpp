@@ -3,7 +3,8 @@
 // The ISA kernels live in kernels/cpu/matmul_{scalar,avx2,avx512}.cpp behind the plain entry
 // points of kernels/cpu/matmul_isa.h. This file validates arguments, hands chunks of output
 // columns to the pool's threads (each output is computed whole by one thread, so the split
-// changes no bits) and holds the scalar reference and the split_k_by_m negative control.
+// changes no bits) and holds the scalar reference and the split_k_by_m order (fast mode and
+// negative control).
 #include "kernels/matmul.h"
 
 #include <algorithm>
@@ -179,6 +180,48 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
   }
 }
 
+// split_k_by_m at the speed of the canonical kernels (CPU fast mode, R8): part p is an ordinary
+// matmul over the contiguous slice [p * part_len, min((p + 1) * part_len, K)) of K, whose
+// canonical dot is exactly the reference's dot of that part, and the parts are added left to
+// right as reference_columns adds them, so the bits are the reference's. Block-quantized slices
+// must start on a block boundary: returns false (the caller takes the scalar reference) when a
+// part length is not a multiple of 32.
+bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool, Isa isa) {
+  const int64_t parts = split_parts(a.M);
+  const int64_t part_len = parts > 1 ? (a.K + parts - 1) / parts : a.K;
+  const bool blocks = quant::is_block_format(a.w_dtype);
+  if (blocks && part_len % quant::kBlockElements != 0) return false;
+  thread_local std::vector<float> partial;  // [M, N] of one part, grown once
+  partial.resize(static_cast<size_t>(a.M * a.N));
+  for (int64_t p = 0; p < parts; ++p) {
+    const int64_t begin = std::min(p * part_len, a.K);
+    const int64_t end = std::min(begin + part_len, a.K);
+    MatmulArgs piece = a;
+    piece.order = ReductionOrder::canonical;
+    piece.x = a.x + begin;
+    piece.x_stride = d.x_stride;
+    piece.w_stride = d.w_stride;
+    if (blocks) {
+      piece.w = static_cast<const std::byte*>(a.w) + quant::bytes_for(a.w_dtype, begin);
+    } else if (a.w_dtype == DType::bf16) {
+      piece.w = static_cast<const uint16_t*>(a.w) + begin;
+    } else {
+      piece.w = static_cast<const float*>(a.w) + begin;
+    }
+    piece.K = end - begin;
+    piece.y = p == 0 ? a.y : partial.data();
+    piece.y_stride = p == 0 ? d.y_stride : a.N;
+    matmul(piece, pool, isa);
+    if (p == 0) continue;
+    for (int64_t m = 0; m < a.M; ++m) {
+      float* y = a.y + m * d.y_stride;
+      const float* part = partial.data() + m * a.N;
+      for (int64_t n = 0; n < a.N; ++n) y[n] = y[n] + part[n];
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void matmul_reference(const MatmulArgs& args) {
@@ -196,6 +239,7 @@ void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
         "matmul: ISA " + std::string(isa_name(isa)) + " is not supported by this CPU");
   if (args.M == 0 || args.N == 0) return;
   if (args.order == ReductionOrder::split_k_by_m) {
+    if (split_k_on_fast_path(args, d, pool, isa)) return;
     pool.parallel_for(args.N, kColumnChunk,
                       [&](int64_t n0, int64_t n1) { reference_columns(args, d, n0, n1); });
     return;

@@ -16,7 +16,11 @@
 // ReductionOrder::split_k_by_m is the negative control the invariance tests use to show they can
 // fail: it splits K into S = 1 + (M % 3) contiguous parts of ceil(K / S) elements (the last one
 // shorter), reduces each part canonically and adds the parts left to right, as BLAS libraries
-// split K for small M. It is scalar, slow, and never used for serving.
+// split K for small M. It is the CPU backend's fast mode (--mode fast, INVARIANCE.md R8): the
+// conventional batch-dependent baseline, labelled in the fingerprint, never the default, and not
+// faster. matmul() runs each part through the canonical kernels and adds the parts (the
+// reference's bits); a block-quantized W whose part length is not a multiple of 32 takes the
+// scalar reference instead (slow).
 #pragma once
 
 #include <cstdint>

@@ -173,7 +173,7 @@ std::string LoadedModel::system_fingerprint() const {
   const std::string identity = weights_hash + "|" + backend->name() + "|w=" + weight_dtype +
                                "|" + backend->numerics() + "|mode=" +
                                (reduction_order == ReductionOrder::canonical ? "invariant"
-                                                                             : "split-k-control") +
+                                                                             : "fast-split-k-by-m") +
                                "|" + backend->kernel_version();
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",

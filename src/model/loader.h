@@ -17,7 +17,8 @@ struct LoadOptions {
   int max_batch_tokens = 512;      // the most tokens one forward call takes
   int max_logit_rows = 64;         // the most sequences whose logits one call returns
   int kv_block_size = 16;          // tokens per KV cache block
-  ReductionOrder reduction_order = ReductionOrder::canonical;  // negative-control tests only
+  // split_k_by_m: the CPU backend's fast mode (R8) and the invariance tests' negative controls.
+  ReductionOrder reduction_order = ReductionOrder::canonical;
   // Q8_0 / Q4_0 / Q4_1 weights (matmul weights and the token embedding) stay in their GGUF blocks
   // in memory by default, when the backend can hold them (the CPU backend can): 4-8x fewer bytes
   // than f32, and decode reads every weight once per token. The kernels dequantize on the fly to

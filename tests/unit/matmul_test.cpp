@@ -421,5 +421,29 @@ TEST(MatmulInvariant, NegativeControlSplitKByMDiffers) {
   }
 }
 
+// CPU fast mode runs split_k_by_m through the canonical kernels part by part: it must give the
+// bits of the scalar reference of the same order, for every M (1, 2 and 3 parts), K and ISA.
+TEST(MatmulSplitK, FastPathEqualsReferenceOfTheSameOrder) {
+  const int64_t N = 50;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    for (int64_t K : {0, 1, 2, 17, 100, 1025}) {
+      const Weights w = make_weights(random_floats(static_cast<size_t>(N * K), 81), dtype);
+      const auto x = random_floats(static_cast<size_t>(17 * K), 82);
+      for (int64_t M : {1, 2, 3, 4, 5, 16, 17}) {
+        std::vector<float> want(static_cast<size_t>(M * N));
+        const ReductionOrder split = ReductionOrder::split_k_by_m;
+        matmul_reference(dense_args(x.data(), w, want.data(), M, N, K, split));
+        for (Isa isa : supported_isas()) {
+          for (int threads : {1, 3}) {
+            const auto got = run(x, w, M, N, K, pool_of(threads), isa, split);
+            EXPECT_TRUE(same_bits(got.data(), want.data(), M * N))
+                << dtype_name(dtype) << " " << shape(M, N, K) << " " << isa_name(isa);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace bx

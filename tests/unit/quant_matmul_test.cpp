@@ -285,6 +285,31 @@ TEST(QuantMatmul, RowAloneEqualsRowInBatchAndControlFails) {
   }
 }
 
+// CPU fast mode: split_k_by_m on quantized weights takes the canonical kernels part by part when
+// each part starts on a block boundary (K = 576: parts of 288 and 192) and the scalar reference
+// otherwise (K = 96: parts of 48); both must give the reference's bits.
+TEST(QuantMatmul, SplitKFastPathEqualsReference) {
+  const int64_t N = 60;
+  for (DType t : kFormats) {
+    for (int64_t K : {96, 576}) {
+      const std::vector<uint8_t> blocks = random_blocks(t, N * K / 32, 23, false);
+      const std::vector<float> x = test::random_floats(static_cast<size_t>(17 * K), 29);
+      for (int64_t M : {1, 2, 3, 16, 17}) {
+        std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
+        MatmulArgs a = args_for(x.data(), blocks.data(), t, want.data(), M, N, K);
+        a.order = ReductionOrder::split_k_by_m;
+        matmul_reference(a);
+        a.y = got.data();
+        for (Isa isa : supported_isas()) {
+          matmul(a, pool(3), isa);
+          EXPECT_TRUE(same_bits(got.data(), want.data(), M * N))
+              << dtype_name(t) << " K=" << K << " M=" << M << " " << isa_name(isa);
+        }
+      }
+    }
+  }
+}
+
 TEST(QuantMatmul, RejectsKOrStrideNotAMultipleOf32) {
   const std::vector<uint8_t> blocks = random_blocks(DType::q4_1, 8, 1, false);
   std::vector<float> x(64, 1.0f), y(4);
