@@ -38,7 +38,7 @@ class CudaBackend final : public Backend {
   // Matmul inputs are rounded to bf16 and the KV cache is bf16; activations stay f32.
   std::string numerics() const override { return "act=F32|mm=BF16|kv=BF16"; }
   // Bump with any change to a kernel in kernels/cuda/ that can change a bit.
-  std::string kernel_version() const override { return "cuda-k1"; }
+  std::string kernel_version() const override { return "cuda-k2"; }
   Mode mode() const { return mode_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
