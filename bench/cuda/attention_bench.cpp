@@ -29,41 +29,14 @@
 #include "kernels/cuda/fill.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
+#include "timing.h"
 
 namespace {
 
 using bx::cuda::check_cuda;
 using bx::cuda::DeviceBuffer;
+using bx::bench::median_us;
 
-double median_us(const std::function<void(int)>& launch, int rotations) {
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) launch(i % rotations);  // warm-up
-  check_cuda(cudaDeviceSynchronize(), "warm-up");
-  check_cuda(cudaEventRecord(start), "record");
-  launch(0);
-  check_cuda(cudaEventRecord(stop), "record");
-  check_cuda(cudaEventSynchronize(stop), "sync");
-  float one_ms = 0;
-  check_cuda(cudaEventElapsedTime(&one_ms, start, stop), "elapsed");
-  const int batch = std::clamp(static_cast<int>(2.0 / std::max(one_ms, 1e-3f)), 1, 200);
-  std::vector<double> samples;
-  for (int s = 0; s < 5; ++s) {
-    check_cuda(cudaEventRecord(start), "record");
-    for (int i = 0; i < batch; ++i) launch(i % rotations);
-    check_cuda(cudaEventRecord(stop), "record");
-    check_cuda(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    check_cuda(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    samples.push_back(1000.0 * ms / batch);
-  }
-  std::sort(samples.begin(), samples.end());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  check_cuda(cudaGetLastError(), "benchmark launches");
-  return samples[samples.size() / 2];
-}
 
 constexpr int kHeads = 32, kDh = 128, kBlock = 16;
 constexpr size_t kRotateBytes = size_t{160} << 20;  // > 3x the 50 MB L2
@@ -313,20 +286,7 @@ int main(int argc, char** argv) {
   check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
   std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
               prop.l2CacheSize >> 20);
-  const size_t copy_bytes = size_t{1} << 30;
-  double bandwidth = 0;
-  {
-    DeviceBuffer src(copy_bytes), dst(copy_bytes);
-    bx::cuda::fill_uniform_f32(src.get<float>(), static_cast<int64_t>(copy_bytes / 4), 1, -1, 1,
-                               nullptr);
-    const double us = median_us(
-        [&](int) {
-          check_cuda(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice),
-                     "copy");
-        },
-        1);
-    bandwidth = 2.0 * copy_bytes / (us * 1e-6);
-  }
+  const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
 
   std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");

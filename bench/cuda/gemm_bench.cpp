@@ -26,42 +26,14 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fill.h"
 #include "kernels/cuda/gemm.h"
+#include "timing.h"
 
 namespace {
 
 using bx::cuda::check_cuda;
 using bx::cuda::DeviceBuffer;
+using bx::bench::median_us;
 
-template <typename Launch>
-double median_us(Launch&& launch, int rotations, int samples_wanted = 11) {
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) launch(i % rotations);  // warm-up
-  check_cuda(cudaDeviceSynchronize(), "warm-up");
-  // Batch size: enough launches for about 2 ms.
-  check_cuda(cudaEventRecord(start), "record");
-  launch(0);
-  check_cuda(cudaEventRecord(stop), "record");
-  check_cuda(cudaEventSynchronize(stop), "sync");
-  float one_ms = 0;
-  check_cuda(cudaEventElapsedTime(&one_ms, start, stop), "elapsed");
-  const int batch = std::clamp(static_cast<int>(2.0 / std::max(one_ms, 1e-3f)), 1, 200);
-  std::vector<double> samples;
-  for (int s = 0; s < samples_wanted; ++s) {
-    check_cuda(cudaEventRecord(start), "record");
-    for (int i = 0; i < batch; ++i) launch(i % rotations);
-    check_cuda(cudaEventRecord(stop), "record");
-    check_cuda(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    check_cuda(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    samples.push_back(1000.0 * ms / batch);
-  }
-  std::sort(samples.begin(), samples.end());
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  return samples[samples.size() / 2];
-}
 
 double relative_difference(const DeviceBuffer& a, const DeviceBuffer& b, size_t n) {
   std::vector<float> ha(n), hb(n);
@@ -99,17 +71,7 @@ int main(int argc, char** argv) {
               prop.l2CacheSize >> 20);
 
   // Ceiling 1: copy bandwidth.
-  const size_t copy_bytes = size_t{1} << 30;
-  DeviceBuffer src(copy_bytes), dst(copy_bytes);
-  bx::cuda::fill_uniform_f32(src.get<float>(), static_cast<int64_t>(copy_bytes / 4), 1, -1, 1,
-                             nullptr);
-  const double copy_us = median_us(
-      [&](int) {
-        check_cuda(cudaMemcpyAsync(dst.get(), src.get(), copy_bytes, cudaMemcpyDeviceToDevice),
-                   "copy");
-      },
-      1);
-  const double bandwidth = 2.0 * copy_bytes / (copy_us * 1e-6);  // bytes/s, read + write
+  const double bandwidth = bx::bench::copy_bandwidth();  // bytes/s, read + write
   // Ceiling 2: bf16 tensor-core rate through cuBLAS, 8192^3.
   const int64_t P = 8192;
   DeviceBuffer pa(P * P * 2), pb(P * P * 2), pc(P * P * 4);
@@ -139,8 +101,6 @@ int main(int argc, char** argv) {
   pa = DeviceBuffer();
   pb = DeviceBuffer();
   pc = DeviceBuffer();
-  src = DeviceBuffer();
-  dst = DeviceBuffer();
 
   struct Shape {
     int64_t K, N;

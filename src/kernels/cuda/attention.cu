@@ -548,19 +548,6 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
   }
 }
 
-// The current device's SM count, read once (132 if it cannot be read).
-int sm_count() {
-  static const int count = [] {
-    int sms = 132, device = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-      cudaGetLastError();
-      sms = 132;
-    }
-    return sms;
-  }();
-  return count;
-}
 
 }  // namespace
 

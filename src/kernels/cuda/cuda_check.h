@@ -39,6 +39,19 @@ inline bool hopper_available() {
   return prop.major == 9 && prop.minor == 0;
 }
 
+// The current device's multiprocessor count, read once. Kernels use it for speed choices only
+// (grid sizes, which schedule runs), never for anything that decides a bit.
+inline int sm_count() {
+  static const int count = [] {
+    int device = 0, n = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute (multiprocessors)");
+    return n;
+  }();
+  return count;
+}
+
 // Device memory of `bytes` bytes, freed on destruction. Not copyable, movable.
 class DeviceBuffer {
  public:

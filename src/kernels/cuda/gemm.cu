@@ -255,17 +255,6 @@ CUtensorMap tensor_map(const uint16_t* base, int64_t rows, int64_t K, int64_t st
   return map;
 }
 
-int sm_count() {
-  static const int count = [] {
-    int device = 0, n = 0;
-    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device),
-               "cudaDeviceGetAttribute");
-    return n;
-  }();
-  return count;
-}
-
 template <int BN, int kConsumers, int kStages>
 void launch(const GemmArgs& args, cudaStream_t stream) {
   using S = Shape<BN, kConsumers, kStages>;
