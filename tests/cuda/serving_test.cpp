@@ -201,6 +201,32 @@ TEST(CudaServing, GraphReplayGivesTheEagerBits) {
   EXPECT_GT(m.model->replayed_steps(), before + 20);
 }
 
+// Decode steps whose contexts cross attention's 512-position split boundary change the attention
+// launch (one more split slot) while the bucket stays the same: a replay must not reuse the
+// recording made for the shorter contexts.
+TEST(CudaServing, GraphReplayAcrossAnAttentionSplitBoundaryGivesTheEagerBits) {
+  BX_REQUIRE_HOPPER();
+  LoadedModel m = load("random:qwen3-tiny:9", true);
+  std::vector<EngineRequest> rs;
+  for (int i = 0; i < 6; ++i) {
+    EngineRequest r;
+    for (int t = 0; t < 490 + 3 * i; ++t) r.prompt.push_back((t * 29 + i * 13 + 1) % 1000);
+    r.max_tokens = 40;  // positions 490+3i .. 530+3i: every sequence crosses 512
+    rs.push_back(r);
+  }
+  m.model->set_replay(false);
+  const std::vector<test::SampleResult> eager = together(m, rs, {});
+  m.model->set_replay(true);
+  const int64_t before = m.model->replayed_steps();
+  for (int run = 0; run < 2; ++run) {
+    const std::vector<test::SampleResult> replayed = together(m, rs, {});
+    for (size_t i = 0; i < rs.size(); ++i) {
+      EXPECT_TRUE(eager[i].same_bits(replayed[i])) << "run " << run << ", request " << i;
+    }
+  }
+  EXPECT_GT(m.model->replayed_steps(), before + 40);
+}
+
 TEST(CudaServing, TinyDeviceGreedyIsInvariant) {
   BX_REQUIRE_HOPPER();
   LoadedModel m = load("random:qwen3-tiny:1", true);
