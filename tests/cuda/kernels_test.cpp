@@ -1,7 +1,8 @@
 // Tests of the row, elementwise, RoPE and data-movement kernels (kernels/cuda/rows.h, rope.h)
 // and of paged attention (kernels/cuda/attention.h).
 //
-//   T1 exact      RoPE equals the CPU kernel bit for bit (same table, same operations); bf16
+//   T1 exact      RoPE equals the CPU kernel bit for bit (same table, same operations); RMSNorm
+//                 equals its contract order replayed on the host, on every path; bf16
 //                 conversion, embedding and row gathers are exact; add equals host f32 adds.
 //   T2 accurate   RMSNorm, log-softmax, SiLU*up and attention against float64 (attention: bf16
 //                 bounds, head_dim 128, 64 and 8, lengths up to 2600).
@@ -70,6 +71,81 @@ TEST(CudaRows, RmsnormAccurateAndRowInvariant) {
   cuda::rmsnorm(dx.get<float>(), D, dw.get<float>(), eps, d1.get<float>(), D, M, D, nullptr, 128);
   test::sync();
   EXPECT_FALSE(test::same_bits(y.data(), to_host<float>(d1, x.size()).data(), y.size()));
+}
+
+// rows.h's order on the host: thread j = i mod 256 chains fmaf over its elements, each warp of 32
+// threads butterflies (offsets 16, 8, 4, 2, 1), the 8 warp sums are added left to right; then the
+// same IEEE steps (the host build contracts nothing: -ffp-contract=off).
+std::vector<float> rmsnorm_in_contract_order(const std::vector<float>& x, int64_t x_stride,
+                                             const std::vector<float>& w, float eps, int64_t M,
+                                             int64_t D) {
+  std::vector<float> y(static_cast<size_t>(M * D));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x.data() + m * x_stride;
+    std::vector<float> acc(256, 0.0f);
+    for (int64_t i = 0; i < D; ++i) acc[i % 256] = std::fmaf(row[i], row[i], acc[i % 256]);
+    float total = 0.0f;
+    for (int q = 0; q < 8; ++q) {
+      std::vector<float> v(acc.begin() + 32 * q, acc.begin() + 32 * q + 32), next(32);
+      for (int o = 16; o >= 1; o /= 2) {
+        for (int l = 0; l < 32; ++l) next[l] = v[l] + v[l ^ o];
+        v.swap(next);
+      }
+      total = q == 0 ? v[0] : total + v[0];
+    }
+    const float r = 1.0f / std::sqrt(total / static_cast<float>(D) + eps);
+    for (int64_t i = 0; i < D; ++i) y[m * D + i] = (row[i] * r) * w[i];
+  }
+  return y;
+}
+
+// Every path of rmsnorm (one warp a row for D <= 1024; for D <= 8192 the row staged in shared
+// memory when 16-byte aligned, else held in registers; the two-pass loop above) and
+// rmsnorm_two_pass give the contract's bits; so do a row alone and the in-place call.
+TEST(CudaRows, RmsnormEqualsTheContractOrderOnEveryPath) {
+  BX_REQUIRE_HOPPER();
+  const float eps = 1e-6f;
+  for (int64_t D : {1, 31, 128, 200, 256, 300, 777, 1024, 1500, 2048, 4096, 4101, 8192, 9000}) {
+    for (const int64_t pad : {3, 4}) {  // rows 16-byte aligned when D % 4 == 0 and pad = 4
+      const int64_t M = D <= 1024 ? 75 : 11, stride = D + pad;
+      const std::vector<float> x =
+          test::random_f32(static_cast<size_t>(M * stride), static_cast<uint32_t>(D), -3, 3);
+      const std::vector<float> w =
+          test::random_f32(static_cast<size_t>(D), static_cast<uint32_t>(D) + 1, 0.5f, 1.5f);
+      const std::vector<float> want = rmsnorm_in_contract_order(x, stride, w, eps, M, D);
+      DeviceBuffer dx = to_device(x), dw = to_device(w), dy(static_cast<size_t>(M * D) * 4);
+      test::poison(dy);
+      cuda::rmsnorm(dx.get<float>(), stride, dw.get<float>(), eps, dy.get<float>(), D, M, D,
+                    nullptr);
+      test::sync();
+      EXPECT_TRUE(test::same_bits(want.data(), to_host<float>(dy, want.size()).data(), want.size()))
+          << "D = " << D << ", stride " << stride;
+      test::poison(dy);
+      cuda::rmsnorm_two_pass(dx.get<float>(), stride, dw.get<float>(), eps, dy.get<float>(), D, M,
+                             D, nullptr);
+      test::sync();
+      EXPECT_TRUE(test::same_bits(want.data(), to_host<float>(dy, want.size()).data(), want.size()))
+          << "D = " << D << ", stride " << stride << ", two-pass kernel";
+      // The last row alone, and then every row in place (out = x, stride kept).
+      test::poison(dy);
+      cuda::rmsnorm(dx.get<float>() + (M - 1) * stride, stride, dw.get<float>(), eps,
+                    dy.get<float>(), D, 1, D, nullptr);
+      test::sync();
+      EXPECT_TRUE(test::same_bits(want.data() + (M - 1) * D,
+                                  to_host<float>(dy, static_cast<size_t>(D)).data(),
+                                  static_cast<size_t>(D)))
+          << "D = " << D << ", stride " << stride << ", row alone";
+      cuda::rmsnorm(dx.get<float>(), stride, dw.get<float>(), eps, dx.get<float>(), stride, M, D,
+                    nullptr);
+      test::sync();
+      const std::vector<float> in_place = to_host<float>(dx, x.size());
+      for (int64_t m = 0; m < M; ++m) {
+        ASSERT_TRUE(test::same_bits(want.data() + m * D, in_place.data() + m * stride,
+                                    static_cast<size_t>(D)))
+            << "D = " << D << ", stride " << stride << ", in place, row " << m;
+      }
+    }
+  }
 }
 
 // --- log-softmax ---------------------------------------------------------------------------
@@ -176,6 +252,33 @@ TEST(CudaRows, Bf16ConversionEmbeddingAndGatherAreExact) {
   out = to_host<float>(dout, ids.size() * K);
   for (size_t t = 0; t < ids.size(); ++t) {
     for (int64_t k = 0; k < K; ++k) ASSERT_EQ(out[t * K + k], x[ids[t] * K + k]);
+  }
+}
+
+// The vector embedding path (D and the table stride multiples of 4) widens exactly, across
+// more than one block a row (D / 4 > 1024 quads) and with quad counts that are not multiples of
+// 256.
+TEST(CudaRows, EmbeddingWideLoadsAreExact) {
+  BX_REQUIRE_HOPPER();
+  for (int64_t D : {4, 12, 1024, 5600}) {
+    const int64_t vocab = 13, stride = D + 8;
+    std::vector<uint16_t> table(static_cast<size_t>(vocab * stride));
+    const std::vector<float> vals =
+        test::random_f32(table.size(), static_cast<uint32_t>(D) + 40, -50, 50);
+    for (size_t i = 0; i < table.size(); ++i) table[i] = f32_to_bf16(vals[i]);
+    const std::vector<int32_t> ids = {12, 0, 7, 7, 3, 12};
+    const int64_t T = static_cast<int64_t>(ids.size());
+    DeviceBuffer dt = to_device(table), dids = to_device(ids), dout(static_cast<size_t>(T * D) * 4);
+    test::poison(dout);
+    cuda::embed_rows(dt.get(), true, stride, dids.get<int32_t>(), dout.get<float>(), D, T, D,
+                     nullptr);
+    test::sync();
+    const std::vector<float> out = to_host<float>(dout, static_cast<size_t>(T * D));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t k = 0; k < D; ++k) {
+        ASSERT_EQ(out[t * D + k], bf16_to_f32(table[ids[t] * stride + k])) << "D " << D;
+      }
+    }
   }
 }
 

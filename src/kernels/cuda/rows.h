@@ -26,9 +26,19 @@ inline constexpr int kRowThreads = 256;
 // out[m,i] = (x[m,i] * r) * w[i],  r = 1.0f / sqrtf(ss / D + eps),  ss = dot(x[m,:], x[m,:]).
 // out may alias x. threads_per_row other than kRowThreads (128 is the one other choice) changes
 // the order: the negative control of the tests, never used by the backend.
+// Paths, each in the order above (the same bits): D <= 1024, one warp a row and 8 rows a block,
+// lane l playing the 8 threads l + 32 q of the 256 (q/k norm: D = 128); D <= 8192, a block a
+// row that reads x once: staged in shared memory by 16-byte copies when x, out, w, the strides
+// and D are multiples of 16 bytes, else held in registers; longer rows, rmsnorm_two_pass.
 void rmsnorm(const float* x, int64_t x_stride, const float* w, float eps, float* out,
              int64_t out_stride, int64_t M, int64_t D, cudaStream_t stream,
              int threads_per_row = kRowThreads);
+
+// rmsnorm by a block a row that reads x twice (the sum, then the scaling): any D. The baseline
+// of the tests and the benchmark.
+void rmsnorm_two_pass(const float* x, int64_t x_stride, const float* w, float eps, float* out,
+                      int64_t out_stride, int64_t M, int64_t D, cudaStream_t stream,
+                      int threads_per_row = kRowThreads);
 
 // out[i] = (x[i] - mx) - logf(s),  mx = max_i x[i],  s = sum_i expf(x[i] - mx).  out may alias x.
 void log_softmax(const float* x, int64_t x_stride, float* out, int64_t out_stride, int64_t M,
