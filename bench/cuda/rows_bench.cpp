@@ -8,6 +8,8 @@
 //   ... two-pass        the same rows by rmsnorm_two_pass (reads x twice): the baseline
 //   silu_mul, add_inplace, to_bf16_padded, embed_rows (bf16 table 151936 x 4096, scattered
 //   ids), rope (32 heads, half-split)
+//   q/k norm + rope     Qwen3's per-head norms and RoPE of q [T, 4096] and k [T, 1024] as the
+//                       4 launches of the unfused sequence and as the fused launch
 // Timing: CUDA events around batches of launches, median of 11 (timing.h); inputs rotated among
 // copies that together exceed 3x the L2 where the buffers allow (T <= 64 stays L2-resident and
 // launch-bound). Inputs are random (never zeros).
@@ -128,6 +130,39 @@ void rows(int64_t T, double bandwidth, const DeviceBuffer& table) {
       bandwidth,
       [&](int r) {
         bx::cuda::rope_inplace(A + r * TD, kD, dpos.get<int32_t>(), T, 32, rt, nullptr);
+      },
+      rot_d);
+  // Qwen3's q/k norm + RoPE as the model runs it (q [T, 4096] and k [T, 1024], dense): the
+  // four launches of the unfused sequence (q-norm, k-norm, rope q, rope k) against the one fused
+  // launch. Bytes: q and k read and written once, plus the cos/sin rows.
+  const int64_t TK = T * kKvHeads * kHeadDim;
+  const double qk_bytes = static_cast<double>(TD + TK) * 8 + static_cast<double>(T * 64 * 8);
+  row_case(
+      "q/k norm + rope, 4 launches", T, qk_bytes, bandwidth,
+      [&](int r) {
+        float* q = A + r * TD;
+        float* k = B + r * TD;
+        bx::cuda::rmsnorm(q, kHeadDim, W, 1e-6f, q, kHeadDim, T * kQHeads, kHeadDim, nullptr);
+        bx::cuda::rmsnorm(k, kHeadDim, W, 1e-6f, k, kHeadDim, T * kKvHeads, kHeadDim, nullptr);
+        bx::cuda::rope_inplace(q, kD, dpos.get<int32_t>(), T, kQHeads, rt, nullptr);
+        bx::cuda::rope_inplace(k, kKvHeads * kHeadDim, dpos.get<int32_t>(), T, kKvHeads, rt,
+                               nullptr);
+      },
+      rot_d);
+  row_case(
+      "q/k norm + rope, fused", T, qk_bytes, bandwidth,
+      [&](int r) {
+        bx::cuda::QkNormRopeArgs qa;
+        qa.q = A + r * TD;
+        qa.q_stride = kD;
+        qa.n_heads = kQHeads;
+        qa.k = B + r * TD;
+        qa.k_stride = kKvHeads * kHeadDim;
+        qa.n_kv_heads = kKvHeads;
+        qa.q_norm = W;
+        qa.k_norm = W;
+        qa.eps = 1e-6f;
+        bx::cuda::qk_norm_rope_inplace(qa, dpos.get<int32_t>(), T, rt, nullptr);
       },
       rot_d);
 }

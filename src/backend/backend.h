@@ -127,6 +127,12 @@ class Backend {
   // Models with attention biases (Qwen2, attention_bias) need it; the default throws bx::Error
   // naming the backend, so a backend without it fails clearly on those models only.
   virtual void add_bias(Tensor y, const Tensor& bias);
+  // Per-head RMSNorm (weights q_norm / k_norm [1, head_dim]; skipped where null) then RoPE at
+  // the batch positions, of q [T, n_heads * head_dim] and k [T, n_kv_heads * head_dim], in place.
+  // Exactly rmsnorm over each head as a row, then rope(q, n_heads) and rope(k, n_kv_heads): the
+  // default makes those calls; a backend may fuse them only with the same bits.
+  virtual void qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, const Tensor* q_norm,
+                            const Tensor* k_norm, float eps);
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
   virtual void copy_to_host(const Tensor& x, float* host) = 0;       // [rows, cols] densely

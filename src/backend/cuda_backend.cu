@@ -429,6 +429,37 @@ void CudaBackend::rope(Tensor x, int n_heads) {
                      state_->stream);
 }
 
+void CudaBackend::qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads,
+                               const Tensor* q_norm, const Tensor* k_norm, float eps) {
+  const int head_dim = state_->rope.head_dim;
+  const auto norm_fits = [&](const Tensor* w) { return w == nullptr || w->cols == head_dim; };
+  if (!cuda::qk_norm_rope_fusable(state_->rope) || !norm_fits(q_norm) || !norm_fits(k_norm) ||
+      q.cols != int64_t{n_heads} * head_dim || k.cols != int64_t{n_kv_heads} * head_dim ||
+      k.rows != q.rows) {
+    Backend::qk_norm_rope(q, n_heads, k, n_kv_heads, q_norm, k_norm, eps);  // checks and says
+    return;
+  }
+  check_f32(q, "qk_norm_rope q");
+  check_f32(k, "qk_norm_rope k");
+  cuda::QkNormRopeArgs args;
+  args.q = f32(q);
+  args.q_stride = q.stride;
+  args.n_heads = n_heads;
+  args.k = f32(k);
+  args.k_stride = k.stride;
+  args.n_kv_heads = n_kv_heads;
+  if (q_norm != nullptr) {
+    check_f32(*q_norm, "q_norm weight");
+    args.q_norm = f32(*q_norm);
+  }
+  if (k_norm != nullptr) {
+    check_f32(*k_norm, "k_norm weight");
+    args.k_norm = f32(*k_norm);
+  }
+  args.eps = eps;
+  cuda::qk_norm_rope_inplace(args, state_->batch.positions, q.rows, state_->rope, state_->stream);
+}
+
 void CudaBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
   check_f32(k, "kv_write k");
   check_f32(v, "kv_write v");

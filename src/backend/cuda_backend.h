@@ -65,6 +65,8 @@ class CudaBackend final : public Backend {
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override;
   void matmul(const Tensor& x, const Tensor& w, Tensor y) override;
   void rope(Tensor x, int n_heads) override;
+  void qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, const Tensor* q_norm,
+                    const Tensor* k_norm, float eps) override;  // one launch where fusable
   void kv_write(int layer, const Tensor& k, const Tensor& v) override;
   void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;

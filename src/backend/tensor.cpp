@@ -36,6 +36,42 @@ void Backend::add_bias(Tensor, const Tensor&) {
               " does not implement add_bias, which models with attention biases need");
 }
 
+namespace {
+// Head h of x [T, n_heads * head_dim] as a [T, head_dim] view with x's row stride.
+Tensor head_view(const Tensor& x, int h, int head_dim) {
+  Tensor view = x;
+  view.data = static_cast<std::byte*>(x.data) + bytes_of(x.dtype, int64_t{h} * head_dim);
+  view.cols = head_dim;
+  return view;
+}
+
+// rmsnorm of every head of x as a row: one call over [T * n_heads, head_dim] when the rows are
+// dense, else one call per head (rows are independent, so the same bits).
+void norm_heads(Backend& be, Tensor x, int n_heads, const Tensor& w, float eps) {
+  const int head_dim = static_cast<int>(w.cols);
+  BX_CHECK(x.cols == int64_t{n_heads} * head_dim,
+           "qk_norm_rope: " + std::to_string(x.cols) + " columns are not " +
+               std::to_string(n_heads) + " heads of the norm's " + std::to_string(head_dim));
+  if (x.stride == x.cols) {
+    const Tensor rows{x.data, x.dtype, x.rows * n_heads, head_dim, head_dim};
+    be.rmsnorm(rows, w, eps, rows);
+    return;
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    const Tensor head = head_view(x, h, head_dim);
+    be.rmsnorm(head, w, eps, head);
+  }
+}
+}  // namespace
+
+void Backend::qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, const Tensor* q_norm,
+                           const Tensor* k_norm, float eps) {
+  if (q_norm != nullptr) norm_heads(*this, q, n_heads, *q_norm, eps);
+  if (k_norm != nullptr) norm_heads(*this, k, n_kv_heads, *k_norm, eps);
+  rope(q, n_heads);
+  rope(k, n_kv_heads);
+}
+
 Tensor Backend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
                                 float offset, float scale) {
   BX_CHECK(rows > 0 && cols > 0, "generate_matrix: the shape must be positive");

@@ -41,13 +41,6 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
 
 namespace {
 
-// x [T, n_heads * head_dim], rows dense, seen as [T * n_heads, head_dim]: one row per head.
-Tensor heads_as_rows(const Tensor& x, int n_heads, int head_dim) {
-  BX_CHECK(x.stride == x.cols && x.cols == static_cast<int64_t>(n_heads) * head_dim,
-           "model: per-head view needs dense rows of n_heads * head_dim");
-  return Tensor{x.data, x.dtype, x.rows * n_heads, head_dim, head_dim};
-}
-
 void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int max_tokens,
                     int max_rows) {
   const size_t T = batch.tokens.size();
@@ -116,14 +109,10 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
       be.add_bias(k, w.bk);
       be.add_bias(v, w.bv);
     }
-    if (config_.qk_norm) {  // q[t,h] = rmsnorm(q[t,h]) * q_norm, per head
-      const Tensor q_heads = heads_as_rows(q, config_.n_heads, config_.head_dim);
-      const Tensor k_heads = heads_as_rows(k, config_.n_kv_heads, config_.head_dim);
-      be.rmsnorm(q_heads, w.q_norm, eps, q_heads);
-      be.rmsnorm(k_heads, w.k_norm, eps, k_heads);
-    }
-    be.rope(q, config_.n_heads);
-    be.rope(k, config_.n_kv_heads);
+    // q[t,h] = rope(rmsnorm(q[t,h]) * q_norm), k likewise (the norms only if qk_norm)
+    be.qk_norm_rope(q, config_.n_heads, k, config_.n_kv_heads,
+                    config_.qk_norm ? &w.q_norm : nullptr, config_.qk_norm ? &w.k_norm : nullptr,
+                    eps);
     be.kv_write(layer, k, v);
     be.attention(layer, q, config_.n_heads, scale, attn);
     be.matmul(attn, w.wo, h);

@@ -1,7 +1,8 @@
 // Tests of the row, elementwise, RoPE and data-movement kernels (kernels/cuda/rows.h, rope.h)
 // and of paged attention (kernels/cuda/attention.h).
 //
-//   T1 exact      RoPE equals the CPU kernel bit for bit (same table, same operations); RMSNorm
+//   T1 exact      RoPE equals the CPU kernel bit for bit (same table, same operations), and the
+//                 fused q/k norm + RoPE equals the unfused sequence; RMSNorm
 //                 equals its contract order replayed on the host, on every path; bf16
 //                 conversion, embedding and row gathers are exact; add equals host f32 adds.
 //   T2 accurate   RMSNorm, log-softmax, SiLU*up and attention against float64 (attention: bf16
@@ -303,6 +304,83 @@ TEST(CudaRope, EqualsTheCpuKernelBitForBit) {
     const std::vector<float> y = to_host<float>(dx, x.size());
     EXPECT_TRUE(test::same_bits(x.data(), y.data(), x.size()))
         << (layout == RopeLayout::adjacent_pairs ? "adjacent" : "half-split");
+  }
+}
+
+// The fused per-head norm + RoPE equals rmsnorm of each head then rope_inplace, bit for bit: q and
+// k as column ranges of one fused [T, q | k | v] row (strided), both layouts, head_dim 64, 128
+// and 256, with and without the norms; v is left alone. Negative control: the same steps on the
+// host with the sum of squares taken left to right (another order) do change bits.
+TEST(CudaRope, FusedQkNormRopeEqualsTheSequence) {
+  BX_REQUIRE_HOPPER();
+  const int n_heads = 6, n_kv = 2, max_pos = 4096;
+  const float eps = 1e-6f;
+  for (RopeLayout layout : {RopeLayout::adjacent_pairs, RopeLayout::half_split}) {
+    for (int head_dim : {64, 128, 256}) {
+      for (bool norm : {true, false}) {
+        const RopeTable table = make_rope_table(head_dim, 1e6, max_pos, layout);
+        const int64_t T = 21, width = static_cast<int64_t>(n_heads + 2 * n_kv) * head_dim;
+        const std::vector<float> x = test::random_f32(static_cast<size_t>(T * width), 8, -4, 4);
+        std::vector<int32_t> pos(static_cast<size_t>(T));
+        for (int64_t t = 0; t < T; ++t) pos[t] = static_cast<int32_t>((t * 397) % max_pos);
+        const std::vector<float> wq =
+            test::random_f32(static_cast<size_t>(head_dim), 9, 0.5f, 1.5f);
+        const std::vector<float> wk =
+            test::random_f32(static_cast<size_t>(head_dim), 10, 0.5f, 1.5f);
+        DeviceBuffer fused = to_device(x), seq = to_device(x);
+        DeviceBuffer dpos = to_device(pos), dwq = to_device(wq), dwk = to_device(wk);
+        DeviceBuffer dcos = to_device(table.cos), dsin = to_device(table.sin);
+        const cuda::RopeDeviceTable dt{dcos.get<float>(), dsin.get<float>(), head_dim, max_pos,
+                                       layout};
+        ASSERT_TRUE(cuda::qk_norm_rope_fusable(dt));
+        const int64_t k_off = static_cast<int64_t>(n_heads) * head_dim;
+        cuda::QkNormRopeArgs args;
+        args.q = fused.get<float>();
+        args.q_stride = width;
+        args.n_heads = n_heads;
+        args.k = fused.get<float>() + k_off;
+        args.k_stride = width;
+        args.n_kv_heads = n_kv;
+        args.q_norm = norm ? dwq.get<float>() : nullptr;
+        args.k_norm = norm ? dwk.get<float>() : nullptr;
+        args.eps = eps;
+        cuda::qk_norm_rope_inplace(args, dpos.get<int32_t>(), T, dt, nullptr);
+        for (int h = 0; norm && h < n_heads + n_kv; ++h) {
+          float* head = seq.get<float>() + static_cast<int64_t>(h) * head_dim;
+          const float* w = h < n_heads ? dwq.get<float>() : dwk.get<float>();
+          cuda::rmsnorm(head, width, w, eps, head, width, T, head_dim, nullptr);
+        }
+        cuda::rope_inplace(seq.get<float>(), width, dpos.get<int32_t>(), T, n_heads, dt, nullptr);
+        cuda::rope_inplace(seq.get<float>() + k_off, width, dpos.get<int32_t>(), T, n_kv, dt,
+                           nullptr);
+        // The control: left-to-right sums of squares, then the same IEEE steps and the CPU RoPE.
+        std::vector<float> ctrl = x;
+        for (int64_t t = 0; norm && t < T; ++t) {
+          for (int h = 0; h < n_heads + n_kv; ++h) {
+            float* head = ctrl.data() + t * width + static_cast<int64_t>(h) * head_dim;
+            const std::vector<float>& w = h < n_heads ? wq : wk;
+            float ss = 0.0f;
+            for (int i = 0; i < head_dim; ++i) ss = std::fmaf(head[i], head[i], ss);
+            const float r = 1.0f / std::sqrt(ss / static_cast<float>(head_dim) + eps);
+            for (int i = 0; i < head_dim; ++i) head[i] = (head[i] * r) * w[i];
+          }
+        }
+        ThreadPool pool(1);
+        rope_inplace(ctrl.data(), width, pos.data(), T, n_heads, table, pool);
+        rope_inplace(ctrl.data() + k_off, width, pos.data(), T, n_kv, table, pool);
+        test::sync();
+        const std::vector<float> got = to_host<float>(fused, x.size());
+        const std::string what =
+            std::string(layout == RopeLayout::adjacent_pairs ? "adjacent" : "half-split") +
+            ", head_dim " + std::to_string(head_dim) + (norm ? ", norm" : "");
+        EXPECT_TRUE(test::same_bits(got.data(), to_host<float>(seq, x.size()).data(), x.size()))
+            << what;
+        if (norm) {
+          EXPECT_FALSE(test::same_bits(got.data(), ctrl.data(), x.size()))
+              << what << ": the left-to-right sum should differ somewhere";
+        }
+      }
+    }
   }
 }
 

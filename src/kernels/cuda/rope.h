@@ -27,4 +27,26 @@ struct RopeDeviceTable {
 void rope_inplace(float* x, int64_t x_stride, const int32_t* positions, int64_t T, int n_heads,
                   const RopeDeviceTable& table, cudaStream_t stream);
 
+// Per-head RMSNorm then RoPE of q and k in one launch (Qwen3's q/k norm before the rotation):
+//   q[t, h] = rope(rmsnorm(q[t, h]) * q_norm),  k[t, g] = rope(rmsnorm(k[t, g]) * k_norm)
+// for heads h < n_heads of q [T, n_heads * head_dim] and g < n_kv_heads of k; the norm is
+// skipped where its weight is null. Bit for bit rmsnorm (rows.h, the heads as rows of head_dim)
+// followed by rope_inplace on q and on k: the same order (one warp a head, lane l playing the
+// threads l + 32 q of rows.h's 256) and the same IEEE steps, without the round trip to memory.
+// Needs head_dim 32, 64, 128 or 256, and not 32 for half_split (qk_norm_rope_fusable).
+struct QkNormRopeArgs {
+  float* q = nullptr;
+  int64_t q_stride = 0;
+  int n_heads = 0;
+  float* k = nullptr;
+  int64_t k_stride = 0;
+  int n_kv_heads = 0;
+  const float* q_norm = nullptr;  // [head_dim] or null
+  const float* k_norm = nullptr;  // [head_dim] or null
+  float eps = 0.0f;
+};
+bool qk_norm_rope_fusable(const RopeDeviceTable& table);
+void qk_norm_rope_inplace(const QkNormRopeArgs& args, const int32_t* positions, int64_t T,
+                          const RopeDeviceTable& table, cudaStream_t stream);
+
 }  // namespace bx::cuda
