@@ -36,6 +36,23 @@ void Backend::add_bias(Tensor, const Tensor&) {
               " does not implement add_bias, which models with attention biases need");
 }
 
+void Backend::matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) {
+  BX_CHECK(w.size() == y.size(), "matmul_parts: one output per weight matrix");
+  for (size_t i = 0; i < w.size(); ++i) matmul(x, w[i], y[i]);
+}
+
+void Backend::matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
+                            Tensor up) {
+  matmul(x, w_gate, out);
+  matmul(x, w_up, up);
+  silu_mul(out, up, out);
+}
+
+void Backend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) {
+  matmul(x, w, scratch);
+  add_inplace(y, scratch);
+}
+
 Tensor Backend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
                                 float offset, float scale) {
   BX_CHECK(rows > 0 && cols > 0, "generate_matrix: the shape must be positive");
