@@ -3,7 +3,7 @@
 // synchronisation between ops. Ops are keyed by name, and matmuls also by their weight's shape
 // ("matmul 4096x12288" = N x K), so the table shows which kernel a decode step spends its time in.
 // Recorded replays (CUDA graphs) issue no ops here: profile with LlamaModel::set_replay(false).
-// The fused ops (matmul_parts, matmul_swiglu, matmul_add) are timed as one op each when the
+// The fused ops (matmul_parts, matmul_swiglu, matmul_add, mlp_add) are timed as one op each when the
 // CudaBackend fuses, and as the unfused ops they compose otherwise (set_fused(false)).
 #pragma once
 
@@ -111,6 +111,13 @@ class OpTimingBackend final : public Backend {
     if (!inner_->fused()) return Backend::matmul_swiglu(x, g, u, out, up);
     timed("matmul_swiglu 2x" + std::to_string(g.rows) + "x" + std::to_string(g.cols),
           [&] { inner_->matmul_swiglu(x, g, u, out, up); });
+  }
+  void mlp_add(Tensor h, const Tensor& g, const Tensor& u, const Tensor& d, Tensor x, Tensor gate,
+               Tensor up) override {
+    if (!inner_->fused()) return Backend::mlp_add(h, g, u, d, x, gate, up);
+    timed("mlp_add (gate|up+silu, down+residual) " + std::to_string(g.rows) + "x" +
+              std::to_string(g.cols),
+          [&] { inner_->mlp_add(h, g, u, d, x, gate, up); });
   }
   void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override {
     if (!inner_->fused()) return Backend::matmul_add(x, w, y, scratch);

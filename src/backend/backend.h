@@ -143,6 +143,11 @@ class Backend {
   // y += x @ w^T (the residual add); `scratch` [rows, w.rows]. Default: matmul(x, w, scratch),
   // add_inplace(y, scratch).
   virtual void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch);
+  // The SwiGLU MLP added to the residual: x += (silu(h Wg^T) * (h Wu^T)) Wd^T. h [rows, D] is
+  // overwritten (scratch), gate and up [rows, F] are scratch. Default:
+  // matmul_swiglu(h, w_gate, w_up, gate, up), matmul_add(gate, w_down, x, h).
+  virtual void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                       Tensor x, Tensor gate, Tensor up);
   // y[t, :] += bias[0, :] for every row t (bias [1, cols]), after the matmul that made y (R3).
   // Models with attention biases (Qwen2, attention_bias) need it; the default throws bx::Error
   // naming the backend, so a backend without it fails clearly on those models only.

@@ -102,6 +102,7 @@ struct CudaBackend::State {
   // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
   // and the widest weight uploaded (max_k_padded), so forward never allocates.
   GrowBuffer<uint16_t> x_bf16;
+  GrowBuffer<uint16_t> act_bf16;  // mlp_add: silu(gate) * up in bf16, the same capacity
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
   // greedy_rows' results on the device: [rows] ids and chosen logprobs.
@@ -122,7 +123,7 @@ struct CudaBackend::State {
   // Changes whenever a device buffer that recorded ops read or write moves.
   int64_t layout() const {
     return tokens.moves + positions.moves + table_offsets.moves + tables.moves +
-           logit_rows.moves + x_bf16.moves + kv_moves;
+           logit_rows.moves + x_bf16.moves + act_bf16.moves + kv_moves;
   }
 
   cuda::PagedKv kv_layer(int layer) const {
@@ -358,6 +359,7 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
   s.x_bf16.ensure(s.x_bf16_capacity);
+  s.act_bf16.ensure(s.x_bf16_capacity);
 }
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
@@ -561,6 +563,52 @@ void CudaBackend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor 
   args.accumulate = true;  // y = y + chain: add_inplace's y + (x W^T), one f32 add
   cuda::gemm_bf16(args, s.stream);
   ++fused_gemms_;
+}
+
+void CudaBackend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up,
+                          const Tensor& w_down, Tensor x, Tensor gate, Tensor up) {
+  const int64_t F = w_gate.rows, Fp = w_down.stride;
+  const bool two_gemms = fusing() && h.dtype == DType::f32 && x.dtype == DType::f32 &&
+                         w_gate.dtype == DType::bf16 && w_up.dtype == DType::bf16 &&
+                         w_down.dtype == DType::bf16 && w_gate.stride == w_up.stride &&
+                         w_up.rows == F && w_gate.cols == h.cols && w_up.cols == h.cols &&
+                         w_down.cols == F && Fp == round_up8(F) && x.rows == h.rows &&
+                         x.cols == w_down.rows;
+  if (!two_gemms) {
+    Backend::mlp_add(h, w_gate, w_up, w_down, x, gate, up);
+    return;
+  }
+  State& s = *state_;
+  BX_CHECK(static_cast<size_t>(h.rows * Fp) <= s.x_bf16_capacity,
+           "cuda backend: mlp_add of " + std::to_string(h.rows) + " rows exceeds the batch");
+  uint16_t* act = s.act_bf16.buf.get<uint16_t>();
+  // act [rows, Fp] = bf16(silu(h Wg^T) * (h Wu^T)), +0 in columns [F, Fp).
+  cuda::GemmArgs gated;
+  gated.x = bf16_rows(h, w_gate.stride);
+  gated.x_stride = w_gate.stride;
+  gated.w = static_cast<const uint16_t*>(w_gate.data);
+  gated.w_up = static_cast<const uint16_t*>(w_up.data);
+  gated.w_stride = w_gate.stride;
+  gated.y_bf16 = act;
+  gated.y_stride = Fp;
+  gated.M = h.rows;
+  gated.N = F;
+  gated.K = w_gate.stride;
+  cuda::gemm_bf16(gated, s.stream);
+  // x = x + act Wd^T (one f32 add after the chain, as add_inplace).
+  cuda::GemmArgs down;
+  down.x = act;
+  down.x_stride = Fp;
+  down.w = static_cast<const uint16_t*>(w_down.data);
+  down.w_stride = Fp;
+  down.y = f32(x);
+  down.y_stride = x.stride;
+  down.M = h.rows;
+  down.N = w_down.rows;
+  down.K = Fp;
+  down.accumulate = true;
+  cuda::gemm_bf16(down, s.stream);
+  fused_gemms_ += 2;
 }
 
 void CudaBackend::rope(Tensor x, int n_heads) {

@@ -13,7 +13,8 @@
 // Fused ops (invariant mode): matmul_parts runs q | k | v as one GEMM over their rows packed back
 // to back (pack_rows), with the output split by columns; matmul_swiglu is one gated GEMM whose
 // epilogue writes silu(gate) * up; matmul_add is one GEMM that adds its chains to the residual
-// (gemm.h "accumulate"). Each gives the unfused ops' bits (the GEMM's elements do not depend on N,
+// (gemm.h "accumulate"); mlp_add is the gated GEMM writing bf16 (the rounding the down
+// projection's input gets anyway) and the down GEMM adding into the residual. Each gives the unfused ops' bits (the GEMM's elements do not depend on N,
 // and the epilogues evaluate the unfused kernels' f32 expressions on the same chains; tests/cuda
 // checks both), so the kernel version does not change. set_fused(false) runs the unfused ops, to
 // measure the difference. Fast mode and the split-K negative control always run them unfused.
@@ -90,6 +91,10 @@ class CudaBackend final : public Backend {
   void matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
                      Tensor up) override;
   void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override;
+  // The gated GEMM writes silu(gate) * up as bf16 straight into the down GEMM's input, which
+  // adds into x: two GEMMs and one conversion (of h).
+  void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down, Tensor x,
+               Tensor gate, Tensor up) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;

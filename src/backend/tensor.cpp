@@ -53,6 +53,12 @@ void Backend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scra
   add_inplace(y, scratch);
 }
 
+void Backend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                      Tensor x, Tensor gate, Tensor up) {
+  matmul_swiglu(h, w_gate, w_up, gate, up);
+  matmul_add(gate, w_down, x, h);
+}
+
 Tensor Backend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
                                 float offset, float scale) {
   BX_CHECK(rows > 0 && cols > 0, "generate_matrix: the shape must be positive");

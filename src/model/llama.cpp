@@ -135,8 +135,7 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     }
     // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.rmsnorm(x, w.ffn_norm, eps, h);
-    be.matmul_swiglu(h, w.w_gate, w.w_up, gate, up);  // gate = silu(h Wg^T) * (h Wu^T)
-    be.matmul_add(gate, w.w_down, x, h);
+    be.mlp_add(h, w.w_gate, w.w_up, w.w_down, x, gate, up);  // h, gate, up: scratch
   }
   if (R == 0) return;
   Tensor rows = final_rows_.rows_view(0, R);

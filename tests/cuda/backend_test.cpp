@@ -221,8 +221,8 @@ TEST(CudaBackend, NegativeControlSplitKByMDiffers) {
   EXPECT_GT(differing, 0);
 }
 
-// The fused ops (q | k | v as one GEMM, the SwiGLU and residual-add epilogues) give the bits of
-// the unfused ops, at prefill (130 tokens) and decode (1 token) sizes, on stories260K and on a
+// The fused ops (q | k | v as one GEMM, the SwiGLU epilogue writing the down projection's bf16
+// input, the residual-add epilogues) give the bits of the unfused ops, at prefill (130 tokens) and decode (1 token) sizes, on stories260K and on a
 // GQA model whose F (344) is no multiple of a tile; the fused path is checked to have run.
 TEST(CudaBackend, FusedOpsGiveTheUnfusedBits) {
   BX_REQUIRE_HOPPER();
@@ -259,7 +259,7 @@ TEST(CudaBackend, FusedOpsGiveTheUnfusedBits) {
     };
     const int64_t before = cuda->fused_gemms();
     const test::EngineRows fused = run(true);
-    // 6 forward calls x layers x (q|k|v, o + residual, gate|up, down + residual).
+    // 6 forward calls x layers x (q|k|v, o + residual, gate|up + silu to bf16, down + residual).
     EXPECT_EQ(cuda->fused_gemms() - before, 6 * gpu.config.n_layers * 4) << path;
     const int64_t after = cuda->fused_gemms();
     const test::EngineRows unfused = run(false);

@@ -413,6 +413,19 @@ struct GatedProblem {
     test::sync();
     return to_host<float>(dy, static_cast<size_t>(M * F));
   }
+  // The same as bf16 [M, Fp = round_up(F, 8)] (y_bf16), poisoned first.
+  std::vector<uint16_t> fused_bf16(int64_t first, int64_t M, GemmTile tile) {
+    const int64_t Fp = (F + 7) / 8 * 8;
+    DeviceBuffer out(static_cast<size_t>(M * Fp) * 2);
+    test::poison(out);
+    GemmArgs a = args(first, M, dgate.get<uint16_t>(), nullptr);
+    a.w_up = dup.get<uint16_t>();
+    a.y_bf16 = out.get<uint16_t>();
+    a.y_stride = Fp;
+    cuda::gemm_bf16(a, nullptr, tile);
+    test::sync();
+    return to_host<uint16_t>(out, static_cast<size_t>(M * Fp));
+  }
   // The unfused ops: g = x Wg^T, u = x Wu^T (split_gate: g's K in 1 + M % 3 parts, the negative
   // control), then silu_mul.
   std::vector<float> unfused(int64_t first, int64_t M, bool split_gate = false) {
@@ -451,6 +464,30 @@ TEST(CudaGemm, GatedGivesTheBitsOfTwoGemmsAndSiluMul) {
       }
       ASSERT_TRUE(test::same_bits(expected.data(), p.fused(first, M).data(), expected.size()))
           << "automatic tile, M=" << M;
+    }
+  }
+}
+
+// bf16 outputs (the down projection's input): the bits to_bf16_padded gives the f32 outputs,
+// zero padding included, on every tile (F = 172 and 12 need padding to 176 and 16).
+TEST(CudaGemm, GatedBf16OutputIsTheConvertedF32Output) {
+  BX_REQUIRE_HOPPER();
+  for (auto [F, K] : {std::pair<int64_t, int64_t>{172, 520}, {12, 64}, {1000, 264}}) {
+    GatedProblem p(200, F, K, static_cast<uint32_t>(5 * F + K));
+    const int64_t Fp = (F + 7) / 8 * 8;
+    for (int64_t M : {1, 5, 64, 65, 130, 200}) {
+      const int64_t first = (200 - M) / 2;
+      p.fused(first, M);  // f32 outputs in p.dy
+      DeviceBuffer converted(static_cast<size_t>(M * Fp) * 2);
+      test::poison(converted);
+      cuda::to_bf16_padded(p.dy.get<float>(), F, converted.get<uint16_t>(), Fp, M, F, Fp, nullptr);
+      test::sync();
+      const std::vector<uint16_t> expected = to_host<uint16_t>(converted, static_cast<size_t>(M * Fp));
+      for (GemmTile tile : cuda::kGemmTiles) {
+        const std::vector<uint16_t> got = p.fused_bf16(first, M, tile);
+        ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * 2), 0)
+            << "F=" << F << " M=" << M << " tile " << cuda::gemm_tile_name(tile);
+      }
     }
   }
 }
@@ -551,6 +588,12 @@ TEST(CudaGemm, RejectsBadPartsAndGatedArgs) {
   EXPECT_THROW(cuda::gemm_bf16_reference(g, nullptr), Error);
   g.w_up = p.dw.get<uint16_t>() + 4;  // 8-byte aligned only
   EXPECT_THROW(cuda::gemm_bf16(g, nullptr), Error);
+  GemmArgs b = p.args(0, 4, 0, 64, false);
+  b.y_bf16 = reinterpret_cast<uint16_t*>(other.get<float>());
+  EXPECT_THROW(cuda::gemm_bf16(b, nullptr), Error);  // bf16 outputs without w_up
+  b.w_up = p.dw.get<uint16_t>();
+  b.y_stride = 60;  // not a multiple of 8
+  EXPECT_THROW(cuda::gemm_bf16(b, nullptr), Error);
 }
 
 TEST(CudaGemm, RejectsWhatTmaCannotLoad) {

@@ -27,6 +27,7 @@
 // Tiles are visited in groups of kGroupRows row tiles: inside a group, column tile by column
 // tile, so the blocks running at once share rows of x and of W in L2.
 #include <cuda.h>
+#include <cuda_bf16.h>
 #include <cudaTypedefs.h>
 
 #include <mutex>
@@ -53,6 +54,7 @@ struct KernelParams {
   int a_rows;  // rows of x TMA loads per stage (BM, or M rounded up to 8 when M < BM)
   bool accumulate;
   bool vector_store;  // y rows 8-byte aligned: store column pairs as float2
+  uint16_t* y_bf16;   // gated: bf16 outputs instead of y (GemmArgs::y_bf16)
   int n_parts;        // output parts after y (GemmArgs::parts)
   int64_t part_first[GemmArgs::kMaxParts];
   float* part_y[GemmArgs::kMaxParts];
@@ -261,12 +263,25 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
           const int64_t row = row0 + 8 * half;
           if (row >= p.M) continue;
           float* out_row = p.y + row * p.y_stride;
+          uint32_t* bf16_row = reinterpret_cast<uint32_t*>(p.y_bf16 + row * p.y_stride);
+          const int64_t padded = (p.N + 7) / 8 * 8;
 #pragma unroll
           for (int j = 0; j < BN / 16; ++j) {
             const int64_t col = col0 + 8 * j;
             const int g = 4 * j + 2 * half, u = 4 * (j + BN / 16) + 2 * half;
-            store_pair(p, out_row, col, col < p.N, col + 1 < p.N, silu_times(acc[g], acc[u]),
-                       silu_times(acc[g + 1], acc[u + 1]));
+            const float v0 = silu_times(acc[g], acc[u]), v1 = silu_times(acc[g + 1], acc[u + 1]);
+            if (p.y_bf16 != nullptr) {
+              // Columns col, col + 1 (col even) as one 4-byte store; +0 past N up to the pad.
+              if (col < padded) {
+                const uint32_t lo =
+                    __bfloat16_as_ushort(__float2bfloat16_rn(col < p.N ? v0 : 0.0f));
+                const uint32_t hi =
+                    __bfloat16_as_ushort(__float2bfloat16_rn(col + 1 < p.N ? v1 : 0.0f));
+                bf16_row[col / 2] = lo | (hi << 16);
+              }
+            } else {
+              store_pair(p, out_row, col, col < p.N, col + 1 < p.N, v0, v1);
+            }
           }
         }
       } else {
@@ -355,6 +370,7 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
     return stride % 2 == 0 && (reinterpret_cast<uintptr_t>(y) & 7u) == 0;
   };
   p.vector_store = pairs_aligned(args.y, args.y_stride);
+  p.y_bf16 = args.y_bf16;
   p.n_parts = args.n_parts;
   for (int i = 0; i < GemmArgs::kMaxParts; ++i) {
     const bool used = i < args.n_parts;
@@ -437,7 +453,7 @@ void check_gemm_args(const GemmArgs& a, const char* who) {
            w + ": x and W row strides must be multiples of 8 elements, got " +
                std::to_string(a.x_stride) + " and " + std::to_string(a.w_stride));
   BX_CHECK(aligned16(a.x) && aligned16(a.w), w + ": x and W must be 16-byte aligned");
-  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr, w + ": y is null");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr || a.y_bf16 != nullptr, w + ": y is null");
   BX_CHECK(a.M == 0 || a.N == 0 || a.K == 0 || (a.x != nullptr && a.w != nullptr),
            w + ": x or W is null");
   BX_CHECK(a.n_parts >= 0 && a.n_parts <= GemmArgs::kMaxParts,
@@ -454,6 +470,12 @@ void check_gemm_args(const GemmArgs& a, const char* who) {
     BX_CHECK(part.y != nullptr && part.stride >= end - part.first_col,
              w + ": output part " + std::to_string(i) + " has no y or a stride below its width");
     previous = part.first_col;
+  }
+  if (a.y_bf16 != nullptr) {
+    BX_CHECK(a.w_up != nullptr, w + ": bf16 outputs (y_bf16) need the gated epilogue (w_up)");
+    BX_CHECK(aligned16(a.y_bf16) && a.y_stride % 8 == 0 && a.y_stride >= (a.N + 7) / 8 * 8,
+             w + ": y_bf16 must be 16-byte aligned with a row stride that is a multiple of 8 and "
+                 "at least N rounded up to 8, got stride " + std::to_string(a.y_stride));
   }
   if (a.w_up != nullptr) {
     BX_CHECK(aligned16(a.w_up), w + ": w_up must be 16-byte aligned");

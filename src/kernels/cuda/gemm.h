@@ -20,6 +20,10 @@
 //   u = chain(x[m], w_up[n]): F.silu(gate) * up, the expression kernels/cuda/rows.h silu_mul
 //   evaluates on the stored chains, in f32, so the fused result has the unfused bits. A tile of
 //   BN outputs loads BN/2 rows of W and the same BN/2 rows of w_up and produces BN/2 outputs.
+//   With y_bf16 the gated outputs are stored as bf16 (__float2bfloat16_rn, what rows.h
+//   to_bf16_padded does to the f32 outputs) with +0 in columns [N, round_up(N, 8)): the input of
+//   a following GEMM over K = round_up(N, 8) (SwiGLU's down projection), bit for bit the one the
+//   f32 outputs and to_bf16_padded would give, without that pass.
 //
 // How the tensor core forms dot16 and adds it to acc is fixed by the hardware; it involves only
 // row m of x and row n of W. A = the x tile (wgmma's M = 64 rows of tokens), B = the W tile
@@ -73,6 +77,9 @@ struct GemmArgs {
   // Gated epilogue: the up rows [N, K] (stride w_stride), W holding the gate rows. Not with
   // accumulate; the wgmma kernel only (the reference and cuBLAS refuse it).
   const uint16_t* w_up = nullptr;
+  // Gated only: bf16 outputs [M, round_up(N, 8)] here (row stride y_stride, a multiple of 8;
+  // 16-byte aligned) instead of y.
+  uint16_t* y_bf16 = nullptr;
 };
 
 // Output tile shapes (rows of x x rows of W). w64xN: one consumer warpgroup, wgmma m64nN (small
