@@ -55,7 +55,9 @@ double relative_difference(const DeviceBuffer& a, const DeviceBuffer& b, size_t 
   return std::sqrt(d / std::max(r, 1e-300));
 }
 
-double l2_bytes(const cudaDeviceProp& prop) { return static_cast<double>(prop.l2CacheSize); }
+double l2_bytes(const cudaDeviceProp& prop) {
+  return static_cast<double>(prop.l2CacheSize);
+}
 
 bool same_bits(const DeviceBuffer& a, const DeviceBuffer& b, size_t floats) {
   std::vector<float> ha(floats), hb(floats);
@@ -124,8 +126,8 @@ std::vector<std::string> fused_projections(const std::vector<int64_t>& ms, doubl
         if (gated) {
           bx::cuda::gemm_bf16(base(r, 0, F, a_ref), nullptr);
           bx::cuda::gemm_bf16(base(r, F, F, b_ref), nullptr);
-          bx::cuda::silu_mul(a_ref.get<float>(), F, b_ref.get<float>(), F, a_ref.get<float>(), F,
-                             M, F, nullptr);
+          bx::cuda::silu_mul(a_ref.get<float>(), F, b_ref.get<float>(), F, a_ref.get<float>(), F, M,
+                             F, nullptr);
         } else {
           bx::cuda::gemm_bf16(base(r, 0, Q, a_ref), nullptr);
           bx::cuda::gemm_bf16(base(r, Q, KV, b_ref), nullptr);
@@ -151,12 +153,11 @@ std::vector<std::string> fused_projections(const std::vector<int64_t>& ms, doubl
       const double t_mem = bytes / bandwidth * 1e6, t_math = flops / rate * 1e6;
       const double floor = std::max(t_mem, t_math);
       char line[512];
-      std::snprintf(line, sizeof line,
-                    "| %s | %lld | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %s | %s |",
-                    gated ? "gate|up + silu (4096 -> 2x12288)" : "q|k|v (4096 -> 4096+1024+1024)",
-                    static_cast<long long>(M), fused_us, unfused_us, unfused_us / fused_us,
-                    blas_us, floor, fused_us / floor, t_mem > t_math ? "memory" : "math",
-                    same ? "yes" : "NO");
+      std::snprintf(
+          line, sizeof line, "| %s | %lld | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %s | %s |",
+          gated ? "gate|up + silu (4096 -> 2x12288)" : "q|k|v (4096 -> 4096+1024+1024)",
+          static_cast<long long>(M), fused_us, unfused_us, unfused_us / fused_us, blas_us, floor,
+          fused_us / floor, t_mem > t_math ? "memory" : "math", same ? "yes" : "NO");
       table.push_back(line);
     }
   }
@@ -228,8 +229,8 @@ int main(int argc, char** argv) {
   std::vector<int64_t> ms = {1, 8, 32, 128, 512, 2048, 8192};
   if (quick) ms = {1, 128, 2048};
   int status = 0;
-  std::vector<std::string> fused_table = fused_projections(ms, bandwidth, rate, l2_bytes(prop),
-                                                           status);
+  std::vector<std::string> fused_table =
+      fused_projections(ms, bandwidth, rate, l2_bytes(prop), status);
   if (fused_only) {
     std::printf("\n");
     for (const std::string& line : fused_table) std::printf("%s\n", line.c_str());

@@ -3,8 +3,8 @@
 // synchronisation between ops. Ops are keyed by name, and matmuls also by their weight's shape
 // ("matmul 4096x12288" = N x K), so the table shows which kernel a decode step spends its time in.
 // Recorded replays (CUDA graphs) issue no ops here: profile with LlamaModel::set_replay(false).
-// The fused ops (matmul_parts, matmul_swiglu, matmul_add, mlp_add) are timed as one op each when the
-// CudaBackend fuses, and as the unfused ops they compose otherwise (set_fused(false)).
+// The fused ops (matmul_parts, matmul_swiglu, matmul_add, mlp_add) are timed as one op each when
+// the CudaBackend fuses, and as the unfused ops they compose otherwise (set_fused(false)).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -122,8 +122,8 @@ struct CudaBackend::State {
   int kv_moves = 0;
   // Changes whenever a device buffer that recorded ops read or write moves.
   int64_t layout() const {
-    return tokens.moves + positions.moves + table_offsets.moves + tables.moves +
-           logit_rows.moves + x_bf16.moves + act_bf16.moves + kv_moves;
+    return tokens.moves + positions.moves + table_offsets.moves + tables.moves + logit_rows.moves +
+           x_bf16.moves + act_bf16.moves + kv_moves;
   }
 
   cuda::PagedKv kv_layer(int layer) const {
@@ -565,15 +565,14 @@ void CudaBackend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor 
   ++fused_gemms_;
 }
 
-void CudaBackend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up,
-                          const Tensor& w_down, Tensor x, Tensor gate, Tensor up) {
+void CudaBackend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                          Tensor x, Tensor gate, Tensor up) {
   const int64_t F = w_gate.rows, Fp = w_down.stride;
-  const bool two_gemms = fusing() && h.dtype == DType::f32 && x.dtype == DType::f32 &&
-                         w_gate.dtype == DType::bf16 && w_up.dtype == DType::bf16 &&
-                         w_down.dtype == DType::bf16 && w_gate.stride == w_up.stride &&
-                         w_up.rows == F && w_gate.cols == h.cols && w_up.cols == h.cols &&
-                         w_down.cols == F && Fp == round_up8(F) && x.rows == h.rows &&
-                         x.cols == w_down.rows;
+  const bool two_gemms =
+      fusing() && h.dtype == DType::f32 && x.dtype == DType::f32 && w_gate.dtype == DType::bf16 &&
+      w_up.dtype == DType::bf16 && w_down.dtype == DType::bf16 && w_gate.stride == w_up.stride &&
+      w_up.rows == F && w_gate.cols == h.cols && w_up.cols == h.cols && w_down.cols == F &&
+      Fp == round_up8(F) && x.rows == h.rows && x.cols == w_down.rows;
   if (!two_gemms) {
     Backend::mlp_add(h, w_gate, w_up, w_down, x, gate, up);
     return;

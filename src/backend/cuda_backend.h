@@ -14,10 +14,11 @@
 // to back (pack_rows), with the output split by columns; matmul_swiglu is one gated GEMM whose
 // epilogue writes silu(gate) * up; matmul_add is one GEMM that adds its chains to the residual
 // (gemm.h "accumulate"); mlp_add is the gated GEMM writing bf16 (the rounding the down
-// projection's input gets anyway) and the down GEMM adding into the residual. Each gives the unfused ops' bits (the GEMM's elements do not depend on N,
-// and the epilogues evaluate the unfused kernels' f32 expressions on the same chains; tests/cuda
-// checks both), so the kernel version does not change. set_fused(false) runs the unfused ops, to
-// measure the difference. Fast mode and the split-K negative control always run them unfused.
+// projection's input gets anyway) and the down GEMM adding into the residual. Each gives the
+// unfused ops' bits (the GEMM's elements do not depend on N, and the epilogues evaluate the unfused
+// kernels' f32 expressions on the same chains; tests/cuda checks both), so the kernel version does
+// not change. set_fused(false) runs the unfused ops, to measure the difference. Fast mode and the
+// split-K negative control always run them unfused.
 //
 // Only built when nvcc is found (BITEXACT_HAVE_CUDA). Ops run asynchronously on the backend's
 // stream; copy_to_host synchronises.

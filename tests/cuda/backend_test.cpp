@@ -222,8 +222,9 @@ TEST(CudaBackend, NegativeControlSplitKByMDiffers) {
 }
 
 // The fused ops (q | k | v as one GEMM, the SwiGLU epilogue writing the down projection's bf16
-// input, the residual-add epilogues) give the bits of the unfused ops, at prefill (130 tokens) and decode (1 token) sizes, on stories260K and on a
-// GQA model whose F (344) is no multiple of a tile; the fused path is checked to have run.
+// input, the residual-add epilogues) give the bits of the unfused ops, at prefill (130 tokens) and
+// decode (1 token) sizes, on stories260K and on a GQA model whose F (344) is no multiple of a tile;
+// the fused path is checked to have run.
 TEST(CudaBackend, FusedOpsGiveTheUnfusedBits) {
   BX_REQUIRE_HOPPER();
   test::RandomLlamaSpec spec;
@@ -251,7 +252,8 @@ TEST(CudaBackend, FusedOpsGiveTheUnfusedBits) {
       const int32_t row = 0;
       for (int32_t i = 0; i < 5; ++i) {
         const int32_t token = 3 + i;
-        const test::EngineRows step = seq.forward(std::span(&token, 1), 130 + i, std::span(&row, 1));
+        const test::EngineRows step =
+            seq.forward(std::span(&token, 1), 130 + i, std::span(&row, 1));
         rows.logits.push_back(step.logits[0]);
         rows.logprobs.push_back(step.logprobs[0]);
       }

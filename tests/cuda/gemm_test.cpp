@@ -326,8 +326,8 @@ TEST(CudaGemm, CublasRowsFollowTheBatch) {
 // each element depend on x[m], W[n] and K only; this shows it for the parts epilogue.
 TEST(CudaGemm, OutputPartsGiveTheBitsOfOneGemmPerPart) {
   BX_REQUIRE_HOPPER();
-  for (auto [nq, nk, K] : {std::tuple<int64_t, int64_t, int64_t>{64, 32, 64}, {200, 40, 1032},
-                           {512, 128, 2048}}) {
+  for (auto [nq, nk, K] :
+       {std::tuple<int64_t, int64_t, int64_t>{64, 32, 64}, {200, 40, 1032}, {512, 128, 2048}}) {
     const int64_t N = nq + 2 * nk, rows = 300;
     Problem p = random_problem(rows, N, K, static_cast<uint32_t>(N + K));
     const int64_t widths[3] = {nq, nk, nk}, firsts[3] = {0, nq, nq + nk};
@@ -359,7 +359,8 @@ TEST(CudaGemm, OutputPartsGiveTheBitsOfOneGemmPerPart) {
         cuda::gemm_bf16(a, nullptr, tile);
         test::sync();
         for (int i = 0; i < 3; ++i) {
-          const std::vector<float> got = to_host<float>(outs[i], static_cast<size_t>(M * strides[i]));
+          const std::vector<float> got =
+              to_host<float>(outs[i], static_cast<size_t>(M * strides[i]));
           for (int64_t m = 0; m < M; ++m) {
             ASSERT_TRUE(test::same_bits(got.data() + m * strides[i],
                                         separate[i].data() + m * widths[i],
@@ -458,8 +459,8 @@ TEST(CudaGemm, GatedGivesTheBitsOfTwoGemmsAndSiluMul) {
       const int64_t first = (M * 3) % 7 % (301 - M);
       const std::vector<float> expected = p.unfused(first, M);
       for (GemmTile tile : cuda::kGemmTiles) {
-        ASSERT_TRUE(test::same_bits(expected.data(), p.fused(first, M, tile).data(),
-                                    expected.size()))
+        ASSERT_TRUE(
+            test::same_bits(expected.data(), p.fused(first, M, tile).data(), expected.size()))
             << "F=" << F << " K=" << K << " M=" << M << " tile " << cuda::gemm_tile_name(tile);
       }
       ASSERT_TRUE(test::same_bits(expected.data(), p.fused(first, M).data(), expected.size()))
@@ -482,7 +483,8 @@ TEST(CudaGemm, GatedBf16OutputIsTheConvertedF32Output) {
       test::poison(converted);
       cuda::to_bf16_padded(p.dy.get<float>(), F, converted.get<uint16_t>(), Fp, M, F, Fp, nullptr);
       test::sync();
-      const std::vector<uint16_t> expected = to_host<uint16_t>(converted, static_cast<size_t>(M * Fp));
+      const std::vector<uint16_t> expected =
+          to_host<uint16_t>(converted, static_cast<size_t>(M * Fp));
       for (GemmTile tile : cuda::kGemmTiles) {
         const std::vector<uint16_t> got = p.fused_bf16(first, M, tile);
         ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * 2), 0)
@@ -556,13 +558,15 @@ TEST(CudaGemm, GatedAccurateAgainstFloat64) {
       // silu'(g) <= 1.1, so |d(silu(g) u)| <= 1.1 |u| dg + |silu(g)| du, with room for rounding.
       const double chain_err = static_cast<double>(K) * 0x1p-24 * scale;
       const double bound = (1.1 * std::fabs(u) + std::fabs(g) + chain_err) * chain_err +
-                            8 * 0x1p-24 * std::fabs(ref) + 1e-30;
+                           8 * 0x1p-24 * std::fabs(ref) + 1e-30;
       worst = std::max(worst, std::fabs(v - ref) / bound);
     }
   }
   const double rel = std::sqrt(num / den);
-  std::printf("gated epilogue: relative norm error %.3g vs float64; worst element at %.3g of its "
-              "bound\n", rel, worst);
+  std::printf(
+      "gated epilogue: relative norm error %.3g vs float64; worst element at %.3g of its "
+      "bound\n",
+      rel, worst);
   EXPECT_LT(rel, 1e-5);
   EXPECT_LE(worst, 1.0);
 }

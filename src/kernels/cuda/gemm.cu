@@ -27,8 +27,8 @@
 // Tiles are visited in groups of kGroupRows row tiles: inside a group, column tile by column
 // tile, so the blocks running at once share rows of x and of W in L2.
 #include <cuda.h>
-#include <cuda_bf16.h>
 #include <cudaTypedefs.h>
+#include <cuda_bf16.h>
 
 #include <mutex>
 #include <string>
@@ -377,7 +377,8 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
     p.part_first[i] = used ? args.parts[i].first_col : 0;
     p.part_y[i] = used ? args.parts[i].y : nullptr;
     p.part_stride[i] = used ? args.parts[i].stride : 0;
-    if (used) p.vector_store = p.vector_store && pairs_aligned(args.parts[i].y, args.parts[i].stride);
+    if (used)
+      p.vector_store = p.vector_store && pairs_aligned(args.parts[i].y, args.parts[i].stride);
   }
   const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
   BX_CHECK(tiles < (int64_t{1} << 31), "gemm_bf16: too many tiles");
@@ -445,8 +446,8 @@ void check_gemm_args(const GemmArgs& a, const char* who) {
   BX_CHECK(a.K % 8 == 0,
            w + ": K = " + std::to_string(a.K) + " must be a multiple of 8 (pad rows with zeros)");
   // y holds columns [0, N), or [0, parts[0].first_col) with output parts.
-  const int64_t y_cols = a.n_parts > 0 && a.n_parts <= GemmArgs::kMaxParts ? a.parts[0].first_col
-                                                                            : a.N;
+  const int64_t y_cols =
+      a.n_parts > 0 && a.n_parts <= GemmArgs::kMaxParts ? a.parts[0].first_col : a.N;
   BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= y_cols,
            w + ": a row stride is below its row length");
   BX_CHECK(a.x_stride % 8 == 0 && a.w_stride % 8 == 0,
@@ -474,8 +475,10 @@ void check_gemm_args(const GemmArgs& a, const char* who) {
   if (a.y_bf16 != nullptr) {
     BX_CHECK(a.w_up != nullptr, w + ": bf16 outputs (y_bf16) need the gated epilogue (w_up)");
     BX_CHECK(aligned16(a.y_bf16) && a.y_stride % 8 == 0 && a.y_stride >= (a.N + 7) / 8 * 8,
-             w + ": y_bf16 must be 16-byte aligned with a row stride that is a multiple of 8 and "
-                 "at least N rounded up to 8, got stride " + std::to_string(a.y_stride));
+             w +
+                 ": y_bf16 must be 16-byte aligned with a row stride that is a multiple of 8 and "
+                 "at least N rounded up to 8, got stride " +
+                 std::to_string(a.y_stride));
   }
   if (a.w_up != nullptr) {
     BX_CHECK(aligned16(a.w_up), w + ": w_up must be 16-byte aligned");

@@ -100,8 +100,8 @@ void check_gemm_args(const GemmArgs& args, const char* who);
 // The invariant kernel. Asynchronous on `stream`.
 void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic);
 
-// Simple reference (plain epilogue and accumulate only): mma.sync m16n8k16 with cp.async, 64x64 tiles, the same k16 slices in the same
-// order. Slow; for tests.
+// Simple reference (plain epilogue and accumulate only): mma.sync m16n8k16 with cp.async, 64x64
+// tiles, the same k16 slices in the same order. Slow; for tests.
 void gemm_bf16_reference(const GemmArgs& args, cudaStream_t stream);
 
 // Fast mode (R8): cuBLAS (cublasGemmEx, bf16 inputs, CUBLAS_COMPUTE_32F, default algorithm).
