@@ -12,9 +12,16 @@
 // of 11 batches. Inputs are random (never zeros). Each case checks that the two results agree
 // (relative L2 difference < 1e-4: they differ only in the order of f32 additions).
 //
-// Usage: gemm_bench [--quick] [--sweep]
-//   --quick  M in {1, 128, 2048} only
-//   --sweep  also time every tile shape on every case (the data behind gemm_pick_tile)
+// Fused projections (gemm.h epilogues), Qwen3-8B shapes, K = 4096: q|k|v (N = 4096 + 1024 + 1024)
+// as one GEMM with three output parts against three GEMMs, and gate|up (F = 12288) as one gated
+// GEMM writing silu(gate) * up against two GEMMs and silu_mul; cuBLAS on the concatenated W
+// (6144 or 24576 rows, no silu) for scale. Each fused result is checked bitwise against its
+// unfused composition. Floor as above, bytes = x + W + the fused outputs.
+//
+// Usage: gemm_bench [--quick] [--sweep] [--fused-only]
+//   --quick       M in {1, 128, 2048} only
+//   --sweep       also time every tile shape on every case (the data behind gemm_pick_tile)
+//   --fused-only  only the fused projections
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -26,6 +33,7 @@
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fill.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/rows.h"
 #include "timing.h"
 
 namespace {
@@ -47,17 +55,129 @@ double relative_difference(const DeviceBuffer& a, const DeviceBuffer& b, size_t 
   return std::sqrt(d / std::max(r, 1e-300));
 }
 
+double l2_bytes(const cudaDeviceProp& prop) {
+  return static_cast<double>(prop.l2CacheSize);
+}
+
+bool same_bits(const DeviceBuffer& a, const DeviceBuffer& b, size_t floats) {
+  std::vector<float> ha(floats), hb(floats);
+  a.download(ha.data(), floats * sizeof(float));
+  b.download(hb.data(), floats * sizeof(float));
+  return std::memcmp(ha.data(), hb.data(), floats * sizeof(float)) == 0;
+}
+
+// The fused projections table (see the header comment); status = 1 if a fused result differs
+// from its unfused composition.
+std::vector<std::string> fused_projections(const std::vector<int64_t>& ms, double bandwidth,
+                                           double rate, double l2, int& status) {
+  const int64_t K = 4096, Q = 4096, KV = 1024, F = 12288;
+  std::vector<std::string> table = {
+      "| fused op | M | fused us | unfused us | unfused/fused | cuBLAS one GEMM us | floor us | "
+      "fused/floor | bound | bits = unfused |",
+      "|---|---|---|---|---|---|---|---|---|---|"};
+  const int64_t max_m = ms.back();
+  for (const bool gated : {false, true}) {
+    const int64_t rows = gated ? 2 * F : Q + 2 * KV;  // rows of W read
+    const int64_t out_cols = gated ? F : Q + 2 * KV;  // f32 columns written by the fused GEMM
+    const double w_bytes = 2.0 * static_cast<double>(rows * K);
+    const int rot = std::clamp(static_cast<int>(std::ceil(3.0 * l2 / w_bytes)), 1, 8);
+    std::vector<DeviceBuffer> ws, xs;
+    for (int r = 0; r < rot; ++r) {
+      ws.emplace_back(static_cast<size_t>(w_bytes));
+      xs.emplace_back(static_cast<size_t>(2 * max_m * K));
+      bx::cuda::fill_uniform_bf16(ws.back().get<uint16_t>(), rows * K, 300 + r, -1, 1, nullptr);
+      bx::cuda::fill_uniform_bf16(xs.back().get<uint16_t>(), max_m * K, 400 + r, -1, 1, nullptr);
+    }
+    // Fused outputs: gated -> [M, F]; q|k|v -> three buffers. Unfused: the same layout (q|k|v)
+    // or g, u [M, F] (gated, silu_mul into g). cuBLAS: [M, rows].
+    DeviceBuffer a_out(static_cast<size_t>(4 * max_m * (gated ? F : Q))),
+        b_out(static_cast<size_t>(4 * max_m * (gated ? F : KV))),
+        c_out(static_cast<size_t>(4 * max_m * (gated ? 1 : KV)));
+    DeviceBuffer a_ref(a_out.bytes()), b_ref(b_out.bytes()), c_ref(c_out.bytes());
+    DeviceBuffer y_blas(static_cast<size_t>(4 * max_m * rows));
+    for (int64_t M : ms) {
+      auto base = [&](int r, int64_t w_row, int64_t n, DeviceBuffer& y) {
+        bx::cuda::GemmArgs a;
+        a.x = xs[r].get<uint16_t>();
+        a.x_stride = K;
+        a.w = ws[r].get<uint16_t>() + w_row * K;
+        a.w_stride = K;
+        a.y = y.get<float>();
+        a.y_stride = n;
+        a.M = M;
+        a.N = n;
+        a.K = K;
+        return a;
+      };
+      auto fused = [&](int r) {
+        if (gated) {
+          bx::cuda::GemmArgs a = base(r, 0, F, a_out);
+          a.w_up = ws[r].get<uint16_t>() + F * K;
+          bx::cuda::gemm_bf16(a, nullptr);
+        } else {
+          bx::cuda::GemmArgs a = base(r, 0, Q + 2 * KV, a_out);
+          a.y_stride = Q;
+          a.parts[a.n_parts++] = bx::cuda::GemmOutputPart{Q, b_out.get<float>(), KV};
+          a.parts[a.n_parts++] = bx::cuda::GemmOutputPart{Q + KV, c_out.get<float>(), KV};
+          bx::cuda::gemm_bf16(a, nullptr);
+        }
+      };
+      auto unfused = [&](int r) {
+        if (gated) {
+          bx::cuda::gemm_bf16(base(r, 0, F, a_ref), nullptr);
+          bx::cuda::gemm_bf16(base(r, F, F, b_ref), nullptr);
+          bx::cuda::silu_mul(a_ref.get<float>(), F, b_ref.get<float>(), F, a_ref.get<float>(), F, M,
+                             F, nullptr);
+        } else {
+          bx::cuda::gemm_bf16(base(r, 0, Q, a_ref), nullptr);
+          bx::cuda::gemm_bf16(base(r, Q, KV, b_ref), nullptr);
+          bx::cuda::gemm_bf16(base(r, Q + KV, KV, c_ref), nullptr);
+        }
+      };
+      const double fused_us = median_us(fused, rot);
+      const double unfused_us = median_us(unfused, rot);
+      const double blas_us = median_us(
+          [&](int r) { bx::cuda::gemm_bf16_cublas(base(r, 0, rows, y_blas), nullptr); }, rot);
+      fused(0);
+      unfused(0);
+      check_cuda(cudaDeviceSynchronize(), "fused");
+      bool same = same_bits(a_out, a_ref, static_cast<size_t>(M * (gated ? F : Q)));
+      if (!gated) {
+        same = same && same_bits(b_out, b_ref, static_cast<size_t>(M * KV)) &&
+               same_bits(c_out, c_ref, static_cast<size_t>(M * KV));
+      }
+      if (!same) status = 1;
+      const double Md = static_cast<double>(M);
+      const double flops = 2.0 * Md * static_cast<double>(rows * K);
+      const double bytes = 2.0 * Md * K + w_bytes + 4.0 * Md * static_cast<double>(out_cols);
+      const double t_mem = bytes / bandwidth * 1e6, t_math = flops / rate * 1e6;
+      const double floor = std::max(t_mem, t_math);
+      char line[512];
+      std::snprintf(
+          line, sizeof line, "| %s | %lld | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %s | %s |",
+          gated ? "gate|up + silu (4096 -> 2x12288)" : "q|k|v (4096 -> 4096+1024+1024)",
+          static_cast<long long>(M), fused_us, unfused_us, unfused_us / fused_us, blas_us, floor,
+          fused_us / floor, t_mem > t_math ? "memory" : "math", same ? "yes" : "NO");
+      table.push_back(line);
+    }
+  }
+  return table;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, sweep = false;
+  bool quick = false, sweep = false, fused_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0)
       quick = true;
     else if (std::strcmp(argv[i], "--sweep") == 0)
       sweep = true;
+    else if (std::strcmp(argv[i], "--fused-only") == 0)
+      fused_only = true;
     else {
-      std::printf("gemm_bench: unknown argument '%s' (expected --quick, --sweep)\n", argv[i]);
+      std::printf("gemm_bench: unknown argument '%s' (expected --quick, --sweep, --fused-only)\n",
+                  argv[i]);
       return 2;
     }
   }
@@ -108,7 +228,15 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{4096, 6144}, {4096, 4096}, {4096, 24576}, {12288, 4096}, {4096, 151936}};
   std::vector<int64_t> ms = {1, 8, 32, 128, 512, 2048, 8192};
   if (quick) ms = {1, 128, 2048};
-  const double l2 = static_cast<double>(prop.l2CacheSize);
+  int status = 0;
+  std::vector<std::string> fused_table =
+      fused_projections(ms, bandwidth, rate, l2_bytes(prop), status);
+  if (fused_only) {
+    std::printf("\n");
+    for (const std::string& line : fused_table) std::printf("%s\n", line.c_str());
+    return status;
+  }
+  const double l2 = l2_bytes(prop);
 
   std::vector<std::string> table, sweep_table;
   table.push_back(
@@ -121,7 +249,6 @@ int main(int argc, char** argv) {
   }
   sweep_table.push_back(sweep_head + " best | auto |");
   sweep_table.push_back("|---|---|---|---|---|---|---|---|---|---|---|");
-  int status = 0;
   for (const Shape& s : shapes) {
     const int64_t max_m = ms.back();
     const double Kd = static_cast<double>(s.K), Nd = static_cast<double>(s.N);
@@ -224,5 +351,7 @@ int main(int argc, char** argv) {
   }
   std::printf("\n");
   for (const std::string& line : table) std::printf("%s\n", line.c_str());
+  std::printf("\n");
+  for (const std::string& line : fused_table) std::printf("%s\n", line.c_str());
   return status;
 }

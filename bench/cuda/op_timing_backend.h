@@ -3,6 +3,8 @@
 // synchronisation between ops. Ops are keyed by name, and matmuls also by their weight's shape
 // ("matmul 4096x12288" = N x K), so the table shows which kernel a decode step spends its time in.
 // Recorded replays (CUDA graphs) issue no ops here: profile with LlamaModel::set_replay(false).
+// The fused ops (matmul_parts, matmul_swiglu, matmul_add, mlp_add) are timed as one op each when
+// the CudaBackend fuses, and as the unfused ops they compose otherwise (set_fused(false)).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -62,6 +64,8 @@ class OpTimingBackend final : public Backend {
   int kv_element_bytes() const override { return inner_->kv_element_bytes(); }
   void set_rope_table(const RopeTable& t) override { inner_->set_rope_table(t); }
   void set_reduction_order(ReductionOrder o) override { inner_->set_reduction_order(o); }
+  bool pack_rows(std::span<Tensor* const> parts) override { return inner_->pack_rows(parts); }
+  void set_fused(bool fused) { inner_->set_fused(fused); }
 
   bool can_replay() const override { return inner_->can_replay(); }
   bool replay(uint64_t key) override { return inner_->replay(key); }
@@ -94,6 +98,31 @@ class OpTimingBackend final : public Backend {
   }
   void add_inplace(Tensor y, const Tensor& x) override {
     timed("add_inplace", [&] { inner_->add_inplace(y, x); });
+  }
+  void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) override {
+    if (!inner_->fused()) return Backend::matmul_parts(x, w, y);
+    int64_t n = 0;
+    for (const Tensor& part : w) n += part.rows;
+    timed("matmul_parts " + std::to_string(n) + "x" + std::to_string(x.cols),
+          [&] { inner_->matmul_parts(x, w, y); });
+  }
+  void matmul_swiglu(const Tensor& x, const Tensor& g, const Tensor& u, Tensor out,
+                     Tensor up) override {
+    if (!inner_->fused()) return Backend::matmul_swiglu(x, g, u, out, up);
+    timed("matmul_swiglu 2x" + std::to_string(g.rows) + "x" + std::to_string(g.cols),
+          [&] { inner_->matmul_swiglu(x, g, u, out, up); });
+  }
+  void mlp_add(Tensor h, const Tensor& g, const Tensor& u, const Tensor& d, Tensor x, Tensor gate,
+               Tensor up) override {
+    if (!inner_->fused()) return Backend::mlp_add(h, g, u, d, x, gate, up);
+    timed("mlp_add (gate|up+silu, down+residual) " + std::to_string(g.rows) + "x" +
+              std::to_string(g.cols),
+          [&] { inner_->mlp_add(h, g, u, d, x, gate, up); });
+  }
+  void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override {
+    if (!inner_->fused()) return Backend::matmul_add(x, w, y, scratch);
+    timed("matmul_add " + std::to_string(w.rows) + "x" + std::to_string(w.cols),
+          [&] { inner_->matmul_add(x, w, y, scratch); });
   }
   void gather_logit_rows(const Tensor& x, Tensor out) override {
     timed("gather_logit_rows", [&] { inner_->gather_logit_rows(x, out); });

@@ -5,7 +5,7 @@
 //   serve_bench [--model random:qwen3-8b] [--modes invariant,fast] [--batches 1,8,32,64,128,256]
 //               [--context 128] [--iters 20] [--requests 1000] [--max-tokens 100]
 //               [--prompt-tokens 16] [--max-seqs 256] [--max-batch-tokens 4096]
-//               [--sampled-requests 0]
+//               [--sampled-requests 0] [--unfused 1]
 //
 // 1. Copy bandwidth: device-to-device cudaMemcpy of 2 GiB, bytes read plus written.
 //    Roofline of one decode token = bytes of all matmul weights as held / copy bandwidth
@@ -14,8 +14,10 @@
 //    that many cached positions), through LlamaModel::forward with the greedy choice on the
 //    device; wall time per step over --iters steps after 3 warm-up steps, launched op by op
 //    (eager) and as a CUDA graph (replay, llama.h). ms/token at B = 1, tokens/s = B / step.
+//    In invariant mode with --unfused 1, each is measured with the fused ops (q|k|v as one GEMM,
+//    the SwiGLU and residual-add epilogues: CudaBackend::set_fused) and without (the same bits).
 // 3. Per-op GPU time (CUDA events around each op, OpTimingBackend) of one such step at the
-//    smallest and the largest B.
+//    smallest and the largest B (fused and, with --unfused 1, unfused).
 // 4. Engine: --requests greedy requests with distinct prompts of --prompt-tokens ids and
 //    --max-tokens generated ids each (EOS ignored), all submitted at once; wall time from the
 //    first step to the last, generated tokens/s, steps, forward and scheduler time (graphs on).
@@ -141,7 +143,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> modes = {"invariant", "fast"};
   std::vector<int> batches = {1, 8, 32, 64, 128, 256};
   int context = 128, iters = 20, requests = 1000, max_tokens = 100, prompt_tokens = 16;
-  int max_seqs = 256, max_batch_tokens = 4096, sampled_requests = 0;
+  int max_seqs = 256, max_batch_tokens = 4096, sampled_requests = 0, unfused = 1;
   app.add_option("--model", model_path, "model path or random:NAME[:SEED]");
   app.add_option("--modes", modes, "invariant,fast")->delimiter(',');
   app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-tokens", prompt_tokens, "engine run: prompt tokens per request");
   app.add_option("--max-seqs", max_seqs, "engine run: sequences per step");
   app.add_option("--max-batch-tokens", max_batch_tokens, "engine run: tokens per step");
+  app.add_option("--unfused", unfused, "invariant mode: also measure with the fused ops off (0/1)");
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is cut off
   try {
@@ -188,52 +191,65 @@ int main(int argc, char** argv) {
       const int max_b = *std::max_element(batches.begin(), batches.end());
       model.reserve_kv_blocks(int64_t{max_b} * (context / block_size + 1));
       std::printf(
-          "| mode | B | launch | ms/step | tokens/s | floor ms | floor / step |\n"
-          "|---|---|---|---|---|---|---|\n");
+          "| mode | B | ops | launch | ms/step | tokens/s | floor ms | floor / step |\n"
+          "|---|---|---|---|---|---|---|---|\n");
+      std::vector<bool> fusions = {true};
+      if (unfused != 0 && cuda_mode == bx::CudaBackend::Mode::invariant) fusions.push_back(false);
       for (int B : batches) {
         DecodeBatch batch(B, context, block_size, model.config.vocab_size);
-        for (const bool graphs : {false, true}) {
-          model.model->set_replay(graphs);
-          for (int i = 0; i < 3; ++i) batch.run(*model.model);  // direct, recorded, replayed
-          const Clock::time_point start = Clock::now();
-          for (int i = 0; i < iters; ++i) batch.run(*model.model);
-          const double step_ms = seconds_since(start) * 1e3 / iters;
-          std::printf("| %s | %d | %s | %.3f | %.0f | %.3f | %.3f |\n", mode.c_str(), B,
-                      graphs ? "graph" : "eager", step_ms, B / step_ms * 1e3, floor_ms,
-                      floor_ms / step_ms);
-          if (B == 1) {
-            char line[256];
-            std::snprintf(line, sizeof line,
-                          "| %s | decode B=1, %s | %.3f ms/token | floor %.3f ms | %.1f%% of "
-                          "roofline |",
-                          mode.c_str(), graphs ? "graph" : "eager", step_ms, floor_ms,
-                          100.0 * floor_ms / step_ms);
-            summary.push_back(line);
+        for (const bool fused : fusions) {
+          timing->set_fused(fused);
+          const char* ops = fused ? "fused" : "unfused";
+          for (const bool graphs : {false, true}) {
+            model.model->set_replay(graphs);
+            for (int i = 0; i < 3; ++i) batch.run(*model.model);  // direct, recorded, replayed
+            const Clock::time_point start = Clock::now();
+            for (int i = 0; i < iters; ++i) batch.run(*model.model);
+            const double step_ms = seconds_since(start) * 1e3 / iters;
+            std::printf("| %s | %d | %s | %s | %.3f | %.0f | %.3f | %.3f |\n", mode.c_str(), B, ops,
+                        graphs ? "graph" : "eager", step_ms, B / step_ms * 1e3, floor_ms,
+                        floor_ms / step_ms);
+            if (B == 1 || B == max_b) {
+              char line[256];
+              std::snprintf(line, sizeof line,
+                            "| %s | decode B=%d, %s, %s | %.3f ms/step | floor %.3f ms | %.1f%% of "
+                            "roofline |",
+                            mode.c_str(), B, ops, graphs ? "graph" : "eager", step_ms, floor_ms,
+                            100.0 * floor_ms / step_ms);
+              summary.push_back(line);
+            }
           }
         }
       }
+      timing->set_fused(true);
       model.model->set_replay(false);  // the op timer sees only directly issued ops
       std::vector<int> profiled = {batches.front()};
       if (batches.back() != batches.front()) profiled.push_back(batches.back());
       for (int B : profiled) {
-        DecodeBatch batch(B, context, block_size, model.config.vocab_size);
-        timing->enable();
-        const int reps = 3;
-        for (int i = 0; i < reps; ++i) batch.run(*model.model);
-        const auto totals = timing->collect();
-        double all = 0;
-        for (const auto& [key, v] : totals) all += v.first;
-        std::vector<std::pair<double, std::string>> sorted;
-        for (const auto& [key, v] : totals) sorted.emplace_back(v.first, key);
-        std::sort(sorted.rbegin(), sorted.rend());
-        std::printf(
-            "\nper-op GPU time, %s, B=%d (per step; sum %.3f ms)\n| op | ms | share "
-            "|\n|---|---|---|\n",
-            mode.c_str(), B, all / reps);
-        for (const auto& [ms, key] : sorted) {
-          std::printf("| %s | %.3f | %.1f%% |\n", key.c_str(), ms / reps, 100.0 * ms / all);
+        for (const bool fused : fusions) {
+          timing->set_fused(fused);
+          DecodeBatch batch(B, context, block_size, model.config.vocab_size);
+          batch.run(*model.model);  // warm-up
+          timing->enable();
+          const int reps = 3;
+          for (int i = 0; i < reps; ++i) batch.run(*model.model);
+          const auto totals = timing->collect();
+          double all = 0;
+          for (const auto& [key, v] : totals) all += v.first;
+          std::vector<std::pair<double, std::string>> sorted;
+          for (const auto& [key, v] : totals) sorted.emplace_back(v.first, key);
+          std::sort(sorted.rbegin(), sorted.rend());
+          std::printf(
+              "\nper-op GPU time, %s, %s, B=%d (per step; sum %.3f ms)\n| op | ms | calls | share "
+              "|\n|---|---|---|---|\n",
+              mode.c_str(), fused ? "fused" : "unfused", B, all / reps);
+          for (const auto& [ms, key] : sorted) {
+            std::printf("| %s | %.3f | %d | %.1f%% |\n", key.c_str(), ms / reps,
+                        totals.at(key).second / reps, 100.0 * ms / all);
+          }
         }
       }
+      timing->set_fused(true);
       model.model->set_replay(true);
       for (const float temperature : {0.0f, 1.0f}) {
         const int n = temperature == 0.0f ? requests : sampled_requests;

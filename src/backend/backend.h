@@ -91,6 +91,14 @@ class Backend {
   virtual int kv_element_bytes() const { return 4; }
   virtual void set_rope_table(const RopeTable& table) = 0;
   virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
+  // Stores the weight matrices *parts (one dtype, cols and stride) back to back in one allocation,
+  // in order, and points each Tensor at its rows there; values unchanged, the old memory freed
+  // (so no other copy of these Tensors may be used after). Lets matmul_parts run them as one
+  // matmul. Returns false, changing nothing, where the backend does not pack (the default).
+  virtual bool pack_rows(std::span<Tensor* const> parts) {
+    (void)parts;
+    return false;
+  }
 
   // --- recording the ops of a forward pass for replay (CUDA graphs; optional) ---
   // A backend that can record the ops issued after begin_batch and launch them again as one
@@ -123,6 +131,23 @@ class Backend {
   virtual void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) = 0;
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
   virtual void add_inplace(Tensor y, const Tensor& x) = 0;
+  // Fused forms of the sequences the model runs. Each is defined as the composition its default
+  // runs, with those ops' bits; a backend overrides one only where its fused version gives
+  // exactly the same bits for every batch (or it must bump kernel_version).
+  // y[i] = x @ w[i]^T for each i (q, k, v from one input). Default: matmul per part, in order.
+  virtual void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y);
+  // out = silu(x @ w_gate^T) * (x @ w_up^T) (F.silu(gate) * up); `up` [rows, F] is scratch.
+  // Default: matmul(x, w_gate, out), matmul(x, w_up, up), silu_mul(out, up, out).
+  virtual void matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
+                             Tensor up);
+  // y += x @ w^T (the residual add); `scratch` [rows, w.rows]. Default: matmul(x, w, scratch),
+  // add_inplace(y, scratch).
+  virtual void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch);
+  // The SwiGLU MLP added to the residual: x += (silu(h Wg^T) * (h Wu^T)) Wd^T. h [rows, D] is
+  // overwritten (scratch), gate and up [rows, F] are scratch. Default:
+  // matmul_swiglu(h, w_gate, w_up, gate, up), matmul_add(gate, w_down, x, h).
+  virtual void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                       Tensor x, Tensor gate, Tensor up);
   // y[t, :] += bias[0, :] for every row t (bias [1, cols]), after the matmul that made y (R3).
   // Models with attention biases (Qwen2, attention_bias) need it; the default throws bx::Error
   // naming the backend, so a backend without it fails clearly on those models only.

@@ -102,6 +102,7 @@ struct CudaBackend::State {
   // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
   // and the widest weight uploaded (max_k_padded), so forward never allocates.
   GrowBuffer<uint16_t> x_bf16;
+  GrowBuffer<uint16_t> act_bf16;  // mlp_add: silu(gate) * up in bf16, the same capacity
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
   // greedy_rows' results on the device: [rows] ids and chosen logprobs.
@@ -121,8 +122,8 @@ struct CudaBackend::State {
   int kv_moves = 0;
   // Changes whenever a device buffer that recorded ops read or write moves.
   int64_t layout() const {
-    return tokens.moves + positions.moves + table_offsets.moves + tables.moves +
-           logit_rows.moves + x_bf16.moves + kv_moves;
+    return tokens.moves + positions.moves + table_offsets.moves + tables.moves + logit_rows.moves +
+           x_bf16.moves + act_bf16.moves + kv_moves;
   }
 
   cuda::PagedKv kv_layer(int layer) const {
@@ -358,6 +359,7 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
   s.x_bf16.ensure(s.x_bf16_capacity);
+  s.act_bf16.ensure(s.x_bf16_capacity);
 }
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
@@ -389,11 +391,8 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
                std::to_string(w.cols) + "], y [" + std::to_string(y.rows) + ", " +
                std::to_string(y.cols) + "]");
   State& s = *state_;
-  const int64_t M = x.rows, K = x.cols, Kp = w.stride;
-  BX_CHECK(static_cast<size_t>(M * Kp) <= s.x_bf16_capacity,
-           "cuda backend: matmul of " + std::to_string(M) + " rows exceeds the batch");
-  uint16_t* xb = s.x_bf16.buf.get<uint16_t>();
-  cuda::to_bf16_padded(f32(x), x.stride, xb, Kp, M, K, Kp, s.stream);
+  const int64_t M = x.rows, Kp = w.stride;
+  const uint16_t* xb = bf16_rows(x, Kp);
   cuda::GemmArgs args;
   args.x = xb;
   args.x_stride = Kp;
@@ -421,6 +420,194 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   } else {
     cuda::gemm_bf16(args, s.stream);
   }
+}
+
+const uint16_t* CudaBackend::bf16_rows(const Tensor& x, int64_t Kp) {
+  State& s = *state_;
+  BX_CHECK(static_cast<size_t>(x.rows * Kp) <= s.x_bf16_capacity,
+           "cuda backend: matmul of " + std::to_string(x.rows) + " rows exceeds the batch");
+  uint16_t* xb = s.x_bf16.buf.get<uint16_t>();
+  cuda::to_bf16_padded(f32(x), x.stride, xb, Kp, x.rows, x.cols, Kp, s.stream);
+  return xb;
+}
+
+bool CudaBackend::fusing() const {
+  return fused_ && mode_ == Mode::invariant && order_ == ReductionOrder::canonical;
+}
+
+void CudaBackend::set_fused(bool fused) {
+  if (fused == fused_) return;
+  fused_ = fused;
+  State& s = *state_;
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (set_fused)");
+  for (auto& [key, r] : s.recordings) cudaGraphExecDestroy(r.exec);
+  s.recordings.clear();
+}
+
+bool CudaBackend::pack_rows(std::span<Tensor* const> parts) {
+  if (parts.empty()) return false;
+  const Tensor& first = *parts[0];
+  int64_t rows = 0;
+  for (const Tensor* t : parts) {
+    if (t->dtype != DType::bf16 || t->cols != first.cols || t->stride != first.stride ||
+        t->data == nullptr) {
+      return false;
+    }
+    rows += t->rows;
+  }
+  State& s = *state_;
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (pack_rows)");
+  const Tensor packed = alloc(DType::bf16, rows, first.cols);
+  BX_CHECK(packed.stride == first.stride, "cuda backend: pack_rows: unexpected row stride");
+  int64_t row = 0;
+  for (Tensor* t : parts) {
+    uint16_t* dst = static_cast<uint16_t*>(packed.data) + row * packed.stride;
+    check_cuda(cudaMemcpy(dst, t->data, static_cast<size_t>(t->rows * t->stride) * 2,
+                          cudaMemcpyDeviceToDevice),
+               "cudaMemcpy (pack_rows)");
+    const auto old = std::find_if(s.allocations.begin(), s.allocations.end(),
+                                  [&](const DeviceBuffer& b) { return b.get() == t->data; });
+    if (old != s.allocations.end()) s.allocations.erase(old);
+    t->data = dst;
+    row += t->rows;
+  }
+  return true;
+}
+
+void CudaBackend::matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) {
+  BX_CHECK(w.size() == y.size(), "cuda backend: matmul_parts needs one output per weight matrix");
+  // One GEMM when the parts' rows lie back to back (pack_rows) and each later part starts at a
+  // multiple of 8 rows (gemm.h's parts); otherwise one matmul per part.
+  bool one_gemm = fusing() && !w.empty() && w.size() <= 1 + cuda::GemmArgs::kMaxParts;
+  int64_t n_total = 0;
+  for (size_t i = 0; one_gemm && i < w.size(); ++i) {
+    const auto* expected = static_cast<const uint16_t*>(w[0].data) + n_total * w[0].stride;
+    one_gemm = w[i].dtype == DType::bf16 && w[i].data == expected && w[i].stride == w[0].stride &&
+               w[i].cols == x.cols && y[i].dtype == DType::f32 && y[i].rows == x.rows &&
+               y[i].cols == w[i].rows && (i == 0 || n_total % 8 == 0);
+    n_total += w[i].rows;
+  }
+  if (!one_gemm || x.dtype != DType::f32) {
+    Backend::matmul_parts(x, w, y);
+    return;
+  }
+  State& s = *state_;
+  const int64_t Kp = w[0].stride;
+  cuda::GemmArgs args;
+  args.x = bf16_rows(x, Kp);
+  args.x_stride = Kp;
+  args.w = static_cast<const uint16_t*>(w[0].data);
+  args.w_stride = Kp;
+  args.y = f32(y[0]);
+  args.y_stride = y[0].stride;
+  args.M = x.rows;
+  args.N = n_total;
+  args.K = Kp;
+  int64_t first_col = w[0].rows;
+  for (size_t i = 1; i < w.size(); ++i) {
+    args.parts[args.n_parts++] = cuda::GemmOutputPart{first_col, f32(y[i]), y[i].stride};
+    first_col += w[i].rows;
+  }
+  cuda::gemm_bf16(args, s.stream);
+  ++fused_gemms_;
+}
+
+void CudaBackend::matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
+                                Tensor out, Tensor up) {
+  const bool gated = fusing() && x.dtype == DType::f32 && out.dtype == DType::f32 &&
+                     w_gate.dtype == DType::bf16 && w_up.dtype == DType::bf16 &&
+                     w_gate.stride == w_up.stride && w_gate.rows == w_up.rows &&
+                     w_gate.cols == w_up.cols && w_gate.cols == x.cols && out.rows == x.rows &&
+                     out.cols == w_gate.rows;
+  if (!gated) {
+    Backend::matmul_swiglu(x, w_gate, w_up, out, up);
+    return;
+  }
+  State& s = *state_;
+  const int64_t Kp = w_gate.stride;
+  cuda::GemmArgs args;
+  args.x = bf16_rows(x, Kp);
+  args.x_stride = Kp;
+  args.w = static_cast<const uint16_t*>(w_gate.data);
+  args.w_up = static_cast<const uint16_t*>(w_up.data);
+  args.w_stride = Kp;
+  args.y = f32(out);
+  args.y_stride = out.stride;
+  args.M = x.rows;
+  args.N = w_gate.rows;
+  args.K = Kp;
+  cuda::gemm_bf16(args, s.stream);
+  ++fused_gemms_;
+}
+
+void CudaBackend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) {
+  const bool one_gemm = fusing() && x.dtype == DType::f32 && y.dtype == DType::f32 &&
+                        w.dtype == DType::bf16 && x.cols == w.cols && y.rows == x.rows &&
+                        y.cols == w.rows;
+  if (!one_gemm) {
+    Backend::matmul_add(x, w, y, scratch);
+    return;
+  }
+  State& s = *state_;
+  const int64_t Kp = w.stride;
+  cuda::GemmArgs args;
+  args.x = bf16_rows(x, Kp);
+  args.x_stride = Kp;
+  args.w = static_cast<const uint16_t*>(w.data);
+  args.w_stride = Kp;
+  args.y = f32(y);
+  args.y_stride = y.stride;
+  args.M = x.rows;
+  args.N = w.rows;
+  args.K = Kp;
+  args.accumulate = true;  // y = y + chain: add_inplace's y + (x W^T), one f32 add
+  cuda::gemm_bf16(args, s.stream);
+  ++fused_gemms_;
+}
+
+void CudaBackend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                          Tensor x, Tensor gate, Tensor up) {
+  const int64_t F = w_gate.rows, Fp = w_down.stride;
+  const bool two_gemms =
+      fusing() && h.dtype == DType::f32 && x.dtype == DType::f32 && w_gate.dtype == DType::bf16 &&
+      w_up.dtype == DType::bf16 && w_down.dtype == DType::bf16 && w_gate.stride == w_up.stride &&
+      w_up.rows == F && w_gate.cols == h.cols && w_up.cols == h.cols && w_down.cols == F &&
+      Fp == round_up8(F) && x.rows == h.rows && x.cols == w_down.rows;
+  if (!two_gemms) {
+    Backend::mlp_add(h, w_gate, w_up, w_down, x, gate, up);
+    return;
+  }
+  State& s = *state_;
+  BX_CHECK(static_cast<size_t>(h.rows * Fp) <= s.x_bf16_capacity,
+           "cuda backend: mlp_add of " + std::to_string(h.rows) + " rows exceeds the batch");
+  uint16_t* act = s.act_bf16.buf.get<uint16_t>();
+  // act [rows, Fp] = bf16(silu(h Wg^T) * (h Wu^T)), +0 in columns [F, Fp).
+  cuda::GemmArgs gated;
+  gated.x = bf16_rows(h, w_gate.stride);
+  gated.x_stride = w_gate.stride;
+  gated.w = static_cast<const uint16_t*>(w_gate.data);
+  gated.w_up = static_cast<const uint16_t*>(w_up.data);
+  gated.w_stride = w_gate.stride;
+  gated.y_bf16 = act;
+  gated.y_stride = Fp;
+  gated.M = h.rows;
+  gated.N = F;
+  gated.K = w_gate.stride;
+  cuda::gemm_bf16(gated, s.stream);
+  // x = x + act Wd^T (one f32 add after the chain, as add_inplace).
+  cuda::GemmArgs down;
+  down.x = act;
+  down.x_stride = Fp;
+  down.w = static_cast<const uint16_t*>(w_down.data);
+  down.w_stride = Fp;
+  down.y = f32(x);
+  down.y_stride = x.stride;
+  down.M = h.rows;
+  down.N = w_down.rows;
+  down.K = Fp;
+  down.accumulate = true;
+  cuda::gemm_bf16(down, s.stream);
+  fused_gemms_ += 2;
 }
 
 void CudaBackend::rope(Tensor x, int n_heads) {

@@ -10,6 +10,16 @@
 // Invariance: every op is a kernel whose reduction order depends on shapes only (see each header
 // in kernels/cuda/); Mode::fast swaps the GEMM for cuBLAS (R8, labelled in name()).
 //
+// Fused ops (invariant mode): matmul_parts runs q | k | v as one GEMM over their rows packed back
+// to back (pack_rows), with the output split by columns; matmul_swiglu is one gated GEMM whose
+// epilogue writes silu(gate) * up; matmul_add is one GEMM that adds its chains to the residual
+// (gemm.h "accumulate"); mlp_add is the gated GEMM writing bf16 (the rounding the down
+// projection's input gets anyway) and the down GEMM adding into the residual. Each gives the
+// unfused ops' bits (the GEMM's elements do not depend on N, and the epilogues evaluate the unfused
+// kernels' f32 expressions on the same chains; tests/cuda checks both), so the kernel version does
+// not change. set_fused(false) runs the unfused ops, to measure the difference. Fast mode and the
+// split-K negative control always run them unfused.
+//
 // Only built when nvcc is found (BITEXACT_HAVE_CUDA). Ops run asynchronously on the backend's
 // stream; copy_to_host synchronises.
 #pragma once
@@ -52,6 +62,15 @@ class CudaBackend final : public Backend {
   int kv_element_bytes() const override { return 2; }  // BF16
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
+  // bf16 weights of one cols and stride: moved into one allocation (see Backend::pack_rows).
+  bool pack_rows(std::span<Tensor* const> parts) override;
+  // The fused ops on (default) or the Backend defaults (same bits; for measurements). A change
+  // drops the recordings (they hold the other ops).
+  void set_fused(bool fused);
+  bool fused() const { return fused_; }
+  // GEMMs issued by the fused ops so far (one per matmul_parts, matmul_swiglu, matmul_add that
+  // fused), for tests.
+  int64_t fused_gemms() const { return fused_gemms_; }
 
   // CUDA graphs: stream capture of the ops, instantiated once per key, replayed while the
   // batch buffers and the KV cache stay where they were.
@@ -71,6 +90,14 @@ class CudaBackend final : public Backend {
   void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
   void add_inplace(Tensor y, const Tensor& x) override;
+  void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) override;
+  void matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
+                     Tensor up) override;
+  void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override;
+  // The gated GEMM writes silu(gate) * up as bf16 straight into the down GEMM's input, which
+  // adds into x: two GEMMs and one conversion (of h).
+  void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down, Tensor x,
+               Tensor gate, Tensor up) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
@@ -83,9 +110,15 @@ class CudaBackend final : public Backend {
  private:
   struct State;  // device buffers and the stream (CUDA types stay in the .cu file)
   void* device_bytes(size_t bytes);  // cudaMalloc'd, zeroed, freed with the backend
+  // x's rows rounded to bf16 in the GEMM input buffer, each padded with zeros to Kp columns.
+  const uint16_t* bf16_rows(const Tensor& x, int64_t Kp);
+  // Whether the fused ops run now: invariant mode, canonical order, set_fused(true).
+  bool fusing() const;
 
   Mode mode_;
   ReductionOrder order_ = ReductionOrder::canonical;
+  bool fused_ = true;
+  int64_t fused_gemms_ = 0;
   std::unique_ptr<State> state_;
 };
 

@@ -72,6 +72,29 @@ void Backend::qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, cons
   rope(k, n_kv_heads);
 }
 
+void Backend::matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) {
+  BX_CHECK(w.size() == y.size(), "matmul_parts: one output per weight matrix");
+  for (size_t i = 0; i < w.size(); ++i) matmul(x, w[i], y[i]);
+}
+
+void Backend::matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
+                            Tensor up) {
+  matmul(x, w_gate, out);
+  matmul(x, w_up, up);
+  silu_mul(out, up, out);
+}
+
+void Backend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) {
+  matmul(x, w, scratch);
+  add_inplace(y, scratch);
+}
+
+void Backend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
+                      Tensor x, Tensor gate, Tensor up) {
+  matmul_swiglu(h, w_gate, w_up, gate, up);
+  matmul_add(gate, w_down, x, h);
+}
+
 Tensor Backend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
                                 float offset, float scale) {
   BX_CHECK(rows > 0 && cols > 0, "generate_matrix: the shape must be positive");

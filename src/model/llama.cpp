@@ -101,9 +101,9 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     const int layer = static_cast<int>(&w - weights_.layers.data());
     // x += attention(rope(norm(x) Wq), cache[rope(norm(x) Wk), norm(x) Wv]) Wo
     be.rmsnorm(x, w.attn_norm, eps, h);
-    be.matmul(h, w.wq, q);
-    be.matmul(h, w.wk, k);
-    be.matmul(h, w.wv, v);
+    const Tensor qkv_weights[] = {w.wq, w.wk, w.wv};
+    Tensor qkv[] = {q, k, v};
+    be.matmul_parts(h, qkv_weights, qkv);  // q, k, v = h Wq^T, h Wk^T, h Wv^T
     if (config_.qkv_bias) {
       be.add_bias(q, w.bq);
       be.add_bias(k, w.bk);
@@ -115,16 +115,16 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
                     eps);
     be.kv_write(layer, k, v);
     be.attention(layer, q, config_.n_heads, scale, attn);
-    be.matmul(attn, w.wo, h);
-    if (config_.output_bias) be.add_bias(h, w.bo);
-    be.add_inplace(x, h);
+    if (config_.output_bias) {  // x += (attn Wo^T + bo)
+      be.matmul(attn, w.wo, h);
+      be.add_bias(h, w.bo);
+      be.add_inplace(x, h);
+    } else {
+      be.matmul_add(attn, w.wo, x, h);  // x += attn Wo^T (h: scratch)
+    }
     // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.rmsnorm(x, w.ffn_norm, eps, h);
-    be.matmul(h, w.w_gate, gate);
-    be.matmul(h, w.w_up, up);
-    be.silu_mul(gate, up, gate);
-    be.matmul(gate, w.w_down, h);
-    be.add_inplace(x, h);
+    be.mlp_add(h, w.w_gate, w.w_up, w.w_down, x, gate, up);  // h, gate, up: scratch
   }
   if (R == 0) return;
   Tensor rows = final_rows_.rows_view(0, R);

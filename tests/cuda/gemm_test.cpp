@@ -8,6 +8,10 @@
 //   T3 invariant  every tile shape gives the same bits as every other for M = 1..512 (ragged M,
 //                 odd N and K); row i alone == row i inside batches of M = 1..1183 (ragged, at
 //                 any offset); negative controls: a split of K that follows M, and cuBLAS, differ.
+// Epilogues (gemm.h): output parts (q | k | v from concatenated W) give the bits of one GEMM per
+// part; the gated (SwiGLU) epilogue gives the bits of two GEMMs and silu_mul (rows.h), on every
+// tile and for every M, row alone == row in batch, and is accurate against float64; a gate whose
+// K split follows M (the negative control) differs.
 // Every run poisons y first (NaN bytes), so an unwritten element fails the comparisons.
 #include <gtest/gtest.h>
 
@@ -15,10 +19,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/rows.h"
 #include "support/cuda_test_data.h"
 
 namespace bx {
@@ -313,6 +319,285 @@ TEST(CudaGemm, CublasRowsFollowTheBatch) {
   for (int64_t M : {2, 8, 32, 128, 512}) {
     EXPECT_TRUE(rows_equal(p.run(0, M), 0, ours, 0, N)) << "M=" << M;
   }
+}
+
+// q | k | v: one GEMM over W = [Wq; Wk; Wv] with the output split into three matrices (their own
+// strides) gives exactly the bits of three GEMMs, on every tile and for many M. The contract makes
+// each element depend on x[m], W[n] and K only; this shows it for the parts epilogue.
+TEST(CudaGemm, OutputPartsGiveTheBitsOfOneGemmPerPart) {
+  BX_REQUIRE_HOPPER();
+  for (auto [nq, nk, K] :
+       {std::tuple<int64_t, int64_t, int64_t>{64, 32, 64}, {200, 40, 1032}, {512, 128, 2048}}) {
+    const int64_t N = nq + 2 * nk, rows = 300;
+    Problem p = random_problem(rows, N, K, static_cast<uint32_t>(N + K));
+    const int64_t widths[3] = {nq, nk, nk}, firsts[3] = {0, nq, nq + nk};
+    const int64_t strides[3] = {nq + 8, nk, nk + 2};  // padded, dense, padded rows
+    std::vector<DeviceBuffer> outs;
+    for (int i = 0; i < 3; ++i) outs.emplace_back(static_cast<size_t>(rows * strides[i]) * 4);
+    for (int64_t M : {1, 2, 7, 33, 64, 65, 128, 130, 257, 300}) {
+      const int64_t first = M % 5;
+      // Separately: part i = x @ W[firsts[i] .. + widths[i])^T, y dense [M, widths[i]].
+      std::vector<std::vector<float>> separate;
+      for (int i = 0; i < 3; ++i) {
+        GemmArgs a = p.args(first, M, 0, K, false);
+        a.w = p.dw.get<uint16_t>() + firsts[i] * K;
+        a.N = widths[i];
+        a.y_stride = widths[i];
+        test::poison(p.dy);
+        cuda::gemm_bf16(a, nullptr);
+        test::sync();
+        separate.push_back(to_host<float>(p.dy, static_cast<size_t>(M * widths[i])));
+      }
+      for (GemmTile tile : cuda::kGemmTiles) {
+        GemmArgs a = p.args(first, M, 0, K, false);
+        a.y = outs[0].get<float>();
+        a.y_stride = strides[0];
+        for (int i = 1; i < 3; ++i) {
+          a.parts[a.n_parts++] = cuda::GemmOutputPart{firsts[i], outs[i].get<float>(), strides[i]};
+        }
+        for (DeviceBuffer& o : outs) test::poison(o);
+        cuda::gemm_bf16(a, nullptr, tile);
+        test::sync();
+        for (int i = 0; i < 3; ++i) {
+          const std::vector<float> got =
+              to_host<float>(outs[i], static_cast<size_t>(M * strides[i]));
+          for (int64_t m = 0; m < M; ++m) {
+            ASSERT_TRUE(test::same_bits(got.data() + m * strides[i],
+                                        separate[i].data() + m * widths[i],
+                                        static_cast<size_t>(widths[i])))
+                << "N=" << N << " K=" << K << " M=" << M << " part " << i << " row " << m
+                << " tile " << cuda::gemm_tile_name(tile);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Gate and up weights [F, K] and x [rows, K]: the gated GEMM against its unfused composition.
+struct GatedProblem {
+  int64_t rows, F, K;
+  std::vector<uint16_t> x, gate, up;
+  DeviceBuffer dx, dgate, dup, dy, dg, du;
+  GatedProblem(int64_t rows_, int64_t F_, int64_t K_, uint32_t seed)
+      : rows(rows_),
+        F(F_),
+        K(K_),
+        x(test::random_bf16(static_cast<size_t>(rows * K), seed, -2.0f, 2.0f)),
+        gate(test::random_bf16(static_cast<size_t>(F * K), seed + 1, -0.1f, 0.1f)),
+        up(test::random_bf16(static_cast<size_t>(F * K), seed + 2, -0.1f, 0.1f)),
+        dx(to_device(x)),
+        dgate(to_device(gate)),
+        dup(to_device(up)),
+        dy(static_cast<size_t>(rows * F) * 4),
+        dg(static_cast<size_t>(rows * F) * 4),
+        du(static_cast<size_t>(rows * F) * 4) {}
+  GemmArgs args(int64_t first, int64_t M, const uint16_t* w, float* y) const {
+    GemmArgs a;
+    a.x = dx.get<uint16_t>() + first * K;
+    a.x_stride = K;
+    a.w = w;
+    a.w_stride = K;
+    a.y = y;
+    a.y_stride = F;
+    a.M = M;
+    a.N = F;
+    a.K = K;
+    return a;
+  }
+  // y = silu(x Wg^T) * (x Wu^T) in one GEMM.
+  std::vector<float> fused(int64_t first, int64_t M, GemmTile tile = GemmTile::automatic) {
+    GemmArgs a = args(first, M, dgate.get<uint16_t>(), dy.get<float>());
+    a.w_up = dup.get<uint16_t>();
+    test::poison(dy);
+    cuda::gemm_bf16(a, nullptr, tile);
+    test::sync();
+    return to_host<float>(dy, static_cast<size_t>(M * F));
+  }
+  // The same as bf16 [M, Fp = round_up(F, 8)] (y_bf16), poisoned first.
+  std::vector<uint16_t> fused_bf16(int64_t first, int64_t M, GemmTile tile) {
+    const int64_t Fp = (F + 7) / 8 * 8;
+    DeviceBuffer out(static_cast<size_t>(M * Fp) * 2);
+    test::poison(out);
+    GemmArgs a = args(first, M, dgate.get<uint16_t>(), nullptr);
+    a.w_up = dup.get<uint16_t>();
+    a.y_bf16 = out.get<uint16_t>();
+    a.y_stride = Fp;
+    cuda::gemm_bf16(a, nullptr, tile);
+    test::sync();
+    return to_host<uint16_t>(out, static_cast<size_t>(M * Fp));
+  }
+  // The unfused ops: g = x Wg^T, u = x Wu^T (split_gate: g's K in 1 + M % 3 parts, the negative
+  // control), then silu_mul.
+  std::vector<float> unfused(int64_t first, int64_t M, bool split_gate = false) {
+    test::poison(dg);
+    test::poison(du);
+    if (split_gate) {
+      const int64_t parts = 1 + M % 3, part = (K / parts + 15) / 16 * 16;
+      for (int64_t k0 = 0; k0 < K; k0 += part) {
+        GemmArgs a = args(first, M, dgate.get<uint16_t>() + k0, dg.get<float>());
+        a.x += k0;
+        a.K = std::min(part, K - k0);
+        a.accumulate = k0 > 0;
+        cuda::gemm_bf16(a, nullptr);
+      }
+    } else {
+      cuda::gemm_bf16(args(first, M, dgate.get<uint16_t>(), dg.get<float>()), nullptr);
+    }
+    cuda::gemm_bf16(args(first, M, dup.get<uint16_t>(), du.get<float>()), nullptr);
+    cuda::silu_mul(dg.get<float>(), F, du.get<float>(), F, dg.get<float>(), F, M, F, nullptr);
+    test::sync();
+    return to_host<float>(dg, static_cast<size_t>(M * F));
+  }
+};
+
+TEST(CudaGemm, GatedGivesTheBitsOfTwoGemmsAndSiluMul) {
+  BX_REQUIRE_HOPPER();
+  for (auto [F, K] : {std::pair<int64_t, int64_t>{200, 1032}, {1000, 512}, {12, 64}}) {
+    GatedProblem p(300, F, K, static_cast<uint32_t>(F + 7 * K));
+    for (int64_t M : {1, 3, 16, 33, 64, 65, 127, 128, 129, 256, 300}) {
+      const int64_t first = (M * 3) % 7 % (301 - M);
+      const std::vector<float> expected = p.unfused(first, M);
+      for (GemmTile tile : cuda::kGemmTiles) {
+        ASSERT_TRUE(
+            test::same_bits(expected.data(), p.fused(first, M, tile).data(), expected.size()))
+            << "F=" << F << " K=" << K << " M=" << M << " tile " << cuda::gemm_tile_name(tile);
+      }
+      ASSERT_TRUE(test::same_bits(expected.data(), p.fused(first, M).data(), expected.size()))
+          << "automatic tile, M=" << M;
+    }
+  }
+}
+
+// bf16 outputs (the down projection's input): the bits to_bf16_padded gives the f32 outputs,
+// zero padding included, on every tile (F = 172 and 12 need padding to 176 and 16).
+TEST(CudaGemm, GatedBf16OutputIsTheConvertedF32Output) {
+  BX_REQUIRE_HOPPER();
+  for (auto [F, K] : {std::pair<int64_t, int64_t>{172, 520}, {12, 64}, {1000, 264}}) {
+    GatedProblem p(200, F, K, static_cast<uint32_t>(5 * F + K));
+    const int64_t Fp = (F + 7) / 8 * 8;
+    for (int64_t M : {1, 5, 64, 65, 130, 200}) {
+      const int64_t first = (200 - M) / 2;
+      p.fused(first, M);  // f32 outputs in p.dy
+      DeviceBuffer converted(static_cast<size_t>(M * Fp) * 2);
+      test::poison(converted);
+      cuda::to_bf16_padded(p.dy.get<float>(), F, converted.get<uint16_t>(), Fp, M, F, Fp, nullptr);
+      test::sync();
+      const std::vector<uint16_t> expected =
+          to_host<uint16_t>(converted, static_cast<size_t>(M * Fp));
+      for (GemmTile tile : cuda::kGemmTiles) {
+        const std::vector<uint16_t> got = p.fused_bf16(first, M, tile);
+        ASSERT_EQ(std::memcmp(got.data(), expected.data(), got.size() * 2), 0)
+            << "F=" << F << " M=" << M << " tile " << cuda::gemm_tile_name(tile);
+      }
+    }
+  }
+}
+
+// T3 for the gated epilogue directly: row i alone == row i in a batch, every M to 70 and more.
+TEST(CudaGemm, GatedRowAloneEqualsRowInBatch) {
+  BX_REQUIRE_HOPPER();
+  const int64_t rows = 600, F = 344, K = 264;
+  GatedProblem p(rows, F, K, 90);
+  std::vector<float> alone(static_cast<size_t>(rows * F));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<float> y = p.fused(r, 1);
+    std::copy(y.begin(), y.end(), alone.begin() + r * F);
+  }
+  std::vector<int64_t> batch_sizes;
+  for (int64_t M = 1; M <= 70; ++M) batch_sizes.push_back(M);
+  for (int64_t M : {127, 128, 129, 255, 256, 257, 511, 512, 580}) batch_sizes.push_back(M);
+  for (int64_t M : batch_sizes) {
+    const int64_t first = M % 17;
+    const std::vector<float> y = p.fused(first, M);
+    for (int64_t i = 0; i < M; ++i) {
+      ASSERT_TRUE(rows_equal(y, i, alone, first + i, F)) << "M=" << M << " row " << i;
+    }
+  }
+}
+
+// Negative control: the same comparison finds a gate whose K split follows M.
+TEST(CudaGemm, GatedAgainstSplitKGateDiffers) {
+  BX_REQUIRE_HOPPER();
+  GatedProblem p(64, 256, 4096, 91);
+  int differing = 0;
+  for (int64_t M : {1, 2, 4, 5, 64}) {
+    const std::vector<float> fused = p.fused(0, M);
+    if (!test::same_bits(fused.data(), p.unfused(0, M, true).data(), fused.size())) ++differing;
+  }
+  std::printf("gated vs split-K gate: %d of 5 batch sizes differ\n", differing);
+  EXPECT_GE(differing, 3);  // every M with M % 3 != 0
+}
+
+// T2: silu(g) * u against float64 on the same bf16 inputs. Each chain carries f32 accumulation
+// error (about 1e-7 relative to sum |x w| over K = 4096); silu and the product add a few f32
+// ulps. So the relative norm error stays far below bf16's 2^-9 = 2e-3, which is what the next
+// GEMM's input rounding costs anyway.
+TEST(CudaGemm, GatedAccurateAgainstFloat64) {
+  BX_REQUIRE_HOPPER();
+  const int64_t M = 17, F = 300, K = 4096;
+  GatedProblem p(M, F, K, 92);
+  const std::vector<float> y = p.fused(0, M);
+  double num = 0, den = 0, worst = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < F; ++n) {
+      double g = 0, u = 0, scale = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double xv = bf16_to_f32(p.x[m * K + k]);
+        const double gw = bf16_to_f32(p.gate[n * K + k]), uw = bf16_to_f32(p.up[n * K + k]);
+        g += xv * gw;
+        u += xv * uw;
+        scale += std::fabs(xv * gw) + std::fabs(xv * uw);
+      }
+      const double ref = g / (1.0 + std::exp(-g)) * u;
+      const double v = y[m * F + n];
+      ASSERT_TRUE(std::isfinite(v));
+      num += (v - ref) * (v - ref);
+      den += ref * ref;
+      // Elementwise: the chains' error is bounded by K * 2^-24 * sum |x w| (f32 accumulation);
+      // silu'(g) <= 1.1, so |d(silu(g) u)| <= 1.1 |u| dg + |silu(g)| du, with room for rounding.
+      const double chain_err = static_cast<double>(K) * 0x1p-24 * scale;
+      const double bound = (1.1 * std::fabs(u) + std::fabs(g) + chain_err) * chain_err +
+                           8 * 0x1p-24 * std::fabs(ref) + 1e-30;
+      worst = std::max(worst, std::fabs(v - ref) / bound);
+    }
+  }
+  const double rel = std::sqrt(num / den);
+  std::printf(
+      "gated epilogue: relative norm error %.3g vs float64; worst element at %.3g of its "
+      "bound\n",
+      rel, worst);
+  EXPECT_LT(rel, 1e-5);
+  EXPECT_LE(worst, 1.0);
+}
+
+TEST(CudaGemm, RejectsBadPartsAndGatedArgs) {
+  BX_REQUIRE_HOPPER();
+  Problem p = random_problem(4, 64, 64, 93);
+  DeviceBuffer other(4 * 64 * 4);
+  GemmArgs a = p.args(0, 4, 0, 64, false);
+  a.parts[a.n_parts++] = cuda::GemmOutputPart{20, other.get<float>(), 44};  // not a multiple of 8
+  EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+  a.parts[0].first_col = 64;  // not below N
+  EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+  a.parts[0] = cuda::GemmOutputPart{32, nullptr, 32};  // no y
+  EXPECT_THROW(cuda::gemm_bf16(a, nullptr), Error);
+  a.parts[0] = cuda::GemmOutputPart{32, other.get<float>(), 32};
+  EXPECT_THROW(cuda::gemm_bf16_reference(a, nullptr), Error);
+  EXPECT_THROW(cuda::gemm_bf16_cublas(a, nullptr), Error);
+  GemmArgs g = p.args(0, 4, 0, 64, true);
+  g.w_up = p.dw.get<uint16_t>();
+  EXPECT_THROW(cuda::gemm_bf16(g, nullptr), Error);  // gated with accumulate
+  g.accumulate = false;
+  EXPECT_THROW(cuda::gemm_bf16_reference(g, nullptr), Error);
+  g.w_up = p.dw.get<uint16_t>() + 4;  // 8-byte aligned only
+  EXPECT_THROW(cuda::gemm_bf16(g, nullptr), Error);
+  GemmArgs b = p.args(0, 4, 0, 64, false);
+  b.y_bf16 = reinterpret_cast<uint16_t*>(other.get<float>());
+  EXPECT_THROW(cuda::gemm_bf16(b, nullptr), Error);  // bf16 outputs without w_up
+  b.w_up = p.dw.get<uint16_t>();
+  b.y_stride = 60;  // not a multiple of 8
+  EXPECT_THROW(cuda::gemm_bf16(b, nullptr), Error);
 }
 
 TEST(CudaGemm, RejectsWhatTmaCannotLoad) {

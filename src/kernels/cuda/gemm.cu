@@ -18,10 +18,17 @@
 // the previous kernel's drain, and griddepcontrol.wait holds every global access until that
 // kernel has finished.
 //
+// Gated tiles (kGated, gemm.h): the W half of a stage holds BN/2 gate rows then the same BN/2 up
+// rows (two TMA loads, each half a whole number of 1024-byte swizzle atoms, so the shared-memory
+// layout is the one a single BN-row load makes); the accumulator's columns [0, BN/2) are gate
+// chains and [BN/2, BN) the matching up chains, held by the same thread, and the epilogue
+// combines them into BN/2 outputs.
+//
 // Tiles are visited in groups of kGroupRows row tiles: inside a group, column tile by column
 // tile, so the blocks running at once share rows of x and of W in L2.
 #include <cuda.h>
 #include <cudaTypedefs.h>
+#include <cuda_bf16.h>
 
 #include <mutex>
 #include <string>
@@ -47,7 +54,52 @@ struct KernelParams {
   int a_rows;  // rows of x TMA loads per stage (BM, or M rounded up to 8 when M < BM)
   bool accumulate;
   bool vector_store;  // y rows 8-byte aligned: store column pairs as float2
+  uint16_t* y_bf16;   // gated: bf16 outputs instead of y (GemmArgs::y_bf16)
+  int n_parts;        // output parts after y (GemmArgs::parts)
+  int64_t part_first[GemmArgs::kMaxParts];
+  float* part_y[GemmArgs::kMaxParts];
+  int64_t part_stride[GemmArgs::kMaxParts];
 };
+
+// Row `row` of the output part holding column `col` (a multiple of 2); col becomes the column
+// inside that part.
+__device__ __forceinline__ float* output_row(const KernelParams& p, int64_t row, int64_t& col) {
+  float* base = p.y;
+  int64_t stride = p.y_stride, first = 0;
+#pragma unroll
+  for (int i = 0; i < GemmArgs::kMaxParts; ++i) {
+    if (i < p.n_parts && col >= p.part_first[i]) {
+      base = p.part_y[i];
+      stride = p.part_stride[i];
+      first = p.part_first[i];
+    }
+  }
+  col -= first;
+  return base + row * stride;
+}
+
+// Stores (v0, v1) at columns col, col + 1 of out_row (added to what is there when accumulating);
+// first_in / second_in say which of the two columns exist.
+__device__ __forceinline__ void store_pair(const KernelParams& p, float* out_row, int64_t col,
+                                           bool first_in, bool second_in, float v0, float v1) {
+  if (p.vector_store && second_in) {
+    float2* out = reinterpret_cast<float2*>(out_row + col);
+    if (p.accumulate) {
+      const float2 old = *out;
+      v0 = old.x + v0;
+      v1 = old.y + v1;
+    }
+    *out = make_float2(v0, v1);
+  } else {
+    if (first_in) out_row[col] = p.accumulate ? out_row[col] + v0 : v0;
+    if (second_in) out_row[col + 1] = p.accumulate ? out_row[col + 1] + v1 : v1;
+  }
+}
+
+// F.silu(g) * u, the expression of rows.cu's silu_mul_kernel (same compilation flags).
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return (g / (1.0f + expf(-g))) * u;
+}
 
 template <int BN, int kConsumers, int kStages>
 struct Shape {
@@ -72,10 +124,11 @@ __device__ __forceinline__ void tile_coords(int tile, int tiles_m, int tiles_n, 
   tn = in_group / rows;
 }
 
-template <int BN, int kConsumers, int kStages>
+template <int BN, int kConsumers, int kStages, bool kGated>
 __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
-                      const __grid_constant__ CUtensorMap w_map, const KernelParams p) {
+                      const __grid_constant__ CUtensorMap w_map,
+                      const __grid_constant__ CUtensorMap u_map, const KernelParams p) {
   using S = Shape<BN, kConsumers, kStages>;
   // K blocks of wgmma a consumer keeps in flight (1 measured as fast as 4 on narrow tiles, and
   // leaves more stages to the producer).
@@ -92,6 +145,7 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
   if (threadIdx.x == 0) {
     ptx::prefetch_tensor_map(&x_map);
     ptx::prefetch_tensor_map(&w_map);
+    if constexpr (kGated) ptx::prefetch_tensor_map(&u_map);
     for (int s = 0; s < kStages; ++s) {
       ptx::mbarrier_init(full_bar + 8 * s, 1);
       ptx::mbarrier_init(empty_bar + 8 * s, 4 * kConsumers);  // lane 0 of every consumer warp
@@ -120,7 +174,14 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
           const uint32_t a = ring + static_cast<uint32_t>(stage * S::kStageBytes);
           ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, tx_bytes);
           ptx::tma_load_2d(a, &x_map, full_bar + 8 * stage, kb * kBK, tm * S::BM);
-          ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK, tn * BN);
+          if constexpr (kGated) {  // BN/2 gate rows, then the same BN/2 up rows
+            const uint32_t b = a + S::kABytes;
+            ptx::tma_load_2d(b, &w_map, full_bar + 8 * stage, kb * kBK, tn * (BN / 2));
+            ptx::tma_load_2d(b + (BN / 2) * kRowBytes, &u_map, full_bar + 8 * stage, kb * kBK,
+                             tn * (BN / 2));
+          } else {
+            ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK, tn * BN);
+          }
           if (++stage == kStages) {
             stage = 0;
             phase ^= 1u;
@@ -194,27 +255,48 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       // Accumulator fragment: acc[4j + e] is row 16 * warp + lane / 4 (+8 for e >= 2), column
       // 8j + 2 * (lane % 4) (+1 for odd e) of this consumer's 64 x BN block.
       const int64_t row0 = static_cast<int64_t>(tm) * S::BM + c * 64 + warp * 16 + lane / 4;
-      const int64_t col0 = static_cast<int64_t>(tn) * BN + 2 * (lane % 4);
+      if constexpr (kGated) {
+        // Output column n of the tile's BN/2: gate chain in fragment column n, up in n + BN/2.
+        const int64_t col0 = static_cast<int64_t>(tn) * (BN / 2) + 2 * (lane % 4);
 #pragma unroll
-      for (int half = 0; half < 2; ++half) {
-        const int64_t row = row0 + 8 * half;
-        if (row >= p.M) continue;
-        float* out_row = p.y + row * p.y_stride;
+        for (int half = 0; half < 2; ++half) {
+          const int64_t row = row0 + 8 * half;
+          if (row >= p.M) continue;
+          float* out_row = p.y + row * p.y_stride;
+          uint32_t* bf16_row = reinterpret_cast<uint32_t*>(p.y_bf16 + row * p.y_stride);
+          const int64_t padded = (p.N + 7) / 8 * 8;
 #pragma unroll
-        for (int j = 0; j < BN / 8; ++j) {
-          const int64_t col = col0 + 8 * j;
-          float v0 = acc[4 * j + 2 * half], v1 = acc[4 * j + 2 * half + 1];
-          if (p.vector_store && col + 1 < p.N) {
-            float2* out = reinterpret_cast<float2*>(out_row + col);
-            if (p.accumulate) {
-              const float2 old = *out;
-              v0 = old.x + v0;
-              v1 = old.y + v1;
+          for (int j = 0; j < BN / 16; ++j) {
+            const int64_t col = col0 + 8 * j;
+            const int g = 4 * j + 2 * half, u = 4 * (j + BN / 16) + 2 * half;
+            const float v0 = silu_times(acc[g], acc[u]), v1 = silu_times(acc[g + 1], acc[u + 1]);
+            if (p.y_bf16 != nullptr) {
+              // Columns col, col + 1 (col even) as one 4-byte store; +0 past N up to the pad.
+              if (col < padded) {
+                const uint32_t lo =
+                    __bfloat16_as_ushort(__float2bfloat16_rn(col < p.N ? v0 : 0.0f));
+                const uint32_t hi =
+                    __bfloat16_as_ushort(__float2bfloat16_rn(col + 1 < p.N ? v1 : 0.0f));
+                bf16_row[col / 2] = lo | (hi << 16);
+              }
+            } else {
+              store_pair(p, out_row, col, col < p.N, col + 1 < p.N, v0, v1);
             }
-            *out = make_float2(v0, v1);
-          } else {
-            if (col < p.N) out_row[col] = p.accumulate ? out_row[col] + v0 : v0;
-            if (col + 1 < p.N) out_row[col + 1] = p.accumulate ? out_row[col + 1] + v1 : v1;
+          }
+        }
+      } else {
+        const int64_t col0 = static_cast<int64_t>(tn) * BN + 2 * (lane % 4);
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          const int64_t row = row0 + 8 * half;
+          if (row >= p.M) continue;
+#pragma unroll
+          for (int j = 0; j < BN / 8; ++j) {
+            const int64_t col = col0 + 8 * j;
+            int64_t part_col = col;
+            float* out_row = output_row(p, row, part_col);
+            store_pair(p, out_row, part_col, col < p.N, col + 1 < p.N, acc[4 * j + 2 * half],
+                       acc[4 * j + 2 * half + 1]);
           }
         }
       }
@@ -255,10 +337,11 @@ CUtensorMap tensor_map(const uint16_t* base, int64_t rows, int64_t K, int64_t st
   return map;
 }
 
-template <int BN, int kConsumers, int kStages>
+template <int BN, int kConsumers, int kStages, bool kGated>
 void launch(const GemmArgs& args, cudaStream_t stream) {
   using S = Shape<BN, kConsumers, kStages>;
-  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages>;
+  static_assert(!kGated || (BN / 2) % 8 == 0, "gated halves must be whole swizzle atoms");
+  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages, kGated>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
@@ -268,7 +351,11 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   // One row tile: load only the rows that exist (rounded up to 8), not BM rows of zero fill.
   const int a_rows = args.M >= S::BM ? S::BM : static_cast<int>((args.M + 7) / 8 * 8);
   const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, a_rows);
-  const CUtensorMap w_map = tensor_map(args.w, args.N, args.K, args.w_stride, BN);
+  // Rows of W (and of w_up) one tile reads: BN, or BN/2 of each when gated.
+  constexpr int w_rows = kGated ? BN / 2 : BN;
+  const CUtensorMap w_map = tensor_map(args.w, args.N, args.K, args.w_stride, w_rows);
+  const CUtensorMap u_map =
+      kGated ? tensor_map(args.w_up, args.N, args.K, args.w_stride, w_rows) : w_map;
   KernelParams p;
   p.y = args.y;
   p.y_stride = args.y_stride;
@@ -276,10 +363,23 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   p.N = args.N;
   p.k_blocks = static_cast<int>((args.K + kBK - 1) / kBK);
   p.tiles_m = static_cast<int>((args.M + S::BM - 1) / S::BM);
-  p.tiles_n = static_cast<int>((args.N + BN - 1) / BN);
+  p.tiles_n = static_cast<int>((args.N + w_rows - 1) / w_rows);
   p.a_rows = a_rows;
   p.accumulate = args.accumulate;
-  p.vector_store = args.y_stride % 2 == 0 && (reinterpret_cast<uintptr_t>(args.y) & 7u) == 0;
+  const auto pairs_aligned = [](const float* y, int64_t stride) {
+    return stride % 2 == 0 && (reinterpret_cast<uintptr_t>(y) & 7u) == 0;
+  };
+  p.vector_store = pairs_aligned(args.y, args.y_stride);
+  p.y_bf16 = args.y_bf16;
+  p.n_parts = args.n_parts;
+  for (int i = 0; i < GemmArgs::kMaxParts; ++i) {
+    const bool used = i < args.n_parts;
+    p.part_first[i] = used ? args.parts[i].first_col : 0;
+    p.part_y[i] = used ? args.parts[i].y : nullptr;
+    p.part_stride[i] = used ? args.parts[i].stride : 0;
+    if (used)
+      p.vector_store = p.vector_store && pairs_aligned(args.parts[i].y, args.parts[i].stride);
+  }
   const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
   BX_CHECK(tiles < (int64_t{1} << 31), "gemm_bf16: too many tiles");
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
@@ -299,8 +399,37 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   attribute.val.programmaticStreamSerializationAllowed = 1;
   config.attrs = &attribute;
   config.numAttrs = early_start ? 1 : 0;
-  check_cuda(cudaLaunchKernelEx(&config, kernel, x_map, w_map, p), "gemm_bf16: cudaLaunchKernelEx");
+  check_cuda(cudaLaunchKernelEx(&config, kernel, x_map, w_map, u_map, p),
+             "gemm_bf16: cudaLaunchKernelEx");
   check_launch("gemm_wgmma_kernel");
+}
+
+// <instruction N = BN, consumer warpgroups, pipeline stages>
+template <bool kGated>
+void launch_tile(GemmTile tile, const GemmArgs& args, cudaStream_t stream) {
+  switch (tile) {
+    case GemmTile::w64x16:
+      launch<16, 1, 16, kGated>(args, stream);
+      break;
+    case GemmTile::w64x32:
+      launch<32, 1, 16, kGated>(args, stream);
+      break;
+    case GemmTile::w64x64:
+      launch<64, 1, 12, kGated>(args, stream);
+      break;
+    case GemmTile::w128x64:
+      launch<64, 2, 8, kGated>(args, stream);
+      break;
+    case GemmTile::w128x128:
+      launch<128, 2, 6, kGated>(args, stream);
+      break;
+    case GemmTile::w128x192:
+      launch<192, 2, 5, kGated>(args, stream);
+      break;
+    default:
+      launch<256, 2, 4, kGated>(args, stream);
+      break;
+  }
 }
 
 bool aligned16(const void* p) {
@@ -316,15 +445,46 @@ void check_gemm_args(const GemmArgs& a, const char* who) {
                                                  ", " + std::to_string(a.K));
   BX_CHECK(a.K % 8 == 0,
            w + ": K = " + std::to_string(a.K) + " must be a multiple of 8 (pad rows with zeros)");
-  BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= a.N,
+  // y holds columns [0, N), or [0, parts[0].first_col) with output parts.
+  const int64_t y_cols =
+      a.n_parts > 0 && a.n_parts <= GemmArgs::kMaxParts ? a.parts[0].first_col : a.N;
+  BX_CHECK(a.x_stride >= a.K && a.w_stride >= a.K && a.y_stride >= y_cols,
            w + ": a row stride is below its row length");
   BX_CHECK(a.x_stride % 8 == 0 && a.w_stride % 8 == 0,
            w + ": x and W row strides must be multiples of 8 elements, got " +
                std::to_string(a.x_stride) + " and " + std::to_string(a.w_stride));
   BX_CHECK(aligned16(a.x) && aligned16(a.w), w + ": x and W must be 16-byte aligned");
-  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr, w + ": y is null");
+  BX_CHECK(a.M == 0 || a.N == 0 || a.y != nullptr || a.y_bf16 != nullptr, w + ": y is null");
   BX_CHECK(a.M == 0 || a.N == 0 || a.K == 0 || (a.x != nullptr && a.w != nullptr),
            w + ": x or W is null");
+  BX_CHECK(a.n_parts >= 0 && a.n_parts <= GemmArgs::kMaxParts,
+           w + ": n_parts = " + std::to_string(a.n_parts) + " must be in [0, " +
+               std::to_string(GemmArgs::kMaxParts) + "]");
+  int64_t previous = 0;
+  for (int i = 0; i < a.n_parts; ++i) {
+    const GemmOutputPart& part = a.parts[i];
+    const int64_t end = i + 1 < a.n_parts ? a.parts[i + 1].first_col : a.N;
+    BX_CHECK(part.first_col % 8 == 0 && part.first_col > previous && part.first_col < a.N,
+             w + ": output part " + std::to_string(i) + " starts at column " +
+                 std::to_string(part.first_col) +
+                 "; expected a multiple of 8 after the previous part's start and below N");
+    BX_CHECK(part.y != nullptr && part.stride >= end - part.first_col,
+             w + ": output part " + std::to_string(i) + " has no y or a stride below its width");
+    previous = part.first_col;
+  }
+  if (a.y_bf16 != nullptr) {
+    BX_CHECK(a.w_up != nullptr, w + ": bf16 outputs (y_bf16) need the gated epilogue (w_up)");
+    BX_CHECK(aligned16(a.y_bf16) && a.y_stride % 8 == 0 && a.y_stride >= (a.N + 7) / 8 * 8,
+             w +
+                 ": y_bf16 must be 16-byte aligned with a row stride that is a multiple of 8 and "
+                 "at least N rounded up to 8, got stride " +
+                 std::to_string(a.y_stride));
+  }
+  if (a.w_up != nullptr) {
+    BX_CHECK(aligned16(a.w_up), w + ": w_up must be 16-byte aligned");
+    BX_CHECK(!a.accumulate && a.n_parts == 0,
+             w + ": the gated epilogue takes neither accumulate nor output parts");
+  }
 }
 
 const char* gemm_tile_name(GemmTile tile) {
@@ -387,33 +547,20 @@ void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {
   check_gemm_args(args, "gemm_bf16");
   if (args.M == 0 || args.N == 0) return;
   if (args.K == 0) {  // no K block: y = 0 (or y unchanged); the reference writes exactly that
+    BX_CHECK(args.n_parts == 0 && args.w_up == nullptr,
+             "gemm_bf16: output parts and the gated epilogue need K > 0");
     gemm_bf16_reference(args, stream);
     return;
   }
-  if (tile == GemmTile::automatic) tile = gemm_pick_tile(args.M, args.N, sm_count());
-  // <instruction N = BN, consumer warpgroups, pipeline stages>
-  switch (tile) {
-    case GemmTile::w64x16:
-      launch<16, 1, 16>(args, stream);
-      break;
-    case GemmTile::w64x32:
-      launch<32, 1, 16>(args, stream);
-      break;
-    case GemmTile::w64x64:
-      launch<64, 1, 12>(args, stream);
-      break;
-    case GemmTile::w128x64:
-      launch<64, 2, 8>(args, stream);
-      break;
-    case GemmTile::w128x128:
-      launch<128, 2, 6>(args, stream);
-      break;
-    case GemmTile::w128x192:
-      launch<192, 2, 5>(args, stream);
-      break;
-    default:
-      launch<256, 2, 4>(args, stream);
-      break;
+  const bool gated = args.w_up != nullptr;
+  // A gated tile of BN outputs of the accumulator makes BN/2 outputs: pick on the 2N chains.
+  if (tile == GemmTile::automatic) {
+    tile = gemm_pick_tile(args.M, gated ? 2 * args.N : args.N, sm_count());
+  }
+  if (gated) {
+    launch_tile<true>(tile, args, stream);
+  } else {
+    launch_tile<false>(tile, args, stream);
   }
 }
 

@@ -11,6 +11,20 @@
 //     acc = acc + dot16(x[m, k0:k0+16], W[n, k0:k0+16])     (one wgmma k16 step, scale-d = 1)
 //   y[m,n] = acc                                (accumulate: y[m,n] = y[m,n] + acc, one f32 add)
 //
+// Epilogues, applied to the finished chains, the same way for every M and tile (R3):
+// - parts: the N output columns go to up to three matrices (q | k | v from one W = [Wq; Wk; Wv]):
+//   column n of part i (n in [first_col_i, first_col_{i+1})) is stored at y_i[m, n - first_col_i].
+//   Each element is still its own chain, so one GEMM over the concatenated rows of W gives the
+//   bits of one GEMM per part.
+// - gated (w_up set; SwiGLU): y[m,n] = (g / (1.0f + expf(-g))) * u, g = chain(x[m], W[n]) and
+//   u = chain(x[m], w_up[n]): F.silu(gate) * up, the expression kernels/cuda/rows.h silu_mul
+//   evaluates on the stored chains, in f32, so the fused result has the unfused bits. A tile of
+//   BN outputs loads BN/2 rows of W and the same BN/2 rows of w_up and produces BN/2 outputs.
+//   With y_bf16 the gated outputs are stored as bf16 (__float2bfloat16_rn, what rows.h
+//   to_bf16_padded does to the f32 outputs) with +0 in columns [N, round_up(N, 8)): the input of
+//   a following GEMM over K = round_up(N, 8) (SwiGLU's down projection), bit for bit the one the
+//   f32 outputs and to_bf16_padded would give, without that pass.
+//
 // How the tensor core forms dot16 and adds it to acc is fixed by the hardware; it involves only
 // row m of x and row n of W. A = the x tile (wgmma's M = 64 rows of tokens), B = the W tile
 // (wgmma's N = the tile's outputs), both K-major in shared memory. Rows of the x tile past M are
@@ -40,6 +54,13 @@
 
 namespace bx::cuda {
 
+// Columns [first_col, next part's first_col or N) of y go to y (row stride `stride`) instead.
+struct GemmOutputPart {
+  int64_t first_col = 0;  // a multiple of 8, increasing from part to part, below N
+  float* y = nullptr;
+  int64_t stride = 0;
+};
+
 struct GemmArgs {
   const uint16_t* x = nullptr;  // [M, K] bf16 bits, row stride x_stride (elements), device
   int64_t x_stride = 0;
@@ -49,6 +70,16 @@ struct GemmArgs {
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
   bool accumulate = false;  // y = y + x W^T instead of y = x W^T
+  // Up to two more output parts after y's columns [0, parts[0].first_col) (not with w_up).
+  static constexpr int kMaxParts = 2;
+  GemmOutputPart parts[kMaxParts];
+  int n_parts = 0;
+  // Gated epilogue: the up rows [N, K] (stride w_stride), W holding the gate rows. Not with
+  // accumulate; the wgmma kernel only (the reference and cuBLAS refuse it).
+  const uint16_t* w_up = nullptr;
+  // Gated only: bf16 outputs [M, round_up(N, 8)] here (row stride y_stride, a multiple of 8;
+  // 16-byte aligned) instead of y.
+  uint16_t* y_bf16 = nullptr;
 };
 
 // Output tile shapes (rows of x x rows of W). w64xN: one consumer warpgroup, wgmma m64nN (small
@@ -69,13 +100,14 @@ void check_gemm_args(const GemmArgs& args, const char* who);
 // The invariant kernel. Asynchronous on `stream`.
 void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile = GemmTile::automatic);
 
-// Simple reference: mma.sync m16n8k16 with cp.async, 64x64 tiles, the same k16 slices in the same
-// order. Slow; for tests.
+// Simple reference (plain epilogue and accumulate only): mma.sync m16n8k16 with cp.async, 64x64
+// tiles, the same k16 slices in the same order. Slow; for tests.
 void gemm_bf16_reference(const GemmArgs& args, cudaStream_t stream);
 
 // Fast mode (R8): cuBLAS (cublasGemmEx, bf16 inputs, CUBLAS_COMPUTE_32F, default algorithm).
 // Its kernel and its split of K follow M, so rows are not invariant. The handle is created on
-// first use on the calling thread's current device. `accumulate` is not supported (bx::Error).
+// first use on the calling thread's current device. `accumulate`, parts and w_up are not
+// supported (bx::Error).
 void gemm_bf16_cublas(const GemmArgs& args, cudaStream_t stream);
 
 }  // namespace bx::cuda

@@ -26,7 +26,8 @@ cublasHandle_t handle() {
 }  // namespace
 
 void gemm_bf16_cublas(const GemmArgs& a, cudaStream_t stream) {
-  BX_CHECK(!a.accumulate, "gemm_bf16_cublas: accumulate is not supported");
+  BX_CHECK(!a.accumulate && a.n_parts == 0 && a.w_up == nullptr,
+           "gemm_bf16_cublas: accumulate, output parts and the gated epilogue are not supported");
   BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "gemm_bf16_cublas: negative size");
   if (a.M == 0 || a.N == 0) return;
   cublasHandle_t h = handle();

@@ -150,6 +150,8 @@ __global__ void __launch_bounds__(kThreads) gemm_reference_kernel(const GemmArgs
 
 void gemm_bf16_reference(const GemmArgs& args, cudaStream_t stream) {
   check_gemm_args(args, "gemm_bf16_reference");
+  BX_CHECK(args.n_parts == 0 && args.w_up == nullptr,
+           "gemm_bf16_reference: output parts and the gated epilogue are not supported");
   if (args.M == 0 || args.N == 0) return;
   check_cuda(cudaFuncSetAttribute(gemm_reference_kernel,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes),
