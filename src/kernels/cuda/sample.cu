@@ -74,7 +74,7 @@ __device__ void sort_keys(uint64_t* keys, int n) {
   for (int k = 2; k <= padded; k *= 2) {
     for (int j = k / 2; j > 0; j /= 2) {
       for (int t = static_cast<int>(threadIdx.x); t < padded / 2; t += kThreads) {
-        const int i = 2 * j * (t / j) + t % j;
+        const int i = ((t & ~(j - 1)) << 1) | (t & (j - 1));  // j is a power of two
         const int l = i + j;
         const bool ascending = (i & k) == 0;
         const uint64_t a = keys[i], b = keys[l];
@@ -104,6 +104,8 @@ struct Shared {
   int plan_refine;
   int plan_bin_end;
   int decided;
+  int first_hit;
+  int last_kept;
   float running;
   int walked;
   uint64_t result_key;
@@ -373,38 +375,59 @@ struct RowSampler {
       __syncthreads();
       const int n = sm.count;
       sort_keys(sm.keys, n);
+      // Weights in sorted order, zero-padded to a multiple of 4.
+      const int n4 = (n + 3) / 4 * 4;
+      for (int j = static_cast<int>(threadIdx.x); j < n4; j += kThreads) {
+        float w = 0.0f;
+        if (j < n) {
+          const uint64_t key = sm.keys[j];
+          const float z = z_at(id_of(key));
+          w = draw ? kept_weight(z, key) : weight(z);
+        }
+        sm.weights[j] = w;
+      }
+      if (threadIdx.x == 0) sm.first_hit = kRound, sm.last_kept = -1;
+      __syncthreads();
+      // The running sum, the only sequential part: one thread, one add per id, in sorted order.
+      // weights[j] becomes c after id j, negated for an id the draw does not keep (weight 0;
+      // a kept id's c is > 0), so the search below can tell them apart.
+      if (threadIdx.x == 0) {
+        float c = sm.running;
+        float4* w4 = reinterpret_cast<float4*>(sm.weights);
+#pragma unroll 4
+        for (int q = 0; q < n4 / 4; ++q) {
+          const float4 w = w4[q];
+          float4 out;
+          c = ieee::add(c, w.x), out.x = w.x > 0.0f ? c : -c;
+          c = ieee::add(c, w.y), out.y = w.y > 0.0f ? c : -c;
+          c = ieee::add(c, w.z), out.z = w.z > 0.0f ? c : -c;
+          c = ieee::add(c, w.w), out.w = w.w > 0.0f ? c : -c;
+          w4[q] = out;
+        }
+        sm.running = c;
+      }
+      __syncthreads();
+      // The first id whose c decides (c only grows at kept ids, so that one is kept), and the
+      // last kept id (the draw's fallback): in parallel.
       for (int j = static_cast<int>(threadIdx.x); j < n; j += kThreads) {
-        const uint64_t key = sm.keys[j];
-        const float z = z_at(id_of(key));
-        sm.weights[j] = draw ? kept_weight(z, key) : weight(z);
+        const float c = sm.weights[j];
+        if (draw ? fabsf(c) > limit : c >= limit) atomicMin(&sm.first_hit, j);
+        if (draw && !signbit(c)) atomicMax(&sm.last_kept, j);
       }
       __syncthreads();
       if (threadIdx.x == 0) {
-        float running = sm.running;
-        int walked = sm.walked;
-        for (int j = 0; j < n; ++j) {
-          const uint64_t key = sm.keys[j];
-          if (draw && key > cut_key) {
-            sm.decided = 1;
-            break;
-          }
-          const float w = sm.weights[j];
-          running = ieee::add(running, w);
-          ++walked;
-          if (draw) {
-            if (w > 0.0f) sm.result_id = id_of(key);
-            if (running > limit) {
-              sm.decided = 1;
-              break;
-            }
-          } else if (running >= limit) {
-            sm.result_key = key;
-            sm.decided = 1;
-            break;
-          }
+        const int hit = sm.first_hit;
+        if (hit < n) {
+          sm.decided = 1;
+          sm.result_id = id_of(sm.keys[hit]);
+          sm.result_key = sm.keys[hit];
+          sm.walked += hit + 1;
+        } else {
+          sm.walked += n;
+          if (sm.last_kept >= 0) sm.result_id = id_of(sm.keys[sm.last_kept]);
+          // Past the top-p cut: the rest of the sorted order is not kept either.
+          if (draw && n > 0 && sm.keys[n - 1] > cut_key) sm.decided = 1;
         }
-        sm.running = running;
-        sm.walked = walked;
       }
       __syncthreads();
       if (sm.decided) break;

@@ -21,8 +21,8 @@
 // key, so bins hold consecutive stretches of the sorted order) names the next stretch of at most
 // 8192 ids (1024 in the first round); a bin larger than that is cut by radix selection on the
 // exact key. The stretch is gathered, sorted in shared memory (bitonic), its weights computed in
-// parallel, and one thread walks it. A peaked row decides in the first round; a flat one walks
-// about u * V ids.
+// parallel; one thread runs the sum along it, and all threads search where that decides. A
+// peaked row decides in the first round; a flat one walks about u * V ids.
 #pragma once
 
 #include <cuda_runtime_api.h>
