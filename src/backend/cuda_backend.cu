@@ -111,6 +111,7 @@ struct CudaBackend::State {
   GrowBuffer<float> greedy_chosen;
   // sample_rows' parameters: [rows] on the device and their host staging.
   GrowBuffer<cuda::SampleRowParams> sample_params;
+  GrowBuffer<uint32_t> sample_scratch;  // [rows * V]
   std::vector<cuda::SampleRowParams> sample_params_host;
   // Recorded forward passes (CUDA graphs) by key, each with the buffer layout it was made for.
   // A recording also holds the launch shapes that it baked in and that follow the batch rather
@@ -544,7 +545,9 @@ void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
                              s.stream),
              "cudaMemcpyAsync (sampling parameters)");
   cuda::sample_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
-                    logits.cols, d_params, d_ids, d_chosen, s.stream);
+                    logits.cols, d_params,
+                    s.sample_scratch.ensure(rows * static_cast<size_t>(logits.cols)), d_ids,
+                    d_chosen, s.stream);
   check_cuda(cudaMemcpyAsync(ids, d_ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s.stream),
              "cudaMemcpyAsync (sampled ids)");
   check_cuda(

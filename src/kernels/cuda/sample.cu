@@ -86,14 +86,15 @@ __device__ void sort_keys(uint64_t* keys, int n) {
 }
 
 struct Shared {
-  uint64_t keys[kRound];  // a round's keys; also two lane-sum tiles of kRound floats
-  float weights[kRound];  // the weights of a round's keys, in sorted order
-  int bins[kBins];        // candidates per bin of z_max - z
-  int digits[256];        // radix select histogram
+  uint64_t keys[kRound];     // a round's keys; also two lane-sum tiles of kRound floats
+  float weights[kRound];     // the weights of a round's keys, in sorted order
+  int bin_start[kBins + 1];  // the domain's ids of bin b: order[bin_start[b], bin_start[b + 1])
+  int digits[256];           // radix select histogram
   float lane_acc[kLanes];
   int lane_count[kLanes];
   float red_f[2][kWarps];
   int red_i[3][kWarps];
+  int scan[kWarps];
   int32_t red_id[kWarps];
   int count;
   // The walk's state and results (written by thread 0).
@@ -142,6 +143,36 @@ __device__ int block_count(int v, int* scratch) {
   return total;
 }
 
+// counts[0, kBins) -> their exclusive prefix sums, and counts[kBins] = the total (kBins = 2 *
+// kThreads: two bins per thread). Ends synchronised.
+__device__ void exclusive_scan_bins(int* counts, int* warp_sums) {
+  static_assert(kBins == 2 * kThreads);
+  const int t = static_cast<int>(threadIdx.x), lane = t & 31, warp = t / 32;
+  const int a = counts[2 * t], b = counts[2 * t + 1];
+  int sum = a + b;  // inclusive scan of the pair sums within the warp
+  for (int o = 1; o < 32; o *= 2) {
+    const int v = __shfl_up_sync(0xffffffffu, sum, o);
+    if (lane >= o) sum += v;
+  }
+  if (lane == 31) warp_sums[warp] = sum;
+  __syncthreads();
+  if (warp == 0) {
+    const int own = warp_sums[lane];
+    int prefix = own;
+    for (int o = 1; o < 32; o *= 2) {
+      const int v = __shfl_up_sync(0xffffffffu, prefix, o);
+      if (lane >= o) prefix += v;
+    }
+    warp_sums[lane] = prefix - own;  // exclusive
+  }
+  __syncthreads();
+  const int before = warp_sums[warp] + sum - (a + b);
+  counts[2 * t] = before;
+  counts[2 * t + 1] = before + a;
+  if (t == kThreads - 1) counts[kBins] = before + a + b;
+  __syncthreads();
+}
+
 // One row's sampling. Members that depend on the row are set before the first use.
 struct RowSampler {
   Shared& sm;
@@ -155,6 +186,7 @@ struct RowSampler {
   // The final kept set (6, 7): keys <= cut_key with weight >= min_floor.
   uint64_t cut_key = kAllKeys;
   float min_floor = 0.0f;
+  uint32_t* order = nullptr;  // [V] the domain's ids grouped by bin (the row's global scratch)
 
   // 1. z = logits / temperature; NaN -> -inf; + 0 folds -0 into +0.
   __device__ float z_at(int64_t i) const {
@@ -197,10 +229,12 @@ struct RowSampler {
   }
 
   // The need-th smallest key (1-based) among the ids with key > lo that `in_set(z, key)` admits
-  // (at least need of them exist): radix selection, 8 bits at a time from the top, stopping as
-  // soon as the bucket holding it is taken whole. All threads call it; returns to all.
+  // (at least need of them exist), looking at ids list[0, count) (all V ids if list is null):
+  // radix selection, 8 bits at a time from the top, stopping as soon as the bucket holding it
+  // is taken whole. All threads call it; returns to all.
   template <typename InSet>
-  __device__ uint64_t select_key(int need, uint64_t lo, InSet in_set) {
+  __device__ uint64_t select_key(int need, uint64_t lo, const uint32_t* list, int64_t count,
+                                 InSet in_set) {
     if (threadIdx.x == 0) sm.select_prefix = 0, sm.select_need = need, sm.select_done = 0;
     uint64_t result = kAllKeys;
     for (int shift = 56; shift >= 0; shift -= 8) {
@@ -208,11 +242,12 @@ struct RowSampler {
       __syncthreads();
       const uint64_t prefix = sm.select_prefix;
       const uint64_t high = shift == 56 ? 0 : kAllKeys << (shift + 8);
-      for (int64_t base = 0; base < V; base += kThreads) {
-        const int64_t i = base + threadIdx.x;
+      for (int64_t base = 0; base < count; base += kThreads) {
+        const int64_t j = base + threadIdx.x;
         bool take = false;
         uint64_t key = 0;
-        if (i < V) {
+        if (j < count) {
+          const int64_t i = list != nullptr ? list[j] : j;
           const float z = z_at(i);
           key = sort_key(z, i);
           take = key > lo && (key & high) == prefix && in_set(z, key);
@@ -337,38 +372,36 @@ struct RowSampler {
     for (int round = 0; bin < kBins; ++round) {
       const int cap = round == 0 ? kFirstRound : kRound;
       if (threadIdx.x == 0) {
-        const int left = sm.bins[bin] - taken;
+        const int* start = sm.bin_start;
+        const int left = start[bin + 1] - start[bin] - taken;
         sm.plan_refine = left > cap;
         int end = bin + 1;
-        for (int total = left; end < kBins && total + sm.bins[end] <= cap; ++end) {
-          total += sm.bins[end];
-        }
+        while (end < kBins && start[end + 1] - start[bin] - taken <= cap) ++end;
         sm.plan_bin_end = end;
       }
       __syncthreads();
       const bool refine = sm.plan_refine;
       const int bin_end = sm.plan_bin_end;
+      // The round: the ids of bin `bin` above lo (up to hi when the bin is cut), then whole bins;
+      // their ids lie in order[bin_start[bin], bin_start[bin_end]).
+      const int first = sm.bin_start[bin];
+      const int last = sm.bin_start[refine ? bin + 1 : bin_end];
       uint64_t hi = kAllKeys;
       if (refine) {
-        const int b = bin;
-        hi = select_key(cap, lo,
-                        [&](float z, uint64_t key) { return in_domain(z, key) && bin_of(z) == b; });
+        hi = select_key(cap, lo, order + first, last - first, [](float, uint64_t) { return true; });
       }
-      // Gather the round: bin `bin` above lo (up to hi when refined), then whole bins.
       if (threadIdx.x == 0) sm.count = 0;
       __syncthreads();
-      for (int64_t base = 0; base < V; base += kThreads) {
-        const int64_t i = base + threadIdx.x;
+      for (int base = first; base < last; base += kThreads) {
+        const int j = base + static_cast<int>(threadIdx.x);
         bool take = false;
         uint64_t key = 0;
-        if (i < V) {
+        if (j < last) {
+          const uint32_t i = order[j];
           const float z = z_at(i);
           key = sort_key(z, i);
-          if (in_domain(z, key)) {
-            const int b = bin_of(z);
-            take = refine ? b == bin && key > lo && key <= hi
-                          : (b == bin && key > lo) || (b > bin && b < bin_end);
-          }
+          // lo and hi bound keys of bin `bin` only (a later bin may hold keys below either)
+          take = refine ? key > lo && key <= hi : bin_of(z) != bin || key > lo;
         }
         append(sm.keys, kRound, &sm.count, take, key);
       }
@@ -443,8 +476,8 @@ struct RowSampler {
 
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const float* logits, int64_t logits_stride, const float* logprobs,
-                  int64_t logprobs_stride, int64_t V, const SampleRowParams* params, int32_t* ids,
-                  float* chosen) {
+                  int64_t logprobs_stride, int64_t V, const SampleRowParams* params,
+                  uint32_t* scratch, int32_t* ids, float* chosen) {
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   Shared& sm = *reinterpret_cast<Shared*>(shared_bytes);
   const int64_t r = blockIdx.x;
@@ -509,13 +542,15 @@ __global__ void __launch_bounds__(kThreads)
 
   // 3. top-k: the top_k-th key of the candidates.
   if (p.top_k > 0 && p.top_k < n_candidates) {
-    s.topk_key = s.select_key(p.top_k, 0, [&](float z, uint64_t) { return s.candidate(z); });
+    s.topk_key =
+        s.select_key(p.top_k, 0, nullptr, V, [&](float z, uint64_t) { return s.candidate(z); });
   }
 
   // Bins over the span of z_max - z that can weigh anything (weights below e^-104 are 0).
   const float span = fminf(ieee::sub(s.z_max, z_low), 104.0f);
   s.bin_scale = span > 0.0f ? ieee::div(static_cast<float>(kBins), span) : 0.0f;
-  for (int b = static_cast<int>(threadIdx.x); b < kBins; b += kThreads) sm.bins[b] = 0;
+  int* counts = sm.bin_start;
+  for (int b = static_cast<int>(threadIdx.x); b <= kBins; b += kThreads) counts[b] = 0;
   __syncthreads();
   int n_domain = 0;
   for (int64_t base = 0; base < V; base += kThreads) {
@@ -527,9 +562,36 @@ __global__ void __launch_bounds__(kThreads)
       take = s.in_domain(z, sort_key(z, i));
       if (take) b = s.bin_of(z), ++n_domain;
     }
-    hist_add(sm.bins, take, static_cast<uint32_t>(b));
+    hist_add(counts, take, static_cast<uint32_t>(b));
   }
   n_domain = block_count(n_domain, sm.red_i[1]);
+  exclusive_scan_bins(sm.bin_start, sm.scan);
+  // Group the domain's ids by bin (the order within a bin is arbitrary: every round sorts).
+  s.order = scratch + r * V;
+  int* cursor = reinterpret_cast<int*>(sm.weights);
+  for (int b = static_cast<int>(threadIdx.x); b < kBins; b += kThreads) cursor[b] = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < V; base += kThreads) {
+    const int64_t i = base + threadIdx.x;
+    bool take = false;
+    uint32_t b = 0;
+    if (i < V) {
+      const float z = s.z_at(i);
+      take = s.in_domain(z, sort_key(z, i));
+      if (take) b = static_cast<uint32_t>(s.bin_of(z));
+    }
+    const unsigned active = __ballot_sync(0xffffffffu, take);
+    if (take) {
+      const unsigned peers = __match_any_sync(active, b);
+      const int lane = static_cast<int>(threadIdx.x & 31);
+      const int leader = __ffs(peers) - 1;
+      int at = 0;
+      if (lane == leader) at = atomicAdd(&cursor[b], __popc(peers));
+      at = __shfl_sync(peers, at, leader) + __popc(peers & ((1u << lane) - 1u));
+      s.order[sm.bin_start[b] + at] = static_cast<uint32_t>(i);
+    }
+  }
+  __syncthreads();
   // (n_domain >= 1: the id of z_max weighs exp(0) = 1 and top-k keeps it.)
 
   // 5. The total of the domain.
@@ -574,7 +636,7 @@ __global__ void exp_kernel(const float* x, float* y, int64_t n) {
 
 void sample_rows(const float* logits, int64_t logits_stride, const float* logprobs,
                  int64_t logprobs_stride, int64_t rows, int64_t cols, const SampleRowParams* params,
-                 int32_t* ids, float* chosen, cudaStream_t stream) {
+                 uint32_t* scratch, int32_t* ids, float* chosen, cudaStream_t stream) {
   if (rows <= 0) return;
   static const bool configured = [] {
     check_cuda(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -584,7 +646,7 @@ void sample_rows(const float* logits, int64_t logits_stride, const float* logpro
   }();
   (void)configured;
   sample_kernel<<<static_cast<unsigned>(rows), kThreads, sizeof(Shared), stream>>>(
-      logits, logits_stride, logprobs, logprobs_stride, cols, params, ids, chosen);
+      logits, logits_stride, logprobs, logprobs_stride, cols, params, scratch, ids, chosen);
   check_launch("sample_kernel");
 }
 

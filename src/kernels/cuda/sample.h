@@ -20,9 +20,10 @@
 // The walks run in rounds: a histogram of the candidates over bins of z_max - z (monotone in the
 // key, so bins hold consecutive stretches of the sorted order) names the next stretch of at most
 // 8192 ids (1024 in the first round); a bin larger than that is cut by radix selection on the
-// exact key. The stretch is gathered, sorted in shared memory (bitonic), its weights computed in
-// parallel; one thread runs the sum along it, and all threads search where that decides. A
-// peaked row decides in the first round; a flat one walks about u * V ids.
+// exact key. One pass groups the candidates' ids by bin in a scratch array, so a round reads only
+// its own bins' ids. The stretch is gathered, sorted in shared memory (bitonic), its weights
+// computed in parallel; one thread runs the sum along it, and all threads search where that
+// decides. A peaked row decides in the first round; a flat one walks about u * V ids.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -42,10 +43,11 @@ struct SampleRowParams {
   uint64_t token_index;
 };
 
-// params, ids and chosen are device arrays of `rows` entries; cols < 2^31.
+// params, ids and chosen are device arrays of `rows` entries; scratch a device array of
+// rows * cols entries (the candidates grouped by bin); cols < 2^31.
 void sample_rows(const float* logits, int64_t logits_stride, const float* logprobs,
                  int64_t logprobs_stride, int64_t rows, int64_t cols, const SampleRowParams* params,
-                 int32_t* ids, float* chosen, cudaStream_t stream);
+                 uint32_t* scratch, int32_t* ids, float* chosen, cudaStream_t stream);
 
 // y[i] = exp_steps(x[i]) computed on the device, for tests (device arrays of n floats).
 void exp_steps_on_device(const float* x, float* y, int64_t n, cudaStream_t stream);
