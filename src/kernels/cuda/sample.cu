@@ -187,6 +187,7 @@ struct RowSampler {
   uint64_t cut_key = kAllKeys;
   float min_floor = 0.0f;
   uint32_t* order = nullptr;  // [V] the domain's ids grouped by bin (the row's global scratch)
+  bool grouped = false;       // order holds them
 
   // 1. z = logits / temperature; NaN -> -inf; + 0 folds -0 into +0.
   __device__ float z_at(int64_t i) const {
@@ -357,6 +358,36 @@ struct RowSampler {
     return total;
   }
 
+  // Groups the domain's ids by bin: order[bin_start[b], bin_start[b + 1]) = the ids of bin b,
+  // in arbitrary order (every round sorts). All threads call it.
+  __device__ void group_by_bin() {
+    int* cursor = reinterpret_cast<int*>(sm.weights);
+    for (int b = static_cast<int>(threadIdx.x); b < kBins; b += kThreads) cursor[b] = 0;
+    __syncthreads();
+    for (int64_t base = 0; base < V; base += kThreads) {
+      const int64_t i = base + threadIdx.x;
+      bool take = false;
+      uint32_t b = 0;
+      if (i < V) {
+        const float z = z_at(i);
+        take = in_domain(z, sort_key(z, i));
+        if (take) b = static_cast<uint32_t>(bin_of(z));
+      }
+      const unsigned active = __ballot_sync(0xffffffffu, take);
+      if (take) {
+        const unsigned peers = __match_any_sync(active, b);
+        const int lane = static_cast<int>(threadIdx.x & 31);
+        const int leader = __ffs(peers) - 1;
+        int at = 0;
+        if (lane == leader) at = atomicAdd(&cursor[b], __popc(peers));
+        at = __shfl_sync(peers, at, leader) + __popc(peers & ((1u << lane) - 1u));
+        order[sm.bin_start[b] + at] = static_cast<uint32_t>(i);
+      }
+    }
+    __syncthreads();
+    grouped = true;
+  }
+
   // A walk over the domain in sorted order with a running sum c = c + w per id (w = weight for
   // top-p, kept_weight for the draw). top-p (draw = false): stops at the first id with
   // c >= limit, result_key = its key, walked = its 1-based position. Draw: stops at the first
@@ -383,7 +414,10 @@ struct RowSampler {
       const bool refine = sm.plan_refine;
       const int bin_end = sm.plan_bin_end;
       // The round: the ids of bin `bin` above lo (up to hi when the bin is cut), then whole bins;
-      // their ids lie in order[bin_start[bin], bin_start[bin_end]).
+      // their ids lie in order[bin_start[bin], bin_start[bin_end]). A first round of whole bins
+      // (all a peaked row needs) is gathered from all V ids instead, without grouping them.
+      const bool from_order = round > 0 || refine;
+      if (from_order && !grouped) group_by_bin();
       const int first = sm.bin_start[bin];
       const int last = sm.bin_start[refine ? bin + 1 : bin_end];
       uint64_t hi = kAllKeys;
@@ -392,7 +426,18 @@ struct RowSampler {
       }
       if (threadIdx.x == 0) sm.count = 0;
       __syncthreads();
-      for (int base = first; base < last; base += kThreads) {
+      for (int64_t base = 0; !from_order && base < V; base += kThreads) {
+        const int64_t i = base + threadIdx.x;
+        bool take = false;
+        uint64_t key = 0;
+        if (i < V) {
+          const float z = z_at(i);
+          key = sort_key(z, i);
+          take = in_domain(z, key) && bin_of(z) < bin_end;  // (bin = 0, nothing walked yet)
+        }
+        append(sm.keys, kRound, &sm.count, take, key);
+      }
+      for (int base = first; from_order && base < last; base += kThreads) {
         const int j = base + static_cast<int>(threadIdx.x);
         bool take = false;
         uint64_t key = 0;
@@ -566,32 +611,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   n_domain = block_count(n_domain, sm.red_i[1]);
   exclusive_scan_bins(sm.bin_start, sm.scan);
-  // Group the domain's ids by bin (the order within a bin is arbitrary: every round sorts).
-  s.order = scratch + r * V;
-  int* cursor = reinterpret_cast<int*>(sm.weights);
-  for (int b = static_cast<int>(threadIdx.x); b < kBins; b += kThreads) cursor[b] = 0;
-  __syncthreads();
-  for (int64_t base = 0; base < V; base += kThreads) {
-    const int64_t i = base + threadIdx.x;
-    bool take = false;
-    uint32_t b = 0;
-    if (i < V) {
-      const float z = s.z_at(i);
-      take = s.in_domain(z, sort_key(z, i));
-      if (take) b = static_cast<uint32_t>(s.bin_of(z));
-    }
-    const unsigned active = __ballot_sync(0xffffffffu, take);
-    if (take) {
-      const unsigned peers = __match_any_sync(active, b);
-      const int lane = static_cast<int>(threadIdx.x & 31);
-      const int leader = __ffs(peers) - 1;
-      int at = 0;
-      if (lane == leader) at = atomicAdd(&cursor[b], __popc(peers));
-      at = __shfl_sync(peers, at, leader) + __popc(peers & ((1u << lane) - 1u));
-      s.order[sm.bin_start[b] + at] = static_cast<uint32_t>(i);
-    }
-  }
-  __syncthreads();
+  s.order = scratch + r * V;  // grouped by bin when a walk needs a second round
   // (n_domain >= 1: the id of z_max weighs exp(0) = 1 and top-k keeps it.)
 
   // 5. The total of the domain.
