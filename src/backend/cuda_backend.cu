@@ -540,10 +540,10 @@ void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
   cuda::SampleRowParams* d_params = s.sample_params.ensure(rows);
   int32_t* d_ids = s.greedy_ids.ensure(rows);
   float* d_chosen = s.greedy_chosen.ensure(rows);
-  check_cuda(cudaMemcpyAsync(d_params, s.sample_params_host.data(),
-                             rows * sizeof(cuda::SampleRowParams), cudaMemcpyHostToDevice,
-                             s.stream),
-             "cudaMemcpyAsync (sampling parameters)");
+  check_cuda(
+      cudaMemcpyAsync(d_params, s.sample_params_host.data(), rows * sizeof(cuda::SampleRowParams),
+                      cudaMemcpyHostToDevice, s.stream),
+      "cudaMemcpyAsync (sampling parameters)");
   cuda::sample_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
                     logits.cols, d_params,
                     s.sample_scratch.ensure(rows * static_cast<size_t>(logits.cols)), d_ids,
