@@ -136,6 +136,11 @@ class OpTimingBackend final : public Backend {
   void greedy_rows(const Tensor& l, const Tensor& p, int32_t* ids, float* chosen) override {
     timed("greedy_rows", [&] { inner_->greedy_rows(l, p, ids, chosen); });
   }
+  bool can_sample_rows() const override { return inner_->can_sample_rows(); }
+  void sample_rows(const Tensor& l, const Tensor& p, std::span<const SamplingParams> params,
+                   std::span<const uint64_t> indices, int32_t* ids, float* chosen) override {
+    timed("sample_rows", [&] { inner_->sample_rows(l, p, params, indices, ids, chosen); });
+  }
 
  private:
   template <typename Op>

@@ -5,7 +5,7 @@
 //   serve_bench [--model random:qwen3-8b] [--modes invariant,fast] [--batches 1,8,32,64,128,256]
 //               [--context 128] [--iters 20] [--requests 1000] [--max-tokens 100]
 //               [--prompt-tokens 16] [--max-seqs 256] [--max-batch-tokens 4096]
-//               [--sampled-requests 0] [--unfused 1]
+//               [--sampled-requests 0] [--unfused 1] [--host-sampling]
 //
 // 1. Copy bandwidth: device-to-device cudaMemcpy of 2 GiB, bytes read plus written.
 //    Roofline of one decode token = bytes of all matmul weights as held / copy bandwidth
@@ -21,8 +21,9 @@
 // 4. Engine: --requests greedy requests with distinct prompts of --prompt-tokens ids and
 //    --max-tokens generated ids each (EOS ignored), all submitted at once; wall time from the
 //    first step to the last, generated tokens/s, steps, forward and scheduler time (graphs on).
-//    --sampled-requests: the same at temperature 1 (seeded sampling on the host: each row's
-//    logits and logprobs come to the host whole).
+//    --sampled-requests: the same at temperature 1 (seeded sampling on the device,
+//    Backend::sample_rows; with --host-sampling on the host: each row's logits and logprobs
+//    come to the host whole).
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -100,9 +101,10 @@ struct EngineRun {
 };
 
 EngineRun run_engine(bx::LoadedModel& model, int requests, int max_tokens, int prompt_tokens,
-                     int max_seqs, float temperature) {
+                     int max_seqs, float temperature, bool host_sampling) {
   bx::EngineOptions options;
   options.max_seqs = max_seqs;
+  options.device_sampling = !host_sampling;
   options.prefix_cache = false;
   bx::Engine engine(model, options);
   const int vocab = model.config.vocab_size;
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 32, 64, 128, 256};
   int context = 128, iters = 20, requests = 1000, max_tokens = 100, prompt_tokens = 16;
   int max_seqs = 256, max_batch_tokens = 4096, sampled_requests = 0, unfused = 1;
+  bool host_sampling = false;
   app.add_option("--model", model_path, "model path or random:NAME[:SEED]");
   app.add_option("--modes", modes, "invariant,fast")->delimiter(',');
   app.add_option("--batches", batches, "decode batch sizes")->delimiter(',');
@@ -151,7 +154,9 @@ int main(int argc, char** argv) {
   app.add_option("--iters", iters, "timed decode steps per batch size");
   app.add_option("--requests", requests, "engine run: requests (0 skips it)");
   app.add_option("--sampled-requests", sampled_requests,
-                 "engine run at temperature 1 (full rows to the host sampler; 0 skips it)");
+                 "engine run at temperature 1 (0 skips it)");
+  app.add_flag("--host-sampling", host_sampling,
+               "engine run: sampled rows to the host Sampler instead of the device");
   app.add_option("--max-tokens", max_tokens, "engine run: generated tokens per request");
   app.add_option("--prompt-tokens", prompt_tokens, "engine run: prompt tokens per request");
   app.add_option("--max-seqs", max_seqs, "engine run: sequences per step");
@@ -255,7 +260,7 @@ int main(int argc, char** argv) {
         const int n = temperature == 0.0f ? requests : sampled_requests;
         if (n == 0) continue;
         const EngineRun run =
-            run_engine(model, n, max_tokens, prompt_tokens, max_seqs, temperature);
+            run_engine(model, n, max_tokens, prompt_tokens, max_seqs, temperature, host_sampling);
         std::printf(
             "\nengine: %d requests x %d tokens (prompt %d, max-seqs %d, temperature %.0f): %.2f s, "
             "%.0f tokens/s, %llu steps, forward %.2f s, scheduler %.2f s, KV pool %lld tokens\n",

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
+#include "sampling/sampler.h"
 
 namespace bx {
 
@@ -167,6 +168,16 @@ class Backend {
   // log_softmax(logits). The default copies each row to the host and calls bx::argmax.
   virtual void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                            float* chosen);
+  // Seeded sampling per row without moving the rows to the host: ids[r] and chosen[r] are what
+  // Sampler::sample(logits[r], logprobs[r], params[r], token_indices[r]) returns, bit for bit
+  // (sampling/sampler.h; temperature 0 is the greedy choice), for r < logits.rows; params and
+  // token_indices have logits.rows entries. Throws bx::Error for invalid params (bx::validate).
+  // can_sample_rows() says whether the device does it (the engine then uses it); the default
+  // copies each row to the host and runs the Sampler there.
+  virtual bool can_sample_rows() const { return false; }
+  virtual void sample_rows(const Tensor& logits, const Tensor& logprobs,
+                           std::span<const SamplingParams> params,
+                           std::span<const uint64_t> token_indices, int32_t* ids, float* chosen);
 };
 
 }  // namespace bx

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <unordered_map>
 
 #include <xxhash.h>
@@ -17,6 +18,7 @@
 #include "kernels/cuda/greedy.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
+#include "kernels/cuda/sample.h"
 
 namespace bx {
 
@@ -108,6 +110,10 @@ struct CudaBackend::State {
   // greedy_rows' results on the device: [rows] ids and chosen logprobs.
   GrowBuffer<int32_t> greedy_ids;
   GrowBuffer<float> greedy_chosen;
+  // sample_rows' parameters: [rows] on the device and their host staging.
+  GrowBuffer<cuda::SampleRowParams> sample_params;
+  GrowBuffer<uint32_t> sample_scratch;  // [rows * V]
+  std::vector<cuda::SampleRowParams> sample_params_host;
   // Recorded forward passes (CUDA graphs) by key, each with the buffer layout it was made for.
   // A recording also holds the launch shapes that it baked in and that follow the batch rather
   // than the bucket: attention's plan (its device arrays, tile and single counts, split and
@@ -726,6 +732,46 @@ void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int3
       cudaMemcpyAsync(chosen, d_chosen, rows * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
       "cudaMemcpyAsync (greedy logprobs)");
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (forward)");
+}
+
+void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
+                              std::span<const SamplingParams> params,
+                              std::span<const uint64_t> token_indices, int32_t* ids,
+                              float* chosen) {
+  check_f32(logits, "sample_rows logits");
+  check_f32(logprobs, "sample_rows logprobs");
+  BX_CHECK(logits.rows == logprobs.rows && logits.cols == logprobs.cols,
+           "cuda backend: sample_rows logits and logprobs must have the same shape");
+  BX_CHECK(params.size() == static_cast<size_t>(logits.rows) &&
+               token_indices.size() == static_cast<size_t>(logits.rows),
+           "cuda backend: sample_rows expects one SamplingParams and one token index per row");
+  BX_CHECK(logits.cols > 0 && logits.cols <= std::numeric_limits<int32_t>::max(),
+           "cuda backend: sample_rows needs a vocabulary in [1, 2^31)");
+  State& s = *state_;
+  const auto rows = static_cast<size_t>(logits.rows);
+  s.sample_params_host.resize(rows);
+  for (size_t r = 0; r < rows; ++r) {
+    const SamplingParams& p = params[r];
+    validate(p);
+    s.sample_params_host[r] = {p.temperature, p.top_k, p.top_p, p.min_p, p.seed, token_indices[r]};
+  }
+  cuda::SampleRowParams* d_params = s.sample_params.ensure(rows);
+  int32_t* d_ids = s.greedy_ids.ensure(rows);
+  float* d_chosen = s.greedy_chosen.ensure(rows);
+  check_cuda(
+      cudaMemcpyAsync(d_params, s.sample_params_host.data(), rows * sizeof(cuda::SampleRowParams),
+                      cudaMemcpyHostToDevice, s.stream),
+      "cudaMemcpyAsync (sampling parameters)");
+  cuda::sample_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
+                    logits.cols, d_params,
+                    s.sample_scratch.ensure(rows * static_cast<size_t>(logits.cols)), d_ids,
+                    d_chosen, s.stream);
+  check_cuda(cudaMemcpyAsync(ids, d_ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s.stream),
+             "cudaMemcpyAsync (sampled ids)");
+  check_cuda(
+      cudaMemcpyAsync(chosen, d_chosen, rows * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
+      "cudaMemcpyAsync (sampled logprobs)");
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (sample_rows)");
 }
 
 void* CudaBackend::stream_handle() const { return state_->stream; }

@@ -103,6 +103,10 @@ class CudaBackend final : public Backend {
   void copy_to_host(const Tensor& x, float* host) override;
   void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                    float* chosen) override;  // kernels/cuda/greedy.h
+  bool can_sample_rows() const override { return true; }
+  void sample_rows(const Tensor& logits, const Tensor& logprobs,
+                   std::span<const SamplingParams> params, std::span<const uint64_t> token_indices,
+                   int32_t* ids, float* chosen) override;  // kernels/cuda/sample.h
 
   // The cudaStream_t every op is enqueued on (for benchmarks that time ops with CUDA events).
   void* stream_handle() const;

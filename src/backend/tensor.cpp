@@ -116,4 +116,25 @@ void Backend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t*
   }
 }
 
+void Backend::sample_rows(const Tensor& logits, const Tensor& logprobs,
+                          std::span<const SamplingParams> params,
+                          std::span<const uint64_t> token_indices, int32_t* ids, float* chosen) {
+  BX_CHECK(logits.rows == logprobs.rows && logits.cols == logprobs.cols,
+           "sample_rows: logits and logprobs must have the same shape");
+  BX_CHECK(params.size() == static_cast<size_t>(logits.rows) &&
+               token_indices.size() == static_cast<size_t>(logits.rows),
+           "sample_rows: expected one SamplingParams and one token index per row");
+  const auto V = static_cast<size_t>(logits.cols);
+  std::vector<float> row_logits(V), row_logprobs(V);
+  Sampler sampler;
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    copy_to_host(logits.rows_view(r, 1), row_logits.data());
+    copy_to_host(logprobs.rows_view(r, 1), row_logprobs.data());
+    const auto i = static_cast<size_t>(r);
+    const Sampler::Choice c = sampler.sample(row_logits, row_logprobs, params[i], token_indices[i]);
+    ids[r] = c.id;
+    chosen[r] = c.logprob;
+  }
+}
+
 }  // namespace bx

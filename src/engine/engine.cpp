@@ -75,6 +75,8 @@ Engine::Engine(LoadedModel& model, EngineOptions options)
   thread_masked_.assign(static_cast<size_t>(o.sampler_threads), std::vector<float>(V));
   greedy_ids_.resize(static_cast<size_t>(max_logit_rows_));
   greedy_logprobs_.resize(static_cast<size_t>(max_logit_rows_));
+  device_sampling_.reserve(static_cast<size_t>(max_logit_rows_));
+  token_indices_.reserve(static_cast<size_t>(max_logit_rows_));
   publish_gauges();
 }
 
@@ -402,16 +404,24 @@ void Engine::preempt(Sequence& s) {
 
 void Engine::run_forward(const std::vector<Chunk>& chunks) {
   tokens_.clear(), positions_.clear(), tables_.clear(), logit_rows_.clear(), full_rows_.clear();
-  bool any_greedy = false;
+  device_sampling_.clear(), token_indices_.clear();
+  bool any_greedy = false, any_sampled = false;
   for (const Chunk& c : chunks) {
     const Sequence& s = *c.seq;
     for (size_t p = c.first; p < c.first + c.count; ++p) {
       if (s.needs_row(p)) {
         logit_rows_.push_back(static_cast<int32_t>(tokens_.size()));
-        // A sampling row (the last token) of a greedy sequence needs only the argmax.
-        const bool greedy = p + 1 == s.tokens.size() && greedy_on_device(s);
-        full_rows_.push_back(greedy ? 0 : 1);
+        // A sampling row (the last token) chosen on the device needs only (id, logprob).
+        const bool last = p + 1 == s.tokens.size();
+        const bool greedy = last && greedy_on_device(s);
+        const bool sampled = last && !greedy && sampled_on_device(s);
+        full_rows_.push_back(greedy || sampled ? 0 : 1);
         any_greedy = any_greedy || greedy;
+        any_sampled = any_sampled || sampled;
+        SamplingParams row_params;  // rows not sampled on the device: the cheap greedy choice
+        row_params.temperature = 0.0f;
+        device_sampling_.push_back(sampled ? s.sampling : row_params);
+        token_indices_.push_back(sampled ? s.tokens.size() : 0);
       }
       tokens_.push_back(s.tokens[p]);
       positions_.push_back(static_cast<int32_t>(p));
@@ -423,9 +433,13 @@ void Engine::run_forward(const std::vector<Chunk>& chunks) {
   out.logits = logits_.data();
   out.logprobs = logprobs_.data();
   out.full = full_rows_;
-  if (any_greedy) {
+  if (any_greedy || any_sampled) {
     out.greedy_ids = greedy_ids_.data();
     out.greedy_logprobs = greedy_logprobs_.data();
+  }
+  if (any_sampled) {
+    out.sampling = device_sampling_;
+    out.token_indices = token_indices_;
   }
   model_.model->forward(batch, out);
 }
@@ -481,6 +495,14 @@ bool Engine::greedy_on_device(const Sequence& s) const {
   const EngineRequest& r = s.request();
   return options_.device_greedy && s.sampling.temperature == 0.0f && r.top_logprobs == 0 &&
          s.generated >= r.min_tokens;
+}
+
+// Sampled with nothing but the chosen id's logprob to report and no ids masked, on a backend
+// whose sample_rows runs on its device: Backend::sample_rows gives the Sampler's bits.
+bool Engine::sampled_on_device(const Sequence& s) const {
+  const EngineRequest& r = s.request();
+  return options_.device_sampling && model_.backend->can_sample_rows() &&
+         s.sampling.temperature > 0.0f && r.top_logprobs == 0 && s.generated >= r.min_tokens;
 }
 
 Sampler::Choice Engine::choose(const Sequence& s, size_t row, Sampler& sampler,

@@ -51,6 +51,10 @@ struct EngineOptions {
   // Greedy rows without top logprobs take only (id, logprob) from the device
   // (Backend::greedy_rows) instead of two rows of V floats. Same bits either way.
   bool device_greedy = true;
+  // Sampled rows (temperature > 0) without top logprobs or masked ids are chosen on the device
+  // when the backend can (Backend::can_sample_rows), moving (id, logprob) instead of two rows
+  // of V floats; false forces the host Sampler. Same bits either way.
+  bool device_sampling = true;
   // Host threads that run the Sampler on the rows of one step in parallel (each row's choice is
   // a pure function of its row, so the count changes no bit). 0 = the hardware threads, at most
   // 16.
@@ -138,6 +142,8 @@ class Engine {
   void preempt(Sequence& s);
   void publish_full_blocks(Sequence& s);
   bool greedy_on_device(const Sequence& s) const;
+  // The sampling row of s is chosen on the device: greedily, or by Backend::sample_rows.
+  bool sampled_on_device(const Sequence& s) const;
   // The Sampler's choice for sequence s from logit row `row` (host rows), masking EOS and stop
   // ids before min_tokens. Reads only the row and s; `masked` is scratch of V floats.
   Sampler::Choice choose(const Sequence& s, size_t row, Sampler& sampler,
@@ -169,6 +175,8 @@ class Engine {
   std::vector<uint8_t> full_rows_;       // [R] 1: the row comes to the host whole
   std::vector<int32_t> greedy_ids_;      // [R] Backend::greedy_rows
   std::vector<float> greedy_logprobs_;   // [R]
+  std::vector<SamplingParams> device_sampling_;  // [R] sample_rows' parameters (greedy: T = 0)
+  std::vector<uint64_t> token_indices_;          // [R] and token indices
   std::vector<int32_t> tokens_, positions_, logit_rows_;
   std::vector<const int32_t*> tables_;
 

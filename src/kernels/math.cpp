@@ -2,6 +2,7 @@
 
 #include "core/fma_clones.h"
 #include "kernels/cpu/exp_isa.h"
+#include "kernels/exp_steps.h"
 
 #include <bit>
 #include <cmath>
@@ -13,17 +14,8 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// 2^k as a float, for k in [-126, 127] (a normal number, built from its bits).
-float pow2(int k) {
-  return std::bit_cast<float>(static_cast<uint32_t>(k + 127) << 23);
-}
-
-// ---- exp ----
-// The constants are shared with the vector paths (kernels/cpu/exp_isa.h, where they are
-// explained), so every path runs exactly the same operations.
+// The constants of log's last step, ln 2 split in two, are exp's (kernels/cpu/exp_isa.h).
 using namespace cpu::exp_const;
-constexpr float kExpHi = kHi;
-constexpr float kExpLo = kLo;
 
 // ---- log ----
 constexpr float kSqrt2 = static_cast<float>(1.4142135623730951);
@@ -34,40 +26,13 @@ constexpr float kL3 = static_cast<float>(2.0 / 7.0);
 constexpr float kL4 = static_cast<float>(2.0 / 9.0);
 constexpr float kL5 = static_cast<float>(2.0 / 11.0);
 
-float round_to_int(float v) {
-  return (v + kRoundShift) - kRoundShift;
-}
-
 }  // namespace
 
 // Both functions are compiled with and without the FMA instruction (core/fma_clones.h).
 
-// e^x = 2^n * e^r,  n = rint(x / ln 2),  r = x - n ln 2 in about [-ln2/2, ln2/2].
-//   r: two fma steps (Cody-Waite). The first is exact: for n != 0, x - n * kLn2Hi is a multiple
-//   of ulp(x) >= 2^-25 and below 1/2 in magnitude, so it fits in 24 bits.
-//   e^r = 1 + (r + r^2 * P(r)),  P(r) = sum_{k=2..8} r^(k-2) / k!  (Horner with fma).
-//   2^n is applied as two exact power-of-two factors, so only the last product rounds (this is
-//   what gives correctly scaled subnormal results and overflow to +inf).
+// e^x: the operations are written once, for the host and the GPU, in kernels/exp_steps.h.
 BX_FMA_CLONES float exp_f32(float x) {
-  if (std::isnan(x)) return x + x;
-  if (x > kExpHi) return kInf;
-  if (x < kExpLo) return 0.0f;
-  const float n = round_to_int(x * kLog2e);  // |n| <= 151
-  float r = std::fma(-n, kLn2Hi, x);
-  r = std::fma(-n, kLn2Lo, r);
-  float p = kE8;
-  p = std::fma(p, r, kE7);
-  p = std::fma(p, r, kE6);
-  p = std::fma(p, r, kE5);
-  p = std::fma(p, r, kE4);
-  p = std::fma(p, r, kE3);
-  p = std::fma(p, r, kE2);
-  const float em1 = std::fma(p, r * r, r);  // e^r - 1
-  const float er = 1.0f + em1;
-  const int ni = static_cast<int>(n);
-  const int n1 = ni / 2;
-  const int n2 = ni - n1;  // both in [-76, 76]
-  return (er * pow2(n1)) * pow2(n2);
+  return exp_steps(x);
 }
 
 // log x = e ln 2 + log1p(f),  x = 2^e * (1 + f),  1 + f in [sqrt(2)/2, sqrt(2)]  (f exact).

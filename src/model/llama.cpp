@@ -189,7 +189,10 @@ void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
   if (R == 0) return;
   Tensor row_logits = logits_.rows_view(0, R);
   Tensor row_logprobs = logprobs_.rows_view(0, R);
-  if (out.greedy_ids != nullptr) {
+  if (out.greedy_ids != nullptr && !out.sampling.empty()) {
+    be.sample_rows(row_logits, row_logprobs, out.sampling, out.token_indices, out.greedy_ids,
+                   out.greedy_logprobs);
+  } else if (out.greedy_ids != nullptr) {
     be.greedy_rows(row_logits, row_logprobs, out.greedy_ids, out.greedy_logprobs);
   }
   // Full rows, in runs of consecutive rows: one copy per run.

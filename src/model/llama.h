@@ -51,6 +51,10 @@ struct LogitOutputs {
   std::span<const uint8_t> full;     // [R] or empty (every row)
   int32_t* greedy_ids = nullptr;     // [R]: argmax of each row's logits (Backend::greedy_rows)
   float* greedy_logprobs = nullptr;  // [R]: the logprob of that id; set with greedy_ids
+  // With these ([R] each), greedy_ids and greedy_logprobs are the Sampler's choice for each row
+  // under sampling[r] at token_indices[r] (Backend::sample_rows) instead of the argmax.
+  std::span<const SamplingParams> sampling;
+  std::span<const uint64_t> token_indices;
 };
 
 class LlamaModel {

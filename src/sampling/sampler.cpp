@@ -79,14 +79,6 @@ void validate(const SamplingParams& params) {
   }
 }
 
-float philox_uniform(uint64_t seed, uint64_t token_index) {
-  const PhiloxCounter counter = {static_cast<uint32_t>(token_index),
-                                 static_cast<uint32_t>(token_index >> 32), 0u, 0u};
-  const PhiloxKey key = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
-  const uint32_t bits = philox4x32_10(counter, key)[0] >> 8;  // top 24 bits
-  return static_cast<float>(bits) * 0x1p-24f;                 // exact: 24 bits fit a float
-}
-
 void Sampler::sort_prefix(size_t n) {
   n = std::min(n, order_.size());
   if (n <= sorted_) return;

@@ -48,6 +48,8 @@
 #include <span>
 #include <vector>
 
+#include "sampling/philox.h"  // philox_uniform
+
 namespace bx {
 
 struct SamplingParams {
@@ -60,12 +62,6 @@ struct SamplingParams {
 
 // Throws bx::Error naming the field, its value and the allowed range.
 void validate(const SamplingParams& params);
-
-// Philox4x32-10 (sampling/philox.h) of counter (token_index low 32 bits, token_index high 32
-// bits, 0, 0) under key (seed low 32 bits, seed high 32 bits): the top 24 bits of the first
-// output word, times 2^-24, a uniform float in [0, 1). Counter words 2 and 3 are kept at zero,
-// free for other draws keyed by the same (seed, token_index).
-float philox_uniform(uint64_t seed, uint64_t token_index);
 
 class Sampler {
  public:
