@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define BX_HOST_DEVICE __host__ __device__
-#else
-#define BX_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace bx {
 
