@@ -3,7 +3,8 @@
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096, 32 heads (8 and 32 KV heads): flops = 4 T^2 H D / 2 (the
-//            FlashAttention count), in TFLOP/s; torch SDPA (flash) is measured by
+//            FlashAttention count), in TFLOP/s, on the wgmma kernel and on the mma.sync
+//            kernel (the same bits); torch SDPA (flash) is measured by
 //            attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
@@ -15,7 +16,8 @@
 // that together exceed 3x the L2 where memory allows (the small cases still fit in L2 and are
 // launch-bound). Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick | --prefill]   (--prefill: the GQA prefill case only)
+// Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the GQA prefill
+// case only; --prefill-all: both prefill cases)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -105,12 +107,15 @@ void prefill(int n_kv) {
   b.upload(cache.tables.get<int32_t>());
   DeviceBuffer q(static_cast<size_t>(T) * kHeads * kDh * 4), out(q.bytes());
   bx::cuda::fill_uniform_f32(q.get<float>(), T * kHeads * kDh, 13, -1, 1, nullptr);
-  const bx::cuda::AttentionArgs a =
-      args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
-  const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
+  bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
   const double flops = 4.0 * static_cast<double>(T * T * kHeads * kDh) / 2;
-  std::printf("| prefill 1x%lld causal | %d | %d | %.1f | %.0f |\n", static_cast<long long>(T),
-              kHeads, n_kv, us, flops / (us * 1e-6) / 1e12);
+  for (const bool mma_sync : {false, true}) {
+    a.mma_sync_prefill = mma_sync;
+    const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
+    std::printf("| prefill 1x%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
+                static_cast<long long>(T), mma_sync ? "mma.sync" : "wgmma", kHeads, n_kv, us,
+                flops / (us * 1e-6) / 1e12);
+  }
 }
 
 void decode(int64_t batch, int64_t ctx, double bandwidth) {
@@ -278,6 +283,7 @@ void rows(int64_t T, double bandwidth) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
+  const bool prefills_only = argc > 1 && std::strcmp(argv[1], "--prefill-all") == 0;
   if (!bx::cuda::hopper_available()) {
     std::printf("attention_bench: no Hopper GPU found; nothing to measure\n");
     return 0;
@@ -293,6 +299,7 @@ int main(int argc, char** argv) {
   prefill(8);
   if (prefill_only) return 0;
   prefill(32);
+  if (prefills_only) return 0;
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
       "ours us, eager | walk us, graph | fast mode us, graph | floor/ours |\n"

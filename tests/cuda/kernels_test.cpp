@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -270,8 +271,9 @@ struct AttentionSetup {
   // Attention of the given tokens of the flattened batch, computed as one batch.
   // split_path: single tokens use the split partials (else they walk their splits).
   // fast: the conventional split of the fast mode.
+  // mma_sync: prefill tiles on the mma.sync kernel instead of the wgmma one.
   std::vector<float> run(const std::vector<int64_t>& tokens, int split = cuda::kAttentionSplit,
-                         bool split_path = true, bool fast = false) {
+                         bool split_path = true, bool fast = false, bool mma_sync = false) {
     const int64_t width = n_heads * Dh, n = static_cast<int64_t>(tokens.size());
     std::vector<float> qs;
     std::vector<int32_t> pos, off;
@@ -299,6 +301,7 @@ struct AttentionSetup {
       args.workspace_floats = static_cast<int64_t>(workspace.bytes() / 4);
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
+    args.mma_sync_prefill = mma_sync;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -400,6 +403,38 @@ TEST(CudaAttention, TokenAloneEqualsTokenInAnyBatch) {
   for (size_t i = 0; i < last.size(); ++i) {
     EXPECT_TRUE(test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(all, last[i]), width))
         << "last token of sequence " << a.seq_of[last[i]] << " in a decode batch";
+  }
+}
+
+// The wgmma prefill kernel (both warpgroups on one tile for an even group; on two consecutive
+// tiles of one head for an odd group, MHA included) gives the bits of the mma.sync prefill
+// kernel and of the decode kernels, whole or chunked, for head dims 128, 64 and 8.
+TEST(CudaAttention, WgmmaPrefillEqualsMmaSyncPrefillAndDecode) {
+  BX_REQUIRE_HOPPER();
+  struct Shape {
+    int heads, kv_heads, head_dim;
+  };
+  for (const Shape shape : {Shape{8, 2, 128}, Shape{4, 4, 128}, Shape{6, 2, 64}, Shape{8, 2, 8}}) {
+    AttentionSetup a(kLongLengths, shape.heads, shape.kv_heads, shape.head_dim);
+    const std::string name = std::to_string(shape.heads) + " heads, " +
+                             std::to_string(shape.kv_heads) + " kv heads, head_dim " +
+                             std::to_string(shape.head_dim);
+    const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
+    const std::vector<float> wgmma = a.run_all();
+    const std::vector<float> mma_sync =
+        a.run(a.range(0, a.T), cuda::kAttentionSplit, true, false, true);
+    EXPECT_TRUE(test::same_bits(wgmma.data(), mma_sync.data(), wgmma.size())) << name;
+    std::vector<float> chunked;
+    for (int64_t first = 0; first < a.T; first += 100) {
+      const std::vector<float> part = a.run(a.range(first, std::min<int64_t>(100, a.T - first)));
+      chunked.insert(chunked.end(), part.begin(), part.end());
+    }
+    EXPECT_TRUE(test::same_bits(wgmma.data(), chunked.data(), wgmma.size())) << name << ", chunks";
+    for (int64_t t = 0; t < a.T; t += 37) {
+      const std::vector<float> alone = a.run({t});
+      ASSERT_TRUE(test::same_bits(alone.data(), a.row(wgmma, t), width))
+          << name << ": token " << t << " (position " << a.positions[t] << ") decoded alone";
+    }
   }
 }
 

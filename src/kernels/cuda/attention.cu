@@ -24,7 +24,9 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/hopper.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/wgmma_rs.cuh"
 
 namespace bx::cuda {
 namespace {
@@ -128,6 +130,67 @@ __device__ __forceinline__ void load_chunk(uint32_t ks, uint32_t vs, const Paged
   }
 }
 
+// The per-chunk online-softmax step of attention.h on one 16-row fragment (m16n8k16 C layout:
+// s[i][e] is row g (e < 2) or g + 8, key 8 i + 2 c + (e & 1) of the chunk starting at c0):
+// causal mask, chunk max, alpha, p = ex2(s - m'), l = l alpha + rowsum(p), o = o alpha
+// (through scale_o), leaving p in s. Shared by the mma.sync and the wgmma kernels so that both
+// run the same arithmetic.
+template <int kOTiles>
+struct alpha_scale_o {
+  float (&o)[kOTiles][4];
+  __device__ __forceinline__ void operator()(const float (&alpha)[2]) const {
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = __fmul_rn(o[j][e], alpha[e >> 1]);
+    }
+  }
+};
+
+template <typename ScaleO>
+__device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64_t pos0,
+                                             int64_t pos1, float (&m)[2], float (&l)[2],
+                                             const ScaleO& scale_o) {
+  const int c = static_cast<int>(threadIdx.x) & 3;
+  // Causal mask, then the chunk's row max.
+  float mc[2] = {-INFINITY, -INFINITY};
+  const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
+      if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
+      mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
+    }
+  }
+  float alpha[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
+    mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
+    const float m_new = fmaxf(m[r], mc[r]);
+    alpha[r] = ex2(__fsub_rn(m[r], m_new));
+    m[r] = m_new;
+  }
+  float sum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[i][e] = ex2(__fsub_rn(s[i][e], m[e >> 1]));
+      sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 1));
+    sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 2));
+    l[r] = __fadd_rn(__fmul_rn(l[r], alpha[r]), sum[r]);
+  }
+  scale_o(alpha);
+}
+
 // One warp's state for its 16 rows: the current split's (m, l, o) for rows g and g + 8.
 template <int kDp>
 struct WarpState {
@@ -167,7 +230,7 @@ struct WarpState {
   // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
   __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
                                         int64_t pos1) {
-    const int lane = static_cast<int>(threadIdx.x) & 31, c = lane & 3, mat = lane >> 3;
+    const int lane = static_cast<int>(threadIdx.x) & 31, mat = lane >> 3;
     float s[8][4];
 #pragma unroll
     for (int i = 0; i < 8; ++i) {
@@ -189,47 +252,7 @@ struct WarpState {
         ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
-    // Causal mask, then the chunk's row max.
-    float mc[2] = {-INFINITY, -INFINITY};
-    const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-        if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
-        mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
-      }
-    }
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
-      mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
-      const float m_new = fmaxf(m[r], mc[r]);
-      alpha[r] = ex2(__fsub_rn(m[r], m_new));
-      m[r] = m_new;
-    }
-    float sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[i][e] = ex2(__fsub_rn(s[i][e], m[e >> 1]));
-        sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 1));
-      sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 2));
-      l[r] = __fadd_rn(__fmul_rn(l[r], alpha[r]), sum[r]);
-    }
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[j][e] = __fmul_rn(o[j][e], alpha[e >> 1]);
-    }
+    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
@@ -430,6 +453,291 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
                                  nullptr);
 }
 
+// --- The wgmma prefill kernel (sm_90a) -------------------------------------------------------
+// Block: two consumer warpgroups + one producer warpgroup. Warpgroup w holds 64 query rows (one
+// tile) of one head; warp k of it rows 16 k .. 16 k + 15, the same m16n8k16 fragments as above:
+//   S[64 x 64]  = Qb K^T    Dp/16 wgmma m64n64k16, Qb from registers, K from shared memory
+//   O[64 x Dp] += bf16(P) V 4 wgmma m64nDpk16, P from registers (S's accumulators, as above), V
+//                           from shared memory (N-major)
+// so every row's arithmetic is the chain order of attention.h, as in the mma.sync kernels.
+// Block (x, y), tile t = n_tiles - 1 - x (the later, longer tiles first). Even group: both
+// warpgroups take tile t, heads 2 y and 2 y + 1. Odd group: warpgroup 0 takes tile t of head y,
+// warpgroup 1 the tile before it when that is the previous 64-aligned group of the same sequence
+// and t's group is odd (see partners), so the two share the chunks.
+// The producer warps copy each chunk (cp.async, kWgStages stages; full / empty mbarriers). A
+// chunk of K or V in shared memory: 64-dim halves of 64 rows x 128 bytes (8 KB, 1024-aligned),
+// 16-byte unit u of row r at ((u % 8) ^ (r % 8)) * 16: the 128-byte swizzle of wgmma.
+constexpr int kWgStages = 4;
+constexpr int kWgConsumers = 2;
+constexpr int kWgmmaThreads = (kWgConsumers + 1) * 128;  // + the producer warpgroup
+
+template <int kDp>
+__host__ __device__ constexpr int wg_half_bytes() {
+  return kKeys * kDp * 2;  // K (or V) of one chunk
+}
+template <int kDp>
+__host__ __device__ constexpr int wg_acc_offset() {
+  return kWgStages * 2 * wg_half_bytes<kDp>();
+}
+template <int kDp>
+__host__ __device__ constexpr int wg_bar_offset() {
+  return wg_acc_offset<kDp>() + kWgConsumers * 128 * (kDp / 2) * 4;
+}
+template <int kDp>
+__host__ __device__ constexpr int wg_smem_bytes() {
+  return wg_bar_offset<kDp>() + 2 * kWgStages * 8 + 1024;  // + alignment slack
+}
+
+__device__ __forceinline__ uint32_t wg_swizzled(int r, int u) {
+  return static_cast<uint32_t>((u >> 3) * (kKeys * 128) + r * 128 + (((u & 7) ^ (r & 7)) << 4));
+}
+
+// N-major (transposed) B with 128-byte swizzle: rows of 64 N elements (128 bytes), 8 K rows a
+// 1024-byte atom; atoms 1024 bytes apart along K (stride byte offset), 64-wide N blocks
+// `n_block_bytes` apart (leading byte offset).
+__device__ __forceinline__ uint64_t smem_desc_mn128(uint32_t address, uint32_t n_block_bytes) {
+  return (static_cast<uint64_t>((address & 0x3FFFF) >> 4)) |
+         (static_cast<uint64_t>(n_block_bytes >> 4) << 16) | (uint64_t{1024 >> 4} << 32) |
+         (uint64_t{1} << 62);
+}
+
+struct WgJob {
+  int64_t first = 0;  // first token of the tile
+  int count = 0;      // tokens (0: idle)
+  int head = 0;
+  int64_t last_pos = 0;
+};
+
+template <int kDp>
+__global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_prefill_kernel(Params p) {
+  extern __shared__ unsigned char wg_smem_raw[];
+  const uint32_t raw = ptx::smem_address(wg_smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  unsigned char* smem = wg_smem_raw + (base - raw);
+  const uint32_t full_bar = base + wg_bar_offset<kDp>();
+  const uint32_t empty_bar = full_bar + kWgStages * 8;
+
+  // The two warpgroups' jobs (every thread computes both).
+  const bool pairs = p.group % 2 == 0;
+  WgJob job[kWgConsumers];
+  auto tile_job = [&](int64_t t, int head) {
+    WgJob j;
+    j.first = p.plan.tiles[2 * t];
+    j.count = p.plan.tiles[2 * t + 1];
+    j.head = head;
+    j.last_pos = p.batch.positions[j.first] + j.count - 1;
+    return j;
+  };
+  // Odd group: tile t (64-aligned group index G) takes tile t - 1 as its partner when that is
+  // group G - 1 of the same sequence and G is odd; a tile that is such a partner has no block of
+  // its own (its block exits).
+  auto partners = [&](int64_t t) {  // tile t - 1 is the partner of tile t
+    if (t < 1) return false;
+    const int64_t first = p.plan.tiles[2 * t], before = p.plan.tiles[2 * t - 2];
+    const int32_t group = p.batch.positions[first] / kKeys;
+    return group % 2 == 1 && p.batch.table_offsets[before] == p.batch.table_offsets[first] &&
+           p.batch.positions[before] / kKeys == group - 1;
+  };
+  {
+    const int64_t t0 = p.plan.n_tiles - 1 - blockIdx.x;
+    if (pairs) {
+      job[0] = tile_job(t0, 2 * static_cast<int>(blockIdx.y));
+      job[1] = tile_job(t0, 2 * static_cast<int>(blockIdx.y) + 1);
+    } else {
+      if (t0 + 1 < p.plan.n_tiles && partners(t0 + 1)) return;  // computed by tile t0 + 1
+      job[0] = tile_job(t0, static_cast<int>(blockIdx.y));
+      if (partners(t0)) job[1] = tile_job(t0 - 1, static_cast<int>(blockIdx.y));
+    }
+  }
+  const int active = job[1].count > 0 ? 2 : 1;
+  const int64_t block_last_pos = job[0].last_pos;
+  const int64_t last_chunk = block_last_pos / kKeys;
+  const int32_t* table = p.batch.tables + p.batch.table_offsets[job[0].first];
+  const int kv_head = job[0].head / p.group;
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kWgStages; ++i) {
+      ptx::mbarrier_init(full_bar + 8 * i, 32);
+      ptx::mbarrier_init(empty_bar + 8 * i, 4 * active);
+    }
+    ptx::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warp = static_cast<int>(threadIdx.x) >> 5, lane = static_cast<int>(threadIdx.x) & 31;
+  if (warp >= kWgConsumers * 4) {
+    // Producer warpgroup: gives registers to the consumers; its warp w copies the chunks c with
+    // c % 4 == w into stage w (kWgStages == 4), lane l unit l % (Dp / 8) of rows l / (Dp / 8) +
+    // k (32 / (Dp / 8)), and signals each chunk once it has landed.
+    static_assert(kWgStages == 4, "one producer warp a stage");
+    ptx::setmaxnreg_dec<40>();
+    constexpr int kUnits = kDp / 8, kRowsPerStep = 32 / kUnits;
+    const int stage = warp - kWgConsumers * 4;
+    const int unit = lane % kUnits, sub = lane / kUnits;
+    const bool unit_valid = unit * 8 < p.kv.head_dim;
+    const int64_t row_stride = static_cast<int64_t>(p.kv.n_kv_heads) * p.kv.head_dim;
+    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
+    const uint32_t vs = ks + wg_half_bytes<kDp>();
+    for (int64_t c = stage; c <= last_chunk; c += kWgStages) {
+      // Rows lane and lane + 32 of the chunk: cache row index (-1: past the last position).
+      int32_t cache_row[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int pos = static_cast<int>(c * kKeys) + lane + 32 * h;
+        cache_row[h] = pos <= block_last_pos
+                           ? table[pos / p.kv.block_size] * p.kv.block_size + pos % p.kv.block_size
+                           : -1;
+      }
+      if (c >= kWgStages) {  // the consumers are done with chunk c - 4
+        ptx::mbarrier_wait(empty_bar + 8 * stage, static_cast<uint32_t>((c / kWgStages - 1) & 1));
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll 4
+        for (int j = h * (32 / kRowsPerStep); j < (h + 1) * (32 / kRowsPerStep); ++j) {
+          const int r = j * kRowsPerStep + sub;
+          const int32_t row = __shfl_sync(0xffffffffu, cache_row[h], r % 32);
+          const bool valid = row >= 0 && unit_valid;
+          const int64_t off = valid ? (row * row_stride + kv_head * p.kv.head_dim + unit * 8) : 0;
+          const uint32_t dst = wg_swizzled(r, unit);
+          ptx::cp_async_16(ks + dst, p.kv.k + off, valid);
+          ptx::cp_async_16(vs + dst, p.kv.v + off, valid);
+        }
+      }
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<0>();
+      ptx::fence_proxy_async();
+      ptx::mbarrier_arrive(full_bar + 8 * stage);
+    }
+    return;
+  }
+
+  ptx::setmaxnreg_inc<232>();
+  const WgJob my = warp < 4 ? job[0] : job[1];
+  if (my.count == 0) return;
+  constexpr int kQSteps = kDp / 16, kOTiles = kDp / 8;
+  const int c4 = lane & 3;
+  const int r0 = (warp & 3) * kRows + (lane >> 2), r1 = r0 + 8;
+  const int Dh = p.kv.head_dim;
+  const int64_t pos_first = my.last_pos - my.count + 1;
+  const int64_t pos0 = pos_first + r0 < my.last_pos ? pos_first + r0 : my.last_pos;
+  const int64_t pos1 = pos_first + r1 < my.last_pos ? pos_first + r1 : my.last_pos;
+  const int64_t my_last_chunk = my.last_pos / kKeys;
+  const int64_t token0 = r0 < my.count ? my.first + r0 : -1;
+  const int64_t token1 = r1 < my.count ? my.first + r1 : -1;
+  float* out_row[2] = {token0 >= 0 ? p.out + token0 * p.out_stride + my.head * Dh : nullptr,
+                       token1 >= 0 ? p.out + token1 * p.out_stride + my.head * Dh : nullptr};
+  uint32_t qa[kQSteps][4];
+  {
+    const float* q0 = token0 >= 0 ? p.q + token0 * p.q_stride + my.head * Dh : nullptr;
+    const float* q1 = token1 >= 0 ? p.q + token1 * p.q_stride + my.head * Dh : nullptr;
+    auto at = [&](const float* q, int d) {
+      return q != nullptr && d < Dh ? __fmul_rn(q[d], p.q_scale) : 0.0f;
+    };
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      const int d = kk * 16 + 2 * c4;
+      qa[kk][0] = pack_bf16(at(q0, d), at(q0, d + 1));
+      qa[kk][1] = pack_bf16(at(q1, d), at(q1, d + 1));
+      qa[kk][2] = pack_bf16(at(q0, d + 8), at(q0, d + 9));
+      qa[kk][3] = pack_bf16(at(q1, d + 8), at(q1, d + 9));
+    }
+  }
+  float* acc = reinterpret_cast<float*>(smem + wg_acc_offset<kDp>()) + (threadIdx.x & 255);
+  float o[kOTiles][4];
+  float m[2], l[2], M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
+  auto reset = [&] {
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+    }
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  };
+  reset();
+  bool first_split = true;
+  for (int64_t c = 0; c <= my_last_chunk; ++c) {
+    const int stage = static_cast<int>(c % kWgStages);
+    ptx::mbarrier_wait(full_bar + 8 * stage, static_cast<uint32_t>((c / kWgStages) & 1));
+    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
+    const uint32_t vs = ks + wg_half_bytes<kDp>();
+    float s[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[i][e] = 0.0f;
+    }
+    float(&s_flat)[32] = reinterpret_cast<float(&)[32]>(s);
+    ptx::fence_registers(s_flat);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      const uint32_t addr = ks + static_cast<uint32_t>((kk >> 2) * (kKeys * 128) + (kk & 3) * 32);
+      ptx::wgmma_bf16_rs<64, 0>(s_flat, qa[kk], ptx::smem_desc_k128(addr));
+    }
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(s_flat);
+    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    float(&o_flat)[kDp / 2] = reinterpret_cast<float(&)[kDp / 2]>(o);
+    ptx::fence_registers(o_flat);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t addr = vs + static_cast<uint32_t>(kk * 16 * 128);
+      ptx::wgmma_bf16_rs<kDp, 1>(o_flat, pa[kk], smem_desc_mn128(addr, kKeys * 128));
+    }
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(o_flat);
+    if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
+
+    const bool split_end = (c + 1) % p.split_chunks == 0 || c == my_last_chunk;
+    if (split_end) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const MergeWeights w = merge_max(M[r], m[r]);
+        L[r] = merge_value(L[r], l[r], w);
+        if (out_row[r] == nullptr) continue;
+#pragma unroll
+        for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int d = 8 * j + 2 * c4 + e;
+            if (d < Dh) {
+              float& a = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)];
+              a = merge_value(first_split ? 0.0f : a, o[j][2 * r + e], w);
+            }
+          }
+        }
+      }
+      reset();
+      first_split = false;
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (out_row[r] == nullptr) continue;
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int d = 8 * j + 2 * c4 + e;
+        if (d < Dh) out_row[r][d] = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)] / L[r];
+      }
+    }
+  }
+}
+
 // Block (single token, KV head x group tile[, split]): up to 16 heads of the group in warp 0.
 template <int kDp>
 __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
@@ -517,15 +825,26 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
     check_cuda(cudaFuncSetAttribute(decode_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     smem_bytes<kDp>(1)),
                "cudaFuncSetAttribute (attention)");
+    check_cuda(
+        cudaFuncSetAttribute(wgmma_prefill_kernel<kDp>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             wg_smem_bytes<kDp>()),
+        "cudaFuncSetAttribute (attention)");
     configured = true;
   }
   const AttentionPlan& plan = args.plan;
   if (plan.n_tiles > 0) {
-    const int head_blocks = p.group % 2 == 0 ? args.n_heads / 2 : args.n_heads;
-    const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
-    prefill_kernel<kDp>
-        <<<grid, kPrefillThreads, smem_bytes<kDp>(kPrefillThreads / 32), stream>>>(p);
-    check_launch("attention prefill_kernel");
+    const bool pairs = p.group % 2 == 0;
+    const int head_blocks = pairs ? args.n_heads / 2 : args.n_heads;
+    if (args.mma_sync_prefill) {
+      const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
+      prefill_kernel<kDp>
+          <<<grid, kPrefillThreads, smem_bytes<kDp>(kPrefillThreads / 32), stream>>>(p);
+      check_launch("attention prefill_kernel");
+    } else {
+      const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
+      wgmma_prefill_kernel<kDp><<<grid, kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(p);
+      check_launch("attention wgmma_prefill_kernel");
+    }
   }
   if (plan.n_singles > 0) {
     const unsigned group_blocks = static_cast<unsigned>(args.kv.n_kv_heads * p.group_tiles);

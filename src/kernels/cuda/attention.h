@@ -118,6 +118,9 @@ struct AttentionArgs {
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
+  // Prefill tiles on the mma.sync kernel instead of the wgmma one (the same bits; for tests and
+  // benchmarks).
+  bool mma_sync_prefill = false;
 };
 
 // Floats of workspace the split path needs for this plan.
