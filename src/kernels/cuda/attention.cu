@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -460,10 +461,11 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
 //   O[64 x Dp] += bf16(P) V 4 wgmma m64nDpk16, P from registers (S's accumulators, as above), V
 //                           from shared memory (N-major)
 // so every row's arithmetic is the chain order of attention.h, as in the mma.sync kernels.
-// Block (x, y), tile t = n_tiles - 1 - x (the later, longer tiles first). Even group: both
-// warpgroups take tile t, heads 2 y and 2 y + 1. Odd group: warpgroup 0 takes tile t of head y,
-// warpgroup 1 the tile before it when that is the previous 64-aligned group of the same sequence
-// and t's group is odd (see partners), so the two share the chunks.
+// Block b = (n_tiles - 1 - t) * head_blocks + x: tile t, the later (longer) tiles first for every
+// head before the next tile. Even group: both warpgroups take tile t, heads 2 x and 2 x + 1. Odd
+// group: warpgroup 0 takes tile t of head x, warpgroup 1 the tile before it when that is the
+// previous 64-aligned group of the same sequence and t's group is odd (see partners), so the two
+// share the chunks.
 // The producer warps copy each chunk (cp.async, kWgStages stages; full / empty mbarriers). A
 // chunk of K or V in shared memory: 64-dim halves of 64 rows x 128 bytes (8 KB, 1024-aligned),
 // 16-byte unit u of row r at ((u % 8) ^ (r % 8)) * 16: the 128-byte swizzle of wgmma.
@@ -499,6 +501,14 @@ __device__ __forceinline__ uint64_t smem_desc_mn128(uint32_t address, uint32_t n
   return (static_cast<uint64_t>((address & 0x3FFFF) >> 4)) |
          (static_cast<uint64_t>(n_block_bytes >> 4) << 16) | (uint64_t{1024 >> 4} << 32) |
          (uint64_t{1} << 62);
+}
+
+// Keeps the A fragments of an in-flight wgmma in their registers until this point.
+__device__ __forceinline__ void keep_alive(const uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    asm volatile("" ::"r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]));
+  }
 }
 
 struct WgJob {
@@ -539,14 +549,16 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_prefill_kernel(Params 
            p.batch.positions[before] / kKeys == group - 1;
   };
   {
-    const int64_t t0 = p.plan.n_tiles - 1 - blockIdx.x;
+    const int head_blocks = pairs ? p.n_heads / 2 : p.n_heads;
+    const int64_t t0 = p.plan.n_tiles - 1 - blockIdx.x / head_blocks;
+    const int head = static_cast<int>(blockIdx.x % head_blocks);
     if (pairs) {
-      job[0] = tile_job(t0, 2 * static_cast<int>(blockIdx.y));
-      job[1] = tile_job(t0, 2 * static_cast<int>(blockIdx.y) + 1);
+      job[0] = tile_job(t0, 2 * head);
+      job[1] = tile_job(t0, 2 * head + 1);
     } else {
       if (t0 + 1 < p.plan.n_tiles && partners(t0 + 1)) return;  // computed by tile t0 + 1
-      job[0] = tile_job(t0, static_cast<int>(blockIdx.y));
-      if (partners(t0)) job[1] = tile_job(t0 - 1, static_cast<int>(blockIdx.y));
+      job[0] = tile_job(t0, head);
+      if (partners(t0)) job[1] = tile_job(t0 - 1, head);
     }
   }
   const int active = job[1].count > 0 ? 2 : 1;
@@ -699,6 +711,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_prefill_kernel(Params 
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(o_flat);
+    keep_alive(pa);  // pa is read by the P V wgmma until here
     if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
 
     const bool split_end = (c + 1) % p.split_chunks == 0 || c == my_last_chunk;
@@ -841,8 +854,8 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
           <<<grid, kPrefillThreads, smem_bytes<kDp>(kPrefillThreads / 32), stream>>>(p);
       check_launch("attention prefill_kernel");
     } else {
-      const dim3 grid(static_cast<unsigned>(plan.n_tiles), static_cast<unsigned>(head_blocks));
-      wgmma_prefill_kernel<kDp><<<grid, kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(p);
+      const auto blocks = static_cast<unsigned>(plan.n_tiles * head_blocks);
+      wgmma_prefill_kernel<kDp><<<blocks, kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(p);
       check_launch("attention wgmma_prefill_kernel");
     }
   }
