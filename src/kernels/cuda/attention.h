@@ -118,17 +118,17 @@ struct AttentionArgs {
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
-  // Prefill tiles on the mma.sync kernel instead of the wgmma one (the same bits; for tests and
+  // The mma.sync kernels (prefill tiles, decode) instead of the wgmma one: the same bits (tests,
   // benchmarks).
-  bool mma_sync_prefill = false;
+  bool mma_sync = false;
 };
 
 // Floats of workspace the split path needs for this plan.
 int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
 
-// True when single tokens compute each split in its own block: their walking blocks (one per
-// token, KV head and 16 query heads) would be fewer than the SMs, and the workspace holds the
-// partials. Measured on the H100: walking is as fast or faster from 256 such blocks up.
+// True when single tokens compute each split in its own job: their walking jobs (one per token,
+// KV head and 64 query heads; mma.sync: 16) would be fewer than the SMs, and the workspace holds
+// the partials. Measured on the H100: walking is as fast or faster from there up.
 bool attention_uses_split_partials(const AttentionArgs& args);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
