@@ -1,9 +1,13 @@
-// Paged attention over the bf16 KV cache on tensor cores (attention.h).
+// Paged attention over the bf16 KV cache on tensor cores (attention.h). Two kernel families give
+// the same bits (every row runs the same operations in the same order; tested):
+//   wgmma_attention_kernel (default; sm_90a) 64-row warpgroup tiles, a producer warpgroup
+//                   copying chunks by cp.async into 128-byte-swizzled stages (described there)
+//   the mma.sync kernels (AttentionArgs::mma_sync) 16-row warp tiles, described next.
 //
-// The threads of a block copy each 64-position chunk of K and V into shared memory together
-// (cp.async, three stages: two chunks in flight while one is computed; rows of Dp bf16 whose
-// 16-byte units are XOR-swizzled by row % 8 so that ldmatrix is conflict-free); the warps that
-// hold query rows compute on it.
+// mma.sync kernels: the threads of a block copy each 64-position chunk of K and V into shared
+// memory together (cp.async, three stages: two chunks in flight while one is computed; rows of Dp
+// bf16 whose 16-byte units are XOR-swizzled by row % 8 so that ldmatrix is conflict-free); the
+// warps that hold query rows compute on it.
 //   prefill kernel  8 warps, block (tile, head pair): warp w holds the tile's tokens
 //                   16 (w % 4) .. 16 (w % 4) + 15 of head 2 y + w / 4 (two heads of one KV head
 //                   share every chunk; an odd group takes one head a block, warps 4..7 idle)
@@ -21,7 +25,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <type_traits>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
