@@ -112,7 +112,7 @@ struct AttentionArgs {
   DeviceBatch batch;
   AttentionPlan plan;
   // Split partials of single tokens (attention_uses_split_partials); otherwise single tokens
-  // walk their splits in one block (a speed choice: the same bits).
+  // walk their splits in one job (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
