@@ -3,19 +3,22 @@
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096, 32 heads (8 and 32 KV heads): flops = 4 T^2 H D / 2 (the
-//            FlashAttention count), in TFLOP/s; torch SDPA (flash) is measured by
+//            FlashAttention count), in TFLOP/s, on the wgmma kernel and on the mma.sync
+//            kernel (the same bits); torch SDPA (flash) is measured by
 //            attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
-//            workspace (as the backend), the walking path, and the fast mode's split, each
-//            timed as CUDA graph replays (GPU time) and ours also as eager launches
+//            workspace (as the backend), the walking path, the fast mode's split and the
+//            mma.sync kernels (the same bits), each timed as CUDA graph replays (GPU time) and
+//            ours also as eager launches
 //   rows     rmsnorm, silu_mul, add_inplace, to_bf16_padded, embed_rows, rope_inplace for
 //            T = 1 .. 8192 rows: floor = bytes read + written once / B
 // Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
 // that together exceed 3x the L2 where memory allows (the small cases still fit in L2 and are
 // launch-bound). Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick | --prefill]   (--prefill: the GQA prefill case only)
+// Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the GQA prefill
+// case only; --prefill-all: both prefill cases)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -105,12 +108,15 @@ void prefill(int n_kv) {
   b.upload(cache.tables.get<int32_t>());
   DeviceBuffer q(static_cast<size_t>(T) * kHeads * kDh * 4), out(q.bytes());
   bx::cuda::fill_uniform_f32(q.get<float>(), T * kHeads * kDh, 13, -1, 1, nullptr);
-  const bx::cuda::AttentionArgs a =
-      args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
-  const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
+  bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
   const double flops = 4.0 * static_cast<double>(T * T * kHeads * kDh) / 2;
-  std::printf("| prefill 1x%lld causal | %d | %d | %.1f | %.0f |\n", static_cast<long long>(T),
-              kHeads, n_kv, us, flops / (us * 1e-6) / 1e12);
+  for (const bool mma_sync : {false, true}) {
+    a.mma_sync = mma_sync;
+    const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
+    std::printf("| prefill 1x%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
+                static_cast<long long>(T), mma_sync ? "mma.sync" : "wgmma", kHeads, n_kv, us,
+                flops / (us * 1e-6) / 1e12);
+  }
 }
 
 void decode(int64_t batch, int64_t ctx, double bandwidth) {
@@ -133,11 +139,12 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   bx::cuda::fill_uniform_f32(q.get<float>(), batch * kHeads * kDh, 14, -1, 1, nullptr);
   const int64_t ws_floats = (int64_t{64} << 20) / 4;
   DeviceBuffer ws(static_cast<size_t>(ws_floats) * 4);
-  auto args_of = [&](int r, bool workspace, bool fast) {
+  auto args_of = [&](int r, bool workspace, bool fast, bool mma_sync = false) {
     bx::cuda::AttentionArgs a =
         args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
                  workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
     if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
+    a.mma_sync = mma_sync;
     return a;
   };
   auto eager = [&](bool workspace, bool fast) {
@@ -146,15 +153,15 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   };
   // The same launches captured once per rotation as a CUDA graph and replayed: the GPU time
   // without the host's launch overhead (as a graph-launching engine would see it).
-  auto graphed = [&](bool workspace, bool fast) {
+  auto graphed = [&](bool workspace, bool fast, bool mma_sync = false) {
     cudaStream_t stream;
     check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
     std::vector<cudaGraphExec_t> execs;
     for (int r = 0; r < rotations; ++r) {
-      bx::cuda::attention(args_of(r, workspace, fast), stream);  // first-use setup outside
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync), stream);  // first-use setup
       cudaGraph_t graph;
       check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-      bx::cuda::attention(args_of(r, workspace, fast), stream);
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync), stream);
       check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
       cudaGraphExec_t exec;
       check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
@@ -174,11 +181,14 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   const bool split_path = bx::cuda::attention_uses_split_partials(args_of(0, true, false));
   const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
   const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
+  const bool mma_split = bx::cuda::attention_uses_split_partials(args_of(0, true, false, true));
+  const double mma_graph = graphed(true, false, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
-  std::printf("| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.2f |\n",
-              static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
-              split_path ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
-              floor_us / ours_graph);
+  std::printf(
+      "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %s %.1f | %.2f |\n",
+      static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
+      split_path ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
+      mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
 }
 
 // One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r (of at
@@ -278,6 +288,7 @@ void rows(int64_t T, double bandwidth) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
+  const bool prefills_only = argc > 1 && std::strcmp(argv[1], "--prefill-all") == 0;
   if (!bx::cuda::hopper_available()) {
     std::printf("attention_bench: no Hopper GPU found; nothing to measure\n");
     return 0;
@@ -293,10 +304,12 @@ int main(int argc, char** argv) {
   prefill(8);
   if (prefill_only) return 0;
   prefill(32);
+  if (prefills_only) return 0;
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
-      "ours us, eager | walk us, graph | fast mode us, graph | floor/ours |\n"
-      "|---|---|---|---|---|---|---|---|\n");
+      "ours us, eager | walk us, graph | fast mode us, graph | mma.sync kernel us, graph (path) "
+      "| floor/ours |\n"
+      "|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches =
       quick ? std::vector<int64_t>{1, 32, 256} : std::vector<int64_t>{1, 8, 32, 128, 256};
   const std::vector<int64_t> ctxs =

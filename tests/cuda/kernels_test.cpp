@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/half.h"
@@ -451,8 +452,9 @@ struct AttentionSetup {
   // Attention of the given tokens of the flattened batch, computed as one batch.
   // split_path: single tokens use the split partials (else they walk their splits).
   // fast: the conventional split of the fast mode.
+  // mma_sync: prefill tiles on the mma.sync kernel instead of the wgmma one.
   std::vector<float> run(const std::vector<int64_t>& tokens, int split = cuda::kAttentionSplit,
-                         bool split_path = true, bool fast = false) {
+                         bool split_path = true, bool fast = false, bool mma_sync = false) {
     const int64_t width = n_heads * Dh, n = static_cast<int64_t>(tokens.size());
     std::vector<float> qs;
     std::vector<int32_t> pos, off;
@@ -480,6 +482,7 @@ struct AttentionSetup {
       args.workspace_floats = static_cast<int64_t>(workspace.bytes() / 4);
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
+    args.mma_sync = mma_sync;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -581,6 +584,72 @@ TEST(CudaAttention, TokenAloneEqualsTokenInAnyBatch) {
   for (size_t i = 0; i < last.size(); ++i) {
     EXPECT_TRUE(test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(all, last[i]), width))
         << "last token of sequence " << a.seq_of[last[i]] << " in a decode batch";
+  }
+}
+
+// The wgmma kernel (prefill: both warpgroups on one tile for an even group, on two consecutive
+// tiles of one head for an odd group, MHA included; decode: up to 64 heads of a KV group a
+// warpgroup, by split partials or walking) gives the bits of the mma.sync kernels, whole,
+// chunked, token by token and as a decode batch, for head dims 128, 64 and 8 and groups of 1 to
+// 130 heads.
+TEST(CudaAttention, WgmmaKernelEqualsMmaSyncKernels) {
+  BX_REQUIRE_HOPPER();
+  struct Shape {
+    int heads, kv_heads, head_dim;
+  };
+  for (const Shape shape :
+       {Shape{8, 2, 128}, Shape{4, 4, 128}, Shape{6, 2, 64}, Shape{8, 2, 8}, Shape{130, 1, 64}}) {
+    AttentionSetup a(kLongLengths, shape.heads, shape.kv_heads, shape.head_dim);
+    const std::string name = std::to_string(shape.heads) + " heads, " +
+                             std::to_string(shape.kv_heads) + " kv heads, head_dim " +
+                             std::to_string(shape.head_dim);
+    const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
+    const std::vector<float> wgmma = a.run_all();
+    const std::vector<float> mma_sync =
+        a.run(a.range(0, a.T), cuda::kAttentionSplit, true, false, true);
+    EXPECT_TRUE(test::same_bits(wgmma.data(), mma_sync.data(), wgmma.size())) << name;
+    std::vector<float> chunked;
+    for (int64_t first = 0; first < a.T; first += 100) {
+      const std::vector<float> part = a.run(a.range(first, std::min<int64_t>(100, a.T - first)));
+      chunked.insert(chunked.end(), part.begin(), part.end());
+    }
+    EXPECT_TRUE(test::same_bits(wgmma.data(), chunked.data(), wgmma.size())) << name << ", chunks";
+    for (int64_t t = 0; t < a.T; t += 37) {
+      for (const bool split_path : {true, false}) {
+        for (const bool mma : {false, true}) {
+          const std::vector<float> alone =
+              a.run({t}, cuda::kAttentionSplit, split_path, false, mma);
+          ASSERT_TRUE(test::same_bits(alone.data(), a.row(wgmma, t), width))
+              << name << ": token " << t << " (position " << a.positions[t] << ") decoded alone"
+              << (mma ? " (mma.sync)" : " (wgmma)")
+              << (split_path ? ", split partials" : ", walked");
+        }
+      }
+    }
+    // Decode batches: the last token of every sequence (one job a block); every 7th token and
+    // the last 60 tokens, each in reverse order so that all are single tokens (two jobs a block,
+    // walking and by split partials).
+    std::vector<int64_t> last, sevenths, last60;
+    for (size_t s = 0; s < a.lengths.size(); ++s) last.push_back(a.seq_start[s] + a.lengths[s] - 1);
+    for (int64_t t = a.T - 1; t >= 0; t -= 7) sevenths.push_back(t);
+    for (int64_t t = a.T - 1; t >= a.T - 60; --t) last60.push_back(t);
+    for (const std::vector<int64_t>* tokens : {&sevenths, &last60}) {
+      const std::vector<float> decode = a.run(*tokens);
+      for (size_t i = 0; i < tokens->size(); ++i) {
+        ASSERT_TRUE(test::same_bits(a.row(decode, static_cast<int64_t>(i)),
+                                    a.row(wgmma, (*tokens)[i]), width))
+            << name << ": token " << (*tokens)[i] << " in a decode batch of " << tokens->size();
+      }
+    }
+    for (const bool split_path : {true, false}) {
+      const std::vector<float> decode = a.run(last, cuda::kAttentionSplit, split_path);
+      for (size_t i = 0; i < last.size(); ++i) {
+        EXPECT_TRUE(
+            test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(wgmma, last[i]), width))
+            << name << ": last token of sequence " << i << " in a decode batch"
+            << (split_path ? " (split partials)" : " (walked)");
+      }
+    }
   }
 }
 

@@ -1,6 +1,6 @@
-// Causal attention over a paged bf16 KV cache on the GPU, on tensor cores (mma.sync m16n8k16,
-// bf16 operands, f32 accumulation): the contract of kernels/attention.h (R4) with the GPU's own
-// arithmetic (its own fingerprint).
+// Causal attention over a paged bf16 KV cache on the GPU, on tensor cores (wgmma m64nNk16 or
+// mma.sync m16n8k16, bf16 operands, f32 accumulation): the contract of kernels/attention.h (R4)
+// with the GPU's own arithmetic (its own fingerprint).
 //
 // K and V of every token in the batch are written to the cache first (rounded to bf16), and
 // attention reads them back from the cache only, so prefill, chunked prefill and decode see the
@@ -29,16 +29,16 @@
 // ex2 is ex2.approx.ftz.f32 and max is fmaxf (NaN scores are skipped by the max); every other
 // step is the IEEE f32 operation written (the project builds with --fmad=false).
 //
-// A query's arithmetic is the same whichever kernel computes it. Prefill tiles put up to 64
+// A query's arithmetic is the same whichever kernel computes it. Prefill tiles hold up to 64
 // consecutive positions of one sequence that lie in one 64-aligned group (so they need the same
-// chunks and splits) in the 16-row tiles of four warps, for two query heads of one KV head a
-// block; single tokens (decode) put the query heads of a KV group in one tile, and either walk
-// the splits in order in one block or compute each split in its own block and combine them in a
-// second kernel. mma's result for an element
-// depends only on its row of A, its column of B and its accumulator (tested), so a query's bits
-// depend only on its q, its position and its sequence's cache: never on the batch, the chunking
-// of the prompt, its row in a tile, or the kernel. A chunk masked for every row in its tile is
-// never visited.
+// chunks and splits), as the 64 rows of a wgmma warpgroup (or the 16-row tiles of four mma.sync
+// warps); single tokens (decode) put up to 64 (mma.sync: 16) query heads of a KV group in one
+// tile, and either walk the splits in order or compute each split on its own and combine them in
+// a second kernel. wgmma m64nNk16 and mma m16n8k16 give an element the same bits from the same
+// row of A, column of B and accumulator, and that result depends on nothing else (tested), so a
+// query's bits depend only on its q, its position and its sequence's cache: never on the batch,
+// the chunking of the prompt, its row in a tile, or the kernel. A chunk masked for every row in
+// its tile is never visited.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -112,20 +112,23 @@ struct AttentionArgs {
   DeviceBatch batch;
   AttentionPlan plan;
   // Split partials of single tokens (attention_uses_split_partials); otherwise single tokens
-  // walk their splits in one block (a speed choice: the same bits).
+  // walk their splits in one job (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
+  // The mma.sync kernels (prefill tiles, decode) instead of the wgmma one: the same bits (tests,
+  // benchmarks).
+  bool mma_sync = false;
 };
 
 // Floats of workspace the split path needs for this plan.
 int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
 
-// True when single tokens compute each split in its own block: their walking blocks (one per
-// token, KV head and 16 query heads) would be fewer than the SMs, and the workspace holds the
-// partials. Measured on the H100: walking is as fast or faster from 256 such blocks up.
+// True when single tokens compute each split in its own job: their walking jobs (one per token,
+// KV head and 64 query heads; mma.sync: 16) would be fewer than the SMs, and the workspace holds
+// the partials. Measured on the H100: walking is as fast or faster from there up.
 bool attention_uses_split_partials(const AttentionArgs& args);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
