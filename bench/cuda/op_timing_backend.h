@@ -87,6 +87,10 @@ class OpTimingBackend final : public Backend {
   void rope(Tensor x, int h) override {
     timed("rope", [&] { inner_->rope(x, h); });
   }
+  void qk_norm_rope(Tensor q, int h, Tensor k, int kv_h, const Tensor* q_norm, const Tensor* k_norm,
+                    float eps) override {
+    timed("qk_norm_rope", [&] { inner_->qk_norm_rope(q, h, k, kv_h, q_norm, k_norm, eps); });
+  }
   void kv_write(int l, const Tensor& k, const Tensor& v) override {
     timed("kv_write", [&] { inner_->kv_write(l, k, v); });
   }
