@@ -1,5 +1,6 @@
-// Attention and memory-bound kernel benchmark (kernels/cuda/attention.h, rows.h, rope.h) on the
-// Qwen3-8B shapes: 32 query heads, 8 KV heads, head_dim 128, hidden 4096, MLP 12288.
+// Attention benchmark (kernels/cuda/attention.h) on the Qwen3-8B shapes: 32 query heads, 8 KV
+// heads, head_dim 128. The memory-bound kernels of rows.h and rope.h have their own benchmark,
+// rows_bench.
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096, 32 heads (8 and 32 KV heads): flops = 4 T^2 H D / 2 (the
@@ -11,11 +12,9 @@
 //            workspace (as the backend), the walking path, the fast mode's split and the
 //            mma.sync kernels (the same bits), each timed as CUDA graph replays (GPU time) and
 //            ours also as eager launches
-//   rows     rmsnorm, silu_mul, add_inplace, to_bf16_padded, embed_rows, rope_inplace for
-//            T = 1 .. 8192 rows: floor = bytes read + written once / B
 // Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
-// that together exceed 3x the L2 where memory allows (the small cases still fit in L2 and are
-// launch-bound). Inputs are random (never zeros).
+// that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
+// Inputs are random (never zeros).
 //
 // Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the GQA prefill
 // case only; --prefill-all: both prefill cases)
@@ -23,15 +22,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <functional>
 #include <numeric>
 #include <vector>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fill.h"
-#include "kernels/cuda/rope.h"
-#include "kernels/cuda/rows.h"
 #include "timing.h"
 
 namespace {
@@ -191,98 +187,6 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
       mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
 }
 
-// One memory-bound kernel at T rows: bytes moved per launch, the launch on rotation r (of at
-// most max_rotations copies: enough copies for kRotateBytes where the buffers allow).
-void row_case(const char* name, int64_t T, double bytes, double bandwidth,
-              const std::function<void(int)>& launch, int max_rotations) {
-  const int rotations = static_cast<int>(
-      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / bytes), 1, max_rotations));
-  const double us = median_us(launch, rotations);
-  const double floor_us = bytes / bandwidth * 1e6;
-  std::printf("| %s | %lld | %.2f | %.2f | %.2f | %.0f%% |\n", name, static_cast<long long>(T),
-              bytes / 1e6, floor_us, us, 100.0 * floor_us / us);
-}
-
-void rows(int64_t T, double bandwidth) {
-  const int64_t D = 4096, F = 12288;
-  // The largest buffer set is silu_mul's: 3 x T x F floats.
-  const double set_bytes = 3.0 * static_cast<double>(T) * F * 4;
-  const int rot = static_cast<int>(
-      std::clamp<double>(std::ceil(static_cast<double>(kRotateBytes) / set_bytes), 1, 8));
-  DeviceBuffer a(static_cast<size_t>(rot * T * F) * 4), b(a.bytes()), c(a.bytes());
-  bx::cuda::fill_uniform_f32(a.get<float>(), rot * T * F, 21, -2, 2, nullptr);
-  bx::cuda::fill_uniform_f32(b.get<float>(), rot * T * F, 22, -2, 2, nullptr);
-  DeviceBuffer w(static_cast<size_t>(D) * 4);
-  bx::cuda::fill_uniform_f32(w.get<float>(), D, 23, 0.5f, 1.5f, nullptr);
-  float* A = a.get<float>();
-  float* B = b.get<float>();
-  float* C = c.get<float>();
-  const double TD = static_cast<double>(T * D), TF = static_cast<double>(T * F);
-  const int rot_d = static_cast<int>(rot * F / D);  // [T, D] slices in each buffer
-  row_case(
-      "rmsnorm", T, TD * 8 + D * 4, bandwidth,
-      [&](int r) {
-        bx::cuda::rmsnorm(A + r * T * D, D, w.get<float>(), 1e-6f, C + r * T * D, D, T, D, nullptr);
-      },
-      rot_d);
-  row_case(
-      "silu_mul", T, TF * 12, bandwidth,
-      [&](int r) {
-        bx::cuda::silu_mul(A + r * T * F, F, B + r * T * F, F, C + r * T * F, F, T, F, nullptr);
-      },
-      rot);
-  row_case(
-      "add_inplace", T, TD * 12, bandwidth,
-      [&](int r) { bx::cuda::add_inplace(C + r * T * D, D, B + r * T * D, D, T, D, nullptr); },
-      rot_d);
-  uint16_t* Cb = c.get<uint16_t>();
-  row_case(
-      "to_bf16_padded", T, TD * 6, bandwidth,
-      [&](int r) {
-        bx::cuda::to_bf16_padded(A + r * T * D, D, Cb + r * T * D, D, T, D, D, nullptr);
-      },
-      rot_d);
-  // Embedding: a 151936 x 4096 bf16 table (the 8B vocabulary), random ids.
-  const int64_t vocab = 151936;
-  static DeviceBuffer table;
-  if (table.bytes() == 0) {
-    table = DeviceBuffer(static_cast<size_t>(vocab * D) * 2);
-    bx::cuda::fill_uniform_bf16(table.get<uint16_t>(), vocab * D, 24, -1, 1, nullptr);
-  }
-  std::vector<int32_t> ids(static_cast<size_t>(T * rot_d));
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
-  DeviceBuffer dids(ids.size() * 4);
-  dids.upload(ids.data(), ids.size() * 4);
-  row_case(
-      "embed_rows", T, TD * 6, bandwidth,
-      [&](int r) {
-        bx::cuda::embed_rows(table.get(), true, D, dids.get<int32_t>() + r * T, C + r * T * D, D, T,
-                             D, nullptr);
-      },
-      rot_d);
-  // RoPE over q (32 heads x 128), in place; the cos/sin rows are read once per token.
-  const int max_pos = 8192;
-  static DeviceBuffer cosv, sinv;
-  if (cosv.bytes() == 0) {
-    cosv = DeviceBuffer(static_cast<size_t>(max_pos) * 64 * 4);
-    sinv = DeviceBuffer(cosv.bytes());
-    bx::cuda::fill_uniform_f32(cosv.get<float>(), max_pos * 64, 25, -1, 1, nullptr);
-    bx::cuda::fill_uniform_f32(sinv.get<float>(), max_pos * 64, 26, -1, 1, nullptr);
-  }
-  std::vector<int32_t> pos(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) pos[static_cast<size_t>(t)] = static_cast<int32_t>(t % max_pos);
-  DeviceBuffer dpos(pos.size() * 4);
-  dpos.upload(pos.data(), pos.size() * 4);
-  const bx::cuda::RopeDeviceTable rt{cosv.get<float>(), sinv.get<float>(), 128, max_pos,
-                                     bx::RopeLayout::half_split};
-  row_case(
-      "rope (32 heads)", T, TD * 8 + static_cast<double>(T * 64 * 8), bandwidth,
-      [&](int r) {
-        bx::cuda::rope_inplace(A + r * T * D, D, dpos.get<int32_t>(), T, 32, rt, nullptr);
-      },
-      rot_d);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -317,11 +221,5 @@ int main(int argc, char** argv) {
   for (int64_t b : batches) {
     for (int64_t ctx : ctxs) decode(b, ctx, bandwidth);
   }
-  std::printf(
-      "\n| memory-bound kernel | T | MB | floor us | us | of copy BW |\n"
-      "|---|---|---|---|---|---|\n");
-  const std::vector<int64_t> ts =
-      quick ? std::vector<int64_t>{1, 512, 8192} : std::vector<int64_t>{1, 8, 64, 512, 2048, 8192};
-  for (int64_t T : ts) rows(T, bandwidth);
   return 0;
 }
