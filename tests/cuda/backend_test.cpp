@@ -19,10 +19,10 @@
 #include <vector>
 
 #include "backend/cuda_backend.h"
-#include "support/engine_runner.h"
 #include "model/loader.h"
 #include "support/cuda_test_data.h"
 #include "support/engine_driver.h"
+#include "support/engine_runner.h"
 #include "support/random_model.h"
 #include "support/shared_model.h"
 
@@ -57,29 +57,14 @@ std::vector<EngineRequest> make_requests(int vocab, int count) {
   return requests;
 }
 
-bool same_bits(const test::SampleResult& a, const test::SampleResult& b) { return a.same_bits(b); }
+bool same_bits(const test::SampleResult& a, const test::SampleResult& b) {
+  return a.same_bits(b);
+}
 
 std::vector<test::SampleResult> run_alone(LoadedModel& model,
                                           const std::vector<EngineRequest>& requests) {
   std::vector<test::SampleResult> out;
   for (const EngineRequest& r : requests) out.push_back(test::run_alone(model, r).samples.at(0));
-  return out;
-}
-
-// Every request submitted at once to one engine.
-std::vector<test::SampleResult> run_together(LoadedModel& model,
-                                            const std::vector<EngineRequest>& requests,
-                                            EngineOptions options = {}) {
-  Engine engine(model, options);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const EngineRequest& r : requests) streams.push_back(engine.submit(r));
-  engine.run_until_idle();
-  std::vector<test::SampleResult> out;
-  for (const auto& stream : streams) {
-    test::RequestResult result;
-    test::drain(*stream, result);
-    out.push_back(result.samples.at(0));
-  }
   return out;
 }
 
@@ -165,7 +150,8 @@ TEST(CudaBackend, BatchEqualsAloneForEveryBudget) {
     EngineOptions options;
     options.max_batch_tokens = budget;
     options.max_seqs = seqs;
-    const std::vector<test::SampleResult> batched = run_together(model, requests, options);
+    const std::vector<test::SampleResult> batched =
+        test::first_samples_together(model, requests, options);
     for (size_t i = 0; i < requests.size(); ++i) {
       EXPECT_TRUE(same_bits(batched[i], alone[i]))
           << "request " << i << ", max_batch_tokens " << budget << ", max_seqs " << seqs;
@@ -214,7 +200,7 @@ TEST(CudaBackend, NegativeControlSplitKByMDiffers) {
   LoadedModel model = load(test::stories260k_path(), true, ReductionOrder::split_k_by_m);
   const std::vector<EngineRequest> requests = make_requests(model.config.vocab_size, 12);
   const std::vector<test::SampleResult> alone = run_alone(model, requests);
-  const std::vector<test::SampleResult> batched = run_together(model, requests);
+  const std::vector<test::SampleResult> batched = test::first_samples_together(model, requests);
   int differing = 0;
   for (size_t i = 0; i < requests.size(); ++i) differing += same_bits(batched[i], alone[i]) ? 0 : 1;
   std::printf("split-K-by-M control: %d of %zu requests differ\n", differing, requests.size());
@@ -289,7 +275,7 @@ TEST(CudaBackend, FastModeIsLabelledAndRuns) {
   EXPECT_NE(fast.backend->name().find("fast"), std::string::npos);
   const std::vector<EngineRequest> requests = make_requests(fast.config.vocab_size, 12);
   const std::vector<test::SampleResult> alone = run_alone(fast, requests);
-  const std::vector<test::SampleResult> batched = run_together(fast, requests);
+  const std::vector<test::SampleResult> batched = test::first_samples_together(fast, requests);
   int differing = 0;
   for (size_t i = 0; i < requests.size(); ++i) {
     ASSERT_FALSE(batched[i].tokens.empty());

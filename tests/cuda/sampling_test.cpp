@@ -347,21 +347,6 @@ std::vector<EngineRequest> sampled_requests(int vocab, int count) {
   return out;
 }
 
-std::vector<test::SampleResult> run_all(LoadedModel& m, const std::vector<EngineRequest>& rs,
-                                        EngineOptions options) {
-  Engine engine(m, options);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const EngineRequest& r : rs) streams.push_back(engine.submit(r));
-  engine.run_until_idle();
-  std::vector<test::SampleResult> out;
-  for (auto& s : streams) {
-    test::RequestResult result;
-    test::drain(*s, result);
-    out.push_back(result.samples.at(0));
-  }
-  return out;
-}
-
 TEST(CudaSampling, EngineDeviceSamplingGivesTheHostSamplerBits) {
   BX_REQUIRE_HOPPER();
   LoadedModel m = load_tiny();
@@ -371,8 +356,9 @@ TEST(CudaSampling, EngineDeviceSamplingGivesTheHostSamplerBits) {
   host_options.device_greedy = false;
   EngineOptions device_options;
   device_options.max_batch_tokens = 128;  // chunked prefill, mixed steps
-  const std::vector<test::SampleResult> host = run_all(m, rs, host_options);
-  const std::vector<test::SampleResult> device = run_all(m, rs, device_options);
+  const std::vector<test::SampleResult> host = test::first_samples_together(m, rs, host_options);
+  const std::vector<test::SampleResult> device =
+      test::first_samples_together(m, rs, device_options);
   std::set<std::vector<int32_t>> distinct;
   for (size_t i = 0; i < rs.size(); ++i) {
     EXPECT_EQ(device[i].tokens.size(), static_cast<size_t>(rs[i].max_tokens)) << i;

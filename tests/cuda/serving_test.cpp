@@ -146,21 +146,6 @@ std::vector<EngineRequest> requests(int vocab, int count, int max_tokens) {
   return out;
 }
 
-std::vector<test::SampleResult> together(LoadedModel& m, const std::vector<EngineRequest>& rs,
-                                         EngineOptions options) {
-  Engine engine(m, options);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const EngineRequest& r : rs) streams.push_back(engine.submit(r));
-  engine.run_until_idle();
-  std::vector<test::SampleResult> out;
-  for (auto& s : streams) {
-    test::RequestResult result;
-    test::drain(*s, result);
-    out.push_back(result.samples.at(0));
-  }
-  return out;
-}
-
 // Each request alone, with full rows and eager launches; all together with the greedy choice
 // on the device and decode steps replayed as CUDA graphs (padded to their bucket).
 int differing_requests(LoadedModel& m, const std::vector<EngineRequest>& rs) {
@@ -169,7 +154,8 @@ int differing_requests(LoadedModel& m, const std::vector<EngineRequest>& rs) {
   EngineOptions batch_options;
   batch_options.max_batch_tokens = 96;  // chunked prefill, mixed prefill and decode steps
   const int64_t replayed_before = m.model->replayed_steps();
-  const std::vector<test::SampleResult> batched = together(m, rs, batch_options);
+  const std::vector<test::SampleResult> batched =
+      test::first_samples_together(m, rs, batch_options);
   EXPECT_GT(m.model->replayed_steps(), replayed_before) << "no decode step was replayed";
   m.model->set_replay(false);
   int differ = 0;
@@ -188,12 +174,12 @@ TEST(CudaServing, GraphReplayGivesTheEagerBits) {
   const std::vector<EngineRequest> rs = requests(m.config.vocab_size, 20, 24);
   m.model->set_replay(false);
   const int64_t before = m.model->replayed_steps();
-  const std::vector<test::SampleResult> eager = together(m, rs, {});
+  const std::vector<test::SampleResult> eager = test::first_samples_together(m, rs, {});
   EXPECT_EQ(m.model->replayed_steps(), before);
   m.model->set_replay(true);
   // Twice: the first run records each bucket (after one direct run), the second replays them.
   for (int run = 0; run < 2; ++run) {
-    const std::vector<test::SampleResult> replayed = together(m, rs, {});
+    const std::vector<test::SampleResult> replayed = test::first_samples_together(m, rs, {});
     for (size_t i = 0; i < rs.size(); ++i) {
       EXPECT_TRUE(eager[i].same_bits(replayed[i])) << "run " << run << ", request " << i;
     }
@@ -215,11 +201,11 @@ TEST(CudaServing, GraphReplayAcrossAnAttentionSplitBoundaryGivesTheEagerBits) {
     rs.push_back(r);
   }
   m.model->set_replay(false);
-  const std::vector<test::SampleResult> eager = together(m, rs, {});
+  const std::vector<test::SampleResult> eager = test::first_samples_together(m, rs, {});
   m.model->set_replay(true);
   const int64_t before = m.model->replayed_steps();
   for (int run = 0; run < 2; ++run) {
-    const std::vector<test::SampleResult> replayed = together(m, rs, {});
+    const std::vector<test::SampleResult> replayed = test::first_samples_together(m, rs, {});
     for (size_t i = 0; i < rs.size(); ++i) {
       EXPECT_TRUE(eager[i].same_bits(replayed[i])) << "run " << run << ", request " << i;
     }

@@ -78,4 +78,29 @@ inline RequestResult run_alone(LoadedModel& model, const EngineRequest& request,
   return result;
 }
 
+// Submits every request at once to one fresh engine and runs it to completion; the results are
+// in request order.
+inline std::vector<RequestResult> run_together(LoadedModel& model,
+                                               const std::vector<EngineRequest>& requests,
+                                               EngineOptions options = {}) {
+  Engine engine(model, options);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const EngineRequest& r : requests) streams.push_back(engine.submit(r));
+  engine.run_until_idle();
+  std::vector<RequestResult> results(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) drain(*streams[i], results[i]);
+  return results;
+}
+
+// run_together, keeping each request's first sample.
+inline std::vector<SampleResult> first_samples_together(LoadedModel& model,
+                                                        const std::vector<EngineRequest>& requests,
+                                                        EngineOptions options = {}) {
+  std::vector<SampleResult> samples;
+  for (const RequestResult& r : run_together(model, requests, options)) {
+    samples.push_back(r.samples.at(0));
+  }
+  return samples;
+}
+
 }  // namespace bx::test

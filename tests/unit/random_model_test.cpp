@@ -161,17 +161,6 @@ std::vector<EngineRequest> mixed_requests(int vocab) {
   return requests;
 }
 
-std::vector<test::RequestResult> run_all(LoadedModel& m, const std::vector<EngineRequest>& rs,
-                                         EngineOptions options) {
-  Engine engine(m, options);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const EngineRequest& r : rs) streams.push_back(engine.submit(r));
-  engine.run_until_idle();
-  std::vector<test::RequestResult> out(rs.size());
-  for (size_t i = 0; i < rs.size(); ++i) test::drain(*streams[i], out[i]);
-  return out;
-}
-
 // Greedy rows on the device vs full rows on the host, and the host Sampler on 1 vs 3 threads.
 TEST(RandomModel, DeviceGreedyAndSamplerThreadsGiveTheSameBits) {
   LoadedModel m = load_model("random:qwen3-tiny:1", cpu_options());
@@ -182,7 +171,7 @@ TEST(RandomModel, DeviceGreedyAndSamplerThreadsGiveTheSameBits) {
   greedy.device_greedy = true;
   greedy.sampler_threads = 3;
   greedy.max_batch_tokens = 64;  // and another schedule
-  const auto a = run_all(m, rs, full), b = run_all(m, rs, greedy);
+  const auto a = test::run_together(m, rs, full), b = test::run_together(m, rs, greedy);
   std::set<int32_t> firsts;
   for (size_t i = 0; i < rs.size(); ++i) {
     ASSERT_EQ(a[i].samples.size(), 1u);
