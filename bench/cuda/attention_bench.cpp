@@ -32,10 +32,9 @@
 
 namespace {
 
+using bx::bench::median_us;
 using bx::cuda::check_cuda;
 using bx::cuda::DeviceBuffer;
-using bx::bench::median_us;
-
 
 constexpr int kHeads = 32, kDh = 128, kBlock = 16;
 constexpr size_t kRotateBytes = size_t{160} << 20;  // > 3x the 50 MB L2
@@ -193,14 +192,7 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
   const bool prefills_only = argc > 1 && std::strcmp(argv[1], "--prefill-all") == 0;
-  if (!bx::cuda::hopper_available()) {
-    std::printf("attention_bench: no Hopper GPU found; nothing to measure\n");
-    return 0;
-  }
-  cudaDeviceProp prop{};
-  check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20);
+  if (!bx::bench::report_device("attention_bench")) return 0;
   const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
 

@@ -171,14 +171,7 @@ void rows(int64_t T, double bandwidth, const DeviceBuffer& table) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  if (!bx::cuda::hopper_available()) {
-    std::printf("rows_bench: no Hopper GPU found; nothing to measure\n");
-    return 0;
-  }
-  cudaDeviceProp prop{};
-  check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
-              prop.l2CacheSize >> 20);
+  if (!bx::bench::report_device("rows_bench")) return 0;
   const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
   DeviceBuffer table(static_cast<size_t>(kVocab * kD) * 2);

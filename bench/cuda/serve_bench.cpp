@@ -7,7 +7,7 @@
 //               [--prompt-tokens 16] [--max-seqs 256] [--max-batch-tokens 4096]
 //               [--sampled-requests 0] [--unfused 1] [--host-sampling]
 //
-// 1. Copy bandwidth: device-to-device cudaMemcpy of 2 GiB, bytes read plus written.
+// 1. Copy bandwidth: device-to-device cudaMemcpy of 1 GiB, bytes read plus written (timing.h).
 //    Roofline of one decode token = bytes of all matmul weights as held / copy bandwidth
 //    (the embedding is read one row per token and is left out).
 // 2. Decode step: B sequences, one new token each at position --context (the attention reads
@@ -34,6 +34,7 @@
 #include "engine/engine.h"
 #include "model/loader.h"
 #include "op_timing_backend.h"
+#include "timing.h"
 
 namespace {
 
@@ -42,27 +43,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-double copy_bandwidth() {
-  const size_t bytes = size_t{2} << 30;
-  bx::cuda::DeviceBuffer a(bytes), b(bytes);
-  check_cuda(cudaMemset(a.get(), 1, bytes), "cudaMemset");
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  check_cuda(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
-  const int reps = 10;
-  check_cuda(cudaEventRecord(start), "record");
-  for (int i = 0; i < reps; ++i) {
-    check_cuda(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "copy");
-  }
-  check_cuda(cudaEventRecord(stop), "record");
-  check_cuda(cudaEventSynchronize(stop), "sync");
-  float ms = 0;
-  check_cuda(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-  cudaEventDestroy(start), cudaEventDestroy(stop);
-  return 2.0 * static_cast<double>(bytes) * reps / (ms * 1e-3);
 }
 
 // One decode step of B sequences at position `context` (block tables of their own blocks).
@@ -164,9 +144,10 @@ int main(int argc, char** argv) {
   app.add_option("--unfused", unfused, "invariant mode: also measure with the fused ops off (0/1)");
   CLI11_PARSE(app, argc, argv);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines reach a log even if the run is cut off
+  if (!bx::bench::report_device("serve_bench")) return 0;
   try {
-    const double bandwidth = copy_bandwidth();
-    std::printf("copy bandwidth: %.3f TB/s (2 GiB device-to-device, read + write)\n",
+    const double bandwidth = bx::bench::copy_bandwidth();
+    std::printf("copy bandwidth: %.3f TB/s (1 GiB device-to-device, read + write)\n",
                 bandwidth / 1e12);
     std::vector<std::string> summary;
     for (const std::string& mode : modes) {

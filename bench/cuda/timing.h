@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -60,6 +61,20 @@ inline double copy_bandwidth() {
       },
       1);
   return 2.0 * static_cast<double>(bytes) / (us * 1e-6);
+}
+
+// Prints the device line ("device: NAME, SMS SMs, L2 MB MB"). Without a Hopper GPU prints that
+// `bench` has nothing to measure and returns false.
+inline bool report_device(const char* bench) {
+  if (!cuda::hopper_available()) {
+    std::printf("%s: no Hopper GPU found; nothing to measure\n", bench);
+    return false;
+  }
+  cudaDeviceProp prop{};
+  cuda::check_cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device: %s, %d SMs, L2 %d MB\n", prop.name, prop.multiProcessorCount,
+              prop.l2CacheSize >> 20);
+  return true;
 }
 
 }  // namespace bx::bench
