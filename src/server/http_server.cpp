@@ -621,6 +621,16 @@ struct HttpServer::Impl {
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
     });
+    // "Expect: 100-continue": a body that would be refused is refused before the client sends it.
+    http.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          const std::optional<ApiError> e = check_request_framing(req, options.max_body_bytes);
+          if (!e) return 100;
+          end_connection(res, /*linger=*/true);
+          send_error(res, *e);
+          metrics.count_request("other", e->status());
+          return e->status();
+        });
     http.set_error_handler(httplib::Server::HandlerWithResponse(
         [this](const httplib::Request& req, httplib::Response& res) {
           return library_error(req, res);

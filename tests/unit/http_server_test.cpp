@@ -5,10 +5,13 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "engine/engine.h"
 #include "server/api_error.h"
+#include "server/generation.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
 #include "server/request_framing.h"
@@ -138,6 +141,33 @@ TEST(RequestFraming, RefusesAmbiguousOrInvalidFraming) {
             "413 body_too_large Content-Length");
   EXPECT_EQ(code_of("GET", v11, {{"Host", "h"}, {"Content-Length", "3"}}),
             "400 unexpected_body Content-Length");
+}
+
+// A non-streaming request asks whether its client left at least every poll, also while the
+// engine's events keep coming faster than the poll (a fast model never lets wait_for time out).
+TEST(ClientWatch, AsksWhileEventsKeepComing) {
+  using namespace std::chrono_literals;
+  RequestStream stream(1);
+  std::atomic<bool> stop{false};
+  std::thread engine([&] {
+    while (!stop) {
+      stream.push(EngineEvent{});  // a token event every millisecond
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
+  auto next_check = start + Generation::kClientPoll;
+  bool gone = false;
+  while (!gone && elapsed() < 2s) {
+    gone = wait_or_client_gone(
+        stream, [&] { return elapsed() > 100ms; }, Generation::kClientPoll, next_check);
+    if (!gone) (void)stream.try_next();
+  }
+  stop = true;
+  engine.join();
+  EXPECT_TRUE(gone) << "the client was never asked while events flowed";
+  EXPECT_LT(elapsed(), 1s);
 }
 
 TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
