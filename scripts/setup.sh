@@ -21,14 +21,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The reference packages the tests compare against, in ./.venv (reinstalled when the list changes).
-requirements=tests/requirements.txt
+# The packages the tests use (reference packages, the openai client, lm-eval-harness), in ./.venv:
+# every tests/requirements*.txt, reinstalled when any of them changes (one stamp over all).
+requirements=(tests/requirements*.txt)
 stamp=.venv/requirements.sha256
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
+want=$(cat "${requirements[@]}" | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing the Python reference packages into .venv"
+  echo "setup: installing the tests' Python packages into .venv (${requirements[*]})"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r "$requirements"
+  pip_args=()
+  for r in "${requirements[@]}"; do pip_args+=(-r "$r"); done
+  .venv/bin/pip install -q --disable-pip-version-check "${pip_args[@]}"
   echo "$want" >"$stamp"
 fi
 

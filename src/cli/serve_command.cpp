@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <thread>
+#include <tuple>
 
 #include <pthread.h>
 
@@ -27,6 +28,8 @@ struct ServeFlags {
   EngineFlags engine;
   server::ServerOptions server;
   std::string chat_template;
+  double header_timeout_seconds = 10;
+  double body_timeout_seconds = 10;
 };
 
 void run_serve(ServeFlags& f) {
@@ -45,6 +48,14 @@ void run_serve(ServeFlags& f) {
   check(options.keep_alive_seconds >= 1, "--keep-alive-seconds is " +
                                              std::to_string(options.keep_alive_seconds) +
                                              ", expected at least 1");
+  for (const auto& [flag, seconds, ms] :
+       {std::tuple{"--header-timeout-seconds", f.header_timeout_seconds,
+                   &options.header_timeout_ms},
+        std::tuple{"--body-timeout-seconds", f.body_timeout_seconds, &options.body_timeout_ms}}) {
+    check(seconds >= 0.1 && seconds <= 3600,
+          std::string(flag) + " is " + std::to_string(seconds) + ", expected 0.1 to 3600");
+    *ms = static_cast<int>(seconds * 1000);
+  }
   check(options.max_queue >= 1,
         "--max-queue is " + std::to_string(options.max_queue) + ", expected at least 1");
   check(
@@ -126,11 +137,15 @@ void register_serve(CLI::App& app) {
                   "Use a built-in chat format (chatml) instead of the model's own template");
   cmd->add_option("--max-body-bytes", s.max_body_bytes, "Largest request body (1 MiB)");
   cmd->add_option("--max-connections", s.max_connections,
-                  "Connections served at once, one thread each (256)");
+                  "Open connections, one thread each; one more sheds the longest-idle (512)");
   cmd->add_option("--max-queue", s.max_queue,
                   "Generation and score requests in flight; more get 503 (1024)");
   cmd->add_option("--keep-alive-seconds", s.keep_alive_seconds,
                   "Idle time before a connection is closed (10)");
+  cmd->add_option("--header-timeout-seconds", flags->header_timeout_seconds,
+                  "Time for a request's line and headers, from its first byte; then 408 (10)");
+  cmd->add_option("--body-timeout-seconds", flags->body_timeout_seconds,
+                  "Time for a request's body, from the end of its headers; then 408 (10)");
   add_engine_flags(*cmd, flags->engine);
   cmd->callback([flags] { run_serve(*flags); });
 }

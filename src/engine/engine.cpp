@@ -119,6 +119,10 @@ void Engine::validate(const EngineRequest& r) const {
   check(r.top_logprobs >= 0 && r.top_logprobs <= EngineRequest::kMaxTopLogprobs,
         "top_logprobs is " + n_str(r.top_logprobs) + ", expected 0 to " +
             n_str(EngineRequest::kMaxTopLogprobs));
+  check(r.prompt_top_logprobs >= 0 && r.prompt_top_logprobs <= EngineRequest::kMaxTopLogprobs &&
+            (r.prompt_top_logprobs == 0 || r.prompt_logprobs),
+        "prompt_top_logprobs is " + n_str(r.prompt_top_logprobs) + ", expected 0 to " +
+            n_str(EngineRequest::kMaxTopLogprobs) + " and only with prompt_logprobs");
   check(r.score_ids.empty() || (r.max_tokens == 0 && r.n == 1),
         "scoring continuation ids needs max_tokens = 0 and n = 1");
   bx::validate(r.sampling);
@@ -154,6 +158,7 @@ std::shared_ptr<RequestStream> Engine::submit(EngineRequest request) {
       s->score_from = r.prompt_logprobs ? 0 : r.prompt.size() - 1;
       s->score_until = s->prompt_length - 1;
       s->scores.assign(s->score_until - s->score_from, 0.0f);
+      if (r.prompt_top_logprobs > 0) s->prompt_top.resize(r.prompt.size() - 1);
       s->scores_sent = false;
     }
     if (model_.tokenizer) {
@@ -453,6 +458,10 @@ void Engine::commit(const Chunk& c) {
     if (!s.needs_row(p)) continue;
     if (!s.scores_sent && p >= s.score_from && p < s.score_until) {
       s.scores[p - s.score_from] = logprobs_[row * V + static_cast<size_t>(s.tokens[p + 1])];
+      if (p - s.score_from < s.prompt_top.size()) {  // a prompt position (score_from is 0)
+        s.prompt_top[p - s.score_from] =
+            top_logprobs(std::span(logprobs_.data() + row * V, V), s.request().prompt_top_logprobs);
+      }
     }
     if (p + 1 == s.tokens.size() && s.generating()) sample_row = row;
     ++row;
@@ -467,6 +476,7 @@ void Engine::commit(const Chunk& c) {
     const size_t n_prompt = s.request().prompt_logprobs ? s.request().prompt.size() - 1 : 0;
     e.prompt_logprobs.assign(s.scores.begin(), s.scores.begin() + static_cast<ptrdiff_t>(n_prompt));
     e.score_logprobs.assign(s.scores.begin() + static_cast<ptrdiff_t>(n_prompt), s.scores.end());
+    e.prompt_top_logprobs = std::move(s.prompt_top);
     s.state->stream->push(std::move(e));
     s.scores_sent = true;
   }

@@ -58,6 +58,11 @@ std::optional<EngineEvent> RequestStream::try_next() {
   return e;
 }
 
+bool RequestStream::wait_for(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return ready_.wait_for(lock, timeout, [&] { return !events_.empty() || unfinished_ == 0; });
+}
+
 bool RequestStream::done() const {
   std::lock_guard lock(mutex_);
   return unfinished_ == 0 && events_.empty();

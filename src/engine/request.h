@@ -7,6 +7,7 @@
 // same tokens report the same bits (INVARIANCE.md promise 3).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,6 +37,9 @@ struct EngineRequest {
   // token after the first given what precedes it.
   std::vector<int32_t> score_ids;
   bool prompt_logprobs = false;
+  // With prompt_logprobs, the prompt_top_logprobs most likely ids of each of those prompt
+  // positions' rows (the row the prompt token's logprob comes from), 0..kMaxTopLogprobs.
+  int prompt_top_logprobs = 0;
   // With each generated token, the top_logprobs most likely ids of the same unmodified
   // log_softmax row the token's logprob comes from (0 = none), 0..kMaxTopLogprobs.
   int top_logprobs = 0;
@@ -76,6 +80,7 @@ struct EngineEvent {
   // scored: logprobs of prompt tokens 1.. (if asked) and of score_ids, in order
   std::vector<float> prompt_logprobs;
   std::vector<float> score_logprobs;
+  std::vector<std::vector<TokenLogprob>> prompt_top_logprobs;  // [prompt_logprobs.size()] if asked
 };
 
 // The client's end of a request: a queue of events the engine fills and the client drains,
@@ -89,6 +94,8 @@ class RequestStream {
   std::optional<EngineEvent> next();
   // Non-blocking: an event if one is queued.
   std::optional<EngineEvent> try_next();
+  // Blocks up to timeout until next() would not block; true if it would not.
+  bool wait_for(std::chrono::milliseconds timeout);
   bool done() const;
   void cancel();
   bool cancelled() const;

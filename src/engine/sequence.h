@@ -41,6 +41,7 @@ struct Sequence {
   size_t score_from = 0;
   size_t score_until = 0;
   std::vector<float> scores;
+  std::vector<std::vector<TokenLogprob>> prompt_top;  // [prompt positions scored] if asked
   bool scores_sent = true;
 
   std::unique_ptr<StreamingDecoder> decoder;

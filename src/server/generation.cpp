@@ -40,6 +40,7 @@ Generation::Generation(Engine& engine, const Tokenizer& tokenizer, ResponseConte
       r.stop = options_.stop;
       r.top_logprobs = options_.logprobs ? options_.top_logprobs : 0;
       r.prompt_logprobs = echo_ && options_.logprobs;
+      r.prompt_top_logprobs = r.prompt_logprobs ? options_.top_logprobs : 0;
       p.stream = engine_.submit(std::move(r));
     }
   } catch (...) {
@@ -171,18 +172,8 @@ json Generation::finished_choice(size_t index) const {
       std::vector<std::optional<float>> lps;
       std::vector<std::vector<TokenLogprob>> top;
       if (echo_) {
-        const Prompt& prompt = prompts_[p];
-        for (size_t i = 0; i < prompt.ids.size(); ++i) {
-          ids.push_back(prompt.ids[i]);
-          if (i == 0 || prompt.prompt_logprobs.size() < i) {
-            lps.push_back(std::nullopt);
-            top.emplace_back();
-          } else {
-            const float lp = prompt.prompt_logprobs[i - 1];
-            lps.push_back(lp);
-            top.push_back({TokenLogprob{prompt.ids[i], lp}});
-          }
-        }
+        ids = prompts_[p].ids;
+        prompt_logprobs(p, lps, top);
       }
       for (size_t i = 0; i < c.tokens.size(); ++i) {
         ids.push_back(c.tokens[i]);
@@ -208,22 +199,14 @@ std::string Generation::consume(size_t p, const EngineEvent& e, bool streaming) 
   const size_t n = static_cast<size_t>(options_.n);
   if (e.kind == EngineEvent::Kind::scored) {
     prompts_[p].prompt_logprobs = e.prompt_logprobs;
+    prompts_[p].prompt_top = e.prompt_top_logprobs;
     if (!streaming || !echo_ || chat_) return "";
     // Echo with logprobs: the prompt of every choice of this prompt, with its logprobs.
     json choices = json::array();
-    const Prompt& prompt = prompts_[p];
     std::vector<std::optional<float>> lps;
     std::vector<std::vector<TokenLogprob>> top;
-    for (size_t i = 0; i < prompt.ids.size(); ++i) {
-      if (i == 0 || prompt.prompt_logprobs.size() < i) {
-        lps.push_back(std::nullopt);
-        top.emplace_back();
-      } else {
-        lps.push_back(prompt.prompt_logprobs[i - 1]);
-        top.push_back({TokenLogprob{prompt.ids[i], prompt.prompt_logprobs[i - 1]}});
-      }
-    }
-    const json lp = completion_logprobs(prompt.ids, lps, top, 0);
+    prompt_logprobs(p, lps, top);
+    const json lp = completion_logprobs(prompts_[p].ids, lps, top, 0);
     for (size_t i = 0; i < n; ++i) {
       choices.push_back({{"index", p * n + i},
                          {"text", echo_text(p)},
@@ -285,9 +268,48 @@ std::string Generation::consume(size_t p, const EngineEvent& e, bool streaming) 
   return sse_line(chunk(json::array({std::move(choice)})));
 }
 
-json Generation::wait_for_response() {
+void Generation::prompt_logprobs(size_t p, std::vector<std::optional<float>>& lps,
+                                 std::vector<std::vector<TokenLogprob>>& top) const {
+  const Prompt& prompt = prompts_[p];
+  for (size_t i = 0; i < prompt.ids.size(); ++i) {
+    if (i == 0 || prompt.prompt_logprobs.size() < i) {
+      lps.push_back(std::nullopt);
+      top.emplace_back();
+    } else {
+      lps.push_back(prompt.prompt_logprobs[i - 1]);
+      // completion_logprobs adds the prompt token itself when it is not among the top-k.
+      top.push_back(i - 1 < prompt.prompt_top.size() ? prompt.prompt_top[i - 1]
+                                                     : std::vector<TokenLogprob>{});
+    }
+  }
+}
+
+bool wait_or_client_gone(RequestStream& stream, const std::function<bool()>& client_gone,
+                         std::chrono::milliseconds poll,
+                         std::chrono::steady_clock::time_point& next_check) {
+  while (true) {
+    const bool ready = stream.wait_for(poll);
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_check) {
+      if (client_gone()) return true;
+      next_check = now + poll;
+    }
+    if (ready) return false;
+  }
+}
+
+json Generation::wait_for_response(const std::function<bool()>& client_gone) {
+  auto next_check = std::chrono::steady_clock::now() + kClientPoll;
   for (size_t p = 0; p < prompts_.size(); ++p) {
-    while (std::optional<EngineEvent> e = prompts_[p].stream->next()) consume(p, *e, false);
+    while (true) {
+      if (wait_or_client_gone(*prompts_[p].stream, client_gone, kClientPoll, next_check)) {
+        cancel();
+        throw ClientGone{};
+      }
+      std::optional<EngineEvent> e = prompts_[p].stream->next();
+      if (!e) break;
+      consume(p, *e, false);
+    }
   }
   json choices = json::array();
   for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(finished_choice(i));

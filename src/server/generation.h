@@ -6,12 +6,15 @@
 // "bitexact_hash" (response_hash.h) covers its token ids and logprob bits, and "stop_reason"
 // names the stop string or "token:ID" that ended it (null for EOS or length), as vLLM does;
 // with return_token_ids, "token_ids" and "prompt_token_ids" (in streaming: on the last chunk).
-// With echo and logprobs, prompt tokens after the first carry the engine's prompt logprobs and
-// their top_logprobs hold only the prompt token itself (the engine scores the given token only).
+// With echo and logprobs, prompt tokens after the first carry the engine's prompt logprobs, and
+// their top_logprobs the engine's top-k of the same rows (plus the prompt token itself if it is
+// not among them), so a client can tell whether the prompt is the greedy continuation.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +42,7 @@ class Generation {
     std::string echo_text;  // the prompt as text, for echo
     std::shared_ptr<RequestStream> stream;
     std::vector<float> prompt_logprobs;  // [ids.size() - 1] when scored
+    std::vector<std::vector<TokenLogprob>> prompt_top;  // [ids.size() - 1] when scored with top-k
   };
 
   // chat: chat.completion objects; otherwise text_completion. Submits every prompt (on an
@@ -47,8 +51,11 @@ class Generation {
              GenerationOptions options, bool echo, std::vector<Prompt> prompts, int max_tokens);
   ~Generation();  // cancels whatever has not finished
 
-  // Non-streaming: waits for every choice, returns the response object.
-  nlohmann::json wait_for_response();
+  // Non-streaming: waits for every choice, returns the response object. client_gone is asked
+  // every kClientPoll while waiting; once it says true, every prompt is cancelled (the engine
+  // frees their sequences and KV blocks at its next step) and ClientGone is thrown.
+  nlohmann::json wait_for_response(const std::function<bool()>& client_gone);
+  static constexpr std::chrono::milliseconds kClientPoll{20};
 
   // Streaming: the SSE text to send next ("data: {...}\n\n" lines), blocking until the engine
   // has something; empty once everything, including "data: [DONE]", was returned.
@@ -70,6 +77,9 @@ class Generation {
     std::optional<std::string> stop_reason;
   };
 
+  // The echoed prompt's logprobs and alternatives (nullopt / none for the first token).
+  void prompt_logprobs(size_t prompt_index, std::vector<std::optional<float>>& lps,
+                       std::vector<std::vector<TokenLogprob>>& top) const;
   // Applies an event to its choice; returns the SSE chunks it makes (streaming only).
   std::string consume(size_t prompt_index, const EngineEvent& e, bool streaming);
   nlohmann::json chunk(nlohmann::json choices) const;
@@ -98,6 +108,18 @@ class Generation {
   size_t stream_prompt_ = 0;
   bool stream_done_ = false;
 };
+
+// The client of a non-streaming request hung up while it waited.
+struct ClientGone : std::exception {
+  const char* what() const noexcept override { return "the client closed the connection"; }
+};
+
+// Blocks until stream has an event or is done; true instead if the client left (the caller
+// cancels). client_gone is asked at most once per poll, and at least once per poll while
+// events keep coming (next_check carries that clock from one call to the next).
+bool wait_or_client_gone(RequestStream& stream, const std::function<bool()>& client_gone,
+                         std::chrono::milliseconds poll,
+                         std::chrono::steady_clock::time_point& next_check);
 
 // "data: " + json + "\n\n", with invalid UTF-8 replaced by U+FFFD.
 std::string sse_line(const nlohmann::json& object);

@@ -7,16 +7,22 @@
 #include <cstdio>
 #include <random>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "core/error.h"
 #include "engine/engine.h"
 #include "model/loader.h"
 #include "server/api_error.h"
+#include "server/connection.h"
+#include "server/connection_registry.h"
 #include "server/generation.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
+#include "server/request_framing.h"
 #include "server/response_hash.h"
+#include "server/thread_per_connection.h"
 
 namespace bx::server {
 
@@ -58,19 +64,79 @@ class Admission {
   std::atomic<int>& count_;
 };
 
-// cpp-httplib 0.11 listens with a backlog of 5, so a burst of connections overflows the accept
-// queue and clients see resets. listen() again on the bound socket only changes the backlog.
+// cpp-httplib's server with our own connection loop: each accepted socket becomes a Connection
+// (deadlines on every read, connection.h), registered in the ConnectionRegistry (cap, shedding
+// the oldest idle), and served request after request through httplib's own request parser.
 class Listener : public httplib::Server {
  public:
+  Listener(ConnectionRegistry& registry, ConnectionLimits limits)
+      : registry_(registry), limits_(limits) {}
+
+  // cpp-httplib 0.11 listens with a backlog of 5, so a burst of connections overflows the
+  // accept queue and clients see resets. listen() again on the bound socket only changes it.
   void set_backlog(int backlog) {
     check(::listen(svr_sock_, backlog) == 0, "cannot set the listen backlog");
   }
+
+ private:
+  bool process_and_close_socket(socket_t sock) override {
+    if (!registry_.admit(sock)) {
+      // Every open connection is busy with a request: refuse this one, with a reason.
+      const std::string body = dump_json(
+          ApiError(503, "service_unavailable", "too many open connections, all busy; retry later",
+                   "", "too_many_connections")
+              .to_json());
+      const std::string response =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+          "Connection: close\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n" + body;
+      [[maybe_unused]] const ssize_t n =
+          ::send(sock, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::shutdown(sock, SHUT_RDWR);
+      ::close(sock);
+      return false;
+    }
+    // Responses go out as a header write and a body write: without TCP_NODELAY the second
+    // waits for the client's delayed ACK (about 40 ms a request on a kept-alive connection).
+    const int one = 1;
+    ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    Connection connection(sock, limits_, registry_);
+    bool ok = true;
+    for (size_t left = keep_alive_max_count_; ok && left > 0; --left) {
+      if (svr_sock_ == INVALID_SOCKET || !connection.wait_for_request()) break;
+      bool connection_closed = false;
+      ok = process_request(connection, /*close_connection=*/left == 1, connection_closed, nullptr);
+      if (connection_closed || connection.must_close()) break;
+    }
+    connection.finish();
+    return ok;
+  }
+
+  ConnectionRegistry& registry_;
+  ConnectionLimits limits_;
 };
+
+ConnectionLimits limits_of(const ServerOptions& o) {
+  ConnectionLimits l;
+  l.keep_alive = std::chrono::seconds(o.keep_alive_seconds);
+  l.header_timeout = std::chrono::milliseconds(o.header_timeout_ms);
+  l.body_timeout = std::chrono::milliseconds(o.body_timeout_ms);
+  l.write_timeout = std::chrono::seconds(30);
+  l.max_header_bytes = o.max_header_bytes;
+  return l;
+}
+
+// Whether the client of the request this thread serves has hung up.
+bool client_gone() {
+  const Connection* c = Connection::current();
+  return c != nullptr && c->peer_closed();
+}
 
 }  // namespace
 
 struct HttpServer::Impl {
   ServerOptions options;
+  ConnectionRegistry connections;
   Listener http;
   Metrics metrics;
   std::atomic<LoadedModel*> model{nullptr};
@@ -81,7 +147,10 @@ struct HttpServer::Impl {
   uint64_t id_salt = 0;
   int64_t started_at = unix_now();
 
-  explicit Impl(ServerOptions o) : options(std::move(o)) {
+  explicit Impl(ServerOptions o)
+      : options(std::move(o)),
+        connections(static_cast<size_t>(options.max_connections)),
+        http(connections, limits_of(options)) {
     std::random_device rd;
     id_salt = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   }
@@ -142,22 +211,122 @@ struct HttpServer::Impl {
     return ids;
   }
 
-  // Wraps a route: ApiError -> its status; bx::Error (engine validation) -> 400; anything
-  // else -> 500. Counts the request.
+  // Runs a route: ApiError -> its status; bx::Error (engine validation) -> 400; a client that
+  // hung up -> 499 (nothing is sent); anything else -> 500. Counts the request.
+  template <class F>
+  void run_route(const std::string& name, httplib::Response& res, F f) {
+    try {
+      f();
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const ClientGone&) {
+      end_connection(res, /*linger=*/false);
+      res.status = 499;  // as nginx logs it: the client closed the request
+      res.set_content("", "application/json");
+    } catch (const Error& e) {
+      send_error(res, engine_error(e.what()));
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, "internal_error", e.what()));
+    }
+    metrics.count_request(name, res.status == -1 ? 200 : res.status);
+  }
+
   template <class F>
   httplib::Server::Handler route(std::string name, F f) {
     return [this, name, f](const httplib::Request& req, httplib::Response& res) {
-      try {
-        f(req, res);
-      } catch (const ApiError& e) {
-        send_error(res, e);
-      } catch (const Error& e) {
-        send_error(res, ApiError(400, "invalid_request_error", e.what()));
-      } catch (const std::exception& e) {
-        send_error(res, ApiError(500, "internal_error", e.what()));
-      }
-      metrics.count_request(name, res.status == -1 ? 200 : res.status);
+      run_route(name, res, [&] { f(req, res); });
     };
+  }
+
+  // A POST route: reads the body (at most max_body_bytes, chunked or not), then method(body).
+  httplib::Server::HandlerWithContentReader post_route(std::string name,
+                                                       void (Impl::*method)(const std::string&,
+                                                                            httplib::Response&)) {
+    return [this, name, method](const httplib::Request&, httplib::Response& res,
+                                const httplib::ContentReader& reader) {
+      run_route(name, res, [&] {
+        const std::string body = read_body(reader, res);
+        (this->*method)(body, res);
+      });
+    };
+  }
+
+  // After this response the connection closes (linger: its body was not read, connection.h).
+  static void end_connection(httplib::Response& res, bool linger) {
+    if (Connection* c = Connection::current()) c->close_after_response(linger);
+    res.set_header("Connection", "close");
+  }
+
+  // The body as it arrives, stopped as soon as it passes the limit: nothing past
+  // max_body_bytes is read or kept, whatever the framing.
+  std::string read_body(const httplib::ContentReader& reader, httplib::Response& res) {
+    std::string body;
+    bool too_large = false;
+    const bool ok = reader([&](const char* data, size_t n) {
+      if (n > options.max_body_bytes - body.size()) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, n);
+      return true;
+    });
+    if (too_large) {
+      end_connection(res, /*linger=*/true);
+      throw ApiError(413, "invalid_request_error",
+                     "the request body is larger than the limit of " +
+                         std::to_string(options.max_body_bytes) + " bytes",
+                     "body", "body_too_large");
+    }
+    if (!ok) {
+      end_connection(res, /*linger=*/false);
+      const Connection* c = Connection::current();
+      if (c != nullptr && c->failure() == Connection::Failure::body_timeout) {
+        throw ApiError(408, "invalid_request_error",
+                       "the request body did not arrive within " +
+                           std::to_string(options.body_timeout_ms) + " ms",
+                       "body", "body_timeout");
+      }
+      throw ApiError(400, "invalid_request_error",
+                     "the request body could not be read (the connection closed, or the chunked "
+                     "encoding is malformed)",
+                     "body", "invalid_body");
+    }
+    return body;
+  }
+
+  // An engine validation error (bx::Error) as a 400 naming the field it is about.
+  static ApiError engine_error(const std::string& message) {
+    // The first field the message names (engine messages name the field they are about).
+    static constexpr std::pair<const char*, const char*> kNamed[] = {{"max_tokens", "max_tokens"},
+                                                                     {"min_tokens", "min_tokens"},
+                                                                     {"top_logprobs", "logprobs"},
+                                                                     {"stop", "stop"},
+                                                                     {"temperature", "temperature"},
+                                                                     {"top_p", "top_p"},
+                                                                     {"top_k", "top_k"},
+                                                                     {"min_p", "min_p"},
+                                                                     {"n is ", "n"},
+                                                                     {"prompt", "prompt"}};
+    std::string param = "request";
+    for (const auto& [needle, field] : kNamed) {
+      if (message.find(needle) != std::string::npos) {
+        param = field;
+        break;
+      }
+    }
+    return ApiError(400, "invalid_request_error", message, param, "invalid_value");
+  }
+
+  // A prompt that leaves no room in the context (checked here so the error names the field).
+  void check_prompt_fits(const LoadedModel& m, size_t prompt_tokens, int max_tokens,
+                         const char* param) const {
+    const size_t context = static_cast<size_t>(m.config.context_length);
+    if (prompt_tokens < context || (prompt_tokens == context && max_tokens == 0)) return;
+    throw ApiError(400, "invalid_request_error",
+                   std::string(param) + " has " + std::to_string(prompt_tokens) +
+                       " tokens but the model's context holds " + std::to_string(context) +
+                       (max_tokens > 0 ? ", and generating needs room for one more" : ""),
+                   param, "context_length_exceeded");
   }
 
   void run_generation(httplib::Response& res, Ready r, bool chat, GenerationOptions request,
@@ -177,7 +346,7 @@ struct HttpServer::Impl {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     };
     if (!stream) {
-      const json response = generation->wait_for_response();
+      const json response = generation->wait_for_response(client_gone);
       record(*generation);
       res.set_content(dump_json(response), "application/json");
       return;
@@ -208,9 +377,9 @@ struct HttpServer::Impl {
         });
   }
 
-  void completions(const httplib::Request& req, httplib::Response& res) {
+  void completions(const std::string& body, httplib::Response& res) {
     const Ready r = ready();
-    CompletionRequest c = parse_completion_request(parse_json_object(req.body));
+    CompletionRequest c = parse_completion_request(parse_json_object(body));
     check_model(c.options.model);
     std::vector<Generation::Prompt> prompts;
     for (PromptInput& in : c.prompts) {
@@ -225,13 +394,16 @@ struct HttpServer::Impl {
       prompts.push_back(std::move(p));
     }
     const int max_tokens = c.options.max_tokens.value_or(16);
+    for (const Generation::Prompt& p : prompts) {
+      check_prompt_fits(r.model, p.ids.size(), max_tokens, "prompt");
+    }
     run_generation(res, r, /*chat=*/false, std::move(c.options), c.echo, std::move(prompts),
                    max_tokens);
   }
 
-  void chat_completions(const httplib::Request& req, httplib::Response& res) {
+  void chat_completions(const std::string& body, httplib::Response& res) {
     const Ready r = ready();
-    ChatRequest c = parse_chat_request(parse_json_object(req.body));
+    ChatRequest c = parse_chat_request(parse_json_object(body));
     check_model(c.options.model);
     if (!options.chat_template) {
       throw ApiError(400, "invalid_request_error",
@@ -246,21 +418,23 @@ struct HttpServer::Impl {
     p.ids = r.model.tokenizer->encode(p.echo_text, options.chat_template->add_bos);
     // Until the context is full, unless limited.
     const int max_tokens = c.options.max_tokens.value_or(r.model.config.context_length);
+    check_prompt_fits(r.model, p.ids.size(), max_tokens, "messages");
     std::vector<Generation::Prompt> prompts;
     prompts.push_back(std::move(p));
     run_generation(res, r, /*chat=*/true, std::move(c.options), /*echo=*/false, std::move(prompts),
                    max_tokens);
   }
 
-  void score(const httplib::Request& req, httplib::Response& res) {
+  void score(const std::string& body, httplib::Response& res) {
     const Ready r = ready();
-    ScoreRequest s = parse_score_request(parse_json_object(req.body));
+    ScoreRequest s = parse_score_request(parse_json_object(body));
     check_model(s.model);
     std::vector<int32_t> prompt = s.prompt.text
                                       ? r.model.tokenizer->encode(*s.prompt.text, /*add_bos=*/true)
                                       : checked_ids(r.model, std::move(s.prompt.ids), "prompt");
-    std::vector<int32_t> continuation =
+    const std::vector<int32_t> continuation =
         checked_ids(r.model, std::move(s.continuation), "continuation");
+    check_prompt_fits(r.model, prompt.size() + continuation.size(), 0, "continuation");
     const std::shared_ptr<Admission> admission = admit();
     EngineRequest er;
     er.prompt = prompt;
@@ -270,7 +444,14 @@ struct HttpServer::Impl {
     er.sampling.temperature = 0.0f;
     const std::shared_ptr<RequestStream> stream = r.engine.submit(std::move(er));
     std::optional<EngineEvent> scored;
-    while (std::optional<EngineEvent> e = stream->next()) {
+    auto next_check = std::chrono::steady_clock::now() + Generation::kClientPoll;
+    while (true) {
+      if (wait_or_client_gone(*stream, client_gone, Generation::kClientPoll, next_check)) {
+        stream->cancel();
+        throw ClientGone{};
+      }
+      std::optional<EngineEvent> e = stream->next();
+      if (!e) break;
       if (e->kind == EngineEvent::Kind::scored) scored = std::move(e);
     }
     check(scored.has_value(), "the score request was cancelled");
@@ -296,9 +477,9 @@ struct HttpServer::Impl {
     res.set_content(dump_json(out), "application/json");
   }
 
-  void tokenize(const httplib::Request& req, httplib::Response& res) {
+  void tokenize(const std::string& body, httplib::Response& res) {
     const Ready r = ready();
-    const TokenizeRequest t = parse_tokenize_request(parse_json_object(req.body));
+    const TokenizeRequest t = parse_tokenize_request(parse_json_object(body));
     check_model(t.model);
     const std::vector<int32_t> ids = r.model.tokenizer->encode(t.prompt, t.add_special_tokens);
     res.set_content(dump_json({{"tokens", ids},
@@ -307,12 +488,33 @@ struct HttpServer::Impl {
                     "application/json");
   }
 
-  void detokenize(const httplib::Request& req, httplib::Response& res) {
+  void detokenize(const std::string& body, httplib::Response& res) {
     const Ready r = ready();
-    DetokenizeRequest d = parse_detokenize_request(parse_json_object(req.body));
+    DetokenizeRequest d = parse_detokenize_request(parse_json_object(body));
     check_model(d.model);
     const std::vector<int32_t> ids = checked_ids(r.model, std::move(d.tokens), "tokens");
     res.set_content(dump_json({{"prompt", r.model.tokenizer->decode(ids)}}), "application/json");
+  }
+
+  // The tokenizer's special tokens and limits, in the form vLLM's /tokenizer_info has, which
+  // lm-eval-harness's remote tokenizer reads (it needs eos_token; it then finds the ids through
+  // /tokenize with add_special_tokens false).
+  void tokenizer_info(const httplib::Request&, httplib::Response& res) {
+    const Ready r = ready();
+    const Tokenizer& t = *r.model.tokenizer;
+    const auto special = [&](int32_t id) {  // the token's text, as /tokenize reads it back
+      const int32_t ids[] = {id};
+      return id < 0 ? json(nullptr) : json(t.decode(ids, /*skip_special=*/false));
+    };
+    res.set_content(dump_json({{"tokenizer_class", "bitexact"},
+                               {"bos_token", special(t.bos_id())},
+                               {"eos_token", special(t.eos_id())},
+                               {"pad_token", nullptr},
+                               {"unk_token", nullptr},
+                               {"add_bos_token", t.bos_id() >= 0},
+                               {"model_max_length", r.model.config.context_length},
+                               {"max_model_len", r.model.config.context_length}}),
+                    "application/json");
   }
 
   void models(const httplib::Request&, httplib::Response& res) {
@@ -327,21 +529,31 @@ struct HttpServer::Impl {
                     "application/json");
   }
 
-  // Limits and authentication, before any route runs.
+  // Framing, limits and authentication, before any route runs and before any body byte is read.
+  // A request refused here ends its connection (its body stays unread).
   httplib::Server::HandlerResponse pre_route(const httplib::Request& req, httplib::Response& res) {
+    if (Connection* c = Connection::current()) c->start_body();
+    const auto refuse = [&](const ApiError& e, const char* counted_as) {
+      end_connection(res, /*linger=*/true);
+      send_error(res, e);
+      metrics.count_request(counted_as, e.status());
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    if (const std::optional<ApiError> e = check_request_framing(req, options.max_body_bytes)) {
+      return refuse(*e, "other");
+    }
     size_t header_bytes = 0;
     for (const auto& [key, value] : req.headers) header_bytes += key.size() + value.size() + 4;
     if (req.headers.size() > static_cast<size_t>(options.max_headers) ||
         header_bytes > options.max_header_bytes) {
-      send_error(
-          res, ApiError(431, "invalid_request_error",
-                        "the request headers are too large (" + std::to_string(req.headers.size()) +
-                            " headers, " + std::to_string(header_bytes) +
-                            " bytes); expected at most " + std::to_string(options.max_headers) +
-                            " headers and " + std::to_string(options.max_header_bytes) + " bytes",
-                        "", "headers_too_large"));
-      metrics.count_request("other", 431);
-      return httplib::Server::HandlerResponse::Handled;
+      return refuse(
+          ApiError(431, "invalid_request_error",
+                   "the request headers are too large (" + std::to_string(req.headers.size()) +
+                       " headers, " + std::to_string(header_bytes) + " bytes); expected at most " +
+                       std::to_string(options.max_headers) + " headers and " +
+                       std::to_string(options.max_header_bytes) + " bytes",
+                   "headers", "headers_too_large"),
+          "other");
     }
     if (options.api_key.empty() || req.path == "/health") {
       return httplib::Server::HandlerResponse::Unhandled;
@@ -352,19 +564,35 @@ struct HttpServer::Impl {
     if (constant_time_equal(given, options.api_key)) {
       return httplib::Server::HandlerResponse::Unhandled;
     }
-    send_error(res, ApiError(401, "invalid_request_error",
-                             auth.empty() ? "no API key given; send 'Authorization: Bearer KEY'"
-                                          : "the API key is not valid",
-                             "", "invalid_api_key"));
-    metrics.count_request("unauthorized", 401);
-    return httplib::Server::HandlerResponse::Handled;
+    return refuse(ApiError(401, "invalid_request_error",
+                           auth.empty() ? "no API key given; send 'Authorization: Bearer KEY'"
+                                        : "the API key is not valid",
+                           "Authorization", "invalid_api_key"),
+                  "unauthorized");
   }
 
-  // Statuses cpp-httplib sets itself (no route, body too large, bad HTTP): the error object.
+  // Statuses cpp-httplib sets itself (no route, bad HTTP, a read that failed): the error object.
   httplib::Server::HandlerResponse library_error(const httplib::Request& req,
                                                  httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours
-    if (res.status == 404) {
+    if (!res.body.empty() || res.status == 499) {
+      return httplib::Server::HandlerResponse::Unhandled;  // ours
+    }
+    const Connection* c = Connection::current();
+    const Connection::Failure failure = c ? c->failure() : Connection::Failure::none;
+    if (res.status != 404) end_connection(res, /*linger=*/false);  // the stream is out of step
+    if (failure == Connection::Failure::header_timeout) {
+      res.status = 408;
+      send_error(res, ApiError(408, "invalid_request_error",
+                               "the request headers did not arrive within " +
+                                   std::to_string(options.header_timeout_ms) + " ms",
+                               "headers", "header_timeout"));
+    } else if (failure == Connection::Failure::headers_too_large) {
+      res.status = 431;
+      send_error(res, ApiError(431, "invalid_request_error",
+                               "the request line and headers are larger than " +
+                                   std::to_string(options.max_header_bytes) + " bytes",
+                               "headers", "headers_too_large"));
+    } else if (res.status == 404) {
       send_error(
           res, ApiError(404, "not_found_error", "there is no route " + req.method + " " + req.path,
                         "", "route_not_found"));
@@ -372,28 +600,37 @@ struct HttpServer::Impl {
       send_error(res, ApiError(413, "invalid_request_error",
                                "the request body is larger than " +
                                    std::to_string(options.max_body_bytes) + " bytes",
-                               "", "body_too_large"));
+                               "body", "body_too_large"));
     } else {
       send_error(res, ApiError(res.status, "invalid_request_error",
-                               "the HTTP request could not be served (status " +
-                                   std::to_string(res.status) + ")"));
+                               "the HTTP request could not be parsed or served (status " +
+                                   std::to_string(res.status) + ")",
+                               "request", "invalid_http"));
     }
     metrics.count_request("other", res.status);
     return httplib::Server::HandlerResponse::Handled;
   }
 
   void install_routes() {
-    http.new_task_queue = [n = options.max_connections] {
-      return new httplib::ThreadPool(static_cast<size_t>(n));
-    };
+    http.new_task_queue = [] { return new ThreadPerConnection(); };
     http.set_payload_max_length(options.max_body_bytes);
     http.set_keep_alive_max_count(1000);
     http.set_keep_alive_timeout(options.keep_alive_seconds);
-    http.set_read_timeout(30);
+    http.set_read_timeout(30);  // per read; the Connection's deadlines are the tighter bound
     http.set_write_timeout(30);
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       return pre_route(req, res);
     });
+    // "Expect: 100-continue": a body that would be refused is refused before the client sends it.
+    http.set_expect_100_continue_handler(
+        [this](const httplib::Request& req, httplib::Response& res) {
+          const std::optional<ApiError> e = check_request_framing(req, options.max_body_bytes);
+          if (!e) return 100;
+          end_connection(res, /*linger=*/true);
+          send_error(res, *e);
+          metrics.count_request("other", e->status());
+          return e->status();
+        });
     http.set_error_handler(httplib::Server::HandlerWithResponse(
         [this](const httplib::Request& req, httplib::Response& res) {
           return library_error(req, res);
@@ -407,12 +644,24 @@ struct HttpServer::Impl {
         (this->*method)(req, res);
       };
     };
-    http.Post("/v1/completions", route("completions", bind(&Impl::completions)));
-    http.Post("/v1/chat/completions", route("chat_completions", bind(&Impl::chat_completions)));
-    http.Post("/v1/score", route("score", bind(&Impl::score)));
-    http.Post("/tokenize", route("tokenize", bind(&Impl::tokenize)));
-    http.Post("/detokenize", route("detokenize", bind(&Impl::detokenize)));
+    // Every POST reads its body through post_route (check_request_framing has ruled out a POST
+    // without a length, so cpp-httplib's plain handlers, which read a body whole, never run).
+    http.Post("/v1/completions", post_route("completions", &Impl::completions));
+    http.Post("/v1/chat/completions", post_route("chat_completions", &Impl::chat_completions));
+    http.Post("/v1/score", post_route("score", &Impl::score));
+    http.Post("/tokenize", post_route("tokenize", &Impl::tokenize));
+    http.Post("/detokenize", post_route("detokenize", &Impl::detokenize));
+    http.Post(
+        ".*", httplib::Server::HandlerWithContentReader([this](const httplib::Request& req,
+                                                               httplib::Response& res,
+                                                               const httplib::ContentReader&) {
+          end_connection(res, /*linger=*/true);  // the body is not read
+          send_error(res, ApiError(404, "not_found_error", "there is no route POST " + req.path,
+                                   "path", "route_not_found"));
+          metrics.count_request("other", 404);
+        }));
     http.Get("/v1/models", route("models", bind(&Impl::models)));
+    http.Get("/tokenizer_info", route("tokenizer_info", bind(&Impl::tokenizer_info)));
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const bool is_ready = model.load() != nullptr && engine.load() != nullptr;
       res.status = is_ready ? 200 : 503;
@@ -454,6 +703,7 @@ void HttpServer::listen() {
 
 void HttpServer::stop() {
   if (impl_->http.is_running()) impl_->http.stop();
+  impl_->connections.shutdown_all();  // idle keep-alive connections end now, not at their timeout
 }
 
 void HttpServer::serve_model(LoadedModel& model, Engine& engine) {

@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -20,10 +21,71 @@ std::string type_name(const json& v) {
   return "null";
 }
 
+// At most kShownChars characters of v as JSON, for error messages. Iterative (an explicit stack
+// of container iterators), so no value, however deep, recurses here.
 std::string shown(const json& v) {
-  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
+  constexpr size_t kShownChars = 60;
+  std::string out;
+  const auto scalar = [&](const json& x) {
+    if (x.is_string() && x.get_ref<const std::string&>().size() > kShownChars) {
+      out += json(x.get_ref<const std::string&>().substr(0, kShownChars))
+                 .dump(-1, ' ', false, json::error_handler_t::replace);
+    } else {
+      out += x.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
+  };
+  struct Frame {
+    json::const_iterator at, end;
+    bool object, first;
+  };
+  std::vector<Frame> stack;
+  const auto open = [&](const json& x) {
+    if (!x.is_structured()) return scalar(x);
+    out += x.is_object() ? '{' : '[';
+    stack.push_back({x.cbegin(), x.cend(), x.is_object(), true});
+  };
+  open(v);
+  while (!stack.empty() && out.size() <= kShownChars) {
+    Frame& f = stack.back();
+    if (f.at == f.end) {
+      out += f.object ? '}' : ']';
+      stack.pop_back();
+      continue;
+    }
+    if (!f.first) out += ',';
+    f.first = false;
+    const json::const_iterator item = f.at++;
+    if (f.object)
+      out += json(item.key()).dump(-1, ' ', false, json::error_handler_t::replace) + ':';
+    open(*item);  // may push: f is not used after this
+  }
+  if (out.size() > kShownChars) out = out.substr(0, kShownChars - 3) + "...";
+  return out;
+}
+
+// The deepest nesting of arrays and objects in a JSON text (brackets outside strings), in one
+// pass without recursion. Exact for valid JSON; for the error message of parse_json_object.
+size_t nesting_depth(const std::string& text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 // Typed, range-checked access to the fields of one JSON object.
@@ -226,7 +288,8 @@ GenerationOptions parse_generation(const Fields& f, bool chat) {
 const json& require_object(const json& body) {
   if (!body.is_object()) {
     throw ApiError(400, "invalid_request_error",
-                   "the request body is " + type_name(body) + ", expected a JSON object");
+                   "the request body is " + type_name(body) + ", expected a JSON object", "body",
+                   "invalid_json");
   }
   return body;
 }
@@ -245,10 +308,30 @@ PromptInput parse_prompt(const json& v, const std::string& param) {
 }  // namespace
 
 json parse_json_object(const std::string& body) {
-  json parsed = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // The parser keeps its own stack (no recursion), and the callback stops it at the first array
+  // or object that would nest deeper than kMaxJsonDepth, before any of it is built.
+  struct TooDeep {};
+  const json::parser_callback_t limit_depth = [](int depth, json::parse_event_t event, json&) {
+    // depth: the number of containers around the one that starts here.
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxJsonDepth) {
+      throw TooDeep{};
+    }
+    return true;
+  };
+  json parsed;
+  try {
+    parsed = json::parse(body, limit_depth, /*allow_exceptions=*/false);
+  } catch (const TooDeep&) {
+    throw ApiError(400, "invalid_request_error",
+                   "the request body nests JSON arrays and objects " +
+                       std::to_string(nesting_depth(body)) + " levels deep; expected at most " +
+                       std::to_string(kMaxJsonDepth),
+                   "body", "json_too_deep");
+  }
   if (parsed.is_discarded()) {
     throw ApiError(400, "invalid_request_error",
-                   "the request body is not valid JSON; expected a JSON object", "",
+                   "the request body is not valid JSON; expected a JSON object", "body",
                    "invalid_json");
   }
   require_object(parsed);
@@ -303,7 +386,7 @@ ChatRequest parse_chat_request(const json& body) {
     if (!role || !(*role == "system" || *role == "developer" || *role == "user" ||
                    *role == "assistant" || *role == "tool")) {
       throw invalid_field("messages", "a message's role is " +
-                                          (role ? "'" + *role + "'" : "missing") +
+                                          (role ? shown(json(*role)) : "missing") +
                                           ", expected system, developer, user, assistant or tool");
     }
     std::string content;

@@ -76,8 +76,13 @@ struct DetokenizeRequest {
 
 inline constexpr int kMaxPrompts = 64;  // prompts in one completion request
 inline constexpr int kMaxStopStrings = 16;
+// Arrays and objects nested in one request body, at most (the body's own object is level 1).
+inline constexpr int kMaxJsonDepth = 64;
 
-// Parses a body as a JSON object; 400 if it is not one.
+// Parses a body as a JSON object; 400 if it is not one, or if it nests arrays and objects more
+// than kMaxJsonDepth deep (stopped while parsing, before the deep part is built). Every parser
+// below and every error message is then free of deep recursion: shown() walks a value with an
+// explicit stack.
 nlohmann::json parse_json_object(const std::string& body);
 
 CompletionRequest parse_completion_request(const nlohmann::json& body);

@@ -67,6 +67,33 @@ TEST_F(ServerE2E, OpenAIClientCoversEveryEndpointAndErrorClass) {
             0);
 }
 
+// Hostile clients (issue 20): deep JSON, oversized and chunked bodies, conflicting framing,
+// slowloris, idle connections over the cap, abandoned requests; and echo logprobs' top-k.
+TEST_F(ServerE2E, HostileClientsCannotStopOrStallTheServer) {
+  std::vector<std::string> main_args = model_args();
+  main_args.insert(main_args.end(), {"--threads", "1"});
+  std::vector<std::string> short_args = model_args();
+  short_args.insert(short_args.end(),
+                    {"--max-body-bytes", "65536", "--header-timeout-seconds", "1",
+                     "--body-timeout-seconds", "1", "--max-connections", "40", "--threads", "1"});
+  test::ServerProcess main_server(binary_, main_args);
+  test::ServerProcess short_server(binary_, short_args);
+  ASSERT_TRUE(main_server.wait_ready()) << main_server.why();
+  ASSERT_TRUE(short_server.wait_ready()) << short_server.why();
+  EXPECT_EQ(run_python("abuse_test.py", {main_server.url(), short_server.url()}), 0);
+}
+
+// lm-eval-harness with local-completions, at concurrency 1 and 8: identical per-sample outputs.
+TEST_F(ServerE2E, LmEvalHarnessGivesIdenticalSamplesAtAnyConcurrency) {
+  const std::string probe = "'" + python_ + "' -c 'import lm_eval' 2>/dev/null";
+  if (std::system(probe.c_str()) != 0) {
+    GTEST_SKIP() << "lm_eval is not installed in " << python_ << " (tests/requirements-eval.txt)";
+  }
+  test::ServerProcess server(binary_, model_args());
+  ASSERT_TRUE(server.wait_ready()) << server.why();
+  EXPECT_EQ(run_python("lm_eval_test.py", {server.url(), "stories260K"}), 0);
+}
+
 TEST_F(ServerE2E, ThousandConcurrentRequestsGiveOneDistinctCompletion) {
   std::vector<std::string> args = model_args();
   args.insert(args.end(), {"--max-connections", "1100", "--max-queue", "2000",

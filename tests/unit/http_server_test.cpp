@@ -5,12 +5,16 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "engine/engine.h"
 #include "server/api_error.h"
+#include "server/generation.h"
 #include "server/http_server.h"
 #include "server/openai_request.h"
+#include "server/request_framing.h"
 #include "support/shared_model.h"
 
 namespace bx::server {
@@ -60,6 +64,110 @@ TEST(RequestParsing, NamesTheBadField) {
   EXPECT_EQ(ok.options.sampling.top_k, 0);
   EXPECT_EQ(ok.options.sampling.seed, ~uint64_t{0});
   EXPECT_THROW(parse_json_object("{\"a\": "), ApiError);
+}
+
+TEST(RequestParsing, StopsJsonNestedDeeperThanTheLimitWhileParsing) {
+  const auto nested = [](size_t depth) {
+    return "{\"prompt\": \"x\", \"stop\": " + std::string(depth, '[') + std::string(depth, ']') +
+           "}";
+  };
+  const auto code_of = [](const std::string& body) {
+    try {
+      parse_completion_request(parse_json_object(body));
+    } catch (const ApiError& e) {
+      return e.to_json()["error"]["code"].get<std::string>() + " " + e.what();
+    }
+    return std::string("accepted");
+  };
+  // The body's object is level 1: 63 arrays inside it make 64 levels, one more is refused.
+  EXPECT_EQ(code_of(nested(kMaxJsonDepth - 1)).rfind("invalid_value", 0), 0u);
+  EXPECT_EQ(code_of(nested(kMaxJsonDepth)).rfind("json_too_deep", 0), 0u);
+  // 1,000,000 levels (the stack overflowed at about 52,000 before): a 400 naming the depth.
+  const std::string deep = code_of(nested(1'000'000));
+  EXPECT_EQ(deep.rfind("json_too_deep", 0), 0u) << deep;
+  EXPECT_NE(deep.find("1000001 levels deep; expected at most 64"), std::string::npos) << deep;
+}
+
+TEST(RequestParsing, ErrorMessagesShowDeepValuesWithoutRecursion) {
+  // A value built in memory (not parsed, so not depth-limited): the message shows its start.
+  json deep = json::array();
+  for (int i = 0; i < 200'000; ++i) deep = json::array({std::move(deep)});
+  json body = {{"prompt", "x"}};
+  body["temperature"] = std::move(deep);
+  try {
+    parse_completion_request(body);
+    FAIL() << "accepted";
+  } catch (const ApiError& e) {
+    EXPECT_NE(std::string(e.what()).find("temperature is an array ([[[[["), std::string::npos)
+        << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+}
+
+TEST(RequestFraming, RefusesAmbiguousOrInvalidFraming) {
+  const auto code_of = [](std::string method, std::string version,
+                          std::vector<std::pair<std::string, std::string>> headers) {
+    httplib::Request req;
+    req.method = std::move(method);
+    req.version = std::move(version);
+    for (auto& [k, v] : headers) req.headers.emplace(k, v);
+    const std::optional<ApiError> e = check_request_framing(req, 1000);
+    if (!e) return std::string("ok");
+    const json j = e->to_json()["error"];
+    return std::to_string(e->status()) + " " + j["code"].get<std::string>() + " " +
+           j["param"].get<std::string>();
+  };
+  const std::string v11 = "HTTP/1.1";
+  EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}, {"Content-Length", "10"}}), "ok");
+  EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}, {"Transfer-Encoding", "Chunked "}}), "ok");
+  EXPECT_EQ(code_of("GET", "HTTP/1.0", {}), "ok");
+  EXPECT_EQ(code_of("GET", v11, {}), "400 invalid_host Host");
+  EXPECT_EQ(code_of("GET", v11, {{"Host", "a"}, {"host", "b"}}), "400 invalid_host Host");
+  for (const char* bad : {"-5", "abc", "", "1e3", "0x10", "10, 10", "99999999999999999999"}) {
+    EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}, {"Content-Length", bad}}),
+              "400 invalid_content_length Content-Length")
+        << bad;
+  }
+  EXPECT_EQ(
+      code_of("POST", v11, {{"Host", "h"}, {"Content-Length", "10"}, {"Content-Length", "10"}}),
+      "400 invalid_content_length Content-Length");
+  EXPECT_EQ(code_of("POST", v11,
+                    {{"Host", "h"}, {"Content-Length", "10"}, {"Transfer-Encoding", "chunked"}}),
+            "400 invalid_transfer_encoding Transfer-Encoding");
+  EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}, {"Transfer-Encoding", "gzip, chunked"}}),
+            "400 invalid_transfer_encoding Transfer-Encoding");
+  EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}}), "411 length_required Content-Length");
+  EXPECT_EQ(code_of("POST", v11, {{"Host", "h"}, {"Content-Length", "1001"}}),
+            "413 body_too_large Content-Length");
+  EXPECT_EQ(code_of("GET", v11, {{"Host", "h"}, {"Content-Length", "3"}}),
+            "400 unexpected_body Content-Length");
+}
+
+// A non-streaming request asks whether its client left at least every poll, also while the
+// engine's events keep coming faster than the poll (a fast model never lets wait_for time out).
+TEST(ClientWatch, AsksWhileEventsKeepComing) {
+  using namespace std::chrono_literals;
+  RequestStream stream(1);
+  std::atomic<bool> stop{false};
+  std::thread engine([&] {
+    while (!stop) {
+      stream.push(EngineEvent{});  // a token event every millisecond
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  const auto start = std::chrono::steady_clock::now();
+  const auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
+  auto next_check = start + Generation::kClientPoll;
+  bool gone = false;
+  while (!gone && elapsed() < 2s) {
+    gone = wait_or_client_gone(
+        stream, [&] { return elapsed() > 100ms; }, Generation::kClientPoll, next_check);
+    if (!gone) (void)stream.try_next();
+  }
+  stop = true;
+  engine.join();
+  EXPECT_TRUE(gone) << "the client was never asked while events flowed";
+  EXPECT_LT(elapsed(), 1s);
 }
 
 TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
