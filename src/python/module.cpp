@@ -39,6 +39,7 @@ nb::dict sample_dict(const Sample& s) {
   d["stop_reason"] = c.stop_reason;
   d["bitexact_hash"] = s.bitexact_hash;
   d["weights_version"] = s.weights_version;
+  d["system_fingerprint"] = s.system_fingerprint;
   d["prompt_logprobs"] = c.prompt_logprobs;
   return d;
 }
