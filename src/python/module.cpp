@@ -95,6 +95,9 @@ std::vector<WeightSource> sources_of(
           "update_weights: " + quoted + " is neither in host memory nor on a CUDA device; " +
               "nothing was changed");
     s.on_device = a.device_type() == nb::device::cuda::value;
+    check(!s.on_device || a.device_id() == 0,
+          "update_weights: " + quoted + " is on cuda:" + std::to_string(a.device_id()) +
+              ", expected cuda:0 (the engine's device); nothing was changed");
     int64_t expected_stride = 1;
     for (size_t d = a.ndim(); d-- > 0;) {
       check(a.shape(d) == 1 || a.stride(d) == expected_stride,
