@@ -8,8 +8,9 @@
 //
 // Routes: POST /v1/completions, /v1/chat/completions, /v1/score (teacher-forced logprobs of
 // continuation ids), /tokenize, /detokenize; GET /v1/models, /health (503 until serve_model),
-// /metrics (Prometheus). Every route but /health needs the API key when one is set
-// ("Authorization: Bearer KEY", compared in constant time).
+// /metrics (Prometheus); with admin.enabled the admin routes of admin_routes.h. Every route but
+// /health needs the API key when one is set ("Authorization: Bearer KEY", compared in constant
+// time).
 //
 // Security defaults: the listener binds 127.0.0.1 unless told otherwise. Framing is checked
 // before any body byte is read (request_framing.h: conflicting or invalid Content-Length,
@@ -22,7 +23,8 @@
 // (connection_registry.h). At most max_queue generation or score requests are admitted at once
 // (more get 503 queue_full). A non-streaming request whose client hangs up is cancelled within
 // Generation::kClientPoll plus one engine step, as a streaming one is. No request field is ever
-// used as a filesystem path: the server opens no file after start-up.
+// used as a filesystem path outside the admin's --weights-dir (checked there: no absolute
+// paths, no "..", no symlink leaving it).
 #pragma once
 
 #include <cstddef>
@@ -30,6 +32,7 @@
 #include <optional>
 #include <string>
 
+#include "server/admin_routes.h"
 #include "server/chat_template.h"
 
 namespace bx {
@@ -54,6 +57,7 @@ struct ServerOptions {
   int header_timeout_ms = 10'000;             // request line and headers, from their first byte
   int body_timeout_ms = 10'000;               // the whole body, from the end of the headers
   std::optional<ChatTemplate> chat_template;  // none: chat answers 400
+  AdminOptions admin;                         // the admin routes (admin_routes.h), off by default
 };
 
 class HttpServer {
