@@ -200,7 +200,7 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
       make_rope_table(c.head_dim, c.rope_theta, c.context_length, c.rope_layout, c.rope_scaling));
   m.kv_shape = KvCacheShape{c.n_layers, 0, options.kv_block_size, c.n_kv_heads, c.head_dim};
   // q | k | v back to back where the backend packs them, so it may run them as one matmul
-  // (Backend::matmul_parts; the same bits). `weights` holds the only copy of these tensors.
+  // (a GemmOp of parts; the same bits). `weights` holds the only copy of these tensors.
   for (LlamaLayerWeights& l : weights.layers) {
     Tensor* const qkv[] = {&l.wq, &l.wk, &l.wv};
     backend->pack_rows(qkv);
