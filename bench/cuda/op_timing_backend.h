@@ -106,6 +106,7 @@ class OpTimingBackend final : public Backend, public DeviceSampling {
   void copy_to_host(const Tensor& x, float* host) override {
     timed("copy_to_host", [&] { inner_->copy_to_host(x, host); });
   }
+  void copy_from_host(const float* host, Tensor x) override { inner_->copy_from_host(host, x); }
   void greedy_rows(const Tensor& l, const Tensor& p, int32_t* ids, float* chosen) override {
     timed("greedy_rows", [&] { inner_->greedy_rows(l, p, ids, chosen); });
   }

@@ -229,6 +229,9 @@ class Backend {
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
   virtual void copy_to_host(const Tensor& x, float* host) = 0;  // [rows, cols] densely
+  // x (f32, from alloc) = host [rows, cols] densely: activations set from outside a forward pass
+  // (tests, tools); weights go through upload_matrix, which may store them in another dtype.
+  virtual void copy_from_host(const float* host, Tensor x) = 0;
 };
 
 // The greedy choice per row (DeviceSampling::greedy_rows' contract): on the device where the

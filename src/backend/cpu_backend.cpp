@@ -244,4 +244,12 @@ void CpuBackend::copy_to_host(const Tensor& x, float* host) {
   }
 }
 
+void CpuBackend::copy_from_host(const float* host, Tensor x) {
+  check_f32(x, "copy_from_host destination");
+  for (int64_t r = 0; r < x.rows; ++r) {
+    std::memcpy(f32(x) + r * x.stride, host + r * x.cols,
+                static_cast<size_t>(x.cols) * sizeof(float));
+  }
+}
+
 }  // namespace bx

@@ -40,6 +40,7 @@ class CpuBackend final : public Backend {
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
+  void copy_from_host(const float* host, Tensor x) override;
 
  private:
   struct AlignedFree {

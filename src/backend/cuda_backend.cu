@@ -717,6 +717,16 @@ void CudaBackend::copy_to_host(const Tensor& x, float* host) {
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (forward)");
 }
 
+void CudaBackend::copy_from_host(const float* host, Tensor x) {
+  check_f32(x, "copy_from_host destination");
+  check_cuda(cudaMemcpy2DAsync(x.data, static_cast<size_t>(x.stride) * sizeof(float), host,
+                               static_cast<size_t>(x.cols) * sizeof(float),
+                               static_cast<size_t>(x.cols) * sizeof(float),
+                               static_cast<size_t>(x.rows), cudaMemcpyHostToDevice, state_->stream),
+             "cudaMemcpy2DAsync (copy_from_host)");
+  check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (copy_from_host)");
+}
+
 void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                               float* chosen) {
   check_f32(logits, "greedy_rows logits");

@@ -92,6 +92,7 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
+  void copy_from_host(const float* host, Tensor x) override;  // synchronises
   void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                    float* chosen) override;  // kernels/cuda/greedy.h
   void sample_rows(const Tensor& logits, const Tensor& logprobs,
