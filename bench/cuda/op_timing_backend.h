@@ -1,10 +1,10 @@
 // A Backend that forwards every op to a CudaBackend and, while enabled, brackets each op with
 // CUDA events on the backend's stream: the per-op GPU time of a forward pass, without adding a
-// synchronisation between ops. Ops are keyed by name, and matmuls also by their weight's shape
-// ("matmul 4096x12288" = N x K), so the table shows which kernel a decode step spends its time in.
-// Recorded replays (CUDA graphs) issue no ops here: profile with LlamaModel::set_replay(false).
-// The fused ops (matmul_parts, matmul_swiglu, matmul_add, mlp_add) are timed as one op each when
-// the CudaBackend fuses, and as the unfused ops they compose otherwise (set_fused(false)).
+// synchronisation between ops. Ops are keyed by name, and GEMMs also by their epilogue and weight
+// shape ("gemm store 4096x12288" = N x K), so the table shows which kernel a decode step spends its
+// time in. Recorded replays (CUDA graphs) issue no ops here: profile with
+// LlamaModel::set_replay(false). A GemmOp is timed as one op whether the CudaBackend fuses it or
+// runs its unfused kernels (set_fused(false)).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -20,7 +20,7 @@
 
 namespace bx::bench {
 
-class OpTimingBackend final : public Backend {
+class OpTimingBackend final : public Backend, public DeviceSampling {
  public:
   explicit OpTimingBackend(CudaBackend::Mode mode)
       : inner_(std::make_unique<CudaBackend>(mode)),
@@ -67,12 +67,11 @@ class OpTimingBackend final : public Backend {
   bool pack_rows(std::span<Tensor* const> parts) override { return inner_->pack_rows(parts); }
   void set_fused(bool fused) { inner_->set_fused(fused); }
 
-  bool can_replay() const override { return inner_->can_replay(); }
-  bool replay(uint64_t key) override { return inner_->replay(key); }
-  void begin_recording(uint64_t key) override { inner_->begin_recording(key); }
-  bool end_recording(uint64_t key, bool launch) override {
-    return inner_->end_recording(key, launch);
+  // Graph capture passes through; sampling is timed here (so this class is the DeviceSampling).
+  BackendCapabilities capabilities() override {
+    return {inner_->capabilities().graph_capture, this};
   }
+  DType gemm_input_dtype() const override { return inner_->gemm_input_dtype(); }
   void begin_batch(const ForwardBatch& b) override { inner_->begin_batch(b); }
   void embed(const Tensor& t, Tensor out) override {
     timed("embed", [&] { inner_->embed(t, out); });
@@ -80,53 +79,23 @@ class OpTimingBackend final : public Backend {
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override {
     timed("rmsnorm", [&] { inner_->rmsnorm(x, w, eps, out); });
   }
-  void matmul(const Tensor& x, const Tensor& w, Tensor y) override {
-    timed("matmul " + std::to_string(w.rows) + "x" + std::to_string(w.cols),
-          [&] { inner_->matmul(x, w, y); });
+  // Keyed by epilogue and the weight's shape (N x K over all parts), e.g. "gemm store 4096x12288".
+  void gemm(const GemmOp& op) override {
+    static constexpr const char* kEpilogue[] = {"store", "accumulate", "swiglu"};
+    std::string key = std::string("gemm ") + kEpilogue[static_cast<int>(op.epilogue)];
+    if (op.n_parts > 1) key += " " + std::to_string(op.n_parts) + " parts";
+    if (op.epilogue == GemmEpilogue::swiglu) key += " 2x";
+    key += " " + std::to_string(op.n_total()) + "x" + std::to_string(op.w[0].cols);
+    timed(std::move(key), [&] { inner_->gemm(op); });
   }
-  void rope(Tensor x, int h) override {
-    timed("rope", [&] { inner_->rope(x, h); });
-  }
-  void qk_norm_rope(Tensor q, int h, Tensor k, int kv_h, const Tensor* q_norm, const Tensor* k_norm,
-                    float eps) override {
-    timed("qk_norm_rope", [&] { inner_->qk_norm_rope(q, h, k, kv_h, q_norm, k_norm, eps); });
+  void rope(const RopeOp& op) override {
+    timed(op.q_norm.data != nullptr ? "qk_norm_rope" : "rope", [&] { inner_->rope(op); });
   }
   void kv_write(int l, const Tensor& k, const Tensor& v) override {
     timed("kv_write", [&] { inner_->kv_write(l, k, v); });
   }
   void attention(int l, const Tensor& q, int h, float s, Tensor out) override {
     timed("attention", [&] { inner_->attention(l, q, h, s, out); });
-  }
-  void silu_mul(const Tensor& g, const Tensor& u, Tensor out) override {
-    timed("silu_mul", [&] { inner_->silu_mul(g, u, out); });
-  }
-  void add_inplace(Tensor y, const Tensor& x) override {
-    timed("add_inplace", [&] { inner_->add_inplace(y, x); });
-  }
-  void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) override {
-    if (!inner_->fused()) return Backend::matmul_parts(x, w, y);
-    int64_t n = 0;
-    for (const Tensor& part : w) n += part.rows;
-    timed("matmul_parts " + std::to_string(n) + "x" + std::to_string(x.cols),
-          [&] { inner_->matmul_parts(x, w, y); });
-  }
-  void matmul_swiglu(const Tensor& x, const Tensor& g, const Tensor& u, Tensor out,
-                     Tensor up) override {
-    if (!inner_->fused()) return Backend::matmul_swiglu(x, g, u, out, up);
-    timed("matmul_swiglu 2x" + std::to_string(g.rows) + "x" + std::to_string(g.cols),
-          [&] { inner_->matmul_swiglu(x, g, u, out, up); });
-  }
-  void mlp_add(Tensor h, const Tensor& g, const Tensor& u, const Tensor& d, Tensor x, Tensor gate,
-               Tensor up) override {
-    if (!inner_->fused()) return Backend::mlp_add(h, g, u, d, x, gate, up);
-    timed("mlp_add (gate|up+silu, down+residual) " + std::to_string(g.rows) + "x" +
-              std::to_string(g.cols),
-          [&] { inner_->mlp_add(h, g, u, d, x, gate, up); });
-  }
-  void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override {
-    if (!inner_->fused()) return Backend::matmul_add(x, w, y, scratch);
-    timed("matmul_add " + std::to_string(w.rows) + "x" + std::to_string(w.cols),
-          [&] { inner_->matmul_add(x, w, y, scratch); });
   }
   void gather_logit_rows(const Tensor& x, Tensor out) override {
     timed("gather_logit_rows", [&] { inner_->gather_logit_rows(x, out); });
@@ -137,10 +106,10 @@ class OpTimingBackend final : public Backend {
   void copy_to_host(const Tensor& x, float* host) override {
     timed("copy_to_host", [&] { inner_->copy_to_host(x, host); });
   }
+  void copy_from_host(const float* host, Tensor x) override { inner_->copy_from_host(host, x); }
   void greedy_rows(const Tensor& l, const Tensor& p, int32_t* ids, float* chosen) override {
     timed("greedy_rows", [&] { inner_->greedy_rows(l, p, ids, chosen); });
   }
-  bool can_sample_rows() const override { return inner_->can_sample_rows(); }
   void sample_rows(const Tensor& l, const Tensor& p, std::span<const SamplingParams> params,
                    std::span<const uint64_t> indices, int32_t* ids, float* chosen) override {
     timed("sample_rows", [&] { inner_->sample_rows(l, p, params, indices, ids, chosen); });

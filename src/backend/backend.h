@@ -1,7 +1,9 @@
 // The backend interface: the ops a decoder forward pass needs, on one device.
 //
-// The model code (model/llama.cpp) is written once against this interface; the CPU backend
-// implements it now, a CUDA backend later. Tensors are 2-D row-major views of memory the backend
+// The model code (model/llama.cpp) is written once against this interface; the CPU backend and
+// the CUDA backend implement it. Fusions are data (GemmOp's epilogue, RopeOp's norms), not
+// methods; optional device features are small interfaces of their own (BackendCapabilities).
+// Tensors are 2-D row-major views of memory the backend
 // owns. Everything is allocated before the first forward pass (STYLE.md 7): weights by
 // upload_matrix (or upload_blocks), work buffers by alloc, the KV cache by init_kv_cache.
 //
@@ -26,7 +28,7 @@ struct Tensor {
   DType dtype = DType::f32;
   int64_t rows = 0;
   int64_t cols = 0;
-  int64_t stride = 0;    // elements between rows (a multiple of 32 for Q8_0 / Q4_0 / Q4_1)
+  int64_t stride = 0;  // elements between rows (a multiple of the block size for block formats)
 
   // Rows [first, first + count) of this tensor.
   Tensor rows_view(int64_t first, int64_t count) const;
@@ -48,6 +50,113 @@ struct KvCacheShape {
   int head_dim = 0;
 };
 
+// What a GEMM does with its finished chains (INVARIANCE.md R3: after the K loop, the same way for
+// every M). Mirrors cuda::GemmArgs (kernels/cuda/gemm.h): one GEMM, the fusion as data.
+enum class GemmEpilogue {
+  store,       // y_i = x W_i^T (+ b_i)                 for each part i (q | k | v from one x)
+  accumulate,  // y = y + (x W^T (+ b))                 (the residual add; one part)
+  swiglu,      // y = silu(x Wg^T) * (x Wu^T)           (F.silu(gate) * up; w[0] = Wg; no bias)
+};
+
+// One GEMM: y[M, N] = x[M, K] @ W[N, K]^T and its epilogue. Bits: each output element is defined
+// as the sequence of the unfused ops, which is what the CPU backend runs:
+//   store:      y_i = matmul(x, W_i); y_i = y_i + b_i (one f32 add per element, where b_i is set)
+//   accumulate: t = matmul(x, W); t = t + b (where set); y = y + t
+//   swiglu:     g = matmul(x, Wg); u = matmul(x, Wu); y = (g / (1 + exp(-g))) * u (kernels/rows.h)
+// A backend may fuse any of these only where it gives exactly these bits for every M (else it
+// must bump kernel_version). With y of the backend's gemm_input_dtype() other than f32 (a swiglu
+// output that feeds the next GEMM), y holds the values rounded as that GEMM would round them.
+struct GemmOp {
+  static constexpr int kMaxParts = 3;
+  Tensor x;                // [M, K]: f32, or gemm_input_dtype() (a swiglu output)
+  Tensor w[kMaxParts];     // [N_i, K] weights, one per output part
+  Tensor y[kMaxParts];     // [M, N_i] outputs (f32; a swiglu output: gemm_input_dtype())
+  Tensor bias[kMaxParts];  // [1, N_i] f32, or empty (data == nullptr): no bias
+  int n_parts = 1;         // > 1 only with store
+  GemmEpilogue epilogue = GemmEpilogue::store;
+  Tensor w_up;  // swiglu: the up rows [N, K]
+  // f32 work rows for backends that run the epilogue unfused: accumulate [M, >= N] (x W^T),
+  // swiglu [M, >= 2N] (the up projection, and the gate where y is not f32).
+  Tensor scratch;
+
+  // y = x W^T (+ bias).
+  static GemmOp projection(const Tensor& x, const Tensor& w, const Tensor& y,
+                           const Tensor& bias = {});
+  // y[i] = x w[i]^T (+ bias[i]) for each part (bias empty, or one per part, each maybe empty).
+  static GemmOp parts(const Tensor& x, std::span<const Tensor> w, std::span<const Tensor> y,
+                      std::span<const Tensor> bias = {});
+  // y += x W^T (+ bias).
+  static GemmOp residual(const Tensor& x, const Tensor& w, const Tensor& y, const Tensor& scratch,
+                         const Tensor& bias = {});
+  // y = silu(x Wg^T) * (x Wu^T).
+  static GemmOp swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+                       const Tensor& scratch);
+  // Output columns over all parts.
+  int64_t n_total() const;
+};
+
+// Throws bx::Error naming `who` and the first mismatch unless op's shapes and fields agree
+// (each backend calls it first).
+void check_gemm_op(const GemmOp& op, const std::string& who);
+
+// RoPE at the batch positions of q [T, n_heads * Dh] and, where k.data is set, k [T, n_kv_heads *
+// Dh], in place; first each head of q (k) as a row through rmsnorm with q_norm (k_norm) [1, Dh]
+// where that weight is set (Qwen3). Bits: exactly rmsnorm of every head row, then rope of q and
+// of k (kernels/rope.h).
+struct RopeOp {
+  Tensor q;
+  int n_heads = 0;
+  Tensor k;  // or empty
+  int n_kv_heads = 0;
+  Tensor q_norm, k_norm;  // [1, Dh] f32, or empty: no norm
+  float eps = 0.0f;
+};
+
+// Optional capabilities, each a small interface of its own (Backend::capabilities says which a
+// backend has).
+
+// Recording the ops of a forward pass for replay (CUDA graphs). A recording is only valid for a
+// batch of the same shape whose device-side inputs (ids, positions, block tables) sit where they
+// sat when it was made; begin_batch keeps them there, and replay() reports false when they have
+// moved.
+class GraphCapture {
+ public:
+  virtual ~GraphCapture() = default;
+  // Launches the ops recorded under `key` (after begin_batch); false if there is no valid one.
+  virtual bool replay(uint64_t key) = 0;
+  // Ops issued from here to end_recording are recorded under `key`, not run.
+  virtual void begin_recording(uint64_t key) = 0;
+  // Ends the recording; launches it if `launch`. False if recording failed: the ops have not
+  // run, and the caller must issue them again directly.
+  virtual bool end_recording(uint64_t key, bool launch) = 0;
+};
+
+// Choosing tokens on the device, moving (id, logprob) per row instead of two rows of V floats.
+// Same bits as the host paths (bx::greedy_rows and bx::sample_rows below give them for any
+// backend).
+class DeviceSampling {
+ public:
+  virtual ~DeviceSampling() = default;
+  // ids[r] = argmax(logits[r]) (ties to the lowest id, NaNs skipped, 0 if all NaN: bx::argmax,
+  // kernels/rows.h) and chosen[r] = logprobs[r, ids[r]], for r < logits.rows (host arrays).
+  // logprobs is log_softmax(logits).
+  virtual void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                           float* chosen) = 0;
+  // ids[r] and chosen[r] are what Sampler::sample(logits[r], logprobs[r], params[r],
+  // token_indices[r]) returns, bit for bit (sampling/sampler.h; temperature 0 is the greedy
+  // choice), for r < logits.rows; params and token_indices have logits.rows entries. Throws
+  // bx::Error for invalid params (bx::validate).
+  virtual void sample_rows(const Tensor& logits, const Tensor& logprobs,
+                           std::span<const SamplingParams> params,
+                           std::span<const uint64_t> token_indices, int32_t* ids,
+                           float* chosen) = 0;
+};
+
+struct BackendCapabilities {
+  GraphCapture* graph_capture = nullptr;      // null: ops always run directly
+  DeviceSampling* device_sampling = nullptr;  // null: rows are copied to the host
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -59,15 +168,21 @@ class Backend {
   // backend's kernels, bumped whenever a reduction order or any bit-deciding operation changes.
   virtual std::string numerics() const = 0;
   virtual std::string kernel_version() const = 0;
+  // The optional interfaces this backend implements (none by default).
+  virtual BackendCapabilities capabilities() { return {}; }
+  // The dtype gemm reads its input rows in (an f32 x is rounded to it first): f32 on the CPU,
+  // bf16 on CUDA. A swiglu output of this dtype is exactly the next GEMM's input.
+  virtual DType gemm_input_dtype() const { return DType::f32; }
 
   // --- set-up (never called inside forward) ---
   virtual Tensor alloc(DType dtype, int64_t rows, int64_t cols) = 0;
   // A weight matrix [rows, cols] from host f32 data, stored as `dtype` (f32 or bf16).
   virtual Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) = 0;
   // Block-quantized weights kept as they are (optional; the loader asks first):
-  // can_hold_blocks(dtype) says whether this backend's embed and matmul read `dtype` (Q8_0, Q4_0,
-  // Q4_1) directly, giving the bits of the dequantized f32 copy (kernels/quant.h, matmul.h).
-  // upload_blocks copies rows * cols / 32 raw GGUF blocks (row-major, cols a multiple of 32).
+  // can_hold_blocks(dtype) says whether this backend's embed and gemm read `dtype` (Q8_0, Q4_0,
+  // Q4_1: kernels/quant.h) directly, giving the bits of the dequantized f32 copy.
+  // upload_blocks copies rows * cols / block-size raw GGUF blocks (row-major, cols a multiple of
+  // the block size).
   virtual bool can_hold_blocks(DType dtype) const {
     (void)dtype;
     return false;
@@ -94,8 +209,8 @@ class Backend {
   virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
   // Stores the weight matrices *parts (one dtype, cols and stride) back to back in one allocation,
   // in order, and points each Tensor at its rows there; values unchanged, the old memory freed
-  // (so no other copy of these Tensors may be used after). Lets matmul_parts run them as one
-  // matmul. Returns false, changing nothing, where the backend does not pack (the default).
+  // (so no other copy of these Tensors may be used after). Lets a GemmOp of parts run as one
+  // GEMM. Returns false, changing nothing, where the backend does not pack (the default).
   virtual bool pack_rows(std::span<Tensor* const> parts) {
     (void)parts;
     return false;
@@ -121,83 +236,32 @@ class Backend {
   // default keeps it until the backend goes).
   virtual void free_tensor(const Tensor& t) { (void)t; }
 
-  // --- recording the ops of a forward pass for replay (CUDA graphs; optional) ---
-  // A backend that can record the ops issued after begin_batch and launch them again as one
-  // unit says so with can_replay(). A recording is only valid for a batch of the same shape
-  // whose device-side inputs (ids, positions, block tables) sit where they sat when it was made;
-  // begin_batch keeps them there, and replay() reports false when they have moved.
-  virtual bool can_replay() const { return false; }
-  // Launches the ops recorded under `key` (after begin_batch); false if there is no valid one.
-  virtual bool replay(uint64_t key) {
-    (void)key;
-    return false;
-  }
-  // Ops issued from here to end_recording are recorded under `key`, not run.
-  virtual void begin_recording(uint64_t key) { (void)key; }
-  // Ends the recording; launches it if `launch`. False if recording failed: the ops have not
-  // run, and the caller must issue them again directly.
-  virtual bool end_recording(uint64_t key, bool launch) {
-    (void)key, (void)launch;
-    return false;
-  }
-
   // --- ops (f32 tensors unless stated) ---
   // Copies the batch's token ids, positions and block tables where the ops below can read them.
   virtual void begin_batch(const ForwardBatch& batch) = 0;
   virtual void embed(const Tensor& table, Tensor out) = 0;  // out[t] = table[tokens[t]] (as f32)
+  // out[m] = (x[m] * r) * w, r = 1 / sqrt(mean(x[m]^2) + eps) (kernels/rows.h); out may alias x.
   virtual void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) = 0;
-  virtual void matmul(const Tensor& x, const Tensor& w, Tensor y) = 0;  // y = x @ w^T
-  virtual void rope(Tensor x, int n_heads) = 0;                      // at the batch positions
+  virtual void gemm(const GemmOp& op) = 0;
+  virtual void rope(const RopeOp& op) = 0;
   virtual void kv_write(int layer, const Tensor& k, const Tensor& v) = 0;
   virtual void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) = 0;
-  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) = 0;
-  virtual void add_inplace(Tensor y, const Tensor& x) = 0;
-  // Fused forms of the sequences the model runs. Each is defined as the composition its default
-  // runs, with those ops' bits; a backend overrides one only where its fused version gives
-  // exactly the same bits for every batch (or it must bump kernel_version).
-  // y[i] = x @ w[i]^T for each i (q, k, v from one input). Default: matmul per part, in order.
-  virtual void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y);
-  // out = silu(x @ w_gate^T) * (x @ w_up^T) (F.silu(gate) * up); `up` [rows, F] is scratch.
-  // Default: matmul(x, w_gate, out), matmul(x, w_up, up), silu_mul(out, up, out).
-  virtual void matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
-                             Tensor up);
-  // y += x @ w^T (the residual add); `scratch` [rows, w.rows]. Default: matmul(x, w, scratch),
-  // add_inplace(y, scratch).
-  virtual void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch);
-  // The SwiGLU MLP added to the residual: x += (silu(h Wg^T) * (h Wu^T)) Wd^T. h [rows, D] is
-  // overwritten (scratch), gate and up [rows, F] are scratch. Default:
-  // matmul_swiglu(h, w_gate, w_up, gate, up), matmul_add(gate, w_down, x, h).
-  virtual void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
-                       Tensor x, Tensor gate, Tensor up);
-  // y[t, :] += bias[0, :] for every row t (bias [1, cols]), after the matmul that made y (R3).
-  // Models with attention biases (Qwen2, attention_bias) need it; the default throws bx::Error
-  // naming the backend, so a backend without it fails clearly on those models only.
-  virtual void add_bias(Tensor y, const Tensor& bias);
-  // Per-head RMSNorm (weights q_norm / k_norm [1, head_dim]; skipped where null) then RoPE at
-  // the batch positions, of q [T, n_heads * head_dim] and k [T, n_kv_heads * head_dim], in place.
-  // Exactly rmsnorm over each head as a row, then rope(q, n_heads) and rope(k, n_kv_heads): the
-  // default makes those calls; a backend may fuse them only with the same bits.
-  virtual void qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, const Tensor* q_norm,
-                            const Tensor* k_norm, float eps);
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
-  virtual void copy_to_host(const Tensor& x, float* host) = 0;       // [rows, cols] densely
-  // Greedy choice per row, without moving the rows to the host: ids[r] = argmax(logits[r])
-  // (ties to the lowest id, NaNs skipped, 0 if all NaN: bx::argmax, kernels/rows.h) and
-  // chosen[r] = logprobs[r, ids[r]], for r < logits.rows (host arrays). logprobs is
-  // log_softmax(logits). The default copies each row to the host and calls bx::argmax.
-  virtual void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
-                           float* chosen);
-  // Seeded sampling per row without moving the rows to the host: ids[r] and chosen[r] are what
-  // Sampler::sample(logits[r], logprobs[r], params[r], token_indices[r]) returns, bit for bit
-  // (sampling/sampler.h; temperature 0 is the greedy choice), for r < logits.rows; params and
-  // token_indices have logits.rows entries. Throws bx::Error for invalid params (bx::validate).
-  // can_sample_rows() says whether the device does it (the engine then uses it); the default
-  // copies each row to the host and runs the Sampler there.
-  virtual bool can_sample_rows() const { return false; }
-  virtual void sample_rows(const Tensor& logits, const Tensor& logprobs,
-                           std::span<const SamplingParams> params,
-                           std::span<const uint64_t> token_indices, int32_t* ids, float* chosen);
+  virtual void copy_to_host(const Tensor& x, float* host) = 0;  // [rows, cols] densely
+  // x (f32, from alloc) = host [rows, cols] densely: activations set from outside a forward pass
+  // (tests, tools); weights go through upload_matrix, which may store them in another dtype.
+  virtual void copy_from_host(const float* host, Tensor x) = 0;
 };
+
+// The greedy choice per row (DeviceSampling::greedy_rows' contract): on the device where the
+// backend can, else each row copied to the host and bx::argmax.
+void greedy_rows(Backend& backend, const Tensor& logits, const Tensor& logprobs, int32_t* ids,
+                 float* chosen);
+// Seeded sampling per row (DeviceSampling::sample_rows' contract): on the device where the
+// backend can, else each row copied to the host and the Sampler run there.
+void sample_rows(Backend& backend, const Tensor& logits, const Tensor& logprobs,
+                 std::span<const SamplingParams> params, std::span<const uint64_t> token_indices,
+                 int32_t* ids, float* chosen);
 
 }  // namespace bx

@@ -132,8 +132,78 @@ void CpuBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   bx::matmul(args, pool_);
 }
 
-void CpuBackend::rope(Tensor x, int n_heads) {
-  rope_inplace(f32(x), x.stride, batch_.positions.data(), x.rows, n_heads, rope_table_, pool_);
+void CpuBackend::add_bias(Tensor y, const Tensor& bias) {
+  check_f32(bias, "bias");
+  BX_CHECK(bias.rows == 1 && bias.cols == y.cols,
+           "cpu backend: bias of " + std::to_string(bias.cols) + " columns for rows of " +
+               std::to_string(y.cols));
+  // Row stride 0: the one bias row is added to every row of y.
+  bx::add_inplace(f32(y), y.stride, f32(bias), 0, y.rows, y.cols, pool_);
+}
+
+void CpuBackend::gemm(const GemmOp& op) {
+  check_gemm_op(op, "cpu backend");
+  check_f32(op.x, "gemm input");
+  const int64_t M = op.x.rows, N = op.w[0].rows;
+  switch (op.epilogue) {
+    case GemmEpilogue::store:
+      for (int i = 0; i < op.n_parts; ++i) {
+        matmul(op.x, op.w[i], op.y[i]);
+        if (op.bias[i].data != nullptr) add_bias(op.y[i], op.bias[i]);
+      }
+      return;
+    case GemmEpilogue::accumulate: {
+      check_f32(op.y[0], "gemm output");
+      Tensor t = op.scratch.rows_view(0, M);
+      t.cols = N;
+      matmul(op.x, op.w[0], t);
+      if (op.bias[0].data != nullptr) add_bias(t, op.bias[0]);
+      bx::add_inplace(f32(op.y[0]), op.y[0].stride, f32(t), t.stride, M, N, pool_);
+      return;
+    }
+    case GemmEpilogue::swiglu: {
+      check_f32(op.y[0], "gemm output");
+      Tensor up = op.scratch.rows_view(0, M);
+      up.cols = N;
+      matmul(op.x, op.w[0], op.y[0]);
+      matmul(op.x, op.w_up, up);
+      bx::silu_mul(f32(op.y[0]), op.y[0].stride, f32(up), up.stride, f32(op.y[0]), op.y[0].stride,
+                   M, N, pool_);
+      return;
+    }
+  }
+}
+
+// rmsnorm of every head of x [T, n_heads * Dh] as a row: one call over [T * n_heads, Dh] when the
+// rows are dense, else one call per head (rows are independent, so the same bits).
+void CpuBackend::norm_heads(const Tensor& x, int n_heads, const Tensor& w, float eps) {
+  check_f32(w, "q/k norm weight");
+  const int64_t head_dim = w.cols;
+  BX_CHECK(w.rows == 1 && x.cols == int64_t{n_heads} * head_dim,
+           "cpu backend: rope: " + std::to_string(x.cols) + " columns are not " +
+               std::to_string(n_heads) + " heads of the norm's " + std::to_string(head_dim));
+  if (x.stride == x.cols) {
+    bx::rmsnorm(f32(x), head_dim, f32(w), eps, f32(x), head_dim, x.rows * n_heads, head_dim, pool_);
+    return;
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* head = f32(x) + int64_t{h} * head_dim;
+    bx::rmsnorm(head, x.stride, f32(w), eps, head, x.stride, x.rows, head_dim, pool_);
+  }
+}
+
+void CpuBackend::rope(const RopeOp& op) {
+  check_f32(op.q, "rope q");
+  const bool has_k = op.k.data != nullptr;
+  if (has_k) check_f32(op.k, "rope k");
+  if (op.q_norm.data != nullptr) norm_heads(op.q, op.n_heads, op.q_norm, op.eps);
+  if (has_k && op.k_norm.data != nullptr) norm_heads(op.k, op.n_kv_heads, op.k_norm, op.eps);
+  rope_inplace(f32(op.q), op.q.stride, batch_.positions.data(), op.q.rows, op.n_heads, rope_table_,
+               pool_);
+  if (has_k) {
+    rope_inplace(f32(op.k), op.k.stride, batch_.positions.data(), op.k.rows, op.n_kv_heads,
+                 rope_table_, pool_);
+  }
 }
 
 void CpuBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
@@ -156,24 +226,6 @@ void CpuBackend::attention(int layer, const Tensor& q, int n_heads, float scale,
   bx::attention(args, pool_);
 }
 
-void CpuBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
-  bx::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(out), out.stride, gate.rows,
-               gate.cols, pool_);
-}
-
-void CpuBackend::add_inplace(Tensor y, const Tensor& x) {
-  bx::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, pool_);
-}
-
-void CpuBackend::add_bias(Tensor y, const Tensor& bias) {
-  check_f32(bias, "bias");
-  BX_CHECK(bias.rows == 1 && bias.cols == y.cols,
-           "cpu backend: bias of " + std::to_string(bias.cols) + " columns for rows of " +
-               std::to_string(y.cols));
-  // Row stride 0: the one bias row is added to every row of y.
-  bx::add_inplace(f32(y), y.stride, f32(bias), 0, y.rows, y.cols, pool_);
-}
-
 void CpuBackend::gather_logit_rows(const Tensor& x, Tensor out) {
   for (int64_t r = 0; r < out.rows; ++r) {
     std::memcpy(f32(out) + r * out.stride, f32(x) + batch_.logit_rows[r] * x.stride,
@@ -188,6 +240,14 @@ void CpuBackend::log_softmax(const Tensor& x, Tensor out) {
 void CpuBackend::copy_to_host(const Tensor& x, float* host) {
   for (int64_t r = 0; r < x.rows; ++r) {
     std::memcpy(host + r * x.cols, f32(x) + r * x.stride,
+                static_cast<size_t>(x.cols) * sizeof(float));
+  }
+}
+
+void CpuBackend::copy_from_host(const float* host, Tensor x) {
+  check_f32(x, "copy_from_host destination");
+  for (int64_t r = 0; r < x.rows; ++r) {
+    std::memcpy(f32(x) + r * x.stride, host + r * x.cols,
                 static_cast<size_t>(x.cols) * sizeof(float));
   }
 }

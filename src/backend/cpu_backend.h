@@ -1,4 +1,5 @@
 // The CPU backend: the Backend ops on host memory, through the invariant kernels in kernels/.
+// It runs every fusion unfused: its op sequences define the bits (GemmOp, RopeOp).
 #pragma once
 
 #include <memory>
@@ -35,16 +36,15 @@ class CpuBackend final : public Backend {
   void begin_batch(const ForwardBatch& batch) override;
   void embed(const Tensor& table, Tensor out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override;
-  void matmul(const Tensor& x, const Tensor& w, Tensor y) override;
-  void rope(Tensor x, int n_heads) override;
+  // The epilogues as GemmOp defines them: matmul, then the row kernels (kernels/rows.h).
+  void gemm(const GemmOp& op) override;
+  void rope(const RopeOp& op) override;
   void kv_write(int layer, const Tensor& k, const Tensor& v) override;
   void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
-  void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
-  void add_inplace(Tensor y, const Tensor& x) override;
-  void add_bias(Tensor y, const Tensor& bias) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
+  void copy_from_host(const float* host, Tensor x) override;
 
  private:
   struct AlignedFree {
@@ -52,6 +52,9 @@ class CpuBackend final : public Backend {
   };
   void* allocate_bytes(size_t bytes);
   KvLayerView kv_layer(int layer) const;
+  void matmul(const Tensor& x, const Tensor& w, Tensor y);  // y = x @ w^T
+  void add_bias(Tensor y, const Tensor& bias);              // y[t] += bias[0] for every row t
+  void norm_heads(const Tensor& x, int n_heads, const Tensor& w, float eps);
 
   ThreadPool pool_;
   ReductionOrder order_ = ReductionOrder::canonical;

@@ -104,7 +104,6 @@ struct CudaBackend::State {
   // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
   // and the widest weight uploaded (max_k_padded), so forward never allocates.
   GrowBuffer<uint16_t> x_bf16;
-  GrowBuffer<uint16_t> act_bf16;  // mlp_add: silu(gate) * up in bf16, the same capacity
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
   // greedy_rows' results on the device: [rows] ids and chosen logprobs.
@@ -129,7 +128,7 @@ struct CudaBackend::State {
   // Changes whenever a device buffer that recorded ops read or write moves.
   int64_t layout() const {
     return tokens.moves + positions.moves + table_offsets.moves + tables.moves + logit_rows.moves +
-           x_bf16.moves + act_bf16.moves + kv_moves;
+           x_bf16.moves + kv_moves;
   }
 
   cuda::PagedKv kv_layer(int layer) const {
@@ -365,7 +364,6 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
   s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
   s.x_bf16.ensure(s.x_bf16_capacity);
-  s.act_bf16.ensure(s.x_bf16_capacity);
 }
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
@@ -387,21 +385,14 @@ void CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor ou
                 state_->stream);
 }
 
-void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
-  check_f32(x, "matmul input");
-  check_f32(y, "matmul output");
-  BX_CHECK(w.dtype == DType::bf16, "cuda backend: matmul weights must be BF16 (upload_matrix)");
-  BX_CHECK(x.cols == w.cols && y.cols == w.rows && y.rows == x.rows,
-           "cuda backend: matmul shapes do not match: x [" + std::to_string(x.rows) + ", " +
-               std::to_string(x.cols) + "], W [" + std::to_string(w.rows) + ", " +
-               std::to_string(w.cols) + "], y [" + std::to_string(y.rows) + ", " +
-               std::to_string(y.cols) + "]");
+void CudaBackend::matmul(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate) {
+  check_f32(y, "gemm output");
+  BX_CHECK(w.dtype == DType::bf16, "cuda backend: gemm weights must be BF16 (upload_matrix)");
   State& s = *state_;
-  const int64_t M = x.rows, Kp = w.stride;
-  const uint16_t* xb = bf16_rows(x, Kp);
+  const int64_t M = y.rows, Kp = w.stride;
   cuda::GemmArgs args;
-  args.x = xb;
-  args.x_stride = Kp;
+  args.x = in.x;
+  args.x_stride = in.stride;
   args.w = static_cast<const uint16_t*>(w.data);
   args.w_stride = w.stride;
   args.y = f32(y);
@@ -409,15 +400,18 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   args.M = M;
   args.N = w.rows;
   args.K = Kp;
+  args.accumulate = accumulate;
   if (mode_ == Mode::fast) {
+    BX_CHECK(!accumulate, "cuda backend: fast mode has no accumulating GEMM");
     cuda::gemm_bf16_cublas(args, s.stream);
   } else if (order_ == ReductionOrder::split_k_by_m) {
+    BX_CHECK(!accumulate, "cuda backend: the split-K control has no accumulating GEMM");
     // Negative control (matmul.h): K in 1 + M % 3 parts of 16-aligned length, added in order.
     const int64_t parts = 1 + M % 3;
     const int64_t part = std::max<int64_t>(16, (Kp / parts + 15) / 16 * 16);
     for (int64_t k0 = 0; k0 < Kp; k0 += part) {
       cuda::GemmArgs piece = args;
-      piece.x = xb + k0;
+      piece.x = in.x + k0;
       piece.w = static_cast<const uint16_t*>(w.data) + k0;
       piece.K = std::min(part, Kp - k0);
       piece.accumulate = k0 > 0;
@@ -428,13 +422,27 @@ void CudaBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   }
 }
 
-const uint16_t* CudaBackend::bf16_rows(const Tensor& x, int64_t Kp) {
+CudaBackend::GemmInput CudaBackend::gemm_input(const Tensor& x, int64_t Kp) {
+  if (x.dtype == DType::bf16) {  // rounded already (a swiglu output), zeros in [cols, stride)
+    BX_CHECK(x.stride >= Kp && x.stride % 8 == 0,
+             "cuda backend: a BF16 gemm input needs a row stride of at least " +
+                 std::to_string(Kp) + " elements, a multiple of 8 (alloc gives one)");
+    return {static_cast<const uint16_t*>(x.data), x.stride};
+  }
+  check_f32(x, "gemm input");
   State& s = *state_;
   BX_CHECK(static_cast<size_t>(x.rows * Kp) <= s.x_bf16_capacity,
-           "cuda backend: matmul of " + std::to_string(x.rows) + " rows exceeds the batch");
+           "cuda backend: gemm of " + std::to_string(x.rows) + " rows exceeds the batch");
   uint16_t* xb = s.x_bf16.buf.get<uint16_t>();
   cuda::to_bf16_padded(f32(x), x.stride, xb, Kp, x.rows, x.cols, Kp, s.stream);
-  return xb;
+  return {xb, Kp};
+}
+
+void CudaBackend::add_bias(Tensor y, const Tensor& bias) {
+  check_f32(y, "bias output");
+  check_f32(bias, "bias");
+  // Row stride 0: the one bias row is added to every row of y (y = y + b, one f32 add).
+  cuda::add_inplace(f32(y), y.stride, f32(bias), 0, y.rows, y.cols, state_->stream);
 }
 
 bool CudaBackend::fusing() const {
@@ -480,177 +488,181 @@ bool CudaBackend::pack_rows(std::span<Tensor* const> parts) {
   return true;
 }
 
-void CudaBackend::matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) {
-  BX_CHECK(w.size() == y.size(), "cuda backend: matmul_parts needs one output per weight matrix");
-  // One GEMM when the parts' rows lie back to back (pack_rows) and each later part starts at a
-  // multiple of 8 rows (gemm.h's parts); otherwise one matmul per part.
-  bool one_gemm = fusing() && !w.empty() && w.size() <= 1 + cuda::GemmArgs::kMaxParts;
+void CudaBackend::gemm(const GemmOp& op) {
+  check_gemm_op(op, "cuda backend");
+  BX_CHECK(op.x.dtype == DType::f32 || op.x.dtype == DType::bf16,
+           "cuda backend: gemm input must be F32 or BF16");
+  for (int i = 0; i < op.n_parts; ++i) {
+    BX_CHECK(op.w[i].dtype == DType::bf16 && op.w[i].stride == op.w[0].stride,
+             "cuda backend: gemm weights must be BF16 (upload_matrix) of one row stride");
+  }
+  switch (op.epilogue) {
+    case GemmEpilogue::store:
+      gemm_store(op);
+      return;
+    case GemmEpilogue::accumulate:
+      gemm_accumulate(op);
+      return;
+    case GemmEpilogue::swiglu:
+      gemm_swiglu(op);
+      return;
+  }
+}
+
+// y_i = x W_i^T (+ b_i). One GEMM over all parts when their rows lie back to back (pack_rows) and
+// each later part starts at a multiple of 8 rows (gemm.h's parts: each element is still its own
+// chain, so the bits of one GEMM per part); then the biases, each one f32 add after the chain.
+void CudaBackend::gemm_store(const GemmOp& op) {
+  const int64_t Kp = op.w[0].stride;
+  bool one_gemm = fusing() && op.n_parts > 1 && op.n_parts <= 1 + cuda::GemmArgs::kMaxParts;
   int64_t n_total = 0;
-  for (size_t i = 0; one_gemm && i < w.size(); ++i) {
-    const auto* expected = static_cast<const uint16_t*>(w[0].data) + n_total * w[0].stride;
-    one_gemm = w[i].dtype == DType::bf16 && w[i].data == expected && w[i].stride == w[0].stride &&
-               w[i].cols == x.cols && y[i].dtype == DType::f32 && y[i].rows == x.rows &&
-               y[i].cols == w[i].rows && (i == 0 || n_total % 8 == 0);
-    n_total += w[i].rows;
+  for (int i = 0; one_gemm && i < op.n_parts; ++i) {
+    const auto* expected = static_cast<const uint16_t*>(op.w[0].data) + n_total * Kp;
+    one_gemm =
+        op.w[i].data == expected && op.y[i].dtype == DType::f32 && (i == 0 || n_total % 8 == 0);
+    n_total += op.w[i].rows;
   }
-  if (!one_gemm || x.dtype != DType::f32) {
-    Backend::matmul_parts(x, w, y);
+  if (one_gemm) {
+    const GemmInput in = gemm_input(op.x, Kp);
+    cuda::GemmArgs args;
+    args.x = in.x;
+    args.x_stride = in.stride;
+    args.w = static_cast<const uint16_t*>(op.w[0].data);
+    args.w_stride = Kp;
+    args.y = f32(op.y[0]);
+    args.y_stride = op.y[0].stride;
+    args.M = op.x.rows;
+    args.N = n_total;
+    args.K = Kp;
+    int64_t first_col = op.w[0].rows;
+    for (int i = 1; i < op.n_parts; ++i) {
+      args.parts[args.n_parts++] = cuda::GemmOutputPart{first_col, f32(op.y[i]), op.y[i].stride};
+      first_col += op.w[i].rows;
+    }
+    cuda::gemm_bf16(args, state_->stream);
+    ++fused_gemms_;
+  } else {
+    for (int i = 0; i < op.n_parts; ++i) matmul(gemm_input(op.x, Kp), op.w[i], op.y[i]);
+  }
+  for (int i = 0; i < op.n_parts; ++i) {
+    if (op.bias[i].data != nullptr) add_bias(op.y[i], op.bias[i]);
+  }
+}
+
+// y = y + (x W^T (+ b)). Without a bias, one GEMM whose epilogue adds its chains to y (gemm.h
+// "accumulate": y + chain, add_inplace's one f32 add); with one, the chain and the bias in the
+// scratch rows first, so the sum is y + (chain + b) as GemmOp defines it.
+void CudaBackend::gemm_accumulate(const GemmOp& op) {
+  const Tensor& w = op.w[0];
+  const Tensor& y = op.y[0];
+  check_f32(y, "gemm output");
+  const GemmInput in = gemm_input(op.x, w.stride);
+  if (fusing() && op.bias[0].data == nullptr) {
+    matmul(in, w, y, /*accumulate=*/true);
+    ++fused_gemms_;
     return;
   }
-  State& s = *state_;
-  const int64_t Kp = w[0].stride;
-  cuda::GemmArgs args;
-  args.x = bf16_rows(x, Kp);
-  args.x_stride = Kp;
-  args.w = static_cast<const uint16_t*>(w[0].data);
-  args.w_stride = Kp;
-  args.y = f32(y[0]);
-  args.y_stride = y[0].stride;
-  args.M = x.rows;
-  args.N = n_total;
-  args.K = Kp;
-  int64_t first_col = w[0].rows;
-  for (size_t i = 1; i < w.size(); ++i) {
-    args.parts[args.n_parts++] = cuda::GemmOutputPart{first_col, f32(y[i]), y[i].stride};
-    first_col += w[i].rows;
-  }
-  cuda::gemm_bf16(args, s.stream);
-  ++fused_gemms_;
+  Tensor t = op.scratch.rows_view(0, op.x.rows);
+  t.cols = w.rows;
+  matmul(in, w, t);
+  if (op.bias[0].data != nullptr) add_bias(t, op.bias[0]);
+  cuda::add_inplace(f32(y), y.stride, f32(t), t.stride, y.rows, y.cols, state_->stream);
 }
 
-void CudaBackend::matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
-                                Tensor out, Tensor up) {
-  const bool gated = fusing() && x.dtype == DType::f32 && out.dtype == DType::f32 &&
-                     w_gate.dtype == DType::bf16 && w_up.dtype == DType::bf16 &&
-                     w_gate.stride == w_up.stride && w_gate.rows == w_up.rows &&
-                     w_gate.cols == w_up.cols && w_gate.cols == x.cols && out.rows == x.rows &&
-                     out.cols == w_gate.rows;
-  if (!gated) {
-    Backend::matmul_swiglu(x, w_gate, w_up, out, up);
+// y = silu(x Wg^T) * (x Wu^T): one gated GEMM (gemm.h) whose epilogue evaluates silu_mul's f32
+// expression on the two chains; into a BF16 y it stores the rounding to_bf16_padded would give,
+// with +0 up to the padded row (the next GEMM's input, bit for bit). Unfused: the two matmuls,
+// silu_mul, and (BF16 y) to_bf16_padded.
+void CudaBackend::gemm_swiglu(const GemmOp& op) {
+  const Tensor& wg = op.w[0];
+  const Tensor& y = op.y[0];
+  const int64_t M = op.x.rows, N = wg.rows, Np = round_up8(N);
+  const bool to_bf16 = y.dtype == DType::bf16;
+  BX_CHECK(y.dtype == DType::f32 || (to_bf16 && y.stride % 8 == 0 && y.stride >= Np),
+           "cuda backend: a swiglu output must be F32, or BF16 rows padded to a multiple of 8");
+  const GemmInput in = gemm_input(op.x, wg.stride);
+  if (fusing() && op.w_up.stride == wg.stride) {
+    cuda::GemmArgs args;
+    args.x = in.x;
+    args.x_stride = in.stride;
+    args.w = static_cast<const uint16_t*>(wg.data);
+    args.w_up = static_cast<const uint16_t*>(op.w_up.data);
+    args.w_stride = wg.stride;
+    if (to_bf16) {
+      args.y_bf16 = static_cast<uint16_t*>(y.data);
+    } else {
+      args.y = f32(y);
+    }
+    args.y_stride = y.stride;
+    args.M = M;
+    args.N = N;
+    args.K = wg.stride;
+    cuda::gemm_bf16(args, state_->stream);
+    ++fused_gemms_;
     return;
   }
-  State& s = *state_;
-  const int64_t Kp = w_gate.stride;
-  cuda::GemmArgs args;
-  args.x = bf16_rows(x, Kp);
-  args.x_stride = Kp;
-  args.w = static_cast<const uint16_t*>(w_gate.data);
-  args.w_up = static_cast<const uint16_t*>(w_up.data);
-  args.w_stride = Kp;
-  args.y = f32(out);
-  args.y_stride = out.stride;
-  args.M = x.rows;
-  args.N = w_gate.rows;
-  args.K = Kp;
-  cuda::gemm_bf16(args, s.stream);
-  ++fused_gemms_;
-}
-
-void CudaBackend::matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) {
-  const bool one_gemm = fusing() && x.dtype == DType::f32 && y.dtype == DType::f32 &&
-                        w.dtype == DType::bf16 && x.cols == w.cols && y.rows == x.rows &&
-                        y.cols == w.rows;
-  if (!one_gemm) {
-    Backend::matmul_add(x, w, y, scratch);
-    return;
+  Tensor up = op.scratch.rows_view(0, M);
+  up.cols = N;
+  Tensor gate = y;
+  if (to_bf16) {  // the gate in the scratch's second half
+    gate = up;
+    gate.data = f32(up) + N;
   }
-  State& s = *state_;
-  const int64_t Kp = w.stride;
-  cuda::GemmArgs args;
-  args.x = bf16_rows(x, Kp);
-  args.x_stride = Kp;
-  args.w = static_cast<const uint16_t*>(w.data);
-  args.w_stride = Kp;
-  args.y = f32(y);
-  args.y_stride = y.stride;
-  args.M = x.rows;
-  args.N = w.rows;
-  args.K = Kp;
-  args.accumulate = true;  // y = y + chain: add_inplace's y + (x W^T), one f32 add
-  cuda::gemm_bf16(args, s.stream);
-  ++fused_gemms_;
-}
-
-void CudaBackend::mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down,
-                          Tensor x, Tensor gate, Tensor up) {
-  const int64_t F = w_gate.rows, Fp = w_down.stride;
-  const bool two_gemms =
-      fusing() && h.dtype == DType::f32 && x.dtype == DType::f32 && w_gate.dtype == DType::bf16 &&
-      w_up.dtype == DType::bf16 && w_down.dtype == DType::bf16 && w_gate.stride == w_up.stride &&
-      w_up.rows == F && w_gate.cols == h.cols && w_up.cols == h.cols && w_down.cols == F &&
-      Fp == round_up8(F) && x.rows == h.rows && x.cols == w_down.rows;
-  if (!two_gemms) {
-    Backend::mlp_add(h, w_gate, w_up, w_down, x, gate, up);
-    return;
+  matmul(in, wg, gate);
+  matmul(gemm_input(op.x, op.w_up.stride), op.w_up, up);
+  cuda::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(gate), gate.stride, M, N,
+                 state_->stream);
+  if (to_bf16) {
+    cuda::to_bf16_padded(f32(gate), gate.stride, static_cast<uint16_t*>(y.data), y.stride, M, N, Np,
+                         state_->stream);
   }
-  State& s = *state_;
-  BX_CHECK(static_cast<size_t>(h.rows * Fp) <= s.x_bf16_capacity,
-           "cuda backend: mlp_add of " + std::to_string(h.rows) + " rows exceeds the batch");
-  uint16_t* act = s.act_bf16.buf.get<uint16_t>();
-  // act [rows, Fp] = bf16(silu(h Wg^T) * (h Wu^T)), +0 in columns [F, Fp).
-  cuda::GemmArgs gated;
-  gated.x = bf16_rows(h, w_gate.stride);
-  gated.x_stride = w_gate.stride;
-  gated.w = static_cast<const uint16_t*>(w_gate.data);
-  gated.w_up = static_cast<const uint16_t*>(w_up.data);
-  gated.w_stride = w_gate.stride;
-  gated.y_bf16 = act;
-  gated.y_stride = Fp;
-  gated.M = h.rows;
-  gated.N = F;
-  gated.K = w_gate.stride;
-  cuda::gemm_bf16(gated, s.stream);
-  // x = x + act Wd^T (one f32 add after the chain, as add_inplace).
-  cuda::GemmArgs down;
-  down.x = act;
-  down.x_stride = Fp;
-  down.w = static_cast<const uint16_t*>(w_down.data);
-  down.w_stride = Fp;
-  down.y = f32(x);
-  down.y_stride = x.stride;
-  down.M = h.rows;
-  down.N = w_down.rows;
-  down.K = Fp;
-  down.accumulate = true;
-  cuda::gemm_bf16(down, s.stream);
-  fused_gemms_ += 2;
 }
 
-void CudaBackend::rope(Tensor x, int n_heads) {
-  check_f32(x, "rope input");
-  cuda::rope_inplace(f32(x), x.stride, state_->batch.positions, x.rows, n_heads, state_->rope,
-                     state_->stream);
-}
-
-void CudaBackend::qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads,
-                               const Tensor* q_norm, const Tensor* k_norm, float eps) {
+void CudaBackend::rope(const RopeOp& op) {
+  check_f32(op.q, "rope q");
+  const bool has_k = op.k.data != nullptr;
+  if (has_k) check_f32(op.k, "rope k");
   const int head_dim = state_->rope.head_dim;
-  const auto norm_fits = [&](const Tensor* w) { return w == nullptr || w->cols == head_dim; };
-  if (!cuda::qk_norm_rope_fusable(state_->rope) || !norm_fits(q_norm) || !norm_fits(k_norm) ||
-      q.cols != int64_t{n_heads} * head_dim || k.cols != int64_t{n_kv_heads} * head_dim ||
-      k.rows != q.rows) {
-    Backend::qk_norm_rope(q, n_heads, k, n_kv_heads, q_norm, k_norm, eps);  // checks and says
+  const auto norm_fits = [&](const Tensor& w) {
+    if (w.data == nullptr) return true;
+    check_f32(w, "q/k norm weight");
+    return w.cols == head_dim;
+  };
+  const int32_t* positions = state_->batch.positions;
+  if (has_k && cuda::qk_norm_rope_fusable(state_->rope) && norm_fits(op.q_norm) &&
+      norm_fits(op.k_norm) && op.q.cols == int64_t{op.n_heads} * head_dim &&
+      op.k.cols == int64_t{op.n_kv_heads} * head_dim && op.k.rows == op.q.rows) {
+    cuda::QkNormRopeArgs args;
+    args.q = f32(op.q);
+    args.q_stride = op.q.stride;
+    args.n_heads = op.n_heads;
+    args.k = f32(op.k);
+    args.k_stride = op.k.stride;
+    args.n_kv_heads = op.n_kv_heads;
+    args.q_norm = op.q_norm.data != nullptr ? f32(op.q_norm) : nullptr;
+    args.k_norm = op.k_norm.data != nullptr ? f32(op.k_norm) : nullptr;
+    args.eps = op.eps;
+    cuda::qk_norm_rope_inplace(args, positions, op.q.rows, state_->rope, state_->stream);
     return;
   }
-  check_f32(q, "qk_norm_rope q");
-  check_f32(k, "qk_norm_rope k");
-  cuda::QkNormRopeArgs args;
-  args.q = f32(q);
-  args.q_stride = q.stride;
-  args.n_heads = n_heads;
-  args.k = f32(k);
-  args.k_stride = k.stride;
-  args.n_kv_heads = n_kv_heads;
-  if (q_norm != nullptr) {
-    check_f32(*q_norm, "q_norm weight");
-    args.q_norm = f32(*q_norm);
+  // Unfused: rmsnorm of every head as a row, then rope of q and of k (the same bits).
+  const auto norm_heads = [&](const Tensor& x, int n_heads, const Tensor& w) {
+    BX_CHECK(w.rows == 1 && x.cols == int64_t{n_heads} * w.cols,
+             "cuda backend: rope: " + std::to_string(x.cols) + " columns are not " +
+                 std::to_string(n_heads) + " heads of the norm's " + std::to_string(w.cols));
+    for (int h = 0; h < n_heads; ++h) {
+      float* head = f32(x) + int64_t{h} * w.cols;
+      cuda::rmsnorm(head, x.stride, f32(w), op.eps, head, x.stride, x.rows, w.cols, state_->stream);
+    }
+  };
+  if (op.q_norm.data != nullptr) norm_heads(op.q, op.n_heads, op.q_norm);
+  if (has_k && op.k_norm.data != nullptr) norm_heads(op.k, op.n_kv_heads, op.k_norm);
+  cuda::rope_inplace(f32(op.q), op.q.stride, positions, op.q.rows, op.n_heads, state_->rope,
+                     state_->stream);
+  if (has_k) {
+    cuda::rope_inplace(f32(op.k), op.k.stride, positions, op.k.rows, op.n_kv_heads, state_->rope,
+                       state_->stream);
   }
-  if (k_norm != nullptr) {
-    check_f32(*k_norm, "k_norm weight");
-    args.k_norm = f32(*k_norm);
-  }
-  args.eps = eps;
-  cuda::qk_norm_rope_inplace(args, state_->batch.positions, q.rows, state_->rope, state_->stream);
 }
 
 void CudaBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
@@ -684,15 +696,6 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
   cuda::attention(args, state_->stream);
 }
 
-void CudaBackend::silu_mul(const Tensor& gate, const Tensor& up, Tensor out) {
-  cuda::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(out), out.stride, gate.rows,
-                 gate.cols, state_->stream);
-}
-
-void CudaBackend::add_inplace(Tensor y, const Tensor& x) {
-  cuda::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, state_->stream);
-}
-
 void CudaBackend::gather_logit_rows(const Tensor& x, Tensor out) {
   BX_CHECK(out.rows == state_->logit_row_count,
            "cuda backend: gather_logit_rows output must have one row per logit row");
@@ -712,6 +715,16 @@ void CudaBackend::copy_to_host(const Tensor& x, float* host) {
                                static_cast<size_t>(x.rows), cudaMemcpyDeviceToHost, state_->stream),
              "cudaMemcpy2DAsync (copy_to_host)");
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (forward)");
+}
+
+void CudaBackend::copy_from_host(const float* host, Tensor x) {
+  check_f32(x, "copy_from_host destination");
+  check_cuda(cudaMemcpy2DAsync(x.data, static_cast<size_t>(x.stride) * sizeof(float), host,
+                               static_cast<size_t>(x.cols) * sizeof(float),
+                               static_cast<size_t>(x.cols) * sizeof(float),
+                               static_cast<size_t>(x.rows), cudaMemcpyHostToDevice, state_->stream),
+             "cudaMemcpy2DAsync (copy_from_host)");
+  check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (copy_from_host)");
 }
 
 void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,

@@ -10,15 +10,16 @@
 // Invariance: every op is a kernel whose reduction order depends on shapes only (see each header
 // in kernels/cuda/); Mode::fast swaps the GEMM for cuBLAS (R8, labelled in name()).
 //
-// Fused ops (invariant mode): matmul_parts runs q | k | v as one GEMM over their rows packed back
-// to back (pack_rows), with the output split by columns; matmul_swiglu is one gated GEMM whose
-// epilogue writes silu(gate) * up; matmul_add is one GEMM that adds its chains to the residual
-// (gemm.h "accumulate"); mlp_add is the gated GEMM writing bf16 (the rounding the down
-// projection's input gets anyway) and the down GEMM adding into the residual. Each gives the
-// unfused ops' bits (the GEMM's elements do not depend on N, and the epilogues evaluate the unfused
-// kernels' f32 expressions on the same chains; tests/cuda checks both), so the kernel version does
-// not change. set_fused(false) runs the unfused ops, to measure the difference. Fast mode and the
-// split-K negative control always run them unfused.
+// Fused epilogues (invariant mode, GemmOp): a store of parts runs q | k | v as one GEMM over their
+// rows packed back to back (pack_rows), with the output split by columns; swiglu is one gated GEMM
+// whose epilogue writes silu(gate) * up, as bf16 into a BF16 output (gemm_input_dtype: the rounding
+// the next GEMM's input gets anyway); accumulate without a bias is one GEMM that adds its chains
+// to the residual (gemm.h "accumulate"). Each gives the unfused ops' bits (the GEMM's elements do
+// not depend on N, and the epilogues evaluate the unfused kernels' f32 expressions on the same
+// chains; tests/cuda checks both), so the kernel version does not change. Biases are one f32 add
+// after the chain (the add_inplace kernel with a broadcast row). set_fused(false) runs the unfused
+// ops, to measure the difference. Fast mode and the split-K negative control always run them
+// unfused.
 //
 // Only built when nvcc is found (BITEXACT_HAVE_CUDA). Ops run asynchronously on the backend's
 // stream; copy_to_host synchronises.
@@ -33,7 +34,7 @@
 
 namespace bx {
 
-class CudaBackend final : public Backend {
+class CudaBackend final : public Backend, public GraphCapture, public DeviceSampling {
  public:
   enum class Mode { invariant, fast };
 
@@ -77,13 +78,15 @@ class CudaBackend final : public Backend {
   // drops the recordings (they hold the other ops).
   void set_fused(bool fused);
   bool fused() const { return fused_; }
-  // GEMMs issued by the fused ops so far (one per matmul_parts, matmul_swiglu, matmul_add that
+  // GEMMs issued by fused epilogues so far (one per store of parts, swiglu and accumulate that
   // fused), for tests.
   int64_t fused_gemms() const { return fused_gemms_; }
 
-  // CUDA graphs: stream capture of the ops, instantiated once per key, replayed while the
-  // batch buffers and the KV cache stay where they were.
-  bool can_replay() const override { return true; }
+  // CUDA graphs (GraphCapture): stream capture of the ops, instantiated once per key, replayed
+  // while the batch buffers and the KV cache stay where they were. Device sampling
+  // (DeviceSampling): greedy and seeded choices on the GPU.
+  BackendCapabilities capabilities() override { return {this, this}; }
+  DType gemm_input_dtype() const override { return DType::bf16; }
   bool replay(uint64_t key) override;
   void begin_recording(uint64_t key) override;
   bool end_recording(uint64_t key, bool launch) override;
@@ -91,28 +94,16 @@ class CudaBackend final : public Backend {
   void begin_batch(const ForwardBatch& batch) override;
   void embed(const Tensor& table, Tensor out) override;
   void rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor out) override;
-  void matmul(const Tensor& x, const Tensor& w, Tensor y) override;
-  void rope(Tensor x, int n_heads) override;
-  void qk_norm_rope(Tensor q, int n_heads, Tensor k, int n_kv_heads, const Tensor* q_norm,
-                    const Tensor* k_norm, float eps) override;  // one launch where fusable
+  void gemm(const GemmOp& op) override;
+  void rope(const RopeOp& op) override;  // q/k norm and RoPE in one launch where fusable
   void kv_write(int layer, const Tensor& k, const Tensor& v) override;
   void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
-  void silu_mul(const Tensor& gate, const Tensor& up, Tensor out) override;
-  void add_inplace(Tensor y, const Tensor& x) override;
-  void matmul_parts(const Tensor& x, std::span<const Tensor> w, std::span<Tensor> y) override;
-  void matmul_swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor out,
-                     Tensor up) override;
-  void matmul_add(const Tensor& x, const Tensor& w, Tensor y, Tensor scratch) override;
-  // The gated GEMM writes silu(gate) * up as bf16 straight into the down GEMM's input, which
-  // adds into x: two GEMMs and one conversion (of h).
-  void mlp_add(Tensor h, const Tensor& w_gate, const Tensor& w_up, const Tensor& w_down, Tensor x,
-               Tensor gate, Tensor up) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
+  void copy_from_host(const float* host, Tensor x) override;  // synchronises
   void greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                    float* chosen) override;  // kernels/cuda/greedy.h
-  bool can_sample_rows() const override { return true; }
   void sample_rows(const Tensor& logits, const Tensor& logprobs,
                    std::span<const SamplingParams> params, std::span<const uint64_t> token_indices,
                    int32_t* ids, float* chosen) override;  // kernels/cuda/sample.h
@@ -123,8 +114,19 @@ class CudaBackend final : public Backend {
  private:
   struct State;  // device buffers and the stream (CUDA types stay in the .cu file)
   void* device_bytes(size_t bytes);  // cudaMalloc'd, zeroed, freed with the backend
-  // x's rows rounded to bf16 in the GEMM input buffer, each padded with zeros to Kp columns.
-  const uint16_t* bf16_rows(const Tensor& x, int64_t Kp);
+  // A GEMM's bf16 input rows: x itself where it is BF16 already, else x's rows rounded to bf16
+  // in the GEMM input buffer, each padded with zeros to Kp columns.
+  struct GemmInput {
+    const uint16_t* x;
+    int64_t stride;
+  };
+  GemmInput gemm_input(const Tensor& x, int64_t Kp);
+  // y (+)= in W^T: the invariant GEMM, cuBLAS in fast mode, or the split-K control.
+  void matmul(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate = false);
+  void add_bias(Tensor y, const Tensor& bias);  // y[t] += bias[0] for every row t
+  void gemm_store(const GemmOp& op);
+  void gemm_accumulate(const GemmOp& op);
+  void gemm_swiglu(const GemmOp& op);
   // Whether the fused ops run now: invariant mode, canonical order, set_fused(true).
   bool fusing() const;
 

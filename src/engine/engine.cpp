@@ -511,10 +511,10 @@ bool Engine::greedy_on_device(const Sequence& s) const {
 }
 
 // Sampled with nothing but the chosen id's logprob to report and no ids masked, on a backend
-// whose sample_rows runs on its device: Backend::sample_rows gives the Sampler's bits.
+// whose sample_rows runs on its device: DeviceSampling::sample_rows gives the Sampler's bits.
 bool Engine::sampled_on_device(const Sequence& s) const {
   const EngineRequest& r = s.request();
-  return options_.device_sampling && model_.backend->can_sample_rows() &&
+  return options_.device_sampling && model_.backend->capabilities().device_sampling != nullptr &&
          s.sampling.temperature > 0.0f && r.top_logprobs == 0 && s.generated >= r.min_tokens;
 }
 

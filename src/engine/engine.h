@@ -52,8 +52,8 @@ struct EngineOptions {
   // (Backend::greedy_rows) instead of two rows of V floats. Same bits either way.
   bool device_greedy = true;
   // Sampled rows (temperature > 0) without top logprobs or masked ids are chosen on the device
-  // when the backend can (Backend::can_sample_rows), moving (id, logprob) instead of two rows
-  // of V floats; false forces the host Sampler. Same bits either way.
+  // when the backend can (BackendCapabilities::device_sampling), moving (id, logprob) instead of
+  // two rows of V floats; false forces the host Sampler. Same bits either way.
   bool device_sampling = true;
   // Host threads that run the Sampler on the rows of one step in parallel (each row's choice is
   // a pure function of its row, so the count changes no bit). 0 = the hardware threads, at most

@@ -47,7 +47,7 @@ Dense checked(const MatmulArgs& a) {
                (a.K % quant::kBlockElements == 0 && d.w_stride % quant::kBlockElements == 0),
            "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
                std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
-               ") to be multiples of the block size 32");
+               ") to be multiples of the block size " + std::to_string(quant::kBlockElements));
   BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
@@ -131,7 +131,7 @@ float* thread_panel(int64_t K) {
 }
 
 cpu::QuantFormat quant_format(DType t) {
-  return t == DType::q8_0 ? cpu::kQ8_0 : t == DType::q4_0 ? cpu::kQ4_0 : cpu::kQ4_1;
+  return quant::block_format(t).id;
 }
 
 // Columns [n0, n1) of a matmul with block-quantized weights on the calling thread.

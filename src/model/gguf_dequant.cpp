@@ -1,5 +1,6 @@
-// ggml type table (block size and bytes per block for every known type) and the scalar
-// dequantizers for the loadable types. See gguf.h for the element math.
+// ggml type table (block size and bytes per block for every known type; the loadable block
+// formats' sizes come from kernels/quant_blocks.h) and the conversion of loadable types to f32
+// (block formats through kernels/quant.h's scalar reference).
 #include <array>
 #include <bit>
 #include <cstring>
@@ -7,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/quant.h"
 #include "model/gguf.h"
 
 static_assert(std::endian::native == std::endian::little,
@@ -18,90 +20,52 @@ namespace {
 // Indexed by ggml type id; block_size 0 marks an id that is not a ggml type.
 // Sizes from ggml's block structs (ggml-common.h): QK_K = 256 elements per super-block.
 constexpr std::array<GgmlTypeTraits, 40> kTypes = {{
-    {"F32", 1, 4},         // 0
-    {"F16", 1, 2},         // 1
-    {"Q4_0", 32, 18},      // 2: f16 d, 16 bytes of nibbles
-    {"Q4_1", 32, 20},      // 3: f16 d, f16 m, 16 bytes of nibbles
-    {"", 0, 0},            // 4: removed (Q4_2)
-    {"", 0, 0},            // 5: removed (Q4_3)
-    {"Q5_0", 32, 22},      // 6
-    {"Q5_1", 32, 24},      // 7
-    {"Q8_0", 32, 34},      // 8: f16 d, 32 int8
-    {"Q8_1", 32, 36},      // 9
-    {"Q2_K", 256, 84},     // 10
-    {"Q3_K", 256, 110},    // 11
-    {"Q4_K", 256, 144},    // 12
-    {"Q5_K", 256, 176},    // 13
-    {"Q6_K", 256, 210},    // 14
-    {"Q8_K", 256, 292},    // 15
-    {"IQ2_XXS", 256, 66},  // 16
-    {"IQ2_XS", 256, 74},   // 17
-    {"IQ3_XXS", 256, 98},  // 18
-    {"IQ1_S", 256, 50},    // 19
-    {"IQ4_NL", 32, 18},    // 20
-    {"IQ3_S", 256, 110},   // 21
-    {"IQ2_S", 256, 82},    // 22
-    {"IQ4_XS", 256, 136},  // 23
-    {"I8", 1, 1},          // 24
-    {"I16", 1, 2},         // 25
-    {"I32", 1, 4},         // 26
-    {"I64", 1, 8},         // 27
-    {"F64", 1, 8},         // 28
-    {"IQ1_M", 256, 56},    // 29
-    {"BF16", 1, 2},        // 30
-    {"", 0, 0},            // 31: removed (Q4_0_4_4)
-    {"", 0, 0},            // 32: removed (Q4_0_4_8)
-    {"", 0, 0},            // 33: removed (Q4_0_8_8)
-    {"TQ1_0", 256, 54},    // 34
-    {"TQ2_0", 256, 66},    // 35
-    {"", 0, 0},            // 36: removed (IQ4_NL_4_4)
-    {"", 0, 0},            // 37: removed (IQ4_NL_4_8)
-    {"", 0, 0},            // 38: removed (IQ4_NL_8_8)
-    {"MXFP4", 32, 17},     // 39
+    {"F32", 1, 4},                                                      // 0
+    {"F16", 1, 2},                                                      // 1
+    {"Q4_0", quant::kBlockElements, quant::kBlockBytes[quant::kQ4_0]},  // 2
+    {"Q4_1", quant::kBlockElements, quant::kBlockBytes[quant::kQ4_1]},  // 3
+    {"", 0, 0},                                                         // 4: removed (Q4_2)
+    {"", 0, 0},                                                         // 5: removed (Q4_3)
+    {"Q5_0", 32, 22},                                                   // 6
+    {"Q5_1", 32, 24},                                                   // 7
+    {"Q8_0", quant::kBlockElements, quant::kBlockBytes[quant::kQ8_0]},  // 8
+    {"Q8_1", 32, 36},                                                   // 9
+    {"Q2_K", 256, 84},                                                  // 10
+    {"Q3_K", 256, 110},                                                 // 11
+    {"Q4_K", 256, 144},                                                 // 12
+    {"Q5_K", 256, 176},                                                 // 13
+    {"Q6_K", 256, 210},                                                 // 14
+    {"Q8_K", 256, 292},                                                 // 15
+    {"IQ2_XXS", 256, 66},                                               // 16
+    {"IQ2_XS", 256, 74},                                                // 17
+    {"IQ3_XXS", 256, 98},                                               // 18
+    {"IQ1_S", 256, 50},                                                 // 19
+    {"IQ4_NL", 32, 18},                                                 // 20
+    {"IQ3_S", 256, 110},                                                // 21
+    {"IQ2_S", 256, 82},                                                 // 22
+    {"IQ4_XS", 256, 136},                                               // 23
+    {"I8", 1, 1},                                                       // 24
+    {"I16", 1, 2},                                                      // 25
+    {"I32", 1, 4},                                                      // 26
+    {"I64", 1, 8},                                                      // 27
+    {"F64", 1, 8},                                                      // 28
+    {"IQ1_M", 256, 56},                                                 // 29
+    {"BF16", 1, 2},                                                     // 30
+    {"", 0, 0},                                                         // 31: removed (Q4_0_4_4)
+    {"", 0, 0},                                                         // 32: removed (Q4_0_4_8)
+    {"", 0, 0},                                                         // 33: removed (Q4_0_8_8)
+    {"TQ1_0", 256, 54},                                                 // 34
+    {"TQ2_0", 256, 66},                                                 // 35
+    {"", 0, 0},                                                         // 36: removed (IQ4_NL_4_4)
+    {"", 0, 0},                                                         // 37: removed (IQ4_NL_4_8)
+    {"", 0, 0},                                                         // 38: removed (IQ4_NL_8_8)
+    {"MXFP4", 32, 17},                                                  // 39
 }};
 
 uint16_t load_u16(const std::byte* p) {
   uint16_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
-}
-
-// Q8_0 block: f16 d, int8 q[32];  x[j] = d * q[j]
-void dequant_q8_0(const std::byte* src, int64_t n_blocks, float* out) {
-  for (int64_t b = 0; b < n_blocks; ++b, src += 34, out += 32) {
-    const float d = f16_to_f32(load_u16(src));
-    for (int j = 0; j < 32; ++j) {
-      const auto q = static_cast<int8_t>(std::to_integer<uint8_t>(src[2 + j]));
-      out[j] = d * static_cast<float>(q);
-    }
-  }
-}
-
-// Q4_0 block: f16 d, uint8 qs[16];  x[j] = d*((qs[j] & 15) - 8), x[j+16] = d*((qs[j] >> 4) - 8)
-void dequant_q4_0(const std::byte* src, int64_t n_blocks, float* out) {
-  for (int64_t b = 0; b < n_blocks; ++b, src += 18, out += 32) {
-    const float d = f16_to_f32(load_u16(src));
-    for (int j = 0; j < 16; ++j) {
-      const unsigned q = std::to_integer<unsigned>(src[2 + j]);
-      out[j] = d * static_cast<float>(static_cast<int>(q & 15u) - 8);
-      out[j + 16] = d * static_cast<float>(static_cast<int>(q >> 4) - 8);
-    }
-  }
-}
-
-// Q4_1 block: f16 d, f16 m, uint8 qs[16];  x[j] = d*(qs[j] & 15) + m, x[j+16] = d*(qs[j] >> 4) + m
-void dequant_q4_1(const std::byte* src, int64_t n_blocks, float* out) {
-  for (int64_t b = 0; b < n_blocks; ++b, src += 20, out += 32) {
-    const float d = f16_to_f32(load_u16(src));
-    const float m = f16_to_f32(load_u16(src + 2));
-    for (int j = 0; j < 16; ++j) {
-      const unsigned q = std::to_integer<unsigned>(src[4 + j]);
-      const float lo = d * static_cast<float>(q & 15u);  // rounded product, then the add
-      const float hi = d * static_cast<float>(q >> 4);
-      out[j] = lo + m;
-      out[j + 16] = hi + m;
-    }
-  }
 }
 
 }  // namespace
@@ -169,13 +133,9 @@ void dequantize_to_f32(const TensorInfo& info, std::span<const std::byte> data, 
       for (int64_t i = 0; i < n_blocks; ++i) out[i] = bf16_to_f32(load_u16(src + 2 * i));
       break;
     case GgmlType::Q8_0:
-      dequant_q8_0(src, n_blocks, out);
-      break;
     case GgmlType::Q4_0:
-      dequant_q4_0(src, n_blocks, out);
-      break;
-    case GgmlType::Q4_1:
-      dequant_q4_1(src, n_blocks, out);
+    case GgmlType::Q4_1:  // the block formats' one scalar reference (kernels/quant.h)
+      quant::dequantize_row(*to_dtype(info.type), src, info.n_elements, out);
       break;
     default:
       break;  // unreachable: to_dtype() accepted the type

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/json.h"
+#include "model/architecture.h"
 
 namespace bx {
 namespace {
@@ -88,9 +89,7 @@ class ConfigReader {
 };
 
 std::string architecture_list() {
-  std::string s;
-  for (const std::string& a : supported_hf_architectures()) s += (s.empty() ? "" : ", ") + a;
-  return s;
+  return hf_architecture_list();
 }
 
 RopeScaling read_rope_scaling(const ConfigReader& r, const json& rs, const std::string& key) {
@@ -136,8 +135,11 @@ RopeScaling read_rope_scaling(const ConfigReader& r, const json& rs, const std::
 }  // namespace
 
 const std::vector<std::string>& supported_hf_architectures() {
-  static const std::vector<std::string> names = {"LlamaForCausalLM", "MistralForCausalLM",
-                                                 "Qwen2ForCausalLM", "Qwen3ForCausalLM"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const Architecture& a : architectures()) v.emplace_back(a.hf_class);
+    return v;
+  }();
   return names;
 }
 
@@ -156,16 +158,11 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
   }
   ModelConfig c;
   c.architecture = (*archs)[0].get<std::string>();
-  bool known = false;
-  for (const std::string& a : supported_hf_architectures()) known = known || a == c.architecture;
-  if (!known) {
+  const Architecture* arch = find_hf_architecture(c.architecture);
+  if (arch == nullptr) {
     r.fail("unsupported architecture \"" + c.architecture.substr(0, 80) + "\": supported are " +
            architecture_list());
   }
-  const bool llama = c.architecture == "LlamaForCausalLM";
-  const bool mistral = c.architecture == "MistralForCausalLM";
-  const bool qwen2 = c.architecture == "Qwen2ForCausalLM";
-  const bool qwen3 = c.architecture == "Qwen3ForCausalLM";
 
   if (r.find("quantization_config") != nullptr) {
     r.fail("\"quantization_config\" is present: quantized checkpoints are not supported, " +
@@ -176,15 +173,10 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
       r.fail("\"hidden_act\" is " + act->dump().substr(0, 40) + ": expected \"silu\"");
     }
   }
-  c.dim = r.required_int("hidden_size");
-  c.ffn_dim = r.required_int("intermediate_size");
-  c.n_layers = r.required_int("num_hidden_layers");
-  c.n_heads = r.required_int("num_attention_heads");
-  c.vocab_size = r.required_int("vocab_size");
-  c.context_length = r.required_int("max_position_embeddings");
-  c.n_kv_heads = r.optional_int("num_key_value_heads", c.n_heads);
-  if (r.find("head_dim") != nullptr) {
-    c.head_dim = r.optional_int("head_dim", 0);
+  for (const DimensionKey& k : dimension_keys()) c.*k.field = r.required_int(std::string(k.hf));
+  c.n_kv_heads = r.optional_int(std::string(kHfKvHeads), c.n_heads);
+  if (r.find(std::string(kHfHeadDim)) != nullptr) {
+    c.head_dim = r.optional_int(std::string(kHfHeadDim), 0);
   } else {
     if (c.dim % c.n_heads != 0) {
       r.fail("\"hidden_size\" " + std::to_string(c.dim) + " is not a multiple of " +
@@ -193,11 +185,11 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
     }
     c.head_dim = c.dim / c.n_heads;
   }
-  c.rms_eps = static_cast<float>(r.optional_number("rms_norm_eps", 1e-6));
-  c.rope_layout = RopeLayout::half_split;
+  c.rms_eps = static_cast<float>(r.optional_number(std::string(kHfRmsEps), 1e-6));
+  c.rope_layout = arch->hf_rope_layout;
 
   // rope_theta and rope_scaling, or (newer transformers) both inside rope_parameters.
-  c.rope_theta = r.optional_number("rope_theta", 10000.0);
+  c.rope_theta = r.optional_number(std::string(kHfRopeTheta), 10000.0);
   if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
     if (rp->is_object() && r.find(*rp, "rope_theta") != nullptr) {
       c.rope_theta = r.positive_number(*r.find(*rp, "rope_theta"), "rope_parameters.rope_theta");
@@ -215,21 +207,24 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
   }
 
   c.tied_output = r.optional_bool("tie_word_embeddings", false);
-  if (llama && r.optional_bool("mlp_bias", false)) {
+  if (arch->refuses_mlp_bias && r.optional_bool("mlp_bias", false)) {
     r.fail("\"mlp_bias\" is true: MLP biases are not supported, expected false");
   }
-  if (qwen2) {
-    c.qkv_bias = true;  // Qwen2's q, k, v projections always have a bias; o never.
-  } else if (llama || qwen3) {
-    c.qkv_bias = c.output_bias = r.optional_bool("attention_bias", false);
-  }
-  c.qk_norm = qwen3;
+  const auto present = [&](Presence p) {
+    return p == Presence::always ||
+           (p == Presence::attention_bias && r.optional_bool("attention_bias", false));
+  };
+  c.qkv_bias = present(arch->qkv_bias);
+  c.output_bias = present(arch->output_bias);
+  c.qk_norm = arch->qk_norm;
 
   // Sliding-window attention equals full attention below the window: cap the context there.
+  const bool always_window = arch->sliding_window == SlidingWindow::always;
   const bool window_used =
-      mistral || ((qwen2 || qwen3) && r.optional_bool("use_sliding_window", false));
+      always_window || (arch->sliding_window == SlidingWindow::use_sliding_window &&
+                        r.optional_bool("use_sliding_window", false));
   // A Mistral config without the key gets transformers' default window, 4096; null is none.
-  const int default_window = mistral && !root.contains("sliding_window") ? 4096 : 0;
+  const int default_window = always_window && !root.contains("sliding_window") ? 4096 : 0;
   if (window_used && (r.find("sliding_window") != nullptr || default_window > 0)) {
     const int window = r.optional_int("sliding_window", default_window);
     if (window < c.context_length) c.context_length = window;

@@ -1,6 +1,7 @@
 // A Hugging Face config.json read into a ModelConfig.
 //
-// Supported architectures ("architectures": [one of them]):
+// Supported architectures ("architectures": [one of them]; each an entry of model/architecture.h,
+// which holds what differs between them and the key names below):
 //   LlamaForCausalLM    attention_bias (q, k, v and o biases) honoured; mlp_bias must be false
 //   MistralForCausalLM  sliding_window: see below
 //   Qwen2ForCausalLM    q, k and v biases always, no o bias; use_sliding_window: see below
@@ -36,7 +37,7 @@
 
 namespace bx {
 
-// The architecture names above, in that order.
+// The architecture names above, in that order (architectures()' hf_class).
 const std::vector<std::string>& supported_hf_architectures();
 
 // Parses and validates `json` (the text of config.json); errors start with name_for_errors.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/architecture.h"
 #include "model/gguf.h"  // quote_name
 #include "model/hf_config.h"
 #include "model/loader.h"
@@ -138,41 +139,26 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
   const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(dir);
 
   HfWeightReader reader(ckpt, backend, options);
-  const int64_t D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
-  const int64_t Dh = c.head_dim;
+  const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights& w = m.weights;
-  w.token_embd = reader.read("model.embed_tokens.weight", {V, D}, false);
+  w.token_embd = reader.read(std::string(kTokenEmbedding.hf), {V, D}, false);
   for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const std::string a = p + "self_attn.";
     LlamaLayerWeights lw;
-    lw.attn_norm = reader.read(p + "input_layernorm.weight", {D}, false);
-    lw.wq = reader.read(a + "q_proj.weight", {Q, D}, true);
-    lw.wk = reader.read(a + "k_proj.weight", {KV, D}, true);
-    lw.wv = reader.read(a + "v_proj.weight", {KV, D}, true);
-    lw.wo = reader.read(a + "o_proj.weight", {D, Q}, true);
-    if (c.qkv_bias) {
-      lw.bq = reader.read(a + "q_proj.bias", {Q}, false);
-      lw.bk = reader.read(a + "k_proj.bias", {KV}, false);
-      lw.bv = reader.read(a + "v_proj.bias", {KV}, false);
+    for (const LayerWeight& spec : layer_weights()) {
+      if (!has_group(spec.group, c)) continue;
+      const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
+      std::vector<int64_t> shape{cols};  // [n] for a vector, [rows, cols] for a matrix
+      if (spec.rows != WeightDim::one) shape.insert(shape.begin(), rows);
+      lw.*spec.field = reader.read(hf_layer_name(l, spec), shape, spec.kind == WeightKind::matmul);
     }
-    if (c.output_bias) lw.bo = reader.read(a + "o_proj.bias", {D}, false);
-    if (c.qk_norm) {
-      lw.q_norm = reader.read(a + "q_norm.weight", {Dh}, false);
-      lw.k_norm = reader.read(a + "k_norm.weight", {Dh}, false);
-    }
-    lw.ffn_norm = reader.read(p + "post_attention_layernorm.weight", {D}, false);
-    lw.w_gate = reader.read(p + "mlp.gate_proj.weight", {F, D}, true);
-    lw.w_up = reader.read(p + "mlp.up_proj.weight", {F, D}, true);
-    lw.w_down = reader.read(p + "mlp.down_proj.weight", {D, F}, true);
     w.layers.push_back(lw);
   }
-  w.output_norm = reader.read("model.norm.weight", {D}, false);
+  w.output_norm = reader.read(std::string(kOutputNorm.hf), {D}, false);
   if (c.tied_output) {
     w.output = w.token_embd;
-    reader.accept_tied_copy("lm_head.weight", "model.embed_tokens.weight");
+    reader.accept_tied_copy(std::string(kOutput.hf), std::string(kTokenEmbedding.hf));
   } else {
-    w.output = reader.read("lm_head.weight", {V, D}, true);
+    w.output = reader.read(std::string(kOutput.hf), {V, D}, true);
   }
   reader.check_all_used(c.architecture);
   m.weight_dtype = reader.matmul_dtype_name();

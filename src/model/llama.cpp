@@ -32,8 +32,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
   k_ = backend_.alloc(DType::f32, T, config_.kv_dim());
   v_ = backend_.alloc(DType::f32, T, config_.kv_dim());
   attn_ = backend_.alloc(DType::f32, T, config_.q_dim());
-  gate_ = backend_.alloc(DType::f32, T, config_.ffn_dim);
-  up_ = backend_.alloc(DType::f32, T, config_.ffn_dim);
+  act_ = backend_.alloc(backend_.gemm_input_dtype(), T, config_.ffn_dim);
+  mlp_scratch_ = backend_.alloc(DType::f32, T, 2 * int64_t{config_.ffn_dim});
   final_rows_ = backend_.alloc(DType::f32, max_logit_rows, config_.dim);
   logits_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
   logprobs_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
@@ -94,7 +94,7 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
   Tensor h = h_.rows_view(0, T);
   Tensor q = q_.rows_view(0, T), k = k_.rows_view(0, T), v = v_.rows_view(0, T);
   Tensor attn = attn_.rows_view(0, T);
-  Tensor gate = gate_.rows_view(0, T), up = up_.rows_view(0, T);
+  Tensor act = act_.rows_view(0, T), mlp_scratch = mlp_scratch_.rows_view(0, T);
 
   be.embed(weights_.token_embd, x);
   for (const LlamaLayerWeights& w : weights_.layers) {
@@ -102,36 +102,35 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     // x += attention(rope(norm(x) Wq), cache[rope(norm(x) Wk), norm(x) Wv]) Wo
     be.rmsnorm(x, w.attn_norm, eps, h);
     const Tensor qkv_weights[] = {w.wq, w.wk, w.wv};
-    Tensor qkv[] = {q, k, v};
-    be.matmul_parts(h, qkv_weights, qkv);  // q, k, v = h Wq^T, h Wk^T, h Wv^T
-    if (config_.qkv_bias) {
-      be.add_bias(q, w.bq);
-      be.add_bias(k, w.bk);
-      be.add_bias(v, w.bv);
-    }
+    const Tensor qkv[] = {q, k, v};
+    const Tensor qkv_bias[] = {w.bq, w.bk, w.bv};           // empty unless config.qkv_bias
+    be.gemm(GemmOp::parts(h, qkv_weights, qkv, qkv_bias));  // q = h Wq^T (+ bq), k, v likewise
     // q[t,h] = rope(rmsnorm(q[t,h]) * q_norm), k likewise (the norms only if qk_norm)
-    be.qk_norm_rope(q, config_.n_heads, k, config_.n_kv_heads,
-                    config_.qk_norm ? &w.q_norm : nullptr, config_.qk_norm ? &w.k_norm : nullptr,
-                    eps);
+    RopeOp rope;
+    rope.q = q;
+    rope.n_heads = config_.n_heads;
+    rope.k = k;
+    rope.n_kv_heads = config_.n_kv_heads;
+    if (config_.qk_norm) {
+      rope.q_norm = w.q_norm;
+      rope.k_norm = w.k_norm;
+      rope.eps = eps;
+    }
+    be.rope(rope);
     be.kv_write(layer, k, v);
     be.attention(layer, q, config_.n_heads, scale, attn);
-    if (config_.output_bias) {  // x += (attn Wo^T + bo)
-      be.matmul(attn, w.wo, h);
-      be.add_bias(h, w.bo);
-      be.add_inplace(x, h);
-    } else {
-      be.matmul_add(attn, w.wo, x, h);  // x += attn Wo^T (h: scratch)
-    }
+    be.gemm(GemmOp::residual(attn, w.wo, x, h, w.bo));  // x += attn Wo^T (+ bo); h: scratch
     // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.rmsnorm(x, w.ffn_norm, eps, h);
-    be.mlp_add(h, w.w_gate, w.w_up, w.w_down, x, gate, up);  // h, gate, up: scratch
+    be.gemm(GemmOp::swiglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // F.silu(h Wg^T) * (h Wu^T)
+    be.gemm(GemmOp::residual(act, w.w_down, x, h));                  // x += act Wd^T; h: scratch
   }
   if (R == 0) return;
   Tensor rows = final_rows_.rows_view(0, R);
   Tensor row_logits = logits_.rows_view(0, R);
   be.gather_logit_rows(x, rows);
   be.rmsnorm(rows, weights_.output_norm, eps, rows);
-  be.matmul(rows, weights_.output, row_logits);
+  be.gemm(GemmOp::projection(rows, weights_.output, row_logits));
   be.log_softmax(row_logits, logprobs_.rows_view(0, R));
 }
 
@@ -149,7 +148,8 @@ void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
   bool decode_step = T == R && T <= kMaxReplayRows;
   for (int64_t r = 0; decode_step && r < R; ++r) decode_step = batch.logit_rows[r] == r;
   const int bucket = decode_step ? replay_bucket(static_cast<int>(T)) : 0;
-  const bool replay = replay_enabled_ && be.can_replay() && scratch_block_[0] >= 0 &&
+  GraphCapture* graphs = be.capabilities().graph_capture;
+  const bool replay = replay_enabled_ && graphs != nullptr && scratch_block_[0] >= 0 &&
                       decode_step && bucket <= max_batch_tokens_ && bucket <= max_logit_rows_;
   if (!replay) {
     be.begin_batch(batch);
@@ -165,21 +165,21 @@ void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
     for (int r = 0; r < bucket; ++r) pad_rows_[static_cast<size_t>(r)] = r;
     be.begin_batch(ForwardBatch{pad_tokens_, pad_positions_, pad_tables_, pad_rows_});
     const auto key = static_cast<uint64_t>(bucket);
-    if (be.replay(key)) {
+    if (graphs->replay(key)) {
       ++replayed_steps_;
     } else {
       const bool seen = std::find(seen_buckets_.begin(), seen_buckets_.end(), bucket) !=
                         seen_buckets_.end();
       bool ran = false;
       if (seen) {
-        be.begin_recording(key);
+        graphs->begin_recording(key);
         try {
           run_ops(bucket, bucket);
         } catch (...) {
-          be.end_recording(key, false);
+          graphs->end_recording(key, false);
           throw;
         }
-        ran = be.end_recording(key, true);
+        ran = graphs->end_recording(key, true);
         if (ran) ++replayed_steps_;
       }
       if (!ran) run_ops(bucket, bucket);
@@ -190,10 +190,10 @@ void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
   Tensor row_logits = logits_.rows_view(0, R);
   Tensor row_logprobs = logprobs_.rows_view(0, R);
   if (out.greedy_ids != nullptr && !out.sampling.empty()) {
-    be.sample_rows(row_logits, row_logprobs, out.sampling, out.token_indices, out.greedy_ids,
-                   out.greedy_logprobs);
+    sample_rows(be, row_logits, row_logprobs, out.sampling, out.token_indices, out.greedy_ids,
+                out.greedy_logprobs);
   } else if (out.greedy_ids != nullptr) {
-    be.greedy_rows(row_logits, row_logprobs, out.greedy_ids, out.greedy_logprobs);
+    greedy_rows(be, row_logits, row_logprobs, out.greedy_ids, out.greedy_logprobs);
   }
   // Full rows, in runs of consecutive rows: one copy per run.
   const auto V = static_cast<size_t>(config_.vocab_size);

@@ -49,10 +49,10 @@ struct LogitOutputs {
   float* logits = nullptr;    // [R, V]: row r written when full is empty or full[r] != 0
   float* logprobs = nullptr;  // [R, V]: log_softmax of the logits, rows as for logits
   std::span<const uint8_t> full;     // [R] or empty (every row)
-  int32_t* greedy_ids = nullptr;     // [R]: argmax of each row's logits (Backend::greedy_rows)
+  int32_t* greedy_ids = nullptr;     // [R]: argmax of each row's logits (bx::greedy_rows)
   float* greedy_logprobs = nullptr;  // [R]: the logprob of that id; set with greedy_ids
   // With these ([R] each), greedy_ids and greedy_logprobs are the Sampler's choice for each row
-  // under sampling[r] at token_indices[r] (Backend::sample_rows) instead of the argmax.
+  // under sampling[r] at token_indices[r] (bx::sample_rows) instead of the argmax.
   std::span<const SamplingParams> sampling;
   std::span<const uint64_t> token_indices;
 };
@@ -82,11 +82,11 @@ class LlamaModel {
   // or if out.full is neither empty nor [R].
   void forward(const ForwardBatch& batch, const LogitOutputs& out);
 
-  // Decode steps as recordings (Backend::can_replay; CUDA graphs). A step in which every token
-  // is a logit row, in order, and that has at most kMaxReplayRows tokens is padded to the next
-  // bucket (replay_bucket) with filler tokens (id 0 at position 0, their K and V written to the
-  // scratch block, which no sequence owns) and the ops from the embedding to the log-softmax run
-  // as the bucket's recording: made the second time the bucket is seen (the first runs
+  // Decode steps as recordings (BackendCapabilities::graph_capture; CUDA graphs). A step in which
+  // every token is a logit row, in order, and that has at most kMaxReplayRows tokens is padded to
+  // the next bucket (replay_bucket) with filler tokens (id 0 at position 0, their K and V written
+  // to the scratch block, which no sequence owns) and the ops from the embedding to the log-softmax
+  // run as the bucket's recording: made the second time the bucket is seen (the first runs
   // directly, so lazy set-up happens outside a recording), replayed after. Every op computes a
   // row from its own inputs in an order fixed by the shapes (R1-R5), so the real rows get the
   // same bits with or without filler rows and recording; tests/cuda/serving_test.cpp checks it.
@@ -106,7 +106,9 @@ class LlamaModel {
   int max_batch_tokens_;
   int max_logit_rows_;
   // Work buffers, [max_batch_tokens, width] unless stated; named as in the math above.
-  Tensor x_, h_, q_, k_, v_, attn_, gate_, up_;
+  Tensor x_, h_, q_, k_, v_, attn_;
+  Tensor act_;          // [max_batch_tokens, F] silu(gate) * up, in the backend's gemm_input_dtype
+  Tensor mlp_scratch_;  // [max_batch_tokens, 2F] f32, GemmOp::scratch of the swiglu
   Tensor final_rows_;  // [max_logit_rows, D]
   Tensor logits_;      // [max_logit_rows, V]
   Tensor logprobs_;    // [max_logit_rows, V]

@@ -11,6 +11,7 @@
 #include "backend/cpu_backend.h"
 #include "core/error.h"
 #include "kernels/quant.h"
+#include "model/architecture.h"
 #include "model/gguf.h"
 #include "model/hf_loader.h"
 #include "model/random_model.h"
@@ -33,47 +34,62 @@ int get_positive_int(const gguf::File& file, const std::string& key) {
   return static_cast<int>(value);
 }
 
-ModelConfig read_llama_config(const gguf::File& file) {
-  const std::string arch = file.get_string("general.architecture");
-  check(arch == "llama", file.path() + ": unsupported architecture '" + arch +
-                             "': expected llama");
+// Whether a GGUF file of `arch` has an optional weight group: a family that always has it, or
+// (attention_bias: GGUF has no such key) one whose file holds the group's first tensor.
+bool gguf_has(const gguf::File& file, Presence presence, const LayerWeight& first) {
+  return presence == Presence::always || (presence == Presence::attention_bias &&
+                                          file.find_tensor(gguf_layer_name(0, first)) != nullptr);
+}
+
+ModelConfig read_gguf_config(const gguf::File& file) {
+  const std::string name = file.get_string("general.architecture");
+  const Architecture* arch = find_gguf_architecture(name);
+  check(arch != nullptr, file.path() + ": unsupported architecture '" + name + "': expected " +
+                             gguf_architecture_list());
+  const auto key = [&](std::string_view suffix) { return gguf_key(*arch, suffix); };
   ModelConfig c;
-  c.architecture = arch;
-  c.dim = get_positive_int(file, "llama.embedding_length");
-  c.n_layers = get_positive_int(file, "llama.block_count");
-  c.ffn_dim = get_positive_int(file, "llama.feed_forward_length");
-  c.n_heads = get_positive_int(file, "llama.attention.head_count");
-  c.n_kv_heads = file.has("llama.attention.head_count_kv")
-                     ? get_positive_int(file, "llama.attention.head_count_kv")
-                     : c.n_heads;
-  c.context_length = get_positive_int(file, "llama.context_length");
-  c.rms_eps = static_cast<float>(file.get_float("llama.attention.layer_norm_rms_epsilon"));
-  if (file.has("llama.rope.freq_base")) c.rope_theta = file.get_float("llama.rope.freq_base");
-  check(c.dim % c.n_heads == 0 || file.has("llama.attention.key_length"),
+  c.architecture = name;
+  for (const DimensionKey& k : dimension_keys()) {
+    if (!k.gguf.empty()) c.*k.field = get_positive_int(file, key(k.gguf));
+  }
+  c.n_kv_heads =
+      file.has(key(kGgufKvHeads)) ? get_positive_int(file, key(kGgufKvHeads)) : c.n_heads;
+  c.rms_eps = static_cast<float>(file.get_float(key(kGgufRmsEps)));
+  if (file.has(key(kGgufRopeTheta))) c.rope_theta = file.get_float(key(kGgufRopeTheta));
+  check(c.dim % c.n_heads == 0 || file.has(key(kGgufHeadDim)),
         file.path() + ": embedding_length " + std::to_string(c.dim) +
             " is not a multiple of head_count " + std::to_string(c.n_heads));
-  c.head_dim = file.has("llama.attention.key_length")
-                   ? get_positive_int(file, "llama.attention.key_length")
-                   : c.dim / c.n_heads;
-  if (file.has("llama.attention.value_length")) {
-    check(get_positive_int(file, "llama.attention.value_length") == c.head_dim,
+  c.head_dim =
+      file.has(key(kGgufHeadDim)) ? get_positive_int(file, key(kGgufHeadDim)) : c.dim / c.n_heads;
+  if (file.has(key(kGgufValueDim))) {
+    check(get_positive_int(file, key(kGgufValueDim)) == c.head_dim,
           file.path() + ": attention.value_length differs from key_length; expected them equal");
   }
-  if (file.has("llama.rope.dimension_count")) {
-    const int rot = get_positive_int(file, "llama.rope.dimension_count");
+  if (file.has(key(kGgufRopeDims))) {
+    const int rot = get_positive_int(file, key(kGgufRopeDims));
     check(rot == c.head_dim, file.path() + ": rope.dimension_count " + std::to_string(rot) +
                                  " differs from the head dimension " +
                                  std::to_string(c.head_dim) +
                                  "; partial rotary embeddings are not supported");
   }
-  const gguf::TensorInfo* embd = file.find_tensor("token_embd.weight");
-  check(embd != nullptr, file.path() + ": missing tensor 'token_embd.weight'");
+  const std::string embd_name(kTokenEmbedding.gguf);
+  const gguf::TensorInfo* embd = file.find_tensor(embd_name);
+  check(embd != nullptr, file.path() + ": missing tensor '" + embd_name + "'");
   check(embd->dims.size() == 2 && embd->dims[0] == c.dim,
-        file.path() + ": tensor 'token_embd.weight' has shape " + shape_string(embd->dims) +
+        file.path() + ": tensor '" + embd_name + "' has shape " + shape_string(embd->dims) +
             ", expected [" + std::to_string(c.dim) + ", vocab]");
   c.vocab_size = static_cast<int>(embd->dims[1]);
-  c.tied_output = file.find_tensor("output.weight") == nullptr;
-  c.rope_layout = RopeLayout::adjacent_pairs;
+  c.tied_output = file.find_tensor(std::string(kOutput.gguf)) == nullptr;
+  c.rope_layout = arch->gguf_rope_layout;
+  const auto first_of = [](WeightGroup g) -> const LayerWeight& {
+    for (const LayerWeight& w : layer_weights()) {
+      if (w.group == g) return w;
+    }
+    throw Error("architecture table: no weight of a group");
+  };
+  c.qkv_bias = gguf_has(file, arch->qkv_bias, first_of(WeightGroup::qkv_bias));
+  c.output_bias = gguf_has(file, arch->output_bias, first_of(WeightGroup::output_bias));
+  c.qk_norm = arch->qk_norm;
   c.validate();
   return c;
 }
@@ -201,7 +217,7 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
       make_rope_table(c.head_dim, c.rope_theta, c.context_length, c.rope_layout, c.rope_scaling));
   m.kv_shape = KvCacheShape{c.n_layers, 0, options.kv_block_size, c.n_kv_heads, c.head_dim};
   // q | k | v back to back where the backend packs them, so it may run them as one matmul
-  // (Backend::matmul_parts; the same bits). `weights` holds the only copy of these tensors.
+  // (a GemmOp of parts; the same bits). `weights` holds the only copy of these tensors.
   for (LlamaLayerWeights& l : weights.layers) {
     Tensor* const qkv[] = {&l.wq, &l.wk, &l.wv};
     backend->pack_rows(qkv);
@@ -260,7 +276,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   gguf::File file = gguf::File::open(path);
   LoadedModel m;
   m.path = path;
-  m.config = read_llama_config(file);
+  m.config = read_gguf_config(file);
   const ModelConfig& c = m.config;
   m.tokenizer = load_gguf_tokenizer(file);
   check(m.tokenizer->vocab_size() <= c.vocab_size,
@@ -272,29 +288,27 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
 
   auto backend = make_backend(m, options);
   WeightReader reader(file, *backend, options);
-  const int64_t D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
+  const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights w;
-  w.token_embd = reader.read_embedding("token_embd.weight", {D, V});
+  w.token_embd = reader.read_embedding(std::string(kTokenEmbedding.gguf), {D, V});
   for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
     LlamaLayerWeights lw;
-    lw.attn_norm = reader.read(p + "attn_norm.weight", {D}, false);
-    lw.wq = reader.read(p + "attn_q.weight", {D, Q}, true);
-    lw.wk = reader.read(p + "attn_k.weight", {D, KV}, true);
-    lw.wv = reader.read(p + "attn_v.weight", {D, KV}, true);
-    lw.wo = reader.read(p + "attn_output.weight", {Q, D}, true);
-    lw.ffn_norm = reader.read(p + "ffn_norm.weight", {D}, false);
-    lw.w_gate = reader.read(p + "ffn_gate.weight", {D, F}, true);
-    lw.w_up = reader.read(p + "ffn_up.weight", {D, F}, true);
-    lw.w_down = reader.read(p + "ffn_down.weight", {F, D}, true);
+    for (const LayerWeight& spec : layer_weights()) {
+      if (!has_group(spec.group, c)) continue;
+      const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
+      // GGUF dims: the fastest first ({cols, rows} for a matrix).
+      std::vector<int64_t> dims{cols};
+      if (spec.rows != WeightDim::one) dims.push_back(rows);
+      lw.*spec.field = reader.read(gguf_layer_name(l, spec), dims, spec.kind == WeightKind::matmul);
+    }
     w.layers.push_back(lw);
   }
-  w.output_norm = reader.read("output_norm.weight", {D}, false);
+  w.output_norm = reader.read(std::string(kOutputNorm.gguf), {D}, false);
   if (c.tied_output) {
     w.output = w.token_embd;
     reader.note_matmul_weight(w.output);
   } else {
-    w.output = reader.read("output.weight", {D, V}, true);
+    w.output = reader.read(std::string(kOutput.gguf), {D, V}, true);
   }
   m.weight_dtype = reader.matmul_dtype_name();
   m.weight_storage = reader.storage_name();
@@ -311,11 +325,7 @@ LoadedModel load_random(const std::string& path, const LoadOptions& options) {
   m.path = path;
   m.config = random_model_config(spec.name);
   const ModelConfig& c = m.config;
-  m.parameter_count = int64_t{2} * c.vocab_size * c.dim + c.dim +
-                      int64_t{c.n_layers} * (int64_t{2} * c.dim + 2 * c.head_dim +
-                                             int64_t{2} * c.q_dim() * c.dim +
-                                             int64_t{2} * c.kv_dim() * c.dim +
-                                             int64_t{3} * c.ffn_dim * c.dim);
+  m.parameter_count = parameter_count(c);
   auto backend = make_backend(m, options);
   check(m.parameter_count < (int64_t{1} << 30) || backend->kv_memory_available() >= 0,
         path + ": " + std::to_string(m.parameter_count) +

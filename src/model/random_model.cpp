@@ -7,6 +7,7 @@
 
 #include "core/counter_hash.h"
 #include "core/error.h"
+#include "model/architecture.h"
 
 namespace bx {
 namespace {
@@ -33,6 +34,10 @@ class WeightGenerator {
   // A norm weight [1, n]: 1 + U[-0.1, 0.1).
   Tensor norm(const std::string& name, int64_t n) {
     return backend_.generate_matrix(1, n, DType::f32, stream(name), 1.0f, 0.1f);
+  }
+  // A bias [1, n]: U[-0.5, 0.5).
+  Tensor bias(const std::string& name, int64_t n) {
+    return backend_.generate_matrix(1, n, DType::f32, stream(name), 0.0f, 0.5f);
   }
   int64_t matmul_bytes() const { return matmul_bytes_; }
 
@@ -114,27 +119,31 @@ std::string random_model_weights_hash(const RandomModelSpec& spec) {
 LlamaWeights generate_random_weights(const ModelConfig& c, uint64_t seed, Backend& backend,
                                      DType matmul_dtype, int64_t* matmul_bytes) {
   WeightGenerator gen(seed, backend, matmul_dtype);
-  const int64_t D = c.dim, F = c.ffn_dim, Q = c.q_dim(), KV = c.kv_dim(), V = c.vocab_size;
+  const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights w;
-  w.token_embd = gen.embedding("model.embed_tokens.weight", V, D);
+  w.token_embd = gen.embedding(std::string(kTokenEmbedding.hf), V, D);
   for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
     LlamaLayerWeights lw;
-    lw.attn_norm = gen.norm(p + "input_layernorm.weight", D);
-    lw.wq = gen.matrix(p + "self_attn.q_proj.weight", Q, D);
-    lw.wk = gen.matrix(p + "self_attn.k_proj.weight", KV, D);
-    lw.wv = gen.matrix(p + "self_attn.v_proj.weight", KV, D);
-    lw.wo = gen.matrix(p + "self_attn.o_proj.weight", D, Q);
-    lw.q_norm = gen.norm(p + "self_attn.q_norm.weight", c.head_dim);
-    lw.k_norm = gen.norm(p + "self_attn.k_norm.weight", c.head_dim);
-    lw.ffn_norm = gen.norm(p + "post_attention_layernorm.weight", D);
-    lw.w_gate = gen.matrix(p + "mlp.gate_proj.weight", F, D);
-    lw.w_up = gen.matrix(p + "mlp.up_proj.weight", F, D);
-    lw.w_down = gen.matrix(p + "mlp.down_proj.weight", D, F);
+    for (const LayerWeight& spec : layer_weights()) {
+      if (!has_group(spec.group, c)) continue;
+      const std::string name = hf_layer_name(l, spec);
+      const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
+      switch (spec.kind) {
+        case WeightKind::matmul:
+          lw.*spec.field = gen.matrix(name, rows, cols);
+          break;
+        case WeightKind::norm:
+          lw.*spec.field = gen.norm(name, cols);
+          break;
+        case WeightKind::bias:
+          lw.*spec.field = gen.bias(name, cols);
+          break;
+      }
+    }
     w.layers.push_back(lw);
   }
-  w.output_norm = gen.norm("model.norm.weight", D);
-  w.output = gen.matrix("lm_head.weight", V, D);
+  w.output_norm = gen.norm(std::string(kOutputNorm.hf), D);
+  w.output = gen.matrix(std::string(kOutput.hf), V, D);
   *matmul_bytes += gen.matmul_bytes();
   return w;
 }

@@ -276,10 +276,12 @@ std::vector<float> permute_rows_for_gguf(const std::vector<float>& w, int64_t n_
   return out;
 }
 
-// The GGUF file llama.cpp's converter would make from the Hugging Face tensors (F32, untied, no
-// biases), with random_model.h's vocabulary so the GGUF loader finds a tokenizer.
+// The GGUF file llama.cpp's converter would make from the Hugging Face tensors (F32, untied;
+// attention biases as attn_{q,k,v,output}.bias, q and k permuted like their weights' rows), with
+// random_model.h's vocabulary so the GGUF loader finds a tokenizer. Without `biases` the bias
+// tensors are left out.
 void write_gguf_twin(const RandomHfSpec& s, const std::vector<bx::test::HfTensor>& tensors,
-                     bool permute, const std::string& path) {
+                     bool permute, const std::string& path, bool biases = true) {
   const int64_t Dh = bx::test::random_hf_head_dim(s);
   bx::test::GgufWriter w;
   w.add_string("general.architecture", "llama");
@@ -312,6 +314,10 @@ void write_gguf_twin(const RandomHfSpec& s, const std::vector<bx::test::HfTensor
         {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},
         {"mlp.down_proj.weight", "ffn_down.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},
+        {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},
+        {"self_attn.o_proj.bias", "attn_output.bias"},
     };
     for (const auto& [from, to] : kNames) {
       if (rest == from) return "blk." + layer + "." + to;
@@ -319,11 +325,14 @@ void write_gguf_twin(const RandomHfSpec& s, const std::vector<bx::test::HfTensor
     throw bx::Error("no GGUF name for " + hf);
   };
   for (const bx::test::HfTensor& t : tensors) {
+    const bool is_bias = t.name.size() > 5 && t.name.compare(t.name.size() - 5, 5, ".bias") == 0;
+    if (is_bias && !biases) continue;
     std::vector<float> values = t.values;
-    const bool is_q = t.name.find("q_proj.weight") != std::string::npos;
-    const bool is_k = t.name.find("k_proj.weight") != std::string::npos;
-    if (permute && (is_q || is_k)) {
-      values = permute_rows_for_gguf(values, is_q ? s.n_heads : s.n_kv_heads, Dh, t.shape[1]);
+    const bool is_q = t.name.find("q_proj.") != std::string::npos;
+    const bool is_k = t.name.find("k_proj.") != std::string::npos;
+    if (permute && (is_q || is_k)) {  // a bias permutes as rows of one column
+      values = permute_rows_for_gguf(values, is_q ? s.n_heads : s.n_kv_heads, Dh,
+                                     t.shape.size() > 1 ? t.shape[1] : 1);
     }
     // HF [rows, cols] row-major is GGUF dims {cols, rows}.
     std::vector<int64_t> dims(t.shape.rbegin(), t.shape.rend());
@@ -379,6 +388,38 @@ TEST(HfRopeLayout, RotateHalfMatchesAdjacentPairsWithPermutedWeights) {
   expect_within_bounds(compare(gguf, ref_hf), "rope layout: GGUF path");
   // Negative control: without the permutation the GGUF path computes another model.
   EXPECT_GT(unpermuted_error.logit_norm, 1000 * kLogitNormBound);
+}
+
+// A llama GGUF file with attention biases (llama.cpp reads attn_{q,k,v,output}.bias when present;
+// model/architecture.h: the llama family's biases) computes the Hugging Face folder's model: the
+// architecture table takes the biases from the file. Negative control: the same file without
+// them computes another model.
+TEST(HfRopeLayout, GgufTwinWithAttentionBiasesMatchesTheFolder) {
+  RandomHfSpec s = hf_spec("LlamaForCausalLM", "F32", false, 1, 63);
+  s.attention_bias = true;
+  const bx::test::RandomHfFolder folder("gguf_bias", s);
+  const std::vector<bx::test::HfTensor> tensors = bx::test::random_hf_tensors(s);
+  const std::string twin = folder.path() + "/twin.gguf";
+  const std::string no_bias = folder.path() + "/no_bias.gguf";
+  write_gguf_twin(s, tensors, true, twin);
+  write_gguf_twin(s, tensors, true, no_bias, false);
+  const std::vector<int32_t> prompt = random_prompt(40, s.vocab_size, 7);
+  const EngineRows hf = engine_rows(folder.path(), prompt, 1);
+  const auto max_diff = [&](const EngineRows& other) {
+    double diff = 0.0;
+    for (size_t t = 0; t < prompt.size(); ++t) {
+      for (size_t v = 0; v < hf.logits[t].size(); ++v) {
+        const double a = hf.logits[t][v], b = other.logits[t][v];
+        diff = std::max(diff, std::fabs(a - b) / std::max(1.0, std::fabs(b)));
+      }
+    }
+    return diff;
+  };
+  const double with = max_diff(engine_rows(twin, prompt, 1));
+  const double without = max_diff(engine_rows(no_bias, prompt, 1));
+  std::printf("GGUF with attention biases: elementwise %.3g; without them %.3g\n", with, without);
+  EXPECT_LT(with, kLogitElementBound);
+  EXPECT_GT(without, 100 * kLogitElementBound);
 }
 
 // The trained stories260K model converted back to a Hugging Face folder (the inverse of

@@ -1,4 +1,4 @@
-// Backend::sample_rows on the CPU backend (its default: the host Sampler on copies of the rows):
+// bx::sample_rows on the CPU backend (the host path: the Sampler on copies of the rows):
 // each row's (id, logprob) is Sampler::sample's, whatever the other rows; a CPU backend does not
 // claim device sampling, so the engine keeps its host Sampler there. The GPU version is checked
 // against the same Sampler in tests/cuda/sampling_test.cpp.
@@ -21,7 +21,7 @@ namespace {
 
 TEST(SampleRows, CpuDefaultIsTheSamplerPerRow) {
   CpuBackend backend(2);
-  EXPECT_FALSE(backend.can_sample_rows());
+  EXPECT_EQ(backend.capabilities().device_sampling, nullptr);
   const int64_t R = 6, V = 1000;
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 2.0f);
@@ -46,7 +46,7 @@ TEST(SampleRows, CpuDefaultIsTheSamplerPerRow) {
   }
   std::vector<int32_t> ids(static_cast<size_t>(R));
   std::vector<float> chosen(static_cast<size_t>(R));
-  backend.sample_rows(t_logits, t_logprobs, params, indices, ids.data(), chosen.data());
+  sample_rows(backend, t_logits, t_logprobs, params, indices, ids.data(), chosen.data());
   Sampler sampler;
   for (size_t r = 0; r < params.size(); ++r) {
     const std::span<const float> row(logits.data() + r * V, static_cast<size_t>(V));
@@ -56,12 +56,13 @@ TEST(SampleRows, CpuDefaultIsTheSamplerPerRow) {
     EXPECT_EQ(std::memcmp(&chosen[r], &want.logprob, sizeof(float)), 0) << r;
   }
   // Wrong counts and invalid parameters are errors.
-  EXPECT_THROW(backend.sample_rows(t_logits, t_logprobs, std::span(params).first(2), indices,
-                                   ids.data(), chosen.data()),
+  EXPECT_THROW(sample_rows(backend, t_logits, t_logprobs, std::span(params).first(2), indices,
+                           ids.data(), chosen.data()),
                Error);
   params[1].temperature = -1.0f;
   EXPECT_THROW(
-      backend.sample_rows(t_logits, t_logprobs, params, indices, ids.data(), chosen.data()), Error);
+      sample_rows(backend, t_logits, t_logprobs, params, indices, ids.data(), chosen.data()),
+      Error);
 }
 
 // The one source of exp and Philox that host and device share: exp_steps is exp_f32, and the

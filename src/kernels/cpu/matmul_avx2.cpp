@@ -151,12 +151,10 @@ void direct(const MatmulTask& task, const W* w) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = 32;
+constexpr int kBlock = static_cast<int>(quant::kBlockElements);
 
 template <int F>
-constexpr int64_t kBlockBytes = F == kQ8_0   ? 34
-                                : F == kQ4_0 ? 18
-                                             : 20;
+constexpr int64_t kBlockBytes = quant::kBlockBytes[F];
 
 __m256i load8_bytes_u8(const uint8_t* p) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));

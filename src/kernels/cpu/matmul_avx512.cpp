@@ -378,12 +378,10 @@ void run(const MatmulTask& task, const W* w) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = 32;
+constexpr int kBlock = static_cast<int>(quant::kBlockElements);
 
 template <int F>
-constexpr int64_t kBlockBytes = F == kQ8_0   ? 34
-                                : F == kQ4_0 ? 18
-                                             : 20;
+constexpr int64_t kBlockBytes = quant::kBlockBytes[F];
 
 // d (and m) of the block at b, exactly widened from f16 and broadcast.
 BX_INLINE __m128 scales(const uint8_t* b) {

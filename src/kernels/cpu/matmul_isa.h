@@ -9,6 +9,8 @@
 // three paths give the same bits.
 #pragma once
 
+#include "kernels/quant_blocks.h"
+
 #include <cstddef>
 #include <cstdint>
 
@@ -47,7 +49,11 @@ float dot_avx512(const float* a, const float* b, int64_t n);
 // conversion, rounded product, then for Q4_1 the rounded sum; no fma) and feeds the values to
 // the canonical dot, so every output has the bits of dequantize-at-load + the f32 matmul.
 
-enum QuantFormat : int { kQ8_0 = 0, kQ4_0 = 1, kQ4_1 = 2 };
+// The format ids of kernels/quant_blocks.h.
+using quant::kQ4_0;
+using quant::kQ4_1;
+using quant::kQ8_0;
+using QuantFormat = quant::BlockFormatId;
 
 // One thread's share of a quantized matmul: y[m, n] for m in [0, M), n in [n_begin, n_end).
 //   y[m, n] = canonical dot over K of x[m, :] and dequant(W[n, :]);  K a multiple of 32

@@ -5,12 +5,11 @@
 // shares the loads; the order inside each output is untouched by the tiling.
 //
 // Block-quantized weights (Q8_0 / Q4_0 / Q4_1): each 32-weight block is dequantized into a
-// local array with the element math of kernels/quant.h, and its two halves are steps 2b, 2b+1.
+// local array by kernels/quant.h's scalar reference, and its two halves are steps 2b, 2b+1.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#include "core/half.h"
 #include "kernels/cpu/matmul_isa.h"
 
 namespace bx::cpu {
@@ -77,37 +76,15 @@ void tile(const MatmulTask& task, int64_t m0, int mr, int64_t n0, int nr) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = 32;
+constexpr int kBlock = static_cast<int>(quant::kBlockElements);
 
 int64_t block_bytes(int format) {
-  return format == kQ8_0 ? 34 : format == kQ4_0 ? 18 : 20;
+  return quant::kBlockBytes[format];
 }
 
-uint16_t load_u16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// One block -> out[0 .. 32): x = d*q (Q8_0), d*(q-8) (Q4_0), d*q + m (Q4_1), product rounded.
+// One block -> out[0 .. 32): the scalar reference of kernels/quant.h.
 void dequant_block(int format, const uint8_t* b, float out[kBlock]) {
-  const float d = f16_to_f32(load_u16(b));
-  if (format == kQ8_0) {
-    for (int j = 0; j < kBlock; ++j) out[j] = d * static_cast<float>(static_cast<int8_t>(b[2 + j]));
-  } else if (format == kQ4_0) {
-    for (int j = 0; j < 16; ++j) {
-      out[j] = d * static_cast<float>(static_cast<int>(b[2 + j] & 15u) - 8);
-      out[j + 16] = d * static_cast<float>(static_cast<int>(b[2 + j] >> 4) - 8);
-    }
-  } else {
-    const float m = f16_to_f32(load_u16(b + 2));
-    for (int j = 0; j < 16; ++j) {
-      const float lo = d * static_cast<float>(b[4 + j] & 15u);
-      const float hi = d * static_cast<float>(b[4 + j] >> 4);
-      out[j] = lo + m;
-      out[j + 16] = hi + m;
-    }
-  }
+  quant::dequantize_block(format, b, out);
 }
 
 // y[m0 .. m0+mr, n] with mr <= 4: one row of W, dequantized a block at a time.

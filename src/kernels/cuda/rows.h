@@ -48,7 +48,7 @@ void log_softmax(const float* x, int64_t x_stride, float* out, int64_t out_strid
 void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
               float* out, int64_t out_stride, int64_t M, int64_t F, cudaStream_t stream);
 
-// y[m,i] = y[m,i] + x[m,i]
+// y[m,i] = y[m,i] + x[m,i]; x_stride 0 adds the one row x to every row of y (a bias).
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
                  cudaStream_t stream);
 

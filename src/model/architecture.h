@@ -1,0 +1,134 @@
+// The model families bitexact runs, each described once: how its files name it (config.json's
+// class, GGUF's general.architecture), which optional parts of the decoder it has (q/k/v and o
+// biases, per-head q/k norms, sliding window), its RoPE layout per file format, and the names of
+// its config keys and weights in both formats. The loaders (model/loader.cpp GGUF,
+// model/hf_config.cpp and model/hf_loader.cpp Hugging Face) and the random models
+// (model/random_model.cpp) read everything from here, so a family that fits the decoder of
+// model/llama.h is one entry in architectures(), and a new kind of weight (an expert's gate, say)
+// is one entry in layer_weights() plus the op that uses it.
+//
+// Families:
+//   family   config.json class    GGUF name  biases                 q/k norm  sliding window
+//   llama    LlamaForCausalLM     llama      attention_bias: q,k,v,o   no     no (mlp_bias refused)
+//   mistral  MistralForCausalLM   -          none                      no     always (window key)
+//   qwen2    Qwen2ForCausalLM     -          q,k,v always              no     use_sliding_window
+//   qwen3    Qwen3ForCausalLM     -          attention_bias: q,k,v,o   yes    use_sliding_window
+// (GGUF files of mistral / qwen2 / qwen3 are not read yet: giving a family its GGUF name, and its
+// GGUF RoPE layout, is what accepting them takes.)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "backend/backend.h"
+#include "kernels/rope.h"
+#include "model/config.h"
+
+namespace bx {
+
+struct LlamaLayerWeights;
+
+// Whether a family has an optional group of weights.
+enum class Presence {
+  never,
+  always,
+  attention_bias,  // config.json's "attention_bias" (default false) says
+};
+
+// Sliding-window attention (see model/hf_config.h for how a window is honoured).
+enum class SlidingWindow {
+  none,
+  always,              // "sliding_window" is the window (Mistral; absent: 4096, null: none)
+  use_sliding_window,  // only when "use_sliding_window" is true (Qwen)
+};
+
+struct Architecture {
+  std::string_view family = {};     // "llama", "qwen3", ...
+  std::string_view hf_class = {};   // config.json "architectures": ["LlamaForCausalLM"]
+  std::string_view gguf_name = {};  // GGUF general.architecture; empty: no GGUF for this family yet
+  // GGUF: llama.cpp's converter stores llama's q/k rows permuted for adjacent pairs; families it
+  // runs as NEOX keep Hugging Face's rotate-half. Hugging Face checkpoints: always rotate-half.
+  RopeLayout gguf_rope_layout = RopeLayout::adjacent_pairs;
+  RopeLayout hf_rope_layout = RopeLayout::half_split;
+  Presence qkv_bias = Presence::never;
+  Presence output_bias = Presence::never;
+  bool qk_norm = false;  // RMSNorm of each q and k head before RoPE
+  SlidingWindow sliding_window = SlidingWindow::none;
+  bool refuses_mlp_bias = false;  // config.json "mlp_bias": true is an error
+};
+
+std::span<const Architecture> architectures();
+// The family with this config.json class / GGUF name, or nullptr.
+const Architecture* find_hf_architecture(std::string_view hf_class);
+const Architecture* find_gguf_architecture(std::string_view gguf_name);
+// "LlamaForCausalLM, MistralForCausalLM, ..." and "llama": for error messages.
+std::string hf_architecture_list();
+std::string gguf_architecture_list();
+
+// --- config keys ---
+// The integer dimensions every family has, in the order they are read: GGUF key
+// "<gguf_name>.<gguf>" and config.json key `hf`. Empty gguf: not a GGUF key (the vocabulary is the
+// embedding's row count there). Required in both formats.
+struct DimensionKey {
+  int ModelConfig::*field;
+  std::string_view gguf;
+  std::string_view hf;
+};
+std::span<const DimensionKey> dimension_keys();
+// Optional keys with a default of the other fields: GGUF suffix and config.json key.
+inline constexpr std::string_view kGgufKvHeads = "attention.head_count_kv";
+inline constexpr std::string_view kHfKvHeads = "num_key_value_heads";
+inline constexpr std::string_view kGgufHeadDim = "attention.key_length";
+inline constexpr std::string_view kHfHeadDim = "head_dim";
+inline constexpr std::string_view kGgufValueDim = "attention.value_length";
+inline constexpr std::string_view kGgufRmsEps = "attention.layer_norm_rms_epsilon";
+inline constexpr std::string_view kHfRmsEps = "rms_norm_eps";
+inline constexpr std::string_view kGgufRopeTheta = "rope.freq_base";
+inline constexpr std::string_view kHfRopeTheta = "rope_theta";
+inline constexpr std::string_view kGgufRopeDims = "rope.dimension_count";
+// "<gguf_name>.<suffix>"
+std::string gguf_key(const Architecture& arch, std::string_view suffix);
+
+// --- weights ---
+// Which group a weight belongs to; the config says which groups a model has.
+enum class WeightGroup { base, qkv_bias, output_bias, qk_norm };
+// What a weight is used for (which forms a loader may keep it in).
+enum class WeightKind {
+  norm,    // an RMSNorm weight [1, n]: f32
+  bias,    // a bias [1, n]: f32
+  matmul,  // a GEMM weight [rows, cols]: may stay BF16 or in its quant blocks
+};
+// A size in terms of the config.
+enum class WeightDim { one, dim, q_dim, kv_dim, ffn_dim, head_dim, vocab };
+int64_t weight_dim(WeightDim d, const ModelConfig& c);
+bool has_group(WeightGroup g, const ModelConfig& c);
+
+struct LayerWeight {
+  Tensor LlamaLayerWeights::*field;
+  std::string_view gguf;  // under "blk.<layer>."
+  std::string_view hf;    // under "model.layers.<layer>."
+  WeightDim rows, cols;   // [rows, cols] (vectors: rows = one)
+  WeightKind kind;
+  WeightGroup group;
+};
+// Every per-layer weight of the decoder (model/llama.h), in file order.
+std::span<const LayerWeight> layer_weights();
+std::string gguf_layer_name(int layer, const LayerWeight& w);  // "blk.3.attn_q.weight"
+std::string hf_layer_name(int layer, const LayerWeight& w);    // "model.layers.3.self_attn..."
+
+// The model-level weights.
+struct ModelWeight {
+  std::string_view gguf;
+  std::string_view hf;
+};
+inline constexpr ModelWeight kTokenEmbedding{"token_embd.weight", "model.embed_tokens.weight"};
+inline constexpr ModelWeight kOutputNorm{"output_norm.weight", "model.norm.weight"};
+inline constexpr ModelWeight kOutput{"output.weight", "lm_head.weight"};
+
+// Elements of every weight a model of config c has (the embedding, the layers' groups it has,
+// the final norm, and the output projection unless tied).
+int64_t parameter_count(const ModelConfig& c);
+
+}  // namespace bx

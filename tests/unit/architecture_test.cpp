@@ -1,0 +1,108 @@
+// The architecture table (model/architecture.h) and the quant-format registry (kernels/quant.h)
+// against what they describe, from code that does not read them:
+//   - every Hugging Face family of the table loads a folder written by tests/support's own
+//     writer, and parameter_count(config) equals the checkpoint's own count (so the table's
+//     weight list, shapes and groups are exactly the tensors such a model has);
+//   - the table's names are unique in each format and its lookups find each family;
+//   - the block formats' sizes agree with GGUF's ggml type table, and a row dequantized through
+//     the registry equals gguf::dequantize_to_f32 of the same tensor.
+// Negative control: a config with a group the checkpoint lacks counts other parameters.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernels/quant.h"
+#include "model/architecture.h"
+#include "model/gguf.h"
+#include "model/loader.h"
+#include "support/gguf_writer.h"
+#include "support/random_hf_model.h"
+
+namespace bx {
+namespace {
+
+TEST(Architecture, EveryFamilyIsFoundByItsNames) {
+  for (const Architecture& a : architectures()) {
+    EXPECT_EQ(find_hf_architecture(a.hf_class), &a) << a.family;
+    if (!a.gguf_name.empty()) {
+      EXPECT_EQ(find_gguf_architecture(a.gguf_name), &a) << a.family;
+    }
+  }
+  EXPECT_EQ(find_hf_architecture("GPT2LMHeadModel"), nullptr);
+  EXPECT_EQ(find_gguf_architecture("gpt2"), nullptr);
+  EXPECT_EQ(find_gguf_architecture(""), nullptr);
+  EXPECT_EQ(gguf_architecture_list(), "llama");
+  EXPECT_EQ(hf_architecture_list(),
+            "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
+}
+
+TEST(Architecture, WeightNamesAreUniqueInEachFormat) {
+  std::set<std::string> gguf, hf;
+  for (const LayerWeight& w : layer_weights()) {
+    EXPECT_TRUE(gguf.insert(gguf_layer_name(7, w)).second) << w.gguf;
+    EXPECT_TRUE(hf.insert(hf_layer_name(7, w)).second) << w.hf;
+  }
+  EXPECT_EQ(gguf_layer_name(3, layer_weights()[1]), "blk.3.attn_q.weight");
+  EXPECT_EQ(hf_layer_name(3, layer_weights()[1]), "model.layers.3.self_attn.q_proj.weight");
+}
+
+TEST(Architecture, ParameterCountIsTheCheckpointsForEveryFamily) {
+  for (const Architecture& a : architectures()) {
+    for (const bool bias : {false, true}) {
+      for (const bool tied : {false, true}) {
+        test::RandomHfSpec spec;
+        spec.architecture = std::string(a.hf_class);
+        spec.attention_bias = bias;
+        spec.tied_output = tied;
+        if (a.family == "mistral" && bias) continue;  // Mistral has no attention_bias key
+        test::RandomHfFolder folder("arch-count", spec);
+        const LoadedModel m = load_model(folder.path(), LoadOptions{});
+        EXPECT_EQ(parameter_count(m.config), m.parameter_count)
+            << a.hf_class << (bias ? " with biases" : "") << (tied ? " tied" : "");
+        EXPECT_EQ(m.config.qk_norm, a.qk_norm) << a.hf_class;
+        // Negative control: a group the checkpoint does not have changes the count.
+        ModelConfig other = m.config;
+        other.qk_norm = !other.qk_norm;
+        EXPECT_NE(parameter_count(other), m.parameter_count) << a.hf_class;
+      }
+    }
+  }
+}
+
+TEST(QuantRegistry, BlockFormatsAgreeWithTheGgufTypeTable) {
+  const std::pair<DType, gguf::GgmlType> pairs[] = {{DType::q8_0, gguf::GgmlType::Q8_0},
+                                                    {DType::q4_0, gguf::GgmlType::Q4_0},
+                                                    {DType::q4_1, gguf::GgmlType::Q4_1}};
+  EXPECT_EQ(std::size(quant::kBlockFormats), std::size(pairs));
+  for (const auto& [dtype, ggml] : pairs) {
+    const quant::BlockFormat& f = quant::block_format(dtype);
+    const gguf::GgmlTypeTraits* traits = gguf::ggml_type_traits(ggml);
+    ASSERT_NE(traits, nullptr);
+    EXPECT_EQ(f.name, traits->name);
+    EXPECT_EQ(f.block_elements, traits->block_size);
+    EXPECT_EQ(f.block_bytes, traits->type_size);
+    EXPECT_EQ(gguf::to_dtype(ggml), dtype);
+    // A quantized row through the registry equals the loader's dequantization.
+    std::vector<float> x(128);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 23) * 0.37f - 4.0f;
+    const std::vector<std::byte> blocks = test::quantize(x, ggml);
+    ASSERT_EQ(static_cast<int64_t>(blocks.size()), quant::bytes_for(dtype, 128));
+    gguf::TensorInfo info;
+    info.name = "t";
+    info.type = ggml;
+    info.dims = {128};
+    info.n_elements = 128;
+    std::vector<float> loaded(128), registry(128);
+    gguf::dequantize_to_f32(info, blocks, loaded.data());
+    quant::dequantize_row(dtype, blocks.data(), 128, registry.data());
+    EXPECT_EQ(std::memcmp(loaded.data(), registry.data(), 128 * sizeof(float)), 0) << f.name;
+  }
+  EXPECT_FALSE(quant::is_block_format(DType::bf16));
+  EXPECT_THROW(quant::block_format(DType::f32), Error);
+}
+
+}  // namespace
+}  // namespace bx
