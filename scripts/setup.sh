@@ -39,3 +39,11 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$jobs"
 echo "setup: built ./build/bitexact"
+
+# The Python package into .venv (pyproject.toml), from the same build tree: scikit-build-core
+# reconfigures ./build with the settings above (tests and benchmarks stay on) and builds the
+# extension target, which the build above has already made, so nothing compiles a second time.
+CMAKE_GENERATOR="Unix Makefiles" CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
+  .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation \
+  -C build-dir=build -C cmake.define.BITEXACT_TESTS=ON -C cmake.define.BITEXACT_BENCH=ON .
+echo "setup: installed the Python package bitexact into .venv"

@@ -101,6 +101,26 @@ class Backend {
     return false;
   }
 
+  // --- weight updates in place (model/weight_update.h; optional) ---
+  // The dtype upload_matrix(host, rows, cols, requested) holds a [rows, cols] matrix in.
+  virtual DType held_dtype(DType requested, int64_t rows) const {
+    (void)rows;
+    return requested;
+  }
+  // Rows dst_first + k * dst_step (k < count) of `dst` (F32 or BF16, made by alloc or
+  // upload_matrix) get the k-th of `count` dense rows of dst.cols values at `src` (F32 or BF16;
+  // in this backend's device memory where src_on_device, else in host memory), converted as
+  // upload_matrix converts (BF16 -> F32 exactly, F32 -> BF16 to nearest even). Done on return.
+  virtual void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count,
+                          const void* src, DType src_dtype, bool src_on_device) {
+    (void)dst, (void)dst_first, (void)dst_step, (void)count, (void)src, (void)src_dtype,
+        (void)src_on_device;
+    throw Error("backend " + name() + " cannot update weights in place");
+  }
+  // Frees the memory of a tensor made by alloc / upload_* that nothing uses any more (the
+  // default keeps it until the backend goes).
+  virtual void free_tensor(const Tensor& t) { (void)t; }
+
   // --- recording the ops of a forward pass for replay (CUDA graphs; optional) ---
   // A backend that can record the ops issued after begin_batch and launch them again as one
   // unit says so with can_replay(). A recording is only valid for a batch of the same shape

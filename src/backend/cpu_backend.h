@@ -24,6 +24,10 @@ class CpuBackend final : public Backend {
   Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
   bool can_hold_blocks(DType dtype) const override;  // Q8_0, Q4_0, Q4_1
   Tensor upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) override;
+  // Weight updates (backend/cpu_weight_write.cpp): host sources only.
+  void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count, const void* src,
+                  DType src_dtype, bool src_on_device) override;
+  void free_tensor(const Tensor& t) override;
   void init_kv_cache(const KvCacheShape& shape) override;
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }

@@ -56,6 +56,15 @@ class CudaBackend final : public Backend {
   // Generated on the device (kernels/cuda/generate.h); held as upload_matrix holds weights.
   Tensor generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream, float offset,
                          float scale) override;
+  // Weight updates in place (backend/cuda_weight_write.cu): matrices are held as BF16 and
+  // vectors (one row) as F32, whatever the source, so an update never reallocates (and the CUDA
+  // graphs' pointers stay valid); a device source is converted on the device.
+  DType held_dtype(DType requested, int64_t rows) const override {
+    (void)requested;
+    return rows == 1 ? DType::f32 : DType::bf16;
+  }
+  void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count, const void* src,
+                  DType src_dtype, bool src_on_device) override;
   void init_kv_cache(const KvCacheShape& shape) override;
   // cudaMemGetInfo's free bytes plus the current KV cache's.
   int64_t kv_memory_available() const override;

@@ -6,10 +6,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "backend/choose_backend.h"
 #include "core/error.h"
-#ifdef BITEXACT_HAVE_CUDA
-#include "backend/cuda_backend.h"
-#endif
 
 namespace bx::cli {
 
@@ -64,34 +62,6 @@ void apply_engine_flags(const EngineFlags& f, LoadOptions& load, EngineOptions& 
   engine.prefix_cache = !f.no_prefix_cache;
 }
 
-namespace {
-
-// Sets options.make_backend from --backend and --mode.
-void choose_backend(const ModelFlags& flags, LoadOptions& options) {
-  check(flags.backend == "cpu" || flags.backend == "cuda",
-        "--backend is '" + flags.backend + "', expected cpu or cuda");
-  check(flags.mode == "invariant" || flags.mode == "fast",
-        "--mode is '" + flags.mode + "', expected invariant or fast");
-  if (flags.backend == "cpu") {
-    // Fast mode on the CPU is the comparison baseline of R8, not a speed-up: matmuls split K
-    // into 1 + M % 3 parts (kernels/matmul.h, split_k_by_m) as BLAS libraries do for small M,
-    // so a row's bits depend on how many tokens share its step.
-    if (flags.mode == "fast") options.reduction_order = ReductionOrder::split_k_by_m;
-    return;
-  }
-#ifdef BITEXACT_HAVE_CUDA
-  const CudaBackend::Mode mode =
-      flags.mode == "fast" ? CudaBackend::Mode::fast : CudaBackend::Mode::invariant;
-  options.make_backend = [mode] { return std::make_unique<CudaBackend>(mode); };
-#else
-  (void)options;
-  throw Error("--backend cuda: this build has no CUDA backend (nvcc was not found when it was "
-              "configured)");
-#endif
-}
-
-}  // namespace
-
 uint64_t parse_seed(const std::string& text) {
   uint64_t value = 0;
   const char* end = text.data() + text.size();
@@ -111,7 +81,7 @@ int resolve_threads(int requested) {
 
 LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   options.threads = resolve_threads(flags.threads);
-  choose_backend(flags, options);
+  choose_backend(flags.backend, flags.mode, options);
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
   if (!flags.quiet) {

@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "engine/completion.h"
 
 namespace bx::cli {
 namespace {
@@ -78,14 +79,6 @@ void validate_flags(const GenerateFlags& f) {
   validate(f.sampling);
 }
 
-// What one prompt produced.
-struct Completion {
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-  std::string text;
-  FinishReason finish = FinishReason::length;
-};
-
 std::string json_line(const std::string& prompt, const Completion& c) {
   const auto escape = [](const std::string& s) {
     return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -101,18 +94,6 @@ std::string json_line(const std::string& prompt, const Completion& c) {
   out += "], \"text\": " + escape(c.text) + ", \"finish_reason\": \"" +
          std::string(finish_reason_name(c.finish)) + "\"}";
   return out;
-}
-
-// Applies one event to its prompt's completion; returns the text it adds.
-const std::string& apply(Completion& c, const EngineEvent& e) {
-  if (e.kind == EngineEvent::Kind::token) {
-    c.tokens.push_back(e.token);
-    c.logprobs.push_back(e.logprob);
-  } else if (e.kind == EngineEvent::Kind::finished) {
-    c.finish = e.finish;
-  }
-  c.text += e.text;
-  return e.text;
 }
 
 void run_generate(GenerateFlags& f) {
@@ -156,7 +137,7 @@ void run_generate(GenerateFlags& f) {
     more = engine.step();
     for (size_t i = 0; i < streams.size(); ++i) {
       while (std::optional<EngineEvent> e = streams[i]->try_next()) {
-        const std::string& text = apply(completions[i], *e);
+        const std::string& text = completions[i].apply(*e);
         if (stream) std::cout << text << std::flush;
       }
     }

@@ -103,6 +103,13 @@ std::optional<int32_t> BlockPool::find(const BlockKey& key, const BlockKey& pare
   return it->second.block;
 }
 
+void BlockPool::drop_prefix_cache() {
+  for (const int32_t block : idle_) free_.push_back(block);
+  idle_.clear();
+  for (std::optional<BlockKey>& key : key_of_) key.reset();
+  published_.clear();
+}
+
 void BlockPool::count_lookup(bool hit) const {
   ++lookups_;
   hits_ += hit ? 1 : 0;

@@ -63,6 +63,11 @@ class BlockPool {
   std::optional<int32_t> find(const BlockKey& key, const BlockKey& parent,
                               std::span<const int32_t> tokens) const;
 
+  // Forgets every published block (after a weight update their K and V are stale): idle ones
+  // become free, held ones stay with their holders and are freed on release. Nothing is found
+  // afterwards until new blocks are published.
+  void drop_prefix_cache();
+
   // Lookups that found a block / all lookups, since construction (for metrics).
   uint64_t prefix_hits() const { return hits_; }
   uint64_t prefix_lookups() const { return lookups_; }

@@ -196,6 +196,7 @@ EngineEvent Engine::score(std::vector<int32_t> prompt, std::vector<int32_t> cont
 
 bool Engine::step() {
   const Clock::time_point start = Clock::now();
+  serve_exclusive();
   take_submissions();
   retire_cancelled();
   const std::vector<Chunk> chunks = schedule();  // may preempt the newest sequences
@@ -236,10 +237,12 @@ void Engine::take_submissions() {
   std::vector<std::unique_ptr<Sequence>> arrived;
   {
     std::lock_guard lock(inbox_mutex_);
+    if (holding_submissions()) return;
     arrived.swap(inbox_);
   }
   for (auto& s : arrived) {
     Sequence& seq = *s;
+    seq.state->stream->set_weights_version(model_.weights_version);
     sequences_.push_back(std::move(s));
     if (!seq.generating() && seq.scores_sent) {
       finish(seq, FinishReason::length);  // max_tokens = 0 and nothing to score
@@ -626,8 +629,10 @@ void Engine::start() {
     while (!stop_requested_) {
       if (step()) continue;
       std::unique_lock lock(inbox_mutex_);
-      inbox_ready_.wait_for(lock, std::chrono::milliseconds(50),
-                            [&] { return !inbox_.empty() || stop_requested_; });
+      inbox_ready_.wait_for(lock, std::chrono::milliseconds(50), [&] {
+        return (!inbox_.empty() && !holding_submissions()) || exclusive_ != nullptr ||
+               stop_requested_;
+      });
     }
   });
 }

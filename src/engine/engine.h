@@ -61,6 +61,14 @@ struct EngineOptions {
   int sampler_threads = 0;
 };
 
+// What run_exclusive does with the requests the engine has taken (engine/engine_exclusive.cpp).
+enum class InFlight {
+  finish,  // they run to their end first; the change waits for them
+  abort,   // they end now with FinishReason::aborted, keeping the tokens they have
+  keep,    // they stay: the change runs between two steps (only for changes that cannot affect
+           // them, such as dropping the prefix cache)
+};
+
 struct EngineStats {
   uint64_t steps = 0;
   uint64_t preemptions = 0;
@@ -110,6 +118,19 @@ class Engine {
   using StepObserver = std::function<void(double step_seconds, size_t batch_tokens)>;
   void set_step_observer(StepObserver observer) { step_observer_ = std::move(observer); }
 
+  // Runs `change` (a weight update) where no request is in flight, then drops the prefix cache,
+  // so no sequence ever mixes state from before and after it: the requests the engine has taken
+  // finish or are aborted first (in_flight); requests submitted meanwhile wait in the queue and
+  // run after the change. With a started engine, `change` runs on the engine's thread and this
+  // call blocks until it has; otherwise this call steps the engine itself. Rethrows what
+  // `change` throws (the prefix cache is dropped either way). One change at a time.
+  void run_exclusive(const std::function<void()>& change, InFlight in_flight);
+  // Paused, the engine takes no new request from the queue (they wait; none is dropped) while
+  // the requests it has taken run on; resume() lets the queue in again.
+  void pause();
+  void resume();
+  bool paused() const;
+
   const EngineOptions& options() const { return options_; }
   const BlockPool& pool() const { return pool_; }
   EngineStats stats() const;
@@ -125,6 +146,12 @@ class Engine {
     size_t first_row;  // its logit rows in this step's output
     size_t rows;
   };
+
+  struct ExclusiveChange;
+  // At the top of step(): runs a pending run_exclusive change once nothing is in flight.
+  void serve_exclusive();
+  // New submissions stay in the inbox (paused, or a change pending). inbox_mutex_ held.
+  bool holding_submissions() const;
 
   void validate(const EngineRequest& r) const;
   void take_submissions();
@@ -184,6 +211,9 @@ class Engine {
   std::condition_variable inbox_ready_;
   std::vector<std::unique_ptr<Sequence>> inbox_;
   std::atomic<bool> stop_requested_{false};
+  std::mutex exclusive_mutex_;            // one run_exclusive at a time
+  ExclusiveChange* exclusive_ = nullptr;  // the pending change; guarded by inbox_mutex_
+  bool paused_ = false;                   // guarded by inbox_mutex_
   std::thread thread_;
 
   StepObserver step_observer_;

@@ -37,6 +37,7 @@ std::string_view finish_reason_name(FinishReason reason) {
     case FinishReason::stop: return "stop";
     case FinishReason::length: return "length";
     case FinishReason::cancelled: return "cancelled";
+    case FinishReason::aborted: return "abort";
   }
   return "length";
 }

@@ -7,6 +7,7 @@
 // same tokens report the same bits (INVARIANCE.md promise 3).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -56,7 +57,9 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int k);
 
 uint64_t sample_seed(uint64_t seed, int sample_index);
 
-enum class FinishReason { stop, length, cancelled };
+// aborted: ended by a weight update that aborts requests in flight (Engine::run_exclusive,
+// InFlight::abort); its tokens so far all come from the old weights. Named "abort" (as vLLM).
+enum class FinishReason { stop, length, cancelled, aborted };
 std::string_view finish_reason_name(FinishReason reason);
 
 // One event of a request's stream. Each sample sends its tokens in order, then one finished
@@ -93,8 +96,13 @@ class RequestStream {
   void cancel();
   bool cancelled() const;
 
+  // The weights_version (LoadedModel) every token and score of this request was computed with:
+  // set when the engine takes the request, which then finishes before the weights change.
+  uint64_t weights_version() const { return weights_version_; }
+
   // Engine side.
   void push(EngineEvent event);
+  void set_weights_version(uint64_t version) { weights_version_ = version; }
 
  private:
   mutable std::mutex mutex_;
@@ -102,6 +110,7 @@ class RequestStream {
   std::deque<EngineEvent> events_;
   int unfinished_;
   bool cancelled_ = false;
+  std::atomic<uint64_t> weights_version_{0};
 };
 
 }  // namespace bx

@@ -65,6 +65,8 @@ class LlamaModel {
              int max_batch_tokens, int max_logit_rows);
 
   const ModelConfig& config() const { return config_; }
+  // The weights, for updates in place between forward calls (model/weight_update.h).
+  LlamaWeights& weights() { return weights_; }
   Backend& backend() { return backend_; }
   int max_batch_tokens() const { return max_batch_tokens_; }
   int max_logit_rows() const { return max_logit_rows_; }

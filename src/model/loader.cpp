@@ -170,11 +170,12 @@ class WeightReader {
 }  // namespace
 
 std::string LoadedModel::system_fingerprint() const {
-  const std::string identity = weights_hash + "|" + backend->name() + "|w=" + weight_dtype +
-                               "|" + backend->numerics() + "|mode=" +
-                               (reduction_order == ReductionOrder::canonical ? "invariant"
-                                                                             : "fast-split-k-by-m") +
-                               "|" + backend->kernel_version();
+  const std::string identity =
+      weights_hash + "|" + backend->name() + "|w=" + weight_dtype + "|" + backend->numerics() +
+      "|mode=" +
+      (reduction_order == ReductionOrder::canonical ? "invariant" : "fast-split-k-by-m") + "|" +
+      backend->kernel_version() +
+      (weights_version == 0 ? "" : "|v=" + std::to_string(weights_version));
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx",
                 static_cast<unsigned long long>(XXH3_64bits(identity.data(), identity.size())));

@@ -55,6 +55,9 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
   ReductionOrder reduction_order = ReductionOrder::canonical;
   KvCacheShape kv_shape;           // n_blocks = 0 until reserve_kv_blocks
+  // 0 as loaded; each update of the weights in place (model/weight_update.h) adds one. Part of the
+  // system fingerprint when not 0, and stamped on every request (RequestStream::weights_version).
+  uint64_t weights_version = 0;
 
   // Makes the KV pool hold at least n_blocks blocks (reallocating it, contents lost, if it is
   // smaller), plus one scratch block (id n_blocks) that no sequence owns, for the filler rows of
@@ -62,7 +65,8 @@ struct LoadedModel {
   void reserve_kv_blocks(int64_t n_blocks);
 
   // Identity of everything that decides the output bits (INVARIANCE.md, Terms): weights hash,
-  // backend, dtypes, mode and kernel version, hashed to "bx-" + 16 hex digits.
+  // backend, dtypes, mode and kernel version (and weights_version after an update), hashed to
+  // "bx-" + 16 hex digits.
   std::string system_fingerprint() const;
 };
 
