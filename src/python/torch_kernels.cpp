@@ -10,15 +10,11 @@
 // weights, f32 accumulation; a bf16 KV cache. Entry points take the stream as an integer
 // (torch.cuda.current_stream().cuda_stream) and are asynchronous on it.
 //
-// Errors: every bad argument is a bx::Error (Python RuntimeError) naming it; the kernels' own
+// Errors: every bad argument is a bx::Error (Python ValueError) naming it; the kernels' own
 // checks throw the same way.
-// nanobind's headers shadow names (-Wshadow, an error in this build): not our code to change.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wshadow"
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
-#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cstdint>
