@@ -26,17 +26,19 @@ DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEVICE, BACKEND = "cpu", "cpu"
 
 
-@pytest.mark.parametrize("arch,extra", [
-    ("LlamaForCausalLM", {}),
-    ("LlamaForCausalLM", {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
-                                           "high_freq_factor": 4.0,
-                                           "original_max_position_embeddings": 64},
-                          "rope_theta": 500000.0, "tie_word_embeddings": True}),
-    ("Qwen2ForCausalLM", {}),
-    ("Qwen3ForCausalLM", {"attention_bias": False}),
+LLAMA3_ROPE = {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
+               "rope_theta": 500000.0, "tie_word_embeddings": True}
+
+
+@pytest.mark.parametrize("arch,dtype,extra", [
+    ("LlamaForCausalLM", torch.float32, {}),
+    ("LlamaForCausalLM", torch.float32, LLAMA3_ROPE),
+    ("Qwen2ForCausalLM", torch.bfloat16, {}),
+    ("Qwen3ForCausalLM", torch.float32, {"attention_bias": True}),
 ])
-def test_random_folder_parity_64_sequences(tmp_path, arch, extra):
-    folder, model = random_folder(tmp_path, arch, **extra)
+def test_random_folder_parity_64_sequences(tmp_path, arch, dtype, extra):
+    folder, model = random_folder(tmp_path, arch, dtype, **extra)
     llm = bitexact.LLM(str(folder), backend=BACKEND)
     # 16 prompts x (greedy + 3 seeds) = 64 sequences; some cross the 64-position chunk boundary.
     seqs = sample_sequences(llm, prompts_of(16, len(arch)), 40, seeds=[1, 2, 3])

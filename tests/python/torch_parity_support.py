@@ -83,7 +83,9 @@ TINY = dict(vocab_size=320, hidden_size=64, intermediate_size=136, num_hidden_la
             rms_norm_eps=1e-6, tie_word_embeddings=False, initializer_range=0.1)
 
 
-def random_folder(tmp_path, arch, **extra):
+def random_folder(tmp_path, arch, dtype=torch.float32, **extra):
+    """A random `arch` model (transformers) saved as config.json + safetensors in `dtype`, and the
+    model in that dtype: the engine loads exactly the values the model holds."""
     config_class = {"LlamaForCausalLM": transformers.LlamaConfig,
                     "Qwen2ForCausalLM": transformers.Qwen2Config,
                     "Qwen3ForCausalLM": transformers.Qwen3Config}[arch]
@@ -95,6 +97,7 @@ def random_folder(tmp_path, arch, **extra):
         for name, p in model.named_parameters():
             if name.endswith("norm.weight") or name.endswith("bias"):
                 p.copy_(torch.randn_like(p) * 0.3 + (1.0 if name.endswith("norm.weight") else 0.0))
+    model.to(dtype)
     folder = tmp_path / arch
     model.save_pretrained(folder, safe_serialization=True)
     return folder, model
