@@ -134,7 +134,13 @@ class EngineState:
                 "folders) or adjacent_pairs (GGUF files)"
             )
         self.adjacent = rope_layout == "adjacent_pairs"
+        # A sliding window W below the context: the engine serves positions < W only (where the
+        # window changes nothing) and so does the trainer (src/model/hf_config.h).
         self.max_positions = c.max_position_embeddings
+        window = getattr(c, "sliding_window", None)
+        uses_window = type(model).__name__ == "MistralForCausalLM" or getattr(c, "use_sliding_window", False)
+        if uses_window and window:
+            self.max_positions = min(self.max_positions, int(window))
         theta, scaling = _rope_config(c)
         self.cos, self.sin = ops.rope_tables(self.head_dim, theta, self.max_positions, scaling)
         # 1.0f / sqrt(float(head_dim)), in float32 as the engine computes it.
