@@ -423,24 +423,26 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torc
     if q.is_cuda:
         pos_host = positions.to("cpu", torch.int32).contiguous()
         seq_host = seq_ids.to("cpu", torch.int32).contiguous()
+        if int(seq_host.min()) < 0 or int(seq_host.max()) >= n_seqs or int(pos_host.min()) < 0:
+            raise ValueError(f"bitexact.attention: a sequence id is outside [0, {n_seqs}) or a "
+                             "position is negative")
         split = kernels.cuda_attention_split
         with torch.cuda.device(q.device):
+            stream = _stream(q)
+            floats = kernels.cuda_attention_plan(pos_host.data_ptr(), seq_host.data_ptr(), T,
+                                                 n_heads, head_dim, split, stream)
             pos = pos_host.to(q.device)
             seq = seq_host.to(q.device)
             blocks = torch.arange(n_seqs, dtype=torch.int32, device=q.device)
             k_cache = torch.empty(n_seqs, capacity, n_kv_heads, head_dim, dtype=torch.bfloat16,
                                   device=q.device)
             v_cache = torch.empty_like(k_cache)
-            floats = kernels.cuda_attention_workspace_floats(pos_host.data_ptr(),
-                                                             seq_host.data_ptr(), T, n_heads,
-                                                             head_dim, split)
             workspace = torch.empty(max(floats, 1), dtype=torch.float32, device=q.device)
             kernels.cuda_attention(q.data_ptr(), width, k.data_ptr(), kv_width, v.data_ptr(),
                                    kv_width, out.data_ptr(), width, pos.data_ptr(), seq.data_ptr(),
-                                   blocks.data_ptr(), pos_host.data_ptr(), seq_host.data_ptr(), T,
-                                   n_seqs, capacity, n_heads, n_kv_heads, head_dim, scale,
-                                   k_cache.data_ptr(), v_cache.data_ptr(), workspace.data_ptr(),
-                                   floats, split, _stream(q))
+                                   blocks.data_ptr(), T, n_seqs, capacity, n_heads, n_kv_heads,
+                                   head_dim, scale, k_cache.data_ptr(), v_cache.data_ptr(),
+                                   workspace.data_ptr(), floats, split, stream)
         return out
     pos = positions.to(torch.int32).contiguous()
     seq = seq_ids.to(torch.int32).contiguous()

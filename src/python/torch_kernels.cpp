@@ -274,36 +274,42 @@ void cuda_rope(uintptr_t x, int64_t x_stride, uintptr_t positions, int64_t T, in
                      stream_of(stream));
 }
 
+// The tiling plan of a packed batch (kernels/cuda/attention.h), built on the host from host
+// copies of positions and seq_ids [T] int32 and kept on the device for the next cuda_attention
+// on this thread; returns the floats of workspace that attention needs with it.
+thread_local cuda::AttentionPlanner attention_planner;
+
+int64_t cuda_attention_plan(uintptr_t positions_host, uintptr_t seq_ids_host, int64_t T,
+                            int n_heads, int head_dim, int split, uintptr_t stream) {
+  const cuda::AttentionPlan& plan = attention_planner.build(
+      ptr<const int32_t>(positions_host), ptr<const int32_t>(seq_ids_host), T, stream_of(stream));
+  return cuda::attention_workspace_floats(plan, n_heads, head_dim, split);
+}
+
 // The CPU entry's contract on the GPU (kernels/cuda/attention.h), the cache in bf16
-// ([n_seqs, capacity, n_kv_heads, head_dim] each). positions and seq_ids are int32 [T] on the
-// device; positions_host and seq_ids_host the same values on the host (the tiling plan is built
-// there). workspace: workspace_floats f32 on the device (cuda_attention_workspace_floats).
+// ([n_seqs, capacity, n_kv_heads, head_dim] each), with the plan of cuda_attention_plan (built for
+// these T tokens). positions and seq_ids are int32 [T] on the device; block_ids [n_seqs] holds
+// 0, 1, ..: token t reads block seq_ids[t], its sequence's one block. workspace: the plan's floats.
 void cuda_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride, uintptr_t v,
                     int64_t v_stride, uintptr_t out, int64_t out_stride, uintptr_t positions,
-                    uintptr_t seq_ids, uintptr_t block_ids, uintptr_t positions_host,
-                    uintptr_t seq_ids_host, int64_t T, int64_t n_seqs, int capacity, int n_heads,
-                    int n_kv_heads, int head_dim, float scale, uintptr_t k_cache,
-                    uintptr_t v_cache, uintptr_t workspace, int64_t workspace_floats,
-                    int split, uintptr_t stream) {
+                    uintptr_t seq_ids, uintptr_t block_ids, int64_t T, int64_t n_seqs,
+                    int capacity, int n_heads, int n_kv_heads, int head_dim, float scale,
+                    uintptr_t k_cache, uintptr_t v_cache, uintptr_t workspace,
+                    int64_t workspace_floats, int split, uintptr_t stream) {
   check_positive(n_seqs, "the number of sequences");
   check_positive(capacity, "the cache capacity");
-  const auto* pos = ptr<const int32_t>(positions_host);
-  const auto* seq = ptr<const int32_t>(seq_ids_host);
-  for (int64_t t = 0; t < T; ++t) {
-    BX_CHECK(seq[t] >= 0 && seq[t] < n_seqs && pos[t] >= 0 && pos[t] < capacity,
-             "bitexact.torch: token " + std::to_string(t) + " (sequence " +
-                 std::to_string(seq[t]) + ", position " + std::to_string(pos[t]) +
-                 ") is outside the cache of " + std::to_string(n_seqs) + " x " +
-                 std::to_string(capacity));
-  }
+  const cuda::AttentionPlan& plan = attention_planner.plan();
+  BX_CHECK(plan.T == T, "bitexact.torch: the attention plan is for " + std::to_string(plan.T) +
+                            " tokens, not " + std::to_string(T) + " (cuda_attention_plan first)");
+  BX_CHECK(plan.max_position < capacity,
+           "bitexact.torch: position " + std::to_string(plan.max_position) +
+               " is outside the cache capacity " + std::to_string(capacity));
   cuda::PagedKv kv{ptr<uint16_t>(k_cache), ptr<uint16_t>(v_cache), n_seqs, capacity, n_kv_heads,
                    head_dim};
-  // One block per sequence: token t reads block tables[seq_ids[t]] = seq_ids[t].
   cuda::DeviceBatch batch{ptr<const int32_t>(positions), ptr<const int32_t>(seq_ids),
                           ptr<const int32_t>(block_ids), T};
   cuda::kv_cache_write(kv, ptr<const float>(k), k_stride, ptr<const float>(v), v_stride, batch,
                        stream_of(stream));
-  thread_local cuda::AttentionPlanner planner;
   cuda::AttentionArgs args;
   args.q = ptr<const float>(q);
   args.q_stride = q_stride;
@@ -313,19 +319,11 @@ void cuda_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride
   args.scale = scale;
   args.kv = kv;
   args.batch = batch;
-  args.plan = planner.build(pos, seq, T, stream_of(stream));
+  args.plan = plan;
   args.workspace = ptr<float>(workspace);
   args.workspace_floats = workspace_floats;
   args.split = split;
   cuda::attention(args, stream_of(stream));
-}
-
-int64_t cuda_attention_workspace_floats(uintptr_t positions_host, uintptr_t seq_ids_host,
-                                        int64_t T, int n_heads, int head_dim, int split) {
-  cuda::AttentionPlanner planner;
-  const cuda::AttentionPlan& plan =
-      planner.build(ptr<const int32_t>(positions_host), ptr<const int32_t>(seq_ids_host), T);
-  return cuda::attention_workspace_floats(plan, n_heads, head_dim, split);
 }
 #endif
 
@@ -356,7 +354,7 @@ void bind_torch_kernels(nb::module_& m) {
   m.def("cuda_embed", &cuda_embed, release);
   m.def("cuda_rope", &cuda_rope, release);
   m.def("cuda_attention", &cuda_attention, release);
-  m.def("cuda_attention_workspace_floats", &cuda_attention_workspace_floats, release);
+  m.def("cuda_attention_plan", &cuda_attention_plan, release);
 #else
   m.attr("has_cuda") = false;
 #endif
