@@ -303,8 +303,7 @@ def rope_tables(head_dim: int, theta: float, max_positions: int, scaling: dict |
 def _pair_index(head_dim: int, adjacent: bool):
     """Dims (i0, i1) of the pairs of a head: (2i, 2i+1) adjacent, (i, i + Dh/2) half split."""
     half = head_dim // 2
-    i = torch.arange(half)
-    return (2 * i, 2 * i + 1) if adjacent else (i, i + half)
+    return (slice(0, None, 2), slice(1, None, 2)) if adjacent else (slice(0, half), slice(half, None))
 
 
 @torch.library.custom_op("bitexact::rope", mutates_args=())
@@ -324,11 +323,11 @@ def rope(x: torch.Tensor, positions: torch.Tensor, cos: torch.Tensor, sin: torch
     if T == 0:
         return out
     if x.is_cuda:
-        pos_host = positions.cpu()
+        pos_host = positions.cpu()  # no wait when the caller passes host positions (patch() does)
         if int(pos_host.min()) < 0 or int(pos_host.max()) >= cos.shape[0]:
             raise ValueError(f"bitexact.rope: a position is outside the table [0, {cos.shape[0]})")
         with torch.cuda.device(x.device):
-            pos = positions.to(device=x.device, dtype=torch.int32).contiguous()
+            pos = pos_host.to(device=x.device, dtype=torch.int32).contiguous()
             c = cos.to(device=x.device, dtype=torch.float32).contiguous()
             s = sin.to(device=x.device, dtype=torch.float32).contiguous()
             kernels.cuda_rope(out.data_ptr(), width, pos.data_ptr(), T, n_heads, head_dim,
@@ -360,13 +359,14 @@ def _rope_backward(ctx, grad):
     head_dim = width // ctx.n_heads
     i0, i1 = _pair_index(head_dim, ctx.adjacent)
     g = grad.view(T, ctx.n_heads, head_dim)
-    c = cos.to(grad.device)[positions.long()].unsqueeze(1).to(grad.dtype)  # [T, 1, Dh/2]
-    s = sin.to(grad.device)[positions.long()].unsqueeze(1).to(grad.dtype)
-    g0, g1 = g[..., i0.to(grad.device)], g[..., i1.to(grad.device)]
+    pos = positions.to(grad.device).long()
+    c = cos.to(grad.device)[pos].unsqueeze(1).to(grad.dtype)  # [T, 1, Dh/2]
+    s = sin.to(grad.device)[pos].unsqueeze(1).to(grad.dtype)
+    g0, g1 = g[..., i0], g[..., i1]
     out = torch.empty_like(g)
     # The transpose of the rotation: x0 = g0 c + g1 s, x1 = -g0 s + g1 c.
-    out[..., i0.to(grad.device)] = g0 * c + g1 * s
-    out[..., i1.to(grad.device)] = g1 * c - g0 * s
+    out[..., i0] = g0 * c + g1 * s
+    out[..., i1] = g1 * c - g0 * s
     return out.view(T, width), None, None, None, None, None
 
 
@@ -383,7 +383,7 @@ def attention_reference(q, k, v, positions, seq_ids, n_seqs, capacity, n_heads, 
     T = q.shape[0]
     head_dim = q.shape[1] // n_heads
     group = n_heads // n_kv_heads
-    slot = seq_ids.long() * capacity + positions.long()  # [T] slot in the padded layout
+    slot = (seq_ids.long() * capacity + positions.long()).to(q.device)  # [T] slot, padded layout
     qp = q.new_zeros(n_seqs * capacity, n_heads, head_dim).index_copy(0, slot, q.view(T, n_heads, head_dim))
     kp = k.new_zeros(n_seqs * capacity, n_kv_heads, head_dim).index_copy(0, slot, k.view(T, n_kv_heads, head_dim))
     vp = v.new_zeros(n_seqs * capacity, n_kv_heads, head_dim).index_copy(0, slot, v.view(T, n_kv_heads, head_dim))
@@ -400,7 +400,8 @@ def attention_reference(q, k, v, positions, seq_ids, n_seqs, capacity, n_heads, 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor,
               seq_ids: torch.Tensor, n_seqs: int, capacity: int, n_heads: int, n_kv_heads: int,
               scale: float) -> torch.Tensor:
-    """Causal GQA attention (kernels/attention.h, kernels/cuda/attention.h) of packed sequences:
+    """Causal GQA attention (kernels/attention.h, kernels/cuda/attention.h) of packed sequences
+    (positions and seq_ids may stay on the host: the CUDA path plans there, without a wait):
     token t of sequence seq_ids[t] at position positions[t] attends to positions 0..p of its own
     sequence, in the engine's position-aligned chunks, K and V read back from a cache in the
     engine's cache dtype (f32 on the CPU, bf16 on CUDA). Every position 0..p of a token's sequence

@@ -190,11 +190,12 @@ def _attention_forward(self, x, state: EngineState):
         q = q.view(T, H, Dh)[:, :, perm].reshape(T, H * Dh)
         k = k.view(T, Hkv, Dh)[:, :, perm].reshape(T, Hkv * Dh)
     cos, sin = state.tables(x.device)
-    positions = layout.positions.to(x.device)
-    q = ops.rope(q, positions, cos, sin, H, state.adjacent)
-    k = ops.rope(k, positions, cos, sin, Hkv, state.adjacent)
-    a = ops.attention(q, k, v, positions, layout.seq_ids.to(x.device), layout.n_seqs,
-                      layout.capacity, H, Hkv, state.scale)
+    # Positions and sequence ids stay on the host: the ops check and plan there without waiting
+    # for the GPU, and copy what the kernels read.
+    q = ops.rope(q, layout.positions, cos, sin, H, state.adjacent)
+    k = ops.rope(k, layout.positions, cos, sin, Hkv, state.adjacent)
+    a = ops.attention(q, k, v, layout.positions, layout.seq_ids, layout.n_seqs, layout.capacity,
+                      H, Hkv, state.scale)
     return self.o_proj(a)
 
 

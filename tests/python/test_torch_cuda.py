@@ -22,7 +22,7 @@ if not torch.cuda.is_available() or not _core.torch_kernels.has_cuda:
 
 import bitexact._torch_ops as ops  # noqa: E402
 from torch_parity_support import (assert_parity, prompts_of, random_folder,  # noqa: E402
-                                  sample_sequences, unpatched_logprobs)
+                                  sample_sequences, trainer_logprobs, unpatched_logprobs)
 
 CUDA = "cuda"
 
@@ -97,7 +97,13 @@ def test_random_folder_parity_on_cuda(tmp_path, arch, dtype):
     plain = unpatched_logprobs(model, seqs[:4], CUDA)
     bxt.patch(model)
     assert_parity(model, seqs, CUDA)
+    # Negative controls: the unpatched model, and the engine in fast mode (cuBLAS, split sizes
+    # that follow the batch), give other bits.
     assert not all(torch.equal(p, want) for p, (_, _, want) in zip(plain, seqs[:4]))
+    fast = sample_sequences(bitexact.LLM(str(folder), backend="cuda", mode="fast"),
+                            prompts_of(16, 3), 40, seeds=[1])
+    got = [trainer_logprobs(model, [s], "right", CUDA)[0] for s in fast]
+    assert not all(torch.equal(g, want) for g, (_, _, want) in zip(got, fast))
 
 
 def test_qwen3_8b_shape_parity_on_cuda():
