@@ -176,16 +176,16 @@ void cpu_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride,
   for (int64_t s = 0; s < n_seqs; ++s) block_ids[static_cast<size_t>(s)] = static_cast<int32_t>(s);
   std::vector<const int32_t*> tables(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t) {
-    BX_CHECK(seq[t] >= 0 && seq[t] < n_seqs,
-             "bitexact.torch: sequence id " + std::to_string(seq[t]) + " is outside [0, " +
-                 std::to_string(n_seqs) + ")");
-    BX_CHECK(pos[t] >= 0 && pos[t] < capacity,
-             "bitexact.torch: position " + std::to_string(pos[t]) + " is outside [0, " +
-                 std::to_string(capacity) + ")");
+    BX_CHECK(seq[t] >= 0 && seq[t] < n_seqs, "bitexact.torch: sequence id " +
+                                                 std::to_string(seq[t]) + " is outside [0, " +
+                                                 std::to_string(n_seqs) + ")");
+    BX_CHECK(pos[t] >= 0 && pos[t] < capacity, "bitexact.torch: position " +
+                                                   std::to_string(pos[t]) + " is outside [0, " +
+                                                   std::to_string(capacity) + ")");
     tables[static_cast<size_t>(t)] = block_ids.data() + seq[t];
   }
-  const KvLayerView kv{ptr<float>(k_cache), ptr<float>(v_cache), n_seqs, capacity, n_kv_heads,
-                       head_dim};
+  const KvLayerView kv{
+      ptr<float>(k_cache), ptr<float>(v_cache), n_seqs, capacity, n_kv_heads, head_dim};
   kv_cache_write(kv, ptr<const float>(k), k_stride, ptr<const float>(v), v_stride, pos,
                  tables.data(), T);
   AttentionArgs args;
@@ -205,7 +205,9 @@ void cpu_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride,
 #if defined(BITEXACT_HAVE_CUDA)
 // --- CUDA -----------------------------------------------------------------------------------
 
-cudaStream_t stream_of(uintptr_t stream) { return reinterpret_cast<cudaStream_t>(stream); }
+cudaStream_t stream_of(uintptr_t stream) {
+  return reinterpret_cast<cudaStream_t>(stream);
+}
 
 // y[M,N] = bf16(x)[M,Kp] @ W[N,Kp]^T (kernels/cuda/gemm.h): x f32 [M,K] is rounded into
 // x_bf16 [M,Kp] (+0 in columns [K, Kp)), as the CUDA backend's bf16_rows; W bf16 [N,Kp] with the
@@ -292,10 +294,10 @@ int64_t cuda_attention_plan(uintptr_t positions_host, uintptr_t seq_ids_host, in
 // 0, 1, ..: token t reads block seq_ids[t], its sequence's one block. workspace: the plan's floats.
 void cuda_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride, uintptr_t v,
                     int64_t v_stride, uintptr_t out, int64_t out_stride, uintptr_t positions,
-                    uintptr_t seq_ids, uintptr_t block_ids, int64_t T, int64_t n_seqs,
-                    int capacity, int n_heads, int n_kv_heads, int head_dim, float scale,
-                    uintptr_t k_cache, uintptr_t v_cache, uintptr_t workspace,
-                    int64_t workspace_floats, int split, uintptr_t stream) {
+                    uintptr_t seq_ids, uintptr_t block_ids, int64_t T, int64_t n_seqs, int capacity,
+                    int n_heads, int n_kv_heads, int head_dim, float scale, uintptr_t k_cache,
+                    uintptr_t v_cache, uintptr_t workspace, int64_t workspace_floats, int split,
+                    uintptr_t stream) {
   check_positive(n_seqs, "the number of sequences");
   check_positive(capacity, "the cache capacity");
   const cuda::AttentionPlan& plan = attention_planner.plan();
@@ -304,8 +306,8 @@ void cuda_attention(uintptr_t q, int64_t q_stride, uintptr_t k, int64_t k_stride
   BX_CHECK(plan.max_position < capacity,
            "bitexact.torch: position " + std::to_string(plan.max_position) +
                " is outside the cache capacity " + std::to_string(capacity));
-  cuda::PagedKv kv{ptr<uint16_t>(k_cache), ptr<uint16_t>(v_cache), n_seqs, capacity, n_kv_heads,
-                   head_dim};
+  cuda::PagedKv kv{
+      ptr<uint16_t>(k_cache), ptr<uint16_t>(v_cache), n_seqs, capacity, n_kv_heads, head_dim};
   cuda::DeviceBatch batch{ptr<const int32_t>(positions), ptr<const int32_t>(seq_ids),
                           ptr<const int32_t>(block_ids), T};
   cuda::kv_cache_write(kv, ptr<const float>(k), k_stride, ptr<const float>(v), v_stride, batch,
