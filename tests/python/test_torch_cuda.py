@@ -118,7 +118,7 @@ def test_qwen3_8b_shape_parity_on_cuda():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.3 * torch.randn_like(p))
-    llm = bitexact.LLM("random:qwen3-8b:0", backend="cuda")
+    llm = bitexact.LLM("random:qwen3-8b:0", backend="cuda", kv_cache_tokens=16384)
     llm.update_weights(dict(model.state_dict()))
     seqs = sample_sequences(llm, [list(range(100 + i, 140 + 7 * i)) for i in range(6)], 24, seeds=[5])
     del llm
