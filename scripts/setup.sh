@@ -45,5 +45,6 @@ echo "setup: built ./build/bitexact"
 # extension target, which the build above has already made, so nothing compiles a second time.
 CMAKE_GENERATOR="Unix Makefiles" CMAKE_BUILD_PARALLEL_LEVEL="$jobs" \
   .venv/bin/pip install -q --disable-pip-version-check --no-build-isolation \
-  -C build-dir=build -C cmake.define.BITEXACT_TESTS=ON -C cmake.define.BITEXACT_BENCH=ON .
+  --config-settings=build-dir=build --config-settings=cmake.define.BITEXACT_TESTS=ON \
+  --config-settings=cmake.define.BITEXACT_BENCH=ON .
 echo "setup: installed the Python package bitexact into .venv"

@@ -165,7 +165,7 @@ class LLM:
         prompt_logprobs = list(samples[0]["prompt_logprobs"]) if prompt_logprobs else None
         return RequestOutput(prompt=prompt, prompt_token_ids=ids, outputs=outputs,
                              prompt_logprobs=prompt_logprobs,
-                             system_fingerprint=self.fingerprint)
+                             system_fingerprint=samples[0]["system_fingerprint"])
 
     def stream(self, prompt: Prompt, params: Optional[SamplingParams] = None) -> Stream:
         """One prompt, streamed: an iterator of StreamEvent, with cancel()."""

@@ -30,7 +30,7 @@ class RequestOutput:
     prompt_token_ids: List[int]
     outputs: List[CompletionOutput]
     prompt_logprobs: Optional[List[float]]  # [len(prompt_token_ids) - 1] when asked
-    system_fingerprint: str
+    system_fingerprint: str  # the engine's at the weights_version the request ran on
 
 
 @dataclass

@@ -15,14 +15,15 @@
 
 namespace bx {
 
-// Sets options.make_backend and options.reduction_order. Throws bx::Error naming the bad value,
-// or saying that this build has no CUDA backend.
+// Sets options.make_backend and options.reduction_order. Throws bx::Error naming the bad value
+// (as `prefix` + "backend" / "mode": "--" for the CLI's flags), or saying that this build has no
+// CUDA backend.
 inline void choose_backend(const std::string& backend, const std::string& mode,
-                           LoadOptions& options) {
+                           LoadOptions& options, const std::string& prefix = "") {
   check(backend == "cpu" || backend == "cuda",
-        "backend is '" + backend + "', expected cpu or cuda");
+        prefix + "backend is '" + backend + "', expected cpu or cuda");
   check(mode == "invariant" || mode == "fast",
-        "mode is '" + mode + "', expected invariant or fast");
+        prefix + "mode is '" + mode + "', expected invariant or fast");
   if (backend == "cpu") {
     // Fast mode on the CPU is the comparison baseline of R8, not a speed-up: matmuls split K
     // into 1 + M % 3 parts (kernels/matmul.h, split_k_by_m) as BLAS libraries do for small M,

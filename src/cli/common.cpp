@@ -81,7 +81,7 @@ int resolve_threads(int requested) {
 
 LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   options.threads = resolve_threads(flags.threads);
-  choose_backend(flags.backend, flags.mode, options);
+  choose_backend(flags.backend, flags.mode, options, "--");
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
   if (!flags.quiet) {

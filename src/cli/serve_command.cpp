@@ -50,6 +50,8 @@ void run_serve(ServeFlags& f) {
   check(
       options.max_body_bytes >= 1024,
       "--max-body-bytes is " + std::to_string(options.max_body_bytes) + ", expected at least 1024");
+  check(options.admin.weights_dir.empty() || options.admin.enabled,
+        "--weights-dir is only read by the admin routes; add --enable-admin");
   if (!f.chat_template.empty()) {
     options.chat_template = server::builtin_chat_template(f.chat_template);
     check(options.chat_template.has_value(),
@@ -131,6 +133,12 @@ void register_serve(CLI::App& app) {
                   "Generation and score requests in flight; more get 503 (1024)");
   cmd->add_option("--keep-alive-seconds", s.keep_alive_seconds,
                   "Idle time before a connection is closed (10)");
+  cmd->add_flag("--enable-admin", s.admin.enabled,
+                "Serve the admin routes: POST /v1/load_weights, /v1/pause, /v1/resume, "
+                "/v1/reset_prefix_cache; GET /v1/weights_version (behind --api-key)");
+  cmd->add_option("--weights-dir", s.admin.weights_dir,
+                  "The folder /v1/load_weights reads from (paths relative to it; nothing "
+                  "outside it)");
   add_engine_flags(*cmd, flags->engine);
   cmd->callback([flags] { run_serve(*flags); });
 }

@@ -4,6 +4,7 @@
 // use it.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,11 +14,13 @@
 namespace bx {
 
 // Returns the new weights_version. Throws bx::Error (nothing changed) for a bad source.
+// `applied` (if set) runs right after the update, still inside the engine's exclusive section
+// (before any request runs on the new weights): e.g. to record the new fingerprint.
 uint64_t swap_weights(Engine& engine, LoadedModel& model, std::vector<WeightSource> sources,
-                      InFlight in_flight);
+                      InFlight in_flight, const std::function<void()>& applied = {});
 
 // The same for the tensors of a safetensors file or a Hugging Face folder's checkpoint.
 uint64_t swap_weights_from_file(Engine& engine, LoadedModel& model, const std::string& path,
-                                InFlight in_flight);
+                                InFlight in_flight, const std::function<void()>& applied = {});
 
 }  // namespace bx

@@ -45,6 +45,7 @@ Llm::Llm(const std::string& model_path, const LlmOptions& o) {
   engine_ = std::make_unique<Engine>(model_, engine);
   chat_template_ = ChatTemplate::of_model(model_path);
   fingerprint_ = model_.system_fingerprint();
+  fingerprints_[0] = fingerprint_;
   engine_->start();
 }
 
@@ -71,6 +72,7 @@ std::vector<std::vector<Sample>> Llm::generate(std::vector<EngineRequest> reques
       s.bitexact_hash = server::choice_hash(c.tokens, c.logprobs);
       s.completion = std::move(c);
       s.weights_version = streams[i]->weights_version();
+      s.system_fingerprint = fingerprint_of(s.weights_version);
       out[i].push_back(std::move(s));
     }
   }
@@ -111,23 +113,28 @@ std::vector<Scored> Llm::score(const std::vector<std::vector<int32_t>>& prompts,
 }
 
 uint64_t Llm::update_weights(std::vector<WeightSource> sources, InFlight in_flight) {
-  const uint64_t version = swap_weights(*engine_, model_, std::move(sources), in_flight);
-  std::lock_guard lock(fingerprint_mutex_);
-  fingerprint_ = model_.system_fingerprint();
-  weights_version_ = version;
-  return version;
+  return swap_weights(*engine_, model_, std::move(sources), in_flight, [this] { record(); });
 }
 
 uint64_t Llm::load_weights(const std::string& path, InFlight in_flight) {
-  const uint64_t version = swap_weights_from_file(*engine_, model_, path, in_flight);
+  return swap_weights_from_file(*engine_, model_, path, in_flight, [this] { record(); });
+}
+
+void Llm::record() {
   std::lock_guard lock(fingerprint_mutex_);
   fingerprint_ = model_.system_fingerprint();
-  weights_version_ = version;
-  return version;
+  weights_version_ = model_.weights_version;
+  fingerprints_[weights_version_] = fingerprint_;
 }
 
 void Llm::reset_prefix_cache() {
   engine_->run_exclusive([] {}, InFlight::keep);
+}
+
+std::string Llm::fingerprint_of(uint64_t version) const {
+  std::lock_guard lock(fingerprint_mutex_);
+  const auto it = fingerprints_.find(version);
+  return it == fingerprints_.end() ? std::string() : it->second;
 }
 
 uint64_t Llm::weights_version() const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -35,6 +36,7 @@ struct Sample {
   Completion completion;
   std::string bitexact_hash;  // server/response_hash.h over its ids and logprob bits
   uint64_t weights_version = 0;
+  std::string system_fingerprint;  // of that weights_version
 };
 
 struct Scored {
@@ -66,6 +68,8 @@ class Llm {
   void reset_prefix_cache();
 
   std::string fingerprint() const;
+  // The fingerprint the engine had at weights_version `version`.
+  std::string fingerprint_of(uint64_t version) const;
   const LoadedModel& model() const { return model_; }
   const Tokenizer& tokenizer() const;
   // The model's chat template rendered over `messages_json` (a JSON array of messages).
@@ -74,6 +78,9 @@ class Llm {
   bool device_is_cuda() const;
 
  private:
+  // Inside the engine's exclusive section after an update: the new fingerprint and version.
+  void record();
+
   LoadedModel model_;
   std::unique_ptr<Engine> engine_;
   std::optional<ChatTemplate> chat_template_;
@@ -82,6 +89,7 @@ class Llm {
   mutable std::mutex fingerprint_mutex_;
   std::string fingerprint_;
   uint64_t weights_version_ = 0;
+  std::map<uint64_t, std::string> fingerprints_;  // every version's
 };
 
 }  // namespace bx::python

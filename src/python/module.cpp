@@ -42,6 +42,7 @@ nb::dict sample_dict(const Sample& s) {
   d["stop_reason"] = c.stop_reason;
   d["bitexact_hash"] = s.bitexact_hash;
   d["weights_version"] = s.weights_version;
+  d["system_fingerprint"] = s.system_fingerprint;
   d["prompt_logprobs"] = c.prompt_logprobs;
   return d;
 }
@@ -97,6 +98,9 @@ std::vector<WeightSource> sources_of(
           "update_weights: " + quoted + " is neither in host memory nor on a CUDA device; " +
               "nothing was changed");
     s.on_device = a.device_type() == nb::device::cuda::value;
+    check(!s.on_device || a.device_id() == 0,
+          "update_weights: " + quoted + " is on cuda:" + std::to_string(a.device_id()) +
+              ", expected cuda:0 (the engine's device); nothing was changed");
     int64_t expected_stride = 1;
     for (size_t d = a.ndim(); d-- > 0;) {
       check(a.shape(d) == 1 || a.stride(d) == expected_stride,

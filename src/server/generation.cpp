@@ -90,7 +90,7 @@ json Generation::chunk(json choices) const {
             {"object", chat_ ? "chat.completion.chunk" : "text_completion"},
             {"created", context_.created},
             {"model", context_.model},
-            {"system_fingerprint", context_.system_fingerprint},
+            {"system_fingerprint", fingerprint()},
             {"choices", std::move(choices)}};
   if (options_.include_usage) c["usage"] = nullptr;
   return c;
@@ -295,7 +295,7 @@ json Generation::wait_for_response() {
           {"object", chat_ ? "chat.completion" : "text_completion"},
           {"created", context_.created},
           {"model", context_.model},
-          {"system_fingerprint", context_.system_fingerprint},
+          {"system_fingerprint", fingerprint()},
           {"choices", std::move(choices)},
           {"usage", usage()}};
 }
@@ -339,6 +339,11 @@ std::string Generation::next_sse() {
   out += "data: [DONE]\n\n";
   stream_done_ = true;
   return out;
+}
+
+std::string Generation::fingerprint() const {
+  if (!context_.fingerprint_of || prompts_.empty()) return context_.system_fingerprint;
+  return context_.fingerprint_of(prompts_[0].stream->weights_version());
 }
 
 }  // namespace bx::server

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,9 @@ struct ResponseContext {
   int64_t created = 0;  // Unix seconds
   std::string model;
   std::string system_fingerprint;
+  // When set, the fingerprint of the weights_version the request ran on (prompt 0's stream),
+  // instead of system_fingerprint: the weights can change while a request waits (admin_routes.h).
+  std::function<std::string(uint64_t weights_version)> fingerprint_of;
 };
 
 class Generation {
@@ -82,6 +86,7 @@ class Generation {
   nlohmann::json usage() const;
   std::string echo_text(size_t prompt_index) const;
   std::string token_string(int32_t id) const;
+  std::string fingerprint() const;
 
   Engine& engine_;
   const Tokenizer& tokenizer_;

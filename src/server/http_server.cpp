@@ -81,7 +81,10 @@ struct HttpServer::Impl {
   uint64_t id_salt = 0;
   int64_t started_at = unix_now();
 
+  std::unique_ptr<AdminRoutes> admin;  // with options.admin.enabled
+
   explicit Impl(ServerOptions o) : options(std::move(o)) {
+    if (options.admin.enabled) admin = std::make_unique<AdminRoutes>(options.admin);
     std::random_device rd;
     id_salt = (static_cast<uint64_t>(rd()) << 32) ^ rd();
   }
@@ -98,6 +101,11 @@ struct HttpServer::Impl {
                      "model_loading");
     }
     return {*m, *e};
+  }
+
+  // The fingerprint at a weights_version (only admin load_weights changes it).
+  std::string fingerprint_of(uint64_t version) const {
+    return admin ? admin->fingerprint_of(version) : fingerprint;
   }
 
   void check_model(const std::string& name) const {
@@ -164,7 +172,8 @@ struct HttpServer::Impl {
                       bool echo, std::vector<Generation::Prompt> prompts, int max_tokens) {
     std::shared_ptr<Admission> admission = admit();
     ResponseContext context{new_id(chat ? "chatcmpl-" : "cmpl-"), unix_now(), options.model_name,
-                            fingerprint};
+                            fingerprint, nullptr};
+    if (admin) context.fingerprint_of = [this](uint64_t v) { return fingerprint_of(v); };
     const bool stream = request.stream;
     const auto start = std::chrono::steady_clock::now();
     auto generation =
@@ -278,7 +287,7 @@ struct HttpServer::Impl {
                 {"object", "score"},
                 {"created", unix_now()},
                 {"model", options.model_name},
-                {"system_fingerprint", fingerprint},
+                {"system_fingerprint", fingerprint_of(stream->weights_version())},
                 {"prompt_tokens", prompt.size()},
                 {"continuation", continuation},
                 {"logprobs", scored->score_logprobs},
@@ -317,12 +326,13 @@ struct HttpServer::Impl {
 
   void models(const httplib::Request&, httplib::Response& res) {
     const Ready r = ready();
-    const json model_entry = {{"id", options.model_name},
-                              {"object", "model"},
-                              {"created", started_at},
-                              {"owned_by", "bitexact"},
-                              {"max_model_len", r.model.config.context_length},
-                              {"system_fingerprint", fingerprint}};
+    const json model_entry = {
+        {"id", options.model_name},
+        {"object", "model"},
+        {"created", started_at},
+        {"owned_by", "bitexact"},
+        {"max_model_len", r.model.config.context_length},
+        {"system_fingerprint", admin ? admin->latest_fingerprint() : fingerprint}};
     res.set_content(dump_json({{"object", "list"}, {"data", json::array({model_entry})}}),
                     "application/json");
   }
@@ -422,6 +432,25 @@ struct HttpServer::Impl {
     http.Get("/metrics", route("metrics", [this](const httplib::Request&, httplib::Response& res) {
                res.set_content(metrics.render(engine.load()), "text/plain; version=0.0.4");
              }));
+    if (admin) install_admin_routes();
+  }
+
+  // admin_routes.h: JSON body in, JSON out, through route() (errors, metrics).
+  void install_admin_routes() {
+    for (AdminRoutes::Route& r : admin->routes()) {
+      auto handler = route(
+          r.name, [this, handle = r.handle](const httplib::Request& req, httplib::Response& res) {
+            const Ready ready_model = ready();
+            const json body = req.body.empty() ? json::object() : parse_json_object(req.body);
+            res.set_content(dump_json(handle(body, ready_model.model, ready_model.engine)),
+                            "application/json");
+          });
+      if (r.method == "GET") {
+        http.Get(r.path, std::move(handler));
+      } else {
+        http.Post(r.path, std::move(handler));
+      }
+    }
   }
 };
 
@@ -458,6 +487,7 @@ void HttpServer::stop() {
 
 void HttpServer::serve_model(LoadedModel& model, Engine& engine) {
   impl_->fingerprint = model.system_fingerprint();
+  if (impl_->admin) impl_->admin->set_initial_fingerprint(impl_->fingerprint);
   engine.set_step_observer(
       [this](double seconds, size_t) { impl_->metrics.observe_step(seconds); });
   impl_->engine.store(&engine, std::memory_order_release);

@@ -8,15 +8,17 @@
 //
 // Routes: POST /v1/completions, /v1/chat/completions, /v1/score (teacher-forced logprobs of
 // continuation ids), /tokenize, /detokenize; GET /v1/models, /health (503 until serve_model),
-// /metrics (Prometheus). Every route but /health needs the API key when one is set
-// ("Authorization: Bearer KEY", compared in constant time).
+// /metrics (Prometheus); with admin.enabled the admin routes of admin_routes.h. Every route but
+// /health needs the API key when one is set ("Authorization: Bearer KEY", compared in constant
+// time).
 //
 // Security defaults: the listener binds 127.0.0.1 unless told otherwise; bodies over
 // max_body_bytes get 413, requests with more than max_headers headers or max_header_bytes of
 // header text get 431 (cpp-httplib also caps each header line at 8 KiB); at most
 // max_connections connections are served at once (the rest wait for a thread); at most
 // max_queue generation or score requests are admitted at once (more get 503 queue_full). No
-// request field is ever used as a filesystem path: the server opens no file after start-up.
+// request field is ever used as a filesystem path outside the admin's --weights-dir (checked
+// there: no absolute paths, no "..", no symlink leaving it).
 #pragma once
 
 #include <cstddef>
@@ -24,6 +26,7 @@
 #include <optional>
 #include <string>
 
+#include "server/admin_routes.h"
 #include "server/chat_template.h"
 
 namespace bx {
@@ -46,6 +49,7 @@ struct ServerOptions {
   int keep_alive_seconds = 10;                // how long a connection may sit idle (also before its
                                               // first request) before the server closes it
   std::optional<ChatTemplate> chat_template;  // none: chat answers 400
+  AdminOptions admin;                         // the admin routes (admin_routes.h), off by default
 };
 
 class HttpServer {

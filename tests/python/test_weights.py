@@ -53,6 +53,7 @@ def test_identical_perturbed_and_back(llm, original, stories_path, tmp_path):
     assert all_same(before, same)
     assert all(s.weights_version == v0 + 1 for s in same)
     assert llm.fingerprint != fingerprint0
+    assert llm.generate("The dog", PARAMS)[0].system_fingerprint == llm.fingerprint
 
     new = perturbed(original)
     llm.update_weights(new)
