@@ -99,3 +99,24 @@ def test_default_model_parity():
     assert_parity(model, seqs, DEVICE)
     # Negative control: the same weights in the unpatched model give other bits.
     assert not all(torch.equal(p, want) for p, (_, _, want) in zip(plain, seqs[:1]))
+
+
+def test_engine_given_the_trainers_weights_by_update_weights(tmp_path):
+    # The RL loop: the trainer's weights go to the engine in place (update_weights, Hugging Face
+    # names), the engine samples, the trainer scores: the same bits.
+    folder, engine_model = random_folder(tmp_path, "Qwen3ForCausalLM")
+    torch.manual_seed(123)
+    model = transformers.Qwen3ForCausalLM(engine_model.config).float()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+    llm = bitexact.LLM(str(folder), backend=BACKEND)
+    llm.update_weights(dict(model.state_dict()))
+    seqs = sample_sequences(llm, prompts_of(4, 9), 16, seeds=[5])
+    bxt.patch(model)
+    assert_parity(model, seqs, DEVICE)
+    # The engine's original weights (the folder's) give other logprobs for the same tokens.
+    bxt.patch(engine_model)
+    got = trainer_logprobs(engine_model, seqs, "right", DEVICE)
+    assert not any(torch.equal(g, want) for g, (_, _, want) in zip(got, seqs))
