@@ -17,6 +17,9 @@
 
 namespace nb = nanobind;
 
+// bitexact.torch's kernel entry points (src/python/torch_kernels.cpp).
+void bind_torch_kernels(nb::module_& m);
+
 namespace bx::python {
 namespace {
 
@@ -285,4 +288,8 @@ NB_MODULE(_core, m) {
            })
       .def_prop_ro("bos_token_id", [](const Llm& llm) { return llm.tokenizer().bos_id(); })
       .def("apply_chat_template", &Llm::apply_chat_template);
+
+  nb::module_ torch_kernels =
+      m.def_submodule("torch_kernels", "the engine's kernels on tensor memory (bitexact.torch)");
+  bind_torch_kernels(torch_kernels);
 }
