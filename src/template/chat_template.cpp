@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "model/gguf.h"
+#include "model/random_model.h"
 
 namespace bx {
 
@@ -92,6 +93,7 @@ ChatTemplate ChatTemplate::from_tokenizer_dir(const std::string& dir) {
 }
 
 std::optional<ChatTemplate> ChatTemplate::of_model(const std::string& path) {
+  if (is_random_model_spec(path)) return std::nullopt;  // generated weights: no tokenizer either
   if (std::filesystem::is_directory(path)) {
     const std::filesystem::path root(path);
     const std::filesystem::path config_path = root / "tokenizer_config.json";

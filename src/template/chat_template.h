@@ -48,8 +48,9 @@ class ChatTemplate {
                                             const std::string& where);
   // From a GGUF file's metadata (the tensors are not read).
   static ChatTemplate from_gguf(const gguf::File& file);
-  // The template of a model path (a GGUF file, or a directory with tokenizer_config.json),
-  // or nullopt when the model has none. A template that is there but broken is a bx::Error.
+  // The template of a model path (a GGUF file, or a directory with tokenizer_config.json), or
+  // nullopt when the model has none (a random: spec never has one). A template that is there
+  // but broken is a bx::Error.
   static std::optional<ChatTemplate> of_model(const std::string& path);
 
   // Renders the conversation. `messages` must be an array of objects; `extra` an object (or

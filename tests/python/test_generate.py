@@ -162,3 +162,12 @@ def test_tokenizer_and_chat(smollm_path):
     assert same_bits(chat.outputs[0], direct.outputs[0])
     assert chat.system_fingerprint == llm.fingerprint
     assert llm.fingerprint.startswith("bx-")
+
+
+def test_random_model_spec_generates_from_token_ids():
+    # A random: spec has generated weights and no tokenizer or chat template: ids in, ids out.
+    llm = bitexact.LLM("random:qwen3-tiny:3", threads=2)
+    params = bitexact.SamplingParams(temperature=0, max_tokens=8, ignore_eos=True)
+    first, again = (llm.generate([[5, 17, 300]], params)[0].outputs[0] for _ in range(2))
+    assert len(first.token_ids) == 8
+    assert same_bits(first, again)
