@@ -27,6 +27,7 @@ import openai
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "server"))
+from common import metric  # noqa: E402
 from fleet import Nginx, Replica  # noqa: E402
 
 PROMPTS = ["Once upon a time", "The little dog", "Lily and Tom went to the park",
@@ -151,6 +152,8 @@ def main():
             rss_warm[i] = r.rss_kib()
         time.sleep(max(0.0, a.duration / 2 - a.warmup))
         victim = 1
+        held = (metric(replicas[victim].url, "bitexact_running_sequences") +
+                metric(replicas[victim].url, "bitexact_queue_depth"))
         replicas[victim].kill()
         killed_at = time.monotonic() - start
         time.sleep(1.0)
@@ -159,6 +162,8 @@ def main():
         rss_warm[victim] = replicas[victim].rss_kib()
         for t in threads:
             t.join(timeout=max(1.0, stop_at - time.monotonic() + 180))
+        upstream_errors = sum(1 for line in nginx.error_log().splitlines()
+                              if "upstream" in line and "[error]" in line)
         elapsed = time.monotonic() - start
         for i, r in enumerate(replicas):
             rss_end[i] = r.rss_kib()
@@ -168,7 +173,9 @@ def main():
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end)")
         print(f"{a.replicas} replicas ({os.path.basename(a.model)}, --threads 1) + nginx, "
               f"{a.clients} streaming clients, {a.disconnect:.0%} disconnecting, "
-              f"{elapsed:.0f} s; replica {victim} killed at {killed_at:.0f} s and restarted")
+              f"{elapsed:.0f} s; replica {victim} killed at {killed_at:.0f} s holding "
+              f"{held:.0f} sequences and restarted; nginx logged {upstream_errors} upstream "
+              f"errors")
         print(f"completed streams {stats['completed']}, dropped by their client "
               f"{stats['dropped']}, cut by the kill and resent {stats['resent']}, "
               f"failed {stats['failed']}, answers differing from one server alone "
