@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(g++ cmake make libgtest-dev libcli11-dev nlohmann-json3-dev libxxhash-dev python3-venv
-  libpcre2-dev libutf8proc-dev libcpp-httplib-dev)
+  libpcre2-dev libutf8proc-dev libcpp-httplib-dev nginx)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -676,8 +676,11 @@ struct HttpServer::Impl {
     http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
       const bool is_ready = model.load() != nullptr && engine.load() != nullptr;
       res.status = is_ready ? 200 : 503;
-      res.set_content(is_ready ? R"({"status":"ok"})" : R"({"status":"loading"})",
-                      "application/json");
+      // 200 {"status":"ok","system_fingerprint":FP} once serving (deploy/fleet_check.py admits
+      // a replica to a fleet only with the fleet's FP); 503 {"status":"loading"} before.
+      const json body = is_ready ? json{{"status", "ok"}, {"system_fingerprint", fingerprint}}
+                                 : json{{"status", "loading"}};
+      res.set_content(body.dump(), "application/json");
     });
     http.Get("/metrics", route("metrics", [this](const httplib::Request&, httplib::Response& res) {
                res.set_content(metrics.render(engine.load()), "text/plain; version=0.0.4");

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/default_model.h"
 #include "support/server_process.h"
 #include "support/shared_model.h"
 
@@ -92,6 +93,17 @@ TEST_F(ServerE2E, LmEvalHarnessGivesIdenticalSamplesAtAnyConcurrency) {
   test::ServerProcess server(binary_, model_args());
   ASSERT_TRUE(server.wait_ready()) << server.why();
   EXPECT_EQ(run_python("lm_eval_test.py", {server.url(), "stories260K"}), 0);
+}
+
+// Three replicas behind nginx (deploy/nginx.conf), one killed and restarted under 300 concurrent
+// requests: every answer equals one server's alone; a replica of other weights is kept out.
+TEST_F(ServerE2E, FleetBehindNginxAnswersLikeOneServerWhileAReplicaDies) {
+  if (!fs::exists("/usr/sbin/nginx") && std::system("command -v nginx >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "nginx is not installed (scripts/setup.sh installs it)";
+  }
+  if (!test::have_smollm2()) GTEST_SKIP() << test::kNoSmollm2;  // the mismatched replica's model
+  EXPECT_EQ(run_python("fleet_test.py", {binary_, test::stories260k_path(), test::smollm2_path()}),
+            0);
 }
 
 TEST_F(ServerE2E, ThousandConcurrentRequestsGiveOneDistinctCompletion) {

@@ -184,6 +184,7 @@ TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
   auto health = client.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 503);
+  EXPECT_EQ(json::parse(health->body), json({{"status", "loading"}}));
   auto early = client.Post("/v1/completions", R"({"prompt": "x"})", "application/json");
   ASSERT_TRUE(early);
   EXPECT_EQ(early->status, 503);
@@ -196,6 +197,8 @@ TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
   health = client.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body),
+            json({{"status", "ok"}, {"system_fingerprint", model.system_fingerprint()}}));
   auto done =
       client.Post("/v1/completions", R"({"prompt": "Once", "max_tokens": 3})", "application/json");
   ASSERT_TRUE(done);
