@@ -19,7 +19,8 @@ tokens/s, and the weight-sync time.
 
 --model: a GGUF file (the trainer gets its weights dequantized by bitexact.torch.from_gguf), a
 Hugging Face folder, or random-qwen3[:SEED] (a Qwen3-0.6B-shaped model, random init, written to
-OUT/random-qwen3 first; no tokenizer, so the task is token_parity).
+--scratch first; no tokenizer, so the task is token_parity). Without matplotlib the PNG is left
+out (report.py draws it later from rl.json).
 """
 
 import argparse
@@ -47,9 +48,9 @@ QWEN3_0_6B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072,
                   rope_theta=1000000.0, tie_word_embeddings=True)
 
 
-def random_qwen3_folder(spec: str, out: Path) -> Path:
+def random_qwen3_folder(spec: str, scratch: Path) -> Path:
     seed = int(spec.split(":")[1]) if ":" in spec else 0
-    folder = out / f"random-qwen3-{seed}"
+    folder = scratch / f"random-qwen3-{seed}"
     if not (folder / "config.json").exists():
         config = transformers.Qwen3Config(**QWEN3_0_6B)
         config.architectures = ["Qwen3ForCausalLM"]
@@ -213,6 +214,8 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
     ap.add_argument("--arms", default="invariant,fast", help="engine modes, comma separated")
     ap.add_argument("--out", default="bench/results/rl/cpu")
+    ap.add_argument("--scratch", default="/tmp/bitexact-rl",
+                    help="where --model random-qwen3 writes its folder (not --out: 2.4 GB)")
     args = ap.parse_args(argv)
     for a in args.arms.split(","):
         if a not in ("invariant", "fast"):
@@ -228,7 +231,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     model_path = args.model
     if model_path.startswith("random-qwen3"):
-        model_path = str(random_qwen3_folder(model_path, out))
+        model_path = str(random_qwen3_folder(model_path, Path(args.scratch)))
     elif not Path(model_path).exists():
         sys.exit(f"grpo: --model {model_path}: no such file or folder (expected a GGUF file, a "
                  "Hugging Face folder, or random-qwen3[:SEED])")
@@ -258,6 +261,7 @@ def main(argv=None):
     from report import write_report
 
     write_report(out / "rl.json")
+    print(f"grpo: wrote {out / 'rl.json'} and its report", flush=True)
 
 
 if __name__ == "__main__":

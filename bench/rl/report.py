@@ -11,11 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
 COLORS = {"invariant": "tab:blue", "fast": "tab:red"}
 WIDTHS = {"invariant": 5}  # drawn wide underneath, so an equal fast-mode line stays visible
 
@@ -54,6 +49,11 @@ def markdown(report) -> str:
 
 
 def plot(report, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     for arm in report["arms"]:
         steps = [r["step"] for r in arm["steps"]]
@@ -96,7 +96,11 @@ def write_report(json_path: Path):
     json_path = Path(json_path)
     report = json.loads(json_path.read_text())
     json_path.with_suffix(".md").write_text(markdown(report))
-    plot(report, json_path.with_suffix(".png"))
+    try:
+        plot(report, json_path.with_suffix(".png"))
+    except ImportError as e:
+        print(f"report.py: no PNG ({e}); run bench/rl/report.py {json_path} where matplotlib is "
+              "installed", file=sys.stderr)
 
 
 if __name__ == "__main__":
