@@ -94,19 +94,32 @@ struct Config {
   bool warm = false;  // run the set once first on the same engine, then compare the second run
 };
 
+// Named, so no value lands in the wrong field (EngineOptions' fields are positional in braces).
+EngineOptions options(int budget, int max_seqs, int prefill_chunk, int64_t kv_cache_tokens,
+                      bool prefix_cache) {
+  EngineOptions o;
+  o.max_batch_tokens = budget;
+  o.max_seqs = max_seqs;
+  o.prefill_chunk = prefill_chunk;
+  o.kv_cache_tokens = kv_cache_tokens;
+  o.prefix_cache = prefix_cache;
+  return o;
+}
+
 std::vector<Config> configs() {
   std::vector<Config> c;
-  c.push_back({"all together, max-seqs 64, budget 4096", {4096, 64, 512, 0, true}});
-  c.push_back({"max-seqs 1", {4096, 1, 512, 0, true}});
-  c.push_back({"max-batch-tokens 16", {16, 64, 512, 0, true}});
-  c.push_back({"prefill-chunk 7", {4096, 64, 7, 0, true}});
-  c.push_back({"prefix cache off", {4096, 64, 512, 0, false}});
-  c.push_back({"prefix cache warm", {4096, 64, 512, 0, true}, false, false, true});
-  c.push_back({"KV pool of 24 blocks (preemption)", {4096, 64, 512, 24 * 16, true}});
-  c.push_back({"shuffled, staggered", {4096, 64, 512, 0, true}, true, true});
+  c.push_back({"all together, max-seqs 64, budget 4096", options(4096, 64, 512, 0, true)});
+  c.push_back({"max-seqs 1", options(4096, 1, 512, 0, true)});
+  c.push_back({"max-batch-tokens 16", options(16, 64, 512, 0, true)});
+  c.push_back({"prefill-chunk 7", options(4096, 64, 7, 0, true)});
+  c.push_back({"prefix cache off", options(4096, 64, 512, 0, false)});
+  c.push_back({"prefix cache warm", options(4096, 64, 512, 0, true), false, false, true});
+  c.push_back({"KV pool of 24 blocks (preemption)", options(4096, 64, 512, 24 * 16, true)});
+  c.push_back({"shuffled, staggered", options(4096, 64, 512, 0, true), true, true});
   c.push_back({"budget 16, chunk 7, 24-block pool, shuffled, staggered",
-               {16, 8, 7, 24 * 16, true}, true, true});
-  c.push_back({"no prefix cache, 24-block pool, max-seqs 3", {64, 3, 13, 24 * 16, false}, true});
+               options(16, 8, 7, 24 * 16, true), true, true});
+  c.push_back(
+      {"no prefix cache, 24-block pool, max-seqs 3", options(64, 3, 13, 24 * 16, false), true});
   return c;
 }
 
