@@ -4,9 +4,9 @@ Usage: fleet_test.py BITEXACT_BINARY FLEET_MODEL OTHER_MODEL
   3 replicas serve FLEET_MODEL behind nginx (deploy/nginx.conf, upstreams rendered by
   deploy/fleet_check.py); a fourth replica serves OTHER_MODEL and must be kept out by the gate.
 
-The fleet gets 300 concurrent requests (half streaming) through the official openai client
-while one replica is killed (SIGKILL) and restarted. Every request must end with exactly the
-answer one replica alone gave (text, token ids, bitexact_hash). nginx retries a request on
+300 client threads (the official openai client, half streaming) keep sending requests to the
+fleet while one replica is killed (SIGKILL) and restarted, until 100 more have finished after the
+restart. Every request must end with exactly the answer one replica alone gave (text, token ids, bitexact_hash). nginx retries a request on
 another replica only until the first response byte reached the client; a stream cut after that
 is resent by the client (what a client of any load balancer must do), and the part received
 before the cut must be a prefix of the answer. `bitexact verify --url NGINX` then replays
@@ -30,7 +30,9 @@ from fleet import Nginx, Replica, fleet_check, health
 BINARY, FLEET_MODEL, OTHER_MODEL = sys.argv[1], sys.argv[2], sys.argv[3]
 REPLICA_ARGS = ["--served-model-name", "fleet", "--threads", "1", "--max-connections", "1100",
                 "--max-queue", "2000"]
-N_REQUESTS = 300
+N_REQUESTS = 300      # concurrent clients, and the fewest requests sent
+AFTER_RESTART = 100   # requests that must finish after the victim is back
+MAX_REQUESTS = 20000  # a bound, should the restart never come
 N_DISTINCT = 30
 
 
@@ -132,13 +134,24 @@ def main():
         nginx.start()
 
         def answers_through_nginx_equal_one_server_alone_while_a_replica_dies():
+            # Open loop: N_REQUESTS client threads keep sending until the victim is back and
+            # AFTER_RESTART more requests have finished, so the kill and the restart both fall
+            # inside the load however fast this machine serves or restarts.
             rng = random.Random(21)
-            jobs = [(i % N_DISTINCT, i % 2 == 1) for i in range(N_REQUESTS)]
-            rng.shuffle(jobs)
-            done = [0]
             lock = threading.Lock()
             failures, cuts = [], []
+            counts = {"sent": 0, "done": 0, "done_after_restart": 0}
+            restarted = threading.Event()
             c = client(nginx.url)
+
+            def next_job():
+                with lock:
+                    more = counts["sent"] < N_REQUESTS or not (
+                        restarted.is_set() and counts["done_after_restart"] >= AFTER_RESTART)
+                    if not more or counts["sent"] >= MAX_REQUESTS:
+                        return None
+                    counts["sent"] += 1
+                    return rng.randrange(N_DISTINCT), rng.random() < 0.5
 
             def one(job):
                 k, stream = job
@@ -157,40 +170,47 @@ def main():
                 except Exception as e:  # noqa: BLE001 - any failed request fails the check
                     failures.append((k, stream, repr(e)))
                 with lock:
-                    done[0] += 1
+                    counts["done"] += 1
+                    if restarted.is_set():
+                        counts["done_after_restart"] += 1
 
             victim = replicas[1]
             go = threading.Event()
 
-            def gated(job):
+            def worker():
                 go.wait()
-                one(job)
+                while (job := next_job()) is not None:
+                    one(job)
 
             started = time.monotonic()
             with concurrent.futures.ThreadPoolExecutor(N_REQUESTS) as pool:
-                futures = [pool.submit(gated, j) for j in jobs]
+                futures = [pool.submit(worker) for _ in range(N_REQUESTS)]
                 go.set()
                 # Kill the victim while it holds sequences (running or queued).
                 in_flight, deadline = 0.0, time.monotonic() + 30
                 while in_flight < 4 and time.monotonic() < deadline:
                     in_flight = (metric(victim.url, "bitexact_running_sequences") +
                                  metric(victim.url, "bitexact_queue_depth"))
-                killed_at = done[0]
+                killed_at = counts["done"]
                 victim.kill()
                 time.sleep(0.3)
                 victim.start()
-                restarted_at = done[0]
+                restarted_at = counts["done"]
+                restarted.set()
                 concurrent.futures.wait(futures, timeout=240)
             upstream_errors = sum(1 for line in nginx.error_log().splitlines()
                                   if "upstream" in line and "[error]" in line)
-            print(f"fleet: {N_REQUESTS} requests in {time.monotonic() - started:.1f} s; replica killed holding {in_flight:.0f} "
-                  f"sequences after {killed_at} requests finished, back after {restarted_at}; "
+            print(f"fleet: {counts['done']} requests in {time.monotonic() - started:.1f} s; replica "
+                  f"killed holding {in_flight:.0f} sequences after {killed_at} requests finished, "
+                  f"back after {restarted_at}, {counts['done_after_restart']} finished after that; "
                   f"nginx logged {upstream_errors} upstream errors (each retried on another "
                   f"replica); {len(cuts)} streams cut and resent by the client; "
                   f"{len(failures)} failed", flush=True)
-            expect(done[0] == N_REQUESTS, f"{done[0]} of {N_REQUESTS} requests finished")
-            expect(in_flight >= 4 and killed_at < N_REQUESTS and restarted_at < N_REQUESTS,
-                   "the replica was not killed under load and restarted mid-run")
+            expect(counts["done"] == counts["sent"] >= N_REQUESTS,
+                   f"{counts['done']} of {counts['sent']} requests finished")
+            expect(in_flight >= 4, "the replica was not killed while it held sequences")
+            expect(counts["done_after_restart"] >= AFTER_RESTART,
+                   f"only {counts['done_after_restart']} requests ran after the restart")
             expect(upstream_errors > 0, "nginx saw no failed upstream: nothing was retried")
             expect(not failures, failures[:5])
 
