@@ -40,14 +40,16 @@ Dense checked(const MatmulArgs& a) {
                                               std::to_string(a.N) + " K=" + std::to_string(a.K));
   BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16 || quant::is_block_format(a.w_dtype),
         "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
-            " not supported: expected F32, BF16, Q8_0, Q4_0 or Q4_1");
+            " not supported: expected F32, BF16, " + quant::block_format_names());
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
-  BX_CHECK(!quant::is_block_format(a.w_dtype) ||
-               (a.K % quant::kBlockElements == 0 && d.w_stride % quant::kBlockElements == 0),
-           "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
-               std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
-               ") to be multiples of the block size " + std::to_string(quant::kBlockElements));
+  if (quant::is_block_format(a.w_dtype)) {
+    const int64_t block = quant::block_elements(a.w_dtype);
+    BX_CHECK(a.K % block == 0 && d.w_stride % block == 0,
+             "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
+                 std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
+                 ") to be multiples of the block size " + std::to_string(block));
+  }
   BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
@@ -185,12 +187,12 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
 // canonical dot is exactly the reference's dot of that part, and the parts are added left to
 // right as reference_columns adds them, so the bits are the reference's. Block-quantized slices
 // must start on a block boundary: returns false (the caller takes the scalar reference) when a
-// part length is not a multiple of 32.
+// part length is not a multiple of the block size.
 bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool, Isa isa) {
   const int64_t parts = split_parts(a.M);
   const int64_t part_len = parts > 1 ? (a.K + parts - 1) / parts : a.K;
   const bool blocks = quant::is_block_format(a.w_dtype);
-  if (blocks && part_len % quant::kBlockElements != 0) return false;
+  if (blocks && part_len % quant::block_elements(a.w_dtype) != 0) return false;
   thread_local std::vector<float> partial;  // [M, N] of one part, grown once
   partial.resize(static_cast<size_t>(a.M * a.N));
   for (int64_t p = 0; p < parts; ++p) {

@@ -114,12 +114,12 @@ TEST_F(LoaderErrors, UnsupportedTensorTypeIsNamed) {
   const std::string path = rewrite(model_->path(), "type", keep_metadata, [](const auto& t) {
     TensorEdit e;
     if (t.name == "blk.0.ffn_down.weight") {
-      e.type = GgmlType::Q6_K;
-      e.dims = {256, 256};  // a whole number of Q6_K blocks (the type is checked first)
+      e.type = GgmlType::Q8_K;  // a ggml type (256 / 292) that is not loadable
+      e.dims = {256, 256};      // a whole number of Q8_K blocks (the type is checked first)
     }
     return e;
   });
-  expect_error(path, {"blk.0.ffn_down.weight", "Q6_K", "supported"});
+  expect_error(path, {"blk.0.ffn_down.weight", "Q8_K", "supported", "Q4_K"});
 }
 
 TEST_F(LoaderErrors, UnsupportedArchitectureIsNamed) {
