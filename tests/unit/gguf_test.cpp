@@ -742,6 +742,34 @@ TEST(GgufBad, TensorDataPastEndOfFile) {
   expect_parse_error(cut, {"tensor 'w.bad'", "past the end of the file"});
 }
 
+// The K-quant and Q5 types: a file cut inside a tensor's blocks, a misaligned data offset and a
+// short data span each name the tensor (the checks are the same for every type; these show the
+// 256-element types take them too).
+TEST(GgufBad, KQuantTensorsTruncatedMisalignedOrShortAreNamed) {
+  const auto writer = [] {
+    GgufWriter w;
+    w.add_raw_tensor("q5k", {256, 2}, GgmlType::Q5_K, Bytes(2 * 176, std::byte{0x11}));
+    w.add_raw_tensor("q6k", {512, 2}, GgmlType::Q6_K, Bytes(4 * 210, std::byte{0x22}));
+    return w;
+  };
+  Bytes cut = writer().bytes();
+  cut.resize(cut.size() - 100);  // inside q6k's last block
+  expect_parse_error(cut, {"tensor 'q6k'", "past the end of the file"});
+
+  Bytes b = writer().bytes();
+  const size_t offset_at = after(b, "q6k") + 4 + 16 + 4;  // n_dims, dims, type
+  poke<uint64_t>(b, offset_at, 360);
+  expect_parse_error(b, {"tensor 'q6k'", "data offset 360", "misaligned"});
+
+  const Bytes good = writer().bytes();
+  const File f = parse(good);
+  const TensorInfo& t = *f.find_tensor("q5k");
+  std::vector<float> out(512);
+  const auto data = f.tensor_data(t);
+  expect_error([&] { dequantize_to_f32(t, data.first(data.size() - 1), out.data()); },
+               {"tensor 'q5k'", "351 bytes", "expected 2 blocks of 176 bytes"});
+}
+
 TEST(GgufBad, HostileNamesAreQuotedInMessages) {
   GgufWriter w;
   w.add_tensor(std::string("a\nb\x01", 4), {2}, {1.0f, 2.0f});
