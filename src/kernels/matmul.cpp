@@ -26,10 +26,14 @@ namespace {
 // Output columns per unit of work handed to a thread (a multiple of every ISA's tile width).
 constexpr int64_t kColumnChunk = 48;
 
-// Block-quantized weights: below this M the ISA's fused kernel dequantizes in registers; from it
+// Block-quantized weights: below this M the ISA's fused kernel dequantizes as it goes; from it
 // on, a chunk's rows are dequantized once into a panel that the f32 kernel then reads M times.
 // Either way each output is the canonical dot of the same f32 values, so the choice is speed only.
+// The formats with register kernels (Q8_0 / Q4_0 / Q4_1) dequantize cheaply per row tile; the
+// others (dequantized through an L1 buffer) would repeat that work for each tile of x rows, so
+// they take the panel from M = 2 on.
 constexpr int64_t kPanelMinM = 16;
+constexpr int64_t kBufferedPanelMinM = 2;
 
 struct Dense {
   int64_t x_stride, w_stride, y_stride;
@@ -141,7 +145,7 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
   const auto* w = static_cast<const uint8_t*>(a.w);
   const int64_t row_bytes = w_row_bytes(a, d);
   const int format = quant_format(a.w_dtype);
-  if (a.M < kPanelMinM) {
+  if (a.M < (cpu::has_register_kernel(format) ? kPanelMinM : kBufferedPanelMinM)) {
     const cpu::QuantMatmulTask task{a.x, d.x_stride, w,   row_bytes, format, a.y,
                                     d.y_stride, a.M, a.K, n0,        n1};
     switch (isa) {
