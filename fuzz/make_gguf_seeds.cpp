@@ -1,8 +1,7 @@
 // Writes a small seed corpus for gguf_fuzz with tests/support/gguf_writer.h: every metadata value
 // type, nested arrays, every loadable tensor type (the block formats the writer cannot quantize,
-// Q5_0 / Q5_1 and the K-quants, as patterned raw blocks), custom alignment, known-but-unsupported
-// types.
-// Standalone (the writer is header-only):
+// Q5_0 / Q5_1, the K-quants and IQ4_NL / IQ4_XS, as patterned raw blocks), custom alignment,
+// known-but-unsupported types. Standalone (the writer is header-only):
 //   g++ -std=c++20 -O1 -Isrc -Itests fuzz/make_gguf_seeds.cpp -o /tmp/make_gguf_seeds
 //   /tmp/make_gguf_seeds /tmp/gguf-corpus
 #include <cstdio>
@@ -51,10 +50,11 @@ struct RawBlockType {
   int64_t block, bytes;
 };
 constexpr RawBlockType kRawBlockTypes[] = {
-    {GgmlType::Q5_0, "Q5_0", 32, 22},   {GgmlType::Q5_1, "Q5_1", 32, 24},
-    {GgmlType::Q2_K, "Q2_K", 256, 84},  {GgmlType::Q3_K, "Q3_K", 256, 110},
-    {GgmlType::Q4_K, "Q4_K", 256, 144}, {GgmlType::Q5_K, "Q5_K", 256, 176},
-    {GgmlType::Q6_K, "Q6_K", 256, 210},
+    {GgmlType::Q5_0, "Q5_0", 32, 22},       {GgmlType::Q5_1, "Q5_1", 32, 24},
+    {GgmlType::Q2_K, "Q2_K", 256, 84},      {GgmlType::Q3_K, "Q3_K", 256, 110},
+    {GgmlType::Q4_K, "Q4_K", 256, 144},     {GgmlType::Q5_K, "Q5_K", 256, 176},
+    {GgmlType::Q6_K, "Q6_K", 256, 210},     {GgmlType::IQ4_NL, "IQ4_NL", 32, 18},
+    {GgmlType::IQ4_XS, "IQ4_XS", 256, 136},
 };
 
 // `blocks` blocks of patterned bytes (every bit field varies; the f16 scales among them are
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
 
     GgufWriter unsupported;
     unsupported.add_raw_tensor("q8k", {256}, GgmlType::Q8_K, std::vector<std::byte>(292));
-    unsupported.add_raw_tensor("iq4", {32}, GgmlType::IQ4_NL, std::vector<std::byte>(18));
+    unsupported.add_raw_tensor("iq2", {256}, GgmlType::IQ2_XXS, std::vector<std::byte>(66));
     unsupported.write(dir + "/unsupported.gguf");
 
     GgufWriter v2 = every_metadata_type();

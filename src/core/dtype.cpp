@@ -30,6 +30,10 @@ std::string_view dtype_name(DType t) {
       return "Q5_K";
     case DType::q6_k:
       return "Q6_K";
+    case DType::iq4_nl:
+      return "IQ4_NL";
+    case DType::iq4_xs:
+      return "IQ4_XS";
   }
   return "?";
 }

@@ -20,7 +20,9 @@ enum class DType : uint8_t {
   q3_k,
   q4_k,
   q5_k,
-  q6_k
+  q6_k,
+  iq4_nl,
+  iq4_xs
 };
 
 std::string_view dtype_name(DType t);

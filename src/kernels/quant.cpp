@@ -102,6 +102,21 @@ void dequantize_q6_k(const uint8_t* b, float* out) {
   }
 }
 
+void dequantize_iq4_xs(const uint8_t* b, float* out) {
+  const float d = f16_to_f32(load_u16(b));
+  const int scales_h = load_u16(b + 2);
+  const uint8_t* scales_l = b + 4;
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 8; ++j) {
+    const int s6 = ((scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((scales_h >> (2 * j)) & 3) << 4);
+    const float dl = d * static_cast<float>(s6 - 32);
+    for (int l = 0; l < 32; ++l) {
+      const int q = (qs[16 * j + l % 16] >> (4 * (l / 16))) & 15;
+      out[32 * j + l] = dl * static_cast<float>(kIq4Values[q]);
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_block(int format, const uint8_t* b, float* out) {
@@ -152,8 +167,16 @@ void dequantize_block(int format, const uint8_t* b, float* out) {
     case kQ5_K:
       dequantize_q45_k(b, b + 16, b + 48, out);
       return;
-    default:  // kQ6_K
+    case kQ6_K:
       dequantize_q6_k(b, out);
+      return;
+    case kIQ4_NL: {
+      const float d = f16_to_f32(load_u16(b));
+      for (int e = 0; e < 32; ++e) out[e] = d * static_cast<float>(kIq4Values[nibble32(b + 2, e)]);
+      return;
+    }
+    default:  // kIQ4_XS
+      dequantize_iq4_xs(b, out);
       return;
   }
 }

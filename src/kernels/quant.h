@@ -1,8 +1,8 @@
-// Block-quantized weight formats (ggml's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants Q2_K,
-// Q3_K, Q4_K, Q5_K, Q6_K, exactly as they lie in a GGUF file): the registry the loader
-// (model/gguf_dequant.cpp, model/loader.cpp) and the kernels (kernels/matmul.cpp, kernels/cpu/,
-// backend/) all read, and the scalar reference of their dequantization. The byte layouts are in
-// kernels/quant_blocks.h.
+// Block-quantized weight formats (ggml's Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the K-quants Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K and the non-linear IQ4_NL, IQ4_XS, exactly as they lie in a GGUF file): the
+// registry the loader (model/gguf_dequant.cpp, model/loader.cpp) and the kernels
+// (kernels/matmul.cpp, kernels/cpu/, backend/) all read, and the scalar reference of their
+// dequantization. The byte layouts are in kernels/quant_blocks.h.
 //
 // A row of K weights (K a multiple of the block size E) is K / E blocks; block b holds elements
 // [E b, E b + E). Below, q is an unsigned bit field and e the element index in the block.
@@ -25,6 +25,10 @@
 //   Q6_K (E 256): x[e] = (d * scales[e / 16]) * (q6[e] - 32)                   (scales signed)
 //                 q6[e] = (ql[64 (e / 128) + e % 64] >> (4 * (e % 128 / 64)) & 15)
 //                       | (qh[32 (e / 128) + e % 32] >> (2 * (e % 128 / 32)) & 3) << 4
+//   IQ4_NL (E 32):  x[e] = d * kIq4Values[q4[e]]                  (q4 as Q4_0's, the table signed)
+//   IQ4_XS (E 256): j = e / 32:  x[e] = (d * (s6[j] - 32)) * kIq4Values[q4x[e]]
+//                 q4x[e] = qs[16 j + e % 16] >> (4 * (e % 32 / 16)) & 15, and the 6-bit
+//                 s6[j] = (scales_l[j / 2] >> (4 * (j % 2)) & 15) | (scales_h >> (2 j) & 3) << 4
 // in f32, each operation rounded in the order written (products before the add or subtract; no
 // fma): d, dmin and m widened exactly from f16, the integers converted exactly. These are the
 // steps of ggml's dequantize_row_* and of the gguf package's numpy code, and the values
@@ -67,6 +71,8 @@ inline constexpr BlockFormat kBlockFormats[] = {
     {DType::q4_k, kQ4_K, "Q4_K", kBlockElements[kQ4_K], kBlockBytes[kQ4_K]},
     {DType::q5_k, kQ5_K, "Q5_K", kBlockElements[kQ5_K], kBlockBytes[kQ5_K]},
     {DType::q6_k, kQ6_K, "Q6_K", kBlockElements[kQ6_K], kBlockBytes[kQ6_K]},
+    {DType::iq4_nl, kIQ4_NL, "IQ4_NL", kBlockElements[kIQ4_NL], kBlockBytes[kIQ4_NL]},
+    {DType::iq4_xs, kIQ4_XS, "IQ4_XS", kBlockElements[kIQ4_XS], kBlockBytes[kIQ4_XS]},
 };
 
 // The format of dtype t, or nullptr if t is not a block format.

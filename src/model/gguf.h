@@ -51,7 +51,7 @@ struct GgmlTypeTraits {
 // nullptr for an id that is not a known ggml type (4, 5, 31..33, 36..38, > 39).
 const GgmlTypeTraits* ggml_type_traits(GgmlType t);
 // The loadable types: F32, F16, BF16 and the block formats of kernels/quant.h (Q8_0, Q4_0, Q4_1,
-// Q5_0, Q5_1, Q2_K .. Q6_K). Others -> nullopt.
+// Q5_0, Q5_1, Q2_K .. Q6_K, IQ4_NL, IQ4_XS). Others -> nullopt.
 std::optional<DType> to_dtype(GgmlType t);
 // "F32, F16, BF16, Q8_0, ...": the loadable types' names, for error messages.
 std::string supported_type_names();

@@ -26,31 +26,31 @@ constexpr std::array<GgmlTypeTraits, 40> kTypes = {{
     {"Q4_1", quant::kBlockElements[quant::kQ4_1], quant::kBlockBytes[quant::kQ4_1]},  // 3
     {"", 0, 0},  // 4: removed (Q4_2)
     {"", 0, 0},  // 5: removed (Q4_3)
-    {"Q5_0", quant::kBlockElements[quant::kQ5_0], quant::kBlockBytes[quant::kQ5_0]},  // 6
-    {"Q5_1", quant::kBlockElements[quant::kQ5_1], quant::kBlockBytes[quant::kQ5_1]},  // 7
-    {"Q8_0", quant::kBlockElements[quant::kQ8_0], quant::kBlockBytes[quant::kQ8_0]},  // 8
-    {"Q8_1", 32, 36},                                                                 // 9
-    {"Q2_K", quant::kBlockElements[quant::kQ2_K], quant::kBlockBytes[quant::kQ2_K]},  // 10
-    {"Q3_K", quant::kBlockElements[quant::kQ3_K], quant::kBlockBytes[quant::kQ3_K]},  // 11
-    {"Q4_K", quant::kBlockElements[quant::kQ4_K], quant::kBlockBytes[quant::kQ4_K]},  // 12
-    {"Q5_K", quant::kBlockElements[quant::kQ5_K], quant::kBlockBytes[quant::kQ5_K]},  // 13
-    {"Q6_K", quant::kBlockElements[quant::kQ6_K], quant::kBlockBytes[quant::kQ6_K]},  // 14
-    {"Q8_K", 256, 292},                                                               // 15
-    {"IQ2_XXS", 256, 66},                                                             // 16
-    {"IQ2_XS", 256, 74},                                                              // 17
-    {"IQ3_XXS", 256, 98},                                                             // 18
-    {"IQ1_S", 256, 50},                                                               // 19
-    {"IQ4_NL", 32, 18},                                                               // 20
-    {"IQ3_S", 256, 110},                                                              // 21
-    {"IQ2_S", 256, 82},                                                               // 22
-    {"IQ4_XS", 256, 136},                                                             // 23
-    {"I8", 1, 1},                                                                     // 24
-    {"I16", 1, 2},                                                                    // 25
-    {"I32", 1, 4},                                                                    // 26
-    {"I64", 1, 8},                                                                    // 27
-    {"F64", 1, 8},                                                                    // 28
-    {"IQ1_M", 256, 56},                                                               // 29
-    {"BF16", 1, 2},                                                                   // 30
+    {"Q5_0", quant::kBlockElements[quant::kQ5_0], quant::kBlockBytes[quant::kQ5_0]},        // 6
+    {"Q5_1", quant::kBlockElements[quant::kQ5_1], quant::kBlockBytes[quant::kQ5_1]},        // 7
+    {"Q8_0", quant::kBlockElements[quant::kQ8_0], quant::kBlockBytes[quant::kQ8_0]},        // 8
+    {"Q8_1", 32, 36},                                                                       // 9
+    {"Q2_K", quant::kBlockElements[quant::kQ2_K], quant::kBlockBytes[quant::kQ2_K]},        // 10
+    {"Q3_K", quant::kBlockElements[quant::kQ3_K], quant::kBlockBytes[quant::kQ3_K]},        // 11
+    {"Q4_K", quant::kBlockElements[quant::kQ4_K], quant::kBlockBytes[quant::kQ4_K]},        // 12
+    {"Q5_K", quant::kBlockElements[quant::kQ5_K], quant::kBlockBytes[quant::kQ5_K]},        // 13
+    {"Q6_K", quant::kBlockElements[quant::kQ6_K], quant::kBlockBytes[quant::kQ6_K]},        // 14
+    {"Q8_K", 256, 292},                                                                     // 15
+    {"IQ2_XXS", 256, 66},                                                                   // 16
+    {"IQ2_XS", 256, 74},                                                                    // 17
+    {"IQ3_XXS", 256, 98},                                                                   // 18
+    {"IQ1_S", 256, 50},                                                                     // 19
+    {"IQ4_NL", quant::kBlockElements[quant::kIQ4_NL], quant::kBlockBytes[quant::kIQ4_NL]},  // 20
+    {"IQ3_S", 256, 110},                                                                    // 21
+    {"IQ2_S", 256, 82},                                                                     // 22
+    {"IQ4_XS", quant::kBlockElements[quant::kIQ4_XS], quant::kBlockBytes[quant::kIQ4_XS]},  // 23
+    {"I8", 1, 1},                                                                           // 24
+    {"I16", 1, 2},                                                                          // 25
+    {"I32", 1, 4},                                                                          // 26
+    {"I64", 1, 8},                                                                          // 27
+    {"F64", 1, 8},                                                                          // 28
+    {"IQ1_M", 256, 56},                                                                     // 29
+    {"BF16", 1, 2},                                                                         // 30
     {"", 0, 0},          // 31: removed (Q4_0_4_4)
     {"", 0, 0},          // 32: removed (Q4_0_4_8)
     {"", 0, 0},          // 33: removed (Q4_0_8_8)
@@ -113,6 +113,10 @@ std::optional<DType> to_dtype(GgmlType t) {
       return DType::q5_k;
     case GgmlType::Q6_K:
       return DType::q6_k;
+    case GgmlType::IQ4_NL:
+      return DType::iq4_nl;
+    case GgmlType::IQ4_XS:
+      return DType::iq4_xs;
     default:
       return std::nullopt;
   }

@@ -1,4 +1,4 @@
-"""Rewrites a GGUF model with its matrices as random K-quant / Q5 blocks, written by the `gguf`
+"""Rewrites a GGUF model with its matrices as random K-quant / Q5 / IQ4 blocks, written by the `gguf`
 package (tests/requirements.txt), an implementation nobody here wrote:
 
     python make_kquant_gguf.py SRC.gguf DEST.gguf SEED
@@ -17,7 +17,7 @@ import gguf
 import numpy as np
 
 Q = gguf.GGMLQuantizationType
-TYPES = [Q.Q4_K, Q.Q6_K, Q.Q5_K, Q.Q2_K, Q.Q3_K, Q.Q5_0, Q.Q5_1]
+TYPES = [Q.Q4_K, Q.Q6_K, Q.Q5_K, Q.Q2_K, Q.Q3_K, Q.Q5_0, Q.Q5_1, Q.IQ4_NL, Q.IQ4_XS]
 
 # Byte offset of each f16 scale in a block and its typical size (ggml's block structs).
 SCALES = {
@@ -28,6 +28,8 @@ SCALES = {
     Q.Q3_K: [(108, 1e-3)],
     Q.Q5_0: [(0, 6e-3)],
     Q.Q5_1: [(0, 3e-3), (2, -5e-2)],
+    Q.IQ4_NL: [(0, 1e-3)],
+    Q.IQ4_XS: [(0, 3e-5)],
 }
 
 

@@ -74,11 +74,12 @@ TEST(Architecture, ParameterCountIsTheCheckpointsForEveryFamily) {
 
 TEST(QuantRegistry, BlockFormatsAgreeWithTheGgufTypeTable) {
   const std::pair<DType, gguf::GgmlType> pairs[] = {
-      {DType::q8_0, gguf::GgmlType::Q8_0}, {DType::q4_0, gguf::GgmlType::Q4_0},
-      {DType::q4_1, gguf::GgmlType::Q4_1}, {DType::q5_0, gguf::GgmlType::Q5_0},
-      {DType::q5_1, gguf::GgmlType::Q5_1}, {DType::q2_k, gguf::GgmlType::Q2_K},
-      {DType::q3_k, gguf::GgmlType::Q3_K}, {DType::q4_k, gguf::GgmlType::Q4_K},
-      {DType::q5_k, gguf::GgmlType::Q5_K}, {DType::q6_k, gguf::GgmlType::Q6_K}};
+      {DType::q8_0, gguf::GgmlType::Q8_0},     {DType::q4_0, gguf::GgmlType::Q4_0},
+      {DType::q4_1, gguf::GgmlType::Q4_1},     {DType::q5_0, gguf::GgmlType::Q5_0},
+      {DType::q5_1, gguf::GgmlType::Q5_1},     {DType::q2_k, gguf::GgmlType::Q2_K},
+      {DType::q3_k, gguf::GgmlType::Q3_K},     {DType::q4_k, gguf::GgmlType::Q4_K},
+      {DType::q5_k, gguf::GgmlType::Q5_K},     {DType::q6_k, gguf::GgmlType::Q6_K},
+      {DType::iq4_nl, gguf::GgmlType::IQ4_NL}, {DType::iq4_xs, gguf::GgmlType::IQ4_XS}};
   EXPECT_EQ(std::size(quant::kBlockFormats), std::size(pairs));
   for (const auto& [dtype, ggml] : pairs) {
     const quant::BlockFormat& f = quant::block_format(dtype);

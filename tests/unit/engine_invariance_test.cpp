@@ -341,8 +341,8 @@ TEST(EngineMatrixRandom, Bf16AndQ8WeightsEqualEachRequestAlone) {
   }
 }
 
-// And on a K-quant model written by the gguf package (Q4_K, Q6_K, Q5_K, Q2_K, Q3_K, Q5_0, Q5_1
-// matrices held as blocks: support/kquant_model.h).
+// And on a K-quant model written by the gguf package (Q4_K, Q6_K, Q5_K, Q2_K, Q3_K, Q5_0, Q5_1,
+// IQ4_NL, IQ4_XS matrices held as blocks: support/kquant_model.h).
 TEST(EngineMatrixRandom, KQuantWeightsEqualEachRequestAlone) {
   const std::string python = test::python_interpreter();
   if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";

@@ -329,7 +329,8 @@ TEST(GgufTensors, TypeTableAndNames) {
   EXPECT_EQ(to_dtype(GgmlType::Q4_K), DType::q4_k);
   EXPECT_EQ(to_dtype(GgmlType::Q6_K), DType::q6_k);
   EXPECT_FALSE(to_dtype(GgmlType::Q8_K).has_value());
-  EXPECT_FALSE(to_dtype(GgmlType::IQ4_XS).has_value());
+  EXPECT_EQ(to_dtype(GgmlType::IQ4_XS), DType::iq4_xs);
+  EXPECT_FALSE(to_dtype(GgmlType::IQ2_XXS).has_value());
   struct Row {
     GgmlType t;
     uint32_t block, bytes;
@@ -376,7 +377,8 @@ TEST(GgufTensors, KnownUnsupportedTypesParseWithCorrectSizesButDoNotDequantize) 
         dequantize_to_f32(*f.find_tensor("q8k"), f.tensor_data(*f.find_tensor("q8k")), out.data());
       },
       {"tensor 'q8k'", "Q8_K",
-       "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K"});
+       "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, "
+       "IQ4_NL, IQ4_XS"});
   expect_error(
       [&] {
         dequantize_to_f32(*f.find_tensor("iq2"), f.tensor_data(*f.find_tensor("iq2")), out.data());

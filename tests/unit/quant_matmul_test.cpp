@@ -6,9 +6,9 @@
 //                   on random blocks whose scales include +-0, subnormals, the largest f16,
 //                   +-inf and NaNs (a NaN must give a NaN; which one is not specified).
 //   T1 exact        matmul with weights in every block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
-//                   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) == the f32 matmul of the load-time
-//                   dequantized copy, bit for bit, for every M (fused and panel paths), N, K,
-//                   thread count and ISA; and == matmul_reference.
+//                   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) == the f32 matmul of the
+//                   load-time dequantized copy, bit for bit, for every M (fused and panel paths),
+//                   N, K, thread count and ISA; and == matmul_reference.
 //   T3 invariant    row i of a batch == row i alone (memcmp); the split_k_by_m negative control
 //                   (which also takes quantized weights) must fail that.
 //   Errors          K or a row stride that is not a multiple of the block size (32, or 256 for
@@ -42,8 +42,9 @@ using test::pool;
 using test::same_bits;
 using test::supported_isas;
 
-constexpr DType kFormats[] = {DType::q8_0, DType::q4_0, DType::q4_1, DType::q5_0, DType::q5_1,
-                              DType::q2_k, DType::q3_k, DType::q4_k, DType::q5_k, DType::q6_k};
+constexpr DType kFormats[] = {DType::q8_0, DType::q4_0, DType::q4_1,   DType::q5_0,
+                              DType::q5_1, DType::q2_k, DType::q3_k,   DType::q4_k,
+                              DType::q5_k, DType::q6_k, DType::iq4_nl, DType::iq4_xs};
 
 gguf::GgmlType ggml_type(DType t) {
   switch (t) {
@@ -67,6 +68,10 @@ gguf::GgmlType ggml_type(DType t) {
       return gguf::GgmlType::Q5_K;
     case DType::q6_k:
       return gguf::GgmlType::Q6_K;
+    case DType::iq4_nl:
+      return gguf::GgmlType::IQ4_NL;
+    case DType::iq4_xs:
+      return gguf::GgmlType::IQ4_XS;
     default:
       break;
   }

@@ -108,8 +108,8 @@ TEST(QuantModel, RandomModelsResidentBlocksEqualDequantizedAtLoad) {
   }
 }
 
-// The K-quants and Q5_0 / Q5_1 in one file written by the gguf package (support/kquant_model.h):
-// the same promise, every ISA, 1 and 2 threads.
+// The K-quants, Q5_0 / Q5_1 and IQ4_NL / IQ4_XS in one file written by the gguf package
+// (support/kquant_model.h): the same promise, every ISA, 1 and 2 threads.
 TEST(QuantModel, KQuantModelFromGgufPackageResidentBlocksEqualDequantizedAtLoad) {
   const std::string python = bx::test::python_interpreter();
   if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";
@@ -132,7 +132,7 @@ TEST(QuantModel, KQuantModelFromGgufPackageResidentBlocksEqualDequantizedAtLoad)
       const std::string what =
           "K-quant model " + std::string(bx::isa_name(isa)) + " threads=" + std::to_string(threads);
       const ModelRun got = run(file.path(), /*dequantize=*/false, threads, prompt, 6);
-      EXPECT_EQ(got.storage, "Q2_K+Q3_K+Q4_K+Q5_0+Q5_1+Q5_K+Q6_K") << what;
+      EXPECT_EQ(got.storage, "IQ4_NL+IQ4_XS+Q2_K+Q3_K+Q4_K+Q5_0+Q5_1+Q5_K+Q6_K") << what;
       EXPECT_EQ(got.fingerprint, want.fingerprint) << what;
       expect_same(got, want, what);
     }

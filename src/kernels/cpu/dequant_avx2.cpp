@@ -1,13 +1,14 @@
 // AVX2 dequantization of one block of the formats without a register kernel of their own (Q5_0,
-// Q5_1 and the K-quants Q2_K .. Q6_K) into f32, for the fused and panel paths of
+// Q5_1, the K-quants Q2_K .. Q6_K, IQ4_NL and IQ4_XS) into f32, for the fused and panel paths of
 // matmul_avx2.cpp and matmul_avx512.cpp (compiled with -mavx2 -mfma -mf16c).
 //
 // Each group of 8 elements is one ymm: the bytes holding their bit fields widened to 32-bit
 // lanes (vpmovzxbd), shifted and masked into the integer q of kernels/quant.h, converted exactly
-// (vcvtdq2ps), then multiplied by the group's scale and, for the formats with a min, added to or
-// subtracted from; the scale and min products are scalar f32 multiplies. Every step is the one
-// rounded IEEE operation quant.h writes, so the values are the scalar reference's bits.
-// A group of 8 never straddles two scales (the K-quants' scales cover 16 or 32 elements).
+// (vcvtdq2ps; for IQ4_NL / IQ4_XS looked up in the f32 table of kIq4Values), then multiplied by the
+// group's scale and, for the formats with a min, added to or subtracted from; the scale and min
+// products are scalar f32 multiplies. Every step is the one rounded IEEE operation quant.h writes,
+// so the values are the scalar reference's bits. A group of 8 never straddles two scales (the
+// K-quants' scales cover 16 or 32 elements).
 //
 // Only <immintrin.h> and plain headers are included, and everything but the entry point has
 // internal linkage (see matmul_isa.h).
@@ -157,6 +158,56 @@ void q6_k(const uint8_t* b, float* out) {
   }
 }
 
+// kIq4Values as f32 (exact small integers), for the lookup below.
+struct Iq4Table {
+  float v[16];
+  constexpr Iq4Table() : v() {
+    for (int i = 0; i < 16; ++i) v[i] = quant::kIq4Values[i];
+  }
+};
+alignas(32) constexpr Iq4Table kIq4Table{};
+
+// kIq4Values[q] for 8 nibbles q: vpermps on each half of the table (it reads bits 2:0 of q),
+// then the upper half's value where q >= 8.
+__m256 iq4_values(__m256i q) {
+  const __m256 lo = _mm256_permutevar8x32_ps(_mm256_load_ps(kIq4Table.v), q);
+  const __m256 hi = _mm256_permutevar8x32_ps(_mm256_load_ps(kIq4Table.v + 8), q);
+  const __m256i upper = _mm256_cmpgt_epi32(q, _mm256_set1_epi32(7));
+  return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(upper));
+}
+
+// out[0 .. 8) = scale * value   (value an exact f32 from the table)
+void store_scaled_values(float* out, __m256 value, float scale) {
+  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_set1_ps(scale), value));
+}
+
+// IQ4_NL: element e = 8 g + l is the nibble q4[e] of Q4_0's layout.
+void iq4_nl(const uint8_t* b, float* out) {
+  const float d = f16_at(b);
+  for (int g = 0; g < 4; ++g) {
+    store_scaled_values(out + 8 * g,
+                        iq4_values(field(bytes8(b + 2 + 8 * (g % 2)), 4 * (g / 2), 15)), d);
+  }
+}
+
+// IQ4_XS: sub-block j = e / 32 has the 6-bit scale s6[j]; its nibbles lie as an IQ4_NL block's
+// in qs[16 j .. 16 j + 16).
+void iq4_xs(const uint8_t* b, float* out) {
+  const float d = f16_at(b);
+  uint16_t scales_h;
+  __builtin_memcpy(&scales_h, b + 2, sizeof scales_h);
+  const uint8_t* scales_l = b + 4;
+  const uint8_t* qs = b + 8;
+  for (int j = 0; j < 8; ++j) {
+    const int s6 = ((scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((scales_h >> (2 * j)) & 3) << 4);
+    const float dl = d * static_cast<float>(s6 - 32);
+    for (int g = 0; g < 4; ++g) {
+      const __m256i q = field(bytes8(qs + 16 * j + 8 * (g % 2)), 4 * (g / 2), 15);
+      store_scaled_values(out + 32 * j + 8 * g, iq4_values(q), dl);
+    }
+  }
+}
+
 }  // namespace
 
 void dequant_block_avx2(int format, const uint8_t* block, float* out) {
@@ -181,6 +232,12 @@ void dequant_block_avx2(int format, const uint8_t* block, float* out) {
       break;
     case kQ6_K:
       q6_k(block, out);
+      break;
+    case kIQ4_NL:
+      iq4_nl(block, out);
+      break;
+    case kIQ4_XS:
+      iq4_xs(block, out);
       break;
     default:  // the formats with register kernels of their own: the scalar reference
       quant::dequantize_block(format, block, out);

@@ -9,9 +9,9 @@
 // Block-quantized weights (kernels/quant.h): Q8_0 / Q4_0 / Q4_1 blocks of a weight row are
 // dequantized in registers with the steps of quant.h (vcvtph2ps, vpmov*x, vcvtdq2ps, vmulps,
 // then vaddps for Q4_1) into four ymm: lanes 0-7 and 8-15 of step 2b, then of step 2b + 1. The
-// other formats (Q5_0, Q5_1, the K-quants) are dequantized a block at a time into an L1 buffer
-// by dequant_avx2.cpp and their E / 16 steps read from it.
-// Large M goes through a dequantized panel and the f32 kernel (kernels/matmul.cpp).
+// other formats (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS) are dequantized a block at a time into
+// an L1 buffer by dequant_avx2.cpp and their E / 16 steps read from it. Large M goes through a
+// dequantized panel and the f32 kernel (kernels/matmul.cpp).
 //
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
@@ -260,9 +260,9 @@ void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float*
   }
 }
 
-// Formats without a register kernel (Q5_0, Q5_1, the K-quants): block b of each of the NR
-// weight rows is dequantized into an L1 buffer by dequant_block_avx2, then its E / 16 steps run
-// from there with step() as in direct_tile.
+// Formats without a register kernel (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS): block b of each of
+// the NR weight rows is dequantized into an L1 buffer by dequant_block_avx2, then its E / 16 steps
+// run from there with step() as in direct_tile.
 template <int MR, int NR>
 void buffered_tile(const float* x, int64_t xs, const uint8_t* w, int64_t wrb, int format, float* y,
                    int64_t ys, int64_t K) {

@@ -494,8 +494,8 @@ void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float*
   }
 }
 
-// Formats without a register kernel (Q5_0, Q5_1, the K-quants): block b of each of the NR
-// weight rows is dequantized into an L1 buffer by dequant_block_avx2 (kernels/cpu/
+// Formats without a register kernel (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS): block b of each of
+// the NR weight rows is dequantized into an L1 buffer by dequant_block_avx2 (kernels/cpu/
 // dequant_avx2.cpp; every AVX-512 CPU has AVX2), then its E / 16 steps run from there, one zmm
 // per step as in direct_tile.
 template <int MR, int NR>

@@ -51,6 +51,8 @@ float dot_avx512(const float* a, const float* b, int64_t n);
 // of dequantize-at-load + the f32 matmul.
 
 // The format ids of kernels/quant_blocks.h.
+using quant::kIQ4_NL;
+using quant::kIQ4_XS;
 using quant::kQ2_K;
 using quant::kQ3_K;
 using quant::kQ4_0;
