@@ -102,8 +102,8 @@ class WeightReader {
   }
 
   // The tensor `name`, which must have GGUF dims `dims` ({cols, rows} for a matrix), as a
-  // backend tensor [rows, cols]. Matmul weights and the embedding stay in their Q8_0 / Q4_0 /
-  // Q4_1 blocks when the file holds those (unless options.dequantize_weights, or the backend
+  // backend tensor [rows, cols]. Matmul weights and the embedding stay in their blocks (Q8_0,
+  // Q4_K, ...: kernels/quant.h) when the file holds those (unless options.dequantize_weights, or the backend
   // cannot hold them); matmul weights stay BF16 when the file holds BF16; everything else is
   // widened or dequantized to F32.
   Tensor read(const std::string& name, std::vector<int64_t> dims, bool matmul_weight) {
@@ -149,7 +149,7 @@ class WeightReader {
     const std::optional<DType> stored = gguf::to_dtype(info->type);
     check(stored.has_value(),
           file_.path() + ": tensor '" + name + "' has unsupported type " +
-              gguf::ggml_type_name(info->type) + ": supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+              gguf::ggml_type_name(info->type) + ": supported are " + gguf::supported_type_names());
     check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
                                   shape_string(info->dims) + ", expected " + shape_string(dims));
     const int64_t cols = dims[0];
