@@ -15,6 +15,7 @@
 #include "model/gguf.h"
 #include "model/hf_loader.h"
 #include "model/random_model.h"
+#include "model/tensor_dump.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace bx {
@@ -224,6 +225,7 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
   }
   m.model = std::make_unique<LlamaModel>(c, std::move(weights), *backend, options.max_batch_tokens,
                                          options.max_logit_rows);
+  m.model->set_observer(tensor_dump_from_env());  // BITEXACT_DUMP=<folder>; unset: none
   m.backend = std::move(backend);
 }
 

@@ -74,8 +74,9 @@ struct LoadedModel {
 // Loads a model into a new CPU backend: `path` is a GGUF file, or a directory holding a Hugging
 // Face model (config.json and model.safetensors or sharded safetensors with
 // model.safetensors.index.json; see model/hf_loader.h), or a `random:NAME[:SEED]` spec whose
-// weights are generated in the backend (model/random_model.h). Throws bx::Error naming the
-// problem.
+// weights are generated in the backend (model/random_model.h). With BITEXACT_DUMP=<folder> set,
+// the model writes every forward call's intermediates there (model/tensor_dump.h). Throws
+// bx::Error naming the problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace bx
