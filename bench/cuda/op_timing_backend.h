@@ -60,6 +60,8 @@ class OpTimingBackend final : public Backend, public DeviceSampling {
     return inner_->generate_matrix(r, c, d, s, o, k);
   }
   void init_kv_cache(const KvCacheShape& s) override { inner_->init_kv_cache(s); }
+  void reserve_step_state(const StepLimits& l) override { inner_->reserve_step_state(l); }
+  int64_t allocation_count() const override { return inner_->allocation_count(); }
   int64_t kv_memory_available() const override { return inner_->kv_memory_available(); }
   int kv_element_bytes() const override { return inner_->kv_element_bytes(); }
   void set_rope_table(const RopeTable& t) override { inner_->set_rope_table(t); }

@@ -5,7 +5,8 @@
 // methods; optional device features are small interfaces of their own (BackendCapabilities).
 // Tensors are 2-D row-major views of memory the backend
 // owns. Everything is allocated before the first forward pass (STYLE.md 7): weights by
-// upload_matrix (or upload_blocks), work buffers by alloc, the KV cache by init_kv_cache.
+// upload_matrix (or upload_blocks), work buffers by alloc, the KV cache by init_kv_cache, the
+// per-step buffers by reserve_step_state; allocation_count lets a test check it.
 //
 // Invariance: every op computes each output row from the same input row only (or, for attention,
 // from its own sequence's cache), in an order fixed by the shapes (INVARIANCE.md R1-R5).
@@ -34,12 +35,31 @@ struct Tensor {
   Tensor rows_view(int64_t first, int64_t count) const;
 };
 
-// One forward call's tokens: a ragged batch of sequences, flattened.
+// One forward call's tokens: a ragged batch of sequences, flattened. The engine's ModelRunner
+// builds it once per step, every field; the model and the backends read it as it is.
 struct ForwardBatch {
-  std::span<const int32_t> tokens;      // [T] token ids
-  std::span<const int32_t> positions;   // [T] absolute position of each token in its sequence
+  std::span<const int32_t> tokens;     // [T] token ids
+  std::span<const int32_t> positions;  // [T] absolute position of each token in its sequence
   std::span<const int32_t* const> block_tables;  // [T] KV block table of each token's sequence
-  std::span<const int32_t> logit_rows;  // [R] indices into tokens whose logits are wanted
+  std::span<const int32_t> logit_rows;           // [R] indices into tokens whose logits are wanted
+  // The block tables once per sequence: table_blocks holds each sequence's blocks up to the one
+  // of its last position in the batch, sequences in order of first appearance, and
+  // block_tables[t] == table_blocks.data() + table_offsets[t]. Both empty in a batch made by
+  // hand (tests, tools): a backend that reads them derives them from block_tables.
+  std::span<const int32_t> table_offsets = {};  // [T]
+  std::span<const int32_t> table_blocks = {};   // [sum over sequences of their blocks]
+  // A decode step padded to its DecodeGraphs bucket: the last `fillers` tokens are filler (id 0
+  // at position 0 in the scratch block, each its own logit row), and their rows are not returned
+  // (LogitOutputs has R - fillers rows).
+  int64_t fillers = 0;
+};
+
+// The largest step a backend must hold without allocating (Backend::reserve_step_state).
+struct StepLimits {
+  int64_t max_tokens = 0;        // T
+  int64_t max_logit_rows = 0;    // R
+  int64_t max_table_blocks = 0;  // ForwardBatch::table_blocks entries
+  int64_t vocab = 0;             // V
 };
 
 struct KvCacheShape {
@@ -235,6 +255,14 @@ class Backend {
   // Frees the memory of a tensor made by alloc / upload_* that nothing uses any more (the
   // default keeps it until the backend goes).
   virtual void free_tensor(const Tensor& t) { (void)t; }
+
+  // Allocates every buffer a forward pass of up to `limits` needs (batch arrays, staging, GEMM
+  // inputs, sampling scratch), so that no forward within them allocates; a call within what is
+  // held changes nothing. Set-up only (LoadedModel::reserve_kv_blocks calls it).
+  virtual void reserve_step_state(const StepLimits& limits) { (void)limits; }
+  // Device or host buffers this backend has allocated so far (alloc, uploads, the KV cache, step
+  // state): a forward pass after reserve_step_state leaves it unchanged.
+  virtual int64_t allocation_count() const = 0;
 
   // --- ops (f32 tensors unless stated) ---
   // Copies the batch's token ids, positions and block tables where the ops below can read them.

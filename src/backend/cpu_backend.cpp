@@ -27,6 +27,7 @@ CpuBackend::CpuBackend(int threads) : pool_(threads) {}
 CpuBackend::~CpuBackend() = default;
 
 void* CpuBackend::allocate_bytes(size_t bytes) {
+  ++allocation_count_;
   const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
   BX_CHECK(p != nullptr, "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");

@@ -30,6 +30,9 @@ class CpuBackend final : public Backend {
                   DType src_dtype, bool src_on_device) override;
   void free_tensor(const Tensor& t) override;
   void init_kv_cache(const KvCacheShape& shape) override;
+  // The CPU's step state is the model's work buffers and the batch's own arrays (begin_batch
+  // keeps spans into them): reserve_step_state has nothing to add.
+  int64_t allocation_count() const override { return allocation_count_; }
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
 
@@ -62,7 +65,8 @@ class CpuBackend final : public Backend {
   std::unique_ptr<void, AlignedFree> kv_storage_;  // [L][2 (k, v)][n_blocks][block_size][Hkv*Dh]
   KvCacheShape kv_shape_;
   RopeTable rope_table_;
-  ForwardBatch batch_;  // spans into the caller's arrays, valid during one forward call
+  ForwardBatch batch_;            // spans into the caller's arrays, valid during one forward call
+  int64_t allocation_count_ = 0;  // allocate_bytes calls
 };
 
 }  // namespace bx

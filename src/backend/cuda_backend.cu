@@ -45,22 +45,8 @@ void check_f32(const Tensor& t, const char* what) {
   BX_CHECK(t.dtype == DType::f32, std::string("cuda backend: ") + what + " must be F32");
 }
 
-// A device array of T that grows (never shrinks) to the largest size asked for.
-template <typename T>
-struct GrowBuffer {
-  DeviceBuffer buf;
-  int moves = 0;  // reallocations (recorded graphs hold the old address)
-  T* ensure(size_t n) {
-    if (n * sizeof(T) > buf.bytes()) {
-      buf = DeviceBuffer(std::max<size_t>({n, 64, 2 * buf.bytes() / sizeof(T)}) * sizeof(T));
-      ++moves;
-    }
-    return buf.get<T>();
-  }
-};
-
-// Page-locked host memory that grows (never shrinks): the staging area of begin_batch's
-// uploads, so they are stream-ordered asynchronous copies.
+// Page-locked host memory of a fixed size: the staging area of begin_batch's uploads, so they
+// are stream-ordered asynchronous copies.
 struct PinnedInts {
   int32_t* ptr = nullptr;
   size_t size = 0;
@@ -70,16 +56,13 @@ struct PinnedInts {
   ~PinnedInts() {
     if (ptr != nullptr) cudaFreeHost(ptr);
   }
-  int32_t* ensure(size_t n) {
-    if (n > size) {
-      if (ptr != nullptr) cudaFreeHost(ptr);
-      ptr = nullptr;
-      size = std::max<size_t>({n, 1024, 2 * size});
-      check_cuda(cudaHostAlloc(reinterpret_cast<void**>(&ptr), size * sizeof(int32_t),
-                               cudaHostAllocDefault),
-                 "cudaHostAlloc");
-    }
-    return ptr;
+  void allocate(size_t n) {
+    if (ptr != nullptr) cudaFreeHost(ptr);
+    ptr = nullptr;
+    size = n;
+    check_cuda(cudaHostAlloc(reinterpret_cast<void**>(&ptr),
+                             std::max<size_t>(n, 1) * sizeof(int32_t), cudaHostAllocDefault),
+               "cudaHostAlloc");
   }
 };
 
@@ -92,43 +75,49 @@ struct CudaBackend::State {
   KvCacheShape kv_shape;
   DeviceBuffer rope_cos, rope_sin;
   cuda::RopeDeviceTable rope;
-  // The batch, on the device.
-  GrowBuffer<int32_t> tokens, positions, table_offsets, tables, logit_rows;
-  PinnedInts staging;  // their host side
+  // Step state (reserve_step_state), sized for `limits`: the batch on the device ([T] tokens,
+  // positions, table offsets; [max_table_blocks] block ids; [R] logit rows) and its host side.
+  StepLimits limits;
+  DeviceBuffer tokens, positions, table_offsets, tables, logit_rows;
+  PinnedInts staging;  // [3 T + max_table_blocks + R]
+  // A batch made by hand (no ForwardBatch::table_blocks): its tables flattened here, [T] each.
+  std::vector<int32_t> derived_offsets, derived_blocks;
+  std::vector<const int32_t*> derived_tables;
   cuda::DeviceBatch batch;
   // Attention's tiling of the batch and its split partials (attention.h), sized once.
   static constexpr size_t kAttentionWorkspaceBytes = size_t{64} << 20;
   cuda::AttentionPlanner attention_plan;
   DeviceBuffer attention_workspace;
   int64_t logit_row_count = 0;
-  // GEMM input rows rounded to bf16: [rows, K padded], sized in begin_batch for the batch's rows
-  // and the widest weight uploaded (max_k_padded), so forward never allocates.
-  GrowBuffer<uint16_t> x_bf16;
+  // GEMM input rows rounded to bf16: [max(T, R), the widest weight's K padded (max_k_padded)].
+  DeviceBuffer x_bf16;
   int64_t max_k_padded = 8;
   size_t x_bf16_capacity = 0;  // elements
-  // greedy_rows' results on the device: [rows] ids and chosen logprobs.
-  GrowBuffer<int32_t> greedy_ids;
-  GrowBuffer<float> greedy_chosen;
-  // sample_rows' parameters: [rows] on the device and their host staging.
-  GrowBuffer<cuda::SampleRowParams> sample_params;
-  GrowBuffer<uint32_t> sample_scratch;  // [rows * V]
+  // greedy_rows' and sample_rows' results on the device: [R] ids and chosen logprobs.
+  DeviceBuffer greedy_ids, greedy_chosen;
+  // sample_rows' parameters: [R] on the device and their host staging; its scratch [R * V].
+  DeviceBuffer sample_params, sample_scratch;
   std::vector<cuda::SampleRowParams> sample_params_host;
-  // Recorded forward passes (CUDA graphs) by key, each with the buffer layout it was made for.
-  // A recording also holds the launch shapes that it baked in and that follow the batch rather
-  // than the bucket: attention's plan (its device arrays, tile and single counts, split and
-  // split slots). Replay needs both to match.
+  // Recorded forward passes (CUDA graphs) by key. Every buffer they read or write stays where
+  // it is until init_kv_cache or reserve_step_state moves it, and those drop them all. A
+  // recording also holds the launch shapes that it baked in and that follow the batch rather
+  // than the bucket: attention's plan (its tile and single counts, split and split slots).
+  // Replay needs them to match.
   struct Recording {
     cudaGraphExec_t exec = nullptr;
-    int64_t layout = 0;
     uint64_t launch_shape = 0;
   };
   uint64_t launch_shape = 0;  // of the current batch, set in begin_batch
   std::unordered_map<uint64_t, Recording> recordings;
-  int kv_moves = 0;
-  // Changes whenever a device buffer that recorded ops read or write moves.
-  int64_t layout() const {
-    return tokens.moves + positions.moves + table_offsets.moves + tables.moves + logit_rows.moves +
-           x_bf16.moves + kv_moves;
+  int64_t allocation_count = 0;  // buffers made by make_buffer and the pinned staging
+
+  DeviceBuffer make_buffer(size_t bytes) {
+    ++allocation_count;
+    return DeviceBuffer(bytes);
+  }
+  void drop_recordings() {
+    for (auto& [key, r] : recordings) cudaGraphExecDestroy(r.exec);
+    recordings.clear();
   }
 
   cuda::PagedKv kv_layer(int layer) const {
@@ -158,7 +147,7 @@ CudaBackend::CudaBackend(Mode mode) : mode_(mode), state_(std::make_unique<State
 CudaBackend::~CudaBackend() {
   if (state_ && state_->stream != nullptr) {
     cudaStreamSynchronize(state_->stream);
-    for (auto& [key, r] : state_->recordings) cudaGraphExecDestroy(r.exec);
+    state_->drop_recordings();
     cudaStreamDestroy(state_->stream);
   }
 }
@@ -168,7 +157,7 @@ std::string CudaBackend::name() const {
 }
 
 void* CudaBackend::device_bytes(size_t bytes) {
-  DeviceBuffer buf(std::max<size_t>(bytes, 16));
+  DeviceBuffer buf = state_->make_buffer(std::max<size_t>(bytes, 16));
   check_cuda(cudaMemset(buf.get(), 0, buf.bytes()), "cudaMemset");
   void* p = buf.get();
   state_->allocations.push_back(std::move(buf));
@@ -241,12 +230,56 @@ void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
   const size_t per_layer =
       static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize");
+  state_->drop_recordings();    // they hold the old cache's address
   state_->kv = DeviceBuffer();  // free the old cache first: the new one may take its memory
-  ++state_->kv_moves;
-  state_->kv = DeviceBuffer(per_layer * 2 * static_cast<size_t>(shape.n_layers) * 2);
+  state_->kv = state_->make_buffer(per_layer * 2 * static_cast<size_t>(shape.n_layers) * 2);
   check_cuda(cudaMemset(state_->kv.get(), 0, state_->kv.bytes()), "cudaMemset (KV cache)");
   state_->kv_shape = shape;
-  state_->attention_workspace = DeviceBuffer(State::kAttentionWorkspaceBytes);
+  if (state_->attention_workspace.get() == nullptr) {
+    state_->attention_workspace = state_->make_buffer(State::kAttentionWorkspaceBytes);
+  }
+}
+
+void CudaBackend::reserve_step_state(const StepLimits& limits) {
+  BX_CHECK(limits.max_tokens >= 0 && limits.max_logit_rows >= 0 && limits.max_table_blocks >= 0 &&
+               limits.vocab >= 0,
+           "cuda backend: step limits must not be negative");
+  State& s = *state_;
+  const StepLimits& held = s.limits;
+  StepLimits l;
+  l.max_tokens = std::max<int64_t>({limits.max_tokens, held.max_tokens, 1});
+  l.max_logit_rows = std::max<int64_t>({limits.max_logit_rows, held.max_logit_rows, 1});
+  l.max_table_blocks = std::max<int64_t>({limits.max_table_blocks, held.max_table_blocks, 1});
+  l.vocab = std::max<int64_t>({limits.vocab, held.vocab, 1});
+  const auto T = static_cast<size_t>(l.max_tokens), R = static_cast<size_t>(l.max_logit_rows);
+  const size_t x_bf16_elements = std::max(T, R) * static_cast<size_t>(s.max_k_padded);
+  if (l.max_tokens == held.max_tokens && l.max_logit_rows == held.max_logit_rows &&
+      l.max_table_blocks == held.max_table_blocks && l.vocab == held.vocab &&
+      x_bf16_elements <= s.x_bf16_capacity) {
+    return;  // held already
+  }
+  check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (reserve_step_state)");
+  s.drop_recordings();  // they hold the old buffers' addresses
+  const auto blocks = static_cast<size_t>(l.max_table_blocks);
+  const auto ints = [&](size_t n) { return s.make_buffer(n * sizeof(int32_t)); };
+  s.tokens = ints(T), s.positions = ints(T), s.table_offsets = ints(T);
+  s.tables = ints(blocks), s.logit_rows = ints(R);
+  s.staging.allocate(3 * T + blocks + R);
+  ++s.allocation_count;
+  s.derived_offsets.reserve(T), s.derived_blocks.reserve(T + blocks), s.derived_tables.reserve(T);
+  s.attention_plan.reserve(l.max_tokens, s.stream);
+  s.x_bf16_capacity = x_bf16_elements;
+  s.x_bf16 = s.make_buffer(s.x_bf16_capacity * sizeof(uint16_t));
+  s.greedy_ids = s.make_buffer(R * sizeof(int32_t));
+  s.greedy_chosen = s.make_buffer(R * sizeof(float));
+  s.sample_params = s.make_buffer(R * sizeof(cuda::SampleRowParams));
+  s.sample_scratch = s.make_buffer(R * static_cast<size_t>(l.vocab) * sizeof(uint32_t));
+  s.sample_params_host.reserve(R);
+  s.limits = l;
+}
+
+int64_t CudaBackend::allocation_count() const {
+  return state_->allocation_count + state_->attention_plan.allocation_count();
 }
 
 void CudaBackend::set_rope_table(const RopeTable& table) {
@@ -254,8 +287,8 @@ void CudaBackend::set_rope_table(const RopeTable& table) {
   check(
       n == table.sin.size() && n == static_cast<size_t>(table.max_positions) * (table.head_dim / 2),
       "cuda backend: the RoPE table's cos/sin sizes do not match its shape");
-  state_->rope_cos = DeviceBuffer(std::max<size_t>(n, 1) * sizeof(float));
-  state_->rope_sin = DeviceBuffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_cos = state_->make_buffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_sin = state_->make_buffer(std::max<size_t>(n, 1) * sizeof(float));
   state_->rope_cos.upload(table.cos.data(), n * sizeof(float));
   state_->rope_sin.upload(table.sin.data(), n * sizeof(float));
   state_->rope = cuda::RopeDeviceTable{state_->rope_cos.get<float>(), state_->rope_sin.get<float>(),
@@ -265,8 +298,7 @@ void CudaBackend::set_rope_table(const RopeTable& table) {
 bool CudaBackend::replay(uint64_t key) {
   State& s = *state_;
   const auto it = s.recordings.find(key);
-  if (it == s.recordings.end() || it->second.layout != s.layout() ||
-      it->second.launch_shape != s.launch_shape) {
+  if (it == s.recordings.end() || it->second.launch_shape != s.launch_shape) {
     return false;
   }
   check_cuda(cudaGraphLaunch(it->second.exec, s.stream), "cudaGraphLaunch");
@@ -294,53 +326,107 @@ bool CudaBackend::end_recording(uint64_t key, bool launch) {
   }
   State::Recording& r = s.recordings[key];
   if (r.exec != nullptr) cudaGraphExecDestroy(r.exec);
-  r = State::Recording{exec, s.layout(), s.launch_shape};
+  r = State::Recording{exec, s.launch_shape};
   if (launch) check_cuda(cudaGraphLaunch(exec, s.stream), "cudaGraphLaunch");
   return true;
+}
+
+// Blocks of a table that position p needs: those up to p's (none before the KV cache exists).
+int32_t CudaBackend::block_count(int32_t position) const {
+  const int block_size = state_->kv_shape.block_size;
+  return block_size > 0 ? position / block_size + 1 : 0;
+}
+
+// The block tables of a batch made by hand, once per sequence (ForwardBatch::table_blocks):
+// tokens with one table pointer share one copy, as long as the longest position among them
+// needs, in order of first appearance.
+void CudaBackend::derive_tables(const ForwardBatch& batch) {
+  State& s = *state_;
+  const size_t T = batch.tokens.size();
+  s.derived_offsets.assign(T, -1);
+  s.derived_blocks.clear();
+  s.derived_tables.clear();  // distinct tables, in order; derived_offsets[t]: the index first
+  for (size_t t = 0; t < T; ++t) {
+    const int32_t* table = batch.block_tables[t];
+    const auto found = std::find(s.derived_tables.begin(), s.derived_tables.end(), table);
+    s.derived_offsets[t] = static_cast<int32_t>(found - s.derived_tables.begin());
+    if (found == s.derived_tables.end()) s.derived_tables.push_back(table);
+  }
+  const size_t n_tables = s.derived_tables.size();
+  std::vector<int32_t>& first = s.derived_blocks;  // [tables]: blocks needed, then offsets
+  first.assign(n_tables, 0);
+  for (size_t t = 0; t < T; ++t) {
+    int32_t& n = first[static_cast<size_t>(s.derived_offsets[t])];
+    n = std::max(n, block_count(batch.positions[t]));
+  }
+  int32_t offset = static_cast<int32_t>(n_tables);  // the blocks follow the counts
+  for (size_t i = 0; i < n_tables; ++i) {
+    const int32_t n = first[i];
+    first[i] = offset;
+    offset += n;
+  }
+  first.resize(static_cast<size_t>(offset));
+  for (size_t i = 0; i < n_tables; ++i) {
+    const int32_t begin = first[i];
+    const int32_t end = i + 1 < n_tables ? first[i + 1] : offset;
+    std::copy(s.derived_tables[i], s.derived_tables[i] + (end - begin), first.begin() + begin);
+  }
+  for (size_t t = 0; t < T; ++t) {
+    s.derived_offsets[t] =
+        first[static_cast<size_t>(s.derived_offsets[t])] - static_cast<int32_t>(n_tables);
+  }
+  first.erase(first.begin(), first.begin() + static_cast<ptrdiff_t>(n_tables));
 }
 
 void CudaBackend::begin_batch(const ForwardBatch& batch) {
   State& s = *state_;
   const size_t T = batch.tokens.size();
+  const size_t R = batch.logit_rows.size();
   BX_CHECK(batch.positions.size() == T && batch.block_tables.size() == T,
            "cuda backend: tokens, positions and block tables must have one entry per token");
-  // Flatten the block tables: tokens of one sequence share one copy (the longest prefix any of
-  // them needs).
-  std::vector<int32_t> offsets(T), flat;
-  std::unordered_map<const int32_t*, std::pair<int32_t, int32_t>> seen;  // table -> (offset, len)
-  std::vector<const int32_t*> order;
   for (size_t t = 0; t < T; ++t) {
     BX_CHECK(batch.positions[t] >= 0, "cuda backend: negative position");
     BX_CHECK(
         s.rope.cos == nullptr || batch.positions[t] < s.rope.max_positions,
         "cuda backend: position " + std::to_string(batch.positions[t]) + " beyond the RoPE table");
-    const int32_t need =
-        s.kv_shape.block_size > 0 ? batch.positions[t] / s.kv_shape.block_size + 1 : 0;
-    auto [it, fresh] = seen.try_emplace(batch.block_tables[t], 0, need);
-    if (fresh) order.push_back(batch.block_tables[t]);
-    it->second.second = std::max(it->second.second, need);
   }
-  for (const int32_t* table : order) {
-    auto& entry = seen[table];
-    entry.first = static_cast<int32_t>(flat.size());
-    for (int32_t b = 0; b < entry.second; ++b) {
-      BX_CHECK(table[b] >= 0 && table[b] < s.kv_shape.n_blocks,
-               "cuda backend: block id " + std::to_string(table[b]) + " outside the KV pool [0, " +
-                   std::to_string(s.kv_shape.n_blocks) + ")");
-      flat.push_back(table[b]);
-    }
+  std::span<const int32_t> offsets = batch.table_offsets;
+  std::span<const int32_t> blocks = batch.table_blocks;
+  if (offsets.empty()) {
+    derive_tables(batch);
+    offsets = s.derived_offsets;
+    blocks = s.derived_blocks;
   }
-  for (size_t t = 0; t < T; ++t) offsets[t] = seen[batch.block_tables[t]].first;
+  BX_CHECK(offsets.size() == T, "cuda backend: the table offsets must be one per token");
+  // Within the reserved step state nothing is allocated; a larger batch (a bare backend in a
+  // test) reserves more first.
+  StepLimits need = s.limits;
+  need.max_tokens = static_cast<int64_t>(T);
+  need.max_logit_rows = static_cast<int64_t>(R);
+  need.max_table_blocks = static_cast<int64_t>(blocks.size());
+  reserve_step_state(need);
+  for (int32_t b : blocks) {
+    BX_CHECK(b >= 0 && b < s.kv_shape.n_blocks, "cuda backend: block id " + std::to_string(b) +
+                                                    " outside the KV pool [0, " +
+                                                    std::to_string(s.kv_shape.n_blocks) + ")");
+  }
+  for (size_t t = 0; t < T; ++t) {
+    const int64_t needed = block_count(batch.positions[t]);
+    BX_CHECK(offsets[t] >= 0 && offsets[t] + needed <= static_cast<int64_t>(blocks.size()),
+             "cuda backend: token " + std::to_string(t) + "'s table offset " +
+                 std::to_string(offsets[t]) + " leaves no block for position " +
+                 std::to_string(batch.positions[t]));
+  }
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");  // buffers are reused
   // Staged in pinned memory, copied in stream order before the ops that read them.
-  int32_t* staged = s.staging.ensure(3 * T + flat.size() + batch.logit_rows.size());
-  const auto stage = [&](GrowBuffer<int32_t>& device, const int32_t* host, size_t n) {
-    int32_t* dst = device.ensure(n);
+  int32_t* staged = s.staging.ptr;
+  const auto stage = [&](DeviceBuffer& device, const int32_t* host, size_t n) {
+    int32_t* dst = device.get<int32_t>();
     std::copy(host, host + n, staged);
     if (n > 0) {
-      check_cuda(cudaMemcpyAsync(dst, staged, n * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                 s.stream),
-                 "cudaMemcpyAsync (begin_batch)");
+      check_cuda(
+          cudaMemcpyAsync(dst, staged, n * sizeof(int32_t), cudaMemcpyHostToDevice, s.stream),
+          "cudaMemcpyAsync (begin_batch)");
     }
     staged += n;
     return dst;
@@ -348,10 +434,10 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   stage(s.tokens, batch.tokens.data(), T);
   s.batch.positions = stage(s.positions, batch.positions.data(), T);
   s.batch.table_offsets = stage(s.table_offsets, offsets.data(), T);
-  s.batch.tables = stage(s.tables, flat.data(), flat.size());
+  s.batch.tables = stage(s.tables, blocks.data(), blocks.size());
   s.batch.T = static_cast<int64_t>(T);
-  const cuda::AttentionPlan& plan = s.attention_plan.build(
-      batch.positions.data(), offsets.data(), static_cast<int64_t>(T), s.stream);
+  const cuda::AttentionPlan& plan = s.attention_plan.build(batch.positions.data(), offsets.data(),
+                                                           static_cast<int64_t>(T), s.stream);
   const int split = attention_split(mode_, plan, s.kv_shape.n_kv_heads);
   const uint64_t shape[] = {reinterpret_cast<uintptr_t>(plan.tiles),
                             reinterpret_cast<uintptr_t>(plan.singles),
@@ -360,10 +446,8 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
                             static_cast<uint64_t>(split),
                             static_cast<uint64_t>(plan.max_position / split)};
   s.launch_shape = XXH3_64bits(shape, sizeof shape);
-  stage(s.logit_rows, batch.logit_rows.data(), batch.logit_rows.size());
-  s.logit_row_count = static_cast<int64_t>(batch.logit_rows.size());
-  s.x_bf16_capacity = std::max(T, batch.logit_rows.size()) * static_cast<size_t>(s.max_k_padded);
-  s.x_bf16.ensure(s.x_bf16_capacity);
+  stage(s.logit_rows, batch.logit_rows.data(), R);
+  s.logit_row_count = static_cast<int64_t>(R);
 }
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
@@ -373,7 +457,7 @@ void CudaBackend::embed(const Tensor& table, Tensor out) {
   BX_CHECK(out.rows == state_->batch.T && out.cols == table.cols,
            "cuda backend: embed output must be [T, D]");
   cuda::embed_rows(table.data, table.dtype == DType::bf16, table.stride,
-                   state_->tokens.buf.get<int32_t>(), f32(out), out.stride, out.rows, out.cols,
+                   state_->tokens.get<int32_t>(), f32(out), out.stride, out.rows, out.cols,
                    state_->stream);
 }
 
@@ -433,7 +517,7 @@ CudaBackend::GemmInput CudaBackend::gemm_input(const Tensor& x, int64_t Kp) {
   State& s = *state_;
   BX_CHECK(static_cast<size_t>(x.rows * Kp) <= s.x_bf16_capacity,
            "cuda backend: gemm of " + std::to_string(x.rows) + " rows exceeds the batch");
-  uint16_t* xb = s.x_bf16.buf.get<uint16_t>();
+  uint16_t* xb = s.x_bf16.get<uint16_t>();
   cuda::to_bf16_padded(f32(x), x.stride, xb, Kp, x.rows, x.cols, Kp, s.stream);
   return {xb, Kp};
 }
@@ -454,8 +538,7 @@ void CudaBackend::set_fused(bool fused) {
   fused_ = fused;
   State& s = *state_;
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (set_fused)");
-  for (auto& [key, r] : s.recordings) cudaGraphExecDestroy(r.exec);
-  s.recordings.clear();
+  s.drop_recordings();
 }
 
 bool CudaBackend::pack_rows(std::span<Tensor* const> parts) {
@@ -699,7 +782,7 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
 void CudaBackend::gather_logit_rows(const Tensor& x, Tensor out) {
   BX_CHECK(out.rows == state_->logit_row_count,
            "cuda backend: gather_logit_rows output must have one row per logit row");
-  cuda::gather_rows(f32(x), x.stride, state_->logit_rows.buf.get<int32_t>(), f32(out), out.stride,
+  cuda::gather_rows(f32(x), x.stride, state_->logit_rows.get<int32_t>(), f32(out), out.stride,
                     out.rows, x.cols, state_->stream);
 }
 
@@ -727,6 +810,13 @@ void CudaBackend::copy_from_host(const float* host, Tensor x) {
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize (copy_from_host)");
 }
 
+void CudaBackend::reserve_rows(int64_t rows, int64_t vocab) {
+  StepLimits need = state_->limits;
+  need.max_logit_rows = rows;
+  need.vocab = vocab;
+  reserve_step_state(need);  // nothing within the reserved step state
+}
+
 void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int32_t* ids,
                               float* chosen) {
   check_f32(logits, "greedy_rows logits");
@@ -735,8 +825,9 @@ void CudaBackend::greedy_rows(const Tensor& logits, const Tensor& logprobs, int3
            "cuda backend: greedy_rows logits and logprobs must have the same shape");
   State& s = *state_;
   const auto rows = static_cast<size_t>(logits.rows);
-  int32_t* d_ids = s.greedy_ids.ensure(rows);
-  float* d_chosen = s.greedy_chosen.ensure(rows);
+  reserve_rows(logits.rows, 0);
+  int32_t* d_ids = s.greedy_ids.get<int32_t>();
+  float* d_chosen = s.greedy_chosen.get<float>();
   cuda::greedy_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
                     logits.cols, d_ids, d_chosen, s.stream);
   check_cuda(cudaMemcpyAsync(ids, d_ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s.stream),
@@ -762,23 +853,23 @@ void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
            "cuda backend: sample_rows needs a vocabulary in [1, 2^31)");
   State& s = *state_;
   const auto rows = static_cast<size_t>(logits.rows);
+  reserve_rows(logits.rows, logits.cols);
   s.sample_params_host.resize(rows);
   for (size_t r = 0; r < rows; ++r) {
     const SamplingParams& p = params[r];
     validate(p);
     s.sample_params_host[r] = {p.temperature, p.top_k, p.top_p, p.min_p, p.seed, token_indices[r]};
   }
-  cuda::SampleRowParams* d_params = s.sample_params.ensure(rows);
-  int32_t* d_ids = s.greedy_ids.ensure(rows);
-  float* d_chosen = s.greedy_chosen.ensure(rows);
+  auto* d_params = s.sample_params.get<cuda::SampleRowParams>();
+  int32_t* d_ids = s.greedy_ids.get<int32_t>();
+  float* d_chosen = s.greedy_chosen.get<float>();
   check_cuda(
       cudaMemcpyAsync(d_params, s.sample_params_host.data(), rows * sizeof(cuda::SampleRowParams),
                       cudaMemcpyHostToDevice, s.stream),
       "cudaMemcpyAsync (sampling parameters)");
   cuda::sample_rows(f32(logits), logits.stride, f32(logprobs), logprobs.stride, logits.rows,
-                    logits.cols, d_params,
-                    s.sample_scratch.ensure(rows * static_cast<size_t>(logits.cols)), d_ids,
-                    d_chosen, s.stream);
+                    logits.cols, d_params, s.sample_scratch.get<uint32_t>(), d_ids, d_chosen,
+                    s.stream);
   check_cuda(cudaMemcpyAsync(ids, d_ids, rows * sizeof(int32_t), cudaMemcpyDeviceToHost, s.stream),
              "cudaMemcpyAsync (sampled ids)");
   check_cuda(
@@ -787,6 +878,8 @@ void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (sample_rows)");
 }
 
-void* CudaBackend::stream_handle() const { return state_->stream; }
+void* CudaBackend::stream_handle() const {
+  return state_->stream;
+}
 
 }  // namespace bx

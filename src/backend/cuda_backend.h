@@ -67,6 +67,11 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
   void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count, const void* src,
                   DType src_dtype, bool src_on_device) override;
   void init_kv_cache(const KvCacheShape& shape) override;
+  // The batch arrays, their pinned staging, GEMM input rows, attention's plan and the sampling
+  // buffers, for `limits` (at least what is held). A batch or a row count beyond them (a bare
+  // backend in a test) reserves more first; each reservation drops the recordings.
+  void reserve_step_state(const StepLimits& limits) override;
+  int64_t allocation_count() const override;
   // cudaMemGetInfo's free bytes plus the current KV cache's.
   int64_t kv_memory_available() const override;
   int kv_element_bytes() const override { return 2; }  // BF16
@@ -114,6 +119,9 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
  private:
   struct State;  // device buffers and the stream (CUDA types stay in the .cu file)
   void* device_bytes(size_t bytes);  // cudaMalloc'd, zeroed, freed with the backend
+  int32_t block_count(int32_t position) const;
+  void derive_tables(const ForwardBatch& batch);
+  void reserve_rows(int64_t rows, int64_t vocab);
   // A GEMM's bf16 input rows: x itself where it is BF16 already, else x's rows rounded to bf16
   // in the GEMM input buffer, each padded with zeros to Kp columns.
   struct GemmInput {

@@ -74,8 +74,9 @@ int64_t kv_blocks(const LoadedModel& model, const EngineOptions& o) {
 
 ModelRunnerOptions runner_options(const LoadedModel& model, const EngineOptions& o) {
   ModelRunnerOptions r;
-  r.max_batch_tokens = o.max_batch_tokens;
+  r.max_batch_tokens = model.model->max_batch_tokens();  // a padded decode step may pass o's
   r.max_logit_rows = model.model->max_logit_rows();
+  r.max_seqs = o.max_seqs;
   r.device_greedy = o.device_greedy;
   r.device_sampling = o.device_sampling;
   r.sampler_threads = o.sampler_threads;

@@ -7,10 +7,16 @@
 namespace bx {
 
 ModelRunner::ModelRunner(LoadedModel& model, ModelRunnerOptions options)
-    : model_(model), options_(options), vocab_(static_cast<size_t>(model.config.vocab_size)) {
+    : model_(model),
+      options_(options),
+      vocab_(static_cast<size_t>(model.config.vocab_size)),
+      block_size_(static_cast<size_t>(model.kv_shape.block_size)) {
   const auto T = static_cast<size_t>(options_.max_batch_tokens);
   const auto R = static_cast<size_t>(options_.max_logit_rows);
-  tokens_.reserve(T), positions_.reserve(T), tables_.reserve(T);
+  const size_t blocks_per_seq =
+      (static_cast<size_t>(model.config.context_length) + block_size_ - 1) / block_size_;
+  tokens_.reserve(T), positions_.reserve(T), tables_.reserve(T), table_offsets_.reserve(T);
+  table_blocks_.reserve(static_cast<size_t>(options_.max_seqs) * blocks_per_seq + 1);
   logit_rows_.reserve(R), sample_rows_.reserve(R), host_rows_.reserve(R);
   full_rows_.reserve(R), device_params_.reserve(R), token_indices_.reserve(R);
   logits_.resize(R * vocab_);
@@ -27,9 +33,15 @@ ModelRunner::ModelRunner(LoadedModel& model, ModelRunnerOptions options)
 
 void ModelRunner::build_batch(std::span<const ScheduledChunk> chunks) {
   tokens_.clear(), positions_.clear(), tables_.clear(), logit_rows_.clear();
+  table_offsets_.clear(), table_blocks_.clear(), fillers_ = 0;
   sample_rows_.clear(), full_rows_.clear(), device_params_.clear(), token_indices_.clear();
   for (const ScheduledChunk& c : chunks) {
     const Sequence& s = *c.seq;
+    // The sequence's table: its blocks up to the one of the chunk's last position.
+    const auto offset = static_cast<int32_t>(table_blocks_.size());
+    const size_t blocks = (c.first + c.count + block_size_ - 1) / block_size_;
+    table_blocks_.insert(table_blocks_.end(), s.blocks.begin(),
+                         s.blocks.begin() + static_cast<ptrdiff_t>(blocks));
     for (size_t p = c.first; p < c.first + c.count; ++p) {
       if (s.needs_row(p)) {
         const size_t row = logit_rows_.size();
@@ -47,9 +59,29 @@ void ModelRunner::build_batch(std::span<const ScheduledChunk> chunks) {
       }
       tokens_.push_back(s.tokens[p]);
       positions_.push_back(static_cast<int32_t>(p));
-      tables_.push_back(s.blocks.data());
+      table_offsets_.push_back(offset);
     }
   }
+  pad_decode_step();
+  for (int32_t offset : table_offsets_) tables_.push_back(table_blocks_.data() + offset);
+}
+
+// Filler tokens: id 0 at position 0, each its own logit row, in the scratch block (its table
+// once, after the sequences').
+void ModelRunner::pad_decode_step() {
+  const size_t T = tokens_.size();
+  if (logit_rows_.size() != T) return;  // rows are in token order: T == R is a decode step
+  const int bucket = model_.model->decode_bucket(static_cast<int>(T));
+  if (static_cast<size_t>(bucket) <= T) return;
+  const auto offset = static_cast<int32_t>(table_blocks_.size());
+  table_blocks_.push_back(model_.model->scratch_table()[0]);
+  for (size_t t = T; t < static_cast<size_t>(bucket); ++t) {
+    logit_rows_.push_back(static_cast<int32_t>(t));
+    tokens_.push_back(0);
+    positions_.push_back(0);
+    table_offsets_.push_back(offset);
+  }
+  fillers_ = static_cast<int64_t>(static_cast<size_t>(bucket) - T);
 }
 
 void ModelRunner::forward(std::span<const ScheduledChunk> chunks) {
@@ -59,7 +91,10 @@ void ModelRunner::forward(std::span<const ScheduledChunk> chunks) {
   for (size_t r = 0; r < full_rows_.size(); ++r) {
     any_sampled = any_sampled || (full_rows_[r] == 0 && device_params_[r].temperature > 0.0f);
   }
-  const ForwardBatch batch{tokens_, positions_, tables_, logit_rows_};
+  ForwardBatch batch{tokens_, positions_, tables_, logit_rows_};
+  batch.table_offsets = table_offsets_;
+  batch.table_blocks = table_blocks_;
+  batch.fillers = fillers_;
   LogitOutputs out;
   out.logits = logits_.data();
   out.logprobs = logprobs_.data();

@@ -1,7 +1,8 @@
 // The model runner: a step's plan through the model, and the token each sampling row chooses.
 //
 // forward() turns the scheduler's chunks into the step's one ForwardBatch (tokens, positions,
-// block tables, logit rows, built into vectors sized at construction) and runs the model. Each
+// block tables once per sequence, logit rows, built into vectors sized at construction; a decode
+// step padded to its DecodeGraphs bucket where the model records) and runs the model. Each
 // logit row comes back whole (scores, top logprobs, host sampling) or as the device's choice
 // alone: greedy rows whose choice is the device argmax, and sampled rows the backend samples
 // (BackendCapabilities::device_sampling), move only (id, logprob). sample() then makes the
@@ -24,8 +25,11 @@
 namespace bx {
 
 struct ModelRunnerOptions {
-  int max_batch_tokens = 0;     // T per step
-  int max_logit_rows = 0;       // R per step
+  // The most a step holds (the runner's arrays are sized for it): tokens, fillers included;
+  // logit rows; sequences.
+  int max_batch_tokens = 0;
+  int max_logit_rows = 0;
+  int max_seqs = 0;
   bool device_greedy = true;    // EngineOptions::device_greedy
   bool device_sampling = true;  // EngineOptions::device_sampling
   int sampler_threads = 1;      // host threads of sample()
@@ -41,8 +45,8 @@ class ModelRunner {
   // The choice of every sampling row of the last forward(); the results stay valid until the
   // next forward().
   StepResults sample();
-  // Tokens of the last forward().
-  size_t batch_tokens() const { return tokens_.size(); }
+  // Tokens of the last forward(), fillers not counted.
+  size_t batch_tokens() const { return tokens_.size() - static_cast<size_t>(fillers_); }
 
  private:
   // A sampling row of the step: the sequence's last token, whose logits choose the next.
@@ -51,6 +55,8 @@ class ModelRunner {
     size_t row;
   };
   void build_batch(std::span<const ScheduledChunk> chunks);
+  // A decode step (every token a logit row) grows to its bucket with filler tokens.
+  void pad_decode_step();
   // Greedy with nothing but the chosen id's logprob to report and no ids masked: the device's
   // argmax (ties to the lowest id) is exactly the Sampler's greedy choice.
   bool greedy_on_device(const Sequence& s) const;
@@ -65,10 +71,13 @@ class ModelRunner {
   LoadedModel& model_;
   ModelRunnerOptions options_;
   size_t vocab_;
+  size_t block_size_;
 
-  // The step's batch: [T] tokens, positions, tables; [R] logit rows.
-  std::vector<int32_t> tokens_, positions_, logit_rows_;
+  // The step's batch: [T] tokens, positions, tables, table offsets; [R] logit rows; the
+  // sequences' blocks (ForwardBatch::table_blocks); padding.
+  std::vector<int32_t> tokens_, positions_, logit_rows_, table_offsets_, table_blocks_;
   std::vector<const int32_t*> tables_;
+  int64_t fillers_ = 0;
   std::vector<SampleRow> sample_rows_;         // the step's sampling rows
   std::vector<uint8_t> full_rows_;             // [R] 1: the row comes to the host whole
   std::vector<SamplingParams> device_params_;  // [R] sample_rows' parameters (greedy: T = 0)

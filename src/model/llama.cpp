@@ -14,7 +14,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
       weights_(std::move(weights)),
       backend_(backend),
       max_batch_tokens_(max_batch_tokens),
-      max_logit_rows_(max_logit_rows) {
+      max_logit_rows_(max_logit_rows),
+      graphs_(backend.capabilities().graph_capture) {
   BX_CHECK(max_batch_tokens > 0, "max batch tokens must be positive");
   BX_CHECK(max_logit_rows > 0, "max logit rows must be positive");
   for (const LlamaLayerWeights& w : weights_.layers) {
@@ -45,26 +46,32 @@ void validate_batch(const ForwardBatch& batch, const ModelConfig& config, int ma
                     int max_rows) {
   const size_t T = batch.tokens.size();
   BX_CHECK(T > 0, "forward: the batch has no tokens");
-  BX_CHECK(T <= static_cast<size_t>(max_tokens),
-        "forward: " + std::to_string(T) + " tokens exceed max batch tokens " +
-            std::to_string(max_tokens));
+  BX_CHECK(T <= static_cast<size_t>(max_tokens), "forward: " + std::to_string(T) +
+                                                     " tokens exceed max batch tokens " +
+                                                     std::to_string(max_tokens));
   BX_CHECK(batch.positions.size() == T && batch.block_tables.size() == T,
-        "forward: tokens, positions and block tables must have one entry per token");
+           "forward: tokens, positions and block tables must have one entry per token");
   BX_CHECK(batch.logit_rows.size() <= static_cast<size_t>(max_rows),
-        "forward: " + std::to_string(batch.logit_rows.size()) + " logit rows exceed the limit " +
-            std::to_string(max_rows));
+           "forward: " + std::to_string(batch.logit_rows.size()) + " logit rows exceed the limit " +
+               std::to_string(max_rows));
   for (size_t t = 0; t < T; ++t) {
     BX_CHECK(batch.tokens[t] >= 0 && batch.tokens[t] < config.vocab_size,
-          "forward: token id " + std::to_string(batch.tokens[t]) + " is outside the vocabulary [0, " +
-              std::to_string(config.vocab_size) + ")");
+             "forward: token id " + std::to_string(batch.tokens[t]) +
+                 " is outside the vocabulary [0, " + std::to_string(config.vocab_size) + ")");
     BX_CHECK(batch.positions[t] >= 0 && batch.positions[t] < config.context_length,
-          "forward: position " + std::to_string(batch.positions[t]) +
-              " is outside the context [0, " + std::to_string(config.context_length) + ")");
+             "forward: position " + std::to_string(batch.positions[t]) +
+                 " is outside the context [0, " + std::to_string(config.context_length) + ")");
   }
   for (int32_t row : batch.logit_rows) {
     BX_CHECK(row >= 0 && static_cast<size_t>(row) < T,
-          "forward: logit row " + std::to_string(row) + " is not a token of the batch");
+             "forward: logit row " + std::to_string(row) + " is not a token of the batch");
   }
+  BX_CHECK(batch.fillers == 0 || (batch.fillers > 0 && static_cast<size_t>(batch.fillers) < T &&
+                                  batch.logit_rows.size() == T),
+           "forward: " + std::to_string(batch.fillers) + " filler tokens in a batch of " +
+               std::to_string(T) + "; expected fewer than T, in a decode step (every token a row)");
+  BX_CHECK(batch.table_offsets.empty() || batch.table_offsets.size() == T,
+           "forward: the table offsets must be empty or one per token");
 }
 
 }  // namespace
@@ -76,11 +83,13 @@ void LlamaModel::forward(const ForwardBatch& batch, float* logits, float* logpro
   forward(batch, out);
 }
 
-int LlamaModel::replay_bucket(int rows) {
-  for (int b : {1, 2, 4, 8, 16, 24, 32, 48, 64}) {
-    if (rows <= b) return b;
+int LlamaModel::decode_bucket(int rows) const {
+  if (!graphs_.active() || observer_ != nullptr || scratch_block_[0] < 0 || rows <= 0 ||
+      rows > kMaxReplayRows) {
+    return 0;
   }
-  return (rows + 31) / 32 * 32;
+  const int bucket = DecodeGraphs::bucket(rows);
+  return bucket <= max_batch_tokens_ && bucket <= max_logit_rows_ ? bucket : 0;
 }
 
 // Embedding, layers, final norm, output projection and log-softmax of T tokens and R logit rows
@@ -152,58 +161,22 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
 void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
   validate_batch(batch, config_, max_batch_tokens_, max_logit_rows_);
   const int64_t T = static_cast<int64_t>(batch.tokens.size());
-  const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
-  BX_CHECK(out.full.empty() || out.full.size() == static_cast<size_t>(R),
+  int64_t R = static_cast<int64_t>(batch.logit_rows.size());
+  BX_CHECK(out.full.empty() || out.full.size() == static_cast<size_t>(R - batch.fillers),
            "forward: the full-row flags must be empty or one per logit row");
   BX_CHECK((out.greedy_ids == nullptr) == (out.greedy_logprobs == nullptr),
            "forward: greedy ids and greedy logprobs go together");
   Backend& be = backend_;
 
-  // A decode step (every token a logit row, in order) that fits a bucket is padded and replayed.
-  bool decode_step = T == R && T <= kMaxReplayRows;
-  for (int64_t r = 0; decode_step && r < R; ++r) decode_step = batch.logit_rows[r] == r;
-  const int bucket = decode_step ? replay_bucket(static_cast<int>(T)) : 0;
-  GraphCapture* graphs = be.capabilities().graph_capture;
-  const bool replay = replay_enabled_ && observer_ == nullptr && graphs != nullptr &&
-                      scratch_block_[0] >= 0 && decode_step && bucket <= max_batch_tokens_ &&
-                      bucket <= max_logit_rows_;
-  if (!replay) {
-    be.begin_batch(batch);
+  be.begin_batch(batch);
+  if (observer_ == nullptr && graphs_.active() && DecodeGraphs::is_bucket_step(batch)) {
+    graphs_.run(static_cast<int>(T), [&] { run_ops(T, T); });
+  } else {
     if (observer_ != nullptr) observer_->begin_forward(batch, be);
     run_ops(T, R);
     if (observer_ != nullptr) observer_->end_forward();
-  } else {
-    pad_tokens_.assign(batch.tokens.begin(), batch.tokens.end());
-    pad_positions_.assign(batch.positions.begin(), batch.positions.end());
-    pad_tables_.assign(batch.block_tables.begin(), batch.block_tables.end());
-    pad_tokens_.resize(static_cast<size_t>(bucket), 0);
-    pad_positions_.resize(static_cast<size_t>(bucket), 0);
-    pad_tables_.resize(static_cast<size_t>(bucket), scratch_block_);
-    pad_rows_.resize(static_cast<size_t>(bucket));
-    for (int r = 0; r < bucket; ++r) pad_rows_[static_cast<size_t>(r)] = r;
-    be.begin_batch(ForwardBatch{pad_tokens_, pad_positions_, pad_tables_, pad_rows_});
-    const auto key = static_cast<uint64_t>(bucket);
-    if (graphs->replay(key)) {
-      ++replayed_steps_;
-    } else {
-      const bool seen = std::find(seen_buckets_.begin(), seen_buckets_.end(), bucket) !=
-                        seen_buckets_.end();
-      bool ran = false;
-      if (seen) {
-        graphs->begin_recording(key);
-        try {
-          run_ops(bucket, bucket);
-        } catch (...) {
-          graphs->end_recording(key, false);
-          throw;
-        }
-        ran = graphs->end_recording(key, true);
-        if (ran) ++replayed_steps_;
-      }
-      if (!ran) run_ops(bucket, bucket);
-      if (!seen) seen_buckets_.push_back(bucket);
-    }
   }
+  R -= batch.fillers;  // the rows returned
   if (R == 0) return;
   Tensor row_logits = logits_.rows_view(0, R);
   Tensor row_logprobs = logprobs_.rows_view(0, R);

@@ -20,24 +20,25 @@
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/decode_graphs.h"
 #include "model/tensor_observer.h"
 
 namespace bx {
 
 struct LlamaLayerWeights {
-  Tensor attn_norm;  // [1, D]
-  Tensor wq;         // [H*Dh, D]
-  Tensor wk;         // [Hkv*Dh, D]
-  Tensor wv;         // [Hkv*Dh, D]
-  Tensor wo;         // [D, H*Dh]
+  Tensor attn_norm;   // [1, D]
+  Tensor wq;          // [H*Dh, D]
+  Tensor wk;          // [Hkv*Dh, D]
+  Tensor wv;          // [Hkv*Dh, D]
+  Tensor wo;          // [D, H*Dh]
   Tensor bq, bk, bv;  // [1, H*Dh], [1, Hkv*Dh], [1, Hkv*Dh] if config.qkv_bias, else empty
   Tensor bo;          // [1, D] if config.output_bias, else empty
   Tensor q_norm;      // [1, Dh] if config.qk_norm, else empty
   Tensor k_norm;      // [1, Dh] if config.qk_norm, else empty
-  Tensor ffn_norm;   // [1, D]
-  Tensor w_gate;     // [F, D]
-  Tensor w_up;       // [F, D]
-  Tensor w_down;     // [D, F]
+  Tensor ffn_norm;    // [1, D]
+  Tensor w_gate;      // [F, D]
+  Tensor w_up;        // [F, D]
+  Tensor w_down;      // [D, F]
 };
 
 struct LlamaWeights {
@@ -49,8 +50,8 @@ struct LlamaWeights {
 
 // What one forward call returns for its R logit rows (host arrays, any pointer may be null).
 struct LogitOutputs {
-  float* logits = nullptr;    // [R, V]: row r written when full is empty or full[r] != 0
-  float* logprobs = nullptr;  // [R, V]: log_softmax of the logits, rows as for logits
+  float* logits = nullptr;           // [R, V]: row r written when full is empty or full[r] != 0
+  float* logprobs = nullptr;         // [R, V]: log_softmax of the logits, rows as for logits
   std::span<const uint8_t> full;     // [R] or empty (every row)
   int32_t* greedy_ids = nullptr;     // [R]: argmax of each row's logits (bx::greedy_rows)
   float* greedy_logprobs = nullptr;  // [R]: the logprob of that id; set with greedy_ids
@@ -74,10 +75,10 @@ class LlamaModel {
   int max_batch_tokens() const { return max_batch_tokens_; }
   int max_logit_rows() const { return max_logit_rows_; }
 
-  // One forward pass over a ragged batch. Writes, for each of the R logit rows, the logits and
-  // their log-softmax into host arrays of [R, V] floats (either pointer may be null).
-  // Throws bx::Error if T > max_batch_tokens, R > max_logit_rows, or a token id, position or
-  // logit row is out of range.
+  // One forward pass over a ragged batch. Writes, for each of the R logit rows (less fillers),
+  // the logits and their log-softmax into host arrays of [R, V] floats (either may be null).
+  // Throws bx::Error if T > max_batch_tokens, R > max_logit_rows, or a token id, position,
+  // logit row or filler count is out of range.
   void forward(const ForwardBatch& batch, float* logits, float* logprobs);
   // The same pass, returning per row only what `out` asks for: full rows where a row needs them
   // (sampling, top logprobs, scores), the greedy choice computed on the device for the others.
@@ -85,22 +86,21 @@ class LlamaModel {
   // or if out.full is neither empty nor [R].
   void forward(const ForwardBatch& batch, const LogitOutputs& out);
 
-  // Decode steps as recordings (BackendCapabilities::graph_capture; CUDA graphs). A step in which
-  // every token is a logit row, in order, and that has at most kMaxReplayRows tokens is padded to
-  // the next bucket (replay_bucket) with filler tokens (id 0 at position 0, their K and V written
-  // to the scratch block, which no sequence owns) and the ops from the embedding to the log-softmax
-  // run as the bucket's recording: made the second time the bucket is seen (the first runs
-  // directly, so lazy set-up happens outside a recording), replayed after. Every op computes a
-  // row from its own inputs in an order fixed by the shapes (R1-R5), so the real rows get the
-  // same bits with or without filler rows and recording; tests/cuda/serving_test.cpp checks it.
-  static constexpr int kMaxReplayRows = 256;
-  // The smallest bucket >= rows (1, 2, 4, 8, 16, 24, 32, 48, 64, then multiples of 32).
-  static int replay_bucket(int rows);
-  void set_replay(bool enabled) { replay_enabled_ = enabled; }
+  // Decode steps as recordings (model/decode_graphs.h). A batch whose tokens are exactly a
+  // bucket's decode step (padded by the caller, ForwardBatch::fillers, or not) runs as the
+  // bucket's recording where the backend records (BackendCapabilities::graph_capture).
+  static constexpr int kMaxReplayRows = DecodeGraphs::kMaxReplayRows;
+  static int replay_bucket(int rows) { return DecodeGraphs::bucket(rows); }
+  // The bucket a decode step of `rows` tokens is padded to, or 0 where it runs directly (no
+  // recording backend, recording off, no scratch block, or a bucket beyond the batch limits).
+  int decode_bucket(int rows) const;
+  void set_replay(bool enabled) { graphs_.set_enabled(enabled); }
   // Forward calls whose ops ran as a recording (made then, or replayed).
-  int64_t replayed_steps() const { return replayed_steps_; }
+  int64_t replayed_steps() const { return graphs_.replayed_steps(); }
   // The KV block that filler rows write (LoadedModel::reserve_kv_blocks sets it); -1: none.
   void set_scratch_kv_block(int32_t block) { scratch_block_[0] = block; }
+  // The block table of filler rows: the scratch block alone.
+  const int32_t* scratch_table() const { return scratch_block_; }
 
   // Every forward call shows its intermediates to `observer` (model/tensor_observer.h; nullptr:
   // none, the default). Observed calls run their ops directly, never as a recording.
@@ -117,16 +117,11 @@ class LlamaModel {
   Tensor x_, h_, q_, k_, v_, attn_;
   Tensor act_;          // [max_batch_tokens, F] silu(gate) * up, in the backend's gemm_input_dtype
   Tensor mlp_scratch_;  // [max_batch_tokens, 2F] f32, GemmOp::scratch of the swiglu
-  Tensor final_rows_;  // [max_logit_rows, D]
-  Tensor logits_;      // [max_logit_rows, V]
-  Tensor logprobs_;    // [max_logit_rows, V]
-  // Padded decode steps (replay).
-  bool replay_enabled_ = true;
+  Tensor final_rows_;   // [max_logit_rows, D]
+  Tensor logits_;       // [max_logit_rows, V]
+  Tensor logprobs_;     // [max_logit_rows, V]
+  DecodeGraphs graphs_;
   int32_t scratch_block_[1] = {-1};  // a block table of one block, for filler rows
-  std::vector<int32_t> pad_tokens_, pad_positions_, pad_rows_;
-  std::vector<const int32_t*> pad_tables_;
-  std::vector<int> seen_buckets_;  // buckets run once directly
-  int64_t replayed_steps_ = 0;
   std::shared_ptr<TensorObserver> observer_;
 
   void run_ops(int64_t T, int64_t R);

@@ -206,6 +206,17 @@ void LoadedModel::reserve_kv_blocks(int64_t n_blocks) {
   backend->init_kv_cache(shape);
   kv_shape.n_blocks = n_blocks;
   model->set_scratch_kv_block(static_cast<int32_t>(n_blocks));
+  // The backend's step state (Backend::reserve_step_state), so that no forward pass allocates:
+  // a step holds at most max_logit_rows sequences (Engine: max_seqs), each with the blocks of
+  // the whole context, and the scratch block.
+  const int64_t blocks_per_sequence =
+      (int64_t{config.context_length} + kv_shape.block_size - 1) / kv_shape.block_size;
+  StepLimits limits;
+  limits.max_tokens = model->max_batch_tokens();
+  limits.max_logit_rows = model->max_logit_rows();
+  limits.max_table_blocks = limits.max_logit_rows * blocks_per_sequence + 1;
+  limits.vocab = config.vocab_size;
+  backend->reserve_step_state(limits);
 }
 
 namespace {

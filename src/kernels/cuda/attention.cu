@@ -993,8 +993,21 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
 
 }  // namespace
 
+void AttentionPlanner::reserve(int64_t max_tokens, cudaStream_t stream) {
+  if (max_tokens <= reserved_tokens_) return;
+  // The old buffers may still be read by work queued on the stream.
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (attention plan)");
+  const auto T = static_cast<size_t>(max_tokens);
+  tiles_dev_ = DeviceBuffer(2 * T * sizeof(int32_t));  // a tile is at least two tokens
+  singles_dev_ = DeviceBuffer(T * sizeof(int32_t));
+  allocations_ += 2;
+  tiles_.reserve(T), singles_.reserve(T);
+  reserved_tokens_ = max_tokens;
+}
+
 const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int32_t* table_offsets,
                                              int64_t T, cudaStream_t stream) {
+  reserve(T, stream);
   tiles_.clear();
   singles_.clear();
   int32_t max_position = 0;
@@ -1016,11 +1029,6 @@ const AttentionPlan& AttentionPlanner::build(const int32_t* positions, const int
   }
   auto upload = [stream](DeviceBuffer& buf, const std::vector<int32_t>& host) {
     const size_t bytes = host.size() * sizeof(int32_t);
-    if (bytes > buf.bytes()) {
-      // The old buffer may still be read by work queued on the stream.
-      check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (attention plan)");
-      buf = DeviceBuffer(std::max<size_t>(bytes, 256));
-    }
     if (bytes > 0) {
       check_cuda(cudaMemcpyAsync(buf.get(), host.data(), bytes, cudaMemcpyHostToDevice, stream),
                  "cudaMemcpyAsync (attention plan)");

@@ -91,13 +91,21 @@ struct AttentionPlan {
 // launched on it after build see this plan). The host copies stay valid until the next build.
 class AttentionPlanner {
  public:
+  // Sizes the plan's arrays for batches of up to max_tokens tokens (at least what is held), so
+  // that build() allocates nothing for them.
+  void reserve(int64_t max_tokens, cudaStream_t stream = nullptr);
+  // Batches beyond the reserved size reserve more first.
   const AttentionPlan& build(const int32_t* positions, const int32_t* table_offsets, int64_t T,
                              cudaStream_t stream = nullptr);
   const AttentionPlan& plan() const { return plan_; }
+  // Device buffers allocated so far.
+  int64_t allocation_count() const { return allocations_; }
 
  private:
-  std::vector<int32_t> tiles_, singles_;
+  std::vector<int32_t> tiles_, singles_;  // [2 T], [T]
   DeviceBuffer tiles_dev_, singles_dev_;
+  int64_t reserved_tokens_ = 0;
+  int64_t allocations_ = 0;
   AttentionPlan plan_;
 };
 
