@@ -14,8 +14,8 @@ double rope_frequency(int i, int head_dim, double theta, const RopeScaling& scal
   if (scaling.kind == RopeScaling::Kind::none) return freq;
   if (scaling.kind == RopeScaling::Kind::freq_factors) {
     BX_CHECK(i >= 0 && static_cast<size_t>(i) < scaling.freq_factors.size(),
-             "rope frequency factor " + std::to_string(i) + " is missing: " +
-                 std::to_string(scaling.freq_factors.size()) + " are given");
+             "rope frequency factor " + std::to_string(i) +
+                 " is missing: " + std::to_string(scaling.freq_factors.size()) + " are given");
     return freq / static_cast<double>(scaling.freq_factors[static_cast<size_t>(i)]);
   }
   const double pi = 3.14159265358979323846;

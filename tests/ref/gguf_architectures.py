@@ -305,7 +305,8 @@ def main():
         tokens = [int(t) for t in args.tokens.split(",")]
         engine = np.fromfile(args.engine_logits, dtype="<f4").astype(np.float64)
         if engine.size != len(tokens) * VOCAB:
-            sys.exit(f"{args.engine_logits}: {engine.size} floats, expected {len(tokens)} x {VOCAB}")
+            sys.exit(f"{args.engine_logits}: {engine.size} floats, "
+                     f"expected {len(tokens)} x {VOCAB}")
         engine = engine.reshape(len(tokens), VOCAB)
         exact = Reference(args.arch, args.model).forward(tokens)
         ablated = Reference(args.arch, args.model, ablate=True).forward(tokens)
