@@ -1,7 +1,8 @@
 // Writes a small seed corpus for gguf_fuzz with tests/support/gguf_writer.h: every metadata value
 // type, nested arrays, every loadable tensor type (the block formats the writer cannot quantize,
 // Q5_0 / Q5_1, the K-quants and IQ4_NL / IQ4_XS, as patterned raw blocks), custom alignment,
-// known-but-unsupported types. Standalone (the writer is header-only):
+// known-but-unsupported types, the keys and tensors of the qwen2 / qwen3 families.
+// Standalone (the writer is header-only):
 //   g++ -std=c++20 -O1 -Isrc -Itests fuzz/make_gguf_seeds.cpp -o /tmp/make_gguf_seeds
 //   /tmp/make_gguf_seeds /tmp/gguf-corpus
 #include <cstdio>
@@ -92,6 +93,26 @@ GgufWriter every_metadata_type() {
   return w;
 }
 
+// The metadata and tensors of another family's file (names as in the gguf package): qwen2's q/k/v
+// biases and a rope.scaling.type string, qwen3's per-head q/k norms and key_length, and Llama 3's
+// rope_freqs.weight.
+GgufWriter family(const std::string& arch) {
+  GgufWriter w;
+  w.add_string("general.architecture", arch);
+  w.add_u32(arch + ".block_count", 1);
+  w.add_u32(arch + ".attention.head_count", 2);
+  w.add_u32(arch + ".attention.key_length", 16);
+  w.add_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-6f);
+  w.add_f32(arch + ".rope.freq_base", 1e6f);
+  w.add_string(arch + ".rope.scaling.type", "none");
+  w.add_u32(arch + ".attention.sliding_window", 4096);
+  w.add_tensor("rope_freqs.weight", {8}, ramp(8));
+  w.add_tensor("blk.0.attn_q.bias", {32}, ramp(32));
+  w.add_tensor("blk.0.attn_q_norm.weight", {16}, ramp(16));
+  w.add_tensor("blk.0.attn_q.weight", {32, 32}, ramp(1024), GgmlType::Q8_0);
+  return w;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +164,8 @@ int main(int argc, char** argv) {
     v2.set_version(2);
     v2.add_tensor("x", {4}, {1.0f, -1.0f, 0.5f, 2.0f}, GgmlType::F16);
     v2.write(dir + "/v2.gguf");
+
+    for (const char* arch : {"qwen2", "qwen3"}) family(arch).write(dir + "/" + arch + ".gguf");
 
     GgufWriter empty;
     empty.write(dir + "/empty.gguf");

@@ -48,7 +48,8 @@ def main() -> None:
     index_a, a = load_index(args.a)
     index_b, b = load_index(args.b)
     print(f"# A: {args.a} ({index_a.get('backend')}), B: {args.b} ({index_b.get('backend')})")
-    print(f"{'call':>5} {'layer':>5} {'name':<14} {'shape':<14} {'max_abs':>11} {'max_rel':>11} bits")
+    print(f"{'call':>5} {'layer':>5} {'name':<14} {'shape':<14} {'max_abs':>11} {'max_rel':>11} "
+          "bits")
     for key in list(a) + [k for k in b if k not in a]:
         call, layer, name = key
         if args.call and call not in args.call or args.name and name not in args.name:
@@ -71,7 +72,8 @@ def main() -> None:
         max_abs = float(np.max(diff)) if diff.size else 0.0
         max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
         same = np.array_equal(xa.view(np.uint32), xb.view(np.uint32))
-        print(f"{prefix} {shape:<14} {max_abs:11.4e} {max_rel:11.4e} {'same' if same else 'differ'}")
+        bits = "same" if same else "differ"
+        print(f"{prefix} {shape:<14} {max_abs:11.4e} {max_rel:11.4e} {bits}")
         if args.first_diff and not same:
             break
 

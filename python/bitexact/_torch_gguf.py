@@ -115,6 +115,12 @@ def from_gguf(path: str, dtype: torch.dtype = torch.float32):
     arch = field("general.architecture")
     if arch != "llama":
         raise ValueError(f"bitexact.torch.from_gguf: {path}: architecture {arch!r}: expected llama")
+    if "rope_freqs.weight" in tensors:
+        # Llama 3 scaling as per-pair frequency factors: the engine applies them (kernels/rope.h);
+        # the trainer-side rope table takes llama3 parameters only, so refuse rather than differ.
+        raise ValueError(f"bitexact.torch.from_gguf: {path}: rope_freqs.weight (Llama 3 RoPE "
+                         "scaling) is not supported here: expected a file without it, or load "
+                         "the Hugging Face folder (its config.json rope_scaling is supported)")
     D = field("llama.embedding_length")
     H = field("llama.attention.head_count")
     Hkv = field("llama.attention.head_count_kv", H)

@@ -50,7 +50,9 @@ void run_info(const ModelFlags& flags) {
   std::printf("rope theta     %g (%s)%s\n", c.rope_theta,
               c.rope_layout == RopeLayout::adjacent_pairs ? "GGUF adjacent pairs"
                                                           : "Hugging Face rotate-half",
-              c.rope_scaling.kind == RopeScaling::Kind::llama3 ? ", llama3 scaling" : "");
+              c.rope_scaling.kind == RopeScaling::Kind::llama3         ? ", llama3 scaling"
+              : c.rope_scaling.kind == RopeScaling::Kind::freq_factors ? ", frequency factors"
+                                                                       : "");
   std::string attention_extras;
   for (const auto& [on, name] :
        {std::pair{c.qkv_bias, "q/k/v bias"}, std::pair{c.output_bias, "output bias"},

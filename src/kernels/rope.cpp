@@ -12,6 +12,12 @@ double rope_frequency(int i, int head_dim, double theta, const RopeScaling& scal
   // freq_i = theta^(-2i / head_dim), all in double.
   const double freq = std::pow(theta, -2.0 * i / head_dim);
   if (scaling.kind == RopeScaling::Kind::none) return freq;
+  if (scaling.kind == RopeScaling::Kind::freq_factors) {
+    BX_CHECK(i >= 0 && static_cast<size_t>(i) < scaling.freq_factors.size(),
+             "rope frequency factor " + std::to_string(i) +
+                 " is missing: " + std::to_string(scaling.freq_factors.size()) + " are given");
+    return freq / static_cast<double>(scaling.freq_factors[static_cast<size_t>(i)]);
+  }
   const double pi = 3.14159265358979323846;
   const double L = scaling.original_max_positions;
   const double wavelength = 2.0 * pi / freq;
@@ -44,6 +50,17 @@ RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLay
     BX_CHECK(scaling.original_max_positions > 0,
              "rope llama3 original_max_position_embeddings " +
                  std::to_string(scaling.original_max_positions) + " is invalid: expected > 0");
+  }
+  if (scaling.kind == RopeScaling::Kind::freq_factors) {
+    BX_CHECK(scaling.freq_factors.size() == static_cast<size_t>(head_dim / 2),
+             "rope frequency factors: " + std::to_string(scaling.freq_factors.size()) +
+                 " values, expected head_dim / 2 = " + std::to_string(head_dim / 2));
+    for (size_t i = 0; i < scaling.freq_factors.size(); ++i) {
+      const float f = scaling.freq_factors[i];
+      BX_CHECK(f > 0.0f && std::isfinite(f), "rope frequency factor " + std::to_string(i) + " is " +
+                                                 std::to_string(f) +
+                                                 ": expected a finite number > 0");
+    }
   }
   RopeTable table;
   table.head_dim = head_dim;

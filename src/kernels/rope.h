@@ -12,6 +12,8 @@
 //   w_i < hi  (high frequencies):  freq_i
 //   otherwise:  (1 - s) * freq_i / factor + s * freq_i,   s = (L / w_i - low_freq_factor) /
 //                                                            (high_freq_factor - low_freq_factor)
+// Frequency factors (GGUF: the tensor rope_freqs.weight [head_dim / 2], which is how llama.cpp's
+// converter stores Llama 3 scaling): freq_i / freq_factors[i].
 // The cos/sin table is computed once at load time in double precision and rounded to float, so
 // the forward pass calls no transcendental function and prefill and decode read the same values.
 #pragma once
@@ -26,12 +28,13 @@ class ThreadPool;
 enum class RopeLayout { adjacent_pairs, half_split };
 
 struct RopeScaling {
-  enum class Kind { none, llama3 };
+  enum class Kind { none, llama3, freq_factors };
   Kind kind = Kind::none;
-  double factor = 1.0;
+  double factor = 1.0;  // llama3
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int original_max_positions = 8192;
+  std::vector<float> freq_factors;  // freq_factors: [head_dim / 2], each finite and > 0
 };
 
 struct RopeTable {
@@ -43,7 +46,8 @@ struct RopeTable {
 };
 
 // Throws bx::Error for a bad head_dim, theta, max_positions or llama3 scaling parameter
-// (factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_positions > 0).
+// (factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_positions > 0), or frequency
+// factors that are not head_dim / 2 finite numbers > 0.
 RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLayout layout,
                           const RopeScaling& scaling = {});
 

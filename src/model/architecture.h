@@ -10,11 +10,13 @@
 // Families:
 //   family   config.json class    GGUF name  biases                 q/k norm  sliding window
 //   llama    LlamaForCausalLM     llama      attention_bias: q,k,v,o   no     no (mlp_bias refused)
-//   mistral  MistralForCausalLM   -          none                      no     always (window key)
-//   qwen2    Qwen2ForCausalLM     -          q,k,v always              no     use_sliding_window
-//   qwen3    Qwen3ForCausalLM     -          attention_bias: q,k,v,o   yes    use_sliding_window
-// (GGUF files of mistral / qwen2 / qwen3 are not read yet: giving a family its GGUF name, and its
-// GGUF RoPE layout, is what accepting them takes.)
+//   mistral  MistralForCausalLM   (llama)    none                      no     always (window key)
+//   qwen2    Qwen2ForCausalLM     qwen2      q,k,v always              no     use_sliding_window
+//   qwen3    Qwen3ForCausalLM     qwen3      attention_bias: q,k,v,o   yes    use_sliding_window
+// The gguf package has no "mistral" architecture: llama.cpp's converter writes Mistral checkpoints
+// as "llama" (adjacent-pair RoPE, no biases), so they load through the llama entry. In GGUF a
+// family's optional weights are present or not by tensor (GGUF has no attention_bias key), and
+// RoPE scaling is read from the file (kGgufRopeFreqs), for every family.
 #pragma once
 
 #include <cstdint>
@@ -88,6 +90,14 @@ inline constexpr std::string_view kHfRmsEps = "rms_norm_eps";
 inline constexpr std::string_view kGgufRopeTheta = "rope.freq_base";
 inline constexpr std::string_view kHfRopeTheta = "rope_theta";
 inline constexpr std::string_view kGgufRopeDims = "rope.dimension_count";
+// RoPE scaling in GGUF: the type key (only "none" is read; llama.cpp's converter writes Llama 3
+// scaling not as a type but as the tensor below), and per-pair frequency factors [head_dim / 2]
+// (kernels/rope.h, RopeScaling::Kind::freq_factors). Names as in the gguf package's constants.
+inline constexpr std::string_view kGgufRopeScalingType = "rope.scaling.type";
+inline constexpr std::string_view kGgufRopeFreqs = "rope_freqs.weight";
+// Sliding-window attention: a window below the context caps the context there (full attention
+// below the window is the same attention), as for config.json (model/hf_config.h).
+inline constexpr std::string_view kGgufSlidingWindow = "attention.sliding_window";
 // "<gguf_name>.<suffix>"
 std::string gguf_key(const Architecture& arch, std::string_view suffix);
 

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -42,6 +43,40 @@ bool gguf_has(const gguf::File& file, Presence presence, const LayerWeight& firs
                                           file.find_tensor(gguf_layer_name(0, first)) != nullptr);
 }
 
+// RoPE scaling: none, or the per-pair frequency factors of rope_freqs.weight (F32 or F16
+// [head_dim / 2]; Llama 3.1 / 3.2 as llama.cpp's converter writes them). A scaling type other than
+// "none" (linear, yarn, longrope) is refused: its math is not implemented.
+RopeScaling read_gguf_rope_scaling(const gguf::File& file, const Architecture& arch, int head_dim) {
+  const std::string type_key = gguf_key(arch, kGgufRopeScalingType);
+  if (file.has(type_key)) {
+    const std::string type = file.get_string(type_key);
+    check(type == "none", file.path() + ": " + type_key + " is '" + type +
+                              "': supported are none, and Llama 3 scaling as the tensor " +
+                              std::string(kGgufRopeFreqs));
+  }
+  RopeScaling scaling;
+  const std::string name(kGgufRopeFreqs);
+  const gguf::TensorInfo* info = file.find_tensor(name);
+  if (info == nullptr) return scaling;
+  const std::vector<int64_t> expected{head_dim / 2};
+  check(info->dims == expected, file.path() + ": tensor '" + name + "' has shape " +
+                                    shape_string(info->dims) + ", expected " +
+                                    shape_string(expected) + " (head_dim / 2)");
+  check(info->type == gguf::GgmlType::F32 || info->type == gguf::GgmlType::F16,
+        file.path() + ": tensor '" + name + "' has type " + gguf::ggml_type_name(info->type) +
+            ", expected F32 or F16");
+  scaling.kind = RopeScaling::Kind::freq_factors;
+  scaling.freq_factors.resize(static_cast<size_t>(head_dim / 2));
+  gguf::dequantize_to_f32(*info, file.tensor_data(*info), scaling.freq_factors.data());
+  for (size_t i = 0; i < scaling.freq_factors.size(); ++i) {
+    const float f = scaling.freq_factors[i];
+    check(f > 0.0f && std::isfinite(f), file.path() + ": tensor '" + name + "' element " +
+                                            std::to_string(i) + " is " + std::to_string(f) +
+                                            ", expected a finite number > 0");
+  }
+  return scaling;
+}
+
 ModelConfig read_gguf_config(const gguf::File& file) {
   const std::string name = file.get_string("general.architecture");
   const Architecture* arch = find_gguf_architecture(name);
@@ -72,6 +107,10 @@ ModelConfig read_gguf_config(const gguf::File& file) {
                                  " differs from the head dimension " +
                                  std::to_string(c.head_dim) +
                                  "; partial rotary embeddings are not supported");
+  }
+  c.rope_scaling = read_gguf_rope_scaling(file, *arch, c.head_dim);
+  if (file.has(key(kGgufSlidingWindow))) {
+    c.context_length = std::min(c.context_length, get_positive_int(file, key(kGgufSlidingWindow)));
   }
   const std::string embd_name(kTokenEmbedding.gguf);
   const gguf::TensorInfo* embd = file.find_tensor(embd_name);
@@ -289,6 +328,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   gguf::File file = gguf::File::open(path);
   LoadedModel m;
   m.path = path;
+  m.from_gguf = true;
   m.config = read_gguf_config(file);
   const ModelConfig& c = m.config;
   m.tokenizer = load_gguf_tokenizer(file);

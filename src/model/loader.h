@@ -59,6 +59,9 @@ struct LoadedModel {
   // 0 as loaded; each update of the weights in place (model/weight_update.h) adds one. Part of the
   // system fingerprint when not 0, and stamped on every request (RequestStream::weights_version).
   uint64_t weights_version = 0;
+  // Loaded from a GGUF file: update_weights takes its GGUF tensor names too
+  // (model/weight_update.h).
+  bool from_gguf = false;
 
   // Makes the KV pool hold at least n_blocks blocks (reallocating it, contents lost, if it is
   // smaller), plus one scratch block (id n_blocks) that no sequence owns, for the filler rows of

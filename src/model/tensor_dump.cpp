@@ -1,6 +1,7 @@
 #include "model/tensor_dump.h"
 
 #include <bit>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -55,7 +56,8 @@ void write_npy_f32(const fs::path& path, const float* values, int64_t rows, int6
   write_file(path, bytes);
 }
 
-TensorDump::TensorDump(fs::path folder) : folder_(std::move(folder)) {
+TensorDump::TensorDump(fs::path folder, int64_t max_calls)
+    : folder_(std::move(folder)), max_calls_(max_calls) {
   std::error_code error;
   fs::create_directories(folder_, error);
   check(!error && fs::is_directory(folder_), "tensor dump: cannot create the folder '" +
@@ -65,6 +67,8 @@ TensorDump::TensorDump(fs::path folder) : folder_(std::move(folder)) {
 }
 
 void TensorDump::begin_forward(const ForwardBatch& batch, Backend& backend) {
+  writing_ = max_calls_ < 0 || calls_ < max_calls_;
+  if (!writing_) return;
   backend_ = &backend;
   index_["backend"] = backend.name();
   const std::string folder = call_folder_name(calls_);
@@ -80,6 +84,7 @@ void TensorDump::begin_forward(const ForwardBatch& batch, Backend& backend) {
 }
 
 void TensorDump::observe(std::string_view name, int layer, const Tensor& tensor) {
+  if (!writing_) return;
   check(backend_ != nullptr, "tensor dump: observe outside a forward call");
   nlohmann::json entry = {
       {"name", name}, {"layer", layer}, {"shape", {tensor.rows, tensor.cols}}, {"file", nullptr}};
@@ -98,6 +103,8 @@ void TensorDump::observe(std::string_view name, int layer, const Tensor& tensor)
 }
 
 void TensorDump::end_forward() {
+  if (!writing_) return;
+  writing_ = false;
   check(backend_ != nullptr, "tensor dump: end_forward outside a forward call");
   index_["calls"].push_back(std::move(call_));
   call_ = nullptr;
@@ -115,7 +122,16 @@ void TensorDump::end_forward() {
 std::shared_ptr<TensorObserver> tensor_dump_from_env() {
   const char* folder = std::getenv(kTensorDumpEnv);
   if (folder == nullptr || *folder == '\0') return nullptr;
-  return std::make_shared<TensorDump>(folder);
+  int64_t max_calls = -1;
+  if (const char* calls = std::getenv(kTensorDumpCallsEnv); calls != nullptr && *calls != '\0') {
+    char* end = nullptr;
+    errno = 0;
+    const long long n = std::strtoll(calls, &end, 10);
+    check(*end == '\0' && errno == 0 && n >= 0,
+          std::string(kTensorDumpCallsEnv) + " is '" + calls + "': expected an integer >= 0");
+    max_calls = n;
+  }
+  return std::make_shared<TensorDump>(folder, max_calls);
 }
 
 }  // namespace bx

@@ -16,7 +16,8 @@
 // always lists complete calls. Files of an earlier dump in the same folder are overwritten, and
 // the index lists this process's calls only. scripts/compare_dumps.py compares two dumps.
 //
-// Set BITEXACT_DUMP=<folder> and every model load_model makes writes one (model/loader.h).
+// Set BITEXACT_DUMP=<folder> and every model load_model makes writes one (model/loader.h);
+// BITEXACT_DUMP_CALLS=N writes the first N forward calls only (a server's first requests, say).
 #pragma once
 
 #include <filesystem>
@@ -31,11 +32,13 @@
 namespace bx {
 
 inline constexpr const char* kTensorDumpEnv = "BITEXACT_DUMP";
+inline constexpr const char* kTensorDumpCallsEnv = "BITEXACT_DUMP_CALLS";
 
 class TensorDump : public TensorObserver {
  public:
   // Creates `folder` and its parents where missing; throws bx::Error naming it if that fails.
-  explicit TensorDump(std::filesystem::path folder);
+  // max_calls >= 0: forward calls after the first max_calls are not written.
+  explicit TensorDump(std::filesystem::path folder, int64_t max_calls = -1);
 
   void begin_forward(const ForwardBatch& batch, Backend& backend) override;
   void observe(std::string_view name, int layer, const Tensor& tensor) override;
@@ -47,13 +50,17 @@ class TensorDump : public TensorObserver {
  private:
   std::filesystem::path folder_;
   Backend* backend_ = nullptr;  // of the call in progress
-  int64_t calls_ = 0;           // finished forward calls
-  nlohmann::json index_;        // {"format", "version", "backend", "calls": [...]}
-  nlohmann::json call_;         // the call in progress
-  std::vector<float> host_;     // one tensor's rows
+  int64_t calls_ = 0;           // finished forward calls written
+  int64_t max_calls_ = -1;
+  bool writing_ = false;     // the call in progress is written
+  nlohmann::json index_;     // {"format", "version", "backend", "calls": [...]}
+  nlohmann::json call_;      // the call in progress
+  std::vector<float> host_;  // one tensor's rows
 };
 
-// A TensorDump into $BITEXACT_DUMP, or nullptr when it is unset or empty.
+// A TensorDump into $BITEXACT_DUMP (of at most $BITEXACT_DUMP_CALLS calls where set), or nullptr
+// when BITEXACT_DUMP is unset or empty. Throws bx::Error if BITEXACT_DUMP_CALLS is not an
+// integer >= 0.
 std::shared_ptr<TensorObserver> tensor_dump_from_env();
 
 // Writes [rows, cols] float32 values as a .npy file; throws bx::Error naming the path on failure.

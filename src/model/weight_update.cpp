@@ -28,7 +28,13 @@ struct Target {
 };
 
 bool is_gguf_model(const LoadedModel& m) {
-  return m.config.rope_layout == RopeLayout::adjacent_pairs;
+  return m.from_gguf;
+}
+
+// A GGUF whose q/k rows llama.cpp's converter permuted for RoPE on adjacent pairs (llama); the
+// families it runs with rotate-half (qwen2, qwen3) keep Hugging Face's row order.
+bool gguf_permutes_qk(const LoadedModel& m) {
+  return m.from_gguf && m.config.rope_layout == RopeLayout::adjacent_pairs;
 }
 
 // Every name the model takes, with what it names.
@@ -43,7 +49,7 @@ std::map<std::string, Target> weight_names(LoadedModel& m) {
     if (t.data == nullptr) return;  // absent in this model (a bias, a q/k norm)
     const Target target{&t, matmul, t.rows == 1 && !matmul, 0, false};
     Target hf_target = target;
-    hf_target.permute_heads = gguf ? permute_heads : 0;
+    hf_target.permute_heads = gguf_permutes_qk(m) ? permute_heads : 0;
     names[hf] = hf_target;
     if (gguf) names[gguf_name] = target;
   };

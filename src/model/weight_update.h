@@ -4,12 +4,13 @@
 //
 // Names. Every model takes Hugging Face names with nn.Linear shapes [out, in] (the list in
 // model/hf_loader.h: model.embed_tokens.weight, model.layers.{l}.self_attn.q_proj.weight, ...,
-// model.norm.weight, lm_head.weight). A model loaded from GGUF (RoPE on adjacent pairs) also takes
-// its GGUF names (token_embd.weight, blk.{l}.attn_q.weight, ..., output_norm.weight,
-// output.weight) with shape [rows, cols] (the GGUF dims reversed, as numpy reads them); under a
-// Hugging Face name its q_proj and k_proj rows are permuted from rotate-half order into the
-// adjacent-pairs order, as llama.cpp's convert_hf_to_gguf.py does, so a Hugging Face checkpoint
-// updates a GGUF model exactly as converting that checkpoint to GGUF would. Vectors (norms,
+// model.norm.weight, lm_head.weight). A model loaded from GGUF also takes its GGUF names
+// (token_embd.weight, blk.{l}.attn_q.weight, ..., output_norm.weight, output.weight) with shape
+// [rows, cols] (the GGUF dims reversed, as numpy reads them); in a llama GGUF (RoPE on adjacent
+// pairs), under a Hugging Face name its q_proj and k_proj rows are permuted from rotate-half order
+// into the adjacent-pairs order, as llama.cpp's convert_hf_to_gguf.py does, so a Hugging Face
+// checkpoint updates a GGUF model exactly as converting that checkpoint to GGUF would (qwen2 and
+// qwen3 GGUFs keep the Hugging Face order: no permutation). Vectors (norms,
 // biases) have shape [n]. In a tied model the output projection is the embedding:
 // lm_head.weight / output.weight is accepted only beside the embedding with the same values.
 //

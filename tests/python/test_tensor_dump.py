@@ -32,7 +32,8 @@ def dump_generate(model, folder, prompt=PROMPT, backend="cpu"):
     subprocess.run([str(cli_binary()), "generate", "--model", str(model), "--prompts-file",
                     str(prompts), "--max-tokens", "3", "--temperature", "0", "--quiet",
                     "--backend", backend],
-                   check=True, capture_output=True, env={**os.environ, "BITEXACT_DUMP": str(folder)})
+                   check=True, capture_output=True,
+                   env={**os.environ, "BITEXACT_DUMP": str(folder)})
     return json.loads((folder / "index.json").read_text())
 
 
@@ -70,7 +71,8 @@ def test_layer0_q_matches_float64_recomputation(reference, dump):
     assert got.shape == exact.shape
     assert np.all(np.abs(got - exact) <= bound), float(np.max(np.abs(got - exact) / bound))
     # attn_norm too (the GEMM's input).
-    assert np.all(np.abs(tensor(folder, call, "attn_norm", 0) - h) <= 4 * m.dim * 2.0**-24 * np.abs(h))
+    h_bound = 4 * m.dim * 2.0**-24 * np.abs(h)
+    assert np.all(np.abs(tensor(folder, call, "attn_norm", 0) - h) <= h_bound)
 
     # After RoPE: the float64 rotation of the exact q. A pair's error is at most the sum of its
     # two input errors (|cos| + |sin| <= sqrt 2) plus a few roundings of the pair's magnitudes.

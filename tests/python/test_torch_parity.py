@@ -120,3 +120,18 @@ def test_engine_given_the_trainers_weights_by_update_weights(tmp_path):
     bxt.patch(engine_model)
     got = trainer_logprobs(engine_model, seqs, "right", DEVICE)
     assert not any(torch.equal(g, want) for g, (_, _, want) in zip(got, seqs))
+
+
+def test_from_gguf_refuses_llama3_frequency_factors(tmp_path):
+    """A GGUF with rope_freqs.weight (Llama 3 scaling as llama.cpp stores it) runs scaled in the
+    engine; from_gguf has no such rope table, so it refuses the file instead of differing."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "ref"))
+    import gguf_architectures
+
+    scaled, plain = tmp_path / "scaled.gguf", tmp_path / "plain.gguf"
+    gguf_architectures.make("llama3", str(scaled))
+    gguf_architectures.make("llama3", str(plain), drop=("rope_freqs.weight",))
+    with pytest.raises(ValueError, match="rope_freqs.weight"):
+        bxt.from_gguf(str(scaled))
+    assert bxt.from_gguf(str(plain)).config.num_hidden_layers == 2  # the same file otherwise loads

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -304,6 +305,36 @@ TEST(RopeNegativeControl, FmaRotationDiffers) {
   rope_plain(fused.data(), 777, n_heads, tb, /*use_fma=*/true);
   EXPECT_FALSE(same_bits(plain.data(), fused.data(), n_heads * d))
       << "an fma rotation never differed from two products and one add";
+}
+
+// Frequency factors (GGUF rope_freqs.weight): freq_i / factor_i in double, then the table as
+// for any frequencies; factors of the wrong count, zero, negative or not finite are refused.
+TEST(RopeTable, FrequencyFactorsDivideEachPairsFrequency) {
+  RopeScaling s;
+  s.kind = RopeScaling::Kind::freq_factors;
+  s.freq_factors = {1.0f, 2.0f, 0.5f, 8.0f};
+  const int d = 8;
+  const double theta = 10000.0;
+  for (int i = 0; i < d / 2; ++i) {
+    EXPECT_EQ(rope_frequency(i, d, theta, s),
+              std::pow(theta, -2.0 * i / d) / static_cast<double>(s.freq_factors[i]));
+  }
+  const RopeTable tb = make_rope_table(d, theta, 10, RopeLayout::adjacent_pairs, s);
+  EXPECT_EQ(tb.cos[7 * 4 + 3], static_cast<float>(std::cos(7 * std::pow(theta, -0.75) / 8.0)));
+  const auto expect_refused = [&](std::vector<float> factors, const std::string& fragment) {
+    RopeScaling bad = s;
+    bad.freq_factors = std::move(factors);
+    try {
+      make_rope_table(d, theta, 10, RopeLayout::adjacent_pairs, bad);
+      ADD_FAILURE() << "accepted factors for " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  expect_refused({1.0f, 2.0f, 3.0f}, "expected head_dim / 2 = 4");
+  expect_refused({1.0f, 0.0f, 1.0f, 1.0f}, "factor 1 is");
+  expect_refused({1.0f, 1.0f, -2.0f, 1.0f}, "factor 2 is");
+  expect_refused({1.0f, 1.0f, 1.0f, std::numeric_limits<float>::infinity()}, "factor 3 is");
 }
 
 }  // namespace

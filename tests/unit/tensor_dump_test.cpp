@@ -234,6 +234,35 @@ TEST(TensorDump, TheEnvironmentVariableTurnsItOnForLoadedModels) {
   EXPECT_TRUE(same_bits(read_npy(folder.path() / "000000" / "logits.npy").values, out.logits));
 }
 
+TEST(TensorDump, DumpCallsLimitsTheCallsWritten) {
+  TempFolder folder("limit");
+  ASSERT_EQ(::setenv(kTensorDumpEnv, folder.path().c_str(), 1), 0);
+  ASSERT_EQ(::setenv(kTensorDumpCallsEnv, "1", 1), 0);
+  LoadedModel m = load_model(kModel, cpu_options());
+  ASSERT_EQ(::setenv(kTensorDumpCallsEnv, "two", 1), 0);
+  try {
+    load_model(kModel, cpu_options());
+    ADD_FAILURE() << "BITEXACT_DUMP_CALLS=two was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("BITEXACT_DUMP_CALLS is 'two'"), std::string::npos)
+        << e.what();
+  }
+  ::unsetenv(kTensorDumpCallsEnv);
+  ::unsetenv(kTensorDumpEnv);
+  m.reserve_kv_blocks(2);
+  run(m, Batch{});
+  Batch second;
+  second.tokens = {7};
+  second.positions = {5};
+  second.tables = {second.table};
+  second.rows = {0};
+  run(m, second);
+  const json index = json::parse(read_file(folder.path() / "index.json"));
+  EXPECT_EQ(index["calls"].size(), 1u);
+  EXPECT_TRUE(fs::exists(folder.path() / "000000" / "logits.npy"));
+  EXPECT_FALSE(fs::exists(folder.path() / "000001"));
+}
+
 TEST(TensorDump, AFolderThatCannotBeMadeIsOneClearError) {
   TempFolder folder("bad");
   fs::create_directories(folder.path());
