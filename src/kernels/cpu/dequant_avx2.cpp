@@ -1,6 +1,7 @@
-// AVX2 dequantization of one block of the formats without a register kernel of their own (Q5_0,
-// Q5_1, the K-quants Q2_K .. Q6_K, IQ4_NL and IQ4_XS) into f32, for the fused and panel paths of
-// matmul_avx2.cpp and matmul_avx512.cpp (compiled with -mavx2 -mfma -mf16c).
+// AVX2 dequantization of one whole block of Q5_0, Q5_1, the K-quants Q2_K .. Q6_K, IQ4_NL or
+// IQ4_XS into f32: the L1 buffer of the buffered fused path and the panel path of the formats
+// matmul_avx2.cpp / matmul_avx512.cpp do not dequantize in registers (compiled with -mavx2 -mfma
+// -mf16c).
 //
 // Each group of 8 elements is one ymm: the bytes holding their bit fields widened to 32-bit
 // lanes (vpmovzxbd), shifted and masked into the integer q of kernels/quant.h, converted exactly
@@ -72,19 +73,25 @@ void q5(const uint8_t* b, bool has_min, float* out) {
   }
 }
 
-// Q2_K: element e = 128 h + 32 s + l; q = qs[32 h + l] >> 2 s & 3; scale byte e / 16.
+// Q2_K: element e = 128 h + 32 s + l; q = qs[32 h + l] >> 2 s & 3; scale byte e / 16. Each
+// load of 8 qs bytes serves the four s.
 void q2_k(const uint8_t* b, float* out) {
   const uint8_t* scales = b;
   const uint8_t* qs = b + 16;
   const float d = f16_at(b + 80), dmin = f16_at(b + 82);
+  float dl[16], ml[16];
+  for (int i = 0; i < 16; ++i) {
+    dl[i] = d * static_cast<float>(scales[i] & 15);
+    ml[i] = dmin * static_cast<float>(scales[i] >> 4);
+  }
   for (int h = 0; h < 2; ++h) {
-    for (int s = 0; s < 4; ++s) {
-      for (int g = 0; g < 4; ++g) {
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v = bytes8(qs + 32 * h + 8 * g);
+#pragma GCC unroll 4
+      for (int s = 0; s < 4; ++s) {
         const int e = 128 * h + 32 * s + 8 * g;
-        const int sc = scales[e / 16];
-        const float dl = d * static_cast<float>(sc & 15);
-        const float ml = dmin * static_cast<float>(sc >> 4);
-        store_scaled_minus(out + e, field(bytes8(qs + 32 * h + 8 * g), 2 * s, 3), dl, ml);
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, 2 * s), _mm256_set1_epi32(3));
+        store_scaled_minus(out + e, q, dl[e / 16], ml[e / 16]);
       }
     }
   }
@@ -96,27 +103,36 @@ void q3_k(const uint8_t* b, float* out) {
   const uint8_t* qs = b + 32;
   const uint8_t* scales = b + 96;
   const float d = f16_at(b + 108);
-  for (int h = 0; h < 2; ++h) {
-    for (int s = 0; s < 4; ++s) {
-      for (int g = 0; g < 4; ++g) {
+  float dl[16];
+  for (int i = 0; i < 16; ++i) {
+    const int s6 =
+        ((scales[i % 8] >> (4 * (i / 8))) & 15) | (((scales[8 + i % 4] >> (2 * (i / 4))) & 3) << 4);
+    dl[i] = d * static_cast<float>(s6 - 32);
+  }
+  const __m256i one = _mm256_set1_epi32(1);
+  for (int g = 0; g < 4; ++g) {
+    const __m256i hv = bytes8(hmask + 8 * g);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const __m256i v = bytes8(qs + 32 * h + 8 * g);
+#pragma GCC unroll 4
+      for (int s = 0; s < 4; ++s) {
         const int e = 128 * h + 32 * s + 8 * g;
-        const int i = e / 16;
-        const int s6 = ((scales[i % 8] >> (4 * (i / 8))) & 15) |
-                       (((scales[8 + i % 4] >> (2 * (i / 4))) & 3) << 4);
-        const float dl = d * static_cast<float>(s6 - 32);
-        const __m256i low = field(bytes8(qs + 32 * h + 8 * g), 2 * s, 3);
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi32(v, 2 * s), _mm256_set1_epi32(3));
         const __m256i clear =
-            _mm256_xor_si256(field(bytes8(hmask + 8 * g), e / 32, 1), _mm256_set1_epi32(1));
-        store_scaled(out + e, _mm256_sub_epi32(low, _mm256_slli_epi32(clear, 2)), dl);
+            _mm256_xor_si256(_mm256_and_si256(_mm256_srli_epi32(hv, 4 * h + s), one), one);
+        store_scaled(out + e, _mm256_sub_epi32(low, _mm256_slli_epi32(clear, 2)), dl[e / 16]);
       }
     }
   }
 }
 
-// Q4_K (qh == nullptr) and Q5_K: sub-block j = e / 32 has 6-bit scale sc[j] and min mn[j].
+// Q4_K (qh == nullptr) and Q5_K: sub-block j = e / 32 has 6-bit scale sc[j] and min mn[j]; the
+// sub-blocks 2p and 2p + 1 are the low and high nibbles of qs[32 p .. 32 p + 32), loaded once.
 void q45_k(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* out) {
   const float d = f16_at(b), dmin = f16_at(b + 2);
   const uint8_t* scales = b + 4;
+  float d1[8], m1[8];
   for (int j = 0; j < 8; ++j) {
     int sc, mn;
     if (j < 4) {
@@ -126,33 +142,51 @@ void q45_k(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* out) {
       sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
       mn = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
     }
-    const float d1 = d * static_cast<float>(sc);
-    const float m1 = dmin * static_cast<float>(mn);
+    d1[j] = d * static_cast<float>(sc);
+    m1[j] = dmin * static_cast<float>(mn);
+  }
+  const __m256i low4 = _mm256_set1_epi32(15), one = _mm256_set1_epi32(1);
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
     for (int g = 0; g < 4; ++g) {
-      __m256i q = field(bytes8(qs + 32 * (j / 2) + 8 * g), 4 * (j % 2), 15);
-      if (qh != nullptr)
-        q = _mm256_or_si256(q, _mm256_slli_epi32(field(bytes8(qh + 8 * g), j, 1), 4));
-      store_scaled_minus(out + 32 * j + 8 * g, q, d1, m1);
+      const __m256i v = bytes8(qs + 32 * p + 8 * g);
+      __m256i lo = _mm256_and_si256(v, low4);
+      __m256i hi = _mm256_srli_epi32(v, 4);
+      if (qh != nullptr) {
+        const __m256i h = bytes8(qh + 8 * g);
+        lo = _mm256_or_si256(
+            lo, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * p), one), 4));
+        hi = _mm256_or_si256(
+            hi, _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(h, 2 * p + 1), one), 4));
+      }
+      store_scaled_minus(out + 64 * p + 8 * g, lo, d1[2 * p], m1[2 * p]);
+      store_scaled_minus(out + 64 * p + 32 + 8 * g, hi, d1[2 * p + 1], m1[2 * p + 1]);
     }
   }
 }
 
 // Q6_K: element e = 128 h + 32 k + l: low 4 bits from ql[64 h + 32 (k % 2) + l] >> 4 (k / 2),
-// high 2 bits from qh[32 h + l] >> 2 k; signed scale byte e / 16.
+// high 2 bits from qh[32 h + l] >> 2 k; signed scale byte e / 16. Three loads serve the four k.
 void q6_k(const uint8_t* b, float* out) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
   const float d = f16_at(b + 208);
+  float dl[16];
+  for (int i = 0; i < 16; ++i) dl[i] = d * static_cast<float>(scales[i]);
+  const __m256i low4 = _mm256_set1_epi32(15), low2 = _mm256_set1_epi32(3);
+  const __m256i bias = _mm256_set1_epi32(32);
   for (int h = 0; h < 2; ++h) {
-    for (int k = 0; k < 4; ++k) {
-      for (int g = 0; g < 4; ++g) {
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v[2] = {bytes8(ql + 64 * h + 8 * g), bytes8(ql + 64 * h + 32 + 8 * g)};
+      const __m256i hv = bytes8(qh + 32 * h + 8 * g);
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) {
         const int e = 128 * h + 32 * k + 8 * g;
-        const float dl = d * static_cast<float>(scales[e / 16]);
-        const __m256i lo = field(bytes8(ql + 64 * h + 32 * (k % 2) + 8 * g), 4 * (k / 2), 15);
-        const __m256i hi = field(bytes8(qh + 32 * h + 8 * g), 2 * k, 3);
+        const __m256i lo = k < 2 ? _mm256_and_si256(v[k], low4) : _mm256_srli_epi32(v[k - 2], 4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(hv, 2 * k), low2);
         const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi32(hi, 4));
-        store_scaled(out + e, _mm256_sub_epi32(q, _mm256_set1_epi32(32)), dl);
+        store_scaled(out + e, _mm256_sub_epi32(q, bias), dl[e / 16]);
       }
     }
   }
@@ -239,7 +273,7 @@ void dequant_block_avx2(int format, const uint8_t* block, float* out) {
     case kIQ4_XS:
       iq4_xs(block, out);
       break;
-    default:  // the formats with register kernels of their own: the scalar reference
+    default:  // Q8_0, Q4_0, Q4_1 (register kernels on both AVX paths): the scalar reference
       quant::dequantize_block(format, block, out);
       break;
   }
