@@ -114,6 +114,9 @@ inline constexpr std::string_view kGgufExpertCount = "expert_count";
 inline constexpr std::string_view kGgufExpertUsedCount = "expert_used_count";
 inline constexpr std::string_view kGgufExpertFfn = "expert_feed_forward_length";
 inline constexpr std::string_view kGgufExpertWeightsNorm = "expert_weights_norm";
+// Refused unless absent or as stated: the gating function (1: softmax) and shared experts (0).
+inline constexpr std::string_view kGgufExpertGatingFunc = "expert_gating_func";
+inline constexpr std::string_view kGgufExpertSharedCount = "expert_shared_count";
 // "<gguf_name>.<suffix>"
 std::string gguf_key(const Architecture& arch, std::string_view suffix);
 

@@ -98,6 +98,12 @@ ModelConfig read_gguf_config(const gguf::File& file) {
         file.has(key(kGgufExpertFfn)) ? get_positive_int(file, key(kGgufExpertFfn)) : c.ffn_dim;
     c.norm_topk_prob =
         !file.has(key(kGgufExpertWeightsNorm)) || file.get_bool(key(kGgufExpertWeightsNorm));
+    check(!file.has(key(kGgufExpertGatingFunc)) || file.get_int(key(kGgufExpertGatingFunc)) == 1,
+          file.path() + ": " + key(kGgufExpertGatingFunc) + " is not 1: only softmax routing " +
+              "is supported, expected 1 (softmax)");
+    check(!file.has(key(kGgufExpertSharedCount)) || file.get_int(key(kGgufExpertSharedCount)) == 0,
+          file.path() + ": " + key(kGgufExpertSharedCount) + " is not 0: shared experts are " +
+              "not supported, expected 0");
   }
   check(!arch->moe || c.is_moe(), file.path() + ": a " + std::string(arch->family) +
                                       " file without " + key(kGgufExpertCount) +

@@ -106,6 +106,8 @@ std::vector<float> permute_rows(const std::vector<float>& w, int64_t n_heads, in
 struct TwinOptions {
   gguf::GgmlType expert_type = gguf::GgmlType::F32;
   int n_experts_used = 0;  // 0: the spec's
+  int gating_func = 0;     // 0: no key
+  int shared_experts = 0;  // 0: no key
 };
 
 // The GGUF file llama.cpp's converter makes of a MoE folder: qwen3moe (q/k as they are), or
@@ -131,6 +133,8 @@ void write_moe_gguf(const RandomHfSpec& s, const std::string& path, const TwinOp
   u32("expert_count", s.n_experts);
   u32("expert_used_count", o.n_experts_used > 0 ? o.n_experts_used : s.n_experts_used);
   if (!mixtral) u32("expert_feed_forward_length", Fe);
+  if (o.gating_func != 0) u32("expert_gating_func", o.gating_func);
+  if (o.shared_experts != 0) u32("expert_shared_count", o.shared_experts);
   w.add_f32(arch + ".attention.layer_norm_rms_epsilon", static_cast<float>(s.rms_eps));
   w.add_f32(arch + ".rope.freq_base", static_cast<float>(s.rope_theta));
   const test::RandomVocab vocab = test::make_random_vocab(s.vocab_size);
@@ -280,6 +284,26 @@ TEST(MoeModel, ConfigsTheLayerCannotRunAreRefusedByName) {
       EXPECT_NE(std::string(e.what()).find(c.message), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(MoeModel, GgufRoutingTheLayerCannotRunIsRefusedByName) {
+  const RandomHfSpec s = moe_spec("Qwen3MoeForCausalLM", 12);
+  const std::string softmax = temp_path("gating-softmax"), sigmoid = temp_path("gating-sigmoid"),
+                    shared = temp_path("shared");
+  write_moe_gguf(s, softmax, {.gating_func = 1});
+  write_moe_gguf(s, sigmoid, {.gating_func = 2});
+  write_moe_gguf(s, shared, {.shared_experts = 1});
+  EXPECT_EQ(load_model(softmax, {}).config.n_experts, 8);
+  for (const auto& [path, message] : {std::pair{sigmoid, "only softmax routing is supported"},
+                                      std::pair{shared, "shared experts are not supported"}}) {
+    try {
+      load_model(path, {});
+      ADD_FAILURE() << path << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+  for (const std::string& p : {softmax, sigmoid, shared}) std::filesystem::remove(p);
 }
 
 TEST(MoeModel, TransformersSaveNamesTheExpertCountNumLocalExperts) {
