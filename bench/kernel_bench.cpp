@@ -1,15 +1,17 @@
 // Kernel benchmark: measures this machine's own rooflines, then each CPU kernel against them.
 //
-//   kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] [--reps R] [--dtype f32|bf16]
+//   kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] [--reps R]
+//                [--dtype f32|bf16|q4_1|q4_k]
 //
 // 1. Peaks. FMA: a register-resident loop of independent FMAs on the chosen ISA (16-lane zmm
 //    or 8-lane ymm; for scalar the AVX2 loop stands in), one thread and all threads.
 //    Read bandwidth: a streaming sum over a buffer far larger than the last-level cache.
-// 2. Kernels, one function per family (bench_matmul, bench_rows, ...). Each row checks a few
-//    outputs bit for bit against the scalar reference before it is timed, and prints the median
-//    of --reps runs next to its roofline: GFLOP/s and % of the FMA peak, and for decode (M = 1)
-//    GB/s of weights read and % of the read bandwidth. Weights are cycled through enough copies
-//    to exceed the caches, as a model's layers are, so each call reads them from memory.
+// 2. Kernels, one function per family (bench_matmul, bench_quant_matmul, bench_rows, ...). Each
+//    row checks a few outputs bit for bit against the scalar reference before it is timed, and
+//    prints the median of --reps runs next to its roofline: GFLOP/s and % of the FMA peak, and for
+//    decode (M = 1) GB/s of weights read and % of the read bandwidth. Weights are cycled through
+//    enough copies to exceed the caches, as a model's layers are, so each call reads them from
+//    memory.
 //
 // Targets (bench/RESULTS.md): matmul M >= 64 at >= 60% of the FMA peak; matmul M = 1 on a
 // matrix much larger than the caches at >= 70% of the read bandwidth.
@@ -38,6 +40,7 @@
 #include "core/thread_pool.h"
 #include "kernels/lanes.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 #include "kernels/rows.h"
 
 namespace bx {
@@ -47,8 +50,9 @@ struct Options {
   int threads = 0;  // 0: all hardware threads
   Isa isa = Isa::scalar;
   bool quick = false;
-  int reps = 0;       // 0: as many as fit a time budget per row
-  std::string dtype;  // "f32" or "bf16": matmul rows of that weight type only; empty: both
+  int reps = 0;  // 0: as many as fit a time budget per row
+  std::string
+      dtype;  // "f32", "bf16", "q4_1", "q4_k": matmul rows of that weight type only; empty: all
 };
 
 struct Peaks {
@@ -325,6 +329,119 @@ void bench_matmul(const Options& opt, const Peaks& peaks, ThreadPool& pool, int&
   }
 }
 
+// ---- block-quantized matmul (kernels/quant.h) ---------------------------------------------------
+
+// Copies of an [N, K] matrix of random blocks (random bytes, moderate f16 scales) in format t.
+std::vector<std::vector<uint8_t>> make_block_copies(DType t, int64_t N, int64_t K,
+                                                    size_t bytes_total) {
+  const int64_t row_bytes = quant::bytes_for(t, K);
+  const size_t bytes = static_cast<size_t>(N * row_bytes);
+  const size_t copies = std::max<size_t>(1, (bytes_total + bytes - 1) / bytes);
+  // The f16 scales (d, then m or dmin) of Q4_1 and Q4_K blocks lie at bytes 0 and 2.
+  const int64_t block_bytes = quant::block_bytes(t);
+  std::vector<std::vector<uint8_t>> out(copies);
+  std::mt19937 rng(11);
+  for (auto& c : out) {
+    c.resize(bytes);
+    for (uint8_t& b : c) b = static_cast<uint8_t>(rng());
+    for (size_t at = 0; at < bytes; at += static_cast<size_t>(block_bytes)) {
+      const uint16_t d = static_cast<uint16_t>((8u << 10) | (rng() & 0x3ff));  // ~2^-7
+      const uint16_t m = static_cast<uint16_t>(0x8000u | (6u << 10) | (rng() & 0x3ff));
+      std::memcpy(&c[at], &d, 2);
+      std::memcpy(&c[at + 2], &m, 2);
+    }
+  }
+  return out;
+}
+
+// y[m, n] for a few (m, n) against lanes::dot_reference of the dequantized row, bit for bit.
+bool spot_check_blocks(const MatmulArgs& a) {
+  std::vector<float> w(static_cast<size_t>(a.K));
+  const int64_t row_bytes = quant::bytes_for(a.w_dtype, a.K);
+  for (int64_t m : {int64_t{0}, a.M / 2, a.M - 1}) {
+    for (int64_t n : {int64_t{0}, a.N / 3, a.N - 1}) {
+      quant::dequantize_row(a.w_dtype, static_cast<const uint8_t*>(a.w) + n * row_bytes, a.K,
+                            w.data());
+      const float ref = lanes::dot_reference(a.x + m * a.K, w.data(), a.K);
+      if (std::memcmp(&ref, &a.y[m * a.N + n], sizeof(float)) != 0) return false;
+    }
+  }
+  return true;
+}
+
+// Q4_K (256-weight super-blocks, dequantized into an L1 buffer) against Q4_1 (32-weight blocks,
+// dequantized in registers) on the same shapes; then the Q4_K / Q4_1 time ratio of each row.
+void bench_quant_matmul(const Options& opt, const Peaks& peaks, ThreadPool& pool, int& failures) {
+  struct Shape {
+    int64_t K, N;
+  };
+  const std::vector<Shape> shapes = {{2048, 5632}, {4096, 4096}};
+  const std::vector<int64_t> ms = {1, 8, 64};
+  const size_t cold_bytes = opt.quick ? size_t{256} << 20 : size_t{512} << 20;
+  struct Timed {
+    int64_t K, N, M;
+    double ms;
+  };
+  std::vector<Timed> q41, q4k;
+  for (DType dtype : {DType::q4_1, DType::q4_k}) {
+    if (!opt.dtype.empty() && opt.dtype != (dtype == DType::q4_1 ? "q4_1" : "q4_k")) continue;
+    for (const Shape& sh : shapes) {
+      const auto copies = make_block_copies(dtype, sh.N, sh.K, cold_bytes);
+      const size_t weight_bytes = copies[0].size();
+      for (int64_t M : ms) {
+        std::vector<float> x(static_cast<size_t>(M * sh.K));
+        std::mt19937 rng(static_cast<uint32_t>(M + sh.K));
+        std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+        for (float& v : x) v = dist(rng);
+        std::vector<float> y(static_cast<size_t>(M * sh.N));
+        MatmulArgs a;
+        a.x = x.data();
+        a.w_dtype = dtype;
+        a.y = y.data();
+        a.M = M;
+        a.N = sh.N;
+        a.K = sh.K;
+        a.w = copies[0].data();
+        matmul(a, pool, opt.isa);
+        const bool exact = spot_check_blocks(a);
+        const double flops = 2.0 * static_cast<double>(M * sh.N * sh.K);
+        const double budget_flops = opt.quick ? 1e9 : 4e9;
+        const int reps = opt.reps > 0 ? opt.reps
+                                      : std::clamp(static_cast<int>(budget_flops / flops),
+                                                   opt.quick ? 3 : 5, opt.quick ? 9 : 31);
+        const double ms_call = time_ms(reps, [&](int r) {
+          a.w = copies[static_cast<size_t>(r) % copies.size()].data();
+          matmul(a, pool, opt.isa);
+        });
+        Row row;
+        row.kernel = "qmatmul";
+        row.dtype = std::string(dtype_name(dtype));
+        row.M = M;
+        row.K = sh.K;
+        row.N = sh.N;
+        row.ms = ms_call;
+        row.gflops = flops / (ms_call * 1e-3) / 1e9;
+        row.pct_fma = peaks.fma_all > 0 ? 100.0 * row.gflops / peaks.fma_all : 0;
+        if (M == 1) {
+          row.gbs = static_cast<double>(weight_bytes) / (ms_call * 1e-3) / 1e9;
+          row.pct_bw = peaks.bw_all > 0 ? 100.0 * row.gbs / peaks.bw_all : 0;
+        }
+        row.status = exact ? "" : "WRONG BITS";
+        if (!exact) ++failures;
+        print_row(row);
+        (dtype == DType::q4_1 ? q41 : q4k).push_back({sh.K, sh.N, M, ms_call});
+      }
+    }
+  }
+  if (q41.size() == q4k.size()) {
+    for (size_t i = 0; i < q41.size(); ++i) {
+      std::printf("qmatmul Q4_K vs Q4_1  M=%-4lld K=%-5lld N=%-5lld  time ratio %.2f\n",
+                  static_cast<long long>(q41[i].M), static_cast<long long>(q41[i].K),
+                  static_cast<long long>(q41[i].N), q4k[i].ms / q41[i].ms);
+    }
+  }
+}
+
 // ---- row kernels (kernels/rows.h) --------------------------------------------------------------
 
 // Memory-bound rows: GB/s counts bytes read plus bytes written, against the read bandwidth.
@@ -395,11 +512,12 @@ Options parse(int argc, char** argv) {
       opt.reps = std::stoi(value());
     } else if (arg == "--dtype") {
       opt.dtype = value();
-      check(opt.dtype == "f32" || opt.dtype == "bf16", "--dtype: expected f32 or bf16");
+      check(opt.dtype == "f32" || opt.dtype == "bf16" || opt.dtype == "q4_1" || opt.dtype == "q4_k",
+            "--dtype: expected f32, bf16, q4_1 or q4_k");
     } else if (arg == "--help" || arg == "-h") {
       std::printf(
           "usage: kernel_bench [--threads N] [--isa scalar|avx2|avx512] [--quick] "
-          "[--reps R] [--dtype f32|bf16]\n");
+          "[--reps R] [--dtype f32|bf16|q4_1|q4_k]\n");
       std::exit(0);
     } else {
       throw Error("unknown argument '" + arg +
@@ -426,6 +544,7 @@ int run(int argc, char** argv) {
   print_header();
   int failures = 0;
   bench_matmul(opt, peaks, pool, failures);
+  bench_quant_matmul(opt, peaks, pool, failures);
   bench_rows(opt, peaks, pool);
   // The peak again: a machine shared with other work can change speed while the rows run.
   const Isa simd = opt.isa == Isa::avx512 ? Isa::avx512 : Isa::avx2;

@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--length", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile one step of each and print the N costliest ops")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32"))
 
@@ -95,15 +97,35 @@ def main():
         lp = bxt.token_logprobs(model, ids, targets, attention_mask=mask)
         lp.sum().backward()
 
+    tables = []
     t_plain = timed(unpatched_step, args.device, args.steps, args.warmup)
+    if args.profile:
+        tables.append(profile("unpatched", unpatched_step, args.device, args.profile))
     bxt.patch(model)
     t_patched = timed(patched_step, args.device, args.steps, args.warmup)
+    if args.profile:
+        tables.append(profile("bitexact.torch", patched_step, args.device, args.profile))
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
     print(f"shape {args.shape} ({n_params / 1e6:.0f} M parameters, {dtype}), device {args.device} "
           f"({device}, {torch.get_num_threads()} CPU threads), batch {B} x {L} ({tokens} tokens)")
     print(f"unpatched (SDPA): {t_plain * 1e3:9.1f} ms/step  {tokens / t_plain:10.0f} tokens/s")
     print(f"bitexact.torch:   {t_patched * 1e3:9.1f} ms/step  {tokens / t_patched:10.0f} tokens/s")
     print(f"ratio patched/unpatched tokens/s: {t_plain / t_patched:.2f}x")
+    for table in tables:
+        print(table)
+
+
+def profile(name, step, device, rows):
+    """One step under torch.profiler: the `rows` ops with the most device (or CPU) self time."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith("cuda"):
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        sync(device)
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    return (f"\n{name}: one step, the {rows} ops with the most self time\n"
+            + prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 // Writes a small seed corpus for gguf_fuzz with tests/support/gguf_writer.h: every metadata value
-// type, nested arrays, every loadable tensor type, custom alignment, known-but-unsupported types.
-// Standalone (the writer is header-only):
+// type, nested arrays, every loadable tensor type (the block formats the writer cannot quantize,
+// Q5_0 / Q5_1, the K-quants and IQ4_NL / IQ4_XS, as patterned raw blocks), custom alignment,
+// known-but-unsupported types. Standalone (the writer is header-only):
 //   g++ -std=c++20 -O1 -Isrc -Itests fuzz/make_gguf_seeds.cpp -o /tmp/make_gguf_seeds
 //   /tmp/make_gguf_seeds /tmp/gguf-corpus
 #include <cstdio>
@@ -40,6 +41,28 @@ std::string name(GgmlType t) {  // gguf.h's ggml_type_name lives in the library;
     default:
       return "other";
   }
+}
+
+// The block formats the writer cannot quantize: type, elements and bytes per block.
+struct RawBlockType {
+  GgmlType type;
+  const char* name;
+  int64_t block, bytes;
+};
+constexpr RawBlockType kRawBlockTypes[] = {
+    {GgmlType::Q5_0, "Q5_0", 32, 22},       {GgmlType::Q5_1, "Q5_1", 32, 24},
+    {GgmlType::Q2_K, "Q2_K", 256, 84},      {GgmlType::Q3_K, "Q3_K", 256, 110},
+    {GgmlType::Q4_K, "Q4_K", 256, 144},     {GgmlType::Q5_K, "Q5_K", 256, 176},
+    {GgmlType::Q6_K, "Q6_K", 256, 210},     {GgmlType::IQ4_NL, "IQ4_NL", 32, 18},
+    {GgmlType::IQ4_XS, "IQ4_XS", 256, 136},
+};
+
+// `blocks` blocks of patterned bytes (every bit field varies; the f16 scales among them are
+// finite or not, as the pattern falls).
+std::vector<std::byte> raw_blocks(const RawBlockType& t, int64_t blocks) {
+  std::vector<std::byte> out(static_cast<size_t>(blocks * t.bytes));
+  for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>((i * 97 + 13) & 0xff);
+  return out;
 }
 
 GgufWriter every_metadata_type() {
@@ -90,8 +113,19 @@ int main(int argc, char** argv) {
       w.write(dir + "/tensor_" + name(t) + ".gguf");
     }
 
+    for (const RawBlockType& t : kRawBlockTypes) {
+      GgufWriter w;
+      w.add_string("general.architecture", "llama");
+      w.add_raw_tensor("blk.0.w", {t.block * 2, 2}, t.type, raw_blocks(t, 4));
+      w.add_raw_tensor("blk.0.v", {t.block}, t.type, raw_blocks(t, 1));
+      w.write(dir + "/tensor_" + std::string(t.name) + ".gguf");
+    }
+
     GgufWriter all = every_metadata_type();
     for (GgmlType t : types) all.add_tensor("t." + name(t), {32}, ramp(32), t);
+    for (const RawBlockType& t : kRawBlockTypes) {
+      all.add_raw_tensor("t." + std::string(t.name), {t.block}, t.type, raw_blocks(t, 1));
+    }
     all.write(dir + "/all.gguf");
 
     GgufWriter aligned;
@@ -101,8 +135,8 @@ int main(int argc, char** argv) {
     aligned.write(dir + "/align8.gguf");
 
     GgufWriter unsupported;
-    unsupported.add_raw_tensor("q6k", {256}, GgmlType::Q6_K, std::vector<std::byte>(210));
-    unsupported.add_raw_tensor("iq4", {32}, GgmlType::IQ4_NL, std::vector<std::byte>(18));
+    unsupported.add_raw_tensor("q8k", {256}, GgmlType::Q8_K, std::vector<std::byte>(292));
+    unsupported.add_raw_tensor("iq2", {256}, GgmlType::IQ2_XXS, std::vector<std::byte>(66));
     unsupported.write(dir + "/unsupported.gguf");
 
     GgufWriter v2 = every_metadata_type();

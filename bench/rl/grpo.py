@@ -178,7 +178,8 @@ def run_arm(model_path: str, mode: str, args, log=print, on_step=None):
     """args.steps GRPO steps with the engine in `mode`; returns (records, engine, trainer)."""
     device = "cuda" if args.backend == "cuda" else "cpu"
     torch.manual_seed(args.seed)
-    llm = bitexact.LLM(model_path, backend=args.backend, mode=mode, threads=args.threads)
+    llm = bitexact.LLM(model_path, backend=args.backend, mode=mode, threads=args.threads,
+                       kv_cache_tokens=args.kv_cache_tokens)
     model = load_trainer(model_path, device)
     llm._rl_vocab_size = model.config.vocab_size
     task = make_task(llm)
@@ -212,11 +213,16 @@ def parse_args(argv=None):
     ap.add_argument("--clip", type=float, default=0.2, help="PPO clip epsilon")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="engine threads (0 = all cores)")
+    ap.add_argument("--kv-cache-tokens", type=int, default=None,
+                    help="the engine's KV pool in tokens (default: 0 = the engine's own sizing on "
+                         "the CPU; 65536 on CUDA, where the trainer shares the GPU)")
     ap.add_argument("--arms", default="invariant,fast", help="engine modes, comma separated")
     ap.add_argument("--out", default="bench/results/rl/cpu")
     ap.add_argument("--scratch", default="/tmp/bitexact-rl",
                     help="where --model random-qwen3 writes its folder (not --out: 2.4 GB)")
     args = ap.parse_args(argv)
+    if args.kv_cache_tokens is None:
+        args.kv_cache_tokens = 65536 if args.backend == "cuda" else 0
     for a in args.arms.split(","):
         if a not in ("invariant", "fast"):
             ap.error(f"--arms: {a!r} is not an engine mode (expected invariant and/or fast)")

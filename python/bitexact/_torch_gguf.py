@@ -1,8 +1,8 @@
 """from_gguf(path): a transformers LlamaForCausalLM holding the weights of a GGUF file the engine
 serves, so a trainer patched with bitexact.torch computes what the engine computes from that file.
 
-Quantized tensors (Q8_0, Q4_0, Q4_1, F16, BF16) are dequantized to float32 by llama.cpp's `gguf`
-package, with the element math the engine's own dequantization follows (kernels/quant.h: exact
+Quantized tensors (Q8_0, Q4_K and the other block formats, F16, BF16) are dequantized to float32
+by llama.cpp's `gguf` package, with the element math the engine's own dequantization follows (kernels/quant.h: exact
 products and sums, so the engine, which reads quantized weights directly, gets the bits of these
 f32 copies). GGUF stores Wq and Wk with the rows of each head permuted so that RoPE turns adjacent
 dims (2i, 2i+1); they are put back in the Hugging Face order (pair i = dims i, i + head_dim/2) and

@@ -204,8 +204,8 @@ class Backend {
   // A weight matrix [rows, cols] from host f32 data, stored as `dtype` (f32 or bf16).
   virtual Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) = 0;
   // Block-quantized weights kept as they are (optional; the loader asks first):
-  // can_hold_blocks(dtype) says whether this backend's embed and gemm read `dtype` (Q8_0, Q4_0,
-  // Q4_1: kernels/quant.h) directly, giving the bits of the dequantized f32 copy.
+  // can_hold_blocks(dtype) says whether this backend's embed and gemm read `dtype` (a block format
+  // of kernels/quant.h) directly, giving the bits of the dequantized f32 copy.
   // upload_blocks copies rows * cols / block-size raw GGUF blocks (row-major, cols a multiple of
   // the block size).
   virtual bool can_hold_blocks(DType dtype) const {

@@ -58,7 +58,8 @@ Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, 
 bool CpuBackend::can_hold_blocks(DType dtype) const { return quant::is_block_format(dtype); }
 
 Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
-  BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes Q8_0, Q4_0 or Q4_1, not " +
+  BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes a block format (" +
+                                       quant::block_format_names() + "), not " +
                                        std::string(dtype_name(dtype)));
   BX_CHECK(rows >= 0 && cols >= 0, "cpu backend: negative weight shape");
   const size_t bytes = static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);

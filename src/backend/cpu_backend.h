@@ -27,7 +27,7 @@ class CpuBackend final : public Backend, public MoeLayers {
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
   Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
-  bool can_hold_blocks(DType dtype) const override;  // Q8_0, Q4_0, Q4_1
+  bool can_hold_blocks(DType dtype) const override;  // every format of kernels/quant.h
   Tensor upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) override;
   // Weight updates (backend/cpu_weight_write.cpp): host sources only.
   void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count, const void* src,

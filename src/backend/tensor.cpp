@@ -8,7 +8,7 @@
 namespace bx {
 
 namespace {
-// Bytes of `elements` consecutive elements (for block formats, a multiple of 32).
+// Bytes of `elements` consecutive elements (for block formats, a multiple of the block size).
 size_t bytes_of(DType dtype, int64_t elements) {
   switch (dtype) {
     case DType::f32: return static_cast<size_t>(elements) * 4;

@@ -116,7 +116,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode-tokens", flags->decode_tokens, "Tokens to decode (32)");
   cmd->add_option("--repeats", flags->repeats, "Repetitions; the median is reported (3)");
   cmd->add_flag("--dequantize-weights", flags->dequantize_weights,
-                "Hold Q8_0/Q4_0/Q4_1 weights as F32 instead of their blocks (same output bits)");
+                "Hold block-quantized (Q8_0, Q4_K, ...) weights as F32 instead of their blocks "
+                "(same output bits)");
   cmd->callback([flags] { run_bench(*flags); });
 }
 

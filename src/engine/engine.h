@@ -1,12 +1,13 @@
 // The engine: continuous batching over a paged KV cache, with chunked prefill, a prefix cache
 // and preemption — and outputs that never depend on any of them.
 //
-// Each step() builds one ragged batch under a token budget (max_batch_tokens), a sequence cap
-// (max_seqs) and the model's logit-row cap: first the running sequences, oldest first (a decode
-// token each, or the next prefill chunk of at most prefill_chunk tokens), then waiting sequences
-// in arrival order while their first chunk fits. When the KV pool runs dry, the newest running
-// sequence gives its blocks back and waits to be recomputed (preemption); the oldest always makes
-// progress, so no request that fits the pool alone can starve or fail.
+// Engine = Scheduler + ModelRunner + OutputProcessor. Each step() takes new submissions, lets the
+// Scheduler (engine/scheduler.h) plan one ragged batch under a token budget (max_batch_tokens), a
+// sequence cap (max_seqs) and the model's logit-row cap, preempting the newest sequence when the
+// KV pool runs dry (the oldest always makes progress, so no request that fits the pool alone can
+// starve or fail); the ModelRunner (engine/model_runner.h) runs it through the model and chooses
+// the sampled tokens; the OutputProcessor (engine/output_processor.h) turns the results into
+// each request's events.
 //
 // Why none of this changes a bit of output: every kernel computes a token's row from its own
 // inputs in an order fixed by the shapes (INVARIANCE.md R1-R5), attention reads the KV cache in
@@ -26,26 +27,27 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
-#include "core/thread_pool.h"
 #include "engine/block_pool.h"
+#include "engine/model_runner.h"
+#include "engine/output_processor.h"
 #include "engine/request.h"
+#include "engine/scheduler.h"
 #include "engine/sequence.h"
 #include "model/loader.h"
 
 namespace bx {
 
 struct EngineOptions {
-  int max_batch_tokens = 0;  // tokens per step; 0 = what the model was loaded for
-  int max_seqs = 0;          // sequences per step; 0 = the model's logit-row cap
-  int prefill_chunk = 0;     // prompt tokens of one sequence per step; 0 = max_batch_tokens
-  int64_t kv_cache_tokens = 0;  // KV pool size; 0 = automatic (engine/kv_sizing.h)
+  int max_batch_tokens = 0;         // tokens per step; 0 = what the model was loaded for
+  int max_seqs = 0;                 // sequences per step; 0 = the model's logit-row cap
+  int prefill_chunk = 0;            // prompt tokens of one sequence per step; 0 = max_batch_tokens
+  int64_t kv_cache_tokens = 0;      // KV pool size; 0 = automatic (engine/kv_sizing.h)
   double kv_memory_fraction = 0.9;  // of free device memory, when kv_cache_tokens is 0
   bool prefix_cache = true;
   // Greedy rows without top logprobs take only (id, logprob) from the device
@@ -72,8 +74,8 @@ enum class InFlight {
 struct EngineStats {
   uint64_t steps = 0;
   uint64_t preemptions = 0;
-  uint64_t batch_tokens = 0;       // tokens through forward, summed over steps
-  double schedule_seconds = 0;     // building batches and bookkeeping: step() minus forward
+  uint64_t batch_tokens = 0;    // tokens through forward, summed over steps
+  double schedule_seconds = 0;  // building batches and bookkeeping: step() minus forward
   double forward_seconds = 0;
 };
 
@@ -82,8 +84,8 @@ struct EngineStats {
 struct PoolGauges {
   int64_t total_blocks = 0;
   int64_t held_blocks = 0;
-  int64_t cached_blocks = 0;     // published for prefix reuse, held or idle
-  uint64_t prefix_hits = 0;      // prefix-cache lookups that found a block
+  int64_t cached_blocks = 0;  // published for prefix reuse, held or idle
+  uint64_t prefix_hits = 0;   // prefix-cache lookups that found a block
   uint64_t prefix_lookups = 0;
 };
 
@@ -132,21 +134,13 @@ class Engine {
   bool paused() const;
 
   const EngineOptions& options() const { return options_; }
-  const BlockPool& pool() const { return pool_; }
+  const BlockPool& pool() const { return scheduler_.pool(); }
   EngineStats stats() const;
   PoolGauges pool_gauges() const;
   size_t waiting_count() const;  // queued, including submissions not yet taken
   size_t running_count() const;
 
  private:
-  struct Chunk {
-    Sequence* seq;
-    size_t first;      // first position
-    size_t count;      // tokens
-    size_t first_row;  // its logit rows in this step's output
-    size_t rows;
-  };
-
   struct ExclusiveChange;
   // At the top of step(): runs a pending run_exclusive change once nothing is in flight.
   void serve_exclusive();
@@ -156,56 +150,19 @@ class Engine {
   void validate(const EngineRequest& r) const;
   void take_submissions();
   void retire_cancelled();
-  std::vector<Chunk> schedule();
-  void run_forward(const std::vector<Chunk>& chunks);
-  void commit(const Chunk& chunk);
   void retire_finished();
-
-  // Scheduling helpers.
-  size_t chunk_length(const Sequence& s, size_t tokens_left, size_t rows_left) const;
-  bool reserve_blocks(Sequence& s, size_t positions);
-  void attach_cached_prefix(Sequence& s);
-  void release_blocks(Sequence& s);
-  void preempt(Sequence& s);
-  void publish_full_blocks(Sequence& s);
-  bool greedy_on_device(const Sequence& s) const;
-  // The sampling row of s is chosen on the device: greedily, or by Backend::sample_rows.
-  bool sampled_on_device(const Sequence& s) const;
-  // The Sampler's choice for sequence s from logit row `row` (host rows), masking EOS and stop
-  // ids before min_tokens. Reads only the row and s; `masked` is scratch of V floats.
-  Sampler::Choice choose(const Sequence& s, size_t row, Sampler& sampler,
-                         std::vector<float>& masked) const;
-  // Runs choose() for every host-sampled row of the step, in parallel; sample_next takes them.
-  void precompute_choices(const std::vector<Chunk>& chunks);
-  void sample_next(Sequence& s, size_t row);
+  // Ends s now (cancelled, aborted, or nothing to compute): its blocks back, a finished event.
   void finish(Sequence& s, FinishReason reason);
   void publish_gauges();
+  void add_preemptions(uint64_t n);
 
   LoadedModel& model_;
-  EngineOptions options_;
-  BlockPool pool_;
-  Sampler sampler_;
-  std::unique_ptr<ThreadPool> sampler_pool_;       // sampler_threads workers
-  std::vector<Sampler> thread_samplers_;           // one per pool thread
-  std::vector<std::vector<float>> thread_masked_;  // [threads][V]
-  std::vector<Sampler::Choice> choices_;           // [R] precomputed choices
-  std::vector<uint8_t> chosen_;                    // [R] 1: choices_[row] is set
-  int max_logit_rows_;
-
+  EngineOptions options_;  // resolved: no field left at its automatic 0
+  Scheduler scheduler_;
+  ModelRunner runner_;
+  OutputProcessor output_;
   std::vector<std::unique_ptr<Sequence>> sequences_;  // every live sequence
-  std::deque<Sequence*> waiting_;   // arrival order (preempted ones back in their place)
-  std::vector<Sequence*> running_;  // arrival order: the newest is preempted first
   uint64_t next_arrival_ = 0;
-
-  // Step buffers, sized once.
-  std::vector<float> logits_, logprobs_, masked_;
-  std::vector<uint8_t> full_rows_;       // [R] 1: the row comes to the host whole
-  std::vector<int32_t> greedy_ids_;      // [R] Backend::greedy_rows
-  std::vector<float> greedy_logprobs_;   // [R]
-  std::vector<SamplingParams> device_sampling_;  // [R] sample_rows' parameters (greedy: T = 0)
-  std::vector<uint64_t> token_indices_;          // [R] and token indices
-  std::vector<int32_t> tokens_, positions_, logit_rows_;
-  std::vector<const int32_t*> tables_;
 
   mutable std::mutex inbox_mutex_;
   std::condition_variable inbox_ready_;

@@ -69,7 +69,7 @@ void Engine::serve_exclusive() {
   } catch (...) {
     pending->error = std::current_exception();
   }
-  pool_.drop_prefix_cache();
+  scheduler_.drop_prefix_cache();
   publish_gauges();
   {
     std::lock_guard lock(inbox_mutex_);

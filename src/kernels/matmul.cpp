@@ -26,10 +26,14 @@ namespace {
 // Output columns per unit of work handed to a thread (a multiple of every ISA's tile width).
 constexpr int64_t kColumnChunk = 48;
 
-// Block-quantized weights: below this M the ISA's fused kernel dequantizes in registers; from it
+// Block-quantized weights: below this M the ISA's fused kernel dequantizes as it goes; from it
 // on, a chunk's rows are dequantized once into a panel that the f32 kernel then reads M times.
 // Either way each output is the canonical dot of the same f32 values, so the choice is speed only.
+// The formats with register kernels (Q8_0 / Q4_0 / Q4_1) dequantize cheaply per row tile; the
+// others (dequantized through an L1 buffer) would repeat that work for each tile of x rows, so
+// they take the panel from M = 2 on.
 constexpr int64_t kPanelMinM = 16;
+constexpr int64_t kBufferedPanelMinM = 2;
 
 struct Dense {
   int64_t x_stride, w_stride, y_stride;
@@ -39,15 +43,17 @@ Dense checked(const MatmulArgs& a) {
   BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
                                               std::to_string(a.N) + " K=" + std::to_string(a.K));
   BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16 || quant::is_block_format(a.w_dtype),
-        "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
-            " not supported: expected F32, BF16, Q8_0, Q4_0 or Q4_1");
+           "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
+               " not supported: expected F32, BF16, " + quant::block_format_names());
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
-  BX_CHECK(!quant::is_block_format(a.w_dtype) ||
-               (a.K % quant::kBlockElements == 0 && d.w_stride % quant::kBlockElements == 0),
-           "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
-               std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
-               ") to be multiples of the block size " + std::to_string(quant::kBlockElements));
+  if (quant::is_block_format(a.w_dtype)) {
+    const int64_t block = quant::block_elements(a.w_dtype);
+    BX_CHECK(a.K % block == 0 && d.w_stride % block == 0,
+             "matmul: " + std::string(dtype_name(a.w_dtype)) + " weights need K (" +
+                 std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
+                 ") to be multiples of the block size " + std::to_string(block));
+  }
   BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
@@ -139,7 +145,7 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
   const auto* w = static_cast<const uint8_t*>(a.w);
   const int64_t row_bytes = w_row_bytes(a, d);
   const int format = quant_format(a.w_dtype);
-  if (a.M < kPanelMinM) {
+  if (a.M < (cpu::has_register_kernel(format) ? kPanelMinM : kBufferedPanelMinM)) {
     const cpu::QuantMatmulTask task{a.x, d.x_stride, w,   row_bytes, format, a.y,
                                     d.y_stride, a.M, a.K, n0,        n1};
     switch (isa) {
@@ -185,12 +191,12 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
 // canonical dot is exactly the reference's dot of that part, and the parts are added left to
 // right as reference_columns adds them, so the bits are the reference's. Block-quantized slices
 // must start on a block boundary: returns false (the caller takes the scalar reference) when a
-// part length is not a multiple of 32.
+// part length is not a multiple of the block size.
 bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool, Isa isa) {
   const int64_t parts = split_parts(a.M);
   const int64_t part_len = parts > 1 ? (a.K + parts - 1) / parts : a.K;
   const bool blocks = quant::is_block_format(a.w_dtype);
-  if (blocks && part_len % quant::kBlockElements != 0) return false;
+  if (blocks && part_len % quant::block_elements(a.w_dtype) != 0) return false;
   thread_local std::vector<float> partial;  // [M, N] of one part, grown once
   partial.resize(static_cast<size_t>(a.M * a.N));
   for (int64_t p = 0; p < parts; ++p) {

@@ -1,17 +1,18 @@
-// Matmul: y[M,N] = x[M,K] @ W[N,K]^T, f32 activations, f32 / bf16 / block-quantized (Q8_0, Q4_0,
-// Q4_1) weights, f32 output.
+// Matmul: y[M,N] = x[M,K] @ W[N,K]^T, f32 activations, f32 / bf16 / block-quantized (Q8_0, Q4_1,
+// Q4_K, ...: kernels/quant.h) weights, f32 output.
 //
 // Contract (INVARIANCE.md R1-R3, R7):
 //   y[m,n] = canonical dot(x[m,:], W[n,:]) over K, in the lane layout of kernels/lanes.h, with
 //   bf16 weights widened exactly to f32 first and block-quantized weights dequantized to f32
 //   first with the element math of kernels/quant.h (the values gguf::dequantize_to_f32 gives):
-//   so a quantized W gives the bits of its dequantized f32 copy, on every path, for every M. So y[m,n] depends only on row m of x, row n of W
-//   and K: never on M, on the other rows, on the tile that computed it, on the thread count or on
-//   the ISA path. Threads split N (output columns), never K.
+//   so a quantized W gives the bits of its dequantized f32 copy, on every path, for every M.
+//   So y[m,n] depends only on row m of x, row n of W and K: never on M, on the other rows, on
+//   the tile that computed it, on the thread count or on the ISA path. Threads split N (output
+//   columns), never K.
 //
 // K = 0 gives y = +0.0f (the empty canonical dot). Bad arguments (negative sizes, a stride below
 // the row length, another weight dtype, a quantized W whose K or row stride is not a multiple of
-// 32) throw bx::Error.
+// its block size, 32 or 256) throw bx::Error.
 //
 // ReductionOrder::split_k_by_m is the negative control the invariance tests use to show they can
 // fail: it splits K into S = 1 + (M % 3) contiguous parts of ceil(K / S) elements (the last one
@@ -19,8 +20,8 @@
 // split K for small M. It is the CPU backend's fast mode (--mode fast, INVARIANCE.md R8): the
 // conventional batch-dependent baseline, labelled in the fingerprint, never the default, and not
 // faster. matmul() runs each part through the canonical kernels and adds the parts (the
-// reference's bits); a block-quantized W whose part length is not a multiple of 32 takes the
-// scalar reference instead (slow).
+// reference's bits); a block-quantized W whose part length is not a multiple of its block size
+// takes the scalar reference instead (slow).
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,7 @@ struct MatmulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride (elements)
   int64_t x_stride = 0;
   // [N, K], row stride w_stride (elements): f32, bf16 (uint16_t bits), or rows of ggml blocks
-  // (Q8_0 / Q4_0 / Q4_1; row n starts w_stride / 32 blocks after row n - 1).
+  // (kernels/quant.h; row n starts w_stride / E blocks after row n - 1, E the block size).
   const void* w = nullptr;
   DType w_dtype = DType::f32;
   int64_t w_stride = 0;

@@ -50,8 +50,11 @@ struct GgmlTypeTraits {
 };
 // nullptr for an id that is not a known ggml type (4, 5, 31..33, 36..38, > 39).
 const GgmlTypeTraits* ggml_type_traits(GgmlType t);
-// The loadable types: F32, F16, BF16, Q8_0, Q4_0, Q4_1. Others -> nullopt.
+// The loadable types: F32, F16, BF16 and the block formats of kernels/quant.h (Q8_0, Q4_0, Q4_1,
+// Q5_0, Q5_1, Q2_K .. Q6_K, IQ4_NL, IQ4_XS). Others -> nullopt.
 std::optional<DType> to_dtype(GgmlType t);
+// "F32, F16, BF16, Q8_0, ...": the loadable types' names, for error messages.
+std::string supported_type_names();
 
 struct Value;
 struct Array {
@@ -141,12 +144,10 @@ class File {
 // non-printable bytes as \xNN and at most 80 bytes shown.
 std::string quote_name(std::string_view name);
 
-// Dequantizes or widens one tensor's data to f32 (F32, F16, BF16, Q8_0, Q4_0, Q4_1); `out` holds
-// info.n_elements floats, `data` must be exactly the tensor's bytes. Element math, in float:
-//   F16 / BF16: exact widening;  Q8_0: x = d*q;  Q4_0: x = d*(q-8);  Q4_1: x = d*q + m
-// (the product rounded, then the add: no fma). Q4_0 / Q4_1 block: element j in the low nibble of
-// qs[j], element j+16 in its high nibble. Throws bx::Error naming the tensor and the supported
-// types for any other type, or when data has the wrong size.
+// Dequantizes or widens one tensor's data to f32 (the types to_dtype accepts); `out` holds
+// info.n_elements floats, `data` must be exactly the tensor's bytes. F16 / BF16 are widened
+// exactly; block formats follow the element math of kernels/quant.h. Throws bx::Error naming the
+// tensor and the supported types for any other type, or when data has the wrong size.
 void dequantize_to_f32(const TensorInfo& info, std::span<const std::byte> data, float* out);
 
 }  // namespace bx::gguf

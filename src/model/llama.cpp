@@ -115,14 +115,19 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
   Tensor mlp_scratch = moe_ ? mlp_scratch_ : mlp_scratch_.rows_view(0, T);
 
   be.embed(weights_.token_embd, x);
+  observe("embed", -1, x);
   for (const LlamaLayerWeights& w : weights_.layers) {
     const int layer = static_cast<int>(&w - weights_.layers.data());
     // x += attention(rope(norm(x) Wq), cache[rope(norm(x) Wk), norm(x) Wv]) Wo
     be.rmsnorm(x, w.attn_norm, eps, h);
+    observe("attn_norm", layer, h);
     const Tensor qkv_weights[] = {w.wq, w.wk, w.wv};
     const Tensor qkv[] = {q, k, v};
     const Tensor qkv_bias[] = {w.bq, w.bk, w.bv};           // empty unless config.qkv_bias
     be.gemm(GemmOp::parts(h, qkv_weights, qkv, qkv_bias));  // q = h Wq^T (+ bq), k, v likewise
+    observe("q", layer, q);
+    observe("k", layer, k);
+    observe("v", layer, v);
     // q[t,h] = rope(rmsnorm(q[t,h]) * q_norm), k likewise (the norms only if qk_norm)
     RopeOp rope;
     rope.q = q;
@@ -135,10 +140,15 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
       rope.eps = eps;
     }
     be.rope(rope);
+    observe("q_rope", layer, q);
+    observe("k_rope", layer, k);
     be.kv_write(layer, k, v);
     be.attention(layer, q, config_.n_heads, scale, attn);
+    observe("attn", layer, attn);
     be.gemm(GemmOp::residual(attn, w.wo, x, h, w.bo));  // x += attn Wo^T (+ bo); h: scratch
+    observe("attn_residual", layer, x);
     be.rmsnorm(x, w.ffn_norm, eps, h);
+    observe("ffn_norm", layer, h);
     if (moe_ != nullptr) {
       // x += sum over the token's top-k experts e, in rank order, of p_e * swiglu_e(norm(x))
       MoeOp op;
@@ -152,19 +162,25 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
       op.normalize = config_.norm_topk_prob;
       op.scratch = mlp_scratch;
       moe_->moe(op);
+      observe("ffn_residual", layer, x);
       continue;
     }
     // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.gemm(GemmOp::swiglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // F.silu(h Wg^T) * (h Wu^T)
+    observe("ffn_act", layer, act);
     be.gemm(GemmOp::residual(act, w.w_down, x, h));                  // x += act Wd^T; h: scratch
+    observe("ffn_residual", layer, x);
   }
   if (R == 0) return;
   Tensor rows = final_rows_.rows_view(0, R);
   Tensor row_logits = logits_.rows_view(0, R);
   be.gather_logit_rows(x, rows);
   be.rmsnorm(rows, weights_.output_norm, eps, rows);
+  observe("final_norm", -1, rows);
   be.gemm(GemmOp::projection(rows, weights_.output, row_logits));
+  observe("logits", -1, row_logits);
   be.log_softmax(row_logits, logprobs_.rows_view(0, R));
+  observe("logprobs", -1, logprobs_.rows_view(0, R));
 }
 
 void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
@@ -182,11 +198,14 @@ void LlamaModel::forward(const ForwardBatch& batch, const LogitOutputs& out) {
   for (int64_t r = 0; decode_step && r < R; ++r) decode_step = batch.logit_rows[r] == r;
   const int bucket = decode_step ? replay_bucket(static_cast<int>(T)) : 0;
   GraphCapture* graphs = be.capabilities().graph_capture;
-  const bool replay = replay_enabled_ && graphs != nullptr && scratch_block_[0] >= 0 &&
-                      decode_step && bucket <= max_batch_tokens_ && bucket <= max_logit_rows_;
+  const bool replay = replay_enabled_ && observer_ == nullptr && graphs != nullptr &&
+                      scratch_block_[0] >= 0 && decode_step && bucket <= max_batch_tokens_ &&
+                      bucket <= max_logit_rows_;
   if (!replay) {
     be.begin_batch(batch);
+    if (observer_ != nullptr) observer_->begin_forward(batch, be);
     run_ops(T, R);
+    if (observer_ != nullptr) observer_->end_forward();
   } else {
     pad_tokens_.assign(batch.tokens.begin(), batch.tokens.end());
     pad_positions_.assign(batch.positions.begin(), batch.positions.end());

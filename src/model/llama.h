@@ -14,11 +14,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.h"
 #include "model/config.h"
+#include "model/tensor_observer.h"
 
 namespace bx {
 
@@ -105,6 +108,11 @@ class LlamaModel {
   // The KV block that filler rows write (LoadedModel::reserve_kv_blocks sets it); -1: none.
   void set_scratch_kv_block(int32_t block) { scratch_block_[0] = block; }
 
+  // Every forward call shows its intermediates to `observer` (model/tensor_observer.h; nullptr:
+  // none, the default). Observed calls run their ops directly, never as a recording.
+  void set_observer(std::shared_ptr<TensorObserver> observer) { observer_ = std::move(observer); }
+  const std::shared_ptr<TensorObserver>& observer() const { return observer_; }
+
  private:
   ModelConfig config_;
   LlamaWeights weights_;
@@ -127,8 +135,12 @@ class LlamaModel {
   std::vector<const int32_t*> pad_tables_;
   std::vector<int> seen_buckets_;  // buckets run once directly
   int64_t replayed_steps_ = 0;
+  std::shared_ptr<TensorObserver> observer_;
 
   void run_ops(int64_t T, int64_t R);
+  void observe(std::string_view name, int layer, const Tensor& t) {
+    if (observer_ != nullptr) observer_->observe(name, layer, t);
+  }
 };
 
 }  // namespace bx

@@ -15,6 +15,7 @@
 #include "model/gguf.h"
 #include "model/hf_loader.h"
 #include "model/random_model.h"
+#include "model/tensor_dump.h"
 #include "tokenizer/load_tokenizer.h"
 
 namespace bx {
@@ -120,10 +121,10 @@ class WeightReader {
   }
 
   // The tensor `name`, which must have GGUF dims `dims` ({cols, rows} for a matrix), as a
-  // backend tensor [rows, cols]. Matmul weights and the embedding stay in their Q8_0 / Q4_0 /
-  // Q4_1 blocks when the file holds those (unless options.dequantize_weights, or the backend
-  // cannot hold them); matmul weights stay BF16 when the file holds BF16; everything else is
-  // widened or dequantized to F32.
+  // backend tensor [rows, cols]. Matmul weights and the embedding stay in their blocks (Q8_0,
+  // Q4_K, ...: kernels/quant.h) when the file holds those (unless options.dequantize_weights, or
+  // the backend cannot hold them); matmul weights stay BF16 when the file holds BF16; everything
+  // else is widened or dequantized to F32.
   Tensor read(const std::string& name, std::vector<int64_t> dims, bool matmul_weight) {
     return read_as(name, std::move(dims), matmul_weight ? Role::matmul : Role::vector);
   }
@@ -165,9 +166,9 @@ class WeightReader {
     const gguf::TensorInfo* info = file_.find_tensor(name);
     check(info != nullptr, file_.path() + ": missing tensor '" + name + "'");
     const std::optional<DType> stored = gguf::to_dtype(info->type);
-    check(stored.has_value(),
-          file_.path() + ": tensor '" + name + "' has unsupported type " +
-              gguf::ggml_type_name(info->type) + ": supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1");
+    check(stored.has_value(), file_.path() + ": tensor '" + name + "' has unsupported type " +
+                                  gguf::ggml_type_name(info->type) + ": supported are " +
+                                  gguf::supported_type_names());
     check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
                                   shape_string(info->dims) + ", expected " + shape_string(dims));
     const int64_t cols = dims[0];
@@ -243,6 +244,7 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
   }
   m.model = std::make_unique<LlamaModel>(c, std::move(weights), *backend, options.max_batch_tokens,
                                          options.max_logit_rows);
+  m.model->set_observer(tensor_dump_from_env());  // BITEXACT_DUMP=<folder>; unset: none
   m.backend = std::move(backend);
 }
 

@@ -19,7 +19,8 @@ struct LoadOptions {
   int kv_block_size = 16;          // tokens per KV cache block
   // split_k_by_m: the CPU backend's fast mode (R8) and the invariance tests' negative controls.
   ReductionOrder reduction_order = ReductionOrder::canonical;
-  // Q8_0 / Q4_0 / Q4_1 weights (matmul weights and the token embedding) stay in their GGUF blocks
+  // Block-quantized weights (Q8_0, Q4_1, Q4_K, ...: kernels/quant.h; matmul weights and the token
+  // embedding) stay in their GGUF blocks
   // in memory by default, when the backend can hold them (the CPU backend can): 4-8x fewer bytes
   // than f32, and decode reads every weight once per token. The kernels dequantize on the fly to
   // exactly the f32 values the load-time dequantization gives (kernels/quant.h), so this choice
@@ -40,7 +41,7 @@ struct LoadedModel {
   // over config.json's text and every tensor (the same however the weights are sharded).
   std::string weights_hash;
   // The arithmetic of the matmul weights, part of the fingerprint: "BF16" when the file holds
-  // BF16, otherwise "F32" (F16 widened and Q8_0 / Q4_0 / Q4_1 dequantized exactly to f32 values,
+  // BF16, otherwise "F32" (F16 widened and block formats dequantized exactly to f32 values,
   // whether that happens at load or inside the kernels).
   std::string weight_dtype;
   std::string weight_storage;     // how they are held in memory: "F32", "Q4_1+Q8_0", ...
@@ -73,8 +74,9 @@ struct LoadedModel {
 // Loads a model into a new CPU backend: `path` is a GGUF file, or a directory holding a Hugging
 // Face model (config.json and model.safetensors or sharded safetensors with
 // model.safetensors.index.json; see model/hf_loader.h), or a `random:NAME[:SEED]` spec whose
-// weights are generated in the backend (model/random_model.h). Throws bx::Error naming the
-// problem.
+// weights are generated in the backend (model/random_model.h). With BITEXACT_DUMP=<folder> set,
+// the model writes every forward call's intermediates there (model/tensor_dump.h). Throws
+// bx::Error naming the problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
 
 }  // namespace bx

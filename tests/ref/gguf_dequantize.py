@@ -3,7 +3,7 @@ that tests/unit/quant_matmul_test.cpp checks bitexact's block dequantization aga
 
     python gguf_dequantize.py TYPE IN.bin OUT.bin
 
-TYPE is a ggml type name (Q8_0, Q4_0, Q4_1); IN.bin holds whole blocks; OUT.bin gets the values
+TYPE is a ggml type name (Q8_0, Q4_K, ...); IN.bin holds whole blocks; OUT.bin gets the values
 as little-endian float32, in element order.
 """
 import sys

@@ -19,6 +19,7 @@
 
 #include "core/cpu_features.h"
 #include "support/engine_runner.h"
+#include "support/kquant_model.h"
 #include "support/random_model.h"
 #include "support/shared_model.h"
 
@@ -55,7 +56,8 @@ std::vector<EngineRequest> make_requests(const Tokenizer& tok) {
     return p;
   };
   std::vector<EngineRequest> out;
-  const size_t lengths[] = {0, 1, 2, 5, 15, 16, 17, 31, 33, 48, 64, 65, 100, 128, 150, 200, 255, 299};
+  const size_t lengths[] = {0,  1,  2,  5,   15,  16,  17,  31,  33,
+                            48, 64, 65, 100, 128, 150, 200, 255, 299};
   for (size_t i = 0; i < 36; ++i) {
     EngineRequest r;
     const size_t len = lengths[i % std::size(lengths)];
@@ -133,7 +135,8 @@ LoadedModel load(int threads, ReductionOrder order = ReductionOrder::canonical) 
 }
 
 // Runs the request set under one configuration; the results are in request order.
-std::vector<test::RequestResult> run_config(LoadedModel& model, const std::vector<EngineRequest>& requests,
+std::vector<test::RequestResult> run_config(LoadedModel& model,
+                                            const std::vector<EngineRequest>& requests,
                                             const Config& config, EngineStats* stats,
                                             uint64_t* prefix_hits) {
   Engine engine(model, config.options);
@@ -221,9 +224,10 @@ TEST_F(EngineMatrix, RequestSetCoversTheCases) {
       stopped_on_string += s.stop_reason && s.stop_reason->rfind("token:", 0) != 0 ? 1 : 0;
     }
   }
-  std::printf("matrix: %zu requests, %zu samples, prompts %zu..%zu tokens, %zu greedy, "
-              "%zu samples ended on a stop string\n",
-              requests_->size(), samples, shortest, longest, greedy, stopped_on_string);
+  std::printf(
+      "matrix: %zu requests, %zu samples, prompts %zu..%zu tokens, %zu greedy, "
+      "%zu samples ended on a stop string\n",
+      requests_->size(), samples, shortest, longest, greedy, stopped_on_string);
   EXPECT_GE(requests_->size(), 32u);
   EXPECT_EQ(shortest, 1u);
   EXPECT_EQ(longest, 300u);
@@ -282,6 +286,43 @@ TEST_F(EngineMatrix, EveryIsaEqualsEachRequestAlone) {
   set_isa(best);
 }
 
+// 12 requests of lengths 2 to 150 over the random models' vocabulary, greedy and sampled.
+std::vector<EngineRequest> random_model_requests() {
+  std::vector<EngineRequest> requests;
+  for (int i = 0; i < 12; ++i) {
+    EngineRequest r;
+    r.prompt.push_back(1);  // BOS
+    const int length = 1 + (i * 37) % 150;
+    for (int t = 0; t < length; ++t) r.prompt.push_back(3 + (t * 31 + (i % 3) * 17) % 300);
+    r.max_tokens = 6 + i % 5;
+    r.ignore_eos = true;
+    r.n = i % 4 == 3 ? 2 : 1;
+    r.sampling.temperature = i % 2 ? 1.0f : 0.0f;
+    r.sampling.seed = static_cast<uint64_t>(i);
+    requests.push_back(r);
+  }
+  return requests;
+}
+
+// random_model_requests() alone (one thread) and under three engine configurations (two
+// threads): every sample equal.
+void expect_each_request_alone(const std::string& path, const std::string& what) {
+  const std::vector<EngineRequest> requests = random_model_requests();
+  LoadOptions options;
+  options.max_batch_tokens = 4096;
+  options.max_logit_rows = 64;
+  options.threads = 1;
+  LoadedModel alone_model = load_model(path, options);
+  const std::vector<test::RequestResult> alone = run_each_alone(alone_model, requests);
+  options.threads = 2;
+  LoadedModel model = load_model(path, options);
+  for (const Config& config : {configs()[0], configs()[8], configs()[9]}) {
+    const std::vector<test::RequestResult> got =
+        run_config(model, requests, config, nullptr, nullptr);
+    EXPECT_EQ(count_differences(got, alone), 0) << what << ", " << config.name;
+  }
+}
+
 // The same promise on random models whose matmul weights are BF16 (held as BF16) or Q8_0,
 // with GQA and prompts that cross attention-chunk boundaries.
 TEST(EngineMatrixRandom, Bf16AndQ8WeightsEqualEachRequestAlone) {
@@ -296,34 +337,36 @@ TEST(EngineMatrixRandom, Bf16AndQ8WeightsEqualEachRequestAlone) {
     spec.tied_output = type == gguf::GgmlType::Q8_0;
     spec.seed = 7;
     test::RandomLlamaFile file(std::string("engine-matrix-") + gguf::ggml_type_name(type), spec);
-    std::vector<EngineRequest> requests;
-    for (int i = 0; i < 12; ++i) {
-      EngineRequest r;
-      r.prompt.push_back(1);  // BOS
-      const int length = 1 + (i * 37) % 150;
-      for (int t = 0; t < length; ++t) r.prompt.push_back(3 + (t * 31 + (i % 3) * 17) % 300);
-      r.max_tokens = 6 + i % 5;
-      r.ignore_eos = true;
-      r.n = i % 4 == 3 ? 2 : 1;
-      r.sampling.temperature = i % 2 ? 1.0f : 0.0f;
-      r.sampling.seed = static_cast<uint64_t>(i);
-      requests.push_back(r);
-    }
-    LoadOptions options;
-    options.max_batch_tokens = 4096;
-    options.max_logit_rows = 64;
-    options.threads = 1;
-    LoadedModel alone_model = load_model(file.path(), options);
-    const std::vector<test::RequestResult> alone = run_each_alone(alone_model, requests);
-    options.threads = 2;
-    LoadedModel model = load_model(file.path(), options);
-    for (const Config& config : {configs()[0], configs()[8], configs()[9]}) {
-      const std::vector<test::RequestResult> got =
-          run_config(model, requests, config, nullptr, nullptr);
-      EXPECT_EQ(count_differences(got, alone), 0)
-          << gguf::ggml_type_name(type) << ", " << config.name;
-    }
+    expect_each_request_alone(file.path(), gguf::ggml_type_name(type));
   }
+}
+
+// And on a K-quant model written by the gguf package (Q4_K, Q6_K, Q5_K, Q2_K, Q3_K, Q5_0, Q5_1,
+// IQ4_NL, IQ4_XS matrices held as blocks: support/kquant_model.h).
+TEST(EngineMatrixRandom, KQuantWeightsEqualEachRequestAlone) {
+  const std::string python = test::python_interpreter();
+  if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";
+  test::KQuantLlamaFile file("engine-matrix-kquant", python, 13);
+  ASSERT_TRUE(file.ok()) << "tests/ref/make_kquant_gguf.py failed (is the gguf package installed?)";
+  expect_each_request_alone(file.path(), "K-quant model");
+}
+
+// The negative control on the K-quant model: the batch-dependent K split does change samples.
+TEST(EngineMatrixRandom, KQuantNegativeControlDiffers) {
+  const std::string python = test::python_interpreter();
+  if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";
+  test::KQuantLlamaFile file("engine-matrix-kquant-control", python, 13);
+  ASSERT_TRUE(file.ok()) << "tests/ref/make_kquant_gguf.py failed (is the gguf package installed?)";
+  const std::vector<EngineRequest> requests = random_model_requests();
+  LoadOptions options;
+  options.max_batch_tokens = 4096;
+  options.max_logit_rows = 64;
+  options.reduction_order = ReductionOrder::split_k_by_m;
+  LoadedModel model = load_model(file.path(), options);
+  const std::vector<test::RequestResult> alone = run_each_alone(model, requests);
+  const std::vector<test::RequestResult> got =
+      run_config(model, requests, configs()[0], nullptr, nullptr);
+  EXPECT_GT(count_differences(got, alone), 0);
 }
 
 // Scoring the generated tokens by teacher forcing gives back exactly the generation logprobs
@@ -348,8 +391,9 @@ TEST_F(EngineMatrix, ScoreReturnsTheGenerationLogprobs) {
         }
       }
     }
-    std::printf("score: %d generated logprobs equal their teacher-forced scores (prefix cache %s)\n",
-                compared, prefix_cache ? "on" : "off");
+    std::printf(
+        "score: %d generated logprobs equal their teacher-forced scores (prefix cache %s)\n",
+        compared, prefix_cache ? "on" : "off");
   }
 }
 

@@ -326,7 +326,11 @@ TEST(GgufTensors, TypeTableAndNames) {
   EXPECT_EQ(ggml_type_name(static_cast<GgmlType>(4)), "type 4");
   EXPECT_EQ(to_dtype(GgmlType::Q4_1), DType::q4_1);
   EXPECT_EQ(to_dtype(GgmlType::BF16), DType::bf16);
-  EXPECT_FALSE(to_dtype(GgmlType::Q6_K).has_value());
+  EXPECT_EQ(to_dtype(GgmlType::Q4_K), DType::q4_k);
+  EXPECT_EQ(to_dtype(GgmlType::Q6_K), DType::q6_k);
+  EXPECT_FALSE(to_dtype(GgmlType::Q8_K).has_value());
+  EXPECT_EQ(to_dtype(GgmlType::IQ4_XS), DType::iq4_xs);
+  EXPECT_FALSE(to_dtype(GgmlType::IQ2_XXS).has_value());
   struct Row {
     GgmlType t;
     uint32_t block, bytes;
@@ -357,22 +361,29 @@ TEST(GgufTensors, TypeTableAndNames) {
 
 TEST(GgufTensors, KnownUnsupportedTypesParseWithCorrectSizesButDoNotDequantize) {
   GgufWriter w;
-  w.add_raw_tensor("q6k", {512, 2}, GgmlType::Q6_K, Bytes(4 * 210));
+  w.add_raw_tensor("q8k", {512, 2}, GgmlType::Q8_K, Bytes(4 * 292));
   w.add_raw_tensor("iq2", {256}, GgmlType::IQ2_XXS, Bytes(66));
   w.add_raw_tensor("tq1", {256}, GgmlType::TQ1_0, Bytes(54));
   w.add_raw_tensor("mx", {64}, GgmlType::MXFP4, Bytes(34));
   const Bytes b = w.bytes();
   const File f = parse(b);
-  EXPECT_EQ(f.find_tensor("q6k")->n_bytes, 840u);
+  EXPECT_EQ(f.find_tensor("q8k")->n_bytes, 1168u);
   EXPECT_EQ(f.find_tensor("iq2")->n_bytes, 66u);
   EXPECT_EQ(f.find_tensor("tq1")->n_bytes, 54u);
   EXPECT_EQ(f.find_tensor("mx")->n_bytes, 34u);
   std::vector<float> out(1024);
   expect_error(
       [&] {
-        dequantize_to_f32(*f.find_tensor("q6k"), f.tensor_data(*f.find_tensor("q6k")), out.data());
+        dequantize_to_f32(*f.find_tensor("q8k"), f.tensor_data(*f.find_tensor("q8k")), out.data());
       },
-      {"tensor 'q6k'", "Q6_K", "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1"});
+      {"tensor 'q8k'", "Q8_K",
+       "supported are F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, "
+       "IQ4_NL, IQ4_XS"});
+  expect_error(
+      [&] {
+        dequantize_to_f32(*f.find_tensor("iq2"), f.tensor_data(*f.find_tensor("iq2")), out.data());
+      },
+      {"tensor 'iq2'", "IQ2_XXS", "supported are F32"});
 }
 
 TEST(GgufDequant, WrongDataSizeIsRejected) {
@@ -731,6 +742,34 @@ TEST(GgufBad, TensorDataPastEndOfFile) {
   Bytes cut = one_tensor_writer().bytes();
   cut.resize(cut.size() - 40);  // last 40 bytes of the data
   expect_parse_error(cut, {"tensor 'w.bad'", "past the end of the file"});
+}
+
+// The K-quant and Q5 types: a file cut inside a tensor's blocks, a misaligned data offset and a
+// short data span each name the tensor (the checks are the same for every type; these show the
+// 256-element types take them too).
+TEST(GgufBad, KQuantTensorsTruncatedMisalignedOrShortAreNamed) {
+  const auto writer = [] {
+    GgufWriter w;
+    w.add_raw_tensor("q5k", {256, 2}, GgmlType::Q5_K, Bytes(2 * 176, std::byte{0x11}));
+    w.add_raw_tensor("q6k", {512, 2}, GgmlType::Q6_K, Bytes(4 * 210, std::byte{0x22}));
+    return w;
+  };
+  Bytes cut = writer().bytes();
+  cut.resize(cut.size() - 100);  // inside q6k's last block
+  expect_parse_error(cut, {"tensor 'q6k'", "past the end of the file"});
+
+  Bytes b = writer().bytes();
+  const size_t offset_at = after(b, "q6k") + 4 + 16 + 4;  // n_dims, dims, type
+  poke<uint64_t>(b, offset_at, 360);
+  expect_parse_error(b, {"tensor 'q6k'", "data offset 360", "misaligned"});
+
+  const Bytes good = writer().bytes();
+  const File f = parse(good);
+  const TensorInfo& t = *f.find_tensor("q5k");
+  std::vector<float> out(512);
+  const auto data = f.tensor_data(t);
+  expect_error([&] { dequantize_to_f32(t, data.first(data.size() - 1), out.data()); },
+               {"tensor 'q5k'", "351 bytes", "expected 2 blocks of 176 bytes"});
 }
 
 TEST(GgufBad, HostileNamesAreQuotedInMessages) {

@@ -114,12 +114,36 @@ TEST_F(LoaderErrors, UnsupportedTensorTypeIsNamed) {
   const std::string path = rewrite(model_->path(), "type", keep_metadata, [](const auto& t) {
     TensorEdit e;
     if (t.name == "blk.0.ffn_down.weight") {
-      e.type = GgmlType::Q6_K;
-      e.dims = {256, 256};  // a whole number of Q6_K blocks (the type is checked first)
+      e.type = GgmlType::Q8_K;  // a ggml type (256 / 292) that is not loadable
+      e.dims = {256, 256};      // a whole number of Q8_K blocks (the type is checked first)
     }
     return e;
   });
-  expect_error(path, {"blk.0.ffn_down.weight", "Q6_K", "supported"});
+  expect_error(path, {"blk.0.ffn_down.weight", "Q8_K", "supported", "Q4_K"});
+}
+
+// A K-quant matrix of the wrong shape (whole super-blocks, so it parses) is named with the shape
+// the model needs; one whose rows are not whole super-blocks (96 of 256) is named by the parser.
+TEST_F(LoaderErrors, KQuantWrongShapeIsNamed) {
+  const std::string path =
+      rewrite(model_->path(), "kquant-shape", keep_metadata, [](const auto& t) {
+        TensorEdit e;
+        if (t.name == "blk.0.ffn_down.weight") {
+          e.type = GgmlType::Q4_K;
+          e.dims = {256, 256};
+        }
+        return e;
+      });
+  expect_error(path, {"blk.0.ffn_down.weight", "shape [256, 256]", "expected [96, 64]"});
+}
+
+TEST_F(LoaderErrors, KQuantRowsNotWholeSuperBlocksAreNamed) {
+  const std::string path = rewrite(model_->path(), "kquant-rows", keep_metadata, [](const auto& t) {
+    TensorEdit e;
+    if (t.name == "blk.1.attn_output.weight") e.type = GgmlType::Q6_K;  // rows of 64
+    return e;
+  });
+  expect_error(path, {"blk.1.attn_output.weight", "Q6_K", "block size 256"});
 }
 
 TEST_F(LoaderErrors, UnsupportedArchitectureIsNamed) {

@@ -5,12 +5,14 @@
 //                   dequantize (tests/ref/gguf_dequantize.py, pinned in tests/requirements.txt)
 //                   on random blocks whose scales include +-0, subnormals, the largest f16,
 //                   +-inf and NaNs (a NaN must give a NaN; which one is not specified).
-//   T1 exact        matmul with Q8_0 / Q4_0 / Q4_1 weights == the f32 matmul of the load-time
-//                   dequantized copy, bit for bit, for every M (fused and panel paths), N, K,
-//                   thread count and ISA; and == matmul_reference.
+//   T1 exact        matmul with weights in every block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+//                   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) == the f32 matmul of the
+//                   load-time dequantized copy, bit for bit, for every M (fused and panel paths),
+//                   N, K, thread count and ISA; and == matmul_reference.
 //   T3 invariant    row i of a batch == row i alone (memcmp); the split_k_by_m negative control
 //                   (which also takes quantized weights) must fail that.
-//   Errors          K or a row stride that is not a multiple of 32 is a bx::Error.
+//   Errors          K or a row stride that is not a multiple of the block size (32, or 256 for
+//                   the K-quants) is a bx::Error.
 #include <gtest/gtest.h>
 
 #include <unistd.h>
@@ -40,26 +42,75 @@ using test::pool;
 using test::same_bits;
 using test::supported_isas;
 
-constexpr DType kFormats[] = {DType::q8_0, DType::q4_0, DType::q4_1};
+constexpr DType kFormats[] = {DType::q8_0, DType::q4_0, DType::q4_1,   DType::q5_0,
+                              DType::q5_1, DType::q2_k, DType::q3_k,   DType::q4_k,
+                              DType::q5_k, DType::q6_k, DType::iq4_nl, DType::iq4_xs};
 
 gguf::GgmlType ggml_type(DType t) {
-  return t == DType::q8_0   ? gguf::GgmlType::Q8_0
-         : t == DType::q4_0 ? gguf::GgmlType::Q4_0
-                            : gguf::GgmlType::Q4_1;
+  switch (t) {
+    case DType::q8_0:
+      return gguf::GgmlType::Q8_0;
+    case DType::q4_0:
+      return gguf::GgmlType::Q4_0;
+    case DType::q4_1:
+      return gguf::GgmlType::Q4_1;
+    case DType::q5_0:
+      return gguf::GgmlType::Q5_0;
+    case DType::q5_1:
+      return gguf::GgmlType::Q5_1;
+    case DType::q2_k:
+      return gguf::GgmlType::Q2_K;
+    case DType::q3_k:
+      return gguf::GgmlType::Q3_K;
+    case DType::q4_k:
+      return gguf::GgmlType::Q4_K;
+    case DType::q5_k:
+      return gguf::GgmlType::Q5_K;
+    case DType::q6_k:
+      return gguf::GgmlType::Q6_K;
+    case DType::iq4_nl:
+      return gguf::GgmlType::IQ4_NL;
+    case DType::iq4_xs:
+      return gguf::GgmlType::IQ4_XS;
+    default:
+      break;
+  }
+  throw Error("not a block format");
 }
 
-int scale_count(DType t) {
-  return t == DType::q4_1 ? 2 : 1;
-}  // d (and m) at the block start
+// Byte offsets of the f16 scales in a block (ggml's block structs): d first, then the min
+// (Q4_1, Q5_1) or dmin (Q2_K, Q4_K, Q5_K) where the format has one.
+std::vector<size_t> scale_offsets(DType t) {
+  switch (t) {
+    case DType::q4_1:
+    case DType::q5_1:
+    case DType::q4_k:
+    case DType::q5_k:
+      return {0, 2};
+    case DType::q2_k:
+      return {80, 82};
+    case DType::q3_k:
+      return {108};
+    case DType::q6_k:
+      return {208};
+    default:
+      return {0};
+  }
+}
+
+int64_t block_elements(DType t) {
+  return quant::block_elements(t);
+}
 
 void put_u16(std::vector<uint8_t>& blocks, size_t at, uint16_t v) {
   std::memcpy(blocks.data() + at, &v, sizeof v);
 }
 
-// n_blocks random blocks of format t. With `edge`, the f16 scales cycle through the special
-// values (signed zeros, subnormals, the largest finite, infinities, quiet and signalling NaNs)
-// and random bit patterns; otherwise they are moderate (d in [2^-10, 2^-4), m in (-2^-3, 0]),
-// as in a real model, so matmul sums stay finite.
+// n_blocks random blocks of format t (random bytes: every bit field, 6-bit scale and sign
+// occurs). With `edge`, the f16 scales cycle through the special values (signed zeros,
+// subnormals, the largest finite, infinities, quiet and signalling NaNs) and random bit
+// patterns; otherwise they are moderate (d in [2^-10, 2^-4), the min or dmin negative and
+// smaller), as in a real model, so matmul sums stay finite.
 std::vector<uint8_t> random_blocks(DType t, int64_t n_blocks, uint32_t seed, bool edge) {
   static constexpr uint16_t kEdge[] = {0x0000, 0x8000, 0x0001, 0x8001, 0x03ff, 0x0400,
                                        0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7d01,
@@ -68,8 +119,9 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n_blocks, uint32_t seed, boo
   const auto bytes = static_cast<size_t>(quant::block_bytes(t));
   std::vector<uint8_t> blocks(static_cast<size_t>(n_blocks) * bytes);
   for (uint8_t& b : blocks) b = static_cast<uint8_t>(rng());
+  const std::vector<size_t> offsets = scale_offsets(t);
   for (int64_t b = 0; b < n_blocks; ++b) {
-    for (int s = 0; s < scale_count(t); ++s) {
+    for (size_t s = 0; s < offsets.size(); ++s) {
       uint16_t h;
       if (edge) {
         const auto pick = static_cast<uint32_t>(rng() % (std::size(kEdge) + 4));
@@ -79,7 +131,7 @@ std::vector<uint8_t> random_blocks(DType t, int64_t n_blocks, uint32_t seed, boo
         h = static_cast<uint16_t>((exponent << 10) | (rng() & 0x3ff));
         if (s == 1) h = static_cast<uint16_t>((h - (3u << 10)) | 0x8000u);  // m < 0, smaller
       }
-      put_u16(blocks, static_cast<size_t>(b) * bytes + 2 * static_cast<size_t>(s), h);
+      put_u16(blocks, static_cast<size_t>(b) * bytes + offsets[s], h);
     }
   }
   return blocks;
@@ -122,8 +174,9 @@ TEST(QuantDequant, MatchesGgufPackageOnEdgeBlocks) {
   std::filesystem::create_directories(dir);
   for (DType t : kFormats) {
     SCOPED_TRACE(std::string(dtype_name(t)));
-    constexpr int64_t kRows = 8, kK = 32 * 64;  // 512 blocks
-    const std::vector<uint8_t> blocks = random_blocks(t, kRows * kK / 32, 11, /*edge=*/true);
+    constexpr int64_t kRows = 8, kK = 32 * 64;  // 512 blocks of 32, 64 of 256
+    const std::vector<uint8_t> blocks =
+        random_blocks(t, kRows * kK / block_elements(t), 11, /*edge=*/true);
     const std::string in = dir + "/blocks.bin", out = dir + "/values.bin";
     std::ofstream(in, std::ios::binary)
         .write(reinterpret_cast<const char*>(blocks.data()),
@@ -144,7 +197,7 @@ TEST(QuantDequant, MatchesGgufPackageOnEdgeBlocks) {
     EXPECT_EQ(bits_of(got), want) << "quant::dequantize_row";
 
     const int64_t row_bytes = quant::bytes_for(t, kK);
-    const int format = t == DType::q8_0 ? cpu::kQ8_0 : t == DType::q4_0 ? cpu::kQ4_0 : cpu::kQ4_1;
+    const int format = quant::block_format(t).id;
     for (Isa isa : supported_isas()) {
       std::fill(got.begin(), got.end(), 0.0f);
       switch (isa) {
@@ -196,14 +249,17 @@ MatmulArgs args_for(const float* x, const void* w, DType dtype, float* y, int64_
 }
 
 // T1: every M, thread count and ISA gives the bits of the f32 matmul of the load-time copy.
+// K counts blocks here: 1 to 48 blocks of 32 weights, 1 to 6 super-blocks of 256.
 TEST(QuantMatmul, BitIdenticalToDequantizedF32Matmul) {
-  const QuantCase cases[] = {{1, 32}, {5, 64}, {48, 96}, {49, 160}, {100, 576}, {7, 1536}};
+  const std::vector<QuantCase> cases32 = {{1, 1}, {5, 2}, {48, 3}, {49, 5}, {100, 18}, {7, 48}};
+  const std::vector<QuantCase> cases256 = {{1, 1}, {5, 2}, {48, 3}, {49, 4}, {100, 2}, {7, 6}};
   const int64_t Ms[] = {1, 2, 3, 4, 5, 8, 15, 16, 17, 31, 64, 70};
   for (DType t : kFormats) {
-    for (const QuantCase& c : cases) {
+    for (const QuantCase& blocks_case : block_elements(t) == 32 ? cases32 : cases256) {
+      const QuantCase c{blocks_case.N, blocks_case.K * block_elements(t)};
       SCOPED_TRACE(std::string(dtype_name(t)) + " N=" + std::to_string(c.N) +
                    " K=" + std::to_string(c.K));
-      const std::vector<uint8_t> blocks = random_blocks(t, c.N * c.K / 32, 7, false);
+      const std::vector<uint8_t> blocks = random_blocks(t, c.N * c.K / block_elements(t), 7, false);
       const std::vector<float> wf = load_time_dequant(t, blocks, c.N, c.K);
       const std::vector<float> x = test::random_floats(static_cast<size_t>(70 * c.K), 3);
       for (int64_t M : Ms) {
@@ -229,9 +285,10 @@ TEST(QuantMatmul, BitIdenticalToDequantizedF32Matmul) {
 
 // Strided x, y and W (W's row stride two blocks longer than K): only K elements per row count.
 TEST(QuantMatmul, StridedOperands) {
-  const int64_t M = 20, N = 50, K = 96, ws = K + 64, xs = K + 5, ys = N + 3;
   for (DType t : kFormats) {
-    const std::vector<uint8_t> blocks = random_blocks(t, N * ws / 32, 5, false);
+    const int64_t E = block_elements(t);
+    const int64_t M = 20, N = 50, K = 3 * E, ws = K + 2 * E, xs = K + 5, ys = N + 3;
+    const std::vector<uint8_t> blocks = random_blocks(t, N * ws / E, 5, false);
     const std::vector<float> wf = load_time_dequant(t, blocks, N, ws);
     const std::vector<float> x = test::random_floats(static_cast<size_t>(M * xs), 9);
     for (int64_t m : {int64_t{1}, M}) {
@@ -256,9 +313,10 @@ TEST(QuantMatmul, StridedOperands) {
 
 // T3: a row computed inside a batch equals the row computed alone; the negative control differs.
 TEST(QuantMatmul, RowAloneEqualsRowInBatchAndControlFails) {
-  const int64_t N = 96, K = 576;
+  const int64_t N = 96;
   for (DType t : kFormats) {
-    const std::vector<uint8_t> blocks = random_blocks(t, N * K / 32, 13, false);
+    const int64_t K = block_elements(t) == 32 ? 576 : 1536;
+    const std::vector<uint8_t> blocks = random_blocks(t, N * K / block_elements(t), 13, false);
     const std::vector<float> x = test::random_floats(static_cast<size_t>(40 * K), 17);
     bool control_differs = false;
     for (Isa isa : supported_isas()) {
@@ -286,13 +344,14 @@ TEST(QuantMatmul, RowAloneEqualsRowInBatchAndControlFails) {
 }
 
 // CPU fast mode: split_k_by_m on quantized weights takes the canonical kernels part by part when
-// each part starts on a block boundary (K = 576: parts of 288 and 192) and the scalar reference
-// otherwise (K = 96: parts of 48); both must give the reference's bits.
+// each part starts on a block boundary (K = 18 blocks: parts of 9 and 6 blocks) and the scalar
+// reference otherwise (K = 3 blocks: parts of 1.5 blocks); both must give the reference's bits.
 TEST(QuantMatmul, SplitKFastPathEqualsReference) {
   const int64_t N = 60;
   for (DType t : kFormats) {
-    for (int64_t K : {96, 576}) {
-      const std::vector<uint8_t> blocks = random_blocks(t, N * K / 32, 23, false);
+    const int64_t E = block_elements(t);
+    for (int64_t K : {3 * E, 18 * E}) {
+      const std::vector<uint8_t> blocks = random_blocks(t, N * K / E, 23, false);
       const std::vector<float> x = test::random_floats(static_cast<size_t>(17 * K), 29);
       for (int64_t M : {1, 2, 3, 16, 17}) {
         std::vector<float> want(static_cast<size_t>(M * N)), got(want.size());
@@ -319,6 +378,24 @@ TEST(QuantMatmul, RejectsKOrStrideNotAMultipleOf32) {
   a.w_stride = 48;
   EXPECT_THROW(matmul(a, pool(1)), Error);
   a.w_stride = 64;
+  EXPECT_NO_THROW(matmul(a, pool(1)));
+}
+
+// K-quants: K and the row stride in whole super-blocks of 256; the message names the block size.
+TEST(QuantMatmul, RejectsKOrStrideNotAMultipleOf256ForKQuants) {
+  const std::vector<uint8_t> blocks = random_blocks(DType::q4_k, 4, 1, false);
+  std::vector<float> x(512, 1.0f), y(4);
+  MatmulArgs a = args_for(x.data(), blocks.data(), DType::q4_k, y.data(), 1, 2, 128);
+  try {
+    matmul(a, pool(1));
+    ADD_FAILURE() << "K = 128 of Q4_K was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block size 256"), std::string::npos) << e.what();
+  }
+  a.K = 256;
+  a.w_stride = 384;
+  EXPECT_THROW(matmul(a, pool(1)), Error);
+  a.w_stride = 512;
   EXPECT_NO_THROW(matmul(a, pool(1)));
 }
 

@@ -1,15 +1,17 @@
 // Whole-model tests of resident quantized weights (LoadOptions::dequantize_weights, loader.h).
 //
-// A model whose matmul weights and embedding are Q8_0 / Q4_0 / Q4_1 blocks in memory must give
+// A model whose matmul weights and embedding are blocks in memory (Q8_0, Q4_1, Q4_K, ...) must give
 // exactly the logits and logprobs of the same file dequantized to f32 at load: a prefill with
 // the logits of every position, then greedy decode steps, compared with memcmp, for tied and
-// untied random models, every ISA and 1 or 2 threads, and for SmolLM2-135M-Instruct (Q4_1 layers,
+// untied random models (Q8_0 / Q4_0 / Q4_1 from the test writer; the K-quants and Q5_0 / Q5_1
+// from the gguf package), every ISA and 1 or 2 threads, and for SmolLM2-135M-Instruct (Q4_1 layers,
 // Q8_0 tied embedding) when models/ has it. Both loads report the same system fingerprint: the
 // residency decides no bit. The stories260K golden and the float64 model reference
 // (golden_test, model_reference_test) run on the default load, i.e. resident blocks for the
 // quantized random models.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -19,6 +21,7 @@
 #include "support/default_model.h"
 #include "support/engine_driver.h"
 #include "support/kernel_test_data.h"
+#include "support/kquant_model.h"
 #include "support/random_model.h"
 
 namespace {
@@ -101,6 +104,37 @@ TEST(QuantModel, RandomModelsResidentBlocksEqualDequantizedAtLoad) {
           expect_same(got, want, what);
         }
       }
+    }
+  }
+}
+
+// The K-quants, Q5_0 / Q5_1 and IQ4_NL / IQ4_XS in one file written by the gguf package
+// (support/kquant_model.h): the same promise, every ISA, 1 and 2 threads.
+TEST(QuantModel, KQuantModelFromGgufPackageResidentBlocksEqualDequantizedAtLoad) {
+  const std::string python = bx::test::python_interpreter();
+  if (python.empty()) GTEST_SKIP() << "BITEXACT_PYTHON is unset or missing (run scripts/setup.sh)";
+  bx::test::KQuantLlamaFile file("quant_model_kquant", python, 31);
+  ASSERT_TRUE(file.ok()) << "tests/ref/make_kquant_gguf.py failed (is the gguf package installed?)";
+  const std::vector<int32_t> prompt = {1, 40, 77, 300, 5,   291, 18, 200, 123, 64, 250,
+                                       9, 17, 33, 288, 101, 7,   45, 260, 3,   99, 150};
+  bx::test::IsaGuard guard;
+  bx::set_isa(bx::Isa::scalar);
+  const ModelRun want = run(file.path(), /*dequantize=*/true, 1, prompt, 6);
+  EXPECT_EQ(want.storage, "F32");
+  // The logits are finite and not all equal: the weights are real numbers, not NaN or zeros.
+  const std::vector<float>& last = want.prefill.logits.back();
+  bool finite = true, varied = false;
+  for (float v : last) finite &= std::isfinite(v), varied |= v != last[0];
+  EXPECT_TRUE(finite && varied);
+  for (bx::Isa isa : bx::test::supported_isas()) {
+    bx::set_isa(isa);
+    for (int threads : {1, 2}) {
+      const std::string what =
+          "K-quant model " + std::string(bx::isa_name(isa)) + " threads=" + std::to_string(threads);
+      const ModelRun got = run(file.path(), /*dequantize=*/false, threads, prompt, 6);
+      EXPECT_EQ(got.storage, "IQ4_NL+IQ4_XS+Q2_K+Q3_K+Q4_K+Q5_0+Q5_1+Q5_K+Q6_K") << what;
+      EXPECT_EQ(got.fingerprint, want.fingerprint) << what;
+      expect_same(got, want, what);
     }
   }
 }

@@ -6,10 +6,12 @@
 // h = 8 as lo + hi and goes on in xmm (fold below). Tiles of MR x NR outputs share the loads
 // and never change the order inside an output.
 //
-// Block-quantized weights (Q8_0 / Q4_0 / Q4_1, kernels/quant.h): each block of a weight row is
+// Block-quantized weights (kernels/quant.h): Q8_0 / Q4_0 / Q4_1 blocks of a weight row are
 // dequantized in registers with the steps of quant.h (vcvtph2ps, vpmov*x, vcvtdq2ps, vmulps,
-// then vaddps for Q4_1) into four ymm: lanes 0-7 and 8-15 of step 2b, then of step 2b + 1.
-// Large M goes through a dequantized panel and the f32 kernel (kernels/matmul.cpp).
+// then vaddps for Q4_1) into four ymm: lanes 0-7 and 8-15 of step 2b, then of step 2b + 1. The
+// other formats (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS) are dequantized a block at a time into
+// an L1 buffer by dequant_avx2.cpp and their E / 16 steps read from it. Large M goes through a
+// dequantized panel and the f32 kernel (kernels/matmul.cpp).
 //
 // Only <immintrin.h> and plain headers are included, and everything but the entry points has
 // internal linkage (see matmul_isa.h).
@@ -151,7 +153,7 @@ void direct(const MatmulTask& task, const W* w) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = static_cast<int>(quant::kBlockElements);
+constexpr int kBlock = static_cast<int>(quant::kBlockElements[kQ8_0]);  // of the register kernels
 
 template <int F>
 constexpr int64_t kBlockBytes = quant::kBlockBytes[F];
@@ -258,6 +260,71 @@ void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float*
   }
 }
 
+// Formats without a register kernel (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS): block b of each of
+// the NR weight rows is dequantized into an L1 buffer by dequant_block_avx2, then its E / 16 steps
+// run from there with step() as in direct_tile.
+template <int MR, int NR>
+void buffered_tile(const float* x, int64_t xs, const uint8_t* w, int64_t wrb, int format, float* y,
+                   int64_t ys, int64_t K) {
+  const int64_t elements = quant::kBlockElements[format];
+  const int64_t bytes = quant::kBlockBytes[format];
+  alignas(32) float wb[NR][quant::kMaxBlockElements];
+  __m256 acc[MR][NR][2];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) acc[r][c][0] = acc[r][c][1] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < K / elements; ++b) {
+    for (int c = 0; c < NR; ++c) dequant_block_avx2(format, w + c * wrb + b * bytes, wb[c]);
+    for (int64_t s = 0; s < elements; s += kLanes) {
+      const float* xp[MR];
+      const float* wp[NR];
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) xp[r] = x + r * xs + b * elements + s;
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) wp[c] = wb[c] + s;
+      step<MR, NR, float>(acc, xp, wp);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+    for (int c = 0; c < NR; ++c) y[r * ys + c] = fold(acc[r][c][0], acc[r][c][1]);
+  }
+}
+
+template <int MR, int NR>
+void buffered_rows(const QuantMatmulTask& task, int64_t m0) {
+  int64_t n = task.n_begin;
+  const float* x = task.x + m0 * task.x_stride;
+  float* y = task.y + m0 * task.y_stride;
+  const int64_t wrb = task.w_row_bytes;
+  for (; n + NR <= task.n_end; n += NR) {
+    buffered_tile<MR, NR>(x, task.x_stride, task.w + n * wrb, wrb, task.format, y + n,
+                          task.y_stride, task.K);
+  }
+  for (; n < task.n_end; ++n) {
+    buffered_tile<MR, 1>(x, task.x_stride, task.w + n * wrb, wrb, task.format, y + n, task.y_stride,
+                         task.K);
+  }
+}
+
+void buffered(const QuantMatmulTask& task) {
+  int64_t m = 0;
+  for (; m + kMR <= task.M; m += kMR) buffered_rows<kMR, kNR>(task, m);
+  switch (task.M - m) {
+    case 2:
+      buffered_rows<2, kNR>(task, m);
+      break;
+    case 1:
+      buffered_rows<1, kGemvNR>(task, m);
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 void qmatmul_avx2(const QuantMatmulTask* task) {
@@ -268,8 +335,11 @@ void qmatmul_avx2(const QuantMatmulTask* task) {
     case kQ4_0:
       fused<kQ4_0>(*task);
       break;
-    default:
+    case kQ4_1:
       fused<kQ4_1>(*task);
+      break;
+    default:
+      buffered(*task);
       break;
   }
 }
@@ -283,9 +353,19 @@ void dequant_rows_avx2(const uint8_t* w, int64_t w_row_bytes, int format, int64_
     case kQ4_0:
       dequant_rows<kQ4_0>(w, w_row_bytes, rows, K, out);
       break;
-    default:
+    case kQ4_1:
       dequant_rows<kQ4_1>(w, w_row_bytes, rows, K, out);
       break;
+    default: {
+      const int64_t elements = quant::kBlockElements[format];
+      const int64_t bytes = quant::kBlockBytes[format];
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t b = 0; b < K / elements; ++b) {
+          dequant_block_avx2(format, w + r * w_row_bytes + b * bytes, out + r * K + b * elements);
+        }
+      }
+      break;
+    }
   }
 }
 

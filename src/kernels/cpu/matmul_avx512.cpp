@@ -18,7 +18,8 @@
 //                      (exact f32 stores and loads), so each lane still sees its steps
 //                      t = 0, 1, 2, ... in order.
 //
-// Block-quantized weights (Q8_0 / Q4_0 / Q4_1, kernels/quant.h):
+// Block-quantized weights (kernels/quant.h; Q8_0 / Q4_0 / Q4_1 here, the other formats through
+// an L1 buffer filled by dequant_avx2.cpp a block at a time, then the same steps):
 //   fused   (M < 16)   MR x NR tiles like `direct`; each block of a weight row is dequantized
 //                      in registers into two zmm, which are steps 2b and 2b + 1 of every output
 //                      of the tile. Q8_0: vcvtph2ps for d, vpmovsxbd, vcvtdq2ps, vmulps. Q4_0 /
@@ -378,7 +379,7 @@ void run(const MatmulTask& task, const W* w) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = static_cast<int>(quant::kBlockElements);
+constexpr int kBlock = static_cast<int>(quant::kBlockElements[kQ8_0]);  // of the register kernels
 
 template <int F>
 constexpr int64_t kBlockBytes = quant::kBlockBytes[F];
@@ -493,6 +494,70 @@ void dequant_rows(const uint8_t* w, int64_t wrb, int64_t rows, int64_t K, float*
   }
 }
 
+// Formats without a register kernel (Q5_0, Q5_1, the K-quants, IQ4_NL, IQ4_XS): block b of each of
+// the NR weight rows is dequantized into an L1 buffer by dequant_block_avx2 (kernels/cpu/
+// dequant_avx2.cpp; every AVX-512 CPU has AVX2), then its E / 16 steps run from there, one zmm
+// per step as in direct_tile.
+template <int MR, int NR>
+void buffered_tile(const float* x, int64_t xs, const uint8_t* w, int64_t wrb, int format, float* y,
+                   int64_t ys, int64_t K) {
+  const int64_t elements = quant::kBlockElements[format];
+  const int64_t bytes = quant::kBlockBytes[format];
+  alignas(64) float wb[NR][quant::kMaxBlockElements];
+  __m512 acc[MR * NR];
+#pragma GCC unroll 32
+  for (int i = 0; i < MR * NR; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < K / elements; ++b) {
+    for (int c = 0; c < NR; ++c) dequant_block_avx2(format, w + c * wrb + b * bytes, wb[c]);
+    for (int64_t s = 0; s < elements; s += kLanes) {
+      __m512 wv[NR];
+#pragma GCC unroll 16
+      for (int c = 0; c < NR; ++c) wv[c] = _mm512_load_ps(wb[c] + s);
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) {
+        const __m512 xv = _mm512_loadu_ps(x + r * xs + b * elements + s);
+#pragma GCC unroll 16
+        for (int c = 0; c < NR; ++c) acc[r * NR + c] = _mm512_fmadd_ps(xv, wv[c], acc[r * NR + c]);
+      }
+    }
+  }
+  fold_tile<MR, NR>(acc, y, ys);
+}
+
+template <int MR, int NR>
+void buffered_rows(const QuantMatmulTask& task, int64_t m0) {
+  int64_t n = task.n_begin;
+  const float* x = task.x + m0 * task.x_stride;
+  float* y = task.y + m0 * task.y_stride;
+  const int64_t wrb = task.w_row_bytes;
+  for (; n + NR <= task.n_end; n += NR) {
+    buffered_tile<MR, NR>(x, task.x_stride, task.w + n * wrb, wrb, task.format, y + n,
+                          task.y_stride, task.K);
+  }
+  for (; n < task.n_end; ++n) {
+    buffered_tile<MR, 1>(x, task.x_stride, task.w + n * wrb, wrb, task.format, y + n, task.y_stride,
+                         task.K);
+  }
+}
+
+void buffered(const QuantMatmulTask& task) {
+  int64_t m = 0;
+  for (; m + kDirectMR <= task.M; m += kDirectMR) buffered_rows<kDirectMR, kDirectNR>(task, m);
+  switch (task.M - m) {
+    case 3:
+      buffered_rows<3, kDirectNR>(task, m);
+      break;
+    case 2:
+      buffered_rows<2, kDirectNR>(task, m);
+      break;
+    case 1:
+      buffered_rows<1, kGemvNR>(task, m);
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 void qmatmul_avx512(const QuantMatmulTask* task) {
@@ -503,8 +568,11 @@ void qmatmul_avx512(const QuantMatmulTask* task) {
     case kQ4_0:
       fused<kQ4_0>(*task);
       break;
-    default:
+    case kQ4_1:
       fused<kQ4_1>(*task);
+      break;
+    default:
+      buffered(*task);
       break;
   }
 }
@@ -518,9 +586,19 @@ void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int6
     case kQ4_0:
       dequant_rows<kQ4_0>(w, w_row_bytes, rows, K, out);
       break;
-    default:
+    case kQ4_1:
       dequant_rows<kQ4_1>(w, w_row_bytes, rows, K, out);
       break;
+    default: {
+      const int64_t elements = quant::kBlockElements[format];
+      const int64_t bytes = quant::kBlockBytes[format];
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t b = 0; b < K / elements; ++b) {
+          dequant_block_avx2(format, w + r * w_row_bytes + b * bytes, out + r * K + b * elements);
+        }
+      }
+      break;
+    }
   }
 }
 

@@ -44,23 +44,43 @@ float dot_avx2(const float* a, const float* b, int64_t n);
 float dot_avx512(const float* a, const float* b, int64_t n);
 
 // ---------------------------------------------------------------------------------------------
-// Block-quantized weights: rows of Q8_0 / Q4_0 / Q4_1 blocks (kernels/quant.h). Each path
-// dequantizes a block with the element math of quant.h (exact f16 widening, exact integer
-// conversion, rounded product, then for Q4_1 the rounded sum; no fma) and feeds the values to
-// the canonical dot, so every output has the bits of dequantize-at-load + the f32 matmul.
+// Block-quantized weights: rows of blocks of 32 or 256 weights (kernels/quant.h, quant_blocks.h).
+// Each path dequantizes a block with the element math of quant.h (exact f16 widening, exact
+// integer conversion, each product, sum and difference rounded in the order quant.h writes; no
+// fma) and feeds the values to the canonical dot in element order, so every output has the bits
+// of dequantize-at-load + the f32 matmul.
 
 // The format ids of kernels/quant_blocks.h.
+using quant::kIQ4_NL;
+using quant::kIQ4_XS;
+using quant::kQ2_K;
+using quant::kQ3_K;
 using quant::kQ4_0;
 using quant::kQ4_1;
+using quant::kQ4_K;
+using quant::kQ5_0;
+using quant::kQ5_1;
+using quant::kQ5_K;
+using quant::kQ6_K;
 using quant::kQ8_0;
 using QuantFormat = quant::BlockFormatId;
 
+// True for the formats the AVX paths dequantize in registers block by block (Q8_0, Q4_0, Q4_1);
+// the others go through dequant_block_avx2 into a buffer of one block.
+constexpr bool has_register_kernel(int format) {
+  return format == kQ8_0 || format == kQ4_0 || format == kQ4_1;
+}
+
+// One block of `format` -> out[0 .. kBlockElements[format]) with AVX2 (dequant_avx2.cpp; the
+// caller checks the CPU has AVX2). Formats with a register kernel take the scalar reference.
+void dequant_block_avx2(int format, const uint8_t* block, float* out);
+
 // One thread's share of a quantized matmul: y[m, n] for m in [0, M), n in [n_begin, n_end).
-//   y[m, n] = canonical dot over K of x[m, :] and dequant(W[n, :]);  K a multiple of 32
+//   y[m, n] = canonical dot over K of x[m, :] and dequant(W[n, :]);  K a multiple of the block size
 struct QuantMatmulTask {
   const float* x;  // [M, K], row stride x_stride (elements)
   int64_t x_stride;
-  const uint8_t* w;  // [N, K / 32] blocks, row n at w + n * w_row_bytes
+  const uint8_t* w;  // [N, K / E] blocks of E elements, row n at w + n * w_row_bytes
   int64_t w_row_bytes;
   int format;  // QuantFormat
   float* y;    // [M, N], row stride y_stride
@@ -75,11 +95,11 @@ void qmatmul_avx2(const QuantMatmulTask* task);
 void qmatmul_avx512(const QuantMatmulTask* task);
 
 // out[r * K + k] = dequant(W[r, k]) for r in [0, rows): a panel for the f32 matmul (large M).
-void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
-                         int64_t K, float* out);
+void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                         float* out);
 void dequant_rows_avx2(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
                        float* out);
-void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows,
-                         int64_t K, float* out);
+void dequant_rows_avx512(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
+                         float* out);
 
 }  // namespace bx::cpu

@@ -4,8 +4,8 @@
 // (zero padding past K), then the tree h = 8, 4, 2, 1 folds the lanes. A 2 x 2 output tile
 // shares the loads; the order inside each output is untouched by the tiling.
 //
-// Block-quantized weights (Q8_0 / Q4_0 / Q4_1): each 32-weight block is dequantized into a
-// local array by kernels/quant.h's scalar reference, and its two halves are steps 2b, 2b+1.
+// Block-quantized weights (kernels/quant.h): each block of E weights (32 or 256) is dequantized
+// into a local array by quant.h's scalar reference, and its E / 16 steps follow in order.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -76,29 +76,29 @@ void tile(const MatmulTask& task, int64_t m0, int mr, int64_t n0, int nr) {
 // ---------------------------------------------------------------------------------------------
 // Block-quantized weights.
 
-constexpr int kBlock = static_cast<int>(quant::kBlockElements);
-
 int64_t block_bytes(int format) {
   return quant::kBlockBytes[format];
 }
 
-// One block -> out[0 .. 32): the scalar reference of kernels/quant.h.
-void dequant_block(int format, const uint8_t* b, float out[kBlock]) {
-  quant::dequantize_block(format, b, out);
+int64_t block_elements(int format) {
+  return quant::kBlockElements[format];
 }
 
-// y[m0 .. m0+mr, n] with mr <= 4: one row of W, dequantized a block at a time.
+// y[m0 .. m0+mr, n] with mr <= 4: one row of W, dequantized a block at a time into wv by
+// kernels/quant.h's scalar reference; block b of E elements is steps [b E / 16, (b + 1) E / 16).
 void quant_column(const QuantMatmulTask& task, int64_t m0, int mr, int64_t n) {
   float acc[4][kLanes] = {};
-  float wv[kBlock];
+  float wv[quant::kMaxBlockElements];
   const int64_t bytes = block_bytes(task.format);
+  const int64_t elements = block_elements(task.format);
   const uint8_t* row = task.w + n * task.w_row_bytes;
-  for (int64_t b = 0; b < task.K / kBlock; ++b) {
-    dequant_block(task.format, row + b * bytes, wv);
+  for (int64_t b = 0; b < task.K / elements; ++b) {
+    quant::dequantize_block(task.format, row + b * bytes, wv);
     for (int r = 0; r < mr; ++r) {
-      const float* x = task.x + (m0 + r) * task.x_stride + b * kBlock;
-      for (int j = 0; j < kLanes; ++j) acc[r][j] = std::fma(x[j], wv[j], acc[r][j]);
-      for (int j = 0; j < kLanes; ++j) acc[r][j] = std::fma(x[16 + j], wv[16 + j], acc[r][j]);
+      const float* x = task.x + (m0 + r) * task.x_stride + b * elements;
+      for (int64_t s = 0; s < elements; s += kLanes) {
+        for (int j = 0; j < kLanes; ++j) acc[r][j] = std::fma(x[s + j], wv[s + j], acc[r][j]);
+      }
     }
   }
   for (int r = 0; r < mr; ++r) task.y[(m0 + r) * task.y_stride + n] = fold(acc[r]);
@@ -117,9 +117,10 @@ void qmatmul_scalar(const QuantMatmulTask* task) {
 void dequant_rows_scalar(const uint8_t* w, int64_t w_row_bytes, int format, int64_t rows, int64_t K,
                          float* out) {
   const int64_t bytes = block_bytes(format);
+  const int64_t elements = block_elements(format);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < K / kBlock; ++b) {
-      dequant_block(format, w + r * w_row_bytes + b * bytes, out + r * K + b * kBlock);
+    for (int64_t b = 0; b < K / elements; ++b) {
+      quant::dequantize_block(format, w + r * w_row_bytes + b * bytes, out + r * K + b * elements);
     }
   }
 }
