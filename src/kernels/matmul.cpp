@@ -43,8 +43,8 @@ Dense checked(const MatmulArgs& a) {
   BX_CHECK(a.M >= 0 && a.N >= 0 && a.K >= 0, "matmul: negative size M=" + std::to_string(a.M) + " N=" +
                                               std::to_string(a.N) + " K=" + std::to_string(a.K));
   BX_CHECK(a.w_dtype == DType::f32 || a.w_dtype == DType::bf16 || quant::is_block_format(a.w_dtype),
-           "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
-               " not supported: expected F32, BF16, " + quant::block_format_names());
+        "matmul: weight dtype " + std::string(dtype_name(a.w_dtype)) +
+            " not supported: expected F32, BF16, " + quant::block_format_names());
   const Dense d{a.x_stride == 0 ? a.K : a.x_stride, a.w_stride == 0 ? a.K : a.w_stride,
                 a.y_stride == 0 ? a.N : a.y_stride};
   if (quant::is_block_format(a.w_dtype)) {

@@ -1,7 +1,7 @@
 // A small random llama GGUF whose matrices are K-quant, Q5 and IQ4 blocks (Q4_K, Q6_K, Q5_K, Q2_K,
-// Q3_K, Q5_0, Q5_1, IQ4_NL, IQ4_XS in turn), written by the `gguf` package
-// (tests/ref/make_kquant_gguf.py) over the metadata and norm weights of an F32 random model
-// (support/random_model.h). The matrices' rows are 256 or 512 elements, whole super-blocks.
+// Q3_K, Q5_0, Q5_1, IQ4_NL, IQ4_XS in turn), written by the `gguf` package (tests/ref/make_kquant_gguf.py) over
+// the metadata and norm weights of an F32 random model (support/random_model.h). The matrices'
+// rows are 256 or 512 elements, whole super-blocks.
 #pragma once
 
 #include <unistd.h>
