@@ -434,11 +434,11 @@ inline BackendOpCase embed_case(bool quantized) {
   auto blocks = std::make_shared<std::vector<uint8_t>>();
   if (quantized) {  // Q8_0: d = 1 (f16 0x3c00), q = random int8
     PortableRng rng(102);
-    const int64_t n_blocks = V * D / quant::block_elements(DType::q8_0);
+    const int64_t n_blocks = V * D / quant::kBlockElements[quant::kQ8_0];
     for (int64_t b = 0; b < n_blocks; ++b) {
       blocks->push_back(0x00);
       blocks->push_back(0x3c);
-      for (int64_t j = 0; j < quant::block_elements(DType::q8_0); ++j)
+      for (int64_t j = 0; j < quant::kBlockElements[quant::kQ8_0]; ++j)
         blocks->push_back(static_cast<uint8_t>(rng.below(256)));
     }
     quant::dequantize_row(DType::q8_0, blocks->data(), V * D, table->data());
