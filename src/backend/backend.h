@@ -172,9 +172,34 @@ class DeviceSampling {
                            float* chosen) = 0;
 };
 
+// A Mixture-of-Experts MLP over T tokens: y += moe(x), the bits kernels/moe.h defines (router
+// GEMM, softmax and top-k with ties to the lowest expert id, each expert's SwiGLU on the rows
+// routed to it with the GEMM's row independence, the combine in each token's rank order).
+struct MoeOp {
+  Tensor x;                // [T, D] f32: the normed residual
+  Tensor y;                // [T, D] f32: the residual stream
+  Tensor router;           // [E, D]
+  Tensor gate, up;         // [E*F, D]: expert e is rows [e*F, (e+1)*F)
+  Tensor down;             // [E*D, F]: expert e is rows [e*D, (e+1)*D)
+  int top_k = 0;           // k experts per token
+  bool normalize = false;  // the top-k weights are divided by their sum (norm_topk_prob)
+  Tensor scratch;          // from alloc, at least MoeLayers::scratch_bytes(T, ...) bytes
+};
+
+// Running MoeOp (a backend without it cannot load a Mixture-of-Experts model).
+class MoeLayers {
+ public:
+  virtual ~MoeLayers() = default;
+  // Bytes of MoeOp::scratch for up to T tokens of D wide, E experts of F, k per token.
+  virtual int64_t moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, int k) const = 0;
+  // Throws bx::Error naming the first mismatch of the op's shapes.
+  virtual void moe(const MoeOp& op) = 0;
+};
+
 struct BackendCapabilities {
   GraphCapture* graph_capture = nullptr;      // null: ops always run directly
   DeviceSampling* device_sampling = nullptr;  // null: rows are copied to the host
+  MoeLayers* moe = nullptr;                   // null: no Mixture-of-Experts models
 };
 
 class Backend {

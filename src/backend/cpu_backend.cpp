@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/moe.h"
 #include "kernels/quant.h"
 #include "kernels/rows.h"
 
@@ -58,7 +59,8 @@ Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, 
 bool CpuBackend::can_hold_blocks(DType dtype) const { return quant::is_block_format(dtype); }
 
 Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
-  BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes a block format (" + quant::block_format_names() + "), not " +
+  BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes a block format (" +
+                                       quant::block_format_names() + "), not " +
                                        std::string(dtype_name(dtype)));
   BX_CHECK(rows >= 0 && cols >= 0, "cpu backend: negative weight shape");
   const size_t bytes = static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);
@@ -251,6 +253,50 @@ void CpuBackend::copy_from_host(const float* host, Tensor x) {
     std::memcpy(f32(x) + r * x.stride, host + r * x.cols,
                 static_cast<size_t>(x.cols) * sizeof(float));
   }
+}
+
+int64_t CpuBackend::moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, int k) const {
+  return static_cast<int64_t>(moe_workspace_bytes(T, D, F, MoeRouting{E, k, false}));
+}
+
+void CpuBackend::moe(const MoeOp& op) {
+  check_f32(op.x, "moe input");
+  check_f32(op.y, "moe output");
+  const int64_t T = op.x.rows, D = op.x.cols;
+  BX_CHECK(op.y.rows == T && op.y.cols == D && op.router.cols == D && op.gate.cols == D &&
+               op.up.cols == D && op.router.rows > 0 && op.down.rows == op.router.rows * D,
+           "cpu backend: moe shapes x [" + std::to_string(T) + ", " + std::to_string(D) + "], y [" +
+               std::to_string(op.y.rows) + ", " + std::to_string(op.y.cols) + "], router [" +
+               std::to_string(op.router.rows) + ", " + std::to_string(op.router.cols) +
+               "], down [" + std::to_string(op.down.rows) + ", " + std::to_string(op.down.cols) +
+               "]: expected y like x, router [E, D], " + "gate and up [E*F, D], down [E*D, F]");
+  const auto as_matrix = [](const Tensor& t) {
+    return MoeMatrix{t.data, t.dtype, t.rows, t.stride};
+  };
+  MoeArgs args;
+  args.x = f32(op.x);
+  args.x_stride = op.x.stride;
+  args.y = f32(op.y);
+  args.y_stride = op.y.stride;
+  args.T = T;
+  args.D = D;
+  args.F = op.down.cols;
+  args.routing = MoeRouting{static_cast<int>(op.router.rows), op.top_k, op.normalize};
+  args.router = as_matrix(op.router);
+  args.gate = as_matrix(op.gate);
+  args.up = as_matrix(op.up);
+  args.down = as_matrix(op.down);
+  const size_t need = moe_workspace_bytes(T, D, args.F, args.routing);
+  const size_t have = static_cast<size_t>(op.scratch.rows * op.scratch.cols) *
+                      (op.scratch.dtype == DType::f32 ? 4 : 2);
+  BX_CHECK(op.scratch.data != nullptr && have >= need,
+           "cpu backend: moe scratch of " + std::to_string(have) + " bytes, expected at least " +
+               std::to_string(need));
+  args.workspace = op.scratch.data;
+  args.order = order_;
+  args.combine =
+      order_ == ReductionOrder::canonical ? MoeCombine::rank_order : MoeCombine::arrival_order;
+  bx::moe(args, pool_);
 }
 
 }  // namespace bx

@@ -11,7 +11,10 @@
 
 namespace bx {
 
-class CpuBackend final : public Backend {
+// MoE layers (kernels/moe.h): in fast mode (split_k_by_m) the expert GEMMs split K by their
+// token counts and each token combines its experts in the order they ran (the conventional,
+// batch-dependent way); in invariant mode, the canonical GEMMs and the rank-order combine.
+class CpuBackend final : public Backend, public MoeLayers {
  public:
   explicit CpuBackend(int threads);
   ~CpuBackend() override;
@@ -19,6 +22,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   std::string numerics() const override { return "act=F32|kv=F32"; }
   std::string kernel_version() const override { return "cpu-k1"; }
+  BackendCapabilities capabilities() override { return {.moe = this}; }
   ThreadPool& pool() { return pool_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
@@ -48,6 +52,9 @@ class CpuBackend final : public Backend {
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
   void copy_from_host(const float* host, Tensor x) override;
+
+  int64_t moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, int k) const override;
+  void moe(const MoeOp& op) override;
 
  private:
   struct AlignedFree {

@@ -11,6 +11,7 @@
 #include "core/cpu_features.h"
 #include "model/gguf.h"
 #include "model/hf_loader.h"
+#include "model/random_model.h"
 #include "model/safetensors.h"
 
 namespace bx::cli {
@@ -21,7 +22,9 @@ void run_info(const ModelFlags& flags) {
   const ModelConfig& c = model.config;
   std::map<std::string, int> type_counts;
   std::string format;
-  if (is_hf_folder(flags.model_path)) {
+  if (is_random_model_spec(flags.model_path)) {
+    format = "generated weights (no file)";
+  } else if (is_hf_folder(flags.model_path)) {
     const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(flags.model_path);
     for (const auto& [name, e] : ckpt.tensors())
       ++type_counts[std::string(safetensors::dtype_name(e.info->dtype))];
@@ -45,7 +48,13 @@ void run_info(const ModelFlags& flags) {
   std::printf("layers         %d\n", c.n_layers);
   std::printf("heads          %d query, %d key/value, head dim %d\n", c.n_heads, c.n_kv_heads,
               c.head_dim);
-  std::printf("ffn dim        %d\n", c.ffn_dim);
+  if (c.is_moe()) {
+    std::printf("experts        %d, %d per token, expert ffn dim %d, top-k weights %s\n",
+                c.n_experts, c.n_experts_used, c.expert_ffn_dim,
+                c.norm_topk_prob ? "normalized" : "as routed");
+  } else {
+    std::printf("ffn dim        %d\n", c.ffn_dim);
+  }
   std::printf("context        %d\n", c.context_length);
   std::printf("rope theta     %g (%s)%s\n", c.rope_theta,
               c.rope_layout == RopeLayout::adjacent_pairs ? "GGUF adjacent pairs"

@@ -8,7 +8,26 @@
 namespace bx {
 namespace {
 
-constexpr std::array<Architecture, 4> kArchitectures = {{
+constexpr MoeNames kQwen3MoeNames{.experts_key = "num_experts",
+                                  .experts_alias_key = "num_local_experts",
+                                  .used_key = "num_experts_per_tok",
+                                  .expert_ffn_key = "moe_intermediate_size",
+                                  .norm_topk_key = "norm_topk_prob",
+                                  .router = "mlp.gate.weight",
+                                  .gate = "mlp.experts.{e}.gate_proj.weight",
+                                  .up = "mlp.experts.{e}.up_proj.weight",
+                                  .down = "mlp.experts.{e}.down_proj.weight"};
+constexpr MoeNames kMixtralNames{.experts_key = "num_local_experts",
+                                 .experts_alias_key = "",
+                                 .used_key = "num_experts_per_tok",
+                                 .expert_ffn_key = "intermediate_size",
+                                 .norm_topk_key = "",
+                                 .router = "block_sparse_moe.gate.weight",
+                                 .gate = "block_sparse_moe.experts.{e}.w1.weight",
+                                 .up = "block_sparse_moe.experts.{e}.w3.weight",
+                                 .down = "block_sparse_moe.experts.{e}.w2.weight"};
+
+constexpr std::array<Architecture, 6> kArchitectures = {{
     {.family = "llama",
      .hf_class = "LlamaForCausalLM",
      .gguf_name = "llama",
@@ -32,6 +51,19 @@ constexpr std::array<Architecture, 4> kArchitectures = {{
      .output_bias = Presence::attention_bias,
      .qk_norm = true,
      .sliding_window = SlidingWindow::use_sliding_window},
+    {.family = "qwen3moe",
+     .hf_class = "Qwen3MoeForCausalLM",
+     .gguf_name = "qwen3moe",
+     .gguf_rope_layout = RopeLayout::half_split,
+     .qkv_bias = Presence::attention_bias,
+     .output_bias = Presence::attention_bias,
+     .qk_norm = true,
+     .sliding_window = SlidingWindow::use_sliding_window,
+     .moe = &kQwen3MoeNames},
+    {.family = "mixtral",
+     .hf_class = "MixtralForCausalLM",
+     .sliding_window = SlidingWindow::when_set,
+     .moe = &kMixtralNames},
 }};
 
 constexpr std::array<DimensionKey, 6> kDimensionKeys = {{
@@ -47,7 +79,7 @@ using W = WeightDim;
 using K = WeightKind;
 using G = WeightGroup;
 using L = LlamaLayerWeights;
-const std::array<LayerWeight, 15> kLayerWeights = {{
+const std::array<LayerWeight, 19> kLayerWeights = {{
     {&L::attn_norm, "attn_norm.weight", "input_layernorm.weight", W::one, W::dim, K::norm, G::base},
     {&L::wq, "attn_q.weight", "self_attn.q_proj.weight", W::q_dim, W::dim, K::matmul, G::base},
     {&L::wk, "attn_k.weight", "self_attn.k_proj.weight", W::kv_dim, W::dim, K::matmul, G::base},
@@ -63,9 +95,18 @@ const std::array<LayerWeight, 15> kLayerWeights = {{
      G::qk_norm},
     {&L::ffn_norm, "ffn_norm.weight", "post_attention_layernorm.weight", W::one, W::dim, K::norm,
      G::base},
-    {&L::w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", W::ffn_dim, W::dim, K::matmul, G::base},
-    {&L::w_up, "ffn_up.weight", "mlp.up_proj.weight", W::ffn_dim, W::dim, K::matmul, G::base},
-    {&L::w_down, "ffn_down.weight", "mlp.down_proj.weight", W::dim, W::ffn_dim, K::matmul, G::base},
+    {&L::w_gate, "ffn_gate.weight", "mlp.gate_proj.weight", W::ffn_dim, W::dim, K::matmul,
+     G::dense_mlp},
+    {&L::w_up, "ffn_up.weight", "mlp.up_proj.weight", W::ffn_dim, W::dim, K::matmul, G::dense_mlp},
+    {&L::w_down, "ffn_down.weight", "mlp.down_proj.weight", W::dim, W::ffn_dim, K::matmul,
+     G::dense_mlp},
+    {&L::router, "ffn_gate_inp.weight", "", W::n_experts, W::dim, K::matmul, G::experts},
+    {&L::expert_gate, "ffn_gate_exps.weight", "", W::experts_x_expert_ffn_dim, W::dim, K::matmul,
+     G::experts, true},
+    {&L::expert_up, "ffn_up_exps.weight", "", W::experts_x_expert_ffn_dim, W::dim, K::matmul,
+     G::experts, true},
+    {&L::expert_down, "ffn_down_exps.weight", "", W::experts_x_dim, W::expert_ffn_dim, K::matmul,
+     G::experts, true},
 }};
 
 template <typename Names>
@@ -130,6 +171,14 @@ int64_t weight_dim(WeightDim d, const ModelConfig& c) {
       return c.head_dim;
     case WeightDim::vocab:
       return c.vocab_size;
+    case WeightDim::n_experts:
+      return c.n_experts;
+    case WeightDim::expert_ffn_dim:
+      return c.expert_ffn_dim;
+    case WeightDim::experts_x_expert_ffn_dim:
+      return int64_t{c.n_experts} * c.expert_ffn_dim;
+    case WeightDim::experts_x_dim:
+      return int64_t{c.n_experts} * c.dim;
   }
   return 0;
 }
@@ -144,6 +193,10 @@ bool has_group(WeightGroup g, const ModelConfig& c) {
       return c.output_bias;
     case WeightGroup::qk_norm:
       return c.qk_norm;
+    case WeightGroup::dense_mlp:
+      return !c.is_moe();
+    case WeightGroup::experts:
+      return c.is_moe();
   }
   return false;
 }
@@ -167,6 +220,23 @@ std::string gguf_layer_name(int layer, const LayerWeight& w) {
 
 std::string hf_layer_name(int layer, const LayerWeight& w) {
   return "model.layers." + std::to_string(layer) + "." + std::string(w.hf);
+}
+
+std::string hf_expert_name(const Architecture& arch, int layer, const LayerWeight& w, int e) {
+  BX_CHECK(arch.moe != nullptr, "architecture " + std::string(arch.family) + " has no experts");
+  const MoeNames& n = *arch.moe;
+  const std::string_view name = w.field == &L::router        ? n.router
+                                : w.field == &L::expert_gate ? n.gate
+                                : w.field == &L::expert_up   ? n.up
+                                                             : n.down;
+  std::string s = "model.layers." + std::to_string(layer) + "." + std::string(name);
+  const size_t at = s.find("{e}");
+  if (at != std::string::npos) s.replace(at, 3, std::to_string(e));
+  return s;
+}
+
+int64_t expert_rows(const LayerWeight& w, const ModelConfig& c) {
+  return w.per_expert ? weight_dim(w.rows, c) / c.n_experts : weight_dim(w.rows, c);
 }
 
 }  // namespace bx

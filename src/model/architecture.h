@@ -13,10 +13,15 @@
 //   mistral  MistralForCausalLM   (llama)    none                      no     always (window key)
 //   qwen2    Qwen2ForCausalLM     qwen2      q,k,v always              no     use_sliding_window
 //   qwen3    Qwen3ForCausalLM     qwen3      attention_bias: q,k,v,o   yes    use_sliding_window
+//   qwen3moe Qwen3MoeForCausalLM  qwen3moe   attention_bias: q,k,v,o   yes    use_sliding_window
+//   mixtral  MixtralForCausalLM   (llama)    none                      no     when set (null: none)
 // The gguf package has no "mistral" architecture: llama.cpp's converter writes Mistral checkpoints
 // as "llama" (adjacent-pair RoPE, no biases), so they load through the llama entry. In GGUF a
 // family's optional weights are present or not by tensor (GGUF has no attention_bias key), and
 // RoPE scaling is read from the file (kGgufRopeFreqs), for every family.
+// qwen3moe and mixtral replace every layer's MLP by a Mixture-of-Experts (kernels/moe.h; their
+// config keys and expert weight names are MoeNames below). A GGUF file of any family is MoE when
+// it has "<arch>.expert_count": Mixtral's GGUF files are "llama" with experts.
 #pragma once
 
 #include <cstdint>
@@ -44,6 +49,20 @@ enum class SlidingWindow {
   none,
   always,              // "sliding_window" is the window (Mistral; absent: 4096, null: none)
   use_sliding_window,  // only when "use_sliding_window" is true (Qwen)
+  when_set,            // "sliding_window" is the window when it is a number (Mixtral)
+};
+
+// A Mixture-of-Experts family's config.json keys and per-layer weight names (under
+// "model.layers.<layer>."; "{e}" stands for the expert index), as Hugging Face checkpoints and
+// transformers' save_pretrained write them.
+struct MoeNames {
+  std::string_view experts_key;  // E; read first, then experts_alias_key
+  std::string_view experts_alias_key;
+  std::string_view used_key;        // k, "num_experts_per_tok"
+  std::string_view expert_ffn_key;  // Fe
+  std::string_view norm_topk_key;   // empty: the top-k weights are always normalized
+  std::string_view router;          // [E, D]
+  std::string_view gate, up, down;  // expert e's [Fe, D], [Fe, D], [D, Fe]
 };
 
 struct Architecture {
@@ -59,6 +78,7 @@ struct Architecture {
   bool qk_norm = false;  // RMSNorm of each q and k head before RoPE
   SlidingWindow sliding_window = SlidingWindow::none;
   bool refuses_mlp_bias = false;  // config.json "mlp_bias": true is an error
+  const MoeNames* moe = nullptr;  // set: every layer's MLP is a Mixture-of-Experts
 };
 
 std::span<const Architecture> architectures();
@@ -98,12 +118,22 @@ inline constexpr std::string_view kGgufRopeFreqs = "rope_freqs.weight";
 // Sliding-window attention: a window below the context caps the context there (full attention
 // below the window is the same attention), as for config.json (model/hf_config.h).
 inline constexpr std::string_view kGgufSlidingWindow = "attention.sliding_window";
+// Mixture-of-Experts GGUF keys (gguf-py's constants): E, k, Fe (default: feed_forward_length, as
+// Mixtral's files have none) and whether the top-k weights are normalized (default: yes).
+inline constexpr std::string_view kGgufExpertCount = "expert_count";
+inline constexpr std::string_view kGgufExpertUsedCount = "expert_used_count";
+inline constexpr std::string_view kGgufExpertFfn = "expert_feed_forward_length";
+inline constexpr std::string_view kGgufExpertWeightsNorm = "expert_weights_norm";
+// Refused unless absent or as stated: the gating function (1: softmax) and shared experts (0).
+inline constexpr std::string_view kGgufExpertGatingFunc = "expert_gating_func";
+inline constexpr std::string_view kGgufExpertSharedCount = "expert_shared_count";
 // "<gguf_name>.<suffix>"
 std::string gguf_key(const Architecture& arch, std::string_view suffix);
 
 // --- weights ---
 // Which group a weight belongs to; the config says which groups a model has.
-enum class WeightGroup { base, qkv_bias, output_bias, qk_norm };
+// dense_mlp: the SwiGLU of a model without experts; experts: a MoE model's router and experts.
+enum class WeightGroup { base, qkv_bias, output_bias, qk_norm, dense_mlp, experts };
 // What a weight is used for (which forms a loader may keep it in).
 enum class WeightKind {
   norm,    // an RMSNorm weight [1, n]: f32
@@ -111,22 +141,43 @@ enum class WeightKind {
   matmul,  // a GEMM weight [rows, cols]: may stay BF16 or in its quant blocks
 };
 // A size in terms of the config.
-enum class WeightDim { one, dim, q_dim, kv_dim, ffn_dim, head_dim, vocab };
+// experts_x_*: E stacked matrices of expert_ffn_dim or dim rows each.
+enum class WeightDim {
+  one,
+  dim,
+  q_dim,
+  kv_dim,
+  ffn_dim,
+  head_dim,
+  vocab,
+  n_experts,
+  expert_ffn_dim,
+  experts_x_expert_ffn_dim,
+  experts_x_dim
+};
 int64_t weight_dim(WeightDim d, const ModelConfig& c);
 bool has_group(WeightGroup g, const ModelConfig& c);
 
 struct LayerWeight {
   Tensor LlamaLayerWeights::*field;
   std::string_view gguf;  // under "blk.<layer>."
-  std::string_view hf;    // under "model.layers.<layer>."
+  std::string_view hf;    // under "model.layers.<layer>."; experts: the family's MoeNames
   WeightDim rows, cols;   // [rows, cols] (vectors: rows = one)
   WeightKind kind;
   WeightGroup group;
+  // Stacked expert weights: the backend tensor [E * n, cols] is E matrices [n, cols] (n = rows /
+  // E), GGUF dims {cols, n, E}; in a Hugging Face folder each expert's matrix is its own tensor.
+  bool per_expert = false;
 };
 // Every per-layer weight of the decoder (model/llama.h), in file order.
 std::span<const LayerWeight> layer_weights();
 std::string gguf_layer_name(int layer, const LayerWeight& w);  // "blk.3.attn_q.weight"
 std::string hf_layer_name(int layer, const LayerWeight& w);    // "model.layers.3.self_attn..."
+// The Hugging Face name of a MoE weight (group experts) of `arch`: the router, or expert `e`'s
+// matrix ("model.layers.3.mlp.experts.7.gate_proj.weight").
+std::string hf_expert_name(const Architecture& arch, int layer, const LayerWeight& w, int e);
+// The rows of one expert's matrix of a stacked weight (rows / E).
+int64_t expert_rows(const LayerWeight& w, const ModelConfig& c);
 
 // The model-level weights.
 struct ModelWeight {

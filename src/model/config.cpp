@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include "core/error.h"
+#include "kernels/moe_routing.h"
 
 namespace bx {
 namespace {
@@ -28,6 +29,15 @@ void ModelConfig::validate() const {
         "model config: head_dim " + std::to_string(head_dim) + " is odd, expected an even number");
   check(rms_eps > 0.0f, "model config: layer_norm_rms_epsilon must be positive");
   check(rope_theta > 0.0, "model config: rope freq_base must be positive");
+  if (n_experts != 0) {
+    check(n_experts >= 1 && n_experts <= kMaxExperts,
+          "model config: expert_count " + std::to_string(n_experts) + ", expected 1 to " +
+              std::to_string(kMaxExperts));
+    check(n_experts_used >= 1 && n_experts_used <= n_experts,
+          "model config: expert_used_count " + std::to_string(n_experts_used) + ", expected 1 to " +
+              "expert_count " + std::to_string(n_experts));
+    check_positive(expert_ffn_dim, "expert_ffn_dim (expert_feed_forward_length)");
+  }
 }
 
 }  // namespace bx

@@ -27,11 +27,18 @@ struct ModelConfig {
   bool qkv_bias = false;     // q, k and v projections add a bias (Qwen2; attention_bias)
   bool output_bias = false;  // the attention output projection adds a bias (attention_bias)
   bool qk_norm = false;      // RMSNorm of each q and k head (weights [Dh]) before RoPE (Qwen3)
+  // Mixture-of-Experts MLP in every layer (Qwen3-MoE, Mixtral; kernels/moe.h) instead of the
+  // dense SwiGLU of width ffn_dim: 0 experts means a dense model.
+  int n_experts = 0;                   // E, router rows
+  int n_experts_used = 0;              // k, experts per token (top-k)
+  int expert_ffn_dim = 0;              // Fe, one expert's SwiGLU width
+  bool norm_topk_prob = false;         // the top-k weights are divided by their sum
   int32_t bos_token_id = -1;           // -1: the model file names none
   std::vector<int32_t> eos_token_ids;  // empty: the model file names none
 
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
+  bool is_moe() const { return n_experts > 0; }
   // Checks every field against the others; throws bx::Error naming the first bad one.
   void validate() const;
 };

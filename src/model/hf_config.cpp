@@ -132,6 +132,46 @@ RopeScaling read_rope_scaling(const ConfigReader& r, const json& rs, const std::
   return s;
 }
 
+// The Mixture-of-Experts keys of a family with experts in every layer.
+void read_moe(const ConfigReader& r, const MoeNames& names, ModelConfig& c) {
+  const std::string experts_key(names.experts_key), alias(names.experts_alias_key);
+  if (r.find(experts_key) != nullptr || alias.empty()) {
+    c.n_experts = r.required_int(experts_key);
+  } else {
+    if (r.find(alias) == nullptr) {
+      r.fail("\"" + experts_key + "\" (or \"" + alias + "\") is missing: expected the number " +
+             "of experts, a positive integer");
+    }
+    c.n_experts = r.required_int(alias);
+  }
+  c.n_experts_used = r.required_int(std::string(names.used_key));
+  c.expert_ffn_dim = r.required_int(std::string(names.expert_ffn_key));
+  c.norm_topk_prob =
+      names.norm_topk_key.empty() || r.optional_bool(std::string(names.norm_topk_key), false);
+  // Qwen3-MoE may keep some layers dense; bitexact runs experts in every layer.
+  if (r.optional_int("decoder_sparse_step", 1) != 1) {
+    r.fail("\"decoder_sparse_step\" is " +
+           std::to_string(r.optional_int("decoder_sparse_step", 1)) +
+           ": layers without experts are not supported, expected 1");
+  }
+  if (const json* dense = r.find("mlp_only_layers"); dense != nullptr) {
+    if (!dense->is_array() || !dense->empty()) {
+      r.fail("\"mlp_only_layers\" is " + dense->dump().substr(0, 40) +
+             ": layers without experts are not supported, expected []");
+    }
+  }
+  for (const std::string key : {"shared_expert_intermediate_size", "n_shared_experts"}) {
+    const json* v = r.find(key);
+    if (v != nullptr && !(v->is_number() && v->get<double>() == 0)) {
+      std::string message = "\"";
+      message += key;
+      message += "\" is " + v->dump().substr(0, 40);
+      message += ": shared experts are not supported, expected none";
+      r.fail(message);
+    }
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& supported_hf_architectures() {
@@ -218,11 +258,13 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
   c.output_bias = present(arch->output_bias);
   c.qk_norm = arch->qk_norm;
 
+  if (arch->moe != nullptr) read_moe(r, *arch->moe, c);
+
   // Sliding-window attention equals full attention below the window: cap the context there.
   const bool always_window = arch->sliding_window == SlidingWindow::always;
-  const bool window_used =
-      always_window || (arch->sliding_window == SlidingWindow::use_sliding_window &&
-                        r.optional_bool("use_sliding_window", false));
+  const bool window_used = always_window || arch->sliding_window == SlidingWindow::when_set ||
+                           (arch->sliding_window == SlidingWindow::use_sliding_window &&
+                            r.optional_bool("use_sliding_window", false));
   // A Mistral config without the key gets transformers' default window, 4096; null is none.
   const int default_window = always_window && !root.contains("sliding_window") ? 4096 : 0;
   if (window_used && (r.find("sliding_window") != nullptr || default_window > 0)) {

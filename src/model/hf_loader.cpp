@@ -48,25 +48,39 @@ class HfWeightReader {
 
   // The tensor `name` of shape `shape` ([rows, cols] or [n]) as a backend tensor [rows, cols].
   Tensor read(const std::string& name, std::vector<int64_t> shape, bool matmul_weight) {
-    const auto entry = ckpt_.find(name);
-    check(entry.has_value(), ckpt_.dir() + ": missing tensor " + gguf::quote_name(name));
-    const safetensors::TensorInfo& info = *entry->info;
-    check(safetensors::to_dtype(info.dtype).has_value(),
-          entry->file->path() + ": tensor " + gguf::quote_name(name) + " has dtype " +
-              std::string(safetensors::dtype_name(info.dtype)) + ": supported are F32, F16, BF16");
-    check(info.shape == shape, entry->file->path() + ": tensor " + gguf::quote_name(name) +
-                                   " has shape " + shape_string(info.shape) + ", expected " +
-                                   shape_string(shape));
-    used_.insert(name);
-    scratch_.resize(static_cast<size_t>(info.n_elements));
-    safetensors::convert_to_f32(info, entry->file->tensor_data(info), scratch_.data());
+    return read_stacked({name}, std::move(shape), matmul_weight);
+  }
+
+  // The matrices `names`, each of shape [rows, cols], one after the other as one backend tensor
+  // [names.size() * rows, cols] (a layer's experts). BF16 where every one of them is BF16.
+  Tensor read_stacked(const std::vector<std::string>& names, std::vector<int64_t> shape,
+                      bool matmul_weight) {
     const int64_t rows = shape.size() > 1 ? shape[0] : 1;
     const int64_t cols = shape.back();
-    const DType dtype =
-        matmul_weight && info.dtype == safetensors::Dtype::BF16 ? DType::bf16 : DType::f32;
+    const auto each = static_cast<size_t>(rows * cols);
+    scratch_.resize(each * names.size());
+    bool all_bf16 = true;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string& name = names[i];
+      const auto entry = ckpt_.find(name);
+      check(entry.has_value(), ckpt_.dir() + ": missing tensor " + gguf::quote_name(name));
+      const safetensors::TensorInfo& info = *entry->info;
+      check(safetensors::to_dtype(info.dtype).has_value(),
+            entry->file->path() + ": tensor " + gguf::quote_name(name) + " has dtype " +
+                std::string(safetensors::dtype_name(info.dtype)) +
+                ": supported are F32, F16, BF16");
+      check(info.shape == shape, entry->file->path() + ": tensor " + gguf::quote_name(name) +
+                                     " has shape " + shape_string(info.shape) + ", expected " +
+                                     shape_string(shape));
+      used_.insert(name);
+      safetensors::convert_to_f32(info, entry->file->tensor_data(info), scratch_.data() + i * each);
+      all_bf16 = all_bf16 && info.dtype == safetensors::Dtype::BF16;
+      done_ += info.n_bytes();
+    }
+    const DType dtype = matmul_weight && all_bf16 ? DType::bf16 : DType::f32;
     if (matmul_weight) matmul_dtypes_ |= dtype == DType::bf16 ? 2 : 1;
-    Tensor t = backend_.upload_matrix(scratch_.data(), rows, cols, dtype);
-    done_ += info.n_bytes();
+    Tensor t = backend_.upload_matrix(scratch_.data(), rows * static_cast<int64_t>(names.size()),
+                                      cols, dtype);
     if (options_.progress) options_.progress(done_, total_);
     return t;
   }
@@ -136,6 +150,7 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
   HfModel m;
   m.config = parse_hf_config(config_text, config_path);
   const ModelConfig& c = m.config;
+  const Architecture* arch = find_hf_architecture(c.architecture);
   const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(dir);
 
   HfWeightReader reader(ckpt, backend, options);
@@ -146,10 +161,20 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
     LlamaLayerWeights lw;
     for (const LayerWeight& spec : layer_weights()) {
       if (!has_group(spec.group, c)) continue;
-      const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
+      const int64_t rows = expert_rows(spec, c), cols = weight_dim(spec.cols, c);
       std::vector<int64_t> shape{cols};  // [n] for a vector, [rows, cols] for a matrix
       if (spec.rows != WeightDim::one) shape.insert(shape.begin(), rows);
-      lw.*spec.field = reader.read(hf_layer_name(l, spec), shape, spec.kind == WeightKind::matmul);
+      const bool matmul = spec.kind == WeightKind::matmul;
+      if (spec.group != WeightGroup::experts) {
+        lw.*spec.field = reader.read(hf_layer_name(l, spec), shape, matmul);
+        continue;
+      }
+      // A MoE layer: the router, and each expert's matrix stacked in expert order.
+      std::vector<std::string> names;
+      for (int e = 0; e < (spec.per_expert ? c.n_experts : 1); ++e) {
+        names.push_back(hf_expert_name(*arch, l, spec, e));
+      }
+      lw.*spec.field = reader.read_stacked(names, shape, matmul);
     }
     w.layers.push_back(lw);
   }

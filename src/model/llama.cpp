@@ -25,6 +25,17 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
              "model: the config asks for an output bias but a layer has none");
     BX_CHECK(!config_.qk_norm || (w.q_norm.data && w.k_norm.data),
              "model: the config asks for q/k norms but a layer has none");
+    BX_CHECK(config_.is_moe()
+                 ? w.router.data && w.expert_gate.data && w.expert_up.data && w.expert_down.data
+                 : w.w_gate.data && w.w_up.data && w.w_down.data,
+             config_.is_moe() ? "model: the config asks for experts but a layer has none"
+                              : "model: a layer has no MLP weights");
+  }
+  if (config_.is_moe()) {
+    moe_ = backend_.capabilities().moe;
+    BX_CHECK(moe_ != nullptr, "model: backend " + backend_.name() +
+                                  " cannot run Mixture-of-Experts layers (" + config_.architecture +
+                                  "): use --backend cpu");
   }
   const int64_t T = max_batch_tokens;
   x_ = backend_.alloc(DType::f32, T, config_.dim);
@@ -33,8 +44,14 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
   k_ = backend_.alloc(DType::f32, T, config_.kv_dim());
   v_ = backend_.alloc(DType::f32, T, config_.kv_dim());
   attn_ = backend_.alloc(DType::f32, T, config_.q_dim());
-  act_ = backend_.alloc(backend_.gemm_input_dtype(), T, config_.ffn_dim);
-  mlp_scratch_ = backend_.alloc(DType::f32, T, 2 * int64_t{config_.ffn_dim});
+  if (moe_ != nullptr) {
+    const int64_t bytes = moe_->moe_scratch_bytes(T, config_.dim, config_.expert_ffn_dim,
+                                                  config_.n_experts, config_.n_experts_used);
+    mlp_scratch_ = backend_.alloc(DType::f32, 1, (bytes + 3) / 4);
+  } else {
+    act_ = backend_.alloc(backend_.gemm_input_dtype(), T, config_.ffn_dim);
+    mlp_scratch_ = backend_.alloc(DType::f32, T, 2 * int64_t{config_.ffn_dim});
+  }
   final_rows_ = backend_.alloc(DType::f32, max_logit_rows, config_.dim);
   logits_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
   logprobs_ = backend_.alloc(DType::f32, max_logit_rows, config_.vocab_size);
@@ -103,7 +120,8 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
   Tensor h = h_.rows_view(0, T);
   Tensor q = q_.rows_view(0, T), k = k_.rows_view(0, T), v = v_.rows_view(0, T);
   Tensor attn = attn_.rows_view(0, T);
-  Tensor act = act_.rows_view(0, T), mlp_scratch = mlp_scratch_.rows_view(0, T);
+  Tensor act = moe_ ? act_ : act_.rows_view(0, T);
+  Tensor mlp_scratch = moe_ ? mlp_scratch_ : mlp_scratch_.rows_view(0, T);
 
   be.embed(weights_.token_embd, x);
   observe("embed", -1, x);
@@ -138,9 +156,25 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     observe("attn", layer, attn);
     be.gemm(GemmOp::residual(attn, w.wo, x, h, w.bo));  // x += attn Wo^T (+ bo); h: scratch
     observe("attn_residual", layer, x);
-    // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.rmsnorm(x, w.ffn_norm, eps, h);
     observe("ffn_norm", layer, h);
+    if (moe_ != nullptr) {
+      // x += sum over the token's top-k experts e, in rank order, of p_e * swiglu_e(norm(x))
+      MoeOp op;
+      op.x = h;
+      op.y = x;
+      op.router = w.router;
+      op.gate = w.expert_gate;
+      op.up = w.expert_up;
+      op.down = w.expert_down;
+      op.top_k = config_.n_experts_used;
+      op.normalize = config_.norm_topk_prob;
+      op.scratch = mlp_scratch;
+      moe_->moe(op);
+      observe("ffn_residual", layer, x);
+      continue;
+    }
+    // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
     be.gemm(GemmOp::swiglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // F.silu(h Wg^T) * (h Wu^T)
     observe("ffn_act", layer, act);
     be.gemm(GemmOp::residual(act, w.w_down, x, h));                  // x += act Wd^T; h: scratch

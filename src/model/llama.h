@@ -9,6 +9,7 @@
 //     rope(q), rope(k) ; cache[k, v] at (sequence, position)
 //     x += attention(q, cache) Wo^T (+ bo if config.output_bias)
 //     h = rmsnorm(x) ; x += (silu(h Wg^T) * (h Wu^T)) Wd^T
+//       or, with experts (config.n_experts): x += moe(h)            (kernels/moe.h, MoeOp)
 //   logits = rmsnorm(x[logit_rows]) Wout^T                      [R, V]
 #pragma once
 
@@ -35,10 +36,15 @@ struct LlamaLayerWeights {
   Tensor bo;          // [1, D] if config.output_bias, else empty
   Tensor q_norm;      // [1, Dh] if config.qk_norm, else empty
   Tensor k_norm;      // [1, Dh] if config.qk_norm, else empty
-  Tensor ffn_norm;    // [1, D]
-  Tensor w_gate;      // [F, D]
-  Tensor w_up;        // [F, D]
-  Tensor w_down;      // [D, F]
+  Tensor ffn_norm;     // [1, D]
+  Tensor w_gate;       // [F, D]    (a dense model: config.n_experts == 0)
+  Tensor w_up;         // [F, D]
+  Tensor w_down;       // [D, F]
+  // Mixture-of-Experts (config.n_experts = E > 0, expert width Fe; kernels/moe.h), else empty:
+  Tensor router;       // [E, D]
+  Tensor expert_gate;  // [E*Fe, D]: expert e is rows [e*Fe, (e+1)*Fe)
+  Tensor expert_up;    // [E*Fe, D]
+  Tensor expert_down;  // [E*D, Fe]: expert e is rows [e*D, (e+1)*D)
 };
 
 struct LlamaWeights {
@@ -116,7 +122,9 @@ class LlamaModel {
   // Work buffers, [max_batch_tokens, width] unless stated; named as in the math above.
   Tensor x_, h_, q_, k_, v_, attn_;
   Tensor act_;          // [max_batch_tokens, F] silu(gate) * up, in the backend's gemm_input_dtype
-  Tensor mlp_scratch_;  // [max_batch_tokens, 2F] f32, GemmOp::scratch of the swiglu
+  Tensor mlp_scratch_;  // [max_batch_tokens, 2F] f32, GemmOp::scratch of the swiglu; with
+                        // experts, MoeOp::scratch for max_batch_tokens
+  MoeLayers* moe_ = nullptr;  // the backend's MoE op, for a model with experts
   Tensor final_rows_;   // [max_logit_rows, D]
   Tensor logits_;       // [max_logit_rows, V]
   Tensor logprobs_;     // [max_logit_rows, V]

@@ -130,6 +130,24 @@ ModelConfig read_gguf_config(const gguf::File& file) {
   c.qkv_bias = gguf_has(file, arch->qkv_bias, first_of(WeightGroup::qkv_bias));
   c.output_bias = gguf_has(file, arch->output_bias, first_of(WeightGroup::output_bias));
   c.qk_norm = arch->qk_norm;
+  // Experts in every layer where the file counts them (Mixtral: "llama" with experts).
+  if (file.has(key(kGgufExpertCount)) && file.get_int(key(kGgufExpertCount)) != 0) {
+    c.n_experts = get_positive_int(file, key(kGgufExpertCount));
+    c.n_experts_used = get_positive_int(file, key(kGgufExpertUsedCount));
+    c.expert_ffn_dim =
+        file.has(key(kGgufExpertFfn)) ? get_positive_int(file, key(kGgufExpertFfn)) : c.ffn_dim;
+    c.norm_topk_prob =
+        !file.has(key(kGgufExpertWeightsNorm)) || file.get_bool(key(kGgufExpertWeightsNorm));
+    check(!file.has(key(kGgufExpertGatingFunc)) || file.get_int(key(kGgufExpertGatingFunc)) == 1,
+          file.path() + ": " + key(kGgufExpertGatingFunc) + " is not 1: only softmax routing " +
+              "is supported, expected 1 (softmax)");
+    check(!file.has(key(kGgufExpertSharedCount)) || file.get_int(key(kGgufExpertSharedCount)) == 0,
+          file.path() + ": " + key(kGgufExpertSharedCount) + " is not 0: shared experts are " +
+              "not supported, expected 0");
+  }
+  check(!arch->moe || c.is_moe(), file.path() + ": a " + std::string(arch->family) +
+                                      " file without " + key(kGgufExpertCount) +
+                                      ": expected its number of experts");
   c.validate();
   return c;
 }
@@ -143,9 +161,9 @@ class WeightReader {
 
   // The tensor `name`, which must have GGUF dims `dims` ({cols, rows} for a matrix), as a
   // backend tensor [rows, cols]. Matmul weights and the embedding stay in their blocks (Q8_0,
-  // Q4_K, ...: kernels/quant.h) when the file holds those (unless options.dequantize_weights, or the backend
-  // cannot hold them); matmul weights stay BF16 when the file holds BF16; everything else is
-  // widened or dequantized to F32.
+  // Q4_K, ...: kernels/quant.h) when the file holds those (unless options.dequantize_weights, or
+  // the backend cannot hold them); matmul weights stay BF16 when the file holds BF16; everything
+  // else is widened or dequantized to F32.
   Tensor read(const std::string& name, std::vector<int64_t> dims, bool matmul_weight) {
     return read_as(name, std::move(dims), matmul_weight ? Role::matmul : Role::vector);
   }
@@ -187,13 +205,14 @@ class WeightReader {
     const gguf::TensorInfo* info = file_.find_tensor(name);
     check(info != nullptr, file_.path() + ": missing tensor '" + name + "'");
     const std::optional<DType> stored = gguf::to_dtype(info->type);
-    check(stored.has_value(),
-          file_.path() + ": tensor '" + name + "' has unsupported type " +
-              gguf::ggml_type_name(info->type) + ": supported are " + gguf::supported_type_names());
+    check(stored.has_value(), file_.path() + ": tensor '" + name + "' has unsupported type " +
+                                  gguf::ggml_type_name(info->type) + ": supported are " +
+                                  gguf::supported_type_names());
     check(info->dims == dims, file_.path() + ": tensor '" + name + "' has shape " +
                                   shape_string(info->dims) + ", expected " + shape_string(dims));
     const int64_t cols = dims[0];
-    const int64_t rows = dims.size() > 1 ? dims[1] : 1;
+    int64_t rows = 1;  // {cols, n, E}: E matrices of n rows, stacked
+    for (size_t i = 1; i < dims.size(); ++i) rows *= dims[i];
     const bool keep_blocks = role != Role::vector && quant::is_block_format(*stored) &&
                              !options_.dequantize_weights && backend_.can_hold_blocks(*stored);
     Tensor t;
@@ -279,6 +298,13 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
   m.backend = std::move(backend);
 }
 
+// A Mixture-of-Experts model needs the backend's MoE op: refused before any weight is read.
+void check_backend_runs(const ModelConfig& c, Backend& backend, const std::string& path) {
+  check(!c.is_moe() || backend.capabilities().moe != nullptr,
+        path + ": " + c.architecture + " has Mixture-of-Experts layers, which backend " +
+            backend.name() + " cannot run yet: expected --backend cpu");
+}
+
 // options.make_backend's backend, or a CpuBackend.
 std::unique_ptr<Backend> make_backend(LoadedModel& m, const LoadOptions& options) {
   std::unique_ptr<Backend> backend = options.make_backend
@@ -304,8 +330,9 @@ LoadedModel load_hf(const std::string& path, const LoadOptions& options) {
     return t.rows * t.cols * (t.dtype == DType::bf16 ? 2 : 4);
   };
   for (const LlamaLayerWeights& l : hf.weights.layers) {
-    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
-      m.matmul_weight_bytes += bytes(*t);
+    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down, &l.router,
+                            &l.expert_gate, &l.expert_up, &l.expert_down}) {
+      m.matmul_weight_bytes += bytes(*t);  // 0 for a weight the model does not have
     }
   }
   m.matmul_weight_bytes += bytes(hf.weights.output);
@@ -340,6 +367,7 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
   for (const gguf::TensorInfo& t : file.tensors()) m.parameter_count += t.n_elements;
 
   auto backend = make_backend(m, options);
+  check_backend_runs(c, *backend, path);
   WeightReader reader(file, *backend, options);
   const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights w;
@@ -348,10 +376,11 @@ LoadedModel load_gguf(const std::string& path, const LoadOptions& options) {
     LlamaLayerWeights lw;
     for (const LayerWeight& spec : layer_weights()) {
       if (!has_group(spec.group, c)) continue;
-      const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
-      // GGUF dims: the fastest first ({cols, rows} for a matrix).
+      const int64_t cols = weight_dim(spec.cols, c);
+      // GGUF dims: the fastest first ({cols, rows} for a matrix, {cols, n, E} for experts).
       std::vector<int64_t> dims{cols};
-      if (spec.rows != WeightDim::one) dims.push_back(rows);
+      if (spec.rows != WeightDim::one) dims.push_back(expert_rows(spec, c));
+      if (spec.per_expert) dims.push_back(c.n_experts);
       lw.*spec.field = reader.read(gguf_layer_name(l, spec), dims, spec.kind == WeightKind::matmul);
     }
     w.layers.push_back(lw);
@@ -380,6 +409,7 @@ LoadedModel load_random(const std::string& path, const LoadOptions& options) {
   const ModelConfig& c = m.config;
   m.parameter_count = parameter_count(c);
   auto backend = make_backend(m, options);
+  check_backend_runs(c, *backend, path);
   check(m.parameter_count < (int64_t{1} << 30) || backend->kv_memory_available() >= 0,
         path + ": " + std::to_string(m.parameter_count) +
             " parameters are too many for host memory in f32; use --backend cuda");

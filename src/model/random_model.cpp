@@ -14,6 +14,7 @@ namespace {
 
 constexpr const char* kPrefix = "random:";
 constexpr const char* kGeneratorVersion = "gen1";
+constexpr const char* kModelNames = "qwen3-8b, qwen3-tiny, qwen3-30b-a3b or qwen3-moe-tiny";
 
 class WeightGenerator {
  public:
@@ -59,9 +60,8 @@ bool is_random_model_spec(const std::string& path) {
 }
 
 RandomModelSpec parse_random_model_spec(const std::string& path) {
-  const std::string usage =
-      "expected random:NAME[:SEED] with NAME qwen3-8b or qwen3-tiny and SEED an integer from 0 "
-      "to 18446744073709551615";
+  const std::string usage = std::string("expected random:NAME[:SEED] with NAME ") + kModelNames +
+                            " and SEED an integer from 0 to 18446744073709551615";
   check(is_random_model_spec(path), "model spec '" + path + "': " + usage);
   const std::string rest = path.substr(std::string(kPrefix).size());
   const size_t colon = rest.find(':');
@@ -104,8 +104,36 @@ ModelConfig random_model_config(const std::string& name) {
     c.head_dim = 64;
     c.ffn_dim = 384;
     c.context_length = 4096;
+  } else if (name == "qwen3-30b-a3b" || name == "qwen3-moe-tiny") {
+    c.architecture = "Qwen3MoeForCausalLM";
+    c.norm_topk_prob = true;
+    if (name == "qwen3-30b-a3b") {
+      c.vocab_size = 151936;
+      c.dim = 2048;
+      c.n_layers = 48;
+      c.n_heads = 32;
+      c.n_kv_heads = 4;
+      c.head_dim = 128;
+      c.ffn_dim = 6144;  // config.json's intermediate_size: no layer of this model is dense
+      c.n_experts = 128;
+      c.n_experts_used = 8;
+      c.expert_ffn_dim = 768;
+      c.context_length = 40960;
+    } else {
+      c.vocab_size = 1024;
+      c.dim = 128;
+      c.n_layers = 2;
+      c.n_heads = 4;
+      c.n_kv_heads = 2;
+      c.head_dim = 64;
+      c.ffn_dim = 384;
+      c.n_experts = 16;
+      c.n_experts_used = 4;
+      c.expert_ffn_dim = 64;
+      c.context_length = 4096;
+    }
   } else {
-    throw Error("random model '" + name + "' is unknown: expected qwen3-8b or qwen3-tiny");
+    throw Error("random model '" + name + "' is unknown: expected " + kModelNames);
   }
   c.validate();
   return c;
@@ -126,7 +154,11 @@ LlamaWeights generate_random_weights(const ModelConfig& c, uint64_t seed, Backen
     LlamaLayerWeights lw;
     for (const LayerWeight& spec : layer_weights()) {
       if (!has_group(spec.group, c)) continue;
-      const std::string name = hf_layer_name(l, spec);
+      // A MoE weight is one generated tensor (the experts stacked), named by its GGUF name.
+      const std::string name =
+          spec.group == WeightGroup::experts
+              ? "model.layers." + std::to_string(l) + "." + std::string(spec.gguf)
+              : hf_layer_name(l, spec);
       const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
       switch (spec.kind) {
         case WeightKind::matmul:

@@ -6,6 +6,14 @@
 //                             a GPU backend, whose generate_matrix fills them in device memory.
 //   random:qwen3-tiny[:seed]  the same architecture in small dims (D 128, 2 layers, 4 / 2 heads
 //                             of 64, F 384, V 1024, context 4096): runs on the CPU too.
+//   random:qwen3-30b-a3b[:seed]  Qwen3-30B-A3B's shape: D 2048, 48 layers, 32 query / 4 KV heads
+//                             of 128, a Mixture-of-Experts MLP in every layer (128 experts, 8
+//                             per token, expert SwiGLU 768, normalized top-k weights), vocabulary
+//                             151936, q/k norm, untied output, RoPE theta 1e6, context 40960.
+//                             30.5 B parameters: for a GPU backend.
+//   random:qwen3-moe-tiny[:seed] the same MoE architecture in small dims (D 128, 2 layers, 4 / 2
+//                             heads of 64, 16 experts, 4 per token, expert SwiGLU 64, V 1024,
+//                             context 4096): for the CPU and CI.
 //
 // Weights (Backend::generate_matrix, core/counter_hash.h): tensor `name` gets the stream
 // hash_stream(seed, XXH64(name)) and element i of it the value offset + scale * u_i, u_i uniform
@@ -30,7 +38,7 @@
 namespace bx {
 
 struct RandomModelSpec {
-  std::string name;  // "qwen3-8b" or "qwen3-tiny"
+  std::string name;  // "qwen3-8b", "qwen3-tiny", "qwen3-30b-a3b" or "qwen3-moe-tiny"
   uint64_t seed = 0;
 };
 

@@ -12,7 +12,8 @@
 //   ffn_norm       [T, D]                  h = rmsnorm(x) * ffn_norm
 //   ffn_act        [T, F]                  silu(h Wg^T) * (h Wu^T) (the fused product; a backend
 //                                          whose GEMM input is bf16 holds it in bf16)
-//   ffn_residual   [T, D]                  x += ffn_act Wd^T
+//   ffn_residual   [T, D]                  x += ffn_act Wd^T (a Mixture-of-Experts layer,
+//                                          config.n_experts > 0: x += moe(h), no ffn_act)
 //   final_norm     [R, D]       layer -1   rmsnorm(x[logit_rows]) * output_norm
 //   logits         [R, V]       layer -1   final_norm Wout^T
 //   logprobs       [R, V]       layer -1   log_softmax(logits)

@@ -93,6 +93,10 @@ size_t element_bytes(DType dtype) {
 WeightUpdatePlan plan_weight_update(const LoadedModel& model, std::vector<WeightSource> sources) {
   // weight_names hands out pointers into the weights; planning itself writes nothing.
   LoadedModel& m = const_cast<LoadedModel&>(model);
+  check(!m.config.is_moe(),
+        "update_weights: " + m.config.architecture +
+            " is a Mixture-of-Experts model, whose weights cannot be updated in "
+            "place yet: expected a dense model; nothing was changed");
   const std::map<std::string, Target> names = weight_names(m);
   const bool device_backend = m.backend->kv_memory_available() >= 0;
   WeightUpdatePlan plan;
@@ -214,6 +218,7 @@ void apply_weight_update(LoadedModel& m, const WeightUpdatePlan& plan) {
   std::set<std::string> storage;
   int64_t bytes = 0;
   const auto note = [&](const Tensor& t) {
+    if (t.data == nullptr) return;  // absent in this model
     dtypes |= t.dtype == DType::bf16 ? 2 : 1;
     storage.insert(std::string(dtype_name(t.dtype)));
     const int64_t elements = t.rows * t.cols;

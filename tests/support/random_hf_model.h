@@ -53,6 +53,12 @@ struct RandomHfSpec {
   int llama3_original_context = 64;  // small, so the test's positions cross every regime
   int shards = 1;  // 1: model.safetensors; n > 1: model.safetensors.index.json and n shards
   uint32_t seed = 1;
+  // Qwen3MoeForCausalLM and MixtralForCausalLM: experts in every layer (Mixtral's expert width
+  // is ffn_dim, its intermediate_size; Qwen3-MoE's is expert_ffn_dim, moe_intermediate_size).
+  int n_experts = 4;
+  int n_experts_used = 2;
+  int expert_ffn_dim = 32;
+  bool norm_topk_prob = true;  // Qwen3-MoE's key (Mixtral always normalizes)
 };
 
 // One tensor as written: its values after rounding to the stored dtype.
@@ -64,6 +70,9 @@ struct HfTensor {
 
 inline int random_hf_head_dim(const RandomHfSpec& s) {
   return s.head_dim > 0 ? s.head_dim : s.dim / s.n_heads;
+}
+inline bool random_hf_is_moe(const RandomHfSpec& s) {
+  return s.architecture == "Qwen3MoeForCausalLM" || s.architecture == "MixtralForCausalLM";
 }
 inline bool random_hf_qkv_bias(const RandomHfSpec& s) {
   return s.architecture == "Qwen2ForCausalLM" || s.attention_bias;
@@ -91,9 +100,24 @@ inline nlohmann::json random_hf_config(const RandomHfSpec& s) {
     c["attention_bias"] = s.attention_bias;
   }
   if (s.architecture == "MistralForCausalLM") c["sliding_window"] = nullptr;
-  if (s.architecture == "Qwen2ForCausalLM" || s.architecture == "Qwen3ForCausalLM") {
+  if (s.architecture == "Qwen2ForCausalLM" || s.architecture == "Qwen3ForCausalLM" ||
+      s.architecture == "Qwen3MoeForCausalLM") {
     c["use_sliding_window"] = false;
     c["sliding_window"] = 4096;
+  }
+  if (s.architecture == "Qwen3MoeForCausalLM") {
+    c["num_experts"] = s.n_experts;
+    c["num_experts_per_tok"] = s.n_experts_used;
+    c["moe_intermediate_size"] = s.expert_ffn_dim;
+    c["norm_topk_prob"] = s.norm_topk_prob;
+    c["decoder_sparse_step"] = 1;
+    c["mlp_only_layers"] = nlohmann::json::array();
+  }
+  if (s.architecture == "MixtralForCausalLM") {
+    c.erase("attention_bias");
+    c["num_local_experts"] = s.n_experts;
+    c["num_experts_per_tok"] = s.n_experts_used;
+    c["sliding_window"] = nullptr;
   }
   if (s.llama3_scaling) {
     c["rope_scaling"] = {{"rope_type", "llama3"},
@@ -137,7 +161,8 @@ inline std::vector<HfTensor> random_hf_tensors(const RandomHfSpec& s) {
   };
   const bool qkv_bias = random_hf_qkv_bias(s);
   const bool o_bias = s.attention_bias && s.architecture != "Qwen2ForCausalLM";
-  const bool qk_norm = s.architecture == "Qwen3ForCausalLM";
+  const bool qk_norm =
+      s.architecture == "Qwen3ForCausalLM" || s.architecture == "Qwen3MoeForCausalLM";
   matrix("model.embed_tokens.weight", V, D, 1.0f);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -157,9 +182,29 @@ inline std::vector<HfTensor> random_hf_tensors(const RandomHfSpec& s) {
       norm(p + "self_attn.k_norm.weight", Dh);
     }
     norm(p + "post_attention_layernorm.weight", D);
-    matrix(p + "mlp.gate_proj.weight", F, D, fan_in(D));
-    matrix(p + "mlp.up_proj.weight", F, D, fan_in(D));
-    matrix(p + "mlp.down_proj.weight", D, F, fan_in(F));
+    if (s.architecture == "Qwen3MoeForCausalLM") {
+      const int64_t Fe = s.expert_ffn_dim;
+      // A router of 3x the fan-in spread, so that tokens take different experts.
+      matrix(p + "mlp.gate.weight", s.n_experts, D, 3.0f * fan_in(D));
+      for (int e = 0; e < s.n_experts; ++e) {
+        const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+        matrix(x + "gate_proj.weight", Fe, D, fan_in(D));
+        matrix(x + "up_proj.weight", Fe, D, fan_in(D));
+        matrix(x + "down_proj.weight", D, Fe, fan_in(Fe));
+      }
+    } else if (s.architecture == "MixtralForCausalLM") {
+      matrix(p + "block_sparse_moe.gate.weight", s.n_experts, D, 3.0f * fan_in(D));
+      for (int e = 0; e < s.n_experts; ++e) {
+        const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        matrix(x + "w1.weight", F, D, fan_in(D));
+        matrix(x + "w2.weight", D, F, fan_in(F));
+        matrix(x + "w3.weight", F, D, fan_in(D));
+      }
+    } else {
+      matrix(p + "mlp.gate_proj.weight", F, D, fan_in(D));
+      matrix(p + "mlp.up_proj.weight", F, D, fan_in(D));
+      matrix(p + "mlp.down_proj.weight", D, F, fan_in(F));
+    }
   }
   norm("model.norm.weight", D);
   if (!s.tied_output) matrix("lm_head.weight", V, D, fan_in(D));

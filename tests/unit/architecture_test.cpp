@@ -17,6 +17,7 @@
 #include "kernels/quant.h"
 #include "model/architecture.h"
 #include "model/gguf.h"
+#include "model/llama.h"
 #include "model/loader.h"
 #include "support/gguf_writer.h"
 #include "support/random_hf_model.h"
@@ -34,20 +35,48 @@ TEST(Architecture, EveryFamilyIsFoundByItsNames) {
   EXPECT_EQ(find_hf_architecture("GPT2LMHeadModel"), nullptr);
   EXPECT_EQ(find_gguf_architecture("gpt2"), nullptr);
   EXPECT_EQ(find_gguf_architecture(""), nullptr);
-  EXPECT_EQ(gguf_architecture_list(), "llama, qwen2, qwen3");  // Mistral GGUFs are "llama"
+  EXPECT_EQ(gguf_architecture_list(), "llama, qwen2, qwen3, qwen3moe");  // Mistral GGUFs are "llama"
   EXPECT_EQ(find_gguf_architecture("mistral"), nullptr);
   EXPECT_EQ(hf_architecture_list(),
-            "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM");
+            "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+            "Qwen3MoeForCausalLM, MixtralForCausalLM");
 }
 
 TEST(Architecture, WeightNamesAreUniqueInEachFormat) {
   std::set<std::string> gguf, hf;
   for (const LayerWeight& w : layer_weights()) {
     EXPECT_TRUE(gguf.insert(gguf_layer_name(7, w)).second) << w.gguf;
-    EXPECT_TRUE(hf.insert(hf_layer_name(7, w)).second) << w.hf;
+    if (w.group != WeightGroup::experts) {
+      EXPECT_TRUE(hf.insert(hf_layer_name(7, w)).second) << w.hf;
+    }
+  }
+  // A MoE family's expert names: unique, distinct from the dense names, expert index filled in.
+  for (const Architecture& a : architectures()) {
+    if (a.moe == nullptr) continue;
+    std::set<std::string> names = hf;
+    for (const LayerWeight& w : layer_weights()) {
+      if (w.group != WeightGroup::experts) continue;
+      for (int e = 0; e < 3; ++e) {
+        const std::string name = hf_expert_name(a, 7, w, e);
+        EXPECT_EQ(name.find('{'), std::string::npos) << name;
+        if (w.per_expert || e == 0) {
+          EXPECT_TRUE(names.insert(name).second) << name;
+        }
+      }
+    }
   }
   EXPECT_EQ(gguf_layer_name(3, layer_weights()[1]), "blk.3.attn_q.weight");
   EXPECT_EQ(hf_layer_name(3, layer_weights()[1]), "model.layers.3.self_attn.q_proj.weight");
+  const Architecture& qwen3moe = *find_hf_architecture("Qwen3MoeForCausalLM");
+  const Architecture& mixtral = *find_hf_architecture("MixtralForCausalLM");
+  for (const LayerWeight& w : layer_weights()) {
+    if (w.field == &LlamaLayerWeights::expert_up) {
+      EXPECT_EQ(hf_expert_name(qwen3moe, 3, w, 5), "model.layers.3.mlp.experts.5.up_proj.weight");
+      EXPECT_EQ(hf_expert_name(mixtral, 3, w, 5),
+                "model.layers.3.block_sparse_moe.experts.5.w3.weight");
+      EXPECT_EQ(gguf_layer_name(3, w), "blk.3.ffn_up_exps.weight");
+    }
+  }
 }
 
 TEST(Architecture, ParameterCountIsTheCheckpointsForEveryFamily) {
@@ -58,7 +87,7 @@ TEST(Architecture, ParameterCountIsTheCheckpointsForEveryFamily) {
         spec.architecture = std::string(a.hf_class);
         spec.attention_bias = bias;
         spec.tied_output = tied;
-        if (a.family == "mistral" && bias) continue;  // Mistral has no attention_bias key
+        if ((a.family == "mistral" || a.family == "mixtral") && bias) continue;  // no such key
         test::RandomHfFolder folder("arch-count", spec);
         const LoadedModel m = load_model(folder.path(), LoadOptions{});
         EXPECT_EQ(parameter_count(m.config), m.parameter_count)

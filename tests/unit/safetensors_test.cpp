@@ -448,7 +448,7 @@ TEST_F(FolderTest, UnknownArchitecture) {
   write_json("config.json", c);
   expect_load_error({"config.json", "unsupported architecture \"GPT2LMHeadModel\"",
                      "supported are LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-                     "Qwen3ForCausalLM"});
+                     "Qwen3ForCausalLM, Qwen3MoeForCausalLM, MixtralForCausalLM"});
 }
 
 TEST_F(FolderTest, MissingConfigKeys) {
