@@ -36,10 +36,10 @@ struct LlamaLayerWeights {
   Tensor bo;          // [1, D] if config.output_bias, else empty
   Tensor q_norm;      // [1, Dh] if config.qk_norm, else empty
   Tensor k_norm;      // [1, Dh] if config.qk_norm, else empty
-  Tensor ffn_norm;     // [1, D]
-  Tensor w_gate;       // [F, D]    (a dense model: config.n_experts == 0)
-  Tensor w_up;         // [F, D]
-  Tensor w_down;       // [D, F]
+  Tensor ffn_norm;    // [1, D]
+  Tensor w_gate;      // [F, D]    (a dense model: config.n_experts == 0)
+  Tensor w_up;        // [F, D]
+  Tensor w_down;      // [D, F]
   // Mixture-of-Experts (config.n_experts = E > 0, expert width Fe; kernels/moe.h), else empty:
   Tensor router;       // [E, D]
   Tensor expert_gate;  // [E*Fe, D]: expert e is rows [e*Fe, (e+1)*Fe)
@@ -125,9 +125,9 @@ class LlamaModel {
   Tensor mlp_scratch_;  // [max_batch_tokens, 2F] f32, GemmOp::scratch of the swiglu; with
                         // experts, MoeOp::scratch for max_batch_tokens
   MoeLayers* moe_ = nullptr;  // the backend's MoE op, for a model with experts
-  Tensor final_rows_;   // [max_logit_rows, D]
-  Tensor logits_;       // [max_logit_rows, V]
-  Tensor logprobs_;     // [max_logit_rows, V]
+  Tensor final_rows_;         // [max_logit_rows, D]
+  Tensor logits_;             // [max_logit_rows, V]
+  Tensor logprobs_;           // [max_logit_rows, V]
   DecodeGraphs graphs_;
   int32_t scratch_block_[1] = {-1};  // a block table of one block, for filler rows
   std::shared_ptr<TensorObserver> observer_;
