@@ -103,4 +103,21 @@ inline std::vector<SampleResult> first_samples_together(LoadedModel& model,
   return samples;
 }
 
+// The number of (request, sample) pairs of `got` whose bits differ from `want` (a request with
+// another sample count counts once).
+inline int count_differences(const std::vector<RequestResult>& got,
+                             const std::vector<RequestResult>& want) {
+  int differ = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i].samples.size() != want[i].samples.size()) {
+      ++differ;
+      continue;
+    }
+    for (size_t s = 0; s < want[i].samples.size(); ++s) {
+      differ += got[i].samples[s].same_bits(want[i].samples[s]) ? 0 : 1;
+    }
+  }
+  return differ;
+}
+
 }  // namespace bx::test

@@ -175,22 +175,6 @@ std::vector<test::RequestResult> run_each_alone(LoadedModel& model,
   return out;
 }
 
-// Number of (request, sample) pairs that differ from the baseline.
-int count_differences(const std::vector<test::RequestResult>& got,
-                      const std::vector<test::RequestResult>& want) {
-  int differ = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (got[i].samples.size() != want[i].samples.size()) {
-      ++differ;
-      continue;
-    }
-    for (size_t s = 0; s < want[i].samples.size(); ++s) {
-      differ += got[i].samples[s].same_bits(want[i].samples[s]) ? 0 : 1;
-    }
-  }
-  return differ;
-}
-
 class EngineMatrix : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -250,7 +234,7 @@ TEST_F(EngineMatrix, EveryConfigurationEqualsEachRequestAlone) {
     uint64_t hits = 0;
     const std::vector<test::RequestResult> got =
         run_config(*model_, *requests_, config, &stats, &hits);
-    const int differ = count_differences(got, *baseline_);
+    const int differ = test::count_differences(got, *baseline_);
     std::printf("matrix: %-55s steps %4llu  preemptions %3llu  prefix hits %4llu  differ %d\n",
                 config.name.c_str(), static_cast<unsigned long long>(stats.steps),
                 static_cast<unsigned long long>(stats.preemptions),
@@ -269,7 +253,7 @@ TEST_F(EngineMatrix, TwoThreadsEqualEachRequestAlone) {
   LoadedModel model = load(2);
   const std::vector<test::RequestResult> got =
       run_config(model, *requests_, configs()[8], nullptr, nullptr);
-  EXPECT_EQ(count_differences(got, *baseline_), 0);
+  EXPECT_EQ(test::count_differences(got, *baseline_), 0);
 }
 
 // The scalar, AVX2 and AVX-512 kernels give the same bits, so the ISA is one more thing that
@@ -281,7 +265,7 @@ TEST_F(EngineMatrix, EveryIsaEqualsEachRequestAlone) {
     set_isa(isa);
     const std::vector<test::RequestResult> got =
         run_config(*model_, *requests_, configs()[8], nullptr, nullptr);
-    EXPECT_EQ(count_differences(got, *baseline_), 0) << isa_name(isa);
+    EXPECT_EQ(test::count_differences(got, *baseline_), 0) << isa_name(isa);
   }
   set_isa(best);
 }
@@ -319,7 +303,7 @@ void expect_each_request_alone(const std::string& path, const std::string& what)
   for (const Config& config : {configs()[0], configs()[8], configs()[9]}) {
     const std::vector<test::RequestResult> got =
         run_config(model, requests, config, nullptr, nullptr);
-    EXPECT_EQ(count_differences(got, alone), 0) << what << ", " << config.name;
+    EXPECT_EQ(test::count_differences(got, alone), 0) << what << ", " << config.name;
   }
 }
 
@@ -366,7 +350,7 @@ TEST(EngineMatrixRandom, KQuantNegativeControlDiffers) {
   const std::vector<test::RequestResult> alone = run_each_alone(model, requests);
   const std::vector<test::RequestResult> got =
       run_config(model, requests, configs()[0], nullptr, nullptr);
-  EXPECT_GT(count_differences(got, alone), 0);
+  EXPECT_GT(test::count_differences(got, alone), 0);
 }
 
 // Scoring the generated tokens by teacher forcing gives back exactly the generation logprobs
@@ -424,7 +408,7 @@ TEST_F(EngineMatrix, NegativeControlOrderVaryingMatmulDiffers) {
   const std::vector<test::RequestResult> alone = run_each_alone(model, *requests_);
   const std::vector<test::RequestResult> together =
       run_config(model, *requests_, configs()[0], nullptr, nullptr);
-  const int differ = count_differences(together, alone);
+  const int differ = test::count_differences(together, alone);
   std::printf("negative control: %d samples differ from their run alone\n", differ);
   EXPECT_GT(differ, 0);
 }

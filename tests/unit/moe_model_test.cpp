@@ -395,21 +395,6 @@ std::vector<test::RequestResult> run_schedule(LoadedModel& model,
   return out;
 }
 
-int differing_samples(const std::vector<test::RequestResult>& got,
-                      const std::vector<test::RequestResult>& want) {
-  int differ = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (got[i].samples.size() != want[i].samples.size()) {
-      ++differ;
-      continue;
-    }
-    for (size_t s = 0; s < want[i].samples.size(); ++s) {
-      differ += got[i].samples[s].same_bits(want[i].samples[s]) ? 0 : 1;
-    }
-  }
-  return differ;
-}
-
 class MoeEngineMatrix : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -434,7 +419,8 @@ TEST_F(MoeEngineMatrix, EveryScheduleEqualsEachRequestAlone) {
   for (LoadedModel* model : {model_, &two_threads}) {
     for (const Schedule& s : schedules()) {
       EngineStats stats;
-      const int differ = differing_samples(run_schedule(*model, *requests_, s, &stats), *alone_);
+      const int differ =
+          test::count_differences(run_schedule(*model, *requests_, s, &stats), *alone_);
       std::printf("moe matrix (%d threads): %-40s steps %4llu preemptions %3llu differ %d\n",
                   model == model_ ? 1 : 2, s.name.c_str(),
                   static_cast<unsigned long long>(stats.steps),
@@ -470,7 +456,7 @@ TEST_F(MoeEngineMatrix, NegativeControlFastModeDiffers) {
   std::vector<test::RequestResult> alone;
   for (const EngineRequest& r : *requests_) alone.push_back(test::run_alone(fast, r));
   const int differ =
-      differing_samples(run_schedule(fast, *requests_, schedules()[0], nullptr), alone);
+      test::count_differences(run_schedule(fast, *requests_, schedules()[0], nullptr), alone);
   std::printf("moe negative control: %d samples differ from their run alone\n", differ);
   EXPECT_GT(differ, 0);
 }
