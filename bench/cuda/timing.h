@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "kernels/cuda/bandwidth.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fill.h"
 
@@ -51,16 +52,7 @@ double median_us(Launch&& launch, int rotations, int samples_wanted = 11) {
 // Device-to-device copy bandwidth in bytes/s, counting bytes read plus bytes written: the median
 // of 1 GiB cudaMemcpyAsync copies of random data.
 inline double copy_bandwidth() {
-  const size_t bytes = size_t{1} << 30;
-  cuda::DeviceBuffer src(bytes), dst(bytes);
-  cuda::fill_uniform_f32(src.get<float>(), static_cast<int64_t>(bytes / 4), 1, -1, 1, nullptr);
-  const double us = median_us(
-      [&](int) {
-        cuda::check_cuda(cudaMemcpyAsync(dst.get(), src.get(), bytes, cudaMemcpyDeviceToDevice),
-                         "copy");
-      },
-      1);
-  return 2.0 * static_cast<double>(bytes) / (us * 1e-6);
+  return cuda::copy_bandwidth();
 }
 
 // Prints the device line ("device: NAME, SMS SMs, L2 MB MB"). Without a Hopper GPU prints that

@@ -392,7 +392,8 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   }
   std::span<const int32_t> offsets = batch.table_offsets;
   std::span<const int32_t> blocks = batch.table_blocks;
-  if (offsets.empty()) {
+  const bool derived = offsets.empty();
+  if (derived) {
     derive_tables(batch);
     offsets = s.derived_offsets;
     blocks = s.derived_blocks;
@@ -405,6 +406,10 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
   need.max_logit_rows = static_cast<int64_t>(R);
   need.max_table_blocks = static_cast<int64_t>(blocks.size());
   reserve_step_state(need);
+  if (derived) {  // reserving grows the derived vectors' capacity: their data may have moved
+    offsets = s.derived_offsets;
+    blocks = s.derived_blocks;
+  }
   for (int32_t b : blocks) {
     BX_CHECK(b >= 0 && b < s.kv_shape.n_blocks, "cuda backend: block id " + std::to_string(b) +
                                                     " outside the KV pool [0, " +

@@ -12,6 +12,9 @@
 #include "core/bandwidth.h"
 #include "core/cpu_features.h"
 #include "core/error.h"
+#ifdef BITEXACT_HAVE_CUDA
+#include "kernels/cuda/bandwidth.h"
+#endif
 
 namespace bx::cli {
 namespace {
@@ -50,8 +53,7 @@ void run_bench(const BenchFlags& f) {
   const ModelConfig& c = m.config;
   const int total = f.prompt_tokens + f.decode_tokens;
   check(total <= c.context_length, "--prompt-tokens + --decode-tokens = " + std::to_string(total) +
-                                       " exceeds the context " +
-                                       std::to_string(c.context_length));
+                                       " exceeds the context " + std::to_string(c.context_length));
   const int block_size = m.kv_shape.block_size;
   m.reserve_kv_blocks((total + block_size - 1) / block_size);
   std::vector<int32_t> table(static_cast<size_t>(m.kv_shape.n_blocks));
@@ -67,13 +69,12 @@ void run_bench(const BenchFlags& f) {
   // Runs tokens [begin, end) as one forward call with logits for the last.
   auto forward = [&](int begin, int end) {
     const int32_t last = end - begin - 1;
-    ForwardBatch batch{std::span(tokens).subspan(static_cast<size_t>(begin),
-                                                 static_cast<size_t>(end - begin)),
-                       std::span(positions).subspan(static_cast<size_t>(begin),
-                                                    static_cast<size_t>(end - begin)),
-                       std::span<const int32_t* const>(tables).subspan(
-                           static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
-                       std::span<const int32_t>(&last, 1)};
+    ForwardBatch batch{
+        std::span(tokens).subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
+        std::span(positions).subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)),
+        std::span<const int32_t* const>(tables).subspan(static_cast<size_t>(begin),
+                                                        static_cast<size_t>(end - begin)),
+        std::span<const int32_t>(&last, 1)};
     m.model->forward(batch, logits.data(), nullptr);
   };
 
@@ -88,20 +89,36 @@ void run_bench(const BenchFlags& f) {
     for (int i = f.prompt_tokens; i < total; ++i) forward(i, i + 1);
     decode.push_back(f.decode_tokens / seconds_since(start));
   }
+  // The decode floor's bandwidth: the CPU's read bandwidth with the bench's threads, or the
+  // GPU's device-to-device copy bandwidth (bytes read plus written).
   auto* cpu = dynamic_cast<CpuBackend*>(m.backend.get());
-  const double bandwidth = measure_read_bandwidth_gbs(cpu->pool());
+  double bandwidth = 0;
+  if (cpu != nullptr) {
+    bandwidth = measure_read_bandwidth_gbs(cpu->pool());
+  } else {
+#ifdef BITEXACT_HAVE_CUDA
+    bandwidth = cuda::copy_bandwidth() / 1e9;
+#endif
+  }
+  check(bandwidth > 0, "bench: no bandwidth measurement for the " + m.backend->name() + " backend");
   const double bytes = weight_bytes_per_token(m);
   const double bound = bandwidth * 1e9 / bytes;
   const double decode_rate = median(decode);
   std::printf("model            %s\n", f.model.model_path.c_str());
-  std::printf("threads, isa     %d, %s\n", cpu->pool().size(),
-              std::string(isa_name(active_isa())).c_str());
+  if (cpu != nullptr) {
+    std::printf("threads, isa     %d, %s\n", cpu->pool().size(),
+                std::string(isa_name(active_isa())).c_str());
+  } else {
+    std::printf("backend          %s (%s)\n", m.backend->name().c_str(),
+                m.system_fingerprint().c_str());
+  }
   std::printf("prefill          %.1f tokens/s (%d-token prompt, median of %d)\n", median(prefill),
               f.prompt_tokens, f.repeats);
   std::printf("decode           %.1f tokens/s (batch 1, %d tokens, median of %d)\n", decode_rate,
               f.decode_tokens, f.repeats);
   std::printf("weights/token    %.2f MB (%s)\n", bytes / 1e6, m.weight_storage.c_str());
-  std::printf("read bandwidth   %.1f GB/s (measured now)\n", bandwidth);
+  std::printf("%s   %.1f GB/s (measured now)\n", cpu ? "read bandwidth" : "copy bandwidth",
+              bandwidth);
   std::printf("decode bound     %.1f tokens/s; achieved %.0f%% of it\n", bound,
               100.0 * decode_rate / bound);
 }
