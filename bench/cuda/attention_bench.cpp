@@ -3,10 +3,10 @@
 // rows_bench.
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
-//   prefill  causal 1 x 4096, 32 heads (8 and 32 KV heads): flops = 4 T^2 H D / 2 (the
-//            FlashAttention count), in TFLOP/s, on the wgmma kernel and on the mma.sync
-//            kernel (the same bits); torch SDPA (flash) is measured by
-//            attention_sdpa.py in the same run
+//   prefill  causal 1 x 4096 (8 and 32 KV heads) and 8 x 1024 (8 KV heads), 32 heads: flops =
+//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel and on
+//            the mma.sync kernel (the same bits); torch SDPA (flash, cuDNN, efficient) is
+//            measured by attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
 //            workspace (as the backend), the walking path, the fast mode's split and the
@@ -16,8 +16,8 @@
 // that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
 // Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the GQA prefill
-// case only; --prefill-all: both prefill cases)
+// Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the 1 x 4096 GQA
+// prefill case only; --prefill-all: the three prefill cases)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -92,25 +92,29 @@ bx::cuda::AttentionArgs args_for(const Cache& c, const Batch& b, const float* q,
   return a;
 }
 
-void prefill(int n_kv) {
-  const int64_t T = 4096;
-  Cache cache(1, T, n_kv);
+// n_seq causal prompts of T tokens each, every one a whole sequence from position 0.
+void prefill(int64_t n_seq, int64_t T, int n_kv) {
+  Cache cache(n_seq, T, n_kv);
+  const int64_t blocks_per_seq = (T + kBlock - 1) / kBlock;
   Batch b;
-  for (int64_t t = 0; t < T; ++t) {
-    b.pos.push_back(static_cast<int32_t>(t));
-    b.off.push_back(0);
+  for (int64_t s = 0; s < n_seq; ++s) {
+    for (int64_t t = 0; t < T; ++t) {
+      b.pos.push_back(static_cast<int32_t>(t));
+      b.off.push_back(static_cast<int32_t>(s * blocks_per_seq));
+    }
   }
   b.upload(cache.tables.get<int32_t>());
-  DeviceBuffer q(static_cast<size_t>(T) * kHeads * kDh * 4), out(q.bytes());
-  bx::cuda::fill_uniform_f32(q.get<float>(), T * kHeads * kDh, 13, -1, 1, nullptr);
+  const int64_t rows = n_seq * T;
+  DeviceBuffer q(static_cast<size_t>(rows) * kHeads * kDh * 4), out(q.bytes());
+  bx::cuda::fill_uniform_f32(q.get<float>(), rows * kHeads * kDh, 13, -1, 1, nullptr);
   bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
-  const double flops = 4.0 * static_cast<double>(T * T * kHeads * kDh) / 2;
+  const double flops = 4.0 * static_cast<double>(n_seq * T * T * kHeads * kDh) / 2;
   for (const bool mma_sync : {false, true}) {
     a.mma_sync = mma_sync;
     const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
-    std::printf("| prefill 1x%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
-                static_cast<long long>(T), mma_sync ? "mma.sync" : "wgmma", kHeads, n_kv, us,
-                flops / (us * 1e-6) / 1e12);
+    std::printf("| prefill %lldx%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
+                static_cast<long long>(n_seq), static_cast<long long>(T),
+                mma_sync ? "mma.sync" : "wgmma", kHeads, n_kv, us, flops / (us * 1e-6) / 1e12);
   }
 }
 
@@ -197,9 +201,10 @@ int main(int argc, char** argv) {
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
 
   std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");
-  prefill(8);
+  prefill(1, 4096, 8);
   if (prefill_only) return 0;
-  prefill(32);
+  prefill(1, 4096, 32);
+  prefill(8, 1024, 8);
   if (prefills_only) return 0;
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "

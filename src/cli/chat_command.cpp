@@ -6,6 +6,7 @@
 // (add_generation_prompt) and tokenized with special-token strings recognised; the reply runs
 // through the engine until an EOS id of the model or --max-tokens. One engine serves every
 // turn, so the prefix cache reuses the blocks of the conversation so far.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
@@ -13,7 +14,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -42,12 +42,13 @@ ChatTemplate load_chat_template(const std::string& path) {
 void run_chat(ChatFlags& f) {
   f.sampling.seed = parse_seed(f.seed);
   validate(f.sampling);
-  check(f.max_tokens > 0, "--max-tokens is " + std::to_string(f.max_tokens) +
-                              ", expected a positive number");
+  check(f.max_tokens > 0,
+        "--max-tokens is " + std::to_string(f.max_tokens) + ", expected a positive number");
   LoadOptions load_options;
   EngineOptions engine_options;
   apply_engine_flags(f.engine, load_options, engine_options);
-  const ChatTemplate chat_template = load_chat_template(f.model.model_path);
+  const ChatTemplate chat_template =
+      load_chat_template(f.model.tokenizer.empty() ? f.model.model_path : f.model.tokenizer);
   LoadedModel model = load_with_progress(f.model, load_options);
   const Tokenizer& tokenizer = require_tokenizer(model, "chat");
   Engine engine(model, engine_options);

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <thread>
 
 #include "backend/choose_backend.h"
@@ -25,6 +26,9 @@ void add_model_flags(CLI::App& command, ModelFlags& flags) {
                      "invariant (default) or fast: a conventional batch-dependent matmul order "
                      "(cuda: cuBLAS; cpu: K split by batch size, slower), for comparison only, "
                      "labelled in the fingerprint");
+  command.add_option("--tokenizer", flags.tokenizer,
+                     "A tokenizer folder (tokenizer.json) or GGUF file to use instead of the "
+                     "model's own, e.g. for a random: model; its vocabulary must fit the model's");
 }
 
 void add_engine_flags(CLI::App& command, EngineFlags& flags) {
@@ -90,8 +94,8 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (elapsed < 1.0 || total == 0) return;
       const int width = 30;
-      const int filled = static_cast<int>(static_cast<double>(done) / static_cast<double>(total) *
-                                          width);
+      const int filled =
+          static_cast<int>(static_cast<double>(done) / static_cast<double>(total) * width);
       std::fprintf(stderr, "\rloading [%s%s] %3d%% %.1f/%.1f MB", std::string(filled, '#').c_str(),
                    std::string(width - filled, '.').c_str(),
                    static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)),
@@ -101,14 +105,18 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   }
   LoadedModel model = load_model(flags.model_path, options);
   if (drawn) std::fprintf(stderr, "\n");
+  if (!flags.tokenizer.empty()) {
+    check(std::filesystem::exists(flags.tokenizer),
+          "--tokenizer " + flags.tokenizer + " does not exist");
+    attach_tokenizer(model, flags.tokenizer);
+  }
   return model;
 }
 
 const Tokenizer& require_tokenizer(const LoadedModel& model, const std::string& purpose) {
   check(model.tokenizer != nullptr,
         model.path + ": this model has no tokenizer (a Hugging Face folder needs its " +
-            "tokenizer.json; a random: model has none), but " + purpose +
-            " needs one");
+            "tokenizer.json; a random: model has none), but " + purpose + " needs one");
   return *model.tokenizer;
 }
 

@@ -19,9 +19,11 @@ struct ModelFlags {
   std::string model_path;
   int threads = 0;  // 0 = all hardware threads
   bool quiet = false;
-  std::string backend = "cpu";     // cpu | cuda
+  std::string backend = "cpu";  // cpu | cuda
   // invariant | fast: not batch-invariant, for comparison (cuda: cuBLAS; cpu: split-K by M)
   std::string mode = "invariant";
+  // A tokenizer folder or GGUF file used in place of the model's own (a random: model has none).
+  std::string tokenizer;
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
 
@@ -29,9 +31,9 @@ void add_model_flags(CLI::App& command, ModelFlags& flags);
 struct EngineFlags {
   int max_batch_tokens = 512;
   int max_seqs = 64;
-  int prefill_chunk = 0;         // 0 = max_batch_tokens
+  int prefill_chunk = 0;  // 0 = max_batch_tokens
   int kv_block_size = 16;
-  int64_t kv_cache_tokens = 0;   // 0 = automatic (EngineOptions)
+  int64_t kv_cache_tokens = 0;  // 0 = automatic (EngineOptions)
   bool no_prefix_cache = false;
 };
 void add_engine_flags(CLI::App& command, EngineFlags& flags);

@@ -41,6 +41,10 @@ struct Flags {
   int max_prompt_tokens = 128;  // longest random prompt
   std::string prompt = "Tell me about Richard Feynman.";  // uniqueness (with a tokenizer)
   bool stop_at_eos = false;  // uniqueness: completions end at EOS (default: all max_tokens long)
+  // throughput: also write the workload here as JSON ({"requests": [{"prompt": [ids],
+  // "max_tokens": n}, ...]}), for an HTTP client to send the same requests
+  // (bench/serve_throughput.py)
+  std::string write_requests;
   uint64_t seed = 1;
 };
 

@@ -52,6 +52,11 @@ void add_experiment(CLI::App& parent, const std::string& name, const std::string
     cmd->add_flag("--stop-at-eos", flags->stop_at_eos,
                   "End completions at EOS (default: every completion is --max-tokens long)");
   }
+  if (name == "throughput") {
+    cmd->add_option("--write-requests", flags->write_requests,
+                    "Also write the workload (each request's prompt ids and max_tokens) to this "
+                    "JSON file, for an HTTP client to send the same requests");
+  }
   cmd->footer("Runs invariant mode, then fast mode, unless --mode names one. Writes OUT/" + name +
               ".json and OUT/" + name + ".md; bench/experiment.sh also renders OUT/" + name +
               ".png.");

@@ -3,6 +3,7 @@
 // them all: wall time from its start to the last token, and tokens/s, per mode.
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 
 #include "cli/experiment.h"
 
@@ -13,6 +14,18 @@ struct ModeResult {
   nlohmann::json json;
   double wall = 0;
 };
+
+void write_workload(const std::string& path, const std::vector<EngineRequest>& requests) {
+  nlohmann::json j;
+  j["requests"] = nlohmann::json::array();
+  for (const EngineRequest& r : requests) {
+    j["requests"].push_back({{"prompt", r.prompt}, {"max_tokens", r.max_tokens}});
+  }
+  std::ofstream out(path);
+  out << j.dump() << "\n";
+  out.close();
+  check(static_cast<bool>(out), "--write-requests " + path + ": could not write the file");
+}
 
 ModeResult run_mode(const Flags& f, const std::string& mode) {
   LoadOptions load;
@@ -31,6 +44,8 @@ ModeResult run_mode(const Flags& f, const std::string& mode) {
     prompt_tokens += static_cast<int64_t>(r.prompt.size());
     requests.push_back(std::move(r));
   }
+  if (!f.write_requests.empty() && mode == modes(f).front())
+    write_workload(f.write_requests, requests);
 
   Engine engine(model, engine_options);
   StepLog steps;
@@ -107,15 +122,13 @@ void run_throughput(const Flags& f) {
           ".\n";
   }
   md += "\nAll requests are submitted before the engine starts; prompts are random token ids (1.." +
-        std::to_string(f.max_prompt_tokens) +
-        " tokens), greedy, EOS ignored. " +
+        std::to_string(f.max_prompt_tokens) + " tokens), greedy, EOS ignored. " +
         (f.model.backend == "cuda"
              ? "Fast mode is cuBLAS with its own heuristics and an attention split count that "
                "follows the batch."
              : "On the CPU, fast mode is the batch-dependent split-K comparison baseline, not a "
                "faster kernel.") +
-        "\n\nReference: " +
-        report["reference"].get<std::string>() + ".\n";
+        "\n\nReference: " + report["reference"].get<std::string>() + ".\n";
   write_report(f, "throughput", report, md);
 }
 

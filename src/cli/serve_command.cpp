@@ -17,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "core/error.h"
+#include "model/random_model.h"
 #include "server/http_server.h"
 #include "template/chat_template.h"
 
@@ -67,11 +68,13 @@ void run_serve(ServeFlags& f) {
     options.chat_template = server::builtin_chat_template(f.chat_template);
     check(options.chat_template.has_value(),
           "--chat-template is '" + f.chat_template + "', expected a built-in format: chatml");
-  } else if (std::optional<ChatTemplate> own = ChatTemplate::of_model(f.model.model_path)) {
+  } else if (std::optional<ChatTemplate> own = ChatTemplate::of_model(
+                 f.model.tokenizer.empty() ? f.model.model_path : f.model.tokenizer)) {
     // The model's own Jinja template; it writes any BOS itself.
     auto shared = std::make_shared<ChatTemplate>(std::move(*own));
     options.chat_template = server::ChatTemplate{
-        "model", [shared](const nlohmann::json& messages, bool add_generation_prompt) {
+        "model",
+        [shared](const nlohmann::json& messages, bool add_generation_prompt) {
           return shared->render(nlohmann::ordered_json(messages), add_generation_prompt);
         },
         /*add_bos=*/false};
@@ -79,7 +82,7 @@ void run_serve(ServeFlags& f) {
   LoadOptions load_options;
   EngineOptions engine_options;
   apply_engine_flags(f.engine, load_options, engine_options);
-  check(std::filesystem::exists(f.model.model_path),
+  check(is_random_model_spec(f.model.model_path) || std::filesystem::exists(f.model.model_path),
         "--model " + f.model.model_path + " does not exist");
 
   // Signals go to the thread that waits for them, never to a worker.
@@ -100,7 +103,8 @@ void run_serve(ServeFlags& f) {
   std::unique_ptr<Engine> engine;
   try {
     model = std::make_unique<LoadedModel>(load_with_progress(f.model, load_options));
-    check(model->tokenizer != nullptr, "the model has no tokenizer; the server needs one");
+    check(model->tokenizer != nullptr,
+          "the model has no tokenizer; the server needs one (give one with --tokenizer)");
     engine = std::make_unique<Engine>(*model, engine_options);
   } catch (...) {
     http.stop();

@@ -30,9 +30,9 @@ std::string shape_string(const std::vector<int64_t>& dims) {
 
 int get_positive_int(const gguf::File& file, const std::string& key) {
   const int64_t value = file.get_int(key);
-  check(value > 0 && value <= (int64_t{1} << 30),
-        file.path() + ": " + key + " is " + std::to_string(value) +
-            ", expected a positive integer");
+  check(
+      value > 0 && value <= (int64_t{1} << 30),
+      file.path() + ": " + key + " is " + std::to_string(value) + ", expected a positive integer");
   return static_cast<int>(value);
 }
 
@@ -104,8 +104,7 @@ ModelConfig read_gguf_config(const gguf::File& file) {
   if (file.has(key(kGgufRopeDims))) {
     const int rot = get_positive_int(file, key(kGgufRopeDims));
     check(rot == c.head_dim, file.path() + ": rope.dimension_count " + std::to_string(rot) +
-                                 " differs from the head dimension " +
-                                 std::to_string(c.head_dim) +
+                                 " differs from the head dimension " + std::to_string(c.head_dim) +
                                  "; partial rotary embeddings are not supported");
   }
   c.rope_scaling = read_gguf_rope_scaling(file, *arch, c.head_dim);
@@ -191,9 +190,12 @@ class WeightReader {
 
   std::string matmul_dtype_name() const {
     switch (matmul_dtypes_) {
-      case 1: return "F32";
-      case 2: return "BF16";
-      default: return "F32+BF16";
+      case 1:
+        return "F32";
+      case 2:
+        return "BF16";
+      default:
+        return "F32+BF16";
     }
   }
 
@@ -307,13 +309,28 @@ void check_backend_runs(const ModelConfig& c, Backend& backend, const std::strin
 
 // options.make_backend's backend, or a CpuBackend.
 std::unique_ptr<Backend> make_backend(LoadedModel& m, const LoadOptions& options) {
-  std::unique_ptr<Backend> backend = options.make_backend
-                                         ? options.make_backend()
-                                         : std::make_unique<CpuBackend>(options.threads);
+  std::unique_ptr<Backend> backend =
+      options.make_backend ? options.make_backend() : std::make_unique<CpuBackend>(options.threads);
   check(backend != nullptr, "load_model: make_backend returned no backend");
   backend->set_reduction_order(options.reduction_order);
   m.reduction_order = options.reduction_order;
   return backend;
+}
+
+// Makes `tokenizer` the model's after checking that the embedding has a row for each of its
+// tokens; its EOS joins config.eos_token_ids. `where` names it in the error.
+void install_tokenizer(LoadedModel& m, std::unique_ptr<Tokenizer> tokenizer,
+                       const std::string& where) {
+  check(tokenizer->vocab_size() <= m.config.vocab_size,
+        where + ": the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
+            " tokens but the embedding of " + m.path + " only " +
+            std::to_string(m.config.vocab_size) + " rows");
+  const int32_t eos = tokenizer->eos_id();
+  if (eos >= 0 && std::find(m.config.eos_token_ids.begin(), m.config.eos_token_ids.end(), eos) ==
+                      m.config.eos_token_ids.end()) {
+    m.config.eos_token_ids.push_back(eos);
+  }
+  m.tokenizer = std::move(tokenizer);
 }
 
 LoadedModel load_hf(const std::string& path, const LoadOptions& options) {
@@ -338,15 +355,7 @@ LoadedModel load_hf(const std::string& path, const LoadOptions& options) {
   m.matmul_weight_bytes += bytes(hf.weights.output);
   finish_loading(m, std::move(backend), std::move(hf.weights), options);
   if (std::filesystem::exists(std::filesystem::path(path) / "tokenizer.json")) {
-    m.tokenizer = load_tokenizer_dir(path);
-    check(m.tokenizer->vocab_size() <= m.config.vocab_size,
-          path + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
-              " tokens but the embedding only " + std::to_string(m.config.vocab_size) + " rows");
-    const int32_t eos = m.tokenizer->eos_id();
-    if (eos >= 0 && std::find(m.config.eos_token_ids.begin(), m.config.eos_token_ids.end(),
-                              eos) == m.config.eos_token_ids.end()) {
-      m.config.eos_token_ids.push_back(eos);
-    }
+    install_tokenizer(m, load_tokenizer_dir(path), path);
   }
   return m;
 }
@@ -423,6 +432,11 @@ LoadedModel load_random(const std::string& path, const LoadOptions& options) {
 }
 
 }  // namespace
+
+void attach_tokenizer(LoadedModel& m, const std::string& path) {
+  install_tokenizer(m, load_tokenizer(path), path);
+  if (m.config.bos_token_id < 0) m.config.bos_token_id = m.tokenizer->bos_id();
+}
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   check(options.kv_block_size > 0, "KV block size must be positive");

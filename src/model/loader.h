@@ -13,10 +13,10 @@
 namespace bx {
 
 struct LoadOptions {
-  int threads = 1;                 // CPU worker threads
-  int max_batch_tokens = 512;      // the most tokens one forward call takes
-  int max_logit_rows = 64;         // the most sequences whose logits one call returns
-  int kv_block_size = 16;          // tokens per KV cache block
+  int threads = 1;             // CPU worker threads
+  int max_batch_tokens = 512;  // the most tokens one forward call takes
+  int max_logit_rows = 64;     // the most sequences whose logits one call returns
+  int kv_block_size = 16;      // tokens per KV cache block
   // split_k_by_m: the CPU backend's fast mode (R8) and the invariance tests' negative controls.
   ReductionOrder reduction_order = ReductionOrder::canonical;
   // Block-quantized weights (Q8_0, Q4_1, Q4_K, ...: kernels/quant.h; matmul weights and the token
@@ -44,7 +44,7 @@ struct LoadedModel {
   // BF16, otherwise "F32" (F16 widened and block formats dequantized exactly to f32 values,
   // whether that happens at load or inside the kernels).
   std::string weight_dtype;
-  std::string weight_storage;     // how they are held in memory: "F32", "Q4_1+Q8_0", ...
+  std::string weight_storage;       // how they are held in memory: "F32", "Q4_1+Q8_0", ...
   int64_t matmul_weight_bytes = 0;  // bytes of all matmul weights as held (one decode step's reads)
   int64_t parameter_count = 0;
   std::unique_ptr<Backend> backend;
@@ -55,7 +55,7 @@ struct LoadedModel {
   // generation are config.eos_token_ids (config.json's, plus the tokenizer's EOS).
   std::unique_ptr<Tokenizer> tokenizer;
   ReductionOrder reduction_order = ReductionOrder::canonical;
-  KvCacheShape kv_shape;           // n_blocks = 0 until reserve_kv_blocks
+  KvCacheShape kv_shape;  // n_blocks = 0 until reserve_kv_blocks
   // 0 as loaded; each update of the weights in place (model/weight_update.h) adds one. Part of the
   // system fingerprint when not 0, and stamped on every request (RequestStream::weights_version).
   uint64_t weights_version = 0;
@@ -81,5 +81,12 @@ struct LoadedModel {
 // the model writes every forward call's intermediates there (model/tensor_dump.h). Throws
 // bx::Error naming the problem.
 LoadedModel load_model(const std::string& path, const LoadOptions& options);
+
+// Gives `m` the tokenizer at `path` (a folder with tokenizer.json, or a GGUF file's tokenizer)
+// in place of its own: for a random: model, which has none, or a folder without tokenizer.json.
+// Its EOS joins config.eos_token_ids, and its BOS becomes the model's when the model names none.
+// Throws bx::Error when it has more tokens than the model's
+// embedding has rows (tokens the model cannot embed), leaving `m` unchanged.
+void attach_tokenizer(LoadedModel& m, const std::string& path);
 
 }  // namespace bx

@@ -72,7 +72,7 @@ uint64_t Generation::generated_tokens() const {
 }
 
 std::string Generation::token_string(int32_t id) const {
-  return tokenizer_.token_bytes(id);
+  return model_token_bytes(tokenizer_, id);
 }
 
 std::string Generation::echo_text(size_t prompt_index) const {

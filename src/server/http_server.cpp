@@ -398,7 +398,7 @@ struct HttpServer::Impl {
         p.echo_text = *in.text;
       } else {
         p.ids = checked_ids(r.model, std::move(in.ids), "prompt");
-        p.echo_text = r.model.tokenizer->decode(p.ids);
+        p.echo_text = decode_model_ids(*r.model.tokenizer, p.ids);
       }
       prompts.push_back(std::move(p));
     }
@@ -702,12 +702,12 @@ struct HttpServer::Impl {
                    answer("", res);
                  }));
       } else {
-        http.Post(r.path, httplib::Server::HandlerWithContentReader(
-                              [this, name = r.name, answer](const httplib::Request&,
-                                                            httplib::Response& res,
-                                                            const httplib::ContentReader& reader) {
-                                run_route(name, res, [&] { answer(read_body(reader, res), res); });
-                              }));
+        http.Post(r.path,
+                  httplib::Server::HandlerWithContentReader(
+                      [this, name = r.name, answer](const httplib::Request&, httplib::Response& res,
+                                                    const httplib::ContentReader& reader) {
+                        run_route(name, res, [&] { answer(read_body(reader, res), res); });
+                      }));
       }
     }
   }

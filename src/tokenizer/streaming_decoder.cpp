@@ -31,7 +31,7 @@ std::string take_complete(std::string& pending, bool at_end) {
 StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, std::span<const int32_t> prompt)
     : tokenizer_(tokenizer) {
   for (int32_t id : prompt) {
-    if (!tokenizer_.token_bytes(id).empty()) {
+    if (!model_token_bytes(tokenizer_, id).empty()) {
       at_sequence_start_ = false;
       break;
     }
@@ -39,7 +39,7 @@ StreamingDecoder::StreamingDecoder(const Tokenizer& tokenizer, std::span<const i
 }
 
 std::string StreamingDecoder::push(int32_t id) {
-  const std::string bytes = tokenizer_.token_bytes(id);
+  const std::string bytes = model_token_bytes(tokenizer_, id);
   if (at_sequence_start_ && !bytes.empty()) {
     // The first piece of the sequence may lose a dummy-prefix space.
     pending_ += tokenizer_.leading_token_bytes(id);

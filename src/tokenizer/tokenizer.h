@@ -49,6 +49,23 @@ class Tokenizer {
   virtual int32_t eos_id() const = 0;  // -1 if none
 };
 
+// A model's embedding may have more rows than its tokenizer has tokens (Qwen3: 151936 rows for
+// 151669 tokens; a random: model given another model's tokenizer): the model can take and emit
+// those ids. Their text is empty, as Hugging Face tokenizers decode ids they do not know.
+// Ids below 0 still throw (token_bytes' error).
+inline std::string model_token_bytes(const Tokenizer& t, int32_t id) {
+  return id >= t.vocab_size() ? std::string() : t.token_bytes(id);
+}
+inline std::string decode_model_ids(const Tokenizer& t, std::span<const int32_t> ids,
+                                    bool skip_special = true) {
+  std::vector<int32_t> known;
+  known.reserve(ids.size());
+  for (int32_t id : ids) {
+    if (id < t.vocab_size()) known.push_back(id);
+  }
+  return t.decode(known, skip_special);
+}
+
 // Turns a stream of ids into text pieces that never end inside a UTF-8 character, so each piece
 // can be printed as it comes. For well-formed text, the concatenated pieces (and flush()) equal
 // tokenizer.decode(prompt + generated) minus decode(prompt). Ill-formed bytes never pass

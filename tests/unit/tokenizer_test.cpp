@@ -664,6 +664,23 @@ TEST_F(SpmStories, StreamingHoldsBackSplitCharacters) {
   EXPECT_EQ(dec3.push(2), "");  // EOS prints nothing
 }
 
+// Ids the model has rows for but the tokenizer lacks (an embedding larger than the vocabulary)
+// stream and decode as nothing; token_bytes itself still refuses them.
+TEST_F(SpmStories, IdsBeyondTheVocabularyDecodeAsNothing) {
+  const int32_t beyond = tok_->vocab_size();  // 512: a padding row of a larger embedding
+  EXPECT_THROW(tok_->token_bytes(beyond), Error);
+  EXPECT_EQ(model_token_bytes(*tok_, beyond), "");
+  EXPECT_EQ(model_token_bytes(*tok_, beyond - 1), tok_->token_bytes(beyond - 1));
+  const Ids ids = tok_->encode("Once upon a time", true);
+  Ids padded = ids;
+  padded.insert(padded.begin() + 2, beyond + 100);
+  EXPECT_EQ(decode_model_ids(*tok_, padded), tok_->decode(ids));
+  StreamingDecoder dec(*tok_, Ids{1});
+  EXPECT_EQ(dec.push(beyond + 7), "");
+  EXPECT_EQ(dec.push(tok_->token_id(kMarker + "the")), "the");  // still the sequence start
+  EXPECT_THROW(model_token_bytes(*tok_, -1), Error);
+}
+
 TEST_F(SpmStories, StreamingReplacesInvalidBytes) {
   const std::string fffd = "\xEF\xBF\xBD";
   auto byte = [](unsigned char b) { return static_cast<int32_t>(3 + b); };  // <0xNN> ids
