@@ -1,0 +1,86 @@
+// The top-k combine (moe.h): y[t] += the token's k expert rows weighted, one block per token.
+//
+// rank:    a = w[t,0] o[t,0]; a = a + w[t,r] o[t,r] for r = 1 .. k-1; y = y + a
+// by_load: the same sum with the ranks ordered by their expert's load (decreasing; equal loads:
+//          lower id first), the order a busiest-first scheduler finishes them (the control)
+// atomic:  atomicAdd(y, w[t,r] o[t,r]) for each slot, one thread per (slot, column): the order
+//          the hardware lands them (fast mode)
+// Products and sums are explicit round-to-nearest operations (no FMA).
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/moe_steps.h"
+
+namespace bx::cuda::moe {
+namespace {
+
+constexpr int kThreads = 256;
+
+__global__ void __launch_bounds__(kThreads)
+    combine_kernel(const float* out, const int32_t* ids, const float* weights, Grouping g, int k,
+                   int64_t D, float* y, int64_t y_stride, bool by_load) {
+  __shared__ int64_t row[kMoeMaxTopK];
+  __shared__ float w[kMoeMaxTopK];
+  const int64_t t = blockIdx.x;
+  if (threadIdx.x == 0) {
+    int order[kMoeMaxTopK];
+    for (int r = 0; r < k; ++r) order[r] = r;
+    if (by_load) {  // insertion sort by (load decreasing, id increasing)
+      const int32_t* id = ids + t * k;
+      auto load = [&](int r) { return g.offsets[id[r] + 1] - g.offsets[id[r]]; };
+      for (int i = 1; i < k; ++i) {
+        const int r = order[i];
+        int j = i;
+        while (j > 0) {
+          const int q = order[j - 1];
+          const bool q_first = load(q) > load(r) || (load(q) == load(r) && id[q] < id[r]);
+          if (q_first) break;
+          order[j] = q;
+          --j;
+        }
+        order[j] = r;
+      }
+    }
+    for (int i = 0; i < k; ++i) {
+      const int64_t s = t * k + order[i];
+      row[i] = g.row_of[s];
+      w[i] = weights[s];
+    }
+  }
+  __syncthreads();
+  float* yr = y + t * y_stride;
+  for (int64_t c = threadIdx.x; c < D; c += kThreads) {
+    float a = __fmul_rn(w[0], out[row[0] * D + c]);
+    for (int i = 1; i < k; ++i) a = __fadd_rn(a, __fmul_rn(w[i], out[row[i] * D + c]));
+    yr[c] = __fadd_rn(yr[c], a);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads)
+    combine_atomic_kernel(const float* out, const float* weights, Grouping g, int k, int64_t D,
+                          float* y, int64_t y_stride) {
+  const int64_t s = blockIdx.x;
+  const int64_t t = s / k;
+  const float ws = weights[s];
+  const float* o = out + static_cast<int64_t>(g.row_of[s]) * D;
+  for (int64_t c = threadIdx.x; c < D; c += kThreads) {
+    atomicAdd(y + t * y_stride + c, __fmul_rn(ws, o[c]));
+  }
+}
+
+}  // namespace
+
+void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
+             int64_t T, int top_k, int64_t D, float* y, int64_t y_stride, MoeCombineOrder order,
+             cudaStream_t stream) {
+  if (T == 0) return;
+  if (order == MoeCombineOrder::atomic) {
+    combine_atomic_kernel<<<static_cast<unsigned>(T * top_k), kThreads, 0, stream>>>(
+        out, weights, g, top_k, D, y, y_stride);
+    check_launch("moe combine_atomic_kernel");
+    return;
+  }
+  combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(
+      out, ids, weights, g, top_k, D, y, y_stride, order == MoeCombineOrder::by_load);
+  check_launch("moe combine_kernel");
+}
+
+}  // namespace bx::cuda::moe
