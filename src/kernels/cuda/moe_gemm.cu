@@ -14,6 +14,7 @@
 //
 // split_k_by_count (the control): the stages are cut into 1 + n_e % 3 runs of equal length,
 // each run a chain from +0, the runs' results added in order.
+#include <mutex>
 #include <string>
 
 #include <cuda_bf16.h>
@@ -264,9 +265,12 @@ void launch(const Params& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>((cols + out_cols - 1) / out_cols),
                   static_cast<unsigned>(max_tiles(p.a.slots, p.a.n_experts, C::BM)));
   auto kernel = grouped_gemm_kernel<C, kGated, kSplit>;
-  check_cuda(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes),
-      "moe grouped_gemm: cudaFuncSetAttribute");
+  static std::once_flag configured;  // raise the dynamic shared memory limit once per kernel
+  std::call_once(configured, [&] {
+    check_cuda(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes),
+        "moe grouped_gemm: cudaFuncSetAttribute");
+  });
   kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
   check_launch("moe grouped_gemm_kernel");
 }
