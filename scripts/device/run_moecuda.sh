@@ -18,7 +18,7 @@ start=$(date +%s)
 
 # 1. tests
 t0=$(date +%s)
-timeout 150 "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
+timeout 120 "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
 p=$(grep -c '^\[       OK \]' /tmp/moe_cuda_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/moe_cuda_test.log)
 tests_line="| moe_cuda_test | $p | $f | $rc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## moe_cuda_test"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|Failure' /tmp/moe_cuda_test.log | head -60; } >> "$S"
@@ -26,7 +26,7 @@ tests_line="| moe_cuda_test | $p | $f | $rc | $(( $(date +%s) - t0 )) s |"
 
 # 2. benchmark
 t0=$(date +%s)
-timeout 100 "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
+timeout 90 "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
 bench_line="| moe_bench | - | - | $brc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## moe_bench (exit $brc)"; cat /tmp/moe_bench.log; } >> "$S"
 
@@ -43,9 +43,9 @@ run_exp() {  # name budget_s args...
   { echo; echo "## experiment $name (exit $rc)"; tail -5 "/tmp/exp-$name.log";
     [ -f "$OUT/exp/$name.md" ] && cat "$OUT/exp/$name.md"; } >> "$S"
 }
-run_exp uniqueness 110 --requests 300 --load-requests 300 --max-tokens 64
-run_exp throughput 100 --requests 500 --max-tokens 64
-run_exp on-policy 90 --requests 200 --max-tokens 64
+run_exp uniqueness 100 --requests 300 --load-requests 300 --max-tokens 64
+run_exp throughput 90 --requests 500 --max-tokens 64
+run_exp on-policy 80 --requests 200 --max-tokens 64
 for n in uniqueness throughput on-policy; do [ -f "$OUT/exp/$n.json" ] && cp "$OUT/exp/$n.json" "$OUT/"; done
 rm -rf "$OUT/exp"
 
