@@ -21,7 +21,7 @@ t0=$(date +%s)
 timeout 120 "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
 p=$(grep -c '^\[       OK \]' /tmp/moe_cuda_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/moe_cuda_test.log)
 tests_line="| moe_cuda_test | $p | $f | $rc | $(( $(date +%s) - t0 )) s |"
-{ echo; echo "## moe_cuda_test"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|Failure' /tmp/moe_cuda_test.log | head -60; } >> "$S"
+{ echo; echo "## moe_cuda_test"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|float64|Failure' /tmp/moe_cuda_test.log | head -60; } >> "$S"
 [ "$rc" -ne 0 ] && cp /tmp/moe_cuda_test.log "$OUT/"
 
 # 2. benchmark

@@ -9,6 +9,7 @@
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.
 //   controls    K split by the expert's token count; the combine ordered by expert load: some
 //               token differs between alone and in a batch (the tests above can fail).
+//   T2          accurate against a float64 evaluation of the same bf16 weights and inputs.
 //   fast mode   cuBLAS router and atomicAdd combine: close to the invariant layer.
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
@@ -67,20 +68,62 @@ DeviceBuffer weights(int64_t rows, int64_t cols, uint32_t seed, float scale,
 struct Layer {
   LayerShape s;
   DeviceBuffer router, gate, up, down;
+  std::vector<uint16_t> router_h, gate_h, up_h, down_h;  // the same bits on the host
   Layer(LayerShape shape, uint32_t seed, bool skewed) : s(shape) {
-    std::vector<uint16_t> r;
-    router = weights(s.E, s.D, seed, skewed ? 0.1f : 1.0f, &r);
+    router = weights(s.E, s.D, seed, skewed ? 0.1f : 1.0f, &router_h);
     if (skewed) {
       const int64_t stride = round_up8(s.D);
-      for (int e = 0; e < s.E; ++e) r[e * stride] = f32_to_bf16(e < s.k ? 8.0f : 0.0f);
-      router.upload(r.data(), r.size() * 2);
+      for (int e = 0; e < s.E; ++e) router_h[e * stride] = f32_to_bf16(e < s.k ? 8.0f : 0.0f);
+      router.upload(router_h.data(), router_h.size() * 2);
     }
     const float in_scale = 1.0f / std::sqrt(static_cast<float>(s.D));
-    gate = weights(s.E * s.F, s.D, seed + 1, in_scale);
-    up = weights(s.E * s.F, s.D, seed + 2, in_scale);
-    down = weights(s.E * s.D, s.F, seed + 3, 1.0f / std::sqrt(static_cast<float>(s.F)));
+    gate = weights(s.E * s.F, s.D, seed + 1, in_scale, &gate_h);
+    up = weights(s.E * s.F, s.D, seed + 2, in_scale, &up_h);
+    down = weights(s.E * s.D, s.F, seed + 3, 1.0f / std::sqrt(static_cast<float>(s.F)), &down_h);
   }
 };
+
+// moe(x) for one token in float64 from the bf16-rounded x and the bf16 weights: softmax, top-k
+// (ties to the lower id), normalization, SwiGLU experts, the weighted sum.
+std::vector<double> moe_float64(const Layer& l, const float* x) {
+  const LayerShape& s = l.s;
+  const int64_t Dp = round_up8(s.D), Fp = round_up8(s.F);
+  std::vector<double> xb(s.D);
+  for (int64_t d = 0; d < s.D; ++d) xb[d] = bf16_to_f32(f32_to_bf16(x[d]));
+  std::vector<double> p(s.E);
+  double mx = -INFINITY, sum = 0;
+  for (int e = 0; e < s.E; ++e) {
+    double acc = 0;
+    for (int64_t d = 0; d < s.D; ++d) acc += xb[d] * bf16_to_f32(l.router_h[e * Dp + d]);
+    p[e] = acc;
+    mx = std::max(mx, acc);
+  }
+  for (double& v : p) sum += (v = std::exp(v - mx));
+  std::vector<int> order(s.E);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  double norm = 0;
+  for (int r = 0; r < s.k; ++r) norm += p[order[r]] / sum;
+  std::vector<double> out(s.D, 0.0), act(s.F);
+  for (int r = 0; r < s.k; ++r) {
+    const int e = order[r];
+    const double w = p[e] / sum / (s.normalize ? norm : 1.0);
+    for (int64_t f = 0; f < s.F; ++f) {
+      double g = 0, u = 0;
+      for (int64_t d = 0; d < s.D; ++d) {
+        g += xb[d] * bf16_to_f32(l.gate_h[(e * s.F + f) * Dp + d]);
+        u += xb[d] * bf16_to_f32(l.up_h[(e * s.F + f) * Dp + d]);
+      }
+      act[f] = g / (1.0 + std::exp(-g)) * u;
+    }
+    for (int64_t d = 0; d < s.D; ++d) {
+      double o = 0;
+      for (int64_t f = 0; f < s.F; ++f) o += act[f] * bf16_to_f32(l.down_h[(e * s.D + d) * Fp + f]);
+      out[d] += w * o;
+    }
+  }
+  return out;
+}
 
 struct RunOptions {
   cuda::MoeExpertOrder order = cuda::MoeExpertOrder::canonical;
@@ -229,6 +272,35 @@ TEST(MoeCuda, LayerEqualsItsReference) {
       EXPECT_FALSE(test::same_bits(got.data(), p.y.data(), got.size())) << "the layer added";
     }
   }
+}
+
+TEST(MoeCuda, LayerIsAccurateAgainstFloat64) {
+  BX_REQUIRE_HOPPER();
+  const LayerShape s{256, 96, 16, 4, true};
+  const Layer l(s, 51, false);
+  const int T = 64;
+  const Pool p(T, s.D, 9, false);
+  const std::vector<float> got = run(l, p.x, p.y);
+  // bf16 rounding of the SwiGLU output (2^-9 relative) dominates: about 2e-3 of a row's norm.
+  constexpr double kBound = 1e-2;
+  int beyond = 0;
+  double worst = 0;
+  for (int t = 0; t < T; ++t) {
+    const std::vector<double> want = moe_float64(l, p.x.data() + t * s.D);
+    double err = 0, norm = 0;
+    for (int64_t d = 0; d < s.D; ++d) {
+      const double moe = static_cast<double>(got[t * s.D + d]) - p.y[t * s.D + d];
+      err += (moe - want[d]) * (moe - want[d]);
+      norm += want[d] * want[d];
+    }
+    const double rel = std::sqrt(err / norm);
+    worst = std::max(worst, rel);
+    beyond += rel > kBound ? 1 : 0;
+  }
+  std::printf("moe vs float64: worst row %.2e of its norm, %d of %d rows beyond %.0e\n", worst,
+              beyond, T, kBound);
+  EXPECT_LE(beyond, 1) << "more rows off than a near-tie route flip explains";
+  EXPECT_GT(worst, 0.0) << "bf16 rounding must show";
 }
 
 void expect_alone_equals_batches(const LayerShape& s, bool skewed) {
