@@ -3,7 +3,8 @@
 //   routing     moe_route gives kernels/moe_routing.h's route_tokens bits on the same logits
 //               (ties included, normalized or not).
 //   reference   moe_layer equals moe_layer_reference (the same contract through the reference
-//               GEMM, the CPU routing and a host combine), bit for bit, at T = 1 .. 300.
+//               GEMM, the CPU routing and a host combine), bit for bit, at T = 1 .. 300; with
+//               programmatic dependent launch (small T) and without, the same bits.
 //   T1 / T3     a token alone equals the same token in any batch (1 .. 4096 tokens, every tile
 //               height), with any expert load: a layer whose router sends every token to the same
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.
@@ -129,6 +130,7 @@ struct RunOptions {
   cuda::MoeExpertOrder order = cuda::MoeExpertOrder::canonical;
   cuda::MoeCombineOrder combine = cuda::MoeCombineOrder::rank;
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
+  bool early_start = true;
   bool reference = false;
 };
 
@@ -162,6 +164,7 @@ std::vector<float> run(const Layer& l, const std::vector<float>& x, const std::v
   a.expert_order = o.order;
   a.combine = o.combine;
   a.router_gemm = o.router;
+  a.early_start = o.early_start;
   if (o.reference) {
     cuda::moe_layer_reference(a, nullptr);
   } else {
@@ -301,6 +304,19 @@ TEST(MoeCuda, LayerIsAccurateAgainstFloat64) {
               beyond, T, kBound);
   EXPECT_LE(beyond, 1) << "more rows off than a near-tie route flip explains";
   EXPECT_GT(worst, 0.0) << "bf16 rounding must show";
+}
+
+TEST(MoeCuda, PlainLaunchesGiveTheSameBits) {
+  BX_REQUIRE_HOPPER();
+  const LayerShape s{256, 96, 16, 4, true};
+  const Layer l(s, 61, false);
+  for (int T : {1, 7, 64}) {
+    const Pool p(T, s.D, 13, false);
+    RunOptions plain;
+    plain.early_start = false;
+    const std::vector<float> early = run(l, p.x, p.y), got = run(l, p.x, p.y, plain);
+    EXPECT_TRUE(test::same_bits(early.data(), got.data(), got.size())) << T << " tokens";
+  }
 }
 
 void expect_alone_equals_batches(const LayerShape& s, bool skewed) {

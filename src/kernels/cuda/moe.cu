@@ -110,9 +110,10 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   } else {
     gemm_bf16(router, stream);
   }
-  moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream);
+  const bool early = a.early_start && T <= kMoeEarlyStartTokens;
+  moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
   const int bm = moe::tile_rows(T, k, E);
-  moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream);
+  moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
 
   moe::GroupedGemm gated;  // act = silu(xg Wg^T) * (xg Wu^T), rows gathered from xb
   gated.a = ws.xb;
@@ -128,7 +129,7 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   gated.slots = S;
   gated.n_experts = E;
   gated.order = a.expert_order;
-  moe::grouped_gemm(gated, ws.grouping, bm, stream);
+  moe::grouped_gemm(gated, ws.grouping, bm, stream, early);
 
   moe::GroupedGemm down;  // out = act Wd^T
   down.a = ws.act;
@@ -142,10 +143,10 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   down.slots = S;
   down.n_experts = E;
   down.order = a.expert_order;
-  moe::grouped_gemm(down, ws.grouping, bm, stream);
+  moe::grouped_gemm(down, ws.grouping, bm, stream, early);
 
-  moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine,
-               stream);
+  moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine, stream,
+               early);
 }
 
 }  // namespace bx::cuda

@@ -75,7 +75,11 @@ struct MoeLayerArgs {
   MoeExpertOrder expert_order = MoeExpertOrder::canonical;
   MoeCombineOrder combine = MoeCombineOrder::rank;
   MoeRouterGemm router_gemm = MoeRouterGemm::invariant;
+  // At T <= kMoeEarlyStartTokens the steps after the router launch with programmatic dependent
+  // launch (each may be scheduled while the previous one drains; only speed).
+  bool early_start = true;
 };
+inline constexpr int64_t kMoeEarlyStartTokens = 64;
 
 // The most experts and the largest k the layer takes.
 inline constexpr int kMoeMaxExperts = 512;
@@ -98,7 +102,9 @@ void moe_layer_reference(const MoeLayerArgs& args, cudaStream_t stream);
 
 // The routing alone (what moe_layer computes first), for tests: ids [T*k] and weights [T*k] on
 // the device from logits [T, E] (row stride logits_stride) on the device.
+// early_start: launched with programmatic dependent launch (moe_launch.cuh).
 void moe_route(const float* logits, int64_t logits_stride, int64_t T, int n_experts, int top_k,
-               bool normalize, int32_t* ids, float* weights, cudaStream_t stream);
+               bool normalize, int32_t* ids, float* weights, cudaStream_t stream,
+               bool early_start = false);
 
 }  // namespace bx::cuda

@@ -7,6 +7,7 @@
 //          the hardware lands them (fast mode)
 // Products and sums are explicit round-to-nearest operations (no FMA).
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/moe_launch.cuh"
 #include "kernels/cuda/moe_steps.h"
 
 namespace bx::cuda::moe {
@@ -19,6 +20,7 @@ __global__ void __launch_bounds__(kThreads)
                    int64_t D, float* y, int64_t y_stride, bool by_load) {
   __shared__ int64_t row[kMoeMaxTopK];
   __shared__ float w[kMoeMaxTopK];
+  begin_step();
   const int64_t t = blockIdx.x;
   if (threadIdx.x == 0) {
     int order[kMoeMaxTopK];
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     combine_atomic_kernel(const float* out, const float* weights, Grouping g, int k, int64_t D,
                           float* y, int64_t y_stride) {
+  begin_step();
   const int64_t s = blockIdx.x;
   const int64_t t = s / k;
   const float ws = weights[s];
@@ -70,17 +73,17 @@ __global__ void __launch_bounds__(kThreads)
 
 void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
              int64_t T, int top_k, int64_t D, float* y, int64_t y_stride, MoeCombineOrder order,
-             cudaStream_t stream) {
+             cudaStream_t stream, bool early_start) {
   if (T == 0) return;
   if (order == MoeCombineOrder::atomic) {
-    combine_atomic_kernel<<<static_cast<unsigned>(T * top_k), kThreads, 0, stream>>>(
-        out, weights, g, top_k, D, y, y_stride);
-    check_launch("moe combine_atomic_kernel");
+    launch_step(combine_atomic_kernel, dim3(static_cast<unsigned>(T * top_k)), dim3(kThreads), 0,
+                stream, early_start, "moe combine_atomic_kernel", out, weights, g, top_k, D, y,
+                y_stride);
     return;
   }
-  combine_kernel<<<static_cast<unsigned>(T), kThreads, 0, stream>>>(
-      out, ids, weights, g, top_k, D, y, y_stride, order == MoeCombineOrder::by_load);
-  check_launch("moe combine_kernel");
+  launch_step(combine_kernel, dim3(static_cast<unsigned>(T)), dim3(kThreads), 0, stream,
+              early_start, "moe combine_kernel", out, ids, weights, g, top_k, D, y, y_stride,
+              order == MoeCombineOrder::by_load);
 }
 
 }  // namespace bx::cuda::moe

@@ -22,6 +22,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/moe_launch.cuh"
 #include "kernels/cuda/moe_steps.h"
 
 namespace bx::cuda::moe {
@@ -67,6 +68,7 @@ __global__ void __launch_bounds__(C::kThreads) grouped_gemm_kernel(const Params 
   constexpr int kOutCols = kGated ? BN / 2 : BN;
   extern __shared__ __align__(128) uint4 smem[];
   __shared__ int64_t a_row_offset[BM];  // element offset of tile row r in a, or -1
+  begin_step();
   const GroupedGemm& a = p.a;
   const int tile = static_cast<int>(blockIdx.y);
   if (tile >= *p.g.n_tiles) return;
@@ -259,7 +261,7 @@ __global__ void __launch_bounds__(C::kThreads) grouped_gemm_kernel(const Params 
 }
 
 template <typename C, bool kGated, bool kSplit>
-void launch(const Params& p, cudaStream_t stream) {
+void launch(const Params& p, cudaStream_t stream, bool early_start) {
   constexpr int out_cols = kGated ? C::BN / 2 : C::BN;
   const int64_t cols = kGated ? (p.a.N + 7) / 8 * 8 : p.a.N;
   const dim3 grid(static_cast<unsigned>((cols + out_cols - 1) / out_cols),
@@ -271,24 +273,27 @@ void launch(const Params& p, cudaStream_t stream) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes),
         "moe grouped_gemm: cudaFuncSetAttribute");
   });
-  kernel<<<grid, C::kThreads, C::kSmemBytes, stream>>>(p);
-  check_launch("moe grouped_gemm_kernel");
+  launch_step(kernel, grid, dim3(C::kThreads), C::kSmemBytes, stream, early_start,
+              "moe grouped_gemm_kernel", p);
 }
 
 template <typename C>
-void launch_config(const Params& p, cudaStream_t stream) {
+void launch_config(const Params& p, cudaStream_t stream, bool early_start) {
   const bool gated = p.a.w_up != nullptr;
   const bool split = p.a.order == MoeExpertOrder::split_k_by_count;
   if (gated) {
-    split ? launch<C, true, true>(p, stream) : launch<C, true, false>(p, stream);
+    split ? launch<C, true, true>(p, stream, early_start)
+          : launch<C, true, false>(p, stream, early_start);
   } else {
-    split ? launch<C, false, true>(p, stream) : launch<C, false, false>(p, stream);
+    split ? launch<C, false, true>(p, stream, early_start)
+          : launch<C, false, false>(p, stream, early_start);
   }
 }
 
 }  // namespace
 
-void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream) {
+void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream,
+                  bool early_start) {
   BX_CHECK(args.K > 0 && args.K % 8 == 0 && args.a_stride % 8 == 0 && args.w_stride % 8 == 0 &&
                args.a_stride >= args.K && args.w_stride >= args.K,
            "moe grouped_gemm: K = " + std::to_string(args.K) + ", strides " +
@@ -301,13 +306,13 @@ void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream
   const Params p{args, g};
   switch (bm) {
     case Small::BM:
-      launch_config<Small>(p, stream);
+      launch_config<Small>(p, stream, early_start);
       return;
     case Medium::BM:
-      launch_config<Medium>(p, stream);
+      launch_config<Medium>(p, stream, early_start);
       return;
     case Large::BM:
-      launch_config<Large>(p, stream);
+      launch_config<Large>(p, stream, early_start);
       return;
     default:
       throw Error("moe grouped_gemm: no tile of " + std::to_string(bm) + " rows");

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/moe_launch.cuh"
 #include "kernels/cuda/moe_steps.h"
 
 namespace bx::cuda::moe {
@@ -26,6 +27,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ int counts[kMoeMaxExperts];
   __shared__ int warp_count[kWarps];
   __shared__ int base_s, first_tile_s;
+  begin_step();
   const int tid = static_cast<int>(threadIdx.x);
   const int lane = tid & 31, warp = tid >> 5;
   const int e = static_cast<int>(blockIdx.x);
@@ -89,14 +91,13 @@ int64_t max_tiles(int64_t slots, int n_experts, int bm) {
 }
 
 void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
-                     const Grouping& g, cudaStream_t stream) {
+                     const Grouping& g, cudaStream_t stream, bool early_start) {
   BX_CHECK(n_experts >= 1 && n_experts <= kMoeMaxExperts,
            "moe group_by_expert: " + std::to_string(n_experts) + " experts: expected 1 to " +
                std::to_string(kMoeMaxExperts));
   BX_CHECK(T * top_k < (int64_t{1} << 31), "moe group_by_expert: too many slots");
-  group_kernel<<<static_cast<unsigned>(n_experts), kThreads, 0, stream>>>(ids, T * top_k, top_k,
-                                                                          n_experts, bm, g);
-  check_launch("moe group_kernel");
+  launch_step(group_kernel, dim3(static_cast<unsigned>(n_experts)), dim3(kThreads), 0, stream,
+              early_start, "moe group_kernel", ids, T * top_k, top_k, n_experts, bm, g);
 }
 
 }  // namespace bx::cuda::moe

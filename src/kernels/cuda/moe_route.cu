@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/moe.h"
+#include "kernels/cuda/moe_launch.cuh"
 #include "kernels/exp_steps.h"
 
 namespace bx::cuda {
@@ -37,6 +38,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     route_kernel(const float* logits, int64_t stride, int64_t T, int E, int k, bool normalize,
                  int32_t* ids, float* weights) {
   __shared__ float p_all[kWarps][kMoeMaxExperts];
+  moe::begin_step();
   const int lane = static_cast<int>(threadIdx.x) & 31;
   const int warp = static_cast<int>(threadIdx.x) >> 5;
   const int64_t t = static_cast<int64_t>(blockIdx.x) * kWarps + warp;
@@ -122,7 +124,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 }  // namespace
 
 void moe_route(const float* logits, int64_t logits_stride, int64_t T, int n_experts, int top_k,
-               bool normalize, int32_t* ids, float* weights, cudaStream_t stream) {
+               bool normalize, int32_t* ids, float* weights, cudaStream_t stream,
+               bool early_start) {
   BX_CHECK(n_experts >= 1 && n_experts <= kMoeMaxExperts && top_k >= 1 && top_k <= n_experts &&
                top_k <= kMoeMaxTopK,
            "moe_route: top-" + std::to_string(top_k) + " of " + std::to_string(n_experts) +
@@ -130,9 +133,9 @@ void moe_route(const float* logits, int64_t logits_stride, int64_t T, int n_expe
                " and k <= " + std::to_string(kMoeMaxTopK));
   if (T == 0) return;
   const auto blocks = static_cast<unsigned>((T + kWarps - 1) / kWarps);
-  route_kernel<<<blocks, kWarps * 32, 0, stream>>>(logits, logits_stride, T, n_experts, top_k,
-                                                   normalize, ids, weights);
-  check_launch("moe route_kernel");
+  moe::launch_step(route_kernel, dim3(blocks), dim3(kWarps * 32), 0, stream, early_start,
+                   "moe route_kernel", logits, logits_stride, T, n_experts, top_k, normalize, ids,
+                   weights);
 }
 
 }  // namespace bx::cuda

@@ -1,5 +1,6 @@
 // The steps of the GPU Mixture-of-Experts layer (moe.h), each one launch, for moe.cu and its
 // tests. Shapes and orders are moe.h's; everything is on the device and asynchronous.
+// early_start: launched with programmatic dependent launch (moe_launch.cuh).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -30,7 +31,7 @@ struct Grouping {
   int32_t* n_tiles = nullptr;      // [1]
 };
 void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
-                     const Grouping& g, cudaStream_t stream);
+                     const Grouping& g, cudaStream_t stream, bool early_start);
 
 // One grouped projection: for every tile i of the grouping, rows r of expert e = tile_expert[i]:
 //   plain: y[r, n] = chain(a[r], w[e*N + n])                    f32, n < N
@@ -53,12 +54,13 @@ struct GroupedGemm {
   int n_experts = 0;
   MoeExpertOrder order = MoeExpertOrder::canonical;
 };
-void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream);
+void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream,
+                  bool early_start);
 
 // y[t] += the combine of moe.h for t < T: out [S, D] (row stride D) in grouped rows, weights and
 // ids [S] by slot. by_load reads the loads from offsets; atomic adds products one by one.
 void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
              int64_t T, int top_k, int64_t D, float* y, int64_t y_stride, MoeCombineOrder order,
-             cudaStream_t stream);
+             cudaStream_t stream, bool early_start);
 
 }  // namespace bx::cuda::moe
