@@ -12,6 +12,9 @@
 //               token differs between alone and in a batch (the tests above can fail).
 //   T2          accurate against a float64 evaluation of the same bf16 weights and inputs.
 //   fast mode   cuBLAS router and atomicAdd combine: close to the invariant layer.
+//   backend     CudaBackend's MoeLayers: the layer records into a CUDA graph (no host
+//               synchronisation) and the recording and its replay give the direct bits; shapes
+//               and scratch that do not fit are named.
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
 #include <gtest/gtest.h>
@@ -412,6 +415,92 @@ TEST(MoeCuda, BadShapesAreClearErrors) {
     FAIL() << "top-5 of 4 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("top-5 of 4 experts"), std::string::npos) << e.what();
+  }
+}
+
+// --- the layer through CudaBackend (MoeLayers) ---
+
+struct BackendLayer {
+  CudaBackend be;
+  Tensor x, y, router, gate, up, down, scratch;
+  std::vector<float> y0;
+  MoeOp op;
+  BackendLayer(int64_t T, int64_t D, int64_t F, int E, int k) {
+    const auto matrix = [&](int64_t rows, int64_t cols, uint32_t seed, float scale) {
+      const std::vector<float> v =
+          test::random_f32(static_cast<size_t>(rows * cols), seed, -scale, scale);
+      return be.upload_matrix(v.data(), rows, cols, DType::bf16);
+    };
+    router = matrix(E, D, 1, 1.0f);
+    gate = matrix(E * F, D, 2, 0.1f);
+    up = matrix(E * F, D, 3, 0.1f);
+    down = matrix(E * D, F, 4, 0.1f);
+    x = be.alloc(DType::f32, T, D);
+    y = be.alloc(DType::f32, T, D);
+    const std::vector<float> xh = test::random_f32(static_cast<size_t>(T * D), 5);
+    be.copy_from_host(xh.data(), x);
+    y0 = test::random_f32(static_cast<size_t>(T * D), 6);
+    scratch = be.alloc(DType::f32, 1, (be.moe_scratch_bytes(T, D, F, E, k) + 3) / 4);
+    op.x = x;
+    op.y = y;
+    op.router = router;
+    op.gate = gate;
+    op.up = up;
+    op.down = down;
+    op.top_k = k;
+    op.normalize = true;
+    op.scratch = scratch;
+  }
+  std::vector<float> result() {
+    std::vector<float> out(y0.size());
+    be.copy_to_host(y, out.data());
+    return out;
+  }
+};
+
+TEST(MoeCudaBackend, TheLayerRecordsAndReplaysInACudaGraph) {
+  BX_REQUIRE_HOPPER();
+  for (int64_t T : {1, 8, 200}) {
+    BackendLayer l(T, 128, 64, 16, 4);
+    ASSERT_EQ(l.be.capabilities().moe, &l.be);
+    l.be.copy_from_host(l.y0.data(), l.y);
+    l.be.moe(l.op);
+    const std::vector<float> direct = l.result();
+    EXPECT_FALSE(test::same_bits(direct.data(), l.y0.data(), direct.size()));
+    l.be.copy_from_host(l.y0.data(), l.y);
+    l.be.begin_recording(7);
+    l.be.moe(l.op);
+    ASSERT_TRUE(l.be.end_recording(7, /*launch=*/true)) << T << " tokens: capture failed";
+    const std::vector<float> recorded = l.result();
+    EXPECT_TRUE(test::same_bits(direct.data(), recorded.data(), direct.size())) << T;
+    l.be.copy_from_host(l.y0.data(), l.y);
+    ASSERT_TRUE(l.be.replay(7));
+    const std::vector<float> replayed = l.result();
+    EXPECT_TRUE(test::same_bits(direct.data(), replayed.data(), direct.size())) << T;
+  }
+}
+
+TEST(MoeCudaBackend, MismatchedWeightsAreClearErrors) {
+  BX_REQUIRE_HOPPER();
+  BackendLayer l(4, 128, 64, 16, 4);
+  l.op.down = l.gate;  // [E*F, D] where [E*D, F] belongs
+  try {
+    l.be.moe(l.op);
+    FAIL() << "a down projection of the gate's shape was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("expected [E, D], [E*F, D] twice, [E*D, F]"),
+              std::string::npos)
+        << e.what();
+  }
+  BackendLayer small(4, 128, 64, 16, 4);
+  small.op.scratch = small.scratch.rows_view(0, 1);
+  small.op.scratch.cols = 16;
+  small.op.scratch.stride = 16;
+  try {
+    small.be.moe(small.op);
+    FAIL() << "a 64-byte scratch was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("moe scratch of 64 bytes"), std::string::npos) << e.what();
   }
 }
 
