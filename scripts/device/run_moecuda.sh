@@ -22,7 +22,16 @@ timeout 120 "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
 p=$(grep -c '^\[       OK \]' /tmp/moe_cuda_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/moe_cuda_test.log)
 tests_line="| moe_cuda_test | $p | $f | $rc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## moe_cuda_test"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|float64|Failure' /tmp/moe_cuda_test.log | head -60; } >> "$S"
-[ "$rc" -ne 0 ] && cp /tmp/moe_cuda_test.log "$OUT/"
+if [ "$rc" -ne 0 ]; then
+  cp /tmp/moe_cuda_test.log "$OUT/"
+  # The first failing test again under compute-sanitizer (memcheck), where the device has it.
+  first=$(grep -m1 -o '^\[  FAILED  \] [A-Za-z0-9_]*\.[A-Za-z0-9_]*' /tmp/moe_cuda_test.log | awk '{print $NF}')
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -n "$first" ] && [ -n "$san" ]; then
+    timeout 60 "$san" --tool memcheck "$G/moe_cuda_test" --gtest_filter="$first" > "$OUT/memcheck.log" 2>&1
+    { echo; echo "## memcheck of $first"; grep -E 'ERROR SUMMARY|Invalid|at 0x|by thread' "$OUT/memcheck.log" | head -20; } >> "$S"
+  fi
+fi
 
 # 2. benchmark
 t0=$(date +%s)
