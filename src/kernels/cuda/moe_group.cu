@@ -2,12 +2,12 @@
 // (moe_steps.h), on the device: one block per expert.
 //
 // Block e: every block counts all S slots per expert in shared memory (integer atomics: the
-// counts do not depend on their order), then thread 0 forms
+// counts do not depend on their order), then the block forms
 //   offsets[e] = sum of counts[e'] for e' < e,   first_tile[e] = sum of ceil(counts[e'] / bm)
-// in increasing e'. Block e writes its expert's tile entries and scatters its slots: it walks the
-// slots in increasing s, blockDim at a time, and a slot of expert e lands at offsets[e] + the
-// number of expert e's slots before it (a ballot prefix within each warp, warp totals before
-// it), so each expert's rows are its slots in increasing s, hence increasing token.
+// (integer sums: exact in any order). Block e writes its expert's tile entries and scatters its
+// slots: it walks the slots in increasing s, blockDim at a time, and a slot of expert e lands at
+// offsets[e] + the number of expert e's slots before it (a ballot prefix within each warp, warp
+// totals before it), so each expert's rows are its slots in increasing s, hence increasing token.
 #include <algorithm>
 #include <string>
 
@@ -25,7 +25,7 @@ constexpr int kWarps = kThreads / 32;
 __global__ void __launch_bounds__(kThreads)
     group_kernel(const int32_t* ids, int64_t S, int k, int E, int bm, Grouping g) {
   __shared__ int counts[kMoeMaxExperts];
-  __shared__ int warp_count[kWarps];
+  __shared__ int warp_count[kWarps], warp_rows[kWarps], warp_tiles[kWarps];
   __shared__ int base_s, first_tile_s;
   begin_step();
   const int tid = static_cast<int>(threadIdx.x);
@@ -35,11 +35,26 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   for (int64_t s = tid; s < S; s += kThreads) atomicAdd(&counts[ids[s]], 1);
   __syncthreads();
+  // Rows and tiles of the experts below e: integer sums, so any order gives the same values.
+  int rows_below = 0, tiles_below = 0;
+  for (int i = tid; i < e; i += kThreads) {
+    rows_below += counts[i];
+    tiles_below += (counts[i] + bm - 1) / bm;
+  }
+  for (int h = 16; h >= 1; h /= 2) {
+    rows_below += __shfl_down_sync(0xffffffffu, rows_below, h);
+    tiles_below += __shfl_down_sync(0xffffffffu, tiles_below, h);
+  }
+  if (lane == 0) {
+    warp_rows[warp] = rows_below;
+    warp_tiles[warp] = tiles_below;
+  }
+  __syncthreads();
   if (tid == 0) {
     int base = 0, first_tile = 0;
-    for (int i = 0; i < e; ++i) {
-      base += counts[i];
-      first_tile += (counts[i] + bm - 1) / bm;
+    for (int w = 0; w < kWarps; ++w) {
+      base += warp_rows[w];
+      first_tile += warp_tiles[w];
     }
     base_s = base;
     first_tile_s = first_tile;
