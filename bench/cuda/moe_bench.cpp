@@ -14,7 +14,9 @@
 // f32 compute; the gate and up outputs f32, no SwiGLU, no routing, no combine): the baseline
 // does less work than the layer.
 //
-// It also checks the layer against moe_layer_reference at T = 1 and T = 8 (bitwise).
+// It also checks the layer against moe_layer_reference at T = 1 and T = 8 (bitwise), and at
+// prefill times the expert GEMMs through gemm_bf16_grouped (MoeExpertGemm::wgmma) after checking
+// that they give the mma.sync path's bits.
 //
 // Usage: moe_bench [--quick]   (--quick: fewer samples)
 #include <cublas_v2.h>
@@ -237,6 +239,34 @@ int main(int argc, char** argv) {
               layer_us[1], flops / layer_us[1] * 1e-6, blas_us / layer_us[1]);
   std::printf("| %lld | cuBLAS strided batched, 3 projections only | %.0f | %.0f | 1.00 |\n",
               static_cast<long long>(T), blas_us, flops / blas_us * 1e-6);
+  std::fflush(stdout);
+  // Last: the wgmma expert path (gemm_grouped.h), newest; its bits checked against mma.sync's.
+  {
+    DeviceBuffer y_mma(y.bytes()), y_wg(y.bytes());
+    for (DeviceBuffer* out : {&y_mma, &y_wg}) {
+      check_cuda(cudaMemcpy(out->get(), x.get(), x.bytes(), cudaMemcpyDeviceToDevice), "copy");
+      bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), out->get<float>(), T, ws.get());
+      if (out == &y_wg) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+      bx::cuda::moe_layer(a, nullptr);
+    }
+    check_cuda(cudaDeviceSynchronize(), "wgmma check");
+    std::vector<float> mma_h(static_cast<size_t>(T * D)), wg_h(mma_h.size());
+    y_mma.download(mma_h.data(), mma_h.size() * 4);
+    y_wg.download(wg_h.data(), wg_h.size() * 4);
+    const bool same = std::memcmp(mma_h.data(), wg_h.data(), mma_h.size() * 4) == 0;
+    status |= same ? 0 : 1;
+    const double wg_us = median_us(
+        [&](int) {
+          bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), y.get<float>(), T, ws.get());
+          a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+          bx::cuda::moe_layer(a, nullptr);
+        },
+        1, samples);
+    std::printf(
+        "| %lld | invariant layer, wgmma experts (bits = mma.sync: %s) | %.0f | %.0f | %.2f |\n",
+        static_cast<long long>(T), same ? "yes" : "NO", wg_us, flops / wg_us * 1e-6,
+        blas_us / wg_us);
+  }
   cublasDestroy(h);
   return status;
 }

@@ -15,6 +15,8 @@
 //   backend     CudaBackend's MoeLayers: the layer records into a CUDA graph (no host
 //               synchronisation) and the recording and its replay give the direct bits; shapes
 //               and scratch that do not fit are named.
+//   wgmma       the expert GEMMs through gemm_bf16_grouped give the mma.sync path's bits, the
+//               reference's, and a token alone's (last in the file: the newest path).
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
 #include <gtest/gtest.h>
@@ -133,6 +135,7 @@ struct RunOptions {
   cuda::MoeExpertOrder order = cuda::MoeExpertOrder::canonical;
   cuda::MoeCombineOrder combine = cuda::MoeCombineOrder::rank;
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
+  cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::mma_sync;
   bool early_start = true;
   bool reference = false;
 };
@@ -168,6 +171,7 @@ std::vector<float> run(const Layer& l, const std::vector<float>& x, const std::v
   a.combine = o.combine;
   a.router_gemm = o.router;
   a.early_start = o.early_start;
+  a.expert_gemm = o.expert_gemm;
   if (o.reference) {
     cuda::moe_layer_reference(a, nullptr);
   } else {
@@ -590,6 +594,35 @@ TEST(MoeCudaEngine, FastModeRunsAndIsLabelled) {
   const std::vector<test::RequestResult> out =
       run_together(model, engine_requests(), engine_options(4096, 64, 512));
   for (const test::RequestResult& r : out) EXPECT_FALSE(r.samples.at(0).tokens.empty());
+}
+
+// Last in the file: the wgmma expert path (gemm_grouped.h), new; a fault here cannot spoil the
+// tests above, which share the process's CUDA context.
+TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
+  BX_REQUIRE_HOPPER();
+  const LayerShape s{256, 96, 16, 4, true};
+  const Layer l(s, 71, false);
+  constexpr int kPool = 4096;
+  const Pool p(kPool, s.D, 17, false);
+  const std::vector<std::vector<float>> alone = alone_results(l, p, 512);  // mma.sync at T = 1
+  RunOptions wgmma, ref;
+  wgmma.expert_gemm = cuda::MoeExpertGemm::wgmma;
+  ref.reference = true;
+  std::vector<float> xb, yb;
+  // 100 tokens: tiles of 64 rows; 300 and 4096: 128 rows.
+  for (int n : {100, 300, 4096}) {
+    const std::vector<int> ids = batch_ids(n, n == kPool ? kPool : 512, static_cast<uint32_t>(n));
+    p.gather(ids, xb, yb);
+    const std::vector<float> got = run(l, xb, yb, wgmma), mma = run(l, xb, yb);
+    EXPECT_TRUE(test::same_bits(got.data(), mma.data(), got.size())) << n << " tokens";
+    if (n == 300) {
+      const std::vector<float> want = run(l, xb, yb, ref);
+      EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size())) << "reference";
+    }
+    if (n < kPool) {
+      EXPECT_EQ(rows_differing(got, ids, alone, s.D), 0) << n << " tokens";
+    }
+  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemm_grouped.h"
 #include "kernels/cuda/moe_steps.h"
 #include "kernels/cuda/rows.h"
 
@@ -25,6 +26,7 @@ struct Workspace {
   int32_t* ids = nullptr;    // [S]
   float* weights = nullptr;  // [S]
   moe::Grouping grouping;    // offsets [E + 1], row_of [S], row_token [S], tiles
+  uint16_t* xg = nullptr;    // [S, Dp] xb's rows in expert order (the wgmma path)
   uint16_t* act = nullptr;   // [S, Fp] silu(gate) * up, bf16
   float* out = nullptr;      // [S, D] each expert's output rows
   size_t bytes = 0;
@@ -50,6 +52,7 @@ struct Workspace {
     grouping.tile_expert = take<int32_t>(base, tiles);
     grouping.tile_row0 = take<int32_t>(base, tiles);
     grouping.n_tiles = take<int32_t>(base, 1);
+    xg = take<uint16_t>(base, S * round_up8(D));
     act = take<uint16_t>(base, S * round_up8(F));
     out = take<float>(base, S * D);
   }
@@ -114,6 +117,47 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
   const int bm = moe::tile_rows(T, k, E);
   moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
+
+  if (a.expert_gemm == MoeExpertGemm::wgmma && bm >= 64 &&
+      a.expert_order == MoeExpertOrder::canonical) {
+    // xg = xb's rows in expert order; act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
+    moe::gather_rows(ws.xb, Dp, ws.grouping.row_token, S, ws.xg, stream, early);
+    GemmGroups groups;
+    groups.count = E;
+    groups.tile_group = ws.grouping.tile_expert;
+    groups.tile_row0 = ws.grouping.tile_row0;
+    groups.n_tiles = ws.grouping.n_tiles;
+    groups.offsets = ws.grouping.offsets;
+    groups.max_tiles = moe::max_tiles(S, E, bm);
+    groups.tile_rows = bm;
+    groups.early_start = early;
+    GemmArgs g;
+    g.x = ws.xg;
+    g.x_stride = Dp;
+    g.w = a.gate;
+    g.w_up = a.up;
+    g.w_stride = a.gate_up_stride;
+    g.y_bf16 = ws.act;
+    g.y_stride = Fp;
+    g.M = S;
+    g.N = a.F;
+    g.K = Dp;
+    gemm_bf16_grouped(g, groups, stream);
+    GemmArgs d;
+    d.x = ws.act;
+    d.x_stride = Fp;
+    d.w = a.down;
+    d.w_stride = a.down_stride;
+    d.y = ws.out;
+    d.y_stride = D;
+    d.M = S;
+    d.N = D;
+    d.K = Fp;
+    gemm_bf16_grouped(d, groups, stream);
+    moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine,
+                 stream, early);
+    return;
+  }
 
   moe::GroupedGemm gated;  // act = silu(xg Wg^T) * (xg Wu^T), rows gathered from xb
   gated.a = ws.xb;

@@ -56,6 +56,12 @@ enum class MoeCombineOrder { rank, by_load, atomic };
 // The router GEMM: the invariant kernel, or cuBLAS (fast mode).
 enum class MoeRouterGemm { invariant, cublas };
 
+// The kernel of the expert GEMMs; both give gemm.h's chain, so the same bits. mma_sync:
+// moe_gemm.cu's grouped mma.sync kernel, every T. wgmma: at tiles of 64 or more rows (prefill)
+// and the canonical order, the tokens' rows gathered into expert order, then gemm_bf16_grouped
+// (gemm_grouped.h: the wgmma kernel of gemm.h reading the device tile list); mma_sync otherwise.
+enum class MoeExpertGemm { mma_sync, wgmma };
+
 struct MoeLayerArgs {
   const float* x = nullptr;  // [T, D] f32, row stride x_stride
   int64_t x_stride = 0;
@@ -75,6 +81,7 @@ struct MoeLayerArgs {
   MoeExpertOrder expert_order = MoeExpertOrder::canonical;
   MoeCombineOrder combine = MoeCombineOrder::rank;
   MoeRouterGemm router_gemm = MoeRouterGemm::invariant;
+  MoeExpertGemm expert_gemm = MoeExpertGemm::mma_sync;
   // At T <= kMoeEarlyStartTokens the steps after the router launch with programmatic dependent
   // launch (each may be scheduled while the previous one drains; only speed).
   bool early_start = true;

@@ -57,6 +57,11 @@ struct GroupedGemm {
 void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream,
                   bool early_start);
 
+// out[row] = x[row_token[row]] for row < rows: bf16 rows of `stride` elements (a multiple of 8,
+// 16-byte aligned rows), x and out of the same stride.
+void gather_rows(const uint16_t* x, int64_t stride, const int32_t* row_token, int64_t rows,
+                 uint16_t* out, cudaStream_t stream, bool early_start);
+
 // y[t] += the combine of moe.h for t < T: out [S, D] (row stride D) in grouped rows, weights and
 // ids [S] by slot. by_load reads the loads from offsets; atomic adds products one by one.
 void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
