@@ -14,9 +14,10 @@
 // f32 compute; the gate and up outputs f32, no SwiGLU, no routing, no combine): the baseline
 // does less work than the layer.
 //
-// It also checks the layer against moe_layer_reference at T = 1 and T = 8 (bitwise), and at
-// prefill times the expert GEMMs through gemm_bf16_grouped (MoeExpertGemm::wgmma) after checking
-// that they give the mma.sync path's bits.
+// It also checks the layer against moe_layer_reference at T = 1 and T = 8 (bitwise), prints the
+// time of each launch (differences of prefixes, MoeLayerArgs::launches) at T = 1 and 4096, and
+// last times the expert GEMMs through gemm_bf16_grouped (MoeExpertGemm::wgmma) at T = 1, 2, 8 and
+// 4096 after checking that they give the mma.sync path's bits.
 //
 // Usage: moe_bench [--quick]   (--quick: fewer samples)
 #include <cublas_v2.h>
@@ -134,6 +135,43 @@ bool layer_equals_reference(const Weights& w, int64_t T) {
   return std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// Each launch of the layer at T tokens: the time of its first k launches minus its first k - 1
+// (MoeLayerArgs::launches), medians over 8 rotated input sets at small T.
+void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
+  const int rot = T <= 64 ? kRotations : 1;
+  std::vector<DeviceBuffer> xs, ys;
+  for (int r = 0; r < rot; ++r) {
+    xs.emplace_back(static_cast<size_t>(T * D) * 4);
+    ys.emplace_back(static_cast<size_t>(T * D) * 4);
+    bx::cuda::fill_uniform_f32(xs.back().get<float>(), T * D, 500 + r, -1, 1, nullptr);
+    bx::cuda::fill_uniform_f32(ys.back().get<float>(), T * D, 600 + r, -1, 1, nullptr);
+  }
+  DeviceBuffer ws(bx::cuda::moe_layer_workspace_bytes(T, D, F, E, K_TOP));
+  const std::vector<const char*> names =
+      wgmma ? std::vector<const char*>{"to_bf16", "router", "route", "group",
+                                       "gather",  "gated",  "down",  "combine"}
+            : std::vector<const char*>{"to_bf16", "router", "route",  "group",
+                                       "gated",   "down",   "combine"};
+  std::printf("\nsteps at T = %lld (%s experts):", static_cast<long long>(T),
+              wgmma ? "wgmma" : "mma.sync");
+  double previous = 0;
+  for (size_t k = 1; k <= names.size(); ++k) {
+    const double us = median_us(
+        [&](int r) {
+          bx::cuda::MoeLayerArgs a =
+              layer_args(w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
+          if (wgmma) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+          a.launches = static_cast<int>(k);
+          bx::cuda::moe_layer(a, nullptr);
+        },
+        rot, samples);
+    std::printf(" %s %.1f", names[k - 1], us - previous);
+    previous = us;
+  }
+  std::printf(" (total %.1f us)\n", previous);
+  std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -167,14 +205,14 @@ int main(int argc, char** argv) {
     DeviceBuffer ws(bx::cuda::moe_layer_workspace_bytes(T, D, F, E, K_TOP));
     const int experts = distinct_experts(w, xs[0], T);
     const double floor_us = (experts * expert_bytes + 2.0 * E * D) / bw * 1e6;
-    // invariant; invariant with plain launches (no programmatic dependent launch); fast.
-    for (const char* mode : {"invariant", "invariant, plain launches", "fast"}) {
+    // invariant; invariant with early starts (programmatic dependent launch); fast.
+    for (const char* mode : {"invariant", "invariant, early start", "fast"}) {
       const std::string m = mode;
       const double us = median_us(
           [&](int r) {
             bx::cuda::MoeLayerArgs a =
                 layer_args(w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
-            a.early_start = m != "invariant, plain launches";
+            a.early_start = m == "invariant, early start";
             if (m == "fast") {
               a.router_gemm = bx::cuda::MoeRouterGemm::cublas;
               a.combine = bx::cuda::MoeCombineOrder::atomic;
@@ -240,33 +278,56 @@ int main(int argc, char** argv) {
   std::printf("| %lld | cuBLAS strided batched, 3 projections only | %.0f | %.0f | 1.00 |\n",
               static_cast<long long>(T), blas_us, flops / blas_us * 1e-6);
   std::fflush(stdout);
+  breakdown(w, 1, false, samples);
+  breakdown(w, T, false, samples);
+
   // Last: the wgmma expert path (gemm_grouped.h), newest; its bits checked against mma.sync's.
-  {
-    DeviceBuffer y_mma(y.bytes()), y_wg(y.bytes());
+  std::printf("\n| wgmma experts: T | bits = mma.sync | us | floor us or cuBLAS us | ratio |\n");
+  std::printf("|---|---|---|---|---|\n");
+  std::fflush(stdout);
+  for (const int64_t n : {int64_t{1}, int64_t{2}, int64_t{8}, T}) {
+    std::vector<DeviceBuffer> xs, ys;
+    const int rot = n == T ? 1 : kRotations;
+    for (int r = 0; r < rot; ++r) {
+      xs.emplace_back(static_cast<size_t>(n * D) * 4);
+      ys.emplace_back(static_cast<size_t>(n * D) * 4);
+      bx::cuda::fill_uniform_f32(xs.back().get<float>(), n * D, 100 + r, -1, 1, nullptr);
+      bx::cuda::fill_uniform_f32(ys.back().get<float>(), n * D, 200 + r, -1, 1, nullptr);
+    }
+    DeviceBuffer wsn(bx::cuda::moe_layer_workspace_bytes(n, D, F, E, K_TOP));
+    DeviceBuffer y_mma(ys[0].bytes()), y_wg(ys[0].bytes());
     for (DeviceBuffer* out : {&y_mma, &y_wg}) {
-      check_cuda(cudaMemcpy(out->get(), x.get(), x.bytes(), cudaMemcpyDeviceToDevice), "copy");
-      bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), out->get<float>(), T, ws.get());
+      check_cuda(cudaMemcpy(out->get(), ys[0].get(), ys[0].bytes(), cudaMemcpyDeviceToDevice),
+                 "copy");
+      bx::cuda::MoeLayerArgs a = layer_args(w, xs[0].get<float>(), out->get<float>(), n, wsn.get());
       if (out == &y_wg) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
       bx::cuda::moe_layer(a, nullptr);
     }
     check_cuda(cudaDeviceSynchronize(), "wgmma check");
-    std::vector<float> mma_h(static_cast<size_t>(T * D)), wg_h(mma_h.size());
+    std::vector<float> mma_h(static_cast<size_t>(n * D)), wg_h(mma_h.size());
     y_mma.download(mma_h.data(), mma_h.size() * 4);
     y_wg.download(wg_h.data(), wg_h.size() * 4);
     const bool same = std::memcmp(mma_h.data(), wg_h.data(), mma_h.size() * 4) == 0;
     status |= same ? 0 : 1;
-    const double wg_us = median_us(
-        [&](int) {
-          bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), y.get<float>(), T, ws.get());
+    const double us = median_us(
+        [&](int r) {
+          bx::cuda::MoeLayerArgs a =
+              layer_args(w, xs[r].get<float>(), ys[r].get<float>(), n, wsn.get());
           a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
           bx::cuda::moe_layer(a, nullptr);
         },
-        1, samples);
-    std::printf(
-        "| %lld | invariant layer, wgmma experts (bits = mma.sync: %s) | %.0f | %.0f | %.2f |\n",
-        static_cast<long long>(T), same ? "yes" : "NO", wg_us, flops / wg_us * 1e-6,
-        blas_us / wg_us);
+        rot, samples);
+    double ref_us = blas_us;
+    if (n != T) {
+      const int experts = distinct_experts(w, xs[0], n);
+      ref_us = (experts * 3.0 * F * D * 2 + 2.0 * E * D) / bw * 1e6;
+    }
+    std::printf("| %lld | %s | %.1f | %.1f | %.2f |\n", static_cast<long long>(n),
+                same ? "yes" : "NO", us, ref_us, ref_us / us);
+    std::fflush(stdout);
   }
+  breakdown(w, 1, true, samples);
+  breakdown(w, T, true, samples);
   cublasDestroy(h);
   return status;
 }

@@ -5,7 +5,8 @@
 # time budget so the whole run stays under 9 minutes. Writes $OUT/summary.md (everything, the
 # tables last), the experiments' JSON, and the test log when a test fails.
 # Usage (on the device, after scripts/device/pack_moecuda.sh here; carry [".gpu-moecuda"]):
-#   bash scripts/device/run_moecuda.sh
+#   bash scripts/device/run_moecuda.sh                 (tests, bench, experiments: ~3-6 minutes)
+#   EXPERIMENTS=0 bash scripts/device/run_moecuda.sh   (tests and bench only: ~1 minute)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 G=$PWD/.gpu-moecuda
@@ -52,13 +53,15 @@ run_exp() {  # name budget_s args...
   { echo; echo "## experiment $name (exit $rc)"; tail -5 "/tmp/exp-$name.log";
     [ -f "$OUT/exp/$name.md" ] && cat "$OUT/exp/$name.md"; } >> "$S"
 }
-run_exp uniqueness 100 --requests 300 --load-requests 300 --max-tokens 64
-run_exp throughput 90 --requests 500 --max-tokens 64
-run_exp on-policy 80 --requests 200 --max-tokens 64
+if [ "${EXPERIMENTS:-1}" != 0 ]; then
+  run_exp uniqueness 100 --requests 300 --load-requests 300 --max-tokens 64
+  run_exp throughput 90 --requests 500 --max-tokens 64
+  run_exp on-policy 80 --requests 200 --max-tokens 64
+fi
 for n in uniqueness throughput on-policy; do [ -f "$OUT/exp/$n.json" ] && cp "$OUT/exp/$n.json" "$OUT/"; done
 rm -rf "$OUT/exp"
 
 { echo; echo "## summary ($(( $(date +%s) - start )) s)";
   printf '%s\n' "| step | passed | failed | exit | time |" "|---|---|---|---|---|" "$tests_line" "$bench_line" "${exp_lines[@]}";
-  grep -E '^\| (1|2|8|4096) \|' /tmp/moe_bench.log; } >> "$S"
+  grep -E '^\| (1|2|8|4096) \||^steps at' /tmp/moe_bench.log; } >> "$S"
 tail -40 "$S"

@@ -4,7 +4,7 @@
 //               (ties included, normalized or not).
 //   reference   moe_layer equals moe_layer_reference (the same contract through the reference
 //               GEMM, the CPU routing and a host combine), bit for bit, at T = 1 .. 300; with
-//               programmatic dependent launch (small T) and without, the same bits.
+//               programmatic dependent launch (small T, opt-in) and without, the same bits.
 //   T1 / T3     a token alone equals the same token in any batch (1 .. 4096 tokens, every tile
 //               height), with any expert load: a layer whose router sends every token to the same
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.
@@ -136,7 +136,7 @@ struct RunOptions {
   cuda::MoeCombineOrder combine = cuda::MoeCombineOrder::rank;
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
   cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::mma_sync;
-  bool early_start = true;
+  bool early_start = false;
   bool reference = false;
 };
 
@@ -313,16 +313,16 @@ TEST(MoeCuda, LayerIsAccurateAgainstFloat64) {
   EXPECT_GT(worst, 0.0) << "bf16 rounding must show";
 }
 
-TEST(MoeCuda, PlainLaunchesGiveTheSameBits) {
+TEST(MoeCuda, EarlyStartGivesThePlainLaunchBits) {
   BX_REQUIRE_HOPPER();
   const LayerShape s{256, 96, 16, 4, true};
   const Layer l(s, 61, false);
   for (int T : {1, 7, 64}) {
     const Pool p(T, s.D, 13, false);
-    RunOptions plain;
-    plain.early_start = false;
-    const std::vector<float> early = run(l, p.x, p.y), got = run(l, p.x, p.y, plain);
-    EXPECT_TRUE(test::same_bits(early.data(), got.data(), got.size())) << T << " tokens";
+    RunOptions early;
+    early.early_start = true;
+    const std::vector<float> plain = run(l, p.x, p.y), got = run(l, p.x, p.y, early);
+    EXPECT_TRUE(test::same_bits(plain.data(), got.data(), got.size())) << T << " tokens";
   }
 }
 
@@ -609,8 +609,8 @@ TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
   wgmma.expert_gemm = cuda::MoeExpertGemm::wgmma;
   ref.reference = true;
   std::vector<float> xb, yb;
-  // 100 tokens: tiles of 64 rows; 300 and 4096: 128 rows.
-  for (int n : {100, 300, 4096}) {
+  // 1 .. 100 tokens: tiles of 64 rows (64x32 or 64x64); 300 and 4096: 128 rows (128x256).
+  for (int n : {1, 8, 100, 300, 4096}) {
     const std::vector<int> ids = batch_ids(n, n == kPool ? kPool : 512, static_cast<uint32_t>(n));
     p.gather(ids, xb, yb);
     const std::vector<float> got = run(l, xb, yb, wgmma), mma = run(l, xb, yb);

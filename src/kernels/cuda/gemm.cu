@@ -599,6 +599,16 @@ void gemm_bf16_grouped(const GemmArgs& args, const GemmGroups& groups, cudaStrea
   if (groups.tile_rows == 128) {
     gated ? launch<256, 2, 4, true, true>(args, stream, &groups)
           : launch<256, 2, 4, false, true>(args, stream, &groups);
+    return;
+  }
+  // 64-row tiles stream W (few rows per group): 64x32 or 64x64, whichever streams fewer W rows
+  // per block over the most tiles there can be (gemm_pick_tile's rule for M <= 64).
+  const int64_t chains = gated ? 2 * args.N : args.N, sms = sm_count();
+  const int64_t rows32 = (groups.max_tiles * ((chains + 31) / 32) + sms - 1) / sms * 32;
+  const int64_t rows64 = (groups.max_tiles * ((chains + 63) / 64) + sms - 1) / sms * 64;
+  if (rows32 < rows64) {
+    gated ? launch<32, 1, 16, true, true>(args, stream, &groups)
+          : launch<32, 1, 16, false, true>(args, stream, &groups);
   } else {
     gated ? launch<64, 1, 12, true, true>(args, stream, &groups)
           : launch<64, 1, 12, false, true>(args, stream, &groups);

@@ -12,7 +12,8 @@
 // end (the next group's rows, or zeros past M) are computed and not stored.
 //
 // args: x [M = all rows, K], w (and w_up) [count N, K], y or y_bf16 [M, N]; no accumulate, no
-// output parts. Tiles of 64 rows run the 64x64 tile, of 128 rows the 128x256 tile. The list is
+// output parts. Tiles of 64 rows run the 64x32 or 64x64 tile (the one streaming fewer W rows per
+// block, gemm_pick_tile's rule at small M), of 128 rows the 128x256 tile. The list is
 // read on the device after the previous kernel on the stream has finished, so it may be that
 // kernel's output (with early_start, the launch overlaps its drain: gemm.cu's early start).
 #pragma once

@@ -1,6 +1,7 @@
 // The GPU Mixture-of-Experts layer (moe.h): its workspace and its launches, in order.
 #include "kernels/cuda/moe.h"
 
+#include <algorithm>
 #include <string>
 
 #include "core/error.h"
@@ -97,6 +98,11 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   const int64_t S = T * k;
   Workspace ws(T, D, a.F, E, k, a.workspace);
 
+  // a.launches > 0: stop after that many launches (benchmarks time the steps as differences).
+  int budget = a.launches > 0 ? a.launches : 1 << 30;
+  const auto next = [&budget] { return --budget >= 0; };
+
+  if (!next()) return;
   to_bf16_padded(a.x, a.x_stride, ws.xb, Dp, T, D, Dp, stream);
   GemmArgs router;
   router.x = ws.xb;
@@ -108,19 +114,24 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   router.M = T;
   router.N = E;
   router.K = Dp;
+  if (!next()) return;
   if (a.router_gemm == MoeRouterGemm::cublas) {
     gemm_bf16_cublas(router, stream);
   } else {
     gemm_bf16(router, stream);
   }
   const bool early = a.early_start && T <= kMoeEarlyStartTokens;
+  if (!next()) return;
   moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
-  const int bm = moe::tile_rows(T, k, E);
+  const bool wgmma =
+      a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical;
+  const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
+  if (!next()) return;
   moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
 
-  if (a.expert_gemm == MoeExpertGemm::wgmma && bm >= 64 &&
-      a.expert_order == MoeExpertOrder::canonical) {
+  if (wgmma) {
     // xg = xb's rows in expert order; act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
+    if (!next()) return;
     moe::gather_rows(ws.xb, Dp, ws.grouping.row_token, S, ws.xg, stream, early);
     GemmGroups groups;
     groups.count = E;
@@ -142,6 +153,7 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     g.M = S;
     g.N = a.F;
     g.K = Dp;
+    if (!next()) return;
     gemm_bf16_grouped(g, groups, stream);
     GemmArgs d;
     d.x = ws.act;
@@ -153,7 +165,9 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     d.M = S;
     d.N = D;
     d.K = Fp;
+    if (!next()) return;
     gemm_bf16_grouped(d, groups, stream);
+    if (!next()) return;
     moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine,
                  stream, early);
     return;
@@ -173,6 +187,7 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   gated.slots = S;
   gated.n_experts = E;
   gated.order = a.expert_order;
+  if (!next()) return;
   moe::grouped_gemm(gated, ws.grouping, bm, stream, early);
 
   moe::GroupedGemm down;  // out = act Wd^T
@@ -187,7 +202,9 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   down.slots = S;
   down.n_experts = E;
   down.order = a.expert_order;
+  if (!next()) return;
   moe::grouped_gemm(down, ws.grouping, bm, stream, early);
+  if (!next()) return;
 
   moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine, stream,
                early);

@@ -57,9 +57,10 @@ enum class MoeCombineOrder { rank, by_load, atomic };
 enum class MoeRouterGemm { invariant, cublas };
 
 // The kernel of the expert GEMMs; both give gemm.h's chain, so the same bits. mma_sync:
-// moe_gemm.cu's grouped mma.sync kernel, every T. wgmma: at tiles of 64 or more rows (prefill)
-// and the canonical order, the tokens' rows gathered into expert order, then gemm_bf16_grouped
-// (gemm_grouped.h: the wgmma kernel of gemm.h reading the device tile list); mma_sync otherwise.
+// moe_gemm.cu's grouped mma.sync kernel (tiles of 16, 64 or 128 rows by T). wgmma (canonical
+// order only; the split control runs mma_sync): the tokens' rows gathered into expert order, then
+// gemm_bf16_grouped (gemm_grouped.h: the wgmma kernel of gemm.h reading the device tile list)
+// with tiles of 64 or 128 rows.
 enum class MoeExpertGemm { mma_sync, wgmma };
 
 struct MoeLayerArgs {
@@ -83,8 +84,12 @@ struct MoeLayerArgs {
   MoeRouterGemm router_gemm = MoeRouterGemm::invariant;
   MoeExpertGemm expert_gemm = MoeExpertGemm::mma_sync;
   // At T <= kMoeEarlyStartTokens the steps after the router launch with programmatic dependent
-  // launch (each may be scheduled while the previous one drains; only speed).
-  bool early_start = true;
+  // launch (each may be scheduled while the previous one drains; only speed). Off by default:
+  // slower at T = 1 and 2 on the H100 (bench/cuda/MOE_NOTES.md, run 1).
+  bool early_start = false;
+  // Benchmarks only: issue the first `launches` launches of the layer and stop (0: all), to time
+  // its steps as differences of prefixes.
+  int launches = 0;
 };
 inline constexpr int64_t kMoeEarlyStartTokens = 64;
 
