@@ -4,6 +4,7 @@
 # (git-ignored; carried with the device tool's `carry: [".gpu-moecuda"]`):
 #   .gpu-moecuda/moe_cuda_test   the GPU MoE tests (tests/cuda/moe_cuda_test.cpp)
 #   .gpu-moecuda/moe_bench       the MoE layer benchmark (bench/cuda/moe_bench.cpp)
+#   .gpu-moecuda/gemm_test       the dense GEMM's tests (gemm.cu serves the grouped GEMM too)
 #   .gpu-moecuda/bitexact        the CLI (the experiments on random:qwen3-30b-a3b)
 #   .gpu-moecuda/lib/            libraries they link that the device has no copy of
 #   .gpu-moecuda/plot.py         bench/experiments/plot.py (if the device has matplotlib)
@@ -11,9 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f build-cuda/CMakeCache.txt ] || cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DBITEXACT_CUDA=ON >/dev/null
-cmake --build build-cuda -j2 --target moe_cuda_test moe_bench bitexact
+cmake --build build-cuda -j2 --target moe_cuda_test moe_bench gemm_test bitexact
 rm -rf .gpu-moecuda && mkdir -p .gpu-moecuda/lib
-for b in moe_cuda_test moe_bench bitexact; do
+for b in moe_cuda_test moe_bench gemm_test bitexact; do
   cp build-cuda/$b .gpu-moecuda/ && strip .gpu-moecuda/$b
 done
 cp bench/experiments/plot.py .gpu-moecuda/

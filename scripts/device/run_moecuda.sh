@@ -34,6 +34,14 @@ if [ "$rc" -ne 0 ]; then
   fi
 fi
 
+# 1b. the dense GEMM's tests (gemm.cu also holds the grouped wgmma GEMM)
+t0=$(date +%s)
+timeout 120 "$G/gemm_test" > /tmp/gemm_test.log 2>&1; grc=$?
+p=$(grep -c '^\[       OK \]' /tmp/gemm_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/gemm_test.log)
+gemm_line="| gemm_test | $p | $f | $grc | $(( $(date +%s) - t0 )) s |"
+{ echo; echo "## gemm_test (exit $grc)"; grep -E '^\[  FAILED  \]|Failure' /tmp/gemm_test.log | head -20; } >> "$S"
+[ "$grc" -ne 0 ] && cp /tmp/gemm_test.log "$OUT/"
+
 # 2. benchmark
 t0=$(date +%s)
 timeout 90 "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
@@ -62,6 +70,6 @@ for n in uniqueness throughput on-policy; do [ -f "$OUT/exp/$n.json" ] && cp "$O
 rm -rf "$OUT/exp"
 
 { echo; echo "## summary ($(( $(date +%s) - start )) s)";
-  printf '%s\n' "| step | passed | failed | exit | time |" "|---|---|---|---|---|" "$tests_line" "$bench_line" "${exp_lines[@]}";
+  printf '%s\n' "| step | passed | failed | exit | time |" "|---|---|---|---|---|" "$tests_line" "$gemm_line" "$bench_line" "${exp_lines[@]}";
   grep -E '^\| (1|2|8|4096) \||^steps at' /tmp/moe_bench.log; } >> "$S"
 tail -40 "$S"
