@@ -1,8 +1,9 @@
 // The Mixture-of-Experts layer (kernels/cuda/moe.h) on Qwen3-30B-A3B's shape: D = 2048, 128
 // experts of F = 768, top-8, normalized weights.
 //
-// Decode (T = 1, 2, 8 tokens): the invariant layer (also with plain launches instead of
-// programmatic dependent launch) and the fast mode (cuBLAS router, atomicAdd combine) against the
+// Decode (T = 1, 2, 8 tokens): the invariant layer (also with early starts, and replayed as a
+// CUDA graph as the engine's decode steps are, which removes the host's launch costs: at T = 1
+// they exceed the GPU's time) and the fast mode (cuBLAS router, atomicAdd combine) against the
 // floor of the bytes the layer must read: the router [128, 2048] and, for each distinct expert the
 // tokens chose, its gate, up and down rows (3 x 768 x 2048 bf16 = 9.4 MB), over the measured copy
 // bandwidth (timing.h copy_bandwidth). Eight input sets rotate, each routing to other experts, so
@@ -135,8 +136,44 @@ bool layer_equals_reference(const Weights& w, int64_t T) {
   return std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// Microseconds of one layer call at T tokens replayed as a CUDA graph (one graph per input set,
+// as the engine replays decode steps): the GPU's time without the host's launch costs.
+double graph_us(const Weights& w, int64_t T, bool wgmma, int samples, int launches = 0) {
+  cudaStream_t stream;
+  check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");  // blocking: ordered with stream 0
+  std::vector<DeviceBuffer> xs, ys;
+  DeviceBuffer ws(bx::cuda::moe_layer_workspace_bytes(T, D, F, E, K_TOP));
+  std::vector<cudaGraphExec_t> execs;
+  for (int r = 0; r < kRotations; ++r) {
+    xs.emplace_back(static_cast<size_t>(T * D) * 4);
+    ys.emplace_back(static_cast<size_t>(T * D) * 4);
+    bx::cuda::fill_uniform_f32(xs.back().get<float>(), T * D, 100 + r, -1, 1, nullptr);
+    bx::cuda::fill_uniform_f32(ys.back().get<float>(), T * D, 200 + r, -1, 1, nullptr);
+    bx::cuda::MoeLayerArgs a = layer_args(w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
+    if (wgmma) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+    a.launches = launches;
+    check_cuda(cudaDeviceSynchronize(), "fill");
+    bx::cuda::moe_layer(a, stream);  // once outside the capture (one-time kernel attributes)
+    check_cuda(cudaStreamSynchronize(stream), "warm-up");
+    cudaGraph_t graph;
+    check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "begin capture");
+    bx::cuda::moe_layer(a, stream);
+    check_cuda(cudaStreamEndCapture(stream, &graph), "end capture");
+    cudaGraphExec_t exec;
+    check_cuda(cudaGraphInstantiate(&exec, graph, 0), "instantiate");
+    cudaGraphDestroy(graph);
+    execs.push_back(exec);
+  }
+  const double us =
+      median_us([&](int r) { check_cuda(cudaGraphLaunch(execs[r], stream), "cudaGraphLaunch"); },
+                kRotations, samples);
+  for (cudaGraphExec_t e : execs) cudaGraphExecDestroy(e);
+  cudaStreamDestroy(stream);
+  return us;
+}
+
 // Each launch of the layer at T tokens: the time of its first k launches minus its first k - 1
-// (MoeLayerArgs::launches), medians over 8 rotated input sets at small T.
+// (MoeLayerArgs::launches), medians over 8 rotated input sets replayed as CUDA graphs at small T.
 void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
   const int rot = T <= 64 ? kRotations : 1;
   std::vector<DeviceBuffer> xs, ys;
@@ -156,15 +193,17 @@ void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
               wgmma ? "wgmma" : "mma.sync");
   double previous = 0;
   for (size_t k = 1; k <= names.size(); ++k) {
-    const double us = median_us(
-        [&](int r) {
-          bx::cuda::MoeLayerArgs a =
-              layer_args(w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
-          if (wgmma) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
-          a.launches = static_cast<int>(k);
-          bx::cuda::moe_layer(a, nullptr);
-        },
-        rot, samples);
+    // Small T: as CUDA graphs (direct launches would time the host).
+    const double us = T <= 64 ? graph_us(w, T, wgmma, samples, static_cast<int>(k))
+                              : median_us(
+                                    [&](int r) {
+                                      bx::cuda::MoeLayerArgs a = layer_args(
+                                          w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
+                                      if (wgmma) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+                                      a.launches = static_cast<int>(k);
+                                      bx::cuda::moe_layer(a, nullptr);
+                                    },
+                                    rot, samples);
     std::printf(" %s %.1f", names[k - 1], us - previous);
     previous = us;
   }
@@ -223,6 +262,10 @@ int main(int argc, char** argv) {
       std::printf("| %lld | %s | %.1f | %d | %.1f | %.2f |\n", static_cast<long long>(T), mode, us,
                   experts, floor_us, floor_us / us);
     }
+    const double us = graph_us(w, T, false, samples);
+    std::printf("| %lld | invariant, CUDA graph | %.1f | %d | %.1f | %.2f |\n",
+                static_cast<long long>(T), us, experts, floor_us, floor_us / us);
+    std::fflush(stdout);
   }
 
   // Prefill.
@@ -324,6 +367,11 @@ int main(int argc, char** argv) {
     }
     std::printf("| %lld | %s | %.1f | %.1f | %.2f |\n", static_cast<long long>(n),
                 same ? "yes" : "NO", us, ref_us, ref_us / us);
+    if (n != T) {
+      const double g_us = graph_us(w, n, true, samples);
+      std::printf("| %lld | %s, CUDA graph | %.1f | %.1f | %.2f |\n", static_cast<long long>(n),
+                  same ? "yes" : "NO", g_us, ref_us, ref_us / g_us);
+    }
     std::fflush(stdout);
   }
   breakdown(w, 1, true, samples);
