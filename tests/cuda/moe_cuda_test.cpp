@@ -15,8 +15,8 @@
 //   backend     CudaBackend's MoeLayers: the layer records into a CUDA graph (no host
 //               synchronisation) and the recording and its replay give the direct bits; shapes
 //               and scratch that do not fit are named.
-//   wgmma       the expert GEMMs through gemm_bf16_grouped give the mma.sync path's bits, the
-//               reference's, and a token alone's (last in the file: the newest path).
+//   kernels     the expert GEMMs through gemm_bf16_grouped (wgmma, the default) give the mma.sync
+//               path's bits, the reference's, and a token alone's on the mma.sync path.
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
 #include <gtest/gtest.h>
@@ -135,7 +135,7 @@ struct RunOptions {
   cuda::MoeExpertOrder order = cuda::MoeExpertOrder::canonical;
   cuda::MoeCombineOrder combine = cuda::MoeCombineOrder::rank;
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
-  cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::mma_sync;
+  cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::wgmma;  // the layer's default
   bool early_start = false;
   bool reference = false;
 };
@@ -596,24 +596,31 @@ TEST(MoeCudaEngine, FastModeRunsAndIsLabelled) {
   for (const test::RequestResult& r : out) EXPECT_FALSE(r.samples.at(0).tokens.empty());
 }
 
-// Last in the file: the wgmma expert path (gemm_grouped.h), new; a fault here cannot spoil the
-// tests above, which share the process's CUDA context.
+RunOptions mma_only() {
+  RunOptions o;
+  o.expert_gemm = cuda::MoeExpertGemm::mma_sync;
+  return o;
+}
+
+// The two expert kernels against each other: the wgmma path (gemm_grouped.h, the default, which
+// the tests above run) and the mma.sync path.
 TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
   BX_REQUIRE_HOPPER();
   const LayerShape s{256, 96, 16, 4, true};
   const Layer l(s, 71, false);
   constexpr int kPool = 4096;
   const Pool p(kPool, s.D, 17, false);
-  const std::vector<std::vector<float>> alone = alone_results(l, p, 512);  // mma.sync at T = 1
-  RunOptions wgmma, ref;
+  const std::vector<std::vector<float>> alone = alone_results(l, p, 512, mma_only());
+  RunOptions wgmma, mma_sync, ref;
   wgmma.expert_gemm = cuda::MoeExpertGemm::wgmma;
+  mma_sync.expert_gemm = cuda::MoeExpertGemm::mma_sync;
   ref.reference = true;
   std::vector<float> xb, yb;
   // 1 .. 100 tokens: tiles of 64 rows (64x32 or 64x64); 300 and 4096: 128 rows (128x256).
   for (int n : {1, 8, 100, 300, 4096}) {
     const std::vector<int> ids = batch_ids(n, n == kPool ? kPool : 512, static_cast<uint32_t>(n));
     p.gather(ids, xb, yb);
-    const std::vector<float> got = run(l, xb, yb, wgmma), mma = run(l, xb, yb);
+    const std::vector<float> got = run(l, xb, yb, wgmma), mma = run(l, xb, yb, mma_sync);
     EXPECT_TRUE(test::same_bits(got.data(), mma.data(), got.size())) << n << " tokens";
     if (n == 300) {
       const std::vector<float> want = run(l, xb, yb, ref);

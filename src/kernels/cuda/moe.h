@@ -18,11 +18,13 @@
 //   lowest expert id, the rank-order normalization); one warp per token, so a token's route
 //   depends on its own logits only. tests/cuda/moe_test compares it with the CPU function.
 // - expert GEMMs: one grouped launch per projection over a device-side tile list (tiles of BM
-//   rows of one expert); every element is the chain of gemm.h: mma.sync m16n8k16 steps over
-//   16-wide K slices in increasing k from +0, K padded with zeros to a multiple of 64, the bits
-//   of gemm_bf16 (the tensor core's m16n8k16 and wgmma give the same bits: gemm.h). The tile
-//   height BM follows T (only speed); the K order never does. So expert e's result for a token
-//   does not depend on how many tokens e received, which ones, or where they sit in the tile.
+//   rows of one expert); every element is the chain of gemm.h: 16-wide K slices in increasing k
+//   from +0, K padded with zeros to a multiple of 64, the bits of gemm_bf16. Two kernels give
+//   it (MoeExpertGemm): gemm.h's wgmma kernel reading the tile list (gemm_grouped.h, the
+//   default) and moe_gemm.cu's mma.sync m16n8k16 kernel (the tensor core's m16n8k16 and wgmma
+//   give the same bits: gemm.h; tests/cuda/moe_cuda_test checks the two against each other). The
+//   tile height BM follows T (only speed); the K order never does. So expert e's result for a
+//   token does not depend on how many tokens e received, which ones, or where they sit in a tile.
 // - SwiGLU: (g / (1.0f + expf(-g))) * u on the two chains, rounded to bf16 (rows.h silu_mul,
 //   then to_bf16_padded: the bits of the dense CudaBackend swiglu).
 // - combine: as above, in rank order; never in expert, arrival or completion order.
@@ -82,7 +84,9 @@ struct MoeLayerArgs {
   MoeExpertOrder expert_order = MoeExpertOrder::canonical;
   MoeCombineOrder combine = MoeCombineOrder::rank;
   MoeRouterGemm router_gemm = MoeRouterGemm::invariant;
-  MoeExpertGemm expert_gemm = MoeExpertGemm::mma_sync;
+  // wgmma by default: the same bits as mma_sync (tests/cuda/moe_cuda_test), 1.1x faster at decode
+  // and 2.5x at prefill on the H100 (bench/cuda/MOE_NOTES.md, run 2).
+  MoeExpertGemm expert_gemm = MoeExpertGemm::wgmma;
   // At T <= kMoeEarlyStartTokens the steps after the router launch with programmatic dependent
   // launch (each may be scheduled while the previous one drains; only speed). Off by default:
   // slower at T = 1 and 2 on the H100 (bench/cuda/MOE_NOTES.md, run 1).
