@@ -16,6 +16,7 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/generate.h"
 #include "kernels/cuda/greedy.h"
+#include "kernels/cuda/moe.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/sample.h"
@@ -881,6 +882,66 @@ void CudaBackend::sample_rows(const Tensor& logits, const Tensor& logprobs,
       cudaMemcpyAsync(chosen, d_chosen, rows * sizeof(float), cudaMemcpyDeviceToHost, s.stream),
       "cudaMemcpyAsync (sampled logprobs)");
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (sample_rows)");
+}
+
+int64_t CudaBackend::moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, int k) const {
+  return static_cast<int64_t>(cuda::moe_layer_workspace_bytes(T, D, F, E, k));
+}
+
+void CudaBackend::moe(const MoeOp& op) {
+  check_f32(op.x, "moe input");
+  check_f32(op.y, "moe output");
+  const int64_t T = op.x.rows, D = op.x.cols, E = op.router.rows;
+  BX_CHECK(op.y.rows == T && op.y.cols == D, "cuda backend: moe shapes x [" + std::to_string(T) +
+                                                 ", " + std::to_string(D) + "], y [" +
+                                                 std::to_string(op.y.rows) + ", " +
+                                                 std::to_string(op.y.cols) + "]: expected equal");
+  BX_CHECK(op.router.dtype == DType::bf16 && op.gate.dtype == DType::bf16 &&
+               op.up.dtype == DType::bf16 && op.down.dtype == DType::bf16,
+           "cuda backend: moe weights must be BF16 (upload_matrix)");
+  BX_CHECK(E > 0 && op.gate.rows % E == 0,
+           "cuda backend: moe gate rows " + std::to_string(op.gate.rows) +
+               ": expected a multiple of the " + std::to_string(E) + " router rows");
+  const int64_t F = op.gate.rows / E;
+  BX_CHECK(op.router.cols == D && op.gate.cols == D && op.up.cols == D && op.up.rows == E * F &&
+               op.up.stride == op.gate.stride && op.down.rows == E * D && op.down.cols == F,
+           "cuda backend: moe weights router [" + std::to_string(op.router.rows) + ", " +
+               std::to_string(op.router.cols) + "], gate [" + std::to_string(op.gate.rows) + ", " +
+               std::to_string(op.gate.cols) + "], up [" + std::to_string(op.up.rows) + ", " +
+               std::to_string(op.up.cols) + "], down [" + std::to_string(op.down.rows) + ", " +
+               std::to_string(op.down.cols) + "]: expected [E, D], [E*F, D] twice, [E*D, F]");
+  const int64_t need = moe_scratch_bytes(T, D, F, static_cast<int>(E), op.top_k);
+  const int64_t have =
+      op.scratch.rows * op.scratch.stride * (op.scratch.dtype == DType::bf16 ? 2 : 4);
+  BX_CHECK(have >= need, "cuda backend: moe scratch of " + std::to_string(have) +
+                             " bytes, expected at least " + std::to_string(need));
+  cuda::MoeLayerArgs a;
+  a.x = f32(op.x);
+  a.x_stride = op.x.stride;
+  a.y = f32(op.y);
+  a.y_stride = op.y.stride;
+  a.T = T;
+  a.D = D;
+  a.F = F;
+  a.n_experts = static_cast<int>(E);
+  a.top_k = op.top_k;
+  a.normalize = op.normalize;
+  a.router = static_cast<const uint16_t*>(op.router.data);
+  a.router_stride = op.router.stride;
+  a.gate = static_cast<const uint16_t*>(op.gate.data);
+  a.up = static_cast<const uint16_t*>(op.up.data);
+  a.gate_up_stride = op.gate.stride;
+  a.down = static_cast<const uint16_t*>(op.down.data);
+  a.down_stride = op.down.stride;
+  a.workspace = op.scratch.data;
+  if (mode_ == Mode::fast) {
+    a.router_gemm = cuda::MoeRouterGemm::cublas;
+    a.combine = cuda::MoeCombineOrder::atomic;
+  } else if (order_ == ReductionOrder::split_k_by_m) {
+    a.expert_order = cuda::MoeExpertOrder::split_k_by_count;
+    a.combine = cuda::MoeCombineOrder::by_load;
+  }
+  cuda::moe_layer(a, state_->stream);
 }
 
 void* CudaBackend::stream_handle() const {

@@ -34,7 +34,10 @@
 
 namespace bx {
 
-class CudaBackend final : public Backend, public GraphCapture, public DeviceSampling {
+class CudaBackend final : public Backend,
+                          public GraphCapture,
+                          public DeviceSampling,
+                          public MoeLayers {
  public:
   enum class Mode { invariant, fast };
 
@@ -89,8 +92,10 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
 
   // CUDA graphs (GraphCapture): stream capture of the ops, instantiated once per key, replayed
   // while the batch buffers and the KV cache stay where they were. Device sampling
-  // (DeviceSampling): greedy and seeded choices on the GPU.
-  BackendCapabilities capabilities() override { return {this, this}; }
+  // (DeviceSampling): greedy and seeded choices on the GPU. Mixture-of-Experts layers
+  // (MoeLayers): kernels/cuda/moe.h, with no host synchronisation (so they record); fast mode
+  // routes through cuBLAS and combines by atomicAdd; the split-K order runs moe.h's controls.
+  BackendCapabilities capabilities() override { return {this, this, this}; }
   DType gemm_input_dtype() const override { return DType::bf16; }
   bool replay(uint64_t key) override;
   void begin_recording(uint64_t key) override;
@@ -112,6 +117,9 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
   void sample_rows(const Tensor& logits, const Tensor& logprobs,
                    std::span<const SamplingParams> params, std::span<const uint64_t> token_indices,
                    int32_t* ids, float* chosen) override;  // kernels/cuda/sample.h
+
+  int64_t moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, int k) const override;
+  void moe(const MoeOp& op) override;  // kernels/cuda/moe.h
 
   // The cudaStream_t every op is enqueued on (for benchmarks that time ops with CUDA events).
   void* stream_handle() const;

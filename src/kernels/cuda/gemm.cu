@@ -35,6 +35,7 @@
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemm_grouped.h"
 #include "kernels/cuda/hopper.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
@@ -59,6 +60,11 @@ struct KernelParams {
   int64_t part_first[GemmArgs::kMaxParts];
   float* part_y[GemmArgs::kMaxParts];
   int64_t part_stride[GemmArgs::kMaxParts];
+  // Grouped (kGrouped, gemm_grouped.h): row tile tm is the device list's entry tm, of *n_tiles.
+  const int32_t* tile_group;
+  const int32_t* tile_row0;
+  const int32_t* n_tiles;
+  const int32_t* offsets;
 };
 
 // Row `row` of the output part holding column `col` (a multiple of 2); col becomes the column
@@ -124,7 +130,25 @@ __device__ __forceinline__ void tile_coords(int tile, int tiles_m, int tiles_n, 
   tn = in_group / rows;
 }
 
-template <int BN, int kConsumers, int kStages, bool kGated>
+// The rows of row tile tm: x rows from *first and output rows below *end; W rows from
+// *w_first (grouped: the tile's group's rows of W; dense: tm * BM, M and 0). Read after
+// griddep_wait (the list is the previous kernel's output).
+template <int BM, bool kGrouped>
+__device__ __forceinline__ void row_tile(const KernelParams& p, int tm, int64_t& first,
+                                         int64_t& end, int64_t& w_first) {
+  if constexpr (kGrouped) {
+    const int g = p.tile_group[tm];
+    first = p.tile_row0[tm];
+    end = p.offsets[g + 1];
+    w_first = static_cast<int64_t>(g) * p.N;
+  } else {
+    first = static_cast<int64_t>(tm) * BM;
+    end = p.M;
+    w_first = 0;
+  }
+}
+
+template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false>
 __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
                       const __grid_constant__ CUtensorMap w_map,
@@ -140,7 +164,6 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
   const uint32_t full_bar = ring + kStages * S::kStageBytes;  // kStages barriers
   const uint32_t empty_bar = full_bar + kStages * 8;          // kStages barriers
   const int warpgroup = static_cast<int>(threadIdx.x) / 128;
-  const int tiles = p.tiles_m * p.tiles_n;
 
   if (threadIdx.x == 0) {
     ptx::prefetch_tensor_map(&x_map);
@@ -163,24 +186,31 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     if (threadIdx.x == 0) {
       const uint32_t tx_bytes = static_cast<uint32_t>((p.a_rows + BN) * kRowBytes);
       ptx::griddep_wait();  // the previous grid on the stream has finished and flushed
+      const int tiles_m = kGrouped ? *p.n_tiles : p.tiles_m;
+      const int tiles = tiles_m * p.tiles_n;
       int stage = 0;
       uint32_t phase = 0;
       for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
            tile += static_cast<int>(gridDim.x)) {
         int tm, tn;
-        tile_coords(tile, p.tiles_m, p.tiles_n, tm, tn);
+        tile_coords(tile, tiles_m, p.tiles_n, tm, tn);
+        int64_t first, end, w_first;
+        row_tile<S::BM, kGrouped>(p, tm, first, end, w_first);
+        const int a_row = static_cast<int>(first);
         for (int kb = 0; kb < p.k_blocks; ++kb) {
           ptx::mbarrier_wait(empty_bar + 8 * stage, phase ^ 1u);
           const uint32_t a = ring + static_cast<uint32_t>(stage * S::kStageBytes);
           ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, tx_bytes);
-          ptx::tma_load_2d(a, &x_map, full_bar + 8 * stage, kb * kBK, tm * S::BM);
+          ptx::tma_load_2d(a, &x_map, full_bar + 8 * stage, kb * kBK, a_row);
           if constexpr (kGated) {  // BN/2 gate rows, then the same BN/2 up rows
             const uint32_t b = a + S::kABytes;
-            ptx::tma_load_2d(b, &w_map, full_bar + 8 * stage, kb * kBK, tn * (BN / 2));
+            const int w_row = static_cast<int>(w_first + tn * (BN / 2));
+            ptx::tma_load_2d(b, &w_map, full_bar + 8 * stage, kb * kBK, w_row);
             ptx::tma_load_2d(b + (BN / 2) * kRowBytes, &u_map, full_bar + 8 * stage, kb * kBK,
-                             tn * (BN / 2));
+                             w_row);
           } else {
-            ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK, tn * BN);
+            ptx::tma_load_2d(a + S::kABytes, &w_map, full_bar + 8 * stage, kb * kBK,
+                             static_cast<int>(w_first + tn * BN));
           }
           if (++stage == kStages) {
             stage = 0;
@@ -208,6 +238,8 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       ptx::named_barrier_sync(1, 128 * kConsumers);
     }
     ptx::griddep_wait();  // before the epilogue's loads and stores of y
+    const int tiles_m = kGrouped ? *p.n_tiles : p.tiles_m;
+    const int tiles = tiles_m * p.tiles_n;
     const int c = warpgroup - 1;
     const int t = static_cast<int>(threadIdx.x) % 128;
     const int warp = t / 32, lane = t % 32;
@@ -217,7 +249,9 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
          tile += static_cast<int>(gridDim.x)) {
       int tm, tn;
-      tile_coords(tile, p.tiles_m, p.tiles_n, tm, tn);
+      tile_coords(tile, tiles_m, p.tiles_n, tm, tn);
+      int64_t first, end, w_first;
+      row_tile<S::BM, kGrouped>(p, tm, first, end, w_first);
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < p.k_blocks; ++kb) {
@@ -254,14 +288,14 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
 
       // Accumulator fragment: acc[4j + e] is row 16 * warp + lane / 4 (+8 for e >= 2), column
       // 8j + 2 * (lane % 4) (+1 for odd e) of this consumer's 64 x BN block.
-      const int64_t row0 = static_cast<int64_t>(tm) * S::BM + c * 64 + warp * 16 + lane / 4;
+      const int64_t row0 = first + c * 64 + warp * 16 + lane / 4;
       if constexpr (kGated) {
         // Output column n of the tile's BN/2: gate chain in fragment column n, up in n + BN/2.
         const int64_t col0 = static_cast<int64_t>(tn) * (BN / 2) + 2 * (lane % 4);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int64_t row = row0 + 8 * half;
-          if (row >= p.M) continue;
+          if (row >= end) continue;
           float* out_row = p.y + row * p.y_stride;
           uint32_t* bf16_row = reinterpret_cast<uint32_t*>(p.y_bf16 + row * p.y_stride);
           const int64_t padded = (p.N + 7) / 8 * 8;
@@ -289,7 +323,7 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           const int64_t row = row0 + 8 * half;
-          if (row >= p.M) continue;
+          if (row >= end) continue;
 #pragma unroll
           for (int j = 0; j < BN / 8; ++j) {
             const int64_t col = col0 + 8 * j;
@@ -337,11 +371,11 @@ CUtensorMap tensor_map(const uint16_t* base, int64_t rows, int64_t K, int64_t st
   return map;
 }
 
-template <int BN, int kConsumers, int kStages, bool kGated>
-void launch(const GemmArgs& args, cudaStream_t stream) {
+template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false>
+void launch(const GemmArgs& args, cudaStream_t stream, const GemmGroups* groups = nullptr) {
   using S = Shape<BN, kConsumers, kStages>;
   static_assert(!kGated || (BN / 2) % 8 == 0, "gated halves must be whole swizzle atoms");
-  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages, kGated>;
+  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages, kGated, kGrouped>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
@@ -353,16 +387,18 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, a_rows);
   // Rows of W (and of w_up) one tile reads: BN, or BN/2 of each when gated.
   constexpr int w_rows = kGated ? BN / 2 : BN;
-  const CUtensorMap w_map = tensor_map(args.w, args.N, args.K, args.w_stride, w_rows);
+  // Grouped: W holds the groups' rows back to back (group g: rows [g N, (g + 1) N)).
+  const int64_t all_w_rows = kGrouped ? groups->count * args.N : args.N;
+  const CUtensorMap w_map = tensor_map(args.w, all_w_rows, args.K, args.w_stride, w_rows);
   const CUtensorMap u_map =
-      kGated ? tensor_map(args.w_up, args.N, args.K, args.w_stride, w_rows) : w_map;
+      kGated ? tensor_map(args.w_up, all_w_rows, args.K, args.w_stride, w_rows) : w_map;
   KernelParams p;
   p.y = args.y;
   p.y_stride = args.y_stride;
   p.M = args.M;
   p.N = args.N;
   p.k_blocks = static_cast<int>((args.K + kBK - 1) / kBK);
-  p.tiles_m = static_cast<int>((args.M + S::BM - 1) / S::BM);
+  p.tiles_m = static_cast<int>(kGrouped ? groups->max_tiles : (args.M + S::BM - 1) / S::BM);
   p.tiles_n = static_cast<int>((args.N + w_rows - 1) / w_rows);
   p.a_rows = a_rows;
   p.accumulate = args.accumulate;
@@ -377,6 +413,10 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
     p.part_first[i] = used ? args.parts[i].first_col : 0;
     p.part_y[i] = used ? args.parts[i].y : nullptr;
     p.part_stride[i] = used ? args.parts[i].stride : 0;
+    p.tile_group = kGrouped ? groups->tile_group : nullptr;
+    p.tile_row0 = kGrouped ? groups->tile_row0 : nullptr;
+    p.n_tiles = kGrouped ? groups->n_tiles : nullptr;
+    p.offsets = kGrouped ? groups->offsets : nullptr;
     if (used)
       p.vector_store = p.vector_store && pairs_aligned(args.parts[i].y, args.parts[i].stride);
   }
@@ -388,7 +428,7 @@ void launch(const GemmArgs& args, cudaStream_t stream) {
   // access waits for it (griddepcontrol.wait). Measured 1-3 us faster per GEMM at M <= 32, but
   // 7-10% slower at M = 128 and 512 on 12288 -> 4096 (bench/cuda/GEMM_NOTES.md, v9), so larger
   // M launches plainly (the waits are then no-ops). Either way the arithmetic is the same.
-  const bool early_start = args.M <= 64;
+  const bool early_start = kGrouped ? groups->early_start : args.M <= 64;
   cudaLaunchConfig_t config{};
   config.gridDim = dim3(grid);
   config.blockDim = dim3(S::kThreads);
@@ -541,6 +581,38 @@ GemmTile gemm_pick_tile(int64_t M, int64_t N, int sms) {
     }
   }
   return best;
+}
+
+void gemm_bf16_grouped(const GemmArgs& args, const GemmGroups& groups, cudaStream_t stream) {
+  check_gemm_args(args, "gemm_bf16_grouped");
+  BX_CHECK(args.n_parts == 0 && !args.accumulate,
+           "gemm_bf16_grouped: no output parts, no accumulate");
+  BX_CHECK(groups.count > 0 && groups.tile_group != nullptr && groups.tile_row0 != nullptr &&
+               groups.n_tiles != nullptr && groups.offsets != nullptr && groups.max_tiles >= 0,
+           "gemm_bf16_grouped: the tile list is incomplete");
+  BX_CHECK(groups.tile_rows == 64 || groups.tile_rows == 128, "gemm_bf16_grouped: tiles of " +
+                                                                  std::to_string(groups.tile_rows) +
+                                                                  " rows; expected 64 or 128");
+  if (args.M == 0 || args.N == 0 || groups.max_tiles == 0) return;
+  BX_CHECK(args.K > 0, "gemm_bf16_grouped: K must be positive");
+  const bool gated = args.w_up != nullptr;
+  if (groups.tile_rows == 128) {
+    gated ? launch<256, 2, 4, true, true>(args, stream, &groups)
+          : launch<256, 2, 4, false, true>(args, stream, &groups);
+    return;
+  }
+  // 64-row tiles stream W (few rows per group): 64x32 or 64x64, whichever streams fewer W rows
+  // per block over the most tiles there can be (gemm_pick_tile's rule for M <= 64).
+  const int64_t chains = gated ? 2 * args.N : args.N, sms = sm_count();
+  const int64_t rows32 = (groups.max_tiles * ((chains + 31) / 32) + sms - 1) / sms * 32;
+  const int64_t rows64 = (groups.max_tiles * ((chains + 63) / 64) + sms - 1) / sms * 64;
+  if (rows32 < rows64) {
+    gated ? launch<32, 1, 16, true, true>(args, stream, &groups)
+          : launch<32, 1, 16, false, true>(args, stream, &groups);
+  } else {
+    gated ? launch<64, 1, 12, true, true>(args, stream, &groups)
+          : launch<64, 1, 12, false, true>(args, stream, &groups);
+  }
 }
 
 void gemm_bf16(const GemmArgs& args, cudaStream_t stream, GemmTile tile) {

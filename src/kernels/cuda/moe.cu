@@ -1,0 +1,213 @@
+// The GPU Mixture-of-Experts layer (moe.h): its workspace and its launches, in order.
+#include "kernels/cuda/moe.h"
+
+#include <algorithm>
+#include <string>
+
+#include "core/error.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemm_grouped.h"
+#include "kernels/cuda/moe_steps.h"
+#include "kernels/cuda/rows.h"
+
+namespace bx::cuda {
+namespace {
+
+constexpr size_t kAlign = 256;
+
+int64_t round_up8(int64_t n) {
+  return (n + 7) / 8 * 8;
+}
+
+// The workspace carved into its buffers (sizes for T tokens; base null: sizing only).
+struct Workspace {
+  uint16_t* xb = nullptr;    // [T, Dp] x rounded to bf16
+  float* logits = nullptr;   // [T, E]
+  int32_t* ids = nullptr;    // [S]
+  float* weights = nullptr;  // [S]
+  moe::Grouping grouping;    // offsets [E + 1], row_of [S], row_token [S], tiles
+  uint16_t* xg = nullptr;    // [S, Dp] xb's rows in expert order (the wgmma path)
+  uint16_t* act = nullptr;   // [S, Fp] silu(gate) * up, bf16
+  float* out = nullptr;      // [S, D] each expert's output rows
+  size_t bytes = 0;
+
+  template <typename T>
+  T* take(std::byte* base, int64_t n) {
+    T* p = base != nullptr ? reinterpret_cast<T*>(base + bytes) : nullptr;
+    bytes += (static_cast<size_t>(n) * sizeof(T) + kAlign - 1) / kAlign * kAlign;
+    return p;
+  }
+
+  Workspace(int64_t T, int64_t D, int64_t F, int E, int k, void* base_ptr) {
+    auto* base = static_cast<std::byte*>(base_ptr);
+    const int64_t S = T * k;
+    const int64_t tiles = moe::max_tiles(S, E, 16);  // the smallest tile height: the most tiles
+    xb = take<uint16_t>(base, T * round_up8(D));
+    logits = take<float>(base, T * E);
+    ids = take<int32_t>(base, S);
+    weights = take<float>(base, S);
+    grouping.offsets = take<int32_t>(base, E + 1);
+    grouping.row_of = take<int32_t>(base, S);
+    grouping.row_token = take<int32_t>(base, S);
+    grouping.tile_expert = take<int32_t>(base, tiles);
+    grouping.tile_row0 = take<int32_t>(base, tiles);
+    grouping.n_tiles = take<int32_t>(base, 1);
+    xg = take<uint16_t>(base, S * round_up8(D));
+    act = take<uint16_t>(base, S * round_up8(F));
+    out = take<float>(base, S * D);
+  }
+};
+
+}  // namespace
+
+size_t moe_layer_workspace_bytes(int64_t T, int64_t D, int64_t F, int n_experts, int top_k) {
+  return Workspace(T, D, F, n_experts, top_k, nullptr).bytes;
+}
+
+void check_moe_layer_args(const MoeLayerArgs& a, const char* who) {
+  const std::string w = who;
+  BX_CHECK(a.n_experts >= 1 && a.n_experts <= kMoeMaxExperts && a.top_k >= 1 &&
+               a.top_k <= a.n_experts && a.top_k <= kMoeMaxTopK,
+           w + ": top-" + std::to_string(a.top_k) + " of " + std::to_string(a.n_experts) +
+               " experts: expected 1 <= k <= experts <= " + std::to_string(kMoeMaxExperts) +
+               " and k <= " + std::to_string(kMoeMaxTopK));
+  BX_CHECK(a.T >= 0 && a.D > 0 && a.F > 0,
+           w + ": sizes T=" + std::to_string(a.T) + " D=" + std::to_string(a.D) +
+               " F=" + std::to_string(a.F) + ": expected T >= 0 and D, F > 0");
+  const int64_t Dp = round_up8(a.D), Fp = round_up8(a.F);
+  BX_CHECK(a.router_stride >= Dp && a.router_stride % 8 == 0 && a.gate_up_stride >= Dp &&
+               a.gate_up_stride % 8 == 0 && a.down_stride >= Fp && a.down_stride % 8 == 0,
+           w + ": weight row strides " + std::to_string(a.router_stride) + ", " +
+               std::to_string(a.gate_up_stride) + " and " + std::to_string(a.down_stride) +
+               ": expected multiples of 8 of at least " + std::to_string(Dp) + ", " +
+               std::to_string(Dp) + " and " + std::to_string(Fp));
+  BX_CHECK(a.T == 0 ||
+               (a.x != nullptr && a.y != nullptr && a.workspace != nullptr && a.router != nullptr &&
+                a.gate != nullptr && a.up != nullptr && a.down != nullptr),
+           w + ": null x, y, workspace or weights");
+  BX_CHECK(a.x_stride >= a.D && a.y_stride >= a.D,
+           w + ": x and y row strides must be at least D = " + std::to_string(a.D));
+}
+
+void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
+  check_moe_layer_args(a, "moe_layer");
+  if (a.T == 0) return;
+  const int64_t T = a.T, D = a.D, Dp = round_up8(a.D), Fp = round_up8(a.F);
+  const int E = a.n_experts, k = a.top_k;
+  const int64_t S = T * k;
+  Workspace ws(T, D, a.F, E, k, a.workspace);
+
+  // a.launches > 0: stop after that many launches (benchmarks time the steps as differences).
+  int budget = a.launches > 0 ? a.launches : 1 << 30;
+  const auto next = [&budget] { return --budget >= 0; };
+
+  if (!next()) return;
+  to_bf16_padded(a.x, a.x_stride, ws.xb, Dp, T, D, Dp, stream);
+  GemmArgs router;
+  router.x = ws.xb;
+  router.x_stride = Dp;
+  router.w = a.router;
+  router.w_stride = a.router_stride;
+  router.y = ws.logits;
+  router.y_stride = E;
+  router.M = T;
+  router.N = E;
+  router.K = Dp;
+  if (!next()) return;
+  if (a.router_gemm == MoeRouterGemm::cublas) {
+    gemm_bf16_cublas(router, stream);
+  } else {
+    gemm_bf16(router, stream);
+  }
+  const bool early = a.early_start && T <= kMoeEarlyStartTokens;
+  if (!next()) return;
+  moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
+  const bool wgmma =
+      a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical;
+  const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
+  if (!next()) return;
+  moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
+
+  if (wgmma) {
+    // xg = xb's rows in expert order; act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
+    if (!next()) return;
+    moe::gather_rows(ws.xb, Dp, ws.grouping.row_token, S, ws.xg, stream, early);
+    GemmGroups groups;
+    groups.count = E;
+    groups.tile_group = ws.grouping.tile_expert;
+    groups.tile_row0 = ws.grouping.tile_row0;
+    groups.n_tiles = ws.grouping.n_tiles;
+    groups.offsets = ws.grouping.offsets;
+    groups.max_tiles = moe::max_tiles(S, E, bm);
+    groups.tile_rows = bm;
+    groups.early_start = early;
+    GemmArgs g;
+    g.x = ws.xg;
+    g.x_stride = Dp;
+    g.w = a.gate;
+    g.w_up = a.up;
+    g.w_stride = a.gate_up_stride;
+    g.y_bf16 = ws.act;
+    g.y_stride = Fp;
+    g.M = S;
+    g.N = a.F;
+    g.K = Dp;
+    if (!next()) return;
+    gemm_bf16_grouped(g, groups, stream);
+    GemmArgs d;
+    d.x = ws.act;
+    d.x_stride = Fp;
+    d.w = a.down;
+    d.w_stride = a.down_stride;
+    d.y = ws.out;
+    d.y_stride = D;
+    d.M = S;
+    d.N = D;
+    d.K = Fp;
+    if (!next()) return;
+    gemm_bf16_grouped(d, groups, stream);
+    if (!next()) return;
+    moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine,
+                 stream, early);
+    return;
+  }
+
+  moe::GroupedGemm gated;  // act = silu(xg Wg^T) * (xg Wu^T), rows gathered from xb
+  gated.a = ws.xb;
+  gated.a_stride = Dp;
+  gated.a_rows = ws.grouping.row_token;
+  gated.w = a.gate;
+  gated.w_up = a.up;
+  gated.w_stride = a.gate_up_stride;
+  gated.act = ws.act;
+  gated.y_stride = Fp;
+  gated.N = a.F;
+  gated.K = Dp;
+  gated.slots = S;
+  gated.n_experts = E;
+  gated.order = a.expert_order;
+  if (!next()) return;
+  moe::grouped_gemm(gated, ws.grouping, bm, stream, early);
+
+  moe::GroupedGemm down;  // out = act Wd^T
+  down.a = ws.act;
+  down.a_stride = Fp;
+  down.w = a.down;
+  down.w_stride = a.down_stride;
+  down.y = ws.out;
+  down.y_stride = D;
+  down.N = D;
+  down.K = Fp;
+  down.slots = S;
+  down.n_experts = E;
+  down.order = a.expert_order;
+  if (!next()) return;
+  moe::grouped_gemm(down, ws.grouping, bm, stream, early);
+  if (!next()) return;
+
+  moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine, stream,
+               early);
+}
+
+}  // namespace bx::cuda

@@ -1,0 +1,71 @@
+// The steps of the GPU Mixture-of-Experts layer (moe.h), each one launch, for moe.cu and its
+// tests. Shapes and orders are moe.h's; everything is on the device and asynchronous.
+// early_start: launched with programmatic dependent launch (moe_launch.cuh).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/moe.h"
+
+namespace bx::cuda::moe {
+
+// Rows of one grouped-GEMM tile (BM), picked from the mean rows per expert (T k / E): a speed
+// choice only. The grouping lays its tile list out for it.
+int tile_rows(int64_t T, int top_k, int n_experts);
+// The most tiles of `bm` rows S = T k grouped rows can need: ceil(S / bm) + min(E, S).
+int64_t max_tiles(int64_t slots, int n_experts, int bm);
+
+// The counting sort of the S = T k slots (slot s = t k + r) by expert, stable in s:
+//   offsets[e] .. offsets[e+1]: expert e's grouped rows; offsets[E] = S
+//   row_of[s]: the grouped row of slot s;  row_token[row]: its token t = s / k
+//   tiles: tile i covers rows [tile_row0[i], min(tile_row0[i] + bm, offsets[e+1])) of expert
+//   tile_expert[i], experts in increasing id, *n_tiles of them.
+struct Grouping {
+  int32_t* offsets = nullptr;      // [E + 1]
+  int32_t* row_of = nullptr;       // [S]
+  int32_t* row_token = nullptr;    // [S]
+  int32_t* tile_expert = nullptr;  // [max_tiles]
+  int32_t* tile_row0 = nullptr;    // [max_tiles]
+  int32_t* n_tiles = nullptr;      // [1]
+};
+void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
+                     const Grouping& g, cudaStream_t stream, bool early_start);
+
+// One grouped projection: for every tile i of the grouping, rows r of expert e = tile_expert[i]:
+//   plain: y[r, n] = chain(a[r], w[e*N + n])                    f32, n < N
+//   gated: act[r, n] = bf16(silu(chain(a[r], w[e*N + n])) * chain(a[r], w_up[e*N + n])), n < N,
+//          +0 for N <= n < round_up(N, 8)
+// where a[r] is row a_rows[r] of a (the token's row) or, a_rows null, row r, and chain is gemm.h's
+// over K (a multiple of 8; a and w rows padded with zeros to their strides).
+struct GroupedGemm {
+  const uint16_t* a = nullptr;
+  int64_t a_stride = 0;
+  const int32_t* a_rows = nullptr;
+  const uint16_t* w = nullptr;
+  const uint16_t* w_up = nullptr;  // set: gated
+  int64_t w_stride = 0;
+  float* y = nullptr;       // plain output
+  uint16_t* act = nullptr;  // gated output
+  int64_t y_stride = 0;
+  int64_t N = 0, K = 0;
+  int64_t slots = 0;  // S: bounds the grid (max_tiles)
+  int n_experts = 0;
+  MoeExpertOrder order = MoeExpertOrder::canonical;
+};
+void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream,
+                  bool early_start);
+
+// out[row] = x[row_token[row]] for row < rows: bf16 rows of `stride` elements (a multiple of 8,
+// 16-byte aligned rows), x and out of the same stride.
+void gather_rows(const uint16_t* x, int64_t stride, const int32_t* row_token, int64_t rows,
+                 uint16_t* out, cudaStream_t stream, bool early_start);
+
+// y[t] += the combine of moe.h for t < T: out [S, D] (row stride D) in grouped rows, weights and
+// ids [S] by slot. by_load reads the loads from offsets; atomic adds products one by one.
+void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
+             int64_t T, int top_k, int64_t D, float* y, int64_t y_stride, MoeCombineOrder order,
+             cudaStream_t stream, bool early_start);
+
+}  // namespace bx::cuda::moe
