@@ -60,7 +60,17 @@ struct Params {
   float* partials;   // decode split partials [n_singles][n_heads][split_slots][2 + Dh], or null
   int split_slots;   // max_position / split + 1
   int split_chunks;  // split / 64
+  int window;        // AttentionArgs::window (0: none)
 };
+
+// The first position a query at pos reads (0, or the sliding window's start: attention.h).
+__device__ __forceinline__ int64_t first_visible(int64_t pos, int window) {
+  return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+}
+// Whether a window leaves nothing of [.., end) to a query at pos: its state must pass unchanged.
+__device__ __forceinline__ bool masked_before(int64_t end, int64_t pos, int window) {
+  return window > 0 && end <= first_visible(pos, window);
+}
 
 __device__ __forceinline__ float ex2(float x) {
   float y;
@@ -153,20 +163,26 @@ struct alpha_scale_o {
   }
 };
 
+// A sliding window (window > 0) also masks keys before the row's first visible position, and a
+// row whose window starts past the chunk keeps its state exactly (alpha = 1, p = 0: l and o pass
+// through unchanged, as if the chunk were not visited; R11).
 template <typename ScaleO>
 __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64_t pos0,
                                              int64_t pos1, float (&m)[2], float (&l)[2],
-                                             const ScaleO& scale_o) {
+                                             const ScaleO& scale_o, int window) {
   const int c = static_cast<int>(threadIdx.x) & 3;
-  // Causal mask, then the chunk's row max.
+  // Causal (and window) mask, then the chunk's row max.
   float mc[2] = {-INFINITY, -INFINITY};
   const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
+  const int64_t lo0 = first_visible(pos0, window) - c0, lo1 = first_visible(pos1, window) - c0;
+  const bool skip[2] = {masked_before(c0 + kKeys, pos0, window),
+                        masked_before(c0 + kKeys, pos1, window)};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-      if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
+      if (key > (e < 2 ? rel0 : rel1) || key < (e < 2 ? lo0 : lo1)) s[i][e] = -INFINITY;
       mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
     }
   }
@@ -176,15 +192,15 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
     const float m_new = fmaxf(m[r], mc[r]);
-    alpha[r] = ex2(__fsub_rn(m[r], m_new));
-    m[r] = m_new;
+    alpha[r] = skip[r] ? 1.0f : ex2(__fsub_rn(m[r], m_new));
+    if (!skip[r]) m[r] = m_new;
   }
   float sum[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[i][e] = ex2(__fsub_rn(s[i][e], m[e >> 1]));
+      s[i][e] = skip[e >> 1] ? 0.0f : ex2(__fsub_rn(s[i][e], m[e >> 1]));
       sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
     }
   }
@@ -235,7 +251,7 @@ struct WarpState {
 
   // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
   __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
-                                        int64_t pos1) {
+                                        int64_t pos1, int window) {
     const int lane = static_cast<int>(threadIdx.x) & 31, mat = lane >> 3;
     float s[8][4];
 #pragma unroll
@@ -258,7 +274,7 @@ struct WarpState {
         ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
-    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
+    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
@@ -365,12 +381,15 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
     ptx::cp_async_commit();
     if (rows.any) {
       const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
-      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1);
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window);
       const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
       if (walk && split_end) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const MergeWeights w = merge_max(M[r], st.m[r]);
+          // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+          const bool empty =
+              masked_before((c + 1) * kKeys, r == 0 ? rows.pos0 : rows.pos1, p.window);
+          const MergeWeights w = empty ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], st.m[r]);
           L[r] = merge_value(L[r], st.l[r], w);
           if (out_row[r] == nullptr) continue;
 #pragma unroll
@@ -771,7 +790,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(s_flat);
-    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
+    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window);
     uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -799,7 +818,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     if (split_end && my.partial == nullptr) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const MergeWeights w = merge_max(M[r], m[r]);
+        // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+        const bool empty = masked_before(int64_t{c + 1} * kKeys, r == 0 ? pos0 : pos1, p.window);
+        const MergeWeights w = empty ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
         L[r] = merge_value(L[r], l[r], w);
         if (!has_row[r]) continue;
 #pragma unroll
@@ -872,6 +893,8 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
     const int64_t split = blockIdx.z;
     first_chunk = split * p.split_chunks;
     if (first_chunk > last_chunk) return;  // the whole block: this split is past the token
+    // ... or before its window (combine_kernel skips it).
+    if (masked_before((first_chunk + p.split_chunks) * kKeys, pos, p.window)) return;
     end_chunk = first_chunk + p.split_chunks - 1 < last_chunk ? first_chunk + p.split_chunks - 1
                                                               : last_chunk;
     partial_base = p.partials + ((single * p.n_heads + head_first) * p.split_slots + split) *
@@ -903,6 +926,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
   for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
     float M = -INFINITY, L = 0.0f, O = 0.0f;
     for (int64_t s = 0; s < splits; ++s) {
+      const int64_t split_end = (s + 1) * p.split_chunks * kKeys;
+      if (masked_before(split_end, p.batch.positions[token], p.window)) continue;
       const float* ps = part + s * (2 + Dh);
       const MergeWeights w = merge_max(M, ps[0]);
       L = merge_value(L, ps[1], w);
@@ -1090,6 +1115,8 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
            "cuda attention: n_heads " + std::to_string(args.n_heads) +
                " must be a positive multiple of n_kv_heads " + std::to_string(kv.n_kv_heads));
   BX_CHECK(args.n_heads <= 65535, "cuda attention: too many heads");
+  BX_CHECK(args.window >= 0, "cuda attention: window " + std::to_string(args.window) +
+                                 " is negative: expected 0 (none) or a window size");
   if (args.batch.T == 0) return;
   BX_CHECK(args.plan.T == args.batch.T,
            "cuda attention: the plan covers " + std::to_string(args.plan.T) +
@@ -1110,6 +1137,7 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.batch = args.batch;
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
+  p.window = args.window;
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
