@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 jobs=${1:-2}
-tests=(gemma3_cuda_test backend_ops_cuda_test kernels_test backend_test serving_test)
+tests=(gemma3_cuda_test backend_ops_cuda_test kernels_test backend_test)
 [ -f build-cuda/CMakeCache.txt ] ||
   cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DBITEXACT_CUDA=ON >/dev/null
 cmake --build build-cuda -j"$jobs" --target "${tests[@]}"

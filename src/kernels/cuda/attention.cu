@@ -174,15 +174,15 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
   // Causal (and window) mask, then the chunk's row max.
   float mc[2] = {-INFINITY, -INFINITY};
   const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
-  const int64_t lo0 = first_visible(pos0, window) - c0, lo1 = first_visible(pos1, window) - c0;
-  const bool skip[2] = {masked_before(c0 + kKeys, pos0, window),
-                        masked_before(c0 + kKeys, pos1, window)};
+  // The window masks key k (relative to c0) of a row at rel when k + window <= rel, and the
+  // whole chunk when kKeys - 1 + window <= rel (the row skips it).
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-      if (key > (e < 2 ? rel0 : rel1) || key < (e < 2 ? lo0 : lo1)) s[i][e] = -INFINITY;
+      const int rel = e < 2 ? rel0 : rel1;
+      if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
       mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
     }
   }
@@ -192,15 +192,17 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
     const float m_new = fmaxf(m[r], mc[r]);
-    alpha[r] = skip[r] ? 1.0f : ex2(__fsub_rn(m[r], m_new));
-    if (!skip[r]) m[r] = m_new;
+    const bool skip = window > 0 && kKeys - 1 + window <= (r == 0 ? rel0 : rel1);
+    alpha[r] = skip ? 1.0f : ex2(__fsub_rn(m[r], m_new));
+    if (!skip) m[r] = m_new;
   }
   float sum[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[i][e] = skip[e >> 1] ? 0.0f : ex2(__fsub_rn(s[i][e], m[e >> 1]));
+      const bool skip = window > 0 && kKeys - 1 + window <= (e < 2 ? rel0 : rel1);
+      s[i][e] = skip ? 0.0f : ex2(__fsub_rn(s[i][e], m[e >> 1]));
       sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
     }
   }
@@ -387,9 +389,10 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           // A split the window leaves empty for this row passes (M, L, O) through unchanged.
-          const bool empty =
-              masked_before((c + 1) * kKeys, r == 0 ? rows.pos0 : rows.pos1, p.window);
-          const MergeWeights w = empty ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], st.m[r]);
+          // (The chunk of the row's first visible position, computed here: held across the
+          // loop it costs the decode kernel a spilled register.)
+          const int64_t lo_chunk = first_visible(r == 0 ? rows.pos0 : rows.pos1, p.window) / kKeys;
+          const MergeWeights w = c < lo_chunk ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], st.m[r]);
           L[r] = merge_value(L[r], st.l[r], w);
           if (out_row[r] == nullptr) continue;
 #pragma unroll
@@ -760,6 +763,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
   };
   reset();
   bool first_split = true;
+  // The chunk of each row's first visible position: a split ending before it is empty.
+  const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
+                           static_cast<int>(first_visible(pos1, p.window) / kKeys)};
   int slot = 0;        // stage first_stage + slot
   uint32_t phase = 0;  // of the slot's barrier
   int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);  // chunks
@@ -819,8 +825,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         // A split the window leaves empty for this row passes (M, L, O) through unchanged.
-        const bool empty = masked_before(int64_t{c + 1} * kKeys, r == 0 ? pos0 : pos1, p.window);
-        const MergeWeights w = empty ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
+        const MergeWeights w = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
         L[r] = merge_value(L[r], l[r], w);
         if (!has_row[r]) continue;
 #pragma unroll
@@ -893,8 +898,6 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
     const int64_t split = blockIdx.z;
     first_chunk = split * p.split_chunks;
     if (first_chunk > last_chunk) return;  // the whole block: this split is past the token
-    // ... or before its window (combine_kernel skips it).
-    if (masked_before((first_chunk + p.split_chunks) * kKeys, pos, p.window)) return;
     end_chunk = first_chunk + p.split_chunks - 1 < last_chunk ? first_chunk + p.split_chunks - 1
                                                               : last_chunk;
     partial_base = p.partials + ((single * p.n_heads + head_first) * p.split_slots + split) *
