@@ -184,7 +184,7 @@ void read_moe(const ConfigReader& r, const MoeNames& names, ModelConfig& c) {
 // layers use it (layer_types, else sliding_window_pattern, default 6), the RoPE of each kind of
 // layer (rope_parameters.{full_attention, sliding_attention}, else rope_theta / rope_scaling and
 // rope_local_base_freq), query_pre_attn_scalar, and the refusals (softcapping, bidirectional).
-void read_gemma3(const ConfigReader& r, const std::string& name, ModelConfig& c) {
+void read_gemma3(const ConfigReader& r, ModelConfig& c) {
   for (const std::string key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
     if (const json* v = r.find(key); v != nullptr) {
       r.fail("\"" + key + "\" is " + v->dump().substr(0, 40) +
@@ -252,7 +252,6 @@ void read_gemma3(const ConfigReader& r, const std::string& name, ModelConfig& c)
   c.embed_scale = static_cast<float>(std::sqrt(static_cast<double>(c.dim)));
   c.post_norms = true;
   c.gelu_tanh_mlp = true;
-  (void)name;
 }
 
 }  // namespace
@@ -318,7 +317,7 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
   // rope_theta and rope_scaling, or (newer transformers) both inside rope_parameters.
   c.rope_theta = r.optional_number(std::string(kHfRopeTheta), 10000.0);
   if (arch->sliding_window == SlidingWindow::per_layer) {
-    read_gemma3(r, name, c);
+    read_gemma3(r, c);
   } else if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
     if (rp->is_object() && r.find(*rp, "rope_theta") != nullptr) {
       c.rope_theta = r.positive_number(*r.find(*rp, "rope_theta"), "rope_parameters.rope_theta");
