@@ -65,6 +65,7 @@ class OpTimingBackend final : public Backend, public DeviceSampling {
   int64_t kv_memory_available() const override { return inner_->kv_memory_available(); }
   int kv_element_bytes() const override { return inner_->kv_element_bytes(); }
   void set_rope_table(const RopeTable& t) override { inner_->set_rope_table(t); }
+  void set_local_rope_table(const RopeTable& t) override { inner_->set_local_rope_table(t); }
   void set_reduction_order(ReductionOrder o) override { inner_->set_reduction_order(o); }
   bool pack_rows(std::span<Tensor* const> parts) override { return inner_->pack_rows(parts); }
   void set_fused(bool fused) { inner_->set_fused(fused); }
@@ -96,8 +97,14 @@ class OpTimingBackend final : public Backend, public DeviceSampling {
   void kv_write(int l, const Tensor& k, const Tensor& v) override {
     timed("kv_write", [&] { inner_->kv_write(l, k, v); });
   }
-  void attention(int l, const Tensor& q, int h, float s, Tensor out) override {
-    timed("attention", [&] { inner_->attention(l, q, h, s, out); });
+  void attention(int l, const Tensor& q, int h, float s, int window, Tensor out) override {
+    timed("attention", [&] { inner_->attention(l, q, h, s, window, out); });
+  }
+  void scale(Tensor x, float factor) override {
+    timed("scale", [&] { inner_->scale(x, factor); });
+  }
+  void add(const Tensor& x, Tensor y) override {
+    timed("add", [&] { inner_->add(x, y); });
   }
   void gather_logit_rows(const Tensor& x, Tensor out) override {
     timed("gather_logit_rows", [&] { inner_->gather_logit_rows(x, out); });

@@ -53,6 +53,13 @@ GemmOp GemmOp::swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up,
   return op;
 }
 
+GemmOp GemmOp::geglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+                     const Tensor& scratch) {
+  GemmOp op = swiglu(x, w_gate, w_up, y, scratch);
+  op.epilogue = GemmEpilogue::geglu;
+  return op;
+}
+
 int64_t GemmOp::n_total() const {
   int64_t n = 0;
   for (int i = 0; i < n_parts; ++i) n += w[i].rows;
@@ -85,18 +92,18 @@ void check_gemm_op(const GemmOp& op, const std::string& who) {
     BX_CHECK(b.data == nullptr || (b.dtype == DType::f32 && b.rows == 1 && b.cols == w.rows),
              prefix + "bias " + shape(b) + " for " + std::to_string(w.rows) +
                  " outputs: expected an F32 [1, " + std::to_string(w.rows) + "]");
-    BX_CHECK(b.data == nullptr || op.epilogue != GemmEpilogue::swiglu,
-             prefix + "swiglu takes no bias");
+    BX_CHECK(b.data == nullptr || !is_gated(op.epilogue),
+             prefix + "a gated epilogue (swiglu, geglu) takes no bias");
   }
   const int64_t N = op.w[0].rows;
-  if (op.epilogue == GemmEpilogue::swiglu) {
+  if (is_gated(op.epilogue)) {
     const Tensor& u = op.w_up;
     BX_CHECK(
         u.data != nullptr && u.rows == N && u.cols == op.x.cols && u.dtype == op.w[0].dtype,
-        prefix + "swiglu up weight " + shape(u) + " must match the gate weight " + shape(op.w[0]));
+        prefix + "gated up weight " + shape(u) + " must match the gate weight " + shape(op.w[0]));
   }
   if (op.epilogue != GemmEpilogue::store) {
-    const int64_t need = op.epilogue == GemmEpilogue::swiglu ? 2 * N : N;
+    const int64_t need = is_gated(op.epilogue) ? 2 * N : N;
     BX_CHECK(op.scratch.data != nullptr && op.scratch.dtype == DType::f32 &&
                  op.scratch.rows >= op.x.rows && op.scratch.cols >= need,
              prefix + "scratch " + shape(op.scratch) + " is smaller than the [" +

@@ -76,13 +76,20 @@ enum class GemmEpilogue {
   store,       // y_i = x W_i^T (+ b_i)                 for each part i (q | k | v from one x)
   accumulate,  // y = y + (x W^T (+ b))                 (the residual add; one part)
   swiglu,      // y = silu(x Wg^T) * (x Wu^T)           (F.silu(gate) * up; w[0] = Wg; no bias)
+  geglu,       // y = gelu_tanh(x Wg^T) * (x Wu^T)      (Gemma's gelu_pytorch_tanh(gate) * up)
 };
+
+// Whether an epilogue gates two projections (gate in w[0], up in w_up).
+inline bool is_gated(GemmEpilogue e) {
+  return e == GemmEpilogue::swiglu || e == GemmEpilogue::geglu;
+}
 
 // One GEMM: y[M, N] = x[M, K] @ W[N, K]^T and its epilogue. Bits: each output element is defined
 // as the sequence of the unfused ops, which is what the CPU backend runs:
 //   store:      y_i = matmul(x, W_i); y_i = y_i + b_i (one f32 add per element, where b_i is set)
 //   accumulate: t = matmul(x, W); t = t + b (where set); y = y + t
 //   swiglu:     g = matmul(x, Wg); u = matmul(x, Wu); y = (g / (1 + exp(-g))) * u (kernels/rows.h)
+//   geglu:      g, u likewise; y = gelu_tanh_mul(g, u)                             (kernels/rows.h)
 // A backend may fuse any of these only where it gives exactly these bits for every M (else it
 // must bump kernel_version). With y of the backend's gemm_input_dtype() other than f32 (a swiglu
 // output that feeds the next GEMM), y holds the values rounded as that GEMM would round them.
@@ -94,9 +101,9 @@ struct GemmOp {
   Tensor bias[kMaxParts];  // [1, N_i] f32, or empty (data == nullptr): no bias
   int n_parts = 1;         // > 1 only with store
   GemmEpilogue epilogue = GemmEpilogue::store;
-  Tensor w_up;  // swiglu: the up rows [N, K]
+  Tensor w_up;  // swiglu, geglu: the up rows [N, K]
   // f32 work rows for backends that run the epilogue unfused: accumulate [M, >= N] (x W^T),
-  // swiglu [M, >= 2N] (the up projection, and the gate where y is not f32).
+  // swiglu and geglu [M, >= 2N] (the up projection, and the gate where y is not f32).
   Tensor scratch;
 
   // y = x W^T (+ bias).
@@ -111,6 +118,9 @@ struct GemmOp {
   // y = silu(x Wg^T) * (x Wu^T).
   static GemmOp swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
                        const Tensor& scratch);
+  // y = gelu_tanh(x Wg^T) * (x Wu^T).
+  static GemmOp geglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, const Tensor& y,
+                      const Tensor& scratch);
   // Output columns over all parts.
   int64_t n_total() const;
 };
@@ -122,7 +132,8 @@ void check_gemm_op(const GemmOp& op, const std::string& who);
 // RoPE at the batch positions of q [T, n_heads * Dh] and, where k.data is set, k [T, n_kv_heads *
 // Dh], in place; first each head of q (k) as a row through rmsnorm with q_norm (k_norm) [1, Dh]
 // where that weight is set (Qwen3). Bits: exactly rmsnorm of every head row, then rope of q and
-// of k (kernels/rope.h).
+// of k (kernels/rope.h). local_table: the angles of the second table
+// (Backend::set_local_rope_table, Gemma 3's sliding-window layers) instead of the first.
 struct RopeOp {
   Tensor q;
   int n_heads = 0;
@@ -130,6 +141,7 @@ struct RopeOp {
   int n_kv_heads = 0;
   Tensor q_norm, k_norm;  // [1, Dh] f32, or empty: no norm
   float eps = 0.0f;
+  bool local_table = false;
 };
 
 // Optional capabilities, each a small interface of its own (Backend::capabilities says which a
@@ -251,6 +263,13 @@ class Backend {
   // Bytes of one KV cache element (F32: 4, BF16: 2).
   virtual int kv_element_bytes() const { return 4; }
   virtual void set_rope_table(const RopeTable& table) = 0;
+  // A second table (same head_dim, max_positions and layout) for RopeOp::local_table: the RoPE of
+  // a model whose sliding-window layers turn at another base (Gemma 3). The default refuses.
+  virtual void set_local_rope_table(const RopeTable& table) {
+    (void)table;
+    throw Error("backend " + name() + " has no second RoPE table (sliding-window layers with " +
+                "their own RoPE base)");
+  }
   virtual void set_reduction_order(ReductionOrder order) = 0;  // canonical unless a test says so
   // Stores the weight matrices *parts (one dtype, cols and stride) back to back in one allocation,
   // in order, and points each Tensor at its rows there; values unchanged, the old memory freed
@@ -298,7 +317,14 @@ class Backend {
   virtual void gemm(const GemmOp& op) = 0;
   virtual void rope(const RopeOp& op) = 0;
   virtual void kv_write(int layer, const Tensor& k, const Tensor& v) = 0;
-  virtual void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) = 0;
+  // window > 0: a token at position p attends to positions (p - window, p] only; 0: to 0..p
+  // (kernels/attention.h: the window removes positions, the chunks stay the same).
+  virtual void attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                         Tensor out) = 0;
+  // x[m,i] = x[m,i] * factor (Gemma's embedding scale).
+  virtual void scale(Tensor x, float factor) = 0;
+  // y[m,i] = y[m,i] + x[m,i] (a residual add of a post-normed sublayer output).
+  virtual void add(const Tensor& x, Tensor y) = 0;
   virtual void gather_logit_rows(const Tensor& x, Tensor out) = 0;  // out[r] = x[logit_rows[r]]
   virtual void log_softmax(const Tensor& x, Tensor out) = 0;
   virtual void copy_to_host(const Tensor& x, float* host) = 0;  // [rows, cols] densely

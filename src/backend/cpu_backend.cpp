@@ -95,6 +95,13 @@ KvLayerView CpuBackend::kv_layer(int layer) const {
 
 void CpuBackend::set_rope_table(const RopeTable& table) { rope_table_ = table; }
 
+void CpuBackend::set_local_rope_table(const RopeTable& table) {
+  BX_CHECK(
+      table.head_dim == rope_table_.head_dim && table.max_positions == rope_table_.max_positions,
+      "cpu backend: the local RoPE table must have the first table's head_dim and positions");
+  local_rope_table_ = table;
+}
+
 void CpuBackend::begin_batch(const ForwardBatch& batch) { batch_ = batch; }
 
 void CpuBackend::embed(const Tensor& table, Tensor out) {
@@ -164,14 +171,16 @@ void CpuBackend::gemm(const GemmOp& op) {
       bx::add_inplace(f32(op.y[0]), op.y[0].stride, f32(t), t.stride, M, N, pool_);
       return;
     }
-    case GemmEpilogue::swiglu: {
+    case GemmEpilogue::swiglu:
+    case GemmEpilogue::geglu: {
       check_f32(op.y[0], "gemm output");
       Tensor up = op.scratch.rows_view(0, M);
       up.cols = N;
       matmul(op.x, op.w[0], op.y[0]);
       matmul(op.x, op.w_up, up);
-      bx::silu_mul(f32(op.y[0]), op.y[0].stride, f32(up), up.stride, f32(op.y[0]), op.y[0].stride,
-                   M, N, pool_);
+      const auto gate = op.epilogue == GemmEpilogue::swiglu ? bx::silu_mul : bx::gelu_tanh_mul;
+      gate(f32(op.y[0]), op.y[0].stride, f32(up), up.stride, f32(op.y[0]), op.y[0].stride, M, N,
+           pool_);
       return;
     }
   }
@@ -201,11 +210,14 @@ void CpuBackend::rope(const RopeOp& op) {
   if (has_k) check_f32(op.k, "rope k");
   if (op.q_norm.data != nullptr) norm_heads(op.q, op.n_heads, op.q_norm, op.eps);
   if (has_k && op.k_norm.data != nullptr) norm_heads(op.k, op.n_kv_heads, op.k_norm, op.eps);
-  rope_inplace(f32(op.q), op.q.stride, batch_.positions.data(), op.q.rows, op.n_heads, rope_table_,
+  BX_CHECK(!op.local_table || !local_rope_table_.cos.empty(),
+           "cpu backend: rope asks for the local table, which was never set");
+  const RopeTable& table = op.local_table ? local_rope_table_ : rope_table_;
+  rope_inplace(f32(op.q), op.q.stride, batch_.positions.data(), op.q.rows, op.n_heads, table,
                pool_);
   if (has_k) {
-    rope_inplace(f32(op.k), op.k.stride, batch_.positions.data(), op.k.rows, op.n_kv_heads,
-                 rope_table_, pool_);
+    rope_inplace(f32(op.k), op.k.stride, batch_.positions.data(), op.k.rows, op.n_kv_heads, table,
+                 pool_);
   }
 }
 
@@ -214,7 +226,8 @@ void CpuBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
                  batch_.block_tables.data(), k.rows);
 }
 
-void CpuBackend::attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) {
+void CpuBackend::attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                           Tensor out) {
   AttentionArgs args;
   args.q = f32(q);
   args.q_stride = q.stride;
@@ -225,8 +238,26 @@ void CpuBackend::attention(int layer, const Tensor& q, int n_heads, float scale,
   args.T = q.rows;
   args.n_heads = n_heads;
   args.scale = scale;
+  args.window = window;
   args.kv = kv_layer(layer);
   bx::attention(args, pool_);
+}
+
+void CpuBackend::scale(Tensor x, float factor) {
+  check_f32(x, "scale");
+  pool_.parallel_for(x.rows, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      float* row = f32(x) + m * x.stride;
+      for (int64_t i = 0; i < x.cols; ++i) row[i] = row[i] * factor;
+    }
+  });
+}
+
+void CpuBackend::add(const Tensor& x, Tensor y) {
+  check_f32(x, "add input");
+  check_f32(y, "add output");
+  BX_CHECK(x.rows == y.rows && x.cols == y.cols, "cpu backend: add of mismatched shapes");
+  bx::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, pool_);
 }
 
 void CpuBackend::gather_logit_rows(const Tensor& x, Tensor out) {

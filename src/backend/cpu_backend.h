@@ -38,6 +38,7 @@ class CpuBackend final : public Backend, public MoeLayers {
   // keeps spans into them): reserve_step_state has nothing to add.
   int64_t allocation_count() const override { return allocation_count_; }
   void set_rope_table(const RopeTable& table) override;
+  void set_local_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
 
   void begin_batch(const ForwardBatch& batch) override;
@@ -47,7 +48,10 @@ class CpuBackend final : public Backend, public MoeLayers {
   void gemm(const GemmOp& op) override;
   void rope(const RopeOp& op) override;
   void kv_write(int layer, const Tensor& k, const Tensor& v) override;
-  void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
+  void attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                 Tensor out) override;
+  void scale(Tensor x, float factor) override;
+  void add(const Tensor& x, Tensor y) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;
@@ -72,6 +76,7 @@ class CpuBackend final : public Backend, public MoeLayers {
   std::unique_ptr<void, AlignedFree> kv_storage_;  // [L][2 (k, v)][n_blocks][block_size][Hkv*Dh]
   KvCacheShape kv_shape_;
   RopeTable rope_table_;
+  RopeTable local_rope_table_;    // RopeOp::local_table (empty unless set)
   ForwardBatch batch_;            // spans into the caller's arrays, valid during one forward call
   int64_t allocation_count_ = 0;  // allocate_bytes calls
 };

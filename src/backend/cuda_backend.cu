@@ -76,6 +76,8 @@ struct CudaBackend::State {
   KvCacheShape kv_shape;
   DeviceBuffer rope_cos, rope_sin;
   cuda::RopeDeviceTable rope;
+  DeviceBuffer rope_local_cos, rope_local_sin;  // RopeOp::local_table (Gemma 3)
+  cuda::RopeDeviceTable rope_local;
   // Step state (reserve_step_state), sized for `limits`: the batch on the device ([T] tokens,
   // positions, table offsets; [max_table_blocks] block ids; [R] logit rows) and its host side.
   StepLimits limits;
@@ -294,6 +296,22 @@ void CudaBackend::set_rope_table(const RopeTable& table) {
   state_->rope_sin.upload(table.sin.data(), n * sizeof(float));
   state_->rope = cuda::RopeDeviceTable{state_->rope_cos.get<float>(), state_->rope_sin.get<float>(),
                                        table.head_dim, table.max_positions, table.layout};
+}
+
+void CudaBackend::set_local_rope_table(const RopeTable& table) {
+  const size_t n = table.cos.size();
+  check(table.head_dim == state_->rope.head_dim &&
+            table.max_positions == state_->rope.max_positions &&
+            table.layout == state_->rope.layout && n == table.sin.size() &&
+            n == static_cast<size_t>(table.max_positions) * (table.head_dim / 2),
+        "cuda backend: the local RoPE table must have the first table's shape and layout");
+  state_->rope_local_cos = state_->make_buffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_local_sin = state_->make_buffer(std::max<size_t>(n, 1) * sizeof(float));
+  state_->rope_local_cos.upload(table.cos.data(), n * sizeof(float));
+  state_->rope_local_sin.upload(table.sin.data(), n * sizeof(float));
+  state_->rope_local = cuda::RopeDeviceTable{state_->rope_local_cos.get<float>(),
+                                             state_->rope_local_sin.get<float>(), table.head_dim,
+                                             table.max_positions, table.layout};
 }
 
 bool CudaBackend::replay(uint64_t key) {
@@ -593,6 +611,7 @@ void CudaBackend::gemm(const GemmOp& op) {
       gemm_accumulate(op);
       return;
     case GemmEpilogue::swiglu:
+    case GemmEpilogue::geglu:
       gemm_swiglu(op);
       return;
   }
@@ -670,7 +689,8 @@ void CudaBackend::gemm_swiglu(const GemmOp& op) {
   BX_CHECK(y.dtype == DType::f32 || (to_bf16 && y.stride % 8 == 0 && y.stride >= Np),
            "cuda backend: a swiglu output must be F32, or BF16 rows padded to a multiple of 8");
   const GemmInput in = gemm_input(op.x, wg.stride);
-  if (fusing() && op.w_up.stride == wg.stride) {
+  const bool geglu = op.epilogue == GemmEpilogue::geglu;  // unfused: gelu_tanh_mul
+  if (!geglu && fusing() && op.w_up.stride == wg.stride) {
     cuda::GemmArgs args;
     args.x = in.x;
     args.x_stride = in.stride;
@@ -699,8 +719,8 @@ void CudaBackend::gemm_swiglu(const GemmOp& op) {
   }
   matmul(in, wg, gate);
   matmul(gemm_input(op.x, op.w_up.stride), op.w_up, up);
-  cuda::silu_mul(f32(gate), gate.stride, f32(up), up.stride, f32(gate), gate.stride, M, N,
-                 state_->stream);
+  const auto gate_op = geglu ? cuda::gelu_tanh_mul : cuda::silu_mul;
+  gate_op(f32(gate), gate.stride, f32(up), up.stride, f32(gate), gate.stride, M, N, state_->stream);
   if (to_bf16) {
     cuda::to_bf16_padded(f32(gate), gate.stride, static_cast<uint16_t*>(y.data), y.stride, M, N, Np,
                          state_->stream);
@@ -711,15 +731,18 @@ void CudaBackend::rope(const RopeOp& op) {
   check_f32(op.q, "rope q");
   const bool has_k = op.k.data != nullptr;
   if (has_k) check_f32(op.k, "rope k");
-  const int head_dim = state_->rope.head_dim;
+  BX_CHECK(!op.local_table || state_->rope_local.cos != nullptr,
+           "cuda backend: rope asks for the local table, which was never set");
+  const cuda::RopeDeviceTable& table = op.local_table ? state_->rope_local : state_->rope;
+  const int head_dim = table.head_dim;
   const auto norm_fits = [&](const Tensor& w) {
     if (w.data == nullptr) return true;
     check_f32(w, "q/k norm weight");
     return w.cols == head_dim;
   };
   const int32_t* positions = state_->batch.positions;
-  if (has_k && cuda::qk_norm_rope_fusable(state_->rope) && norm_fits(op.q_norm) &&
-      norm_fits(op.k_norm) && op.q.cols == int64_t{op.n_heads} * head_dim &&
+  if (has_k && cuda::qk_norm_rope_fusable(table) && norm_fits(op.q_norm) && norm_fits(op.k_norm) &&
+      op.q.cols == int64_t{op.n_heads} * head_dim &&
       op.k.cols == int64_t{op.n_kv_heads} * head_dim && op.k.rows == op.q.rows) {
     cuda::QkNormRopeArgs args;
     args.q = f32(op.q);
@@ -731,7 +754,7 @@ void CudaBackend::rope(const RopeOp& op) {
     args.q_norm = op.q_norm.data != nullptr ? f32(op.q_norm) : nullptr;
     args.k_norm = op.k_norm.data != nullptr ? f32(op.k_norm) : nullptr;
     args.eps = op.eps;
-    cuda::qk_norm_rope_inplace(args, positions, op.q.rows, state_->rope, state_->stream);
+    cuda::qk_norm_rope_inplace(args, positions, op.q.rows, table, state_->stream);
     return;
   }
   // Unfused: rmsnorm of every head as a row, then rope of q and of k (the same bits).
@@ -746,10 +769,10 @@ void CudaBackend::rope(const RopeOp& op) {
   };
   if (op.q_norm.data != nullptr) norm_heads(op.q, op.n_heads, op.q_norm);
   if (has_k && op.k_norm.data != nullptr) norm_heads(op.k, op.n_kv_heads, op.k_norm);
-  cuda::rope_inplace(f32(op.q), op.q.stride, positions, op.q.rows, op.n_heads, state_->rope,
+  cuda::rope_inplace(f32(op.q), op.q.stride, positions, op.q.rows, op.n_heads, table,
                      state_->stream);
   if (has_k) {
-    cuda::rope_inplace(f32(op.k), op.k.stride, positions, op.k.rows, op.n_kv_heads, state_->rope,
+    cuda::rope_inplace(f32(op.k), op.k.stride, positions, op.k.rows, op.n_kv_heads, table,
                        state_->stream);
   }
 }
@@ -763,7 +786,8 @@ void CudaBackend::kv_write(int layer, const Tensor& k, const Tensor& v) {
   cuda::kv_cache_write(kv, f32(k), k.stride, f32(v), v.stride, state_->batch, state_->stream);
 }
 
-void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) {
+void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                            Tensor out) {
   check_f32(q, "attention q");
   check_f32(out, "attention output");
   const cuda::PagedKv kv = state_->kv_layer(layer);
@@ -776,6 +800,7 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
   args.out_stride = out.stride;
   args.n_heads = n_heads;
   args.scale = scale;
+  args.window = window;
   args.kv = kv;
   args.batch = state_->batch;
   args.plan = state_->attention_plan.plan();
@@ -783,6 +808,18 @@ void CudaBackend::attention(int layer, const Tensor& q, int n_heads, float scale
   args.workspace_floats = static_cast<int64_t>(state_->attention_workspace.bytes() / sizeof(float));
   args.split = attention_split(mode_, args.plan, kv.n_kv_heads);
   cuda::attention(args, state_->stream);
+}
+
+void CudaBackend::scale(Tensor x, float factor) {
+  check_f32(x, "scale");
+  cuda::scale_inplace(f32(x), x.stride, factor, x.rows, x.cols, state_->stream);
+}
+
+void CudaBackend::add(const Tensor& x, Tensor y) {
+  check_f32(x, "add input");
+  check_f32(y, "add output");
+  BX_CHECK(x.rows == y.rows && x.cols == y.cols, "cuda backend: add of mismatched shapes");
+  cuda::add_inplace(f32(y), y.stride, f32(x), x.stride, y.rows, y.cols, state_->stream);
 }
 
 void CudaBackend::gather_logit_rows(const Tensor& x, Tensor out) {

@@ -79,6 +79,7 @@ class CudaBackend final : public Backend,
   int64_t kv_memory_available() const override;
   int kv_element_bytes() const override { return 2; }  // BF16
   void set_rope_table(const RopeTable& table) override;
+  void set_local_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
   // bf16 weights of one cols and stride: moved into one allocation (see Backend::pack_rows).
   bool pack_rows(std::span<Tensor* const> parts) override;
@@ -107,7 +108,10 @@ class CudaBackend final : public Backend,
   void gemm(const GemmOp& op) override;
   void rope(const RopeOp& op) override;  // q/k norm and RoPE in one launch where fusable
   void kv_write(int layer, const Tensor& k, const Tensor& v) override;
-  void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override;
+  void attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                 Tensor out) override;
+  void scale(Tensor x, float factor) override;
+  void add(const Tensor& x, Tensor y) override;
   void gather_logit_rows(const Tensor& x, Tensor out) override;
   void log_softmax(const Tensor& x, Tensor out) override;
   void copy_to_host(const Tensor& x, float* host) override;

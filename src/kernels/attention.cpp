@@ -26,8 +26,15 @@ int64_t slot_offset(const KvLayerView& kv, const int32_t* bt, int64_t p) {
   return (block * kv.block_size + row) * kv.n_kv_heads * kv.head_dim;
 }
 
+// The first position a token at p attends to (attention.h): 0, or the window's start.
+int64_t first_visible(int64_t p, int window) {
+  return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
+}
+
 void check_args(const AttentionArgs& args) {
   const KvLayerView& kv = args.kv;
+  BX_CHECK(args.window >= 0, "attention window " + std::to_string(args.window) +
+                                 " is negative: expected 0 (none) or a window size");
   BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim,
         "attention head_dim " + std::to_string(kv.head_dim) + " is out of range: expected 1 to " +
             std::to_string(kAttentionMaxHeadDim));
@@ -41,7 +48,7 @@ void check_args(const AttentionArgs& args) {
     BX_CHECK(p >= 0, "attention position " + std::to_string(p) + " of token " + std::to_string(t) +
                       " is negative");
     // Every block the token reads must be a block of the cache (cheap next to the attention).
-    for (int64_t b = 0; b <= p / kv.block_size; ++b) {
+    for (int64_t b = first_visible(p, args.window) / kv.block_size; b <= p / kv.block_size; ++b) {
       const int32_t id = args.block_tables[t][b];
       BX_CHECK(id >= 0 && id < kv.n_blocks,
             "attention block table entry " + std::to_string(b) + " of token " + std::to_string(t) +
@@ -72,10 +79,11 @@ struct HeadScratch {
 };
 
 // Query heads [0, n_q) of one token at absolute position p, all reading KV head kv_head, over
-// cache positions 0..p in absolute chunks. q [n_q, head_dim] -> out [n_q, head_dim]. The heads
-// share each K/V row load; each head keeps its own accumulators, in the contract's order.
-void attend_heads(const float* q, int n_q, int64_t p, const int32_t* bt, int kv_head, float scale,
-                  const KvLayerView& kv, float* out, HeadScratch& s) {
+// cache positions lo..p (lo = first_visible(p, window)) in absolute chunks. q [n_q, head_dim] ->
+// out [n_q, head_dim]. The heads share each K/V row load; each head keeps its own accumulators, in
+// the contract's order.
+void attend_heads(const float* q, int n_q, int64_t p, int window, const int32_t* bt, int kv_head,
+                  float scale, const KvLayerView& kv, float* out, HeadScratch& s) {
   constexpr int C = kAttentionChunk;
   const int hd = kv.head_dim;
   const size_t n = static_cast<size_t>(n_q);
@@ -89,8 +97,11 @@ void attend_heads(const float* q, int n_q, int64_t p, const int32_t* bt, int kv_
   const float* k_rows[C];
   const float* v_rows[C];
   const int64_t head_offset = static_cast<int64_t>(kv_head) * hd;
-  for (int64_t j0 = 0; j0 <= p; j0 += C) {
-    const int len = static_cast<int>(std::min<int64_t>(C, p + 1 - j0));
+  const int64_t lo = first_visible(p, window);
+  // Chunk [c0, c0 + C) visits positions j0 = max(c0, lo) .. min(c0 + C - 1, p).
+  for (int64_t c0 = lo / C * C; c0 <= p; c0 += C) {
+    const int64_t j0 = std::max(c0, lo);
+    const int len = static_cast<int>(std::min<int64_t>(c0 + C, p + 1) - j0);
     for (int jj = 0; jj < len; ++jj) {
       const int64_t at = slot_offset(kv, bt, j0 + jj) + head_offset;
       k_rows[jj] = kv.k + at;
@@ -175,8 +186,9 @@ void attention(const AttentionArgs& args, ThreadPool& pool) {
       const int64_t t = job / jobs_per_token;
       const int h0 = static_cast<int>(job % jobs_per_token) * heads_per_job;
       attend_heads(args.q + t * args.q_stride + static_cast<int64_t>(h0) * hd, heads_per_job,
-                   args.positions[t], args.block_tables[t], h0 / group, args.scale, args.kv,
-                   args.out + t * args.out_stride + static_cast<int64_t>(h0) * hd, scratch);
+                   args.positions[t], args.window, args.block_tables[t], h0 / group, args.scale,
+                   args.kv, args.out + t * args.out_stride + static_cast<int64_t>(h0) * hd,
+                   scratch);
     }
   });
 }
@@ -193,6 +205,7 @@ void attention_reference(const AttentionArgs& args) {
   std::vector<float> O(static_cast<size_t>(hd));
   for (int64_t t = 0; t < args.T; ++t) {
     const int64_t p = args.positions[t];
+    const int64_t lo = first_visible(p, args.window);
     const int32_t* bt = args.block_tables[t];
     for (int h = 0; h < args.n_heads; ++h) {
       const float* q = args.q + t * args.q_stride + h * hd;
@@ -200,9 +213,9 @@ void attention_reference(const AttentionArgs& args) {
       float M = kNegInf;
       float L = 0.0f;
       for (int d = 0; d < hd; ++d) O[d] = 0.0f;
-      for (int64_t c = 0; c * C <= p; ++c) {
-        const int64_t first = c * C;
-        const int64_t last = std::min(first + C - 1, p);
+      for (int64_t c = lo / C; c * C <= p; ++c) {
+        const int64_t first = std::max(c * C, lo);
+        const int64_t last = std::min(c * C + C - 1, p);
         float m_c = kNegInf;
         for (int64_t j = first; j <= last; ++j) {
           const float* k = kv.k + slot_offset(kv, bt, j) + kvh * hd;

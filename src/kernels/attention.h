@@ -2,9 +2,12 @@
 //
 // Contract (INVARIANCE.md R4): the keys and values of every token in the batch are written to the
 // cache first; attention then reads them back from the cache only. Query token t of a sequence,
-// at absolute position p, attends to positions 0..p of its own sequence. Head h reads KV head
+// at absolute position p, attends to positions lo..p of its own sequence, lo = 0 (full causal
+// attention) or, with a sliding window of W positions, lo = max(0, p - W + 1). Head h reads KV head
 // h / (n_heads / n_kv_heads) (GQA). The positions are visited in chunks aligned to absolute
-// positions, [c*C, (c+1)*C) with C = kAttentionChunk, combined in position order:
+// positions, [c*C, (c+1)*C) with C = kAttentionChunk, combined in position order. A window only
+// removes positions (INVARIANCE.md R11): the chunks are the same absolute ones, the first chunk
+// visited is the one holding lo, and positions below lo are skipped inside it:
 //
 //   s_j  = dot(q, k_j) * scale                    canonical dot over head_dim (lanes.h)
 //   m_c  = max of s_j over the chunk, j increasing: m_c = -inf, then m_c = s_j if s_j > m_c
@@ -52,6 +55,7 @@ struct AttentionArgs {
   int64_t T = 0;
   int n_heads = 0;
   float scale = 0.0f;  // usually 1 / sqrt(head_dim)
+  int window = 0;      // W > 0: token at p attends to positions (p - W, p]; 0: to 0..p
   KvLayerView kv;
 };
 

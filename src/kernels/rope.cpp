@@ -12,6 +12,7 @@ double rope_frequency(int i, int head_dim, double theta, const RopeScaling& scal
   // freq_i = theta^(-2i / head_dim), all in double.
   const double freq = std::pow(theta, -2.0 * i / head_dim);
   if (scaling.kind == RopeScaling::Kind::none) return freq;
+  if (scaling.kind == RopeScaling::Kind::linear) return freq / scaling.factor;
   if (scaling.kind == RopeScaling::Kind::freq_factors) {
     BX_CHECK(i >= 0 && static_cast<size_t>(i) < scaling.freq_factors.size(),
              "rope frequency factor " + std::to_string(i) +
@@ -38,6 +39,11 @@ RopeTable make_rope_table(int head_dim, double theta, int max_positions, RopeLay
         "rope theta " + std::to_string(theta) + " is invalid: expected a finite number > 0");
   BX_CHECK(max_positions >= 0,
         "rope max_positions " + std::to_string(max_positions) + " is invalid: expected >= 0");
+  if (scaling.kind == RopeScaling::Kind::linear) {
+    BX_CHECK(scaling.factor > 0.0 && std::isfinite(scaling.factor),
+             "rope linear factor " + std::to_string(scaling.factor) +
+                 " is invalid: expected a finite number > 0");
+  }
   if (scaling.kind == RopeScaling::Kind::llama3) {
     BX_CHECK(scaling.factor > 0.0 && std::isfinite(scaling.factor),
              "rope llama3 factor " + std::to_string(scaling.factor) +

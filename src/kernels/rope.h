@@ -12,6 +12,8 @@
 //   w_i < hi  (high frequencies):  freq_i
 //   otherwise:  (1 - s) * freq_i / factor + s * freq_i,   s = (L / w_i - low_freq_factor) /
 //                                                            (high_freq_factor - low_freq_factor)
+// Linear scaling (rope_scaling {"rope_type": "linear"}, GGUF rope.scaling.type "linear"; Gemma 3's
+// full-attention layers): freq_i / factor.
 // Frequency factors (GGUF: the tensor rope_freqs.weight [head_dim / 2], which is how llama.cpp's
 // converter stores Llama 3 scaling): freq_i / freq_factors[i].
 // The cos/sin table is computed once at load time in double precision and rounded to float, so
@@ -28,9 +30,9 @@ class ThreadPool;
 enum class RopeLayout { adjacent_pairs, half_split };
 
 struct RopeScaling {
-  enum class Kind { none, llama3, freq_factors };
+  enum class Kind { none, llama3, freq_factors, linear };
   Kind kind = Kind::none;
-  double factor = 1.0;  // llama3
+  double factor = 1.0;  // llama3, linear
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
   int original_max_positions = 8192;

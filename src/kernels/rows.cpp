@@ -97,6 +97,25 @@ void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t u
   });
 }
 
+// gelu_tanh(g) = g / (1 + exp(-2z)),  z = sqrt(2/pi) * (g + 0.044715 g^3)   (rows.h)
+float gelu_tanh(float g) {
+  const float z = kSqrt2OverPi * (g + (0.044715f * g) * (g * g));
+  return g / (1.0f + exp_f32(-2.0f * z));
+}
+
+// gelu_tanh_mul: out[i] = gelu_tanh(g[i]) * u[i]
+void gelu_tanh_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+                   float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool) {
+  pool.parallel_for(M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* g = gate + m * gate_stride;
+      const float* u = up + m * up_stride;
+      float* o = out + m * out_stride;
+      for (int64_t i = 0; i < F; ++i) o[i] = gelu_tanh(g[i]) * u[i];
+    }
+  });
+}
+
 // add_inplace: y[m,i] = y[m,i] + x[m,i]
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
                  ThreadPool& pool) {

@@ -38,6 +38,16 @@ int64_t argmax(const float* x, int64_t n);
 void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
               float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool);
 
+// GEGLU with the tanh GELU (torch's gelu(approximate="tanh"), Gemma's gelu_pytorch_tanh):
+//   gelu_tanh(g) = 0.5 g (1 + tanh(z)) = g / (1 + exp(-2z)),  z = sqrt(2/pi) (g + 0.044715 g^3)
+//   out[i] = (g[i] / (1.0f + exp(-2.0f * z))) * u[i],  z = kSqrt2OverPi * (g + (0.044715f * g) * (g
+//   * g))
+// in f32 in that order, exp_f32 (math.h). gate, up [M, F] with row strides; out may alias gate.
+inline constexpr float kSqrt2OverPi = 0.7978845608028654f;
+float gelu_tanh(float g);
+void gelu_tanh_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+                   float* out, int64_t out_stride, int64_t M, int64_t F, ThreadPool& pool);
+
 // Residual add:  y[m,i] = y[m,i] + x[m,i].  x_stride may be 0: one row x[0,:] is added to every
 // row of y (a bias).
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,

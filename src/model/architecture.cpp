@@ -27,7 +27,16 @@ constexpr MoeNames kMixtralNames{.experts_key = "num_local_experts",
                                  .up = "block_sparse_moe.experts.{e}.w3.weight",
                                  .down = "block_sparse_moe.experts.{e}.w2.weight"};
 
-constexpr std::array<Architecture, 6> kArchitectures = {{
+using L = LlamaLayerWeights;
+// Gemma 3's norms around its sublayers (transformers' Gemma3DecoderLayer): the table's ffn_norm
+// is its pre_feedforward_layernorm, and post_attention_layernorm is a post-norm.
+constexpr std::array<HfLayerName, 3> kGemma3HfNames = {{
+    {&L::post_attn_norm, "post_attention_layernorm.weight"},
+    {&L::ffn_norm, "pre_feedforward_layernorm.weight"},
+    {&L::post_ffn_norm, "post_feedforward_layernorm.weight"},
+}};
+
+constexpr std::array<Architecture, 7> kArchitectures = {{
     {.family = "llama",
      .hf_class = "LlamaForCausalLM",
      .gguf_name = "llama",
@@ -64,6 +73,19 @@ constexpr std::array<Architecture, 6> kArchitectures = {{
      .hf_class = "MixtralForCausalLM",
      .sliding_window = SlidingWindow::when_set,
      .moe = &kMixtralNames},
+    {.family = "gemma3",
+     .hf_class = "Gemma3ForCausalLM",
+     .gguf_name = "gemma3",
+     .gguf_rope_layout = RopeLayout::half_split,
+     .qkv_bias = Presence::attention_bias,
+     .output_bias = Presence::attention_bias,
+     .qk_norm = true,
+     .sliding_window = SlidingWindow::per_layer,
+     .post_norms = true,
+     .gelu_tanh_mlp = true,
+     .scaled_embedding = true,
+     .hf_norm_plus_one = true,
+     .hf_names = kGemma3HfNames},
 }};
 
 constexpr std::array<DimensionKey, 6> kDimensionKeys = {{
@@ -78,8 +100,7 @@ constexpr std::array<DimensionKey, 6> kDimensionKeys = {{
 using W = WeightDim;
 using K = WeightKind;
 using G = WeightGroup;
-using L = LlamaLayerWeights;
-const std::array<LayerWeight, 19> kLayerWeights = {{
+const std::array<LayerWeight, 21> kLayerWeights = {{
     {&L::attn_norm, "attn_norm.weight", "input_layernorm.weight", W::one, W::dim, K::norm, G::base},
     {&L::wq, "attn_q.weight", "self_attn.q_proj.weight", W::q_dim, W::dim, K::matmul, G::base},
     {&L::wk, "attn_k.weight", "self_attn.k_proj.weight", W::kv_dim, W::dim, K::matmul, G::base},
@@ -107,6 +128,11 @@ const std::array<LayerWeight, 19> kLayerWeights = {{
      G::experts, true},
     {&L::expert_down, "ffn_down_exps.weight", "", W::experts_x_dim, W::expert_ffn_dim, K::matmul,
      G::experts, true},
+    // Gemma 3's post-norms: Hugging Face names are the family's (kGemma3HfNames).
+    {&L::post_attn_norm, "post_attention_norm.weight", "post_attention_norm.weight", W::one, W::dim,
+     K::norm, G::post_norms},
+    {&L::post_ffn_norm, "post_ffw_norm.weight", "post_ffw_norm.weight", W::one, W::dim, K::norm,
+     G::post_norms},
 }};
 
 template <typename Names>
@@ -197,6 +223,8 @@ bool has_group(WeightGroup g, const ModelConfig& c) {
       return !c.is_moe();
     case WeightGroup::experts:
       return c.is_moe();
+    case WeightGroup::post_norms:
+      return c.post_norms;
   }
   return false;
 }
@@ -220,6 +248,14 @@ std::string gguf_layer_name(int layer, const LayerWeight& w) {
 
 std::string hf_layer_name(int layer, const LayerWeight& w) {
   return "model.layers." + std::to_string(layer) + "." + std::string(w.hf);
+}
+
+std::string hf_layer_name(const Architecture& arch, int layer, const LayerWeight& w) {
+  for (const HfLayerName& n : arch.hf_names) {
+    if (n.field == w.field)
+      return "model.layers." + std::to_string(layer) + "." + std::string(n.hf);
+  }
+  return hf_layer_name(layer, w);
 }
 
 std::string hf_expert_name(const Architecture& arch, int layer, const LayerWeight& w, int e) {

@@ -15,6 +15,12 @@
 //   qwen3    Qwen3ForCausalLM     qwen3      attention_bias: q,k,v,o   yes    use_sliding_window
 //   qwen3moe Qwen3MoeForCausalLM  qwen3moe   attention_bias: q,k,v,o   yes    use_sliding_window
 //   mixtral  MixtralForCausalLM   (llama)    none                      no     when set (null: none)
+//   gemma3   Gemma3ForCausalLM    gemma3     none                      yes    per layer (see below)
+// Gemma 3 (text) differs in more than optional weights: embeddings times sqrt(D), norm weights
+// stored as w with (1 + w) applied (Hugging Face; llama.cpp's converter stores 1 + w, so its GGUF
+// files hold the applied weight), an RMSNorm after each sublayer too (post_norms), a GELU-tanh
+// gated MLP, attention scale query_pre_attn_scalar^-0.5, and most layers attending over a sliding
+// window with their own RoPE base (model/config.h: windowed, rope_local_theta).
 // The gguf package has no "mistral" architecture: llama.cpp's converter writes Mistral checkpoints
 // as "llama" (adjacent-pair RoPE, no biases), so they load through the llama entry. In GGUF a
 // family's optional weights are present or not by tensor (GGUF has no attention_bias key), and
@@ -50,6 +56,14 @@ enum class SlidingWindow {
   always,              // "sliding_window" is the window (Mistral; absent: 4096, null: none)
   use_sliding_window,  // only when "use_sliding_window" is true (Qwen)
   when_set,            // "sliding_window" is the window when it is a number (Mixtral)
+  per_layer,           // Gemma 3: windowed layers by layer_types / a pattern, the others full
+};
+
+// A family's own Hugging Face name for a layer weight (under "model.layers.<layer>."), where it
+// differs from the table's (layer_weights()).
+struct HfLayerName {
+  Tensor LlamaLayerWeights::*field;
+  std::string_view hf;
 };
 
 // A Mixture-of-Experts family's config.json keys and per-layer weight names (under
@@ -79,6 +93,12 @@ struct Architecture {
   SlidingWindow sliding_window = SlidingWindow::none;
   bool refuses_mlp_bias = false;  // config.json "mlp_bias": true is an error
   const MoeNames* moe = nullptr;  // set: every layer's MLP is a Mixture-of-Experts
+  // Gemma 3's differences (model/config.h fields of the same names):
+  bool post_norms = false;                     // post_attention_norm and post_ffw_norm weights
+  bool gelu_tanh_mlp = false;                  // GEGLU with gelu_pytorch_tanh
+  bool scaled_embedding = false;               // x = embed * sqrt(D)
+  bool hf_norm_plus_one = false;               // Hugging Face norm weights w are applied as (1 + w)
+  std::span<const HfLayerName> hf_names = {};  // names differing from the table's
 };
 
 std::span<const Architecture> architectures();
@@ -118,6 +138,17 @@ inline constexpr std::string_view kGgufRopeFreqs = "rope_freqs.weight";
 // Sliding-window attention: a window below the context caps the context there (full attention
 // below the window is the same attention), as for config.json (model/hf_config.h).
 inline constexpr std::string_view kGgufSlidingWindow = "attention.sliding_window";
+// Gemma 3 (per-layer windows; names as in the gguf package's constants): which layers are
+// windowed (an integer N: layer l unless (l + 1) % N == 0; or one bool per layer; absent: 6, as
+// llama.cpp assumes for gemma3), the windowed layers' RoPE base (absent: 10000, llama.cpp's),
+// RoPE scaling factor (type "linear": frequencies / factor, full-attention layers only), the
+// attention scale (absent: llama.cpp's choice, model/loader.cpp), and softcapping (refused).
+inline constexpr std::string_view kGgufSlidingWindowPattern = "attention.sliding_window_pattern";
+inline constexpr std::string_view kGgufRopeFreqBaseSwa = "rope.freq_base_swa";
+inline constexpr std::string_view kGgufRopeScalingFactor = "rope.scaling.factor";
+inline constexpr std::string_view kGgufAttentionScale = "attention.scale";
+inline constexpr std::string_view kGgufAttnSoftcap = "attn_logit_softcapping";
+inline constexpr std::string_view kGgufFinalSoftcap = "final_logit_softcapping";
 // Mixture-of-Experts GGUF keys (gguf-py's constants): E, k, Fe (default: feed_forward_length, as
 // Mixtral's files have none) and whether the top-k weights are normalized (default: yes).
 inline constexpr std::string_view kGgufExpertCount = "expert_count";
@@ -133,7 +164,8 @@ std::string gguf_key(const Architecture& arch, std::string_view suffix);
 // --- weights ---
 // Which group a weight belongs to; the config says which groups a model has.
 // dense_mlp: the SwiGLU of a model without experts; experts: a MoE model's router and experts.
-enum class WeightGroup { base, qkv_bias, output_bias, qk_norm, dense_mlp, experts };
+// post_norms: Gemma 3's RMSNorm weights after attention and after the MLP.
+enum class WeightGroup { base, qkv_bias, output_bias, qk_norm, dense_mlp, experts, post_norms };
 // What a weight is used for (which forms a loader may keep it in).
 enum class WeightKind {
   norm,    // an RMSNorm weight [1, n]: f32
@@ -173,6 +205,8 @@ struct LayerWeight {
 std::span<const LayerWeight> layer_weights();
 std::string gguf_layer_name(int layer, const LayerWeight& w);  // "blk.3.attn_q.weight"
 std::string hf_layer_name(int layer, const LayerWeight& w);    // "model.layers.3.self_attn..."
+// The name in a Hugging Face checkpoint of family `arch` (its hf_names first).
+std::string hf_layer_name(const Architecture& arch, int layer, const LayerWeight& w);
 // The Hugging Face name of a MoE weight (group experts) of `arch`: the router, or expert `e`'s
 // matrix ("model.layers.3.mlp.experts.7.gate_proj.weight").
 std::string hf_expert_name(const Architecture& arch, int layer, const LayerWeight& w, int e);

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "kernels/moe_routing.h"
 
@@ -12,6 +14,10 @@ void check_positive(int value, const char* field) {
 }
 
 }  // namespace
+
+float ModelConfig::attention_scale_or_default() const {
+  return attention_scale > 0.0f ? attention_scale : 1.0f / std::sqrt(static_cast<float>(head_dim));
+}
 
 void ModelConfig::validate() const {
   check_positive(vocab_size, "vocab_size");
@@ -29,6 +35,19 @@ void ModelConfig::validate() const {
         "model config: head_dim " + std::to_string(head_dim) + " is odd, expected an even number");
   check(rms_eps > 0.0f, "model config: layer_norm_rms_epsilon must be positive");
   check(rope_theta > 0.0, "model config: rope freq_base must be positive");
+  check(std::isfinite(embed_scale) && embed_scale > 0.0f,
+        "model config: the embedding scale must be a finite number > 0");
+  check(std::isfinite(attention_scale) && attention_scale >= 0.0f,
+        "model config: the attention scale must be a finite number >= 0");
+  if (!windowed.empty()) {
+    check(windowed.size() == static_cast<size_t>(n_layers),
+          "model config: the sliding-window layer pattern has " + std::to_string(windowed.size()) +
+              " entries, expected one per layer (" + std::to_string(n_layers) + ")");
+    check(sliding_window > 0, "model config: sliding_window is " + std::to_string(sliding_window) +
+                                  ", expected a positive window");
+    check(rope_local_theta > 0.0, "model config: the local RoPE base of the sliding-window " +
+                                      std::string("layers must be positive"));
+  }
   if (n_experts != 0) {
     check(n_experts >= 1 && n_experts <= kMaxExperts,
           "model config: expert_count " + std::to_string(n_experts) + ", expected 1 to " +

@@ -27,6 +27,17 @@ struct ModelConfig {
   bool qkv_bias = false;     // q, k and v projections add a bias (Qwen2; attention_bias)
   bool output_bias = false;  // the attention output projection adds a bias (attention_bias)
   bool qk_norm = false;      // RMSNorm of each q and k head (weights [Dh]) before RoPE (Qwen3)
+  // Gemma 3 (model/llama.h shows where each applies; the defaults are the Llama decoder's):
+  float embed_scale = 1.0f;      // x = embed[tokens] * embed_scale
+  float attention_scale = 0.0f;  // q.k multiplier; 0: 1 / sqrt(head_dim)
+  bool post_norms = false;       // RMSNorm of each sublayer's output before its residual add
+  bool gelu_tanh_mlp = false;    // the MLP gate is gelu_tanh, not silu (GEGLU, not SwiGLU)
+  // Sliding-window attention per layer: layer l with windowed[l] != 0 attends to the last
+  // sliding_window positions only (kernels/attention.h) and turns by the local RoPE table.
+  // Empty: every layer attends to its whole context.
+  int sliding_window = 0;
+  std::vector<uint8_t> windowed;  // [n_layers] or empty
+  double rope_local_theta = 0.0;  // the windowed layers' RoPE base (no scaling); 0: none
   // Mixture-of-Experts MLP in every layer (Qwen3-MoE, Mixtral; kernels/moe.h) instead of the
   // dense SwiGLU of width ffn_dim: 0 experts means a dense model.
   int n_experts = 0;                   // E, router rows
@@ -39,6 +50,8 @@ struct ModelConfig {
   int q_dim() const { return n_heads * head_dim; }
   int kv_dim() const { return n_kv_heads * head_dim; }
   bool is_moe() const { return n_experts > 0; }
+  bool is_windowed(int layer) const { return !windowed.empty() && windowed[layer] != 0; }
+  float attention_scale_or_default() const;
   // Checks every field against the others; throws bx::Error naming the first bad one.
   void validate() const;
 };

@@ -104,9 +104,17 @@ RopeScaling read_rope_scaling(const ConfigReader& r, const json& rs, const std::
   const std::string kind = type->get<std::string>();
   RopeScaling s;
   if (kind == "default") return s;
+  if (kind == "linear") {
+    const json* factor = r.find(rs, "factor");
+    if (factor == nullptr)
+      r.fail("\"" + key + "\" of type linear has no \"factor\": expected a number > 0");
+    s.kind = RopeScaling::Kind::linear;
+    s.factor = r.positive_number(*factor, key + ".factor");
+    return s;
+  }
   if (kind != "llama3") {
     r.fail("rope scaling type \"" + kind.substr(0, 40) +
-           "\" is not supported: supported are llama3 and none (null or \"default\")");
+           "\" is not supported: supported are llama3, linear and none (null or \"default\")");
   }
   s.kind = RopeScaling::Kind::llama3;
   auto number = [&](const char* name) {
@@ -172,6 +180,80 @@ void read_moe(const ConfigReader& r, const MoeNames& names, ModelConfig& c) {
   }
 }
 
+// Gemma 3's keys (transformers' Gemma3TextConfig, old and new forms): the sliding window and which
+// layers use it (layer_types, else sliding_window_pattern, default 6), the RoPE of each kind of
+// layer (rope_parameters.{full_attention, sliding_attention}, else rope_theta / rope_scaling and
+// rope_local_base_freq), query_pre_attn_scalar, and the refusals (softcapping, bidirectional).
+void read_gemma3(const ConfigReader& r, ModelConfig& c) {
+  for (const std::string key : {"attn_logit_softcapping", "final_logit_softcapping"}) {
+    if (const json* v = r.find(key); v != nullptr) {
+      r.fail("\"" + key + "\" is " + v->dump().substr(0, 40) +
+             ": logit softcapping is not supported, expected null");
+    }
+  }
+  if (r.optional_bool("use_bidirectional_attention", false)) {
+    r.fail("\"use_bidirectional_attention\" is true: only causal attention is supported, " +
+           std::string("expected false"));
+  }
+  c.sliding_window = r.optional_int("sliding_window", 4096);  // transformers' default
+  c.windowed.assign(static_cast<size_t>(c.n_layers), 0);
+  if (const json* types = r.find("layer_types"); types != nullptr) {
+    if (!types->is_array() || types->size() != static_cast<size_t>(c.n_layers)) {
+      r.fail("\"layer_types\" is " + types->dump().substr(0, 60) + ": expected a list of " +
+             std::to_string(c.n_layers) + " (num_hidden_layers) layer types");
+    }
+    for (size_t l = 0; l < types->size(); ++l) {
+      const json& t = (*types)[l];
+      const bool sliding = t.is_string() && t.get<std::string>() == "sliding_attention";
+      if (!sliding && !(t.is_string() && t.get<std::string>() == "full_attention")) {
+        r.fail("\"layer_types\"[" + std::to_string(l) + "] is " + t.dump().substr(0, 40) +
+               ": expected \"sliding_attention\" or \"full_attention\"");
+      }
+      c.windowed[l] = sliding ? 1 : 0;
+    }
+  } else {
+    const int period = r.optional_int("sliding_window_pattern", 6);
+    for (int l = 0; l < c.n_layers; ++l) c.windowed[static_cast<size_t>(l)] = (l + 1) % period != 0;
+  }
+  // RoPE: theta (default 1e6) and scaling for the full-attention layers, theta (default 1e4)
+  // without scaling for the sliding ones.
+  c.rope_theta = r.optional_number("rope_theta", 1000000.0);
+  c.rope_local_theta = r.optional_number("rope_local_base_freq", 10000.0);
+  if (const json* rs = r.find("rope_scaling"); rs != nullptr) {
+    c.rope_scaling = read_rope_scaling(r, *rs, "rope_scaling");
+  }
+  if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
+    if (!rp->is_object()) {
+      r.fail("\"rope_parameters\" is " + json_type_name(*rp) +
+             ": expected an object of full_attention and sliding_attention parameters");
+    }
+    for (const std::string kind : {"full_attention", "sliding_attention"}) {
+      const json* p = r.find(*rp, kind);
+      if (p == nullptr) continue;
+      const std::string key = "rope_parameters." + kind;
+      const bool full = kind == "full_attention";
+      if (r.find(*p, "rope_theta") != nullptr) {
+        (full ? c.rope_theta : c.rope_local_theta) =
+            r.positive_number(*r.find(*p, "rope_theta"), key + ".rope_theta");
+      }
+      const RopeScaling scaling = read_rope_scaling(r, *p, key);
+      if (full) {
+        c.rope_scaling = scaling;
+      } else if (scaling.kind != RopeScaling::Kind::none) {
+        r.fail("\"" + key + "\" scales RoPE: scaling of the sliding-window layers is not " +
+               "supported, expected rope_type \"default\"");
+      }
+    }
+  }
+  const int scalar = r.optional_int("query_pre_attn_scalar", 256);
+  c.attention_scale = static_cast<float>(std::pow(static_cast<double>(scalar), -0.5));
+  // transformers: torch.tensor(hidden_size ** 0.5), a float32; the loader rounds it to the
+  // embedding's dtype as Gemma3TextScaledWordEmbedding does (model/hf_loader.cpp).
+  c.embed_scale = static_cast<float>(std::sqrt(static_cast<double>(c.dim)));
+  c.post_norms = true;
+  c.gelu_tanh_mlp = true;
+}
+
 }  // namespace
 
 const std::vector<std::string>& supported_hf_architectures() {
@@ -208,9 +290,13 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
     r.fail("\"quantization_config\" is present: quantized checkpoints are not supported, " +
            std::string("expected F32, F16 or BF16 weights"));
   }
-  if (const json* act = r.find("hidden_act"); act != nullptr) {
-    if (!act->is_string() || act->get<std::string>() != "silu") {
-      r.fail("\"hidden_act\" is " + act->dump().substr(0, 40) + ": expected \"silu\"");
+  const std::string activation = arch->gelu_tanh_mlp ? "gelu_pytorch_tanh" : "silu";
+  for (const std::string key : {"hidden_act", "hidden_activation"}) {
+    const json* act = r.find(key);
+    if (act == nullptr || (key == "hidden_activation" && !arch->gelu_tanh_mlp)) continue;
+    if (!act->is_string() || act->get<std::string>() != activation) {
+      r.fail("\"" + key + "\" is " + act->dump().substr(0, 40) + ": expected \"" + activation +
+             "\"");
     }
   }
   for (const DimensionKey& k : dimension_keys()) c.*k.field = r.required_int(std::string(k.hf));
@@ -230,13 +316,16 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
 
   // rope_theta and rope_scaling, or (newer transformers) both inside rope_parameters.
   c.rope_theta = r.optional_number(std::string(kHfRopeTheta), 10000.0);
-  if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
+  if (arch->sliding_window == SlidingWindow::per_layer) {
+    read_gemma3(r, c);
+  } else if (const json* rp = r.find("rope_parameters"); rp != nullptr) {
     if (rp->is_object() && r.find(*rp, "rope_theta") != nullptr) {
       c.rope_theta = r.positive_number(*r.find(*rp, "rope_theta"), "rope_parameters.rope_theta");
     }
     c.rope_scaling = read_rope_scaling(r, *rp, "rope_parameters");
   }
-  if (const json* rs = r.find("rope_scaling"); rs != nullptr) {
+  if (const json* rs = r.find("rope_scaling");
+      rs != nullptr && arch->sliding_window != SlidingWindow::per_layer) {
     c.rope_scaling = read_rope_scaling(r, *rs, "rope_scaling");
   }
   if (const json* prf = r.find("partial_rotary_factor"); prf != nullptr) {
@@ -246,7 +335,8 @@ ModelConfig parse_hf_config(std::string_view text, const std::string& name) {
     }
   }
 
-  c.tied_output = r.optional_bool("tie_word_embeddings", false);
+  // Gemma 3 ties by default (transformers' Gemma3TextConfig); the others do not.
+  c.tied_output = r.optional_bool("tie_word_embeddings", arch->scaled_embedding);
   if (arch->refuses_mlp_bias && r.optional_bool("mlp_bias", false)) {
     r.fail("\"mlp_bias\" is true: MLP biases are not supported, expected false");
   }

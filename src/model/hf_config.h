@@ -6,6 +6,15 @@
 //   MistralForCausalLM  sliding_window: see below
 //   Qwen2ForCausalLM    q, k and v biases always, no o bias; use_sliding_window: see below
 //   Qwen3ForCausalLM    per-head RMSNorm of q and k (q_norm, k_norm) before RoPE; attention_bias
+//   Gemma3ForCausalLM   (text) scaled embedding, (1 + w) norms, post-norms, GELU-tanh MLP, q/k
+//   norm,
+//                       per-layer sliding windows (layer_types, or sliding_window_pattern, default
+//                       6; sliding_window default 4096) with their own RoPE base
+//                       (rope_parameters.sliding_attention or rope_local_base_freq, default 1e4;
+//                       rope_theta default 1e6 and linear rope_scaling for the full layers),
+//                       query_pre_attn_scalar (default 256), hidden_activation
+//                       "gelu_pytorch_tanh", tie_word_embeddings default true; softcapping and
+//                       use_bidirectional_attention are refused
 // All use RoPE in the Hugging Face layout (rotate-half, RopeLayout::half_split), SiLU, RMSNorm.
 //
 // Keys. Required: hidden_size, intermediate_size, num_hidden_layers, num_attention_heads,

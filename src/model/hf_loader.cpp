@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "model/architecture.h"
 #include "model/gguf.h"  // quote_name
 #include "model/hf_config.h"
@@ -47,14 +48,16 @@ class HfWeightReader {
       : ckpt_(checkpoint), backend_(backend), options_(options), total_(checkpoint.total_bytes()) {}
 
   // The tensor `name` of shape `shape` ([rows, cols] or [n]) as a backend tensor [rows, cols].
-  Tensor read(const std::string& name, std::vector<int64_t> shape, bool matmul_weight) {
-    return read_stacked({name}, std::move(shape), matmul_weight);
+  // offset is added to every value in f32 first (Gemma's norm weights w, applied as 1 + w).
+  Tensor read(const std::string& name, std::vector<int64_t> shape, bool matmul_weight,
+              float offset = 0.0f) {
+    return read_stacked({name}, std::move(shape), matmul_weight, offset);
   }
 
   // The matrices `names`, each of shape [rows, cols], one after the other as one backend tensor
   // [names.size() * rows, cols] (a layer's experts). BF16 where every one of them is BF16.
   Tensor read_stacked(const std::vector<std::string>& names, std::vector<int64_t> shape,
-                      bool matmul_weight) {
+                      bool matmul_weight, float offset = 0.0f) {
     const int64_t rows = shape.size() > 1 ? shape[0] : 1;
     const int64_t cols = shape.back();
     const auto each = static_cast<size_t>(rows * cols);
@@ -76,6 +79,9 @@ class HfWeightReader {
       safetensors::convert_to_f32(info, entry->file->tensor_data(info), scratch_.data() + i * each);
       all_bf16 = all_bf16 && info.dtype == safetensors::Dtype::BF16;
       done_ += info.n_bytes();
+    }
+    if (offset != 0.0f) {
+      for (float& v : scratch_) v = v + offset;
     }
     const DType dtype = matmul_weight && all_bf16 ? DType::bf16 : DType::f32;
     if (matmul_weight) matmul_dtypes_ |= dtype == DType::bf16 ? 2 : 1;
@@ -157,6 +163,16 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
   const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights& w = m.weights;
   w.token_embd = reader.read(std::string(kTokenEmbedding.hf), {V, D}, false);
+  if (arch->scaled_embedding) {
+    // Gemma3TextScaledWordEmbedding: the float32 sqrt(D) rounded to the embedding's dtype.
+    const auto embd = ckpt.find(std::string(kTokenEmbedding.hf));
+    if (embd->info->dtype == safetensors::Dtype::BF16) {
+      m.config.embed_scale = bf16_to_f32(f32_to_bf16(c.embed_scale));
+    } else if (embd->info->dtype == safetensors::Dtype::F16) {
+      m.config.embed_scale = static_cast<float>(static_cast<_Float16>(c.embed_scale));
+    }
+  }
+  const float norm_offset = arch->hf_norm_plus_one ? 1.0f : 0.0f;
   for (int l = 0; l < c.n_layers; ++l) {
     LlamaLayerWeights lw;
     for (const LayerWeight& spec : layer_weights()) {
@@ -166,7 +182,8 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
       if (spec.rows != WeightDim::one) shape.insert(shape.begin(), rows);
       const bool matmul = spec.kind == WeightKind::matmul;
       if (spec.group != WeightGroup::experts) {
-        lw.*spec.field = reader.read(hf_layer_name(l, spec), shape, matmul);
+        const float offset = spec.kind == WeightKind::norm ? norm_offset : 0.0f;
+        lw.*spec.field = reader.read(hf_layer_name(*arch, l, spec), shape, matmul, offset);
         continue;
       }
       // A MoE layer: the router, and each expert's matrix stacked in expert order.
@@ -178,7 +195,7 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
     }
     w.layers.push_back(lw);
   }
-  w.output_norm = reader.read(std::string(kOutputNorm.hf), {D}, false);
+  w.output_norm = reader.read(std::string(kOutputNorm.hf), {D}, false, norm_offset);
   if (c.tied_output) {
     w.output = w.token_embd;
     reader.accept_tied_copy(std::string(kOutput.hf), std::string(kTokenEmbedding.hf));

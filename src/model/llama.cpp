@@ -25,6 +25,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, LlamaWeights weights, Backend&
              "model: the config asks for an output bias but a layer has none");
     BX_CHECK(!config_.qk_norm || (w.q_norm.data && w.k_norm.data),
              "model: the config asks for q/k norms but a layer has none");
+    BX_CHECK(!config_.post_norms || (w.post_attn_norm.data && w.post_ffn_norm.data),
+             "model: the config asks for post-norms but a layer has none");
     BX_CHECK(config_.is_moe()
                  ? w.router.data && w.expert_gate.data && w.expert_up.data && w.expert_down.data
                  : w.w_gate.data && w.w_up.data && w.w_down.data,
@@ -113,7 +115,7 @@ int LlamaModel::decode_bucket(int rows) const {
 // (begin_batch done): device work only, nothing waits for the host.
 void LlamaModel::run_ops(int64_t T, int64_t R) {
   const float eps = config_.rms_eps;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim));
+  const float scale = config_.attention_scale_or_default();
   Backend& be = backend_;
 
   Tensor x = x_.rows_view(0, T);  // the residual stream
@@ -124,6 +126,7 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
   Tensor mlp_scratch = moe_ ? mlp_scratch_ : mlp_scratch_.rows_view(0, T);
 
   be.embed(weights_.token_embd, x);
+  if (config_.embed_scale != 1.0f) be.scale(x, config_.embed_scale);
   observe("embed", -1, x);
   for (const LlamaLayerWeights& w : weights_.layers) {
     const int layer = static_cast<int>(&w - weights_.layers.data());
@@ -138,7 +141,9 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     observe("k", layer, k);
     observe("v", layer, v);
     // q[t,h] = rope(rmsnorm(q[t,h]) * q_norm), k likewise (the norms only if qk_norm)
+    const bool windowed = config_.is_windowed(layer);
     RopeOp rope;
+    rope.local_table = windowed;
     rope.q = q;
     rope.n_heads = config_.n_heads;
     rope.k = k;
@@ -152,9 +157,15 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
     observe("q_rope", layer, q);
     observe("k_rope", layer, k);
     be.kv_write(layer, k, v);
-    be.attention(layer, q, config_.n_heads, scale, attn);
+    be.attention(layer, q, config_.n_heads, scale, windowed ? config_.sliding_window : 0, attn);
     observe("attn", layer, attn);
-    be.gemm(GemmOp::residual(attn, w.wo, x, h, w.bo));  // x += attn Wo^T (+ bo); h: scratch
+    if (config_.post_norms) {  // x += rmsnorm(attn Wo^T (+ bo)) * post_attn_norm
+      be.gemm(GemmOp::projection(attn, w.wo, h, w.bo));
+      be.rmsnorm(h, w.post_attn_norm, eps, h);
+      be.add(h, x);
+    } else {
+      be.gemm(GemmOp::residual(attn, w.wo, x, h, w.bo));  // x += attn Wo^T (+ bo); h: scratch
+    }
     observe("attn_residual", layer, x);
     be.rmsnorm(x, w.ffn_norm, eps, h);
     observe("ffn_norm", layer, h);
@@ -174,10 +185,20 @@ void LlamaModel::run_ops(int64_t T, int64_t R) {
       observe("ffn_residual", layer, x);
       continue;
     }
-    // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd
-    be.gemm(GemmOp::swiglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // F.silu(h Wg^T) * (h Wu^T)
+    // x += (silu(norm(x) Wg) * (norm(x) Wu)) Wd   (gelu_tanh for silu: Gemma 3)
+    if (config_.gelu_tanh_mlp) {
+      be.gemm(GemmOp::geglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // gelu_tanh(h Wg^T) * h Wu^T
+    } else {
+      be.gemm(GemmOp::swiglu(h, w.w_gate, w.w_up, act, mlp_scratch));  // F.silu(h Wg^T) * h Wu^T
+    }
     observe("ffn_act", layer, act);
-    be.gemm(GemmOp::residual(act, w.w_down, x, h));                  // x += act Wd^T; h: scratch
+    if (config_.post_norms) {  // x += rmsnorm(act Wd^T) * post_ffn_norm
+      be.gemm(GemmOp::projection(act, w.w_down, h));
+      be.rmsnorm(h, w.post_ffn_norm, eps, h);
+      be.add(h, x);
+    } else {
+      be.gemm(GemmOp::residual(act, w.w_down, x, h));  // x += act Wd^T; h: scratch
+    }
     observe("ffn_residual", layer, x);
   }
   if (R == 0) return;

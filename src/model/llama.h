@@ -1,16 +1,21 @@
 // The Llama-family decoder: RMSNorm, RoPE, GQA attention over a paged KV cache, SwiGLU MLP,
 // tied or separate output projection. Written once against the Backend interface.
 //
-//   x = embed[tokens]                                           [T, D]
+//   x = embed[tokens] (* embed_scale: Gemma 3)                  [T, D]
 //   for each layer:
 //     h = rmsnorm(x) ; q = h Wq^T [T, H*Dh] ; k = h Wk^T, v = h Wv^T [T, Hkv*Dh]
 //     q += bq, k += bk, v += bv                   (config.qkv_bias: Qwen2, attention_bias)
 //     q[t,h] = rmsnorm(q[t,h]) * q_norm, k[t,g] likewise  (config.qk_norm: Qwen3, per head [Dh])
 //     rope(q), rope(k) ; cache[k, v] at (sequence, position)
+//       (a windowed layer, config.is_windowed: the local RoPE table, and attention over the last
+//        config.sliding_window positions only)
 //     x += attention(q, cache) Wo^T (+ bo if config.output_bias)
+//       with config.post_norms (Gemma 3): x += rmsnorm(attention(q, cache) Wo^T) * post_attn_norm
 //     h = rmsnorm(x) ; x += (silu(h Wg^T) * (h Wu^T)) Wd^T
-//       or, with experts (config.n_experts): x += moe(h)            (kernels/moe.h, MoeOp)
+//       config.gelu_tanh_mlp: gelu_tanh instead of silu; config.post_norms: x += rmsnorm(...) *
+//       post_ffn_norm; with experts (config.n_experts): x += moe(h)   (kernels/moe.h, MoeOp)
 //   logits = rmsnorm(x[logit_rows]) Wout^T                      [R, V]
+// The attention scale is config.attention_scale_or_default() (1 / sqrt(Dh) unless set).
 #pragma once
 
 #include <cstdint>
@@ -36,7 +41,9 @@ struct LlamaLayerWeights {
   Tensor bo;          // [1, D] if config.output_bias, else empty
   Tensor q_norm;      // [1, Dh] if config.qk_norm, else empty
   Tensor k_norm;      // [1, Dh] if config.qk_norm, else empty
-  Tensor ffn_norm;    // [1, D]
+  Tensor post_attn_norm;  // [1, D] if config.post_norms, else empty
+  Tensor ffn_norm;        // [1, D]
+  Tensor post_ffn_norm;   // [1, D] if config.post_norms, else empty
   Tensor w_gate;      // [F, D]    (a dense model: config.n_experts == 0)
   Tensor w_up;        // [F, D]
   Tensor w_down;      // [D, F]

@@ -48,13 +48,25 @@ bool gguf_has(const gguf::File& file, Presence presence, const LayerWeight& firs
 // "none" (linear, yarn, longrope) is refused: its math is not implemented.
 RopeScaling read_gguf_rope_scaling(const gguf::File& file, const Architecture& arch, int head_dim) {
   const std::string type_key = gguf_key(arch, kGgufRopeScalingType);
+  RopeScaling scaling;
   if (file.has(type_key)) {
     const std::string type = file.get_string(type_key);
-    check(type == "none", file.path() + ": " + type_key + " is '" + type +
-                              "': supported are none, and Llama 3 scaling as the tensor " +
-                              std::string(kGgufRopeFreqs));
+    check(type == "none" || type == "linear",
+          file.path() + ": " + type_key + " is '" + type +
+              "': supported are none, linear, and Llama 3 scaling as the tensor " +
+              std::string(kGgufRopeFreqs));
+    if (type == "linear") {
+      const std::string factor_key = gguf_key(arch, kGgufRopeScalingFactor);
+      check(file.has(factor_key), file.path() + ": " + type_key + " is 'linear' but " + factor_key +
+                                      " is missing: expected the scaling factor, a number > 0");
+      scaling.kind = RopeScaling::Kind::linear;
+      scaling.factor = file.get_float(factor_key);
+      check(scaling.factor > 0.0 && std::isfinite(scaling.factor),
+            file.path() + ": " + factor_key + " is " + std::to_string(scaling.factor) +
+                ", expected a finite number > 0");
+      return scaling;
+    }
   }
-  RopeScaling scaling;
   const std::string name(kGgufRopeFreqs);
   const gguf::TensorInfo* info = file.find_tensor(name);
   if (info == nullptr) return scaling;
@@ -75,6 +87,51 @@ RopeScaling read_gguf_rope_scaling(const gguf::File& file, const Architecture& a
                                             ", expected a finite number > 0");
   }
   return scaling;
+}
+
+// Gemma 3's per-layer sliding windows, RoPE bases, scales and its refusals (architecture.h).
+void read_gguf_gemma3(const gguf::File& file, const Architecture& arch, ModelConfig& c) {
+  const auto key = [&](std::string_view suffix) { return gguf_key(arch, suffix); };
+  for (std::string_view softcap : {kGgufAttnSoftcap, kGgufFinalSoftcap}) {
+    check(!file.has(key(softcap)) || file.get_float(key(softcap)) == 0.0,
+          file.path() + ": " + key(softcap) + " is set: logit softcapping is not supported, " +
+              "expected no such key");
+  }
+  check(file.has(key(kGgufSlidingWindow)),
+        file.path() + ": " + key(kGgufSlidingWindow) + " is missing: a " +
+            std::string(arch.family) + " file needs its sliding-window size, a positive integer");
+  c.sliding_window = get_positive_int(file, key(kGgufSlidingWindow));
+  c.windowed.assign(static_cast<size_t>(c.n_layers), 0);
+  const gguf::Value* pattern = file.find(key(kGgufSlidingWindowPattern));
+  if (pattern != nullptr && pattern->type == gguf::ValueType::array) {
+    const gguf::Array& a = std::get<gguf::Array>(pattern->data);
+    check(a.element_type == gguf::ValueType::boolean && a.elements.size() == c.windowed.size(),
+          file.path() + ": " + key(kGgufSlidingWindowPattern) + " is an array of " +
+              std::to_string(a.elements.size()) + " values: expected one bool per layer (" +
+              std::to_string(c.n_layers) + "), or an integer period");
+    for (size_t l = 0; l < a.elements.size(); ++l) {
+      c.windowed[l] = std::get<bool>(a.elements[l].data) ? 1 : 0;
+    }
+  } else {
+    const int period =
+        pattern != nullptr ? get_positive_int(file, key(kGgufSlidingWindowPattern)) : 6;
+    for (int l = 0; l < c.n_layers; ++l) c.windowed[static_cast<size_t>(l)] = (l + 1) % period != 0;
+  }
+  c.rope_local_theta =
+      file.has(key(kGgufRopeFreqBaseSwa)) ? file.get_float(key(kGgufRopeFreqBaseSwa)) : 10000.0;
+  check(c.rope_local_theta > 0.0 && std::isfinite(c.rope_local_theta),
+        file.path() + ": " + key(kGgufRopeFreqBaseSwa) + " must be a finite number > 0");
+  if (file.has(key(kGgufAttentionScale))) {
+    c.attention_scale = static_cast<float>(file.get_float(key(kGgufAttentionScale)));
+  } else {
+    // llama.cpp: query_pre_attn_scalar is not in the file; it is D / H for the 62-layer 27B
+    // model and head_dim for the others.
+    const int scalar = c.n_layers == 62 ? c.dim / c.n_heads : c.head_dim;
+    c.attention_scale = 1.0f / std::sqrt(static_cast<float>(scalar));
+  }
+  c.embed_scale = std::sqrt(static_cast<float>(c.dim));  // llama.cpp: sqrtf(n_embd), in f32
+  c.post_norms = arch.post_norms;
+  c.gelu_tanh_mlp = arch.gelu_tanh_mlp;
 }
 
 ModelConfig read_gguf_config(const gguf::File& file) {
@@ -108,7 +165,9 @@ ModelConfig read_gguf_config(const gguf::File& file) {
                                  "; partial rotary embeddings are not supported");
   }
   c.rope_scaling = read_gguf_rope_scaling(file, *arch, c.head_dim);
-  if (file.has(key(kGgufSlidingWindow))) {
+  if (arch->sliding_window == SlidingWindow::per_layer) {
+    read_gguf_gemma3(file, *arch, c);
+  } else if (file.has(key(kGgufSlidingWindow))) {
     c.context_length = std::min(c.context_length, get_positive_int(file, key(kGgufSlidingWindow)));
   }
   const std::string embd_name(kTokenEmbedding.gguf);
@@ -287,6 +346,10 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
   const ModelConfig& c = m.config;
   backend->set_rope_table(
       make_rope_table(c.head_dim, c.rope_theta, c.context_length, c.rope_layout, c.rope_scaling));
+  if (!c.windowed.empty()) {  // the sliding-window layers' RoPE: their own base, no scaling
+    backend->set_local_rope_table(
+        make_rope_table(c.head_dim, c.rope_local_theta, c.context_length, c.rope_layout));
+  }
   m.kv_shape = KvCacheShape{c.n_layers, 0, options.kv_block_size, c.n_kv_heads, c.head_dim};
   // q | k | v back to back where the backend packs them, so it may run them as one matmul
   // (a GemmOp of parts; the same bits). `weights` holds the only copy of these tensors.

@@ -14,7 +14,8 @@ namespace {
 
 constexpr const char* kPrefix = "random:";
 constexpr const char* kGeneratorVersion = "gen1";
-constexpr const char* kModelNames = "qwen3-8b, qwen3-tiny, qwen3-30b-a3b or qwen3-moe-tiny";
+constexpr const char* kModelNames =
+    "qwen3-8b, qwen3-tiny, qwen3-30b-a3b, qwen3-moe-tiny or gemma3-tiny";
 
 class WeightGenerator {
  public:
@@ -28,9 +29,12 @@ class WeightGenerator {
     matmul_bytes_ += rows * cols * (t.dtype == DType::bf16 ? 2 : 4);
     return t;
   }
-  // The token embedding [V, D], standard deviation 1.
-  Tensor embedding(const std::string& name, int64_t rows, int64_t cols) {
-    return backend_.generate_matrix(rows, cols, DType::f32, stream(name), 0.0f, std::sqrt(3.0f));
+  // The token embedding [V, D], standard deviation 1; tied (it is the output projection too),
+  // 1 / sqrt(D), a matrix's, so that the logits are spread and not one-hot (Gemma scales the
+  // embedding by sqrt(D) on the way in).
+  Tensor embedding(const std::string& name, int64_t rows, int64_t cols, bool tied) {
+    const float scale = tied ? std::sqrt(3.0f / static_cast<float>(cols)) : std::sqrt(3.0f);
+    return backend_.generate_matrix(rows, cols, DType::f32, stream(name), 0.0f, scale);
   }
   // A norm weight [1, n]: 1 + U[-0.1, 0.1).
   Tensor norm(const std::string& name, int64_t n) {
@@ -132,6 +136,28 @@ ModelConfig random_model_config(const std::string& name) {
       c.expert_ffn_dim = 64;
       c.context_length = 4096;
     }
+  } else if (name == "gemma3-tiny") {
+    c.architecture = "Gemma3ForCausalLM";
+    c.vocab_size = 1024;
+    c.dim = 128;
+    c.n_layers = 4;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 64;
+    c.ffn_dim = 384;
+    c.context_length = 4096;
+    c.tied_output = true;
+    c.embed_scale = std::sqrt(128.0f);
+    c.attention_scale = 1.0f / std::sqrt(64.0f);  // query_pre_attn_scalar = head_dim
+    c.post_norms = true;
+    c.gelu_tanh_mlp = true;
+    // Layers 0, 1 and 3 slide over 80 positions (a window that starts mid-chunk), layer 2 sees
+    // everything; global RoPE 1e6 with linear scaling 8, local 1e4.
+    c.sliding_window = 80;
+    c.windowed = {1, 1, 0, 1};
+    c.rope_local_theta = 10000.0;
+    c.rope_scaling.kind = RopeScaling::Kind::linear;
+    c.rope_scaling.factor = 8.0;
   } else {
     throw Error("random model '" + name + "' is unknown: expected " + kModelNames);
   }
@@ -147,9 +173,11 @@ std::string random_model_weights_hash(const RandomModelSpec& spec) {
 LlamaWeights generate_random_weights(const ModelConfig& c, uint64_t seed, Backend& backend,
                                      DType matmul_dtype, int64_t* matmul_bytes) {
   WeightGenerator gen(seed, backend, matmul_dtype);
+  const Architecture* arch = find_hf_architecture(c.architecture);
+  check(arch != nullptr, "random model: unknown architecture " + c.architecture);
   const int64_t D = c.dim, V = c.vocab_size;
   LlamaWeights w;
-  w.token_embd = gen.embedding(std::string(kTokenEmbedding.hf), V, D);
+  w.token_embd = gen.embedding(std::string(kTokenEmbedding.hf), V, D, c.tied_output);
   for (int l = 0; l < c.n_layers; ++l) {
     LlamaLayerWeights lw;
     for (const LayerWeight& spec : layer_weights()) {
@@ -158,7 +186,7 @@ LlamaWeights generate_random_weights(const ModelConfig& c, uint64_t seed, Backen
       const std::string name =
           spec.group == WeightGroup::experts
               ? "model.layers." + std::to_string(l) + "." + std::string(spec.gguf)
-              : hf_layer_name(l, spec);
+              : hf_layer_name(*arch, l, spec);
       const int64_t rows = weight_dim(spec.rows, c), cols = weight_dim(spec.cols, c);
       switch (spec.kind) {
         case WeightKind::matmul:
@@ -175,7 +203,7 @@ LlamaWeights generate_random_weights(const ModelConfig& c, uint64_t seed, Backen
     w.layers.push_back(lw);
   }
   w.output_norm = gen.norm(std::string(kOutputNorm.hf), D);
-  w.output = gen.matrix(std::string(kOutput.hf), V, D);
+  w.output = c.tied_output ? w.token_embd : gen.matrix(std::string(kOutput.hf), V, D);
   *matmul_bytes += gen.matmul_bytes();
   return w;
 }

@@ -14,14 +14,20 @@
 //   random:qwen3-moe-tiny[:seed] the same MoE architecture in small dims (D 128, 2 layers, 4 / 2
 //                             heads of 64, 16 experts, 4 per token, expert SwiGLU 64, V 1024,
 //                             context 4096): for the CPU and CI.
+//   random:gemma3-tiny[:seed] Gemma 3 (text) in small dims (D 128, 4 layers, 4 / 2 heads of 64,
+//                             GELU-tanh F 384, V 1024, tied embedding scaled by sqrt(D), post-
+//                             norms, q/k norm): layers 0, 1 and 3 attend over a sliding window of
+//                             80 positions with RoPE base 1e4, layer 2 over the whole context with
+//                             base 1e6 and linear scaling 8; context 4096. For the CPU and CI.
 //
 // Weights (Backend::generate_matrix, core/counter_hash.h): tensor `name` gets the stream
 // hash_stream(seed, XXH64(name)) and element i of it the value offset + scale * u_i, u_i uniform
 // on [-1, 1). Matrices have standard deviation 1 / sqrt(fan_in) (scale = sqrt(3 / fan_in)), so
 // activations stay O(1) through the layers and the logits are spread, not degenerate; the token
-// embedding has standard deviation 1; norm weights are 1 + U[-0.1, 0.1). The values depend only
-// on (spec, seed): the same on every run and device; a backend stores them as it stores loaded
-// weights (bf16 on the CUDA backend), so backends differ only as they do for a real checkpoint.
+// embedding has standard deviation 1 (tied to the output, as in gemma3-tiny: 1 / sqrt(D)); norm
+// weights are 1 + U[-0.1, 0.1). The values depend only on (spec, seed): the same on every run and
+// device; a backend stores them as it stores loaded weights (bf16 on the CUDA backend), so backends
+// differ only as they do for a real checkpoint.
 //
 // No tokenizer: such a model is driven by token ids. It names no EOS or BOS token, so generation
 // runs to max_tokens. The weights hash (in the system fingerprint) is the spec itself with its
@@ -38,7 +44,7 @@
 namespace bx {
 
 struct RandomModelSpec {
-  std::string name;  // "qwen3-8b", "qwen3-tiny", "qwen3-30b-a3b" or "qwen3-moe-tiny"
+  std::string name;  // "qwen3-8b", "qwen3-tiny", "qwen3-30b-a3b", "qwen3-moe-tiny", "gemma3-tiny"
   uint64_t seed = 0;
 };
 

@@ -41,6 +41,10 @@ bool gguf_permutes_qk(const LoadedModel& m) {
 std::map<std::string, Target> weight_names(LoadedModel& m) {
   LlamaWeights& w = m.model->weights();
   const ModelConfig& c = m.config;
+  // Gemma 3 names its norms differently and applies them as 1 + w: not mapped here yet.
+  check(!c.post_norms, "update_weights: " + c.architecture +
+                           " (post-norms, 1 + w norms) is not supported yet: expected a model " +
+                           "without post-norms");
   const bool gguf = is_gguf_model(m);
   const bool tied = w.output.data == w.token_embd.data;
   std::map<std::string, Target> names;

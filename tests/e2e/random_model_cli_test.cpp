@@ -39,7 +39,7 @@ TEST_F(RandomModelCli, TextNeedsATokenizerAndBadSpecsAreNamed) {
   expect_one_line_error(kArgs + " --prompt-ids 5,x", "--prompt-ids");
   expect_one_line_error(kArgs + " --prompt-ids 5000", "outside the vocabulary");
   expect_one_line_error("generate --model random:qwen3-9b --quiet --prompt-ids 1",
-                        "qwen3-8b, qwen3-tiny, qwen3-30b-a3b or qwen3-moe-tiny");
+                        "qwen3-8b, qwen3-tiny, qwen3-30b-a3b, qwen3-moe-tiny or gemma3-tiny");
 }
 
 // --tokenizer gives a random: model a tokenizer: the text prompt is encoded by it (the ids equal

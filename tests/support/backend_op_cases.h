@@ -145,6 +145,11 @@ inline std::vector<double> ref_matmul(const std::vector<float>& x, const std::ve
   }
   return y;
 }
+// gelu(g, approximate="tanh") * u
+inline double ref_gelu_tanh_mul(double g, double u) {
+  const double z = std::sqrt(2.0 / 3.14159265358979323846) * (g + 0.044715 * g * g * g);
+  return 0.5 * g * (1.0 + std::tanh(z)) * u;
+}
 inline double ref_silu_mul(double g, double u) {
   return g / (1.0 + std::exp(-g)) * u;
 }
@@ -220,6 +225,9 @@ inline BackendOpCase gemm_case(const std::string& name, GemmEpilogue epilogue,
       case GemmEpilogue::swiglu:
         op = GemmOp::swiglu(x, w[0], w_up, y[0], scratch);
         break;
+      case GemmEpilogue::geglu:
+        op = GemmOp::geglu(x, w[0], w_up, y[0], scratch);
+        break;
     }
     be.gemm(op);
     HostOutputs out;
@@ -230,9 +238,12 @@ inline BackendOpCase gemm_case(const std::string& name, GemmEpilogue epilogue,
     HostOutputs out;
     for (size_t i = 0; i < parts.size(); ++i) {
       std::vector<double> y = ref_matmul(in->x, in->w[i], M, parts[i], K);
-      if (epilogue == GemmEpilogue::swiglu) {
+      if (is_gated(epilogue)) {
         const std::vector<double> u = ref_matmul(in->x, in->w_up, M, N, K);
-        for (size_t j = 0; j < y.size(); ++j) y[j] = ref_silu_mul(y[j], u[j]);
+        for (size_t j = 0; j < y.size(); ++j) {
+          y[j] = epilogue == GemmEpilogue::swiglu ? ref_silu_mul(y[j], u[j])
+                                                  : ref_gelu_tanh_mul(y[j], u[j]);
+        }
       }
       for (int64_t m = 0; m < M; ++m) {
         for (int64_t n = 0; n < parts[i]; ++n) {
@@ -245,8 +256,9 @@ inline BackendOpCase gemm_case(const std::string& name, GemmEpilogue epilogue,
     }
     return out;
   };
-  // Exact inputs: store and accumulate are exact on any correct backend; swiglu rounds its exp.
-  const bool exact = epilogue != GemmEpilogue::swiglu;
+  // Exact inputs: store and accumulate are exact on any correct backend; swiglu and geglu round
+  // their exp.
+  const bool exact = !is_gated(epilogue);
   c.cpu_bound = exact ? 0 : 1e-6;
   c.cuda_bound = exact ? 0 : 1e-5;
   return c;
@@ -372,7 +384,8 @@ inline BackendOpCase rope_case(RopeLayout layout, bool norms) {
 }
 
 // kv_write of every token, then causal attention of every token over its own sequence (GQA).
-inline BackendOpCase attention_case() {
+// window > 0: each token attends to the last `window` positions of its sequence only.
+inline BackendOpCase attention_case(int window = 0) {
   const OpBatch batch;
   const int64_t T = batch.T(), Q = kHeads * kHeadDim, KV = kKvHeads * kHeadDim;
   auto q = std::make_shared<std::vector<float>>(random_values(T * Q, 91, 1.0f));
@@ -380,20 +393,22 @@ inline BackendOpCase attention_case() {
   auto v = std::make_shared<std::vector<float>>(random_values(T * KV, 93, 1.0f));
   const float scale = 1.0f / 8.0f;
   BackendOpCase c;
-  c.name = "kv_write + attention";
+  c.name = window > 0 ? "kv_write + attention, window " + std::to_string(window)
+                      : "kv_write + attention";
   c.run = [=](Backend& be) {
     const Tensor tq = activation(be, *q, T, Q), tk = activation(be, *k, T, KV);
     const Tensor tv = activation(be, *v, T, KV);
     const Tensor out = be.alloc(DType::f32, T, Q);
     prepare(be, batch);
     be.kv_write(0, tk, tv);
-    be.attention(0, tq, kHeads, scale, out);
+    be.attention(0, tq, kHeads, scale, window, out);
     return HostOutputs{read(be, out)};
   };
   c.reference = [=] {
     std::vector<double> out(static_cast<size_t>(T * Q));
     for (int64_t t = 0; t < T; ++t) {
-      const int64_t first = batch.first_of(t);
+      const int64_t first =
+          window > 0 ? std::max(batch.first_of(t), t - window + 1) : batch.first_of(t);
       for (int h = 0; h < kHeads; ++h) {
         const int g = h / (kHeads / kKvHeads);
         std::vector<double> s;
@@ -422,6 +437,33 @@ inline BackendOpCase attention_case() {
   };
   c.cpu_bound = 1e-5;
   c.cuda_bound = 2e-2;  // bf16 KV cache
+  return c;
+}
+
+// x * factor, then y + x (Gemma's embedding scale and post-norm residual add): one f32 product
+// and one f32 sum per element, exact on these halves.
+inline BackendOpCase scale_add_case() {
+  const OpBatch batch;
+  const int64_t T = batch.T();
+  auto x = std::make_shared<std::vector<float>>(integer_values(T * kDim, 61, 8, 0.5f));
+  auto y = std::make_shared<std::vector<float>>(integer_values(T * kDim, 62, 8, 0.5f));
+  BackendOpCase c;
+  c.name = "scale + add";
+  c.run = [=](Backend& be) {
+    const Tensor tx = activation(be, *x, T, kDim), ty = activation(be, *y, T, kDim);
+    prepare(be, batch);
+    be.scale(tx, 0.75f);
+    be.add(tx, ty);
+    return HostOutputs{read(be, tx), read(be, ty)};
+  };
+  c.reference = [=] {
+    std::vector<double> sx(x->size()), sy(y->size());
+    for (size_t i = 0; i < x->size(); ++i) {
+      sx[i] = 0.75 * (*x)[i];
+      sy[i] = (*y)[i] + sx[i];
+    }
+    return HostOutputs{sx, sy};
+  };
   return c;
 }
 
@@ -532,11 +574,14 @@ inline std::vector<BackendOpCase> backend_op_cases() {
   cases.push_back(gemm_case("gemm accumulate", GemmEpilogue::accumulate, {64}, false, 64));
   cases.push_back(gemm_case("gemm accumulate + bias", GemmEpilogue::accumulate, {64}, true, 64));
   cases.push_back(gemm_case("gemm swiglu", GemmEpilogue::swiglu, {48}, false, 64));
+  cases.push_back(gemm_case("gemm geglu", GemmEpilogue::geglu, {48}, false, 64));
   cases.push_back(ops::mlp_case());
   cases.push_back(ops::rope_case(RopeLayout::half_split, false));
   cases.push_back(ops::rope_case(RopeLayout::adjacent_pairs, false));
   cases.push_back(ops::rope_case(RopeLayout::half_split, true));
   cases.push_back(ops::attention_case());
+  cases.push_back(ops::attention_case(3));
+  cases.push_back(ops::scale_add_case());
   cases.push_back(ops::logits_case());
   return cases;
 }

@@ -119,6 +119,14 @@ inline nlohmann::json random_hf_config(const RandomHfSpec& s) {
     c["num_experts_per_tok"] = s.n_experts_used;
     c["sliding_window"] = nullptr;
   }
+  if (s.architecture == "Gemma3ForCausalLM") {  // transformers' keys; windows of 4096 > context
+    c.erase("hidden_act");
+    c["hidden_activation"] = "gelu_pytorch_tanh";
+    c["sliding_window"] = 4096;
+    c["sliding_window_pattern"] = 2;
+    c["query_pre_attn_scalar"] = random_hf_head_dim(s);
+    c["rope_local_base_freq"] = 10000.0;
+  }
   if (s.llama3_scaling) {
     c["rope_scaling"] = {{"rope_type", "llama3"},
                          {"factor", s.llama3_factor},
@@ -161,8 +169,9 @@ inline std::vector<HfTensor> random_hf_tensors(const RandomHfSpec& s) {
   };
   const bool qkv_bias = random_hf_qkv_bias(s);
   const bool o_bias = s.attention_bias && s.architecture != "Qwen2ForCausalLM";
+  const bool gemma = s.architecture == "Gemma3ForCausalLM";  // norms around each sublayer
   const bool qk_norm =
-      s.architecture == "Qwen3ForCausalLM" || s.architecture == "Qwen3MoeForCausalLM";
+      s.architecture == "Qwen3ForCausalLM" || s.architecture == "Qwen3MoeForCausalLM" || gemma;
   matrix("model.embed_tokens.weight", V, D, 1.0f);
   for (int l = 0; l < s.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -182,6 +191,10 @@ inline std::vector<HfTensor> random_hf_tensors(const RandomHfSpec& s) {
       norm(p + "self_attn.k_norm.weight", Dh);
     }
     norm(p + "post_attention_layernorm.weight", D);
+    if (gemma) {
+      norm(p + "pre_feedforward_layernorm.weight", D);
+      norm(p + "post_feedforward_layernorm.weight", D);
+    }
     if (s.architecture == "Qwen3MoeForCausalLM") {
       const int64_t Fe = s.expert_ffn_dim;
       // A router of 3x the fan-in spread, so that tokens take different experts.

@@ -35,11 +35,12 @@ TEST(Architecture, EveryFamilyIsFoundByItsNames) {
   EXPECT_EQ(find_hf_architecture("GPT2LMHeadModel"), nullptr);
   EXPECT_EQ(find_gguf_architecture("gpt2"), nullptr);
   EXPECT_EQ(find_gguf_architecture(""), nullptr);
-  EXPECT_EQ(gguf_architecture_list(), "llama, qwen2, qwen3, qwen3moe");  // Mistral GGUFs are "llama"
+  EXPECT_EQ(gguf_architecture_list(),
+            "llama, qwen2, qwen3, qwen3moe, gemma3");  // Mistral GGUFs are "llama"
   EXPECT_EQ(find_gguf_architecture("mistral"), nullptr);
   EXPECT_EQ(hf_architecture_list(),
             "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
-            "Qwen3MoeForCausalLM, MixtralForCausalLM");
+            "Qwen3MoeForCausalLM, MixtralForCausalLM, Gemma3ForCausalLM");
 }
 
 TEST(Architecture, WeightNamesAreUniqueInEachFormat) {

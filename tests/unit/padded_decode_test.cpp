@@ -37,6 +37,7 @@ class PaddingCpuBackend final : public Backend, public GraphCapture {
   }
   void init_kv_cache(const KvCacheShape& s) override { cpu_.init_kv_cache(s); }
   void set_rope_table(const RopeTable& t) override { cpu_.set_rope_table(t); }
+  void set_local_rope_table(const RopeTable& t) override { cpu_.set_local_rope_table(t); }
   void set_reduction_order(ReductionOrder o) override { cpu_.set_reduction_order(o); }
   int64_t allocation_count() const override { return cpu_.allocation_count(); }
 
@@ -61,9 +62,12 @@ class PaddingCpuBackend final : public Backend, public GraphCapture {
   void kv_write(int layer, const Tensor& k, const Tensor& v) override {
     cpu_.kv_write(layer, k, v);
   }
-  void attention(int layer, const Tensor& q, int n_heads, float scale, Tensor out) override {
-    cpu_.attention(layer, q, n_heads, scale, out);
+  void attention(int layer, const Tensor& q, int n_heads, float scale, int window,
+                 Tensor out) override {
+    cpu_.attention(layer, q, n_heads, scale, window, out);
   }
+  void scale(Tensor x, float factor) override { cpu_.scale(x, factor); }
+  void add(const Tensor& x, Tensor y) override { cpu_.add(x, y); }
   void gather_logit_rows(const Tensor& x, Tensor out) override { cpu_.gather_logit_rows(x, out); }
   void log_softmax(const Tensor& x, Tensor out) override { cpu_.log_softmax(x, out); }
   void copy_to_host(const Tensor& x, float* host) override { cpu_.copy_to_host(x, host); }

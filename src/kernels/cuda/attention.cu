@@ -60,7 +60,17 @@ struct Params {
   float* partials;   // decode split partials [n_singles][n_heads][split_slots][2 + Dh], or null
   int split_slots;   // max_position / split + 1
   int split_chunks;  // split / 64
+  int window;        // AttentionArgs::window (0: none)
 };
+
+// The first position a query at pos reads (0, or the sliding window's start: attention.h).
+__device__ __forceinline__ int64_t first_visible(int64_t pos, int window) {
+  return window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+}
+// Whether a window leaves nothing of [.., end) to a query at pos: its state must pass unchanged.
+__device__ __forceinline__ bool masked_before(int64_t end, int64_t pos, int window) {
+  return window > 0 && end <= first_visible(pos, window);
+}
 
 __device__ __forceinline__ float ex2(float x) {
   float y;
@@ -153,20 +163,26 @@ struct alpha_scale_o {
   }
 };
 
+// A sliding window (window > 0) also masks keys before the row's first visible position, and a
+// row whose window starts past the chunk keeps its state exactly (alpha = 1, p = 0: l and o pass
+// through unchanged, as if the chunk were not visited; R11).
 template <typename ScaleO>
 __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64_t pos0,
                                              int64_t pos1, float (&m)[2], float (&l)[2],
-                                             const ScaleO& scale_o) {
+                                             const ScaleO& scale_o, int window) {
   const int c = static_cast<int>(threadIdx.x) & 3;
-  // Causal mask, then the chunk's row max.
+  // Causal (and window) mask, then the chunk's row max.
   float mc[2] = {-INFINITY, -INFINITY};
   const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
+  // The window masks key k (relative to c0) of a row at rel when k + window <= rel, and the
+  // whole chunk when kKeys - 1 + window <= rel (the row skips it).
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-      if (key > (e < 2 ? rel0 : rel1)) s[i][e] = -INFINITY;
+      const int rel = e < 2 ? rel0 : rel1;
+      if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
       mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
     }
   }
@@ -176,15 +192,17 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 1));
     mc[r] = fmaxf(mc[r], __shfl_xor_sync(0xffffffffu, mc[r], 2));
     const float m_new = fmaxf(m[r], mc[r]);
-    alpha[r] = ex2(__fsub_rn(m[r], m_new));
-    m[r] = m_new;
+    const bool skip = window > 0 && kKeys - 1 + window <= (r == 0 ? rel0 : rel1);
+    alpha[r] = skip ? 1.0f : ex2(__fsub_rn(m[r], m_new));
+    if (!skip) m[r] = m_new;
   }
   float sum[2] = {0.0f, 0.0f};
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[i][e] = ex2(__fsub_rn(s[i][e], m[e >> 1]));
+      const bool skip = window > 0 && kKeys - 1 + window <= (e < 2 ? rel0 : rel1);
+      s[i][e] = skip ? 0.0f : ex2(__fsub_rn(s[i][e], m[e >> 1]));
       sum[e >> 1] = __fadd_rn(sum[e >> 1], s[i][e]);
     }
   }
@@ -235,7 +253,7 @@ struct WarpState {
 
   // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
   __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
-                                        int64_t pos1) {
+                                        int64_t pos1, int window) {
     const int lane = static_cast<int>(threadIdx.x) & 31, mat = lane >> 3;
     float s[8][4];
 #pragma unroll
@@ -258,7 +276,7 @@ struct WarpState {
         ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
-    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
+    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
@@ -365,12 +383,16 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
     ptx::cp_async_commit();
     if (rows.any) {
       const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
-      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1);
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window);
       const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
       if (walk && split_end) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const MergeWeights w = merge_max(M[r], st.m[r]);
+          // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+          // (The chunk of the row's first visible position, computed here: held across the
+          // loop it costs the decode kernel a spilled register.)
+          const int64_t lo_chunk = first_visible(r == 0 ? rows.pos0 : rows.pos1, p.window) / kKeys;
+          const MergeWeights w = c < lo_chunk ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], st.m[r]);
           L[r] = merge_value(L[r], st.l[r], w);
           if (out_row[r] == nullptr) continue;
 #pragma unroll
@@ -741,6 +763,9 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
   };
   reset();
   bool first_split = true;
+  // The chunk of each row's first visible position: a split ending before it is empty.
+  const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
+                           static_cast<int>(first_visible(pos1, p.window) / kKeys)};
   int slot = 0;        // stage first_stage + slot
   uint32_t phase = 0;  // of the slot's barrier
   int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);  // chunks
@@ -771,7 +796,7 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(s_flat);
-    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o});
+    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window);
     uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -799,7 +824,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     if (split_end && my.partial == nullptr) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const MergeWeights w = merge_max(M[r], m[r]);
+        // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+        const MergeWeights w = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
         L[r] = merge_value(L[r], l[r], w);
         if (!has_row[r]) continue;
 #pragma unroll
@@ -903,6 +929,8 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
   for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
     float M = -INFINITY, L = 0.0f, O = 0.0f;
     for (int64_t s = 0; s < splits; ++s) {
+      const int64_t split_end = (s + 1) * p.split_chunks * kKeys;
+      if (masked_before(split_end, p.batch.positions[token], p.window)) continue;
       const float* ps = part + s * (2 + Dh);
       const MergeWeights w = merge_max(M, ps[0]);
       L = merge_value(L, ps[1], w);
@@ -1090,6 +1118,8 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
            "cuda attention: n_heads " + std::to_string(args.n_heads) +
                " must be a positive multiple of n_kv_heads " + std::to_string(kv.n_kv_heads));
   BX_CHECK(args.n_heads <= 65535, "cuda attention: too many heads");
+  BX_CHECK(args.window >= 0, "cuda attention: window " + std::to_string(args.window) +
+                                 " is negative: expected 0 (none) or a window size");
   if (args.batch.T == 0) return;
   BX_CHECK(args.plan.T == args.batch.T,
            "cuda attention: the plan covers " + std::to_string(args.plan.T) +
@@ -1110,6 +1140,7 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.batch = args.batch;
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
+  p.window = args.window;
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;

@@ -4,8 +4,9 @@
 //
 // K and V of every token in the batch are written to the cache first (rounded to bf16), and
 // attention reads them back from the cache only, so prefill, chunked prefill and decode see the
-// same values. Query token t at position p, head h, attends to positions 0..p of its own
-// sequence through KV head g = h / (n_heads / n_kv_heads).
+// same values. Query token t at position p, head h, attends to positions lo..p of its own
+// sequence through KV head g = h / (n_heads / n_kv_heads); lo = 0, or with a sliding window of
+// W positions lo = max(0, p - W + 1) (R11: the window only masks, the chunks and splits stay).
 //
 // Positions are cut into splits of S = split positions (default kAttentionSplit; a multiple of
 // the chunk), [s*S, (s+1)*S), and each split into chunks of C = kAttentionChunk = 64 positions,
@@ -15,7 +16,10 @@
 //   qb[d]  = bf16_rn(q[d] * (scale * log2(e)))                  (the f32 product, then rounded)
 //   per split s:  m = -inf, l = +0, o[d] = +0, then per chunk c of the split, in order:
 //     s_j  = mma chain over d in steps of 16, d increasing, from +0: s_j = mma(qb, k_j, s_j)
-//            (for positions j > p: s_j = -inf; positions beyond the batch's keys read as zero)
+//            (for positions j > p or j < lo: s_j = -inf; positions beyond the batch's keys read
+//            as zero). A chunk wholly before lo leaves the row's (m, l, o) as they are (alpha =
+//            1, p_j = 0), and a split wholly before lo is skipped by the combine, so the row's
+//            bits are those of visiting only the chunks and splits from lo's on.
 //     m_c  = max_j s_j;  m' = max(m, m_c);  alpha = ex2(m - m');  p_j = ex2(s_j - m')
 //     l    = l * alpha + rowsum(p_j)
 //            rowsum: lane c of the row's quad sums its columns 8i + 2c, 8i + 2c + 1 for
@@ -116,6 +120,7 @@ struct AttentionArgs {
   int64_t out_stride = 0;
   int n_heads = 0;
   float scale = 0.0f;
+  int window = 0;  // > 0: a sliding window of that many positions (attention.h above)
   PagedKv kv;
   DeviceBatch batch;
   AttentionPlan plan;

@@ -219,6 +219,26 @@ __global__ void silu_mul_kernel(const float* gate, int64_t gate_stride, const fl
   }
 }
 
+// The plain loops of the elementwise kernels above, one element a thread of a grid-stride loop.
+__global__ void gelu_tanh_mul_kernel(const float* gate, int64_t gate_stride, const float* up,
+                                     int64_t up_stride, float* out, int64_t out_stride, int64_t F) {
+  const int64_t m = blockIdx.y;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < F; i += step) {
+    const float g = gate[m * gate_stride + i];
+    const float z = 0.7978845608028654f * (g + (0.044715f * g) * (g * g));
+    out[m * out_stride + i] = (g / (1.0f + expf(-2.0f * z))) * up[m * up_stride + i];
+  }
+}
+
+__global__ void scale_kernel(float* x, int64_t x_stride, float factor, int64_t D) {
+  const int64_t m = blockIdx.y;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < D; i += step) {
+    x[m * x_stride + i] = x[m * x_stride + i] * factor;
+  }
+}
+
 __global__ void add_kernel(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t D,
                            bool vec) {
   const int64_t m = blockIdx.y;
@@ -414,6 +434,23 @@ void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t u
   silu_mul_kernel<<<elementwise_grid(M, F, vec), 256, 0, stream>>>(gate, gate_stride, up, up_stride,
                                                                    out, out_stride, F, vec);
   check_launch("silu_mul_kernel");
+}
+
+void gelu_tanh_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+                   float* out, int64_t out_stride, int64_t M, int64_t F, cudaStream_t stream) {
+  check_rows(M, F, "gelu_tanh_mul");
+  if (M == 0 || F == 0) return;
+  gelu_tanh_mul_kernel<<<elementwise_grid(M, F, false), 256, 0, stream>>>(
+      gate, gate_stride, up, up_stride, out, out_stride, F);
+  check_launch("gelu_tanh_mul_kernel");
+}
+
+void scale_inplace(float* x, int64_t x_stride, float factor, int64_t M, int64_t D,
+                   cudaStream_t stream) {
+  check_rows(M, D, "scale_inplace");
+  if (M == 0 || D == 0) return;
+  scale_kernel<<<elementwise_grid(M, D, false), 256, 0, stream>>>(x, x_stride, factor, D);
+  check_launch("scale_kernel");
 }
 
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,

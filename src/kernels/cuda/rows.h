@@ -48,6 +48,16 @@ void log_softmax(const float* x, int64_t x_stride, float* out, int64_t out_strid
 void silu_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
               float* out, int64_t out_stride, int64_t M, int64_t F, cudaStream_t stream);
 
+// out[i] = (g[i] / (1.0f + expf(-2.0f * z))) * u[i],  z = 0.7978845608f * (g + (0.044715f * g) *
+// (g * g))  (gelu(gate, approximate="tanh") * up, kernels/rows.h's expression with CUDA's expf);
+// out may alias gate.
+void gelu_tanh_mul(const float* gate, int64_t gate_stride, const float* up, int64_t up_stride,
+                   float* out, int64_t out_stride, int64_t M, int64_t F, cudaStream_t stream);
+
+// x[m,i] = x[m,i] * factor.
+void scale_inplace(float* x, int64_t x_stride, float factor, int64_t M, int64_t D,
+                   cudaStream_t stream);
+
 // y[m,i] = y[m,i] + x[m,i]; x_stride 0 adds the one row x to every row of y (a bias).
 void add_inplace(float* y, int64_t y_stride, const float* x, int64_t x_stride, int64_t M, int64_t D,
                  cudaStream_t stream);
