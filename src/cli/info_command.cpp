@@ -1,5 +1,6 @@
 // bitexact info: what a model file holds, and the identity the engine gives it.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -61,7 +62,18 @@ void run_info(const ModelFlags& flags) {
                                                           : "Hugging Face rotate-half",
               c.rope_scaling.kind == RopeScaling::Kind::llama3         ? ", llama3 scaling"
               : c.rope_scaling.kind == RopeScaling::Kind::freq_factors ? ", frequency factors"
+              : c.rope_scaling.kind == RopeScaling::Kind::linear       ? ", linear scaling"
                                                                        : "");
+  if (!c.windowed.empty()) {
+    const auto n = std::count(c.windowed.begin(), c.windowed.end(), uint8_t{1});
+    std::printf("sliding window %d positions on %lld of %d layers (their rope theta %g)\n",
+                c.sliding_window, static_cast<long long>(n), c.n_layers, c.rope_local_theta);
+  }
+  if (c.post_norms || c.gelu_tanh_mlp || c.embed_scale != 1.0f) {
+    std::printf("gemma parts    %s%sembedding x %g\n",
+                c.gelu_tanh_mlp ? "GELU-tanh gated MLP; " : "", c.post_norms ? "post-norms; " : "",
+                static_cast<double>(c.embed_scale));
+  }
   std::string attention_extras;
   for (const auto& [on, name] :
        {std::pair{c.qkv_bias, "q/k/v bias"}, std::pair{c.output_bias, "output bias"},
