@@ -11,15 +11,16 @@ before=${BEFORE:-/work/wt-before/build}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{new,old,lib,models}
-for t in gemm_test kernels_test backend_test backend_ops_cuda_test serving_test sampling_test \
-  step_state_cuda_test gemm_bench attention_bench rows_bench sample_bench bitexact; do
+gpu_tests=()
+for src in tests/cuda/*_test.cpp; do gpu_tests+=("$(basename "$src" .cpp)"); done
+for t in "${gpu_tests[@]}" gemm_bench attention_bench rows_bench sample_bench moe_bench \
+  serve_bench bitexact; do
   cp "build/$t" "$stage/new/" && strip "$stage/new/$t"
 done
 cp bench/cuda/attention_sdpa.py "$stage/new/"
 for t in bitexact gemm_bench attention_bench rows_bench serve_bench; do
   cp "$before/$t" "$stage/old/" && strip "$stage/old/$t"
 done
-cp build/serve_bench "$stage/new/" && strip "$stage/new/serve_bench"
 ldd build/bitexact build/gemm_test | awk '/=> \/(usr\/)?lib\/x86_64/ {print $3}' | sort -u |
   grep -v -E 'libc\.so|libm\.so|libstdc|libgcc|librt|libpthread|libdl|libz\.so' |
   while read -r l; do cp -L "$l" "$stage/lib/"; done
