@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds what scripts/device/run_gpuquant.sh runs (the quantized-weight GEMM's GPU tests, the GPU
+# tests its backend wiring touches, serve_bench and the CLI) in build-cuda/ and packs them,
+# stripped, with the Debian libraries they link that the device lacks, into .gpu-gpuquant/
+# (git-ignored; carried with the device tool's carry: [".gpu-gpuquant"]).
+# Usage: scripts/device/pack_gpuquant.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+[ -f /work/ccache.env ] && source /work/ccache.env
+targets="gemm_quant_test quant_model_cuda_test gemm_test backend_test serve_bench bitexact"
+cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DBITEXACT_CUDA=ON >/dev/null
+cmake --build build-cuda -j2 --target $targets
+d=.gpu-gpuquant
+rm -rf $d && mkdir -p $d/bin $d/lib
+for t in $targets; do
+  cp "build-cuda/$t" $d/bin/
+  strip "$d/bin/$t"
+done
+# Shared libraries outside libc / libstdc++ / the CUDA driver (cuBLAS comes with the device).
+for t in $targets; do
+  ldd "build-cuda/$t" | awk '/=> \/(usr\/)?lib\/x86_64/ {print $3}' |
+    grep -v -E 'libc\.so|libm\.so|libstdc|libgcc|librt|libpthread|libdl|libz\.so|libcuda|libcublas' || true
+done | sort -u | while read -r l; do cp -L "$l" $d/lib/; done
+du -sh $d  # the device tool carries at most 64 MiB with the working tree

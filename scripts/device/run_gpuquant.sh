@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# GPU run of the gpuquant branch (issue 17 item 3, quantized weights on CUDA), from the binaries
+# scripts/device/pack_gpuquant.sh put in .gpu-gpuquant/:
+#   1. tests: gemm_quant_test (fused == dense on bf16(dequant(W)), every format and M), quant_model_cuda_test
+#      (Q4_1 / Q8_0 / Q4_0 files and random:qwen3-tiny-q4k: blocks == dequantized load, batch
+#      == alone, the split-K control), gemm_test and backend_test (the dense path unchanged);
+#   2. the CLI on CUDA: random:qwen3-tiny-q4k generate at three token budgets (bytes equal);
+#   3. batch-1 decode (serve_bench, eager and CUDA graph): random:qwen3-8b-q4k, then random:qwen3-8b.
+# Writes $OUT/gpuquant.txt (everything) and prints the summary table last.
+# Usage (on the device; carry [".gpu-gpuquant"]): bash scripts/device/run_gpuquant.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/gpuquant-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH=$PWD/.gpu-gpuquant/lib:${LD_LIBRARY_PATH:-}
+B=.gpu-gpuquant/bin
+log=$OUT/gpuquant.txt
+summary=()
+{
+  date -u
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+  git log -1 --format='commit %H' 2>/dev/null
+  for t in gemm_quant_test quant_model_cuda_test gemm_test backend_test; do
+    s=$(date +%s)
+    timeout 240 $B/$t > /tmp/$t.log 2>&1; rc=$?
+    p=$(grep -c '^\[       OK \]' /tmp/$t.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/$t.log)
+    echo "== $t: passed $p, failed $f, exit $rc, $(( $(date +%s) - s )) s"
+    grep -E '^\[  FAILED|Failure|Expected|Which is|differ|error' /tmp/$t.log | head -40
+    grep -E 'control' /tmp/$t.log | head -5
+    summary+=("| $t | $p | $f | $rc | $(( $(date +%s) - s )) s |")
+  done
+  echo "== CLI: random:qwen3-tiny-q4k:3 generate on CUDA at token budgets 512, 7, 1"
+  for budget in 512 7 1; do
+    $B/bitexact generate --backend cuda --model random:qwen3-tiny-q4k:3 --quiet --format json \
+      --prompt-ids 5,17,300,9,44,81,2,700,13,5,5,6 --max-tokens 24 --temperature 0.8 --seed 7 \
+      --ignore-eos --max-batch-tokens $budget > /tmp/cli-$budget.json 2>&1
+    head -c 400 /tmp/cli-$budget.json; echo
+  done
+  if cmp -s /tmp/cli-512.json /tmp/cli-7.json && cmp -s /tmp/cli-512.json /tmp/cli-1.json &&
+     grep -q token_ids /tmp/cli-512.json; then cli="equal"; else cli="DIFFER"; fi
+  echo "CLI budgets 512 / 7 / 1: $cli"
+  $B/bitexact info --backend cuda --model random:qwen3-tiny-q4k:3 2>&1 | grep -E 'weights held|fingerprint|backend'
+  summary+=("| CLI generate tiny-q4k, budgets 512/7/1 | $cli | | | |")
+  for model in random:qwen3-8b-q4k random:qwen3-8b; do
+    echo "== serve_bench $model"
+    timeout 200 $B/serve_bench --model $model --modes invariant --batches 1,8 --iters 30 \
+      --requests 0 --unfused 0 2>&1 | tee /tmp/bench.log
+    step=$(grep -E '^\| invariant \| 1 \| fused \| graph' /tmp/bench.log | awk -F'|' '{print $6 "ms, floor" $8 "ms, floor/step" $9}')
+    summary+=("| decode B=1 graph $model | $step | | | |")
+  done
+} > "$log" 2>&1
+tail -c 6000 "$log"
+echo
+printf '%s\n' "| what | passed / result | failed | exit | time |" "|---|---|---|---|---|" "${summary[@]}"
+printf '%s\n' "| what | passed / result | failed | exit | time |" "${summary[@]}" >> "$log"

@@ -1,0 +1,382 @@
+// The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
+// memory, the B fragments of mma.sync m16n8k16 dequantized in registers.
+//
+// Block = 4 warps; tile = BM = 16 * FM rows of x (tokens) by BN = 32 rows of W (outputs), warp w
+// owning W rows [8w, 8w + 8) as one n8 column of FM m16n8 fragments. A stage covers 256 columns
+// of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32 chunks of 16 bytes per row, chunk c of row r at
+// slot r * 32 + (c ^ (r % 8)) so that ldmatrix's 8 rows fall in different banks), and for each W
+// row the bytes of its blocks in that range (one K-quant super-block, or 8 blocks of 32),
+// loaded as the 16-byte-aligned chunks that cover them (`lead` bytes before the first block).
+// For each 16-wide slice of the stage, in increasing k, lane l of a warp dequantizes elements
+// k0 + 2 (l % 4) + {0, 1, 8, 9} of W row 8w + l / 4 (the m16n8k16 B fragment), rounds them to
+// bf16 pairs and issues its FM mma steps: the chain of gemm.h for every element.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "core/error.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/mma.cuh"
+#include "kernels/quant_blocks.h"
+
+namespace bx::cuda {
+namespace {
+
+constexpr int kKS = 256;           // K columns per stage
+constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
+constexpr int kThreads = 128;      // 4 warps
+constexpr int BN = 32;             // W rows per block (8 per warp)
+
+__device__ __forceinline__ float f16_at(const uint8_t* p) {
+  return __half2float(*reinterpret_cast<const __half*>(p));
+}
+__device__ __forceinline__ float mul(float a, float b) {
+  return __fmul_rn(a, b);
+}
+__device__ __forceinline__ float add(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ float sub(float a, float b) {
+  return __fsub_rn(a, b);
+}
+
+// Q4_K / Q5_K 6-bit scale and min of sub-block j (kernels/quant.h).
+__device__ __forceinline__ void k_scale_min(const uint8_t* scales, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = scales[j] & 63;
+    mn = scales[j + 4] & 63;
+  } else {
+    sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
+    mn = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
+  }
+}
+
+// Elements (e, e + 1) of the block at b (e even): kernels/quant.h's element math in f32, each
+// operation rounded in the order written there.
+template <int F>
+__device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
+  if constexpr (F == quant::kQ8_0) {
+    const float d = f16_at(b);
+    const auto* q = reinterpret_cast<const int8_t*>(b + 2);
+    return make_float2(mul(d, static_cast<float>(q[e])), mul(d, static_cast<float>(q[e + 1])));
+  } else if constexpr (F == quant::kQ4_0 || F == quant::kQ4_1) {
+    const float d = f16_at(b);
+    const uint8_t* qs = b + (F == quant::kQ4_0 ? 2 : 4);
+    const int shift = 4 * (e / 16), i = e % 16;
+    const int q0 = (qs[i] >> shift) & 15, q1 = (qs[i + 1] >> shift) & 15;
+    if constexpr (F == quant::kQ4_0) {
+      return make_float2(mul(d, static_cast<float>(q0 - 8)), mul(d, static_cast<float>(q1 - 8)));
+    } else {
+      const float m = f16_at(b + 2);
+      return make_float2(add(mul(d, static_cast<float>(q0)), m),
+                         add(mul(d, static_cast<float>(q1)), m));
+    }
+  } else if constexpr (F == quant::kQ4_K || F == quant::kQ5_K) {
+    const float d = f16_at(b), dmin = f16_at(b + 2);
+    const int j = e / 32;
+    int sc, mn;
+    k_scale_min(b + 4, j, sc, mn);
+    const uint8_t* qs = b + (F == quant::kQ4_K ? 16 : 48);
+    const int i = 32 * (e / 64) + e % 32, shift = 4 * (j % 2);
+    int q0 = (qs[i] >> shift) & 15, q1 = (qs[i + 1] >> shift) & 15;
+    if constexpr (F == quant::kQ5_K) {
+      const uint8_t* qh = b + 16;
+      q0 |= ((qh[e % 32] >> j) & 1) << 4;
+      q1 |= ((qh[e % 32 + 1] >> j) & 1) << 4;
+    }
+    const float d1 = mul(d, static_cast<float>(sc)), m1 = mul(dmin, static_cast<float>(mn));
+    return make_float2(sub(mul(d1, static_cast<float>(q0)), m1),
+                       sub(mul(d1, static_cast<float>(q1)), m1));
+  } else {
+    static_assert(F == quant::kQ6_K, "no fused dequantization for this format");
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
+    const float d = f16_at(b + 208);
+    const int l = 64 * (e / 128) + e % 64, lshift = 4 * (e % 128 / 64);
+    const int h = 32 * (e / 128) + e % 32, hshift = 2 * (e % 128 / 32);
+    const int q0 = ((ql[l] >> lshift) & 15) | (((qh[h] >> hshift) & 3) << 4);
+    const int q1 = ((ql[l + 1] >> lshift) & 15) | (((qh[h + 1] >> hshift) & 3) << 4);
+    const float d1 = mul(d, static_cast<float>(scales[e / 16]));
+    return make_float2(mul(d1, static_cast<float>(q0 - 32)), mul(d1, static_cast<float>(q1 - 32)));
+  }
+}
+
+// Two f32 -> one register of two bf16 (round to nearest even), the first in the low half.
+__device__ __forceinline__ uint32_t pack_bf16(float2 v) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+template <int F, int FM>
+struct QShape {
+  static constexpr int E = static_cast<int>(quant::kBlockElements[F]);
+  static constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
+  static constexpr int kStageBlockBytes = kKS / E * BB;  // one row's blocks in a full stage
+  // The aligned chunks covering them start up to 15 bytes early.
+  static constexpr int kWSlot = (kStageBlockBytes + 15) / 16 * 16 + 16;
+  static constexpr int kWChunks = kWSlot / 16;
+  static constexpr int BM = 16 * FM;
+  static constexpr int kXBytes = BM * kKS * 2;
+  static constexpr int kStageBytes = kXBytes + BN * kWSlot;
+  static constexpr int kStages = FM == 1 ? 6 : 4;
+  static constexpr int kSmemBytes = kStages * kStageBytes;
+  static_assert(kStageBytes % 16 == 0, "stages must keep 16-byte alignment");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
+};
+
+struct Params {
+  QuantGemmArgs a;
+  int k_stages;     // stages over round_up(K, 64)
+  int64_t k_round;  // round_up(K, 64): the last slice + 16
+};
+
+template <int F, int FM>
+__global__ void __launch_bounds__(kThreads) gemm_quant_kernel(const Params p) {
+  using S = QShape<F, FM>;
+  extern __shared__ __align__(128) uint4 smem[];
+  const QuantGemmArgs& a = p.a;
+  const int tid = static_cast<int>(threadIdx.x);
+  const int lane = tid & 31, warp = tid >> 5;
+  const int64_t m0 = static_cast<int64_t>(blockIdx.y) * S::BM;
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * BN;
+  const uint32_t smem_base = ptx::smem_address(smem);
+  const uint8_t* smem_bytes = reinterpret_cast<const uint8_t*>(smem);
+  const uintptr_t w_addr = reinterpret_cast<uintptr_t>(a.w);
+
+  // Stage `stage` <- x[m0 .. m0+BM, k0 .. k0+256) (zeros outside x or past K) and the chunks
+  // covering each W row's blocks of that range (zeros for rows past N).
+  auto load_stage = [&](int stage, int kb) {
+    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageBytes);
+    const int64_t k0 = static_cast<int64_t>(kb) * kKS;
+    for (int i = tid; i < S::BM * kXChunks; i += kThreads) {
+      const int r = i / kXChunks, c = i % kXChunks;
+      const int64_t m = m0 + r, k = k0 + c * 8;
+      const bool valid = m < a.M && k < a.K;
+      const uint16_t* src = valid ? a.x + m * a.x_stride + k : a.x;
+      ptx::cp_async_16(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), src,
+                       valid);
+    }
+    const int64_t stage_bytes = (a.K - k0 < kKS ? a.K - k0 : kKS) / S::E * S::BB;
+    for (int i = tid; i < BN * S::kWChunks; i += kThreads) {
+      const int r = i / S::kWChunks, c = i % S::kWChunks;
+      const int64_t n = n0 + r;
+      const uintptr_t first = w_addr + n * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
+      const uintptr_t chunk = (first & ~uintptr_t{15}) + 16 * c;
+      const bool valid = n < a.N && k0 < a.K && chunk < first + stage_bytes;
+      ptx::cp_async_16(base + static_cast<uint32_t>(S::kXBytes + r * S::kWSlot + 16 * c),
+                       valid ? reinterpret_cast<const void*>(chunk) : a.w, valid);
+    }
+  };
+
+  float acc[FM][4];
+#pragma unroll
+  for (int i = 0; i < FM; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+
+  const int w_row = warp * 8 + lane / 4;  // this lane's W row in the tile
+  const int pair = 2 * (lane % 4);        // its first element in each slice
+
+  auto compute_stage = [&](int stage, int kb) {
+    const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageBytes);
+    const int64_t k0 = static_cast<int64_t>(kb) * kKS;
+    const uintptr_t first =
+        w_addr + (n0 + w_row) * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
+    const uint8_t* row =
+        smem_bytes + stage * S::kStageBytes + S::kXBytes + w_row * S::kWSlot + (first & 15u);
+#pragma unroll
+    for (int s = 0; s < kKS / 16; ++s) {
+      if (k0 + 16 * s >= p.k_round) break;  // past round_up(K, 64): no more slices
+      uint32_t b0 = 0, b1 = 0;              // slices past K (< round_up(K, 64)): +0 weights
+      if (k0 + 16 * s < a.K) {
+        const int e = 16 * s + pair;
+        const uint8_t* block = row + (e / S::E) * S::BB;
+        b0 = pack_bf16(dequant_pair<F>(block, e % S::E));
+        b1 = pack_bf16(dequant_pair<F>(block, e % S::E + 8));
+      }
+#pragma unroll
+      for (int mi = 0; mi < FM; ++mi) {
+        const int r = mi * 16 + (lane & 15);
+        const int c = s * 2 + (lane >> 4);
+        uint32_t x[4];
+        ptx::ldmatrix_x4(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), x[0],
+                         x[1], x[2], x[3]);
+        ptx::mma_bf16_m16n8k16(acc[mi], x, b0, b1);
+      }
+    }
+  };
+
+  // Pipeline: kStages - 1 stages in flight ahead of the one being multiplied.
+#pragma unroll
+  for (int s = 0; s < S::kStages - 1; ++s) {
+    if (s < p.k_stages) load_stage(s, s);
+    ptx::cp_async_commit();
+  }
+  for (int i = 0; i < p.k_stages; ++i) {
+    ptx::cp_async_wait<S::kStages - 2>();
+    __syncthreads();  // stage i landed for all threads; stage i - 1 is no longer read
+    const int next = i + S::kStages - 1;
+    if (next < p.k_stages) load_stage(next % S::kStages, next);
+    ptx::cp_async_commit();
+    compute_stage(i % S::kStages, i);
+  }
+  ptx::cp_async_wait<0>();
+
+  // Fragment element e of mi: row lane / 4 (+8 for e >= 2), column 2 (lane % 4) (+1 for odd e).
+  const int64_t col = n0 + warp * 8 + pair;
+#pragma unroll
+  for (int mi = 0; mi < FM; ++mi) {
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int64_t m = m0 + mi * 16 + lane / 4 + 8 * half;
+      if (m >= a.M) continue;
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (col + e >= a.N) continue;
+        float* out = a.y + m * a.y_stride + col + e;
+        const float v = acc[mi][2 * half + e];
+        *out = a.accumulate ? *out + v : v;
+      }
+    }
+  }
+}
+
+template <int F, int FM>
+void launch(const Params& p, cudaStream_t stream) {
+  using S = QShape<F, FM>;
+  auto* kernel = gemm_quant_kernel<F, FM>;
+  static std::once_flag configured;
+  std::call_once(configured, [&] {
+    check_cuda(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
+        "gemm_quant: cudaFuncSetAttribute");
+  });
+  const dim3 grid(static_cast<unsigned>((p.a.N + BN - 1) / BN),
+                  static_cast<unsigned>((p.a.M + S::BM - 1) / S::BM));
+  kernel<<<grid, kThreads, S::kSmemBytes, stream>>>(p);
+  check_launch("gemm_quant_kernel");
+}
+
+template <int F>
+void launch_format(const Params& p, cudaStream_t stream) {
+  if (p.a.M <= 16) {
+    launch<F, 1>(p, stream);
+  } else {
+    launch<F, 4>(p, stream);
+  }
+}
+
+template <int F>
+__global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, const int32_t* ids,
+                                   float* out, int64_t out_stride, int64_t pairs) {
+  constexpr int E = static_cast<int>(quant::kBlockElements[F]);
+  constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= pairs) return;
+  const int64_t t = blockIdx.y, c = 2 * i;
+  const uint8_t* row = table + static_cast<int64_t>(ids[t]) * row_bytes;
+  const float2 v = dequant_pair<F>(row + (c / E) * BB, static_cast<int>(c % E));
+  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
+  float* o = out + t * out_stride + c;
+  o[0] = __bfloat162float(h.x);
+  o[1] = __bfloat162float(h.y);
+}
+
+template <int F>
+void launch_embed(const uint8_t* table, int64_t row_bytes, const int32_t* ids, float* out,
+                  int64_t out_stride, int64_t T, int64_t D, cudaStream_t stream) {
+  const int64_t pairs = D / 2;
+  const dim3 grid(static_cast<unsigned>((pairs + 255) / 256), static_cast<unsigned>(T));
+  embed_quant_kernel<F><<<grid, 256, 0, stream>>>(table, row_bytes, ids, out, out_stride, pairs);
+  check_launch("embed_quant_kernel");
+}
+
+// Calls fn.template operator()<F>() for the runtime format id.
+template <typename Fn>
+void dispatch(int format, const char* who, Fn&& fn) {
+  switch (format) {
+    case quant::kQ8_0:
+      fn.template operator()<quant::kQ8_0>();
+      return;
+    case quant::kQ4_0:
+      fn.template operator()<quant::kQ4_0>();
+      return;
+    case quant::kQ4_1:
+      fn.template operator()<quant::kQ4_1>();
+      return;
+    case quant::kQ4_K:
+      fn.template operator()<quant::kQ4_K>();
+      return;
+    case quant::kQ5_K:
+      fn.template operator()<quant::kQ5_K>();
+      return;
+    case quant::kQ6_K:
+      fn.template operator()<quant::kQ6_K>();
+      return;
+    default:
+      throw Error(std::string(who) + ": block format id " + std::to_string(format) +
+                  " has no fused kernel; expected Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K");
+  }
+}
+
+}  // namespace
+
+bool gemm_quant_supports(int format) {
+  return format == quant::kQ8_0 || format == quant::kQ4_0 || format == quant::kQ4_1 ||
+         format == quant::kQ4_K || format == quant::kQ5_K || format == quant::kQ6_K;
+}
+
+void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
+  BX_CHECK(gemm_quant_supports(args.format),
+           "gemm_quant: block format id " + std::to_string(args.format) +
+               " has no fused kernel; expected Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K");
+  const int64_t E = quant::kBlockElements[args.format];
+  const int64_t BB = quant::kBlockBytes[args.format];
+  BX_CHECK(args.M >= 0 && args.N >= 0 && args.K >= 0,
+           "gemm_quant: M, N, K must be >= 0, got " + std::to_string(args.M) + ", " +
+               std::to_string(args.N) + ", " + std::to_string(args.K));
+  BX_CHECK(args.K % E == 0, "gemm_quant: K = " + std::to_string(args.K) +
+                                " must be a multiple of the block size " + std::to_string(E));
+  BX_CHECK(args.x_stride >= args.K && args.x_stride % 8 == 0,
+           "gemm_quant: the x row stride " + std::to_string(args.x_stride) +
+               " must be a multiple of 8 elements and at least K = " + std::to_string(args.K));
+  BX_CHECK(args.w_row_bytes >= args.K / E * BB,
+           "gemm_quant: the W row stride " + std::to_string(args.w_row_bytes) +
+               " bytes is below the bytes of K weights (" + std::to_string(args.K / E * BB) + ")");
+  BX_CHECK(args.y_stride >= args.N, "gemm_quant: the y row stride is below N");
+  BX_CHECK((reinterpret_cast<uintptr_t>(args.x) & 15u) == 0,
+           "gemm_quant: x must be 16-byte aligned");
+  if (args.M == 0 || args.N == 0) return;
+  BX_CHECK(args.y != nullptr && (args.K == 0 || (args.x != nullptr && args.w != nullptr)),
+           "gemm_quant: x, W or y is null");
+  Params p;
+  p.a = args;
+  p.k_round = (args.K + 63) / 64 * 64;
+  p.k_stages = static_cast<int>((p.k_round + kKS - 1) / kKS);
+  if (args.K == 0) {  // no slice: y = +0 (or y unchanged), as gemm_bf16 gives
+    if (!args.accumulate) {
+      check_cuda(
+          cudaMemset2DAsync(args.y, static_cast<size_t>(args.y_stride) * 4, 0,
+                            static_cast<size_t>(args.N) * 4, static_cast<size_t>(args.M), stream),
+          "gemm_quant: cudaMemset2DAsync");
+    }
+    return;
+  }
+  dispatch(args.format, "gemm_quant", [&]<int F>() { launch_format<F>(p, stream); });
+}
+
+void embed_quant_rows(const uint8_t* table, int format, int64_t row_bytes, const int32_t* ids,
+                      float* out, int64_t out_stride, int64_t T, int64_t D, cudaStream_t stream) {
+  BX_CHECK(T >= 0 && D >= 0 && D % quant::kMinBlockElements == 0,
+           "embed_quant_rows: D = " + std::to_string(D) + " must be a multiple of the block size");
+  if (T == 0 || D == 0) return;
+  dispatch(format, "embed_quant_rows",
+           [&]<int F>() { launch_embed<F>(table, row_bytes, ids, out, out_stride, T, D, stream); });
+}
+
+}  // namespace bx::cuda
