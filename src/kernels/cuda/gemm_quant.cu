@@ -1,8 +1,9 @@
 // The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
 // memory, the B fragments of mma.sync m16n8k16 dequantized in registers.
 //
-// Block = 4 warps; tile = BM = 16 * FM rows of x (tokens) by BN = 32 rows of W (outputs), warp w
-// owning W rows [8w, 8w + 8) as one n8 column of FM m16n8 fragments. A stage covers 256 columns
+// Block = kWarps warps (4, or 2 or 1 for small N); tile = BM = 16 * FM rows of x (tokens) by
+// BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
+// m16n8 fragments. A stage covers 256 columns
 // of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32 chunks of 16 bytes per row, chunk c of row r at
 // slot r * 32 + (c ^ (r % 8)) so that ldmatrix's 8 rows fall in different banks), and for each W
 // row the bytes of its blocks in that range (one K-quant super-block, or 8 blocks of 32),
@@ -28,20 +29,12 @@ namespace {
 
 constexpr int kKS = 256;           // K columns per stage
 constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
-constexpr int kThreads = 128;      // 4 warps
-constexpr int BN = 32;             // W rows per block (8 per warp)
 
 __device__ __forceinline__ float f16_at(const uint8_t* p) {
   return __half2float(*reinterpret_cast<const __half*>(p));
 }
 __device__ __forceinline__ float mul(float a, float b) {
   return __fmul_rn(a, b);
-}
-__device__ __forceinline__ float add(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ float sub(float a, float b) {
-  return __fsub_rn(a, b);
 }
 
 // Q4_K / Q5_K 6-bit scale and min of sub-block j (kernels/quant.h).
@@ -55,25 +48,39 @@ __device__ __forceinline__ void k_scale_min(const uint8_t* scales, int j, int& s
   }
 }
 
-// Elements (e, e + 1) of the block at b (e even): kernels/quant.h's element math in f32, each
-// operation rounded in the order written there.
+// float(q) for an integer 0 <= q < 2^23 given as 2^23 + q in f32 bits minus `bias` (2^23 + an
+// offset): exact (both are integers below 2^24), two integer-free operations instead of I2F.
+__device__ __forceinline__ float small_int(uint32_t q, float bias) {
+  return __uint_as_float(0x4B000000u | q) - bias;
+}
+constexpr float k2p23 = 8388608.0f;
+
+// The two bytes at p (2-byte aligned) as the low 16 bits.
+__device__ __forceinline__ uint32_t two_bytes(const uint8_t* p) {
+  return *reinterpret_cast<const uint16_t*>(p);
+}
+
+// Elements (e, e + 1) of the block at b (e even): kernels/quant.h's element math in f32. Where
+// quant.h rounds a product and then adds, the product is exact here (d and dmin are f16 values of
+// 11 significant bits, d * sc has at most 17, times a 4- or 5-bit q at most 22 < 24), so one fma
+// gives the same single rounding of the sum: x = fma(d1, q, -m1) == (d1 * q) - m1 bit for bit.
 template <int F>
 __device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
   if constexpr (F == quant::kQ8_0) {
     const float d = f16_at(b);
-    const auto* q = reinterpret_cast<const int8_t*>(b + 2);
-    return make_float2(mul(d, static_cast<float>(q[e])), mul(d, static_cast<float>(q[e + 1])));
+    const uint32_t v = two_bytes(b + 2 + e) ^ 0x8080u;  // int8 + 128 in each byte
+    return make_float2(mul(d, small_int(v & 0xFF, k2p23 + 128.0f)),
+                       mul(d, small_int(v >> 8, k2p23 + 128.0f)));
   } else if constexpr (F == quant::kQ4_0 || F == quant::kQ4_1) {
     const float d = f16_at(b);
-    const uint8_t* qs = b + (F == quant::kQ4_0 ? 2 : 4);
-    const int shift = 4 * (e / 16), i = e % 16;
-    const int q0 = (qs[i] >> shift) & 15, q1 = (qs[i + 1] >> shift) & 15;
+    const uint32_t v = two_bytes(b + (F == quant::kQ4_0 ? 2 : 4) + e % 16) >> (4 * (e / 16));
+    const uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
     if constexpr (F == quant::kQ4_0) {
-      return make_float2(mul(d, static_cast<float>(q0 - 8)), mul(d, static_cast<float>(q1 - 8)));
-    } else {
+      return make_float2(mul(d, small_int(q0, k2p23 + 8.0f)), mul(d, small_int(q1, k2p23 + 8.0f)));
+    } else {  // d * q exact (15 bits): fma == (d * q) + m
       const float m = f16_at(b + 2);
-      return make_float2(add(mul(d, static_cast<float>(q0)), m),
-                         add(mul(d, static_cast<float>(q1)), m));
+      return make_float2(__fmaf_rn(d, small_int(q0, k2p23), m),
+                         __fmaf_rn(d, small_int(q1, k2p23), m));
     }
   } else if constexpr (F == quant::kQ4_K || F == quant::kQ5_K) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
@@ -81,28 +88,27 @@ __device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
     int sc, mn;
     k_scale_min(b + 4, j, sc, mn);
     const uint8_t* qs = b + (F == quant::kQ4_K ? 16 : 48);
-    const int i = 32 * (e / 64) + e % 32, shift = 4 * (j % 2);
-    int q0 = (qs[i] >> shift) & 15, q1 = (qs[i + 1] >> shift) & 15;
+    const uint32_t v = two_bytes(qs + 32 * (e / 64) + e % 32) >> (4 * (j % 2));
+    uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
     if constexpr (F == quant::kQ5_K) {
-      const uint8_t* qh = b + 16;
-      q0 |= ((qh[e % 32] >> j) & 1) << 4;
-      q1 |= ((qh[e % 32 + 1] >> j) & 1) << 4;
+      const uint32_t h = two_bytes(b + 16 + e % 32) >> j;
+      q0 |= (h & 1) << 4;
+      q1 |= ((h >> 8) & 1) << 4;
     }
-    const float d1 = mul(d, static_cast<float>(sc)), m1 = mul(dmin, static_cast<float>(mn));
-    return make_float2(sub(mul(d1, static_cast<float>(q0)), m1),
-                       sub(mul(d1, static_cast<float>(q1)), m1));
+    const float d1 = mul(d, small_int(static_cast<uint32_t>(sc), k2p23));
+    const float m1 = mul(dmin, small_int(static_cast<uint32_t>(mn), k2p23));
+    return make_float2(__fmaf_rn(d1, small_int(q0, k2p23), -m1),
+                       __fmaf_rn(d1, small_int(q1, k2p23), -m1));
   } else {
     static_assert(F == quant::kQ6_K, "no fused dequantization for this format");
-    const uint8_t* ql = b;
-    const uint8_t* qh = b + 128;
     const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
     const float d = f16_at(b + 208);
-    const int l = 64 * (e / 128) + e % 64, lshift = 4 * (e % 128 / 64);
-    const int h = 32 * (e / 128) + e % 32, hshift = 2 * (e % 128 / 32);
-    const int q0 = ((ql[l] >> lshift) & 15) | (((qh[h] >> hshift) & 3) << 4);
-    const int q1 = ((ql[l + 1] >> lshift) & 15) | (((qh[h + 1] >> hshift) & 3) << 4);
-    const float d1 = mul(d, static_cast<float>(scales[e / 16]));
-    return make_float2(mul(d1, static_cast<float>(q0 - 32)), mul(d1, static_cast<float>(q1 - 32)));
+    const uint32_t l = two_bytes(b + 64 * (e / 128) + e % 64) >> (4 * (e % 128 / 64));
+    const uint32_t h = two_bytes(b + 128 + 32 * (e / 128) + e % 32) >> (2 * (e % 128 / 32));
+    const uint32_t q0 = (l & 15) | ((h & 3) << 4), q1 = ((l >> 8) & 15) | (((h >> 8) & 3) << 4);
+    const float d1 = mul(d, small_int(static_cast<uint32_t>(scales[e / 16] + 128), k2p23 + 128.0f));
+    return make_float2(mul(d1, small_int(q0, k2p23 + 32.0f)),
+                       mul(d1, small_int(q1, k2p23 + 32.0f)));
   }
 }
 
@@ -112,8 +118,10 @@ __device__ __forceinline__ uint32_t pack_bf16(float2 v) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-template <int F, int FM>
+template <int F, int FM, int kWarps>
 struct QShape {
+  static constexpr int kThreads = 32 * kWarps;
+  static constexpr int BN = 8 * kWarps;  // W rows per block, 8 per warp
   static constexpr int E = static_cast<int>(quant::kBlockElements[F]);
   static constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
   static constexpr int kStageBlockBytes = kKS / E * BB;  // one row's blocks in a full stage
@@ -135,9 +143,10 @@ struct Params {
   int64_t k_round;  // round_up(K, 64): the last slice + 16
 };
 
-template <int F, int FM>
-__global__ void __launch_bounds__(kThreads) gemm_quant_kernel(const Params p) {
-  using S = QShape<F, FM>;
+template <int F, int FM, int kWarps>
+__global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p) {
+  using S = QShape<F, FM, kWarps>;
+  constexpr int BN = S::BN, kThreads = S::kThreads;
   extern __shared__ __align__(128) uint4 smem[];
   const QuantGemmArgs& a = p.a;
   const int tid = static_cast<int>(threadIdx.x);
@@ -148,15 +157,25 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(const Params p) {
   const uint8_t* smem_bytes = reinterpret_cast<const uint8_t*>(smem);
   const uintptr_t w_addr = reinterpret_cast<uintptr_t>(a.w);
 
-  // Stage `stage` <- x[m0 .. m0+BM, k0 .. k0+256) (zeros outside x or past K) and the chunks
-  // covering each W row's blocks of that range (zeros for rows past N).
+  // Rows of the x tile past M are zeroed once here, for every stage, and never loaded.
+  const int x_rows = static_cast<int>(a.M - m0 < S::BM ? a.M - m0 : S::BM);
+  if (x_rows < S::BM) {
+    for (int s = 0; s < S::kStages; ++s) {
+      for (int i = x_rows * kXChunks + tid; i < S::BM * kXChunks; i += kThreads) {
+        smem[(s * S::kStageBytes) / 16 + i] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  }
+
+  // Stage `stage` <- x[m0 .. m0+x_rows, k0 .. k0+256) (zeros past K) and the chunks covering
+  // each W row's blocks of that range (zeros for rows past N).
   auto load_stage = [&](int stage, int kb) {
     const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageBytes);
     const int64_t k0 = static_cast<int64_t>(kb) * kKS;
-    for (int i = tid; i < S::BM * kXChunks; i += kThreads) {
+    for (int i = tid; i < x_rows * kXChunks; i += kThreads) {
       const int r = i / kXChunks, c = i % kXChunks;
       const int64_t m = m0 + r, k = k0 + c * 8;
-      const bool valid = m < a.M && k < a.K;
+      const bool valid = k < a.K;
       const uint16_t* src = valid ? a.x + m * a.x_stride + k : a.x;
       ptx::cp_async_16(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), src,
                        valid);
@@ -246,28 +265,37 @@ __global__ void __launch_bounds__(kThreads) gemm_quant_kernel(const Params p) {
   }
 }
 
-template <int F, int FM>
+template <int F, int FM, int kWarps>
 void launch(const Params& p, cudaStream_t stream) {
-  using S = QShape<F, FM>;
-  auto* kernel = gemm_quant_kernel<F, FM>;
+  using S = QShape<F, FM, kWarps>;
+  auto* kernel = gemm_quant_kernel<F, FM, kWarps>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes),
         "gemm_quant: cudaFuncSetAttribute");
   });
-  const dim3 grid(static_cast<unsigned>((p.a.N + BN - 1) / BN),
+  const dim3 grid(static_cast<unsigned>((p.a.N + S::BN - 1) / S::BN),
                   static_cast<unsigned>((p.a.M + S::BM - 1) / S::BM));
-  kernel<<<grid, kThreads, S::kSmemBytes, stream>>>(p);
+  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(p);
   check_launch("gemm_quant_kernel");
 }
 
+// Small M streams W: 8 rows per warp, and blocks of fewer warps where 4-warp blocks of 32 rows
+// would leave multiprocessors idle (speed only: the chain of every element is the same).
 template <int F>
 void launch_format(const Params& p, cudaStream_t stream) {
-  if (p.a.M <= 16) {
-    launch<F, 1>(p, stream);
+  if (p.a.M > 16) {
+    launch<F, 4, 4>(p, stream);
+    return;
+  }
+  const int64_t sms = sm_count();
+  if ((p.a.N + 31) / 32 >= sms) {
+    launch<F, 1, 4>(p, stream);
+  } else if ((p.a.N + 15) / 16 >= sms) {
+    launch<F, 1, 2>(p, stream);
   } else {
-    launch<F, 4>(p, stream);
+    launch<F, 1, 1>(p, stream);
   }
 }
 
