@@ -60,20 +60,22 @@ __device__ __forceinline__ uint32_t two_bytes(const uint8_t* p) {
   return *reinterpret_cast<const uint16_t*>(p);
 }
 
-// Elements (e, e + 1) of the block at b (e even): kernels/quant.h's element math in f32. Where
-// quant.h rounds a product and then adds, the product is exact here (d and dmin are f16 values of
-// 11 significant bits, d * sc has at most 17, times a 4- or 5-bit q at most 22 < 24), so one fma
-// gives the same single rounding of the sum: x = fma(d1, q, -m1) == (d1 * q) - m1 bit for bit.
+// Elements (e, e + 1) of the block at b, e = base + off with base a multiple of 16 (a constant
+// where the slice loop is unrolled, so every shift and index below folds) and off < 16 even:
+// kernels/quant.h's element math in f32. Where quant.h rounds a product and then adds, the
+// product is exact here (d and dmin are f16 values of 11 significant bits, d * sc has at most
+// 17, times a 4- or 5-bit q at most 22 < 24), so one fma gives the same single rounding of the
+// sum: x = fma(d1, q, -m1) == (d1 * q) - m1 bit for bit.
 template <int F>
-__device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
+__device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int base, int off) {
   if constexpr (F == quant::kQ8_0) {
     const float d = f16_at(b);
-    const uint32_t v = two_bytes(b + 2 + e) ^ 0x8080u;  // int8 + 128 in each byte
+    const uint32_t v = two_bytes(b + 2 + base + off) ^ 0x8080u;  // int8 + 128 in each byte
     return make_float2(mul(d, small_int(v & 0xFF, k2p23 + 128.0f)),
                        mul(d, small_int(v >> 8, k2p23 + 128.0f)));
   } else if constexpr (F == quant::kQ4_0 || F == quant::kQ4_1) {
     const float d = f16_at(b);
-    const uint32_t v = two_bytes(b + (F == quant::kQ4_0 ? 2 : 4) + e % 16) >> (4 * (e / 16));
+    const uint32_t v = two_bytes(b + (F == quant::kQ4_0 ? 2 : 4) + off) >> (4 * (base / 16));
     const uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
     if constexpr (F == quant::kQ4_0) {
       return make_float2(mul(d, small_int(q0, k2p23 + 8.0f)), mul(d, small_int(q1, k2p23 + 8.0f)));
@@ -84,14 +86,14 @@ __device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
     }
   } else if constexpr (F == quant::kQ4_K || F == quant::kQ5_K) {
     const float d = f16_at(b), dmin = f16_at(b + 2);
-    const int j = e / 32;
+    const int j = base / 32;
     int sc, mn;
     k_scale_min(b + 4, j, sc, mn);
     const uint8_t* qs = b + (F == quant::kQ4_K ? 16 : 48);
-    const uint32_t v = two_bytes(qs + 32 * (e / 64) + e % 32) >> (4 * (j % 2));
+    const uint32_t v = two_bytes(qs + 32 * (base / 64) + base % 32 + off) >> (4 * (j % 2));
     uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
     if constexpr (F == quant::kQ5_K) {
-      const uint32_t h = two_bytes(b + 16 + e % 32) >> j;
+      const uint32_t h = two_bytes(b + 16 + base % 32 + off) >> j;
       q0 |= (h & 1) << 4;
       q1 |= ((h >> 8) & 1) << 4;
     }
@@ -103,10 +105,13 @@ __device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int e) {
     static_assert(F == quant::kQ6_K, "no fused dequantization for this format");
     const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
     const float d = f16_at(b + 208);
-    const uint32_t l = two_bytes(b + 64 * (e / 128) + e % 64) >> (4 * (e % 128 / 64));
-    const uint32_t h = two_bytes(b + 128 + 32 * (e / 128) + e % 32) >> (2 * (e % 128 / 32));
+    const uint32_t l =
+        two_bytes(b + 64 * (base / 128) + base % 64 + off) >> (4 * (base % 128 / 64));
+    const uint32_t h =
+        two_bytes(b + 128 + 32 * (base / 128) + base % 32 + off) >> (2 * (base % 128 / 32));
     const uint32_t q0 = (l & 15) | ((h & 3) << 4), q1 = ((l >> 8) & 15) | (((h >> 8) & 3) << 4);
-    const float d1 = mul(d, small_int(static_cast<uint32_t>(scales[e / 16] + 128), k2p23 + 128.0f));
+    const float d1 =
+        mul(d, small_int(static_cast<uint32_t>(scales[base / 16] + 128), k2p23 + 128.0f));
     return make_float2(mul(d1, small_int(q0, k2p23 + 32.0f)),
                        mul(d1, small_int(q1, k2p23 + 32.0f)));
   }
@@ -213,10 +218,9 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
       if (k0 + 16 * s >= p.k_round) break;  // past round_up(K, 64): no more slices
       uint32_t b0 = 0, b1 = 0;              // slices past K (< round_up(K, 64)): +0 weights
       if (k0 + 16 * s < a.K) {
-        const int e = 16 * s + pair;
-        const uint8_t* block = row + (e / S::E) * S::BB;
-        b0 = pack_bf16(dequant_pair<F>(block, e % S::E));
-        b1 = pack_bf16(dequant_pair<F>(block, e % S::E + 8));
+        const uint8_t* block = row + (16 * s / S::E) * S::BB;
+        b0 = pack_bf16(dequant_pair<F>(block, 16 * s % S::E, pair));
+        b1 = pack_bf16(dequant_pair<F>(block, 16 * s % S::E, pair + 8));
       }
 #pragma unroll
       for (int mi = 0; mi < FM; ++mi) {
@@ -308,7 +312,8 @@ __global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, cons
   if (i >= pairs) return;
   const int64_t t = blockIdx.y, c = 2 * i;
   const uint8_t* row = table + static_cast<int64_t>(ids[t]) * row_bytes;
-  const float2 v = dequant_pair<F>(row + (c / E) * BB, static_cast<int>(c % E));
+  const int e = static_cast<int>(c % E);
+  const float2 v = dequant_pair<F>(row + (c / E) * BB, e & ~15, e & 15);
   const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
   float* o = out + t * out_stride + c;
   o[0] = __bfloat162float(h.x);
