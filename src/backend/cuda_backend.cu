@@ -542,19 +542,25 @@ void CudaBackend::matmul(const GemmInput& in, const Tensor& w, Tensor y, bool ac
   }
 }
 
-void CudaBackend::matmul_blocks(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate) {
-  const quant::BlockFormat& format = quant::block_format(w.dtype);
+cuda::QuantGemmArgs CudaBackend::quant_gemm_args(const GemmInput& in, const Tensor& w,
+                                                 const Tensor& y) {
   cuda::QuantGemmArgs args;
   args.x = in.x;
   args.x_stride = in.stride;
   args.w = static_cast<const uint8_t*>(w.data);
   args.w_row_bytes = quant::bytes_for(w.dtype, w.stride);
-  args.format = format.id;
-  args.y = f32(y);
+  args.format = quant::block_format(w.dtype).id;
+  if (y.dtype == DType::f32) args.y = f32(y);
   args.y_stride = y.stride;
   args.M = y.rows;
   args.N = w.rows;
   args.K = w.cols;
+  return args;
+}
+
+void CudaBackend::matmul_blocks(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate) {
+  const quant::BlockFormat& format = quant::block_format(w.dtype);
+  cuda::QuantGemmArgs args = quant_gemm_args(in, w, y);
   args.accumulate = accumulate;
   if (order_ == ReductionOrder::split_k_by_m) {
     BX_CHECK(!accumulate, "cuda backend: the split-K control has no accumulating GEMM");
@@ -612,22 +618,31 @@ void CudaBackend::set_fused(bool fused) {
 bool CudaBackend::pack_rows(std::span<Tensor* const> parts) {
   if (parts.empty()) return false;
   const Tensor& first = *parts[0];
+  const bool blocks = quant::is_block_format(first.dtype);
   int64_t rows = 0;
   for (const Tensor* t : parts) {
-    if (t->dtype != DType::bf16 || t->cols != first.cols || t->stride != first.stride ||
-        t->data == nullptr) {
+    if ((t->dtype != DType::bf16 && !blocks) || t->dtype != first.dtype || t->cols != first.cols ||
+        t->stride != first.stride || t->data == nullptr) {
       return false;
     }
     rows += t->rows;
   }
   State& s = *state_;
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (pack_rows)");
-  const Tensor packed = alloc(DType::bf16, rows, first.cols);
-  BX_CHECK(packed.stride == first.stride, "cuda backend: pack_rows: unexpected row stride");
+  // bf16 rows of `stride` elements, or the rows of blocks (upload_blocks: 16 bytes of padding).
+  const int64_t row_bytes = blocks ? quant::bytes_for(first.dtype, first.stride) : 2 * first.stride;
+  uint8_t* packed = nullptr;
+  if (blocks) {
+    packed = static_cast<uint8_t*>(device_bytes(static_cast<size_t>(rows * row_bytes) + 16));
+  } else {
+    const Tensor t = alloc(DType::bf16, rows, first.cols);
+    BX_CHECK(t.stride == first.stride, "cuda backend: pack_rows: unexpected row stride");
+    packed = static_cast<uint8_t*>(t.data);
+  }
   int64_t row = 0;
   for (Tensor* t : parts) {
-    uint16_t* dst = static_cast<uint16_t*>(packed.data) + row * packed.stride;
-    check_cuda(cudaMemcpy(dst, t->data, static_cast<size_t>(t->rows * t->stride) * 2,
+    uint8_t* dst = packed + row * row_bytes;
+    check_cuda(cudaMemcpy(dst, t->data, static_cast<size_t>(t->rows * row_bytes),
                           cudaMemcpyDeviceToDevice),
                "cudaMemcpy (pack_rows)");
     const auto old = std::find_if(s.allocations.begin(), s.allocations.end(),
@@ -667,16 +682,28 @@ void CudaBackend::gemm(const GemmOp& op) {
 // chain, so the bits of one GEMM per part); then the biases, each one f32 add after the chain.
 void CudaBackend::gemm_store(const GemmOp& op) {
   const int64_t Kp = op.w[0].stride;
-  bool one_gemm = fusing() && op.w[0].dtype == DType::bf16 && op.n_parts > 1 &&
+  const bool blocks = quant::is_block_format(op.w[0].dtype);
+  const int64_t row_bytes = blocks ? quant::bytes_for(op.w[0].dtype, Kp) : 2 * Kp;
+  bool one_gemm = fusing() && (op.w[0].dtype == DType::bf16 || blocks) && op.n_parts > 1 &&
                   op.n_parts <= 1 + cuda::GemmArgs::kMaxParts;
   int64_t n_total = 0;
   for (int i = 0; one_gemm && i < op.n_parts; ++i) {
-    const auto* expected = static_cast<const uint16_t*>(op.w[0].data) + n_total * Kp;
-    one_gemm =
-        op.w[i].data == expected && op.y[i].dtype == DType::f32 && (i == 0 || n_total % 8 == 0);
+    const auto* expected = static_cast<const uint8_t*>(op.w[0].data) + n_total * row_bytes;
+    one_gemm = op.w[i].data == expected && op.w[i].dtype == op.w[0].dtype &&
+               op.y[i].dtype == DType::f32 && (i == 0 || n_total % 8 == 0);
     n_total += op.w[i].rows;
   }
-  if (one_gemm) {
+  if (one_gemm && blocks) {  // the same over the packed blocks (kernels/cuda/gemm_quant.h)
+    cuda::QuantGemmArgs args = quant_gemm_args(gemm_input(op.x, Kp), op.w[0], op.y[0]);
+    args.N = n_total;
+    int64_t first_col = op.w[0].rows;
+    for (int i = 1; i < op.n_parts; ++i) {
+      args.parts[args.n_parts++] = cuda::GemmOutputPart{first_col, f32(op.y[i]), op.y[i].stride};
+      first_col += op.w[i].rows;
+    }
+    cuda::gemm_quant(args, state_->stream);
+    ++fused_gemms_;
+  } else if (one_gemm) {
     const GemmInput in = gemm_input(op.x, Kp);
     cuda::GemmArgs args;
     args.x = in.x;
@@ -735,6 +762,18 @@ void CudaBackend::gemm_swiglu(const GemmOp& op) {
   BX_CHECK(y.dtype == DType::f32 || (to_bf16 && y.stride % 8 == 0 && y.stride >= Np),
            "cuda backend: a swiglu output must be F32, or BF16 rows padded to a multiple of 8");
   const GemmInput in = gemm_input(op.x, wg.stride);
+  if (fusing() && quant::is_block_format(wg.dtype) && op.w_up.dtype == wg.dtype &&
+      op.w_up.stride == wg.stride) {  // the gated epilogue over blocks (gemm_quant.h)
+    cuda::QuantGemmArgs args = quant_gemm_args(in, wg, y);
+    args.w_up = static_cast<const uint8_t*>(op.w_up.data);
+    if (to_bf16) {
+      args.y = nullptr;
+      args.y_bf16 = static_cast<uint16_t*>(y.data);
+    }
+    cuda::gemm_quant(args, state_->stream);
+    ++fused_gemms_;
+    return;
+  }
   if (fusing() && wg.dtype == DType::bf16 && op.w_up.stride == wg.stride) {
     cuda::GemmArgs args;
     args.x = in.x;

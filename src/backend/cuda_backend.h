@@ -33,6 +33,9 @@
 #include "backend/backend.h"
 
 namespace bx {
+namespace cuda {
+struct QuantGemmArgs;  // kernels/cuda/gemm_quant.h
+}  // namespace cuda
 
 class CudaBackend final : public Backend, public GraphCapture, public DeviceSampling {
  public:
@@ -86,7 +89,8 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
   int kv_element_bytes() const override { return 2; }  // BF16
   void set_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
-  // bf16 weights of one cols and stride: moved into one allocation (see Backend::pack_rows).
+  // bf16 weights, or blocks of one format, of one cols and stride: moved into one allocation
+  // (see Backend::pack_rows).
   bool pack_rows(std::span<Tensor* const> parts) override;
   // The fused ops on (default) or the Backend defaults (same bits; for measurements). A change
   // drops the recordings (they hold the other ops).
@@ -142,6 +146,8 @@ class CudaBackend final : public Backend, public GraphCapture, public DeviceSamp
   void matmul(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate = false);
   // The same over weights held in their blocks (kernels/cuda/gemm_quant.h).
   void matmul_blocks(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate);
+  // gemm_quant's arguments for y = in W^T (W in blocks; y's f32 data, if F32).
+  cuda::QuantGemmArgs quant_gemm_args(const GemmInput& in, const Tensor& w, const Tensor& y);
   void add_bias(Tensor y, const Tensor& bias);  // y[t] += bias[0] for every row t
   void gemm_store(const GemmOp& op);
   void gemm_accumulate(const GemmOp& op);

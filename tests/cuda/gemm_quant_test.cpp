@@ -9,6 +9,9 @@
 //   T3 invariant  rows alone == the same rows inside the batch of 1000, bit for bit.
 //   controls      a split of K (two chains added) differs, and so does a reference whose weights
 //                 were rounded to bf16 by truncation: the comparisons see both kinds of error.
+//   epilogues     the gated (SwiGLU) epilogue, f32 and bf16 outputs, == gemm_bf16's gated
+//                 epilogue on the dequantized gate and up weights for every M; output parts ==
+//                 the whole GEMM's columns.
 //   embed         embed_quant_rows gives the rows of the dequantized table rounded to bf16.
 //   bad input     an unsupported format or a K that is not whole blocks is a bx::Error.
 #include <gtest/gtest.h>
@@ -237,6 +240,104 @@ TEST(GemmQuant, NegativeControlsDiffer) {
         to_device(dequantized_bf16(c.dtype, p.blocks, p.N, p.K, /*truncate=*/true));
     EXPECT_GT(count_differences(whole, p.dense(0, 64, &truncated)), 0u)
         << dtype_name(c.dtype) << ": truncated weights";
+  }
+}
+
+// The gated (SwiGLU) epilogue: the bits of gemm_bf16's gated epilogue on the dequantized gate and
+// up weights, into f32 and into bf16 rows with their +0 padding, for every M.
+TEST(GemmQuant, GatedEqualsDenseGatedForEveryM) {
+  BX_REQUIRE_HOPPER();
+  for (const FormatCase& c : kCases) {
+    const int64_t N = 196, Np = 200;  // N % 8 != 0: padding columns in the bf16 outputs
+    QuantProblem gate(c.dtype, 1000, N, c.K, 51, false);
+    const std::vector<uint8_t> up_blocks = random_blocks(c.dtype, N, c.K, 52, false);
+    std::vector<uint8_t> padded = up_blocks;
+    padded.resize(up_blocks.size() + 16, 0);
+    const DeviceBuffer up = to_device(padded);
+    const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, c.K));
+    DeviceBuffer yb(static_cast<size_t>(1000 * Np) * 2);
+    for (int64_t M : kMs) {
+      for (bool to_bf16 : {false, true}) {
+        // Fused over blocks.
+        test::poison(gate.dy);
+        test::poison(yb);
+        cuda::QuantGemmArgs q = gate.quant_args(0, M);
+        q.w_up = up.get<uint8_t>();
+        if (to_bf16) {
+          q.y = nullptr;
+          q.y_bf16 = yb.get<uint16_t>();
+          q.y_stride = Np;
+        }
+        cuda::gemm_quant(q, nullptr);
+        test::sync();
+        const std::vector<float> fused_f32 = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+        const std::vector<uint16_t> fused_bf16 = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+        // Dense on the dequantized weights.
+        test::poison(gate.dy);
+        test::poison(yb);
+        cuda::GemmArgs d;
+        d.x = gate.dx.get<uint16_t>();
+        d.x_stride = c.K;
+        d.w = gate.dwb.get<uint16_t>();
+        d.w_up = up_bf16.get<uint16_t>();
+        d.w_stride = c.K;
+        d.y = gate.dy.get<float>();
+        d.y_stride = N;
+        if (to_bf16) {
+          d.y = nullptr;
+          d.y_bf16 = yb.get<uint16_t>();
+          d.y_stride = Np;
+        }
+        d.M = M;
+        d.N = N;
+        d.K = c.K;
+        cuda::gemm_bf16(d, nullptr);
+        test::sync();
+        if (to_bf16) {
+          const std::vector<uint16_t> dense = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+          EXPECT_EQ(dense, fused_bf16) << dtype_name(c.dtype) << " bf16 outputs, M = " << M;
+        } else {
+          const std::vector<float> dense = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+          EXPECT_EQ(count_differences(fused_f32, dense), 0u) << dtype_name(c.dtype) << " M = " << M;
+        }
+      }
+    }
+  }
+}
+
+// Output parts (q | k | v from one W of their rows back to back): each part's columns hold the
+// bits of the whole GEMM's columns.
+TEST(GemmQuant, OutputPartsEqualTheWholeGemm) {
+  BX_REQUIRE_HOPPER();
+  for (const FormatCase& c : kCases) {
+    QuantProblem p(c.dtype, 130, 200, c.K, 61, false);
+    for (int64_t M : {int64_t{1}, int64_t{7}, int64_t{130}}) {
+      const std::vector<float> whole = p.fused(0, M);
+      DeviceBuffer k_out(static_cast<size_t>(M * 32) * 4), v_out(static_cast<size_t>(M * 40) * 4);
+      test::poison(p.dy);
+      test::poison(k_out);
+      test::poison(v_out);
+      cuda::QuantGemmArgs a = p.quant_args(0, M);
+      a.y_stride = 128;  // q: columns [0, 128)
+      a.parts[0] = cuda::GemmOutputPart{128, k_out.get<float>(), 32};
+      a.parts[1] = cuda::GemmOutputPart{160, v_out.get<float>(), 40};
+      a.n_parts = 2;
+      cuda::gemm_quant(a, nullptr);
+      test::sync();
+      const std::vector<float> q = to_host<float>(p.dy, static_cast<size_t>(M * 128));
+      const std::vector<float> k = to_host<float>(k_out, static_cast<size_t>(M * 32));
+      const std::vector<float> v = to_host<float>(v_out, static_cast<size_t>(M * 40));
+      size_t differ = 0;
+      for (int64_t m = 0; m < M; ++m) {
+        for (int64_t n = 0; n < 200; ++n) {
+          const float got = n < 128   ? q[m * 128 + n]
+                            : n < 160 ? k[m * 32 + n - 128]
+                                      : v[m * 40 + n - 160];
+          differ += std::memcmp(&got, &whole[m * 200 + n], 4) != 0;
+        }
+      }
+      EXPECT_EQ(differ, 0u) << dtype_name(c.dtype) << " M = " << M;
+    }
   }
 }
 

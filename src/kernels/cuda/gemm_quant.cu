@@ -123,10 +123,17 @@ __device__ __forceinline__ uint32_t pack_bf16(float2 v) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-template <int F, int FM, int kWarps>
+// F.silu(g) * u, the expression of rows.cu's silu_mul_kernel and gemm.cu's gated epilogue (same
+// compilation flags).
+__device__ __forceinline__ float silu_times(float g, float u) {
+  return (g / (1.0f + expf(-g))) * u;
+}
+
+template <int F, int FM, int kWarps, bool kGated>
 struct QShape {
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int BN = 8 * kWarps;  // W rows per block, 8 per warp
+  static constexpr int BN = 8 * kWarps;                // outputs per block, 8 per warp
+  static constexpr int kWRows = kGated ? 2 * BN : BN;  // gate rows, then the up rows
   static constexpr int E = static_cast<int>(quant::kBlockElements[F]);
   static constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
   static constexpr int kStageBlockBytes = kKS / E * BB;  // one row's blocks in a full stage
@@ -135,7 +142,7 @@ struct QShape {
   static constexpr int kWChunks = kWSlot / 16;
   static constexpr int BM = 16 * FM;
   static constexpr int kXBytes = BM * kKS * 2;
-  static constexpr int kStageBytes = kXBytes + BN * kWSlot;
+  static constexpr int kStageBytes = kXBytes + kWRows * kWSlot;
   static constexpr int kStages = FM == 1 ? 6 : 4;
   static constexpr int kSmemBytes = kStages * kStageBytes;
   static_assert(kStageBytes % 16 == 0, "stages must keep 16-byte alignment");
@@ -148,9 +155,9 @@ struct Params {
   int64_t k_round;  // round_up(K, 64): the last slice + 16
 };
 
-template <int F, int FM, int kWarps>
+template <int F, int FM, int kWarps, bool kGated>
 __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p) {
-  using S = QShape<F, FM, kWarps>;
+  using S = QShape<F, FM, kWarps, kGated>;
   constexpr int BN = S::BN, kThreads = S::kThreads;
   extern __shared__ __align__(128) uint4 smem[];
   const QuantGemmArgs& a = p.a;
@@ -161,6 +168,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
   const uint32_t smem_base = ptx::smem_address(smem);
   const uint8_t* smem_bytes = reinterpret_cast<const uint8_t*>(smem);
   const uintptr_t w_addr = reinterpret_cast<uintptr_t>(a.w);
+  const uintptr_t up_addr = reinterpret_cast<uintptr_t>(a.w_up);
 
   // Rows of the x tile past M are zeroed once here, for every stage, and never loaded.
   const int x_rows = static_cast<int>(a.M - m0 < S::BM ? a.M - m0 : S::BM);
@@ -186,10 +194,11 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
                        valid);
     }
     const int64_t stage_bytes = (a.K - k0 < kKS ? a.K - k0 : kKS) / S::E * S::BB;
-    for (int i = tid; i < BN * S::kWChunks; i += kThreads) {
+    for (int i = tid; i < S::kWRows * S::kWChunks; i += kThreads) {
       const int r = i / S::kWChunks, c = i % S::kWChunks;
-      const int64_t n = n0 + r;
-      const uintptr_t first = w_addr + n * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
+      const int64_t n = n0 + r % BN;
+      const uintptr_t first =
+          (r < BN ? w_addr : up_addr) + n * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
       const uintptr_t chunk = (first & ~uintptr_t{15}) + 16 * c;
       const bool valid = n < a.N && k0 < a.K && chunk < first + stage_bytes;
       ptx::cp_async_16(base + static_cast<uint32_t>(S::kXBytes + r * S::kWSlot + 16 * c),
@@ -197,11 +206,11 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
     }
   };
 
-  float acc[FM][4];
+  float acc[FM][4], acc_up[FM][4];  // acc_up: the up chains (gated only)
 #pragma unroll
   for (int i = 0; i < FM; ++i)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) acc[i][e] = 0.0f;
+    for (int e = 0; e < 4; ++e) acc[i][e] = acc_up[i][e] = 0.0f;
 
   const int w_row = warp * 8 + lane / 4;  // this lane's W row in the tile
   const int pair = 2 * (lane % 4);        // its first element in each slice
@@ -209,18 +218,22 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
   auto compute_stage = [&](int stage, int kb) {
     const uint32_t base = smem_base + static_cast<uint32_t>(stage * S::kStageBytes);
     const int64_t k0 = static_cast<int64_t>(kb) * kKS;
-    const uintptr_t first =
-        w_addr + (n0 + w_row) * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
-    const uint8_t* row =
-        smem_bytes + stage * S::kStageBytes + S::kXBytes + w_row * S::kWSlot + (first & 15u);
+    const int64_t offset = (n0 + w_row) * a.w_row_bytes + kb * int64_t{S::kStageBlockBytes};
+    const uint8_t* w_slots = smem_bytes + stage * S::kStageBytes + S::kXBytes;
+    const uint8_t* row = w_slots + w_row * S::kWSlot + ((w_addr + offset) & 15u);
+    const uint8_t* up_row = w_slots + (BN + w_row) * S::kWSlot + ((up_addr + offset) & 15u);
 #pragma unroll
     for (int s = 0; s < kKS / 16; ++s) {
-      if (k0 + 16 * s >= p.k_round) break;  // past round_up(K, 64): no more slices
-      uint32_t b0 = 0, b1 = 0;              // slices past K (< round_up(K, 64)): +0 weights
+      if (k0 + 16 * s >= p.k_round) break;      // past round_up(K, 64): no more slices
+      uint32_t b0 = 0, b1 = 0, u0 = 0, u1 = 0;  // slices past K (< round_up(K, 64)): +0 weights
       if (k0 + 16 * s < a.K) {
-        const uint8_t* block = row + (16 * s / S::E) * S::BB;
-        b0 = pack_bf16(dequant_pair<F>(block, 16 * s % S::E, pair));
-        b1 = pack_bf16(dequant_pair<F>(block, 16 * s % S::E, pair + 8));
+        const int block = 16 * s / S::E * S::BB, first = 16 * s % S::E;
+        b0 = pack_bf16(dequant_pair<F>(row + block, first, pair));
+        b1 = pack_bf16(dequant_pair<F>(row + block, first, pair + 8));
+        if constexpr (kGated) {
+          u0 = pack_bf16(dequant_pair<F>(up_row + block, first, pair));
+          u1 = pack_bf16(dequant_pair<F>(up_row + block, first, pair + 8));
+        }
       }
 #pragma unroll
       for (int mi = 0; mi < FM; ++mi) {
@@ -230,6 +243,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
         ptx::ldmatrix_x4(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), x[0],
                          x[1], x[2], x[3]);
         ptx::mma_bf16_m16n8k16(acc[mi], x, b0, b1);
+        if constexpr (kGated) ptx::mma_bf16_m16n8k16(acc_up[mi], x, u0, u1);
       }
     }
   };
@@ -251,28 +265,55 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
   ptx::cp_async_wait<0>();
 
   // Fragment element e of mi: row lane / 4 (+8 for e >= 2), column 2 (lane % 4) (+1 for odd e).
+  // A warp's 8 columns are one aligned group of 8: in one output part, and holding any padding
+  // columns [N, round_up(N, 8)) of the bf16 outputs.
   const int64_t col = n0 + warp * 8 + pair;
+  float* out_base = a.y;
+  int64_t out_stride = a.y_stride, out_col = col;
+  if constexpr (!kGated) {
+    for (int i = 0; i < a.n_parts; ++i) {
+      if (col >= a.parts[i].first_col) {
+        out_base = a.parts[i].y;
+        out_stride = a.parts[i].stride;
+        out_col = col - a.parts[i].first_col;
+      }
+    }
+  }
+  const int64_t padded = (a.N + 7) / 8 * 8;
 #pragma unroll
   for (int mi = 0; mi < FM; ++mi) {
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int64_t m = m0 + mi * 16 + lane / 4 + 8 * half;
       if (m >= a.M) continue;
+      float v[2] = {acc[mi][2 * half], acc[mi][2 * half + 1]};
+      if constexpr (kGated) {
+        v[0] = silu_times(v[0], acc_up[mi][2 * half]);
+        v[1] = silu_times(v[1], acc_up[mi][2 * half + 1]);
+        if (a.y_bf16 != nullptr) {  // columns col, col + 1 as one 4-byte store; +0 past N
+          if (col < padded) {
+            const uint32_t lo = __bfloat16_as_ushort(__float2bfloat16_rn(col < a.N ? v[0] : 0.0f));
+            const uint32_t hi =
+                __bfloat16_as_ushort(__float2bfloat16_rn(col + 1 < a.N ? v[1] : 0.0f));
+            reinterpret_cast<uint32_t*>(a.y_bf16 + m * a.y_stride)[col / 2] = lo | (hi << 16);
+          }
+          continue;
+        }
+      }
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         if (col + e >= a.N) continue;
-        float* out = a.y + m * a.y_stride + col + e;
-        const float v = acc[mi][2 * half + e];
-        *out = a.accumulate ? *out + v : v;
+        float* out = out_base + m * out_stride + out_col + e;
+        *out = a.accumulate ? *out + v[e] : v[e];
       }
     }
   }
 }
 
-template <int F, int FM, int kWarps>
+template <int F, int FM, int kWarps, bool kGated>
 void launch(const Params& p, cudaStream_t stream) {
-  using S = QShape<F, FM, kWarps>;
-  auto* kernel = gemm_quant_kernel<F, FM, kWarps>;
+  using S = QShape<F, FM, kWarps, kGated>;
+  auto* kernel = gemm_quant_kernel<F, FM, kWarps, kGated>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
@@ -287,19 +328,19 @@ void launch(const Params& p, cudaStream_t stream) {
 
 // Small M streams W: 8 rows per warp, and blocks of fewer warps where 4-warp blocks of 32 rows
 // would leave multiprocessors idle (speed only: the chain of every element is the same).
-template <int F>
+template <int F, bool kGated>
 void launch_format(const Params& p, cudaStream_t stream) {
   if (p.a.M > 16) {
-    launch<F, 4, 4>(p, stream);
+    launch<F, 4, 4, kGated>(p, stream);
     return;
   }
   const int64_t sms = sm_count();
   if ((p.a.N + 31) / 32 >= sms) {
-    launch<F, 1, 4>(p, stream);
+    launch<F, 1, 4, kGated>(p, stream);
   } else if ((p.a.N + 15) / 16 >= sms) {
-    launch<F, 1, 2>(p, stream);
+    launch<F, 1, 2, kGated>(p, stream);
   } else {
-    launch<F, 1, 1>(p, stream);
+    launch<F, 1, 1, kGated>(p, stream);
   }
 }
 
@@ -381,12 +422,43 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
   BX_CHECK(args.w_row_bytes >= args.K / E * BB,
            "gemm_quant: the W row stride " + std::to_string(args.w_row_bytes) +
                " bytes is below the bytes of K weights (" + std::to_string(args.K / E * BB) + ")");
-  BX_CHECK(args.y_stride >= args.N, "gemm_quant: the y row stride is below N");
+  const int64_t y_cols = args.n_parts > 0 ? args.parts[0].first_col : args.N;
+  BX_CHECK(args.y_stride >= y_cols, "gemm_quant: the y row stride is below its columns");
+  BX_CHECK(args.n_parts >= 0 && args.n_parts <= GemmArgs::kMaxParts,
+           "gemm_quant: n_parts = " + std::to_string(args.n_parts) + " must be in [0, " +
+               std::to_string(GemmArgs::kMaxParts) + "]");
+  int64_t previous = 0;
+  for (int i = 0; i < args.n_parts; ++i) {
+    const GemmOutputPart& part = args.parts[i];
+    const int64_t end = i + 1 < args.n_parts ? args.parts[i + 1].first_col : args.N;
+    BX_CHECK(part.first_col % 8 == 0 && part.first_col > previous && part.first_col < args.N &&
+                 part.y != nullptr && part.stride >= end - part.first_col,
+             "gemm_quant: output part " + std::to_string(i) + " starts at column " +
+                 std::to_string(part.first_col) +
+                 "; expected a multiple of 8 after the previous part's start and below N, with "
+                 "a y and a stride of at least its width");
+    previous = part.first_col;
+  }
+  if (args.w_up != nullptr) {
+    BX_CHECK(!args.accumulate && args.n_parts == 0,
+             "gemm_quant: the gated epilogue takes neither accumulate nor output parts");
+  }
+  if (args.y_bf16 != nullptr) {
+    BX_CHECK(args.w_up != nullptr, "gemm_quant: bf16 outputs (y_bf16) need the gated epilogue");
+    BX_CHECK((reinterpret_cast<uintptr_t>(args.y_bf16) & 3u) == 0 && args.y_stride % 2 == 0 &&
+                 args.y_stride >= (args.N + 7) / 8 * 8,
+             "gemm_quant: y_bf16 must be 4-byte aligned with an even row stride of at least N "
+             "rounded up to 8, got stride " +
+                 std::to_string(args.y_stride));
+  }
   BX_CHECK((reinterpret_cast<uintptr_t>(args.x) & 15u) == 0,
            "gemm_quant: x must be 16-byte aligned");
   if (args.M == 0 || args.N == 0) return;
-  BX_CHECK(args.y != nullptr && (args.K == 0 || (args.x != nullptr && args.w != nullptr)),
+  BX_CHECK((args.y != nullptr || args.y_bf16 != nullptr) &&
+               (args.K == 0 || (args.x != nullptr && args.w != nullptr)),
            "gemm_quant: x, W or y is null");
+  BX_CHECK(args.K > 0 || (args.n_parts == 0 && args.w_up == nullptr),
+           "gemm_quant: output parts and the gated epilogue need K > 0");
   Params p;
   p.a = args;
   p.k_round = (args.K + 63) / 64 * 64;
@@ -400,7 +472,13 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
     }
     return;
   }
-  dispatch(args.format, "gemm_quant", [&]<int F>() { launch_format<F>(p, stream); });
+  dispatch(args.format, "gemm_quant", [&]<int F>() {
+    if (args.w_up != nullptr) {
+      launch_format<F, true>(p, stream);
+    } else {
+      launch_format<F, false>(p, stream);
+    }
+  });
 }
 
 void embed_quant_rows(const uint8_t* table, int format, int64_t row_bytes, const int32_t* ids,

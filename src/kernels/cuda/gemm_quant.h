@@ -20,6 +20,9 @@
 // M never change the sequence above, and the element math involves only W[n, k]: y[m, n] depends
 // only on x[m, :], W[n, :] and K.
 //
+// Epilogues: output parts and the gated (SwiGLU) epilogue of gemm.h, the same expressions on the
+// same chains, so their bits are gemm_bf16's with the same epilogue on Wb.
+//
 // Formats with a fused kernel: Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K (gemm_quant_supports). Others
 // are dequantized at load by the caller.
 //
@@ -33,6 +36,8 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/gemm.h"
+
 namespace bx::cuda {
 
 struct QuantGemmArgs {
@@ -45,6 +50,15 @@ struct QuantGemmArgs {
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
   bool accumulate = false;  // y = y + x Wb^T instead of y = x Wb^T
+  // Output parts, as gemm.h's: columns [parts[i].first_col, next) go to parts[i].y (q | k | v
+  // from one W of their rows back to back).
+  GemmOutputPart parts[GemmArgs::kMaxParts];
+  int n_parts = 0;
+  // Gated epilogue, as gemm.h's: the up rows [N, K] in the same format and row stride, W holding
+  // the gate rows; y[m, n] = silu_mul of the two chains, or with y_bf16 that rounded to bf16 with
+  // +0 in columns [N, round_up(N, 8)) (row stride y_stride). Not with accumulate or parts.
+  const uint8_t* w_up = nullptr;
+  uint16_t* y_bf16 = nullptr;
 };
 
 // Whether gemm_quant and embed_quant_rows take blocks of this quant::BlockFormatId.
