@@ -5,7 +5,8 @@
 //                Q8_0 and Q4_0 files load with their matmul weights and embedding as blocks;
 //                the kernel version says so (cuda-k2-q1) and a dequantized load keeps cuda-k2.
 //   exact        the logprobs and ids of greedy and seeded requests equal, bit for bit, those of
-//                the same file dequantized at load (bf16 weights, the dense GEMM).
+//                the same file dequantized at load (bf16 weights, the dense GEMM), and those of
+//                the unfused ops over the blocks (the fused ones are checked to have run).
 //   T3 invariant each request of a ragged batch gives the bits of the request alone, under
 //                several token budgets, on those files and on random:qwen3-tiny-q4k (Q4_K and
 //                Q8_0 blocks). Negative control: an M-dependent K split makes some request differ.
@@ -108,6 +109,18 @@ TEST(QuantModelCuda, BlocksGiveTheBitsOfTheDequantizedLoad) {
     const std::vector<test::SampleResult> b = run_alone(dense, requests);
     for (size_t i = 0; i < requests.size(); ++i) {
       EXPECT_TRUE(a[i].same_bits(b[i])) << f.name << " request " << i;
+    }
+    // The fused ops over blocks (q | k | v packed, the gated epilogue, the residual adds) ran,
+    // and the unfused ops give their bits.
+    auto* cuda = dynamic_cast<CudaBackend*>(blocks.backend.get());
+    ASSERT_NE(cuda, nullptr);
+    EXPECT_GT(cuda->fused_gemms(), 0) << f.name;
+    cuda->set_fused(false);
+    const int64_t fused_before = cuda->fused_gemms();
+    const std::vector<test::SampleResult> unfused = run_alone(blocks, requests);
+    EXPECT_EQ(cuda->fused_gemms(), fused_before) << f.name;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_TRUE(unfused[i].same_bits(a[i])) << f.name << " unfused, request " << i;
     }
   }
 }
