@@ -21,4 +21,6 @@ for t in $targets; do
   ldd "build-cuda/$t" | awk '/=> \/(usr\/)?lib\/x86_64/ {print $3}' |
     grep -v -E 'libc\.so|libm\.so|libstdc|libgcc|librt|libpthread|libdl|libz\.so|libcuda|libcublas' || true
 done | sort -u | while read -r l; do cp -L "$l" $d/lib/; done
+cp scripts/device/run_gpuquant.sh $d/
+echo "gpuquant $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' + uncommitted changes')" > $d/COMMIT
 du -sh $d  # the device tool carries at most 64 MiB with the working tree

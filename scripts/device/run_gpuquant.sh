@@ -7,19 +7,22 @@
 #   2. the CLI on CUDA: random:qwen3-tiny-q4k generate at three token budgets (bytes equal);
 #   3. batch-1 decode (serve_bench, eager and CUDA graph): random:qwen3-8b-q4k, then random:qwen3-8b.
 # Writes $OUT/gpuquant.txt (everything) and prints the summary table last.
-# Usage (on the device; carry [".gpu-gpuquant"]): bash scripts/device/run_gpuquant.sh
+# Usage (on the device; carry [".gpu-gpuquant"]): bash .gpu-gpuquant/run_gpuquant.sh (the pack
+# holds a copy of this script, so only .gpu-gpuquant/ needs to be in the checkout that travels),
+# or bash scripts/device/run_gpuquant.sh from this worktree.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -d "$here/bin" ]; then G=$here; else G=$(cd "$here/../.." && pwd)/.gpu-gpuquant; fi
 OUT=${OUT:-/tmp/gpuquant-out}
 mkdir -p "$OUT"
-export LD_LIBRARY_PATH=$PWD/.gpu-gpuquant/lib:${LD_LIBRARY_PATH:-}
-B=.gpu-gpuquant/bin
+export LD_LIBRARY_PATH=$G/lib:${LD_LIBRARY_PATH:-}
+B=$G/bin
 log=$OUT/gpuquant.txt
 summary=()
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-  git log -1 --format='commit %H' 2>/dev/null
+  echo "packed from: $(cat $G/COMMIT 2>/dev/null)"
   for t in gemm_quant_test quant_model_cuda_test gemm_test backend_test; do
     s=$(date +%s)
     timeout 240 $B/$t > /tmp/$t.log 2>&1; rc=$?
