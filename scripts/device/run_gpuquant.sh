@@ -27,6 +27,8 @@ summary=()
     s=$(date +%s)
     timeout 240 $B/$t > /tmp/$t.log 2>&1; rc=$?
     p=$(grep -c '^\[       OK \]' /tmp/$t.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/$t.log)
+    k=$(grep -c '^\[  SKIPPED \] .* ([0-9]* ms)$' /tmp/$t.log)
+    [ "$k" -gt 0 ] && p="$p ($k skipped)"
     echo "== $t: passed $p, failed $f, exit $rc, $(( $(date +%s) - s )) s"
     grep -E '^\[  FAILED|Failure|Expected|Which is|differ|error' /tmp/$t.log | head -40
     grep -E 'control' /tmp/$t.log | head -5
