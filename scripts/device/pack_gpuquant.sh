@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f /work/ccache.env ] && source /work/ccache.env
-targets="gemm_quant_test quant_model_cuda_test gemm_test backend_test serve_bench bitexact"
+targets="gemm_quant_test quant_model_cuda_test gemm_test backend_test gemm_quant_bench serve_bench bitexact"
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DBITEXACT_CUDA=ON >/dev/null
 cmake --build build-cuda -j2 --target $targets
 d=.gpu-gpuquant

@@ -5,7 +5,8 @@
 #      (Q4_1 / Q8_0 / Q4_0 files and random:qwen3-tiny-q4k: blocks == dequantized load, batch
 #      == alone, the split-K control), gemm_test and backend_test (the dense path unchanged);
 #   2. the CLI on CUDA: random:qwen3-tiny-q4k generate at three token budgets (bytes equal);
-#   3. batch-1 decode (serve_bench, eager and CUDA graph): random:qwen3-8b-q4k, then random:qwen3-8b.
+#   3. per-GEMM times on the 8B decode shapes (gemm_quant_bench: Q4_K, Q8_0, bf16 vs the floor);
+#   4. batch-1 decode (serve_bench, eager and CUDA graph): random:qwen3-8b-q4k, then random:qwen3-8b.
 # Writes $OUT/gpuquant.txt (everything) and prints the summary table last.
 # Usage (on the device; carry [".gpu-gpuquant"]): bash .gpu-gpuquant/run_gpuquant.sh (the pack
 # holds a copy of this script, so only .gpu-gpuquant/ needs to be in the checkout that travels),
@@ -46,6 +47,14 @@ summary=()
   echo "CLI budgets 512 / 7 / 1: $cli"
   $B/bitexact info --backend cuda --model random:qwen3-tiny-q4k:3 2>&1 | grep -E 'weights held|fingerprint|backend'
   summary+=("| CLI generate tiny-q4k, budgets 512/7/1 | $cli | | | |")
+  echo "== gemm_quant_bench (per GEMM, decode shapes, against the weight-bytes floor)"
+  timeout 150 $B/gemm_quant_bench --formats Q4_K,Q8_0,BF16 2>&1 | tee /tmp/gqb.log
+  for shape in qkv o gate+up down 'lm head'; do
+    for fmt in Q4_K BF16; do
+      r=$(grep -F "| $shape | " /tmp/gqb.log | grep -F "| $fmt | 1 |" | awk -F'|' '{print $6 "us, floor/time" $9}')
+      summary+=("| GEMM M=1 $shape $fmt | $r | | | |")
+    done
+  done
   for model in random:qwen3-8b-q4k random:qwen3-8b; do
     echo "== serve_bench $model"
     timeout 200 $B/serve_bench --model $model --modes invariant --batches 1,8 --iters 30 \
