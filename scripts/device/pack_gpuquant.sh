@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds what scripts/device/run_gpuquant.sh runs (the quantized-weight GEMM's GPU tests, the GPU
 # tests its backend wiring touches, serve_bench and the CLI) in build-cuda/ and packs them,
-# stripped, with the Debian libraries they link that the device lacks, into .gpu-gpuquant/
-# (git-ignored; carried with the device tool's carry: [".gpu-gpuquant"]).
+# stripped, with the Debian libraries they link that the device lacks, into .gpu-gpuquant/pack.tar.gz
+# (git-ignored; carried with the device tool's carry: [".gpu-gpuquant"]; run_gpuquant.sh unpacks).
 # Usage: scripts/device/pack_gpuquant.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,6 +21,8 @@ for t in $targets; do
   ldd "build-cuda/$t" | awk '/=> \/(usr\/)?lib\/x86_64/ {print $3}' |
     grep -v -E 'libc\.so|libm\.so|libstdc|libgcc|librt|libpthread|libdl|libz\.so|libcuda|libcublas' || true
 done | sort -u | while read -r l; do cp -L "$l" $d/lib/; done
+# Compressed (about a third): the device tool carries at most 64 MiB with the whole checkout.
+tar -C $d -czf $d/pack.tar.gz bin lib && rm -rf $d/bin $d/lib
 cp scripts/device/run_gpuquant.sh $d/
 echo "gpuquant $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' + uncommitted changes')" > $d/COMMIT
 du -sh $d  # the device tool carries at most 64 MiB with the working tree

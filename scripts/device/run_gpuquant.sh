@@ -13,7 +13,9 @@
 # or bash scripts/device/run_gpuquant.sh from this worktree.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if [ -d "$here/bin" ]; then G=$here; else G=$(cd "$here/../.." && pwd)/.gpu-gpuquant; fi
+if [ -f "$here/pack.tar.gz" ]; then P=$here; else P=$(cd "$here/../.." && pwd)/.gpu-gpuquant; fi
+G=/tmp/gpuquant-pack
+rm -rf $G && mkdir -p $G && tar -C $G -xzf "$P/pack.tar.gz" && cp "$P/COMMIT" $G/ 2>/dev/null
 OUT=${OUT:-/tmp/gpuquant-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$G/lib:${LD_LIBRARY_PATH:-}
