@@ -1,7 +1,9 @@
 // The CUDA backend: the Backend ops on one Hopper GPU, through the kernels in kernels/cuda/.
 //
 // Numerics: matmul weights are held as bf16 (whatever the file's type: matrices of more than one
-// row are rounded to bf16 at upload, rows padded with zeros to a multiple of 8 elements); norm
+// row are rounded to bf16 at upload, rows padded with zeros to a multiple of 8 elements), or in
+// invariant mode as their Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K blocks (upload_blocks), which
+// the GEMM dequantizes to the same bf16 values inside the kernel (kernels/cuda/gemm_quant.h); norm
 // weights stay f32. The residual stream and every activation tensor stay f32, as in the model
 // code; each matmul rounds its input rows to bf16 (to_bf16_padded) and accumulates in f32 on the
 // tensor cores. The KV cache is bf16. So results differ from the CPU backend by bf16 rounding,
