@@ -19,6 +19,7 @@ rm -rf $G && mkdir -p $G && tar -C $G -xzf "$P/pack.tar.gz" && cp "$P/COMMIT" $G
 OUT=${OUT:-/tmp/gpuquant-out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$G/lib:${LD_LIBRARY_PATH:-}
+export BITEXACT_KQUANT_GGUF=$G/lib/kquant.gguf  # quant_model_cuda_test's K-quant file
 B=$G/bin
 log=$OUT/gpuquant.txt
 summary=()

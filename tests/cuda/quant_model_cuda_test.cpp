@@ -10,9 +10,15 @@
 //   T3 invariant each request of a ragged batch gives the bits of the request alone, under
 //                several token budgets, on those files and on random:qwen3-tiny-q4k (Q4_K and
 //                Q8_0 blocks). Negative control: an M-dependent K split makes some request differ.
+//   K-quants     a file written by the gguf package with Q4_K, Q6_K, Q5_K (held as blocks) and
+//   Q2_K,
+//                Q3_K, Q5_0, Q5_1, IQ4_NL, IQ4_XS (dequantized at load) matrices loads, gives the
+//                bits of its dequantized load, and each request of a batch the bits alone.
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +27,7 @@
 #include "model/loader.h"
 #include "support/cuda_test_data.h"
 #include "support/engine_runner.h"
+#include "support/kquant_model.h"
 #include "support/random_model.h"
 
 namespace bx {
@@ -153,6 +160,35 @@ TEST(QuantModelCuda, BatchEqualsAloneForEveryBudget) {
   LoadedModel q4k = load_cuda("random:qwen3-tiny-q4k:5");
   ASSERT_EQ(q4k.backend->kernel_version(), "cuda-k2-q1");
   expect_batch_equals_alone(q4k, "random:qwen3-tiny-q4k");
+}
+
+// The K-quant file: BITEXACT_KQUANT_GGUF (scripts/device/pack_gpuquant.sh makes one with
+// tests/ref/make_kquant_gguf.py), else one written now through BITEXACT_PYTHON, else skipped.
+TEST(QuantModelCuda, KQuantFileGivesTheDequantizedBitsAndBatchEqualsAlone) {
+  BX_REQUIRE_HOPPER();
+  std::string path;
+  std::unique_ptr<test::KQuantLlamaFile> written;
+  const char* env = std::getenv("BITEXACT_KQUANT_GGUF");
+  if (env != nullptr && std::filesystem::exists(env)) {
+    path = env;
+  } else {
+    const std::string python = test::python_interpreter();
+    if (python.empty()) GTEST_SKIP() << "neither BITEXACT_KQUANT_GGUF nor BITEXACT_PYTHON is set";
+    written = std::make_unique<test::KQuantLlamaFile>("cuda-kquant", python, 13);
+    ASSERT_TRUE(written->ok()) << "tests/ref/make_kquant_gguf.py failed";
+    path = written->path();
+  }
+  LoadedModel blocks = load_cuda(path);
+  LoadedModel dense = load_cuda(path, /*dequantize=*/true);
+  EXPECT_EQ(blocks.backend->kernel_version(), "cuda-k2-q1");
+  EXPECT_EQ(dense.backend->kernel_version(), "cuda-k2");
+  const std::vector<EngineRequest> requests = make_requests(blocks.config.vocab_size, 6);
+  const std::vector<test::SampleResult> a = run_alone(blocks, requests);
+  const std::vector<test::SampleResult> b = run_alone(dense, requests);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_TRUE(a[i].same_bits(b[i])) << "K-quant file, request " << i;
+  }
+  expect_batch_equals_alone(blocks, "K-quant file");
 }
 
 TEST(QuantModelCuda, NegativeControlSplitKByMDiffers) {
