@@ -10,7 +10,8 @@ cd "$(dirname "$0")/../.."
 targets="gemm_quant_test quant_model_cuda_test gemm_test backend_test gemm_quant_bench serve_bench bitexact"
 # A K-quant GGUF written by the gguf package (tests/ref/make_kquant_gguf.py over a random F32 llama
 # of support/kquant_model.h's shape), for quant_model_cuda_test on the device (no gguf there).
-py=${PYTHON:-$(ls .venv/bin/python /work/main/.venv/bin/python 2>/dev/null | head -1)}
+py=${PYTHON:-/work/main/.venv/bin/python}
+[ -x .venv/bin/python ] && py=${PYTHON:-.venv/bin/python}
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DBITEXACT_CUDA=ON >/dev/null
 cmake --build build-cuda -j2 --target $targets
 d=.gpu-gpuquant
