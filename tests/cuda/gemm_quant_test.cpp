@@ -166,6 +166,17 @@ size_t count_differences(const std::vector<float>& a, const std::vector<float>& 
   return n;
 }
 
+// "" when a and b hold the same bits, else the first differing element (index, both values).
+std::string first_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      return "first difference at element " + std::to_string(i) + ": " + std::to_string(a[i]) +
+             " vs " + std::to_string(b[i]);
+    }
+  }
+  return "";
+}
+
 const int64_t kMs[] = {1, 2, 7, 64, 129, 1000};
 
 TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
@@ -176,7 +187,8 @@ TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
       QuantProblem p(c.dtype, 1000, 200, c.K, 11, extreme);
       for (int64_t M : kMs) {
         const std::vector<float> fused = p.fused(0, M), dense = p.dense(0, M);
-        EXPECT_EQ(count_differences(fused, dense), 0u) << what << " M = " << M;
+        EXPECT_EQ(count_differences(fused, dense), 0u)
+            << what << " M = " << M << ", " << first_difference(fused, dense);
       }
     }
   }
