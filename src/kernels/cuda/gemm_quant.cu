@@ -3,14 +3,16 @@
 //
 // Block = kWarps warps (4, or 2 or 1 for small N); tile = BM = 16 * FM rows of x (tokens) by
 // BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
-// m16n8 fragments. A stage covers 256 columns
-// of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32 chunks of 16 bytes per row, chunk c of row r at
+// m16n8 fragments. A stage covers 256 columns of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32
+// chunks of 16 bytes per row, chunk c of row r at
 // slot r * 32 + (c ^ (r % 8)) so that ldmatrix's 8 rows fall in different banks), and for each W
 // row the bytes of its blocks in that range (one K-quant super-block, or 8 blocks of 32),
 // loaded as the 16-byte-aligned chunks that cover them (`lead` bytes before the first block).
 // For each 16-wide slice of the stage, in increasing k, lane l of a warp dequantizes elements
 // k0 + 2 (l % 4) + {0, 1, 8, 9} of W row 8w + l / 4 (the m16n8k16 B fragment), rounds them to
-// bf16 pairs and issues its FM mma steps: the chain of gemm.h for every element.
+// bf16 pairs and issues its FM mma steps: the chain of gemm.h for every element. The element
+// steps are kernels/quant_pair.h's (host and device; tests/unit/quant_pair_test.cpp checks them
+// against quant.h's scalar reference on the CPU).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -23,6 +25,7 @@
 #include "kernels/cuda/gemm_quant.h"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/quant_blocks.h"
+#include "kernels/quant_pair.h"
 
 namespace bx::cuda {
 namespace {
@@ -30,96 +33,9 @@ namespace {
 constexpr int kKS = 256;           // K columns per stage
 constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
 
-__device__ __forceinline__ float f16_at(const uint8_t* p) {
-  return __half2float(*reinterpret_cast<const __half*>(p));
-}
-__device__ __forceinline__ float mul(float a, float b) {
-  return __fmul_rn(a, b);
-}
-
-// Q4_K / Q5_K 6-bit scale and min of sub-block j (kernels/quant.h).
-__device__ __forceinline__ void k_scale_min(const uint8_t* scales, int j, int& sc, int& mn) {
-  if (j < 4) {
-    sc = scales[j] & 63;
-    mn = scales[j + 4] & 63;
-  } else {
-    sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4);
-    mn = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-  }
-}
-
-// float(q) for an integer 0 <= q < 2^23 given as 2^23 + q in f32 bits minus `bias` (2^23 + an
-// offset): exact (both are integers below 2^24), two integer-free operations instead of I2F.
-__device__ __forceinline__ float small_int(uint32_t q, float bias) {
-  return __uint_as_float(0x4B000000u | q) - bias;
-}
-constexpr float k2p23 = 8388608.0f;
-
-// The two bytes at p (2-byte aligned) as the low 16 bits.
-__device__ __forceinline__ uint32_t two_bytes(const uint8_t* p) {
-  return *reinterpret_cast<const uint16_t*>(p);
-}
-
-// Elements (e, e + 1) of the block at b, e = base + off with base a multiple of 16 (a constant
-// where the slice loop is unrolled, so every shift and index below folds) and off < 16 even:
-// kernels/quant.h's element math in f32. Where quant.h rounds a product and then adds, the
-// product is exact here (d and dmin are f16 values of 11 significant bits, d * sc has at most
-// 17, times a 4- or 5-bit q at most 22 < 24), so one fma gives the same single rounding of the
-// sum: x = fma(d1, q, -m1) == (d1 * q) - m1 bit for bit.
-template <int F>
-__device__ __forceinline__ float2 dequant_pair(const uint8_t* b, int base, int off) {
-  if constexpr (F == quant::kQ8_0) {
-    const float d = f16_at(b);
-    const uint32_t v = two_bytes(b + 2 + base + off) ^ 0x8080u;  // int8 + 128 in each byte
-    return make_float2(mul(d, small_int(v & 0xFF, k2p23 + 128.0f)),
-                       mul(d, small_int(v >> 8, k2p23 + 128.0f)));
-  } else if constexpr (F == quant::kQ4_0 || F == quant::kQ4_1) {
-    const float d = f16_at(b);
-    const uint32_t v = two_bytes(b + (F == quant::kQ4_0 ? 2 : 4) + off) >> (4 * (base / 16));
-    const uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
-    if constexpr (F == quant::kQ4_0) {
-      return make_float2(mul(d, small_int(q0, k2p23 + 8.0f)), mul(d, small_int(q1, k2p23 + 8.0f)));
-    } else {  // d * q exact (15 bits): fma == (d * q) + m
-      const float m = f16_at(b + 2);
-      return make_float2(__fmaf_rn(d, small_int(q0, k2p23), m),
-                         __fmaf_rn(d, small_int(q1, k2p23), m));
-    }
-  } else if constexpr (F == quant::kQ4_K || F == quant::kQ5_K) {
-    const float d = f16_at(b), dmin = f16_at(b + 2);
-    const int j = base / 32;
-    int sc, mn;
-    k_scale_min(b + 4, j, sc, mn);
-    const uint8_t* qs = b + (F == quant::kQ4_K ? 16 : 48);
-    const uint32_t v = two_bytes(qs + 32 * (base / 64) + base % 32 + off) >> (4 * (j % 2));
-    uint32_t q0 = v & 15, q1 = (v >> 8) & 15;
-    if constexpr (F == quant::kQ5_K) {
-      const uint32_t h = two_bytes(b + 16 + base % 32 + off) >> j;
-      q0 |= (h & 1) << 4;
-      q1 |= ((h >> 8) & 1) << 4;
-    }
-    const float d1 = mul(d, small_int(static_cast<uint32_t>(sc), k2p23));
-    const float m1 = mul(dmin, small_int(static_cast<uint32_t>(mn), k2p23));
-    return make_float2(__fmaf_rn(d1, small_int(q0, k2p23), -m1),
-                       __fmaf_rn(d1, small_int(q1, k2p23), -m1));
-  } else {
-    static_assert(F == quant::kQ6_K, "no fused dequantization for this format");
-    const auto* scales = reinterpret_cast<const int8_t*>(b + 192);
-    const float d = f16_at(b + 208);
-    const uint32_t l =
-        two_bytes(b + 64 * (base / 128) + base % 64 + off) >> (4 * (base % 128 / 64));
-    const uint32_t h =
-        two_bytes(b + 128 + 32 * (base / 128) + base % 32 + off) >> (2 * (base % 128 / 32));
-    const uint32_t q0 = (l & 15) | ((h & 3) << 4), q1 = ((l >> 8) & 15) | (((h >> 8) & 3) << 4);
-    const float d1 =
-        mul(d, small_int(static_cast<uint32_t>(scales[base / 16] + 128), k2p23 + 128.0f));
-    return make_float2(mul(d1, small_int(q0, k2p23 + 32.0f)),
-                       mul(d1, small_int(q1, k2p23 + 32.0f)));
-  }
-}
-
 // Two f32 -> one register of two bf16 (round to nearest even), the first in the low half.
-__device__ __forceinline__ uint32_t pack_bf16(float2 v) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
+__device__ __forceinline__ uint32_t pack_bf16(quant::QuantPair v) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(v.first, v.second);
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
@@ -228,11 +144,11 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
       uint32_t b0 = 0, b1 = 0, u0 = 0, u1 = 0;  // slices past K (< round_up(K, 64)): +0 weights
       if (k0 + 16 * s < a.K) {
         const int block = 16 * s / S::E * S::BB, first = 16 * s % S::E;
-        b0 = pack_bf16(dequant_pair<F>(row + block, first, pair));
-        b1 = pack_bf16(dequant_pair<F>(row + block, first, pair + 8));
+        b0 = pack_bf16(quant::dequant_pair<F>(row + block, first, pair));
+        b1 = pack_bf16(quant::dequant_pair<F>(row + block, first, pair + 8));
         if constexpr (kGated) {
-          u0 = pack_bf16(dequant_pair<F>(up_row + block, first, pair));
-          u1 = pack_bf16(dequant_pair<F>(up_row + block, first, pair + 8));
+          u0 = pack_bf16(quant::dequant_pair<F>(up_row + block, first, pair));
+          u1 = pack_bf16(quant::dequant_pair<F>(up_row + block, first, pair + 8));
         }
       }
 #pragma unroll
@@ -354,8 +270,8 @@ __global__ void embed_quant_kernel(const uint8_t* table, int64_t row_bytes, cons
   const int64_t t = blockIdx.y, c = 2 * i;
   const uint8_t* row = table + static_cast<int64_t>(ids[t]) * row_bytes;
   const int e = static_cast<int>(c % E);
-  const float2 v = dequant_pair<F>(row + (c / E) * BB, e & ~15, e & 15);
-  const __nv_bfloat162 h = __floats2bfloat162_rn(v.x, v.y);
+  const quant::QuantPair v = quant::dequant_pair<F>(row + (c / E) * BB, e & ~15, e & 15);
+  const __nv_bfloat162 h = __floats2bfloat162_rn(v.first, v.second);
   float* o = out + t * out_stride + c;
   o[0] = __bfloat162float(h.x);
   o[1] = __bfloat162float(h.y);
