@@ -4,7 +4,8 @@
 #   1. tests: gemm_quant_test (fused == dense on bf16(dequant(W)), every format and M), quant_model_cuda_test
 #      (Q4_1 / Q8_0 / Q4_0 files and random:qwen3-tiny-q4k: blocks == dequantized load, batch
 #      == alone, the split-K control), gemm_test and backend_test (the dense path unchanged);
-#   2. the CLI on CUDA: random:qwen3-tiny-q4k generate at three token budgets (bytes equal);
+#   2. the CLI on CUDA: random:qwen3-tiny-q4k generate at three token budgets and
+#      random:qwen3-8b-q4k at two (bytes equal);
 #   3. per-GEMM times on the 8B decode shapes (gemm_quant_bench: Q4_K, Q8_0, bf16 vs the floor);
 #   4. batch-1 decode (serve_bench, eager and CUDA graph): random:qwen3-8b-q4k, then random:qwen3-8b.
 # Writes $OUT/gpuquant.txt (everything) and prints the summary table last.
@@ -50,6 +51,17 @@ summary=()
   echo "CLI budgets 512 / 7 / 1: $cli"
   $B/bitexact info --backend cuda --model random:qwen3-tiny-q4k:3 2>&1 | grep -E 'weights held|fingerprint|backend'
   summary+=("| CLI generate tiny-q4k, budgets 512/7/1 | $cli | | | |")
+  echo "== CLI: random:qwen3-8b-q4k:1 generate on CUDA at token budgets 512 and 5"
+  for budget in 512 5; do
+    s=$(date +%s)
+    timeout 120 $B/bitexact generate --backend cuda --model random:qwen3-8b-q4k:1 --quiet \
+      --format json --prompt-ids 5,17,300,9,44,81,2,700,13,5,5,6,900,1000,31 --max-tokens 12 \
+      --temperature 0.8 --seed 3 --ignore-eos --max-batch-tokens $budget > /tmp/cli8-$budget.json 2>&1
+    echo "budget $budget: $(( $(date +%s) - s )) s (load included)"; head -c 400 /tmp/cli8-$budget.json; echo
+  done
+  if cmp -s /tmp/cli8-512.json /tmp/cli8-5.json && grep -q token_ids /tmp/cli8-512.json; then
+    cli8="equal"; else cli8="DIFFER"; fi
+  summary+=("| CLI generate 8b-q4k, budgets 512/5 | $cli8 | | | |")
   echo "== gemm_quant_bench (per GEMM, decode shapes, against the weight-bytes floor)"
   timeout 150 $B/gemm_quant_bench --formats Q4_K,Q8_0,BF16 2>&1 | tee /tmp/gqb.log
   for shape in qkv o gate+up down 'lm head'; do
