@@ -30,7 +30,8 @@ summary=()
   echo "packed from: $(cat $G/COMMIT 2>/dev/null)"
   for t in gemm_quant_test quant_model_cuda_test gemm_test backend_test; do
     s=$(date +%s)
-    timeout 240 $B/$t > /tmp/$t.log 2>&1; rc=$?
+    case $t in quant_model_cuda_test) limit=150 ;; backend_test) limit=90 ;; *) limit=120 ;; esac
+    timeout $limit $B/$t > /tmp/$t.log 2>&1; rc=$?
     p=$(grep -c '^\[       OK \]' /tmp/$t.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/$t.log)
     k=$(grep -c '^\[  SKIPPED \] .* ([0-9]* ms)$' /tmp/$t.log)
     [ "$k" -gt 0 ] && p="$p ($k skipped)"
@@ -41,7 +42,7 @@ summary=()
   done
   echo "== CLI: random:qwen3-tiny-q4k:3 generate on CUDA at token budgets 512, 7, 1"
   for budget in 512 7 1; do
-    $B/bitexact generate --backend cuda --model random:qwen3-tiny-q4k:3 --quiet --format json \
+    timeout 60 $B/bitexact generate --backend cuda --model random:qwen3-tiny-q4k:3 --quiet --format json \
       --prompt-ids 5,17,300,9,44,81,2,700,13,5,5,6 --max-tokens 24 --temperature 0.8 --seed 7 \
       --ignore-eos --max-batch-tokens $budget > /tmp/cli-$budget.json 2>&1
     head -c 400 /tmp/cli-$budget.json; echo
@@ -54,7 +55,7 @@ summary=()
   echo "== CLI: random:qwen3-8b-q4k:1 generate on CUDA at token budgets 512 and 5"
   for budget in 512 5; do
     s=$(date +%s)
-    timeout 120 $B/bitexact generate --backend cuda --model random:qwen3-8b-q4k:1 --quiet \
+    timeout 90 $B/bitexact generate --backend cuda --model random:qwen3-8b-q4k:1 --quiet \
       --format json --prompt-ids 5,17,300,9,44,81,2,700,13,5,5,6,900,1000,31 --max-tokens 12 \
       --temperature 0.8 --seed 3 --ignore-eos --max-batch-tokens $budget > /tmp/cli8-$budget.json 2>&1
     echo "budget $budget: $(( $(date +%s) - s )) s (load included)"; head -c 400 /tmp/cli8-$budget.json; echo
@@ -63,7 +64,7 @@ summary=()
     cli8="equal"; else cli8="DIFFER"; fi
   summary+=("| CLI generate 8b-q4k, budgets 512/5 | $cli8 | | | |")
   echo "== gemm_quant_bench (per GEMM, decode shapes, against the weight-bytes floor)"
-  timeout 150 $B/gemm_quant_bench --formats Q4_K,Q8_0,BF16 2>&1 | tee /tmp/gqb.log
+  timeout 90 $B/gemm_quant_bench --formats Q4_K,Q8_0,BF16 2>&1 | tee /tmp/gqb.log
   for shape in qkv o gate+up down 'lm head'; do
     for fmt in Q4_K BF16; do
       r=$(grep -F "| $shape | " /tmp/gqb.log | grep -F "| $fmt | 1 |" | awk -F'|' '{print $6 "us, floor/time" $9}')
@@ -72,7 +73,7 @@ summary=()
   done
   for model in random:qwen3-8b-q4k random:qwen3-8b; do
     echo "== serve_bench $model"
-    timeout 200 $B/serve_bench --model $model --modes invariant --batches 1,8 --iters 30 \
+    timeout 120 $B/serve_bench --model $model --modes invariant --batches 1,8 --iters 30 \
       --requests 0 --unfused 0 2>&1 | tee /tmp/bench.log
     step=$(grep -E '^\| invariant \| 1 \| fused \| graph' /tmp/bench.log | awk -F'|' '{print $6 "ms, floor" $8 "ms, floor/step" $9}')
     summary+=("| decode B=1 graph $model | $step | | | |")
