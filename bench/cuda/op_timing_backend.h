@@ -56,6 +56,10 @@ class OpTimingBackend final : public Backend, public DeviceSampling {
   Tensor upload_matrix(const float* h, int64_t r, int64_t c, DType d) override {
     return inner_->upload_matrix(h, r, c, d);
   }
+  bool can_hold_blocks(DType d) const override { return inner_->can_hold_blocks(d); }
+  Tensor upload_blocks(const void* b, int64_t r, int64_t c, DType d) override {
+    return inner_->upload_blocks(b, r, c, d);
+  }
   Tensor generate_matrix(int64_t r, int64_t c, DType d, uint64_t s, float o, float k) override {
     return inner_->generate_matrix(r, c, d, s, o, k);
   }

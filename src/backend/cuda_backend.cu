@@ -14,12 +14,14 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/gemm_quant.h"
 #include "kernels/cuda/generate.h"
 #include "kernels/cuda/greedy.h"
 #include "kernels/cuda/moe.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/sample.h"
+#include "kernels/quant.h"
 
 namespace bx {
 
@@ -197,6 +199,28 @@ Tensor CudaBackend::upload_matrix(const float* host, int64_t rows, int64_t cols,
       cudaMemcpy(t.data, staged.data(), staged.size() * sizeof(uint16_t), cudaMemcpyHostToDevice),
       "cudaMemcpy (upload_matrix)");
   return t;
+}
+
+bool CudaBackend::can_hold_blocks(DType dtype) const {
+  const quant::BlockFormat* format = quant::find_block_format(dtype);
+  return mode_ == Mode::invariant && format != nullptr && cuda::gemm_quant_supports(format->id);
+}
+
+Tensor CudaBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
+  BX_CHECK(can_hold_blocks(dtype),
+           "cuda backend: upload_blocks takes Q8_0, Q4_0, Q4_1, Q4_K, "
+           "Q5_K or Q6_K blocks in invariant mode, not " +
+               std::string(dtype_name(dtype)));
+  BX_CHECK(rows >= 0 && cols >= 0, "cuda backend: negative weight shape");
+  const size_t bytes =
+      static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);
+  void* p = device_bytes(bytes + 16);  // + 16: the GEMM reads whole 16-byte chunks
+  if (bytes > 0) {
+    check_cuda(cudaMemcpy(p, blocks, bytes, cudaMemcpyHostToDevice), "cudaMemcpy (upload_blocks)");
+  }
+  state_->max_k_padded = std::max(state_->max_k_padded, cols);
+  holds_blocks_ = true;
+  return Tensor{p, dtype, rows, cols, cols};
 }
 
 Tensor CudaBackend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream,
@@ -476,10 +500,18 @@ void CudaBackend::begin_batch(const ForwardBatch& batch) {
 
 void CudaBackend::embed(const Tensor& table, Tensor out) {
   check_f32(out, "embedding output");
-  BX_CHECK(table.dtype == DType::bf16 || table.dtype == DType::f32,
-           "cuda backend: the embedding table must be BF16 or F32");
+  BX_CHECK(table.dtype == DType::bf16 || table.dtype == DType::f32 ||
+               quant::is_block_format(table.dtype),
+           "cuda backend: the embedding table must be BF16, F32 or held blocks");
   BX_CHECK(out.rows == state_->batch.T && out.cols == table.cols,
            "cuda backend: embed output must be [T, D]");
+  if (quant::is_block_format(table.dtype)) {  // the bf16 rows a dequantized table would give
+    cuda::embed_quant_rows(
+        static_cast<const uint8_t*>(table.data), quant::block_format(table.dtype).id,
+        quant::bytes_for(table.dtype, table.stride), state_->tokens.get<int32_t>(), f32(out),
+        out.stride, out.rows, out.cols, state_->stream);
+    return;
+  }
   cuda::embed_rows(table.data, table.dtype == DType::bf16, table.stride,
                    state_->tokens.get<int32_t>(), f32(out), out.stride, out.rows, out.cols,
                    state_->stream);
@@ -495,6 +527,10 @@ void CudaBackend::rmsnorm(const Tensor& x, const Tensor& w, float eps, Tensor ou
 
 void CudaBackend::matmul(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate) {
   check_f32(y, "gemm output");
+  if (quant::is_block_format(w.dtype)) {
+    matmul_blocks(in, w, y, accumulate);
+    return;
+  }
   BX_CHECK(w.dtype == DType::bf16, "cuda backend: gemm weights must be BF16 (upload_matrix)");
   State& s = *state_;
   const int64_t M = y.rows, Kp = w.stride;
@@ -528,6 +564,44 @@ void CudaBackend::matmul(const GemmInput& in, const Tensor& w, Tensor y, bool ac
   } else {
     cuda::gemm_bf16(args, s.stream);
   }
+}
+
+cuda::QuantGemmArgs CudaBackend::quant_gemm_args(const GemmInput& in, const Tensor& w,
+                                                 const Tensor& y) {
+  cuda::QuantGemmArgs args;
+  args.x = in.x;
+  args.x_stride = in.stride;
+  args.w = static_cast<const uint8_t*>(w.data);
+  args.w_row_bytes = quant::bytes_for(w.dtype, w.stride);
+  args.format = quant::block_format(w.dtype).id;
+  if (y.dtype == DType::f32) args.y = f32(y);
+  args.y_stride = y.stride;
+  args.M = y.rows;
+  args.N = w.rows;
+  args.K = w.cols;
+  return args;
+}
+
+void CudaBackend::matmul_blocks(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate) {
+  const quant::BlockFormat& format = quant::block_format(w.dtype);
+  cuda::QuantGemmArgs args = quant_gemm_args(in, w, y);
+  args.accumulate = accumulate;
+  if (order_ == ReductionOrder::split_k_by_m) {
+    BX_CHECK(!accumulate, "cuda backend: the split-K control has no accumulating GEMM");
+    // Negative control (matmul.h): K in 1 + M % 3 parts of whole blocks, added in order.
+    const int64_t E = format.block_elements, parts = 1 + args.M % 3;
+    const int64_t part = std::max<int64_t>(E, (args.K / parts + E - 1) / E * E);
+    for (int64_t k0 = 0; k0 < args.K; k0 += part) {
+      cuda::QuantGemmArgs piece = args;
+      piece.x = in.x + k0;
+      piece.w = args.w + k0 / E * format.block_bytes;
+      piece.K = std::min(part, args.K - k0);
+      piece.accumulate = k0 > 0;
+      cuda::gemm_quant(piece, state_->stream);
+    }
+    return;
+  }
+  cuda::gemm_quant(args, state_->stream);
 }
 
 CudaBackend::GemmInput CudaBackend::gemm_input(const Tensor& x, int64_t Kp) {
@@ -568,22 +642,31 @@ void CudaBackend::set_fused(bool fused) {
 bool CudaBackend::pack_rows(std::span<Tensor* const> parts) {
   if (parts.empty()) return false;
   const Tensor& first = *parts[0];
+  const bool blocks = quant::is_block_format(first.dtype);
   int64_t rows = 0;
   for (const Tensor* t : parts) {
-    if (t->dtype != DType::bf16 || t->cols != first.cols || t->stride != first.stride ||
-        t->data == nullptr) {
+    if ((t->dtype != DType::bf16 && !blocks) || t->dtype != first.dtype || t->cols != first.cols ||
+        t->stride != first.stride || t->data == nullptr) {
       return false;
     }
     rows += t->rows;
   }
   State& s = *state_;
   check_cuda(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize (pack_rows)");
-  const Tensor packed = alloc(DType::bf16, rows, first.cols);
-  BX_CHECK(packed.stride == first.stride, "cuda backend: pack_rows: unexpected row stride");
+  // bf16 rows of `stride` elements, or the rows of blocks (upload_blocks: 16 bytes of padding).
+  const int64_t row_bytes = blocks ? quant::bytes_for(first.dtype, first.stride) : 2 * first.stride;
+  uint8_t* packed = nullptr;
+  if (blocks) {
+    packed = static_cast<uint8_t*>(device_bytes(static_cast<size_t>(rows * row_bytes) + 16));
+  } else {
+    const Tensor t = alloc(DType::bf16, rows, first.cols);
+    BX_CHECK(t.stride == first.stride, "cuda backend: pack_rows: unexpected row stride");
+    packed = static_cast<uint8_t*>(t.data);
+  }
   int64_t row = 0;
   for (Tensor* t : parts) {
-    uint16_t* dst = static_cast<uint16_t*>(packed.data) + row * packed.stride;
-    check_cuda(cudaMemcpy(dst, t->data, static_cast<size_t>(t->rows * t->stride) * 2,
+    uint8_t* dst = packed + row * row_bytes;
+    check_cuda(cudaMemcpy(dst, t->data, static_cast<size_t>(t->rows * row_bytes),
                           cudaMemcpyDeviceToDevice),
                "cudaMemcpy (pack_rows)");
     const auto old = std::find_if(s.allocations.begin(), s.allocations.end(),
@@ -600,8 +683,10 @@ void CudaBackend::gemm(const GemmOp& op) {
   BX_CHECK(op.x.dtype == DType::f32 || op.x.dtype == DType::bf16,
            "cuda backend: gemm input must be F32 or BF16");
   for (int i = 0; i < op.n_parts; ++i) {
-    BX_CHECK(op.w[i].dtype == DType::bf16 && op.w[i].stride == op.w[0].stride,
-             "cuda backend: gemm weights must be BF16 (upload_matrix) of one row stride");
+    BX_CHECK((op.w[i].dtype == DType::bf16 || quant::is_block_format(op.w[i].dtype)) &&
+                 op.w[i].stride == op.w[0].stride,
+             "cuda backend: gemm weights must be BF16 (upload_matrix) or held blocks "
+             "(upload_blocks) of one row stride");
   }
   switch (op.epilogue) {
     case GemmEpilogue::store:
@@ -622,15 +707,28 @@ void CudaBackend::gemm(const GemmOp& op) {
 // chain, so the bits of one GEMM per part); then the biases, each one f32 add after the chain.
 void CudaBackend::gemm_store(const GemmOp& op) {
   const int64_t Kp = op.w[0].stride;
-  bool one_gemm = fusing() && op.n_parts > 1 && op.n_parts <= 1 + cuda::GemmArgs::kMaxParts;
+  const bool blocks = quant::is_block_format(op.w[0].dtype);
+  const int64_t row_bytes = blocks ? quant::bytes_for(op.w[0].dtype, Kp) : 2 * Kp;
+  bool one_gemm = fusing() && (op.w[0].dtype == DType::bf16 || blocks) && op.n_parts > 1 &&
+                  op.n_parts <= 1 + cuda::GemmArgs::kMaxParts;
   int64_t n_total = 0;
   for (int i = 0; one_gemm && i < op.n_parts; ++i) {
-    const auto* expected = static_cast<const uint16_t*>(op.w[0].data) + n_total * Kp;
-    one_gemm =
-        op.w[i].data == expected && op.y[i].dtype == DType::f32 && (i == 0 || n_total % 8 == 0);
+    const auto* expected = static_cast<const uint8_t*>(op.w[0].data) + n_total * row_bytes;
+    one_gemm = op.w[i].data == expected && op.w[i].dtype == op.w[0].dtype &&
+               op.y[i].dtype == DType::f32 && (i == 0 || n_total % 8 == 0);
     n_total += op.w[i].rows;
   }
-  if (one_gemm) {
+  if (one_gemm && blocks) {  // the same over the packed blocks (kernels/cuda/gemm_quant.h)
+    cuda::QuantGemmArgs args = quant_gemm_args(gemm_input(op.x, Kp), op.w[0], op.y[0]);
+    args.N = n_total;
+    int64_t first_col = op.w[0].rows;
+    for (int i = 1; i < op.n_parts; ++i) {
+      args.parts[args.n_parts++] = cuda::GemmOutputPart{first_col, f32(op.y[i]), op.y[i].stride};
+      first_col += op.w[i].rows;
+    }
+    cuda::gemm_quant(args, state_->stream);
+    ++fused_gemms_;
+  } else if (one_gemm) {
     const GemmInput in = gemm_input(op.x, Kp);
     cuda::GemmArgs args;
     args.x = in.x;
@@ -690,7 +788,19 @@ void CudaBackend::gemm_swiglu(const GemmOp& op) {
            "cuda backend: a swiglu output must be F32, or BF16 rows padded to a multiple of 8");
   const GemmInput in = gemm_input(op.x, wg.stride);
   const bool geglu = op.epilogue == GemmEpilogue::geglu;  // unfused: gelu_tanh_mul
-  if (!geglu && fusing() && op.w_up.stride == wg.stride) {
+  if (!geglu && fusing() && quant::is_block_format(wg.dtype) && op.w_up.dtype == wg.dtype &&
+      op.w_up.stride == wg.stride) {  // the gated epilogue over blocks (gemm_quant.h)
+    cuda::QuantGemmArgs args = quant_gemm_args(in, wg, y);
+    args.w_up = static_cast<const uint8_t*>(op.w_up.data);
+    if (to_bf16) {
+      args.y = nullptr;
+      args.y_bf16 = static_cast<uint16_t*>(y.data);
+    }
+    cuda::gemm_quant(args, state_->stream);
+    ++fused_gemms_;
+    return;
+  }
+  if (!geglu && fusing() && wg.dtype == DType::bf16 && op.w_up.stride == wg.stride) {
     cuda::GemmArgs args;
     args.x = in.x;
     args.x_stride = in.stride;

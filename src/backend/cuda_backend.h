@@ -1,7 +1,9 @@
 // The CUDA backend: the Backend ops on one Hopper GPU, through the kernels in kernels/cuda/.
 //
 // Numerics: matmul weights are held as bf16 (whatever the file's type: matrices of more than one
-// row are rounded to bf16 at upload, rows padded with zeros to a multiple of 8 elements); norm
+// row are rounded to bf16 at upload, rows padded with zeros to a multiple of 8 elements), or in
+// invariant mode as their Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K blocks (upload_blocks), which
+// the GEMM dequantizes to the same bf16 values inside the kernel (kernels/cuda/gemm_quant.h); norm
 // weights stay f32. The residual stream and every activation tensor stay f32, as in the model
 // code; each matmul rounds its input rows to bf16 (to_bf16_padded) and accumulates in f32 on the
 // tensor cores. The KV cache is bf16. So results differ from the CPU backend by bf16 rounding,
@@ -33,6 +35,9 @@
 #include "backend/backend.h"
 
 namespace bx {
+namespace cuda {
+struct QuantGemmArgs;  // kernels/cuda/gemm_quant.h
+}  // namespace cuda
 
 class CudaBackend final : public Backend,
                           public GraphCapture,
@@ -51,12 +56,21 @@ class CudaBackend final : public Backend,
   std::string name() const override;
   // Matmul inputs are rounded to bf16 and the KV cache is bf16; activations stay f32.
   std::string numerics() const override { return "act=F32|mm=BF16|kv=BF16"; }
-  // Bump with any change to a kernel in kernels/cuda/ that can change a bit.
-  std::string kernel_version() const override { return "cuda-k2"; }
+  // Bump with any change to a kernel in kernels/cuda/ that can change a bit. With weights held
+  // in their blocks (upload_blocks) the GEMM over them is kernels/cuda/gemm_quant.h's, versioned
+  // on its own ("-q1"): cuda-k2 stays the version of every bf16-weight model.
+  std::string kernel_version() const override { return holds_blocks_ ? "cuda-k2-q1" : "cuda-k2"; }
   Mode mode() const { return mode_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;
   Tensor upload_matrix(const float* host, int64_t rows, int64_t cols, DType dtype) override;
+  // Invariant mode keeps Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K weights in their GGUF blocks (the
+  // formats of kernels/cuda/gemm_quant.h; their GEMM gives the bits of the bf16 copy the other
+  // formats get at load); fast mode (cuBLAS) takes none.
+  bool can_hold_blocks(DType dtype) const override;
+  // The raw blocks, N rows of cols / E blocks back to back (stride = cols elements), plus 16
+  // bytes of padding (the kernel loads whole 16-byte chunks).
+  Tensor upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) override;
   // Generated on the device (kernels/cuda/generate.h); held as upload_matrix holds weights.
   Tensor generate_matrix(int64_t rows, int64_t cols, DType dtype, uint64_t stream, float offset,
                          float scale) override;
@@ -81,7 +95,8 @@ class CudaBackend final : public Backend,
   void set_rope_table(const RopeTable& table) override;
   void set_local_rope_table(const RopeTable& table) override;
   void set_reduction_order(ReductionOrder order) override { order_ = order; }
-  // bf16 weights of one cols and stride: moved into one allocation (see Backend::pack_rows).
+  // bf16 weights, or blocks of one format, of one cols and stride: moved into one allocation
+  // (see Backend::pack_rows).
   bool pack_rows(std::span<Tensor* const> parts) override;
   // The fused ops on (default) or the Backend defaults (same bits; for measurements). A change
   // drops the recordings (they hold the other ops).
@@ -143,6 +158,10 @@ class CudaBackend final : public Backend,
   GemmInput gemm_input(const Tensor& x, int64_t Kp);
   // y (+)= in W^T: the invariant GEMM, cuBLAS in fast mode, or the split-K control.
   void matmul(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate = false);
+  // The same over weights held in their blocks (kernels/cuda/gemm_quant.h).
+  void matmul_blocks(const GemmInput& in, const Tensor& w, Tensor y, bool accumulate);
+  // gemm_quant's arguments for y = in W^T (W in blocks; y's f32 data, if F32).
+  cuda::QuantGemmArgs quant_gemm_args(const GemmInput& in, const Tensor& w, const Tensor& y);
   void add_bias(Tensor y, const Tensor& bias);  // y[t] += bias[0] for every row t
   void gemm_store(const GemmOp& op);
   void gemm_accumulate(const GemmOp& op);
@@ -154,6 +173,7 @@ class CudaBackend final : public Backend,
   ReductionOrder order_ = ReductionOrder::canonical;
   bool fused_ = true;
   int64_t fused_gemms_ = 0;
+  bool holds_blocks_ = false;  // some weight lives in its quant blocks (kernel_version)
   std::unique_ptr<State> state_;
 };
 

@@ -477,7 +477,7 @@ LoadedModel load_random(const std::string& path, const LoadOptions& options) {
   const RandomModelSpec spec = parse_random_model_spec(path);
   LoadedModel m;
   m.path = path;
-  m.config = random_model_config(spec.name);
+  m.config = random_model_config(spec.base_name);
   const ModelConfig& c = m.config;
   m.parameter_count = parameter_count(c);
   auto backend = make_backend(m, options);
@@ -486,10 +486,11 @@ LoadedModel load_random(const std::string& path, const LoadOptions& options) {
         path + ": " + std::to_string(m.parameter_count) +
             " parameters are too many for host memory in f32; use --backend cuda");
   m.weights_hash = random_model_weights_hash(spec);
-  m.weight_dtype = "F32";  // generated f32 values; a backend rounds them as its numerics say
-  m.weight_storage = "F32";
+  // Generated f32 values (a backend rounds them as its numerics say), or Q4_K / Q8_0 blocks.
+  m.weight_dtype = spec.matmul_dtype == DType::f32 ? "F32" : "Q4_K+Q8_0";
+  m.weight_storage = m.weight_dtype;
   LlamaWeights w =
-      generate_random_weights(c, spec.seed, *backend, DType::f32, &m.matmul_weight_bytes);
+      generate_random_weights(c, spec.seed, *backend, spec.matmul_dtype, &m.matmul_weight_bytes);
   finish_loading(m, std::move(backend), std::move(w), options);
   return m;
 }

@@ -2,11 +2,15 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "core/counter_hash.h"
 #include "core/error.h"
+#include "kernels/quant.h"
 #include "model/architecture.h"
 
 namespace bx {
@@ -15,15 +19,52 @@ namespace {
 constexpr const char* kPrefix = "random:";
 constexpr const char* kGeneratorVersion = "gen1";
 constexpr const char* kModelNames =
-    "qwen3-8b, qwen3-tiny, qwen3-30b-a3b, qwen3-moe-tiny or gemma3-tiny";
+    "qwen3-8b, qwen3-tiny, qwen3-30b-a3b, qwen3-moe-tiny or gemma3-tiny (each with an optional "
+    "-q4k)";
+constexpr const char* kQ4kSuffix = "-q4k";
+
+// f16 bits of 2^e, e in [-24, 15] (normal from -14 on, subnormal below).
+uint16_t f16_power_of_two(int e) {
+  e = std::clamp(e, -24, 15);
+  return static_cast<uint16_t>(e >= -14 ? (e + 15) << 10 : 1 << (e + 24));
+}
+
+// rows x cols / E random blocks of `format` (Q4_K or Q8_0) whose weights have a standard
+// deviation near `stddev`: quant bytes from the counter hash of (stream, block), the f16 scales
+// powers of two. Q4_K: d = 2^round(log2(stddev / 250)) (the spread of (sc q - 8 mn) with sc, mn
+// uniform 6-bit and q uniform 4-bit is about 250), dmin = 8 d. Q8_0: d = 2^round(log2(stddev /
+// 74)) (a uniform int8 has standard deviation 74).
+std::vector<uint8_t> random_blocks(DType format, int64_t rows, int64_t cols, uint64_t stream,
+                                   float stddev) {
+  const quant::BlockFormat& f = quant::block_format(format);
+  const int64_t blocks = rows * (cols / f.block_elements);
+  std::vector<uint8_t> bytes(static_cast<size_t>(blocks * f.block_bytes));
+  const bool k_quant = format == DType::q4_k;
+  const int e = static_cast<int>(std::lround(std::log2(stddev / (k_quant ? 250.0f : 74.0f))));
+  const uint16_t d = f16_power_of_two(e), dmin = f16_power_of_two(e + 3);
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* block = bytes.data() + b * f.block_bytes;
+    const uint64_t key = hash_stream(stream, static_cast<uint64_t>(b));
+    for (int64_t i = 0; i < f.block_bytes; i += 8) {
+      const uint64_t word = mix64(key + static_cast<uint64_t>(i));
+      std::memcpy(block + i, &word, static_cast<size_t>(std::min<int64_t>(8, f.block_bytes - i)));
+    }
+    std::memcpy(block, &d, 2);
+    if (k_quant) std::memcpy(block + 2, &dmin, 2);
+  }
+  return bytes;
+}
 
 class WeightGenerator {
  public:
   WeightGenerator(uint64_t seed, Backend& backend, DType matmul_dtype)
       : seed_(seed), backend_(backend), matmul_dtype_(matmul_dtype) {}
 
-  // W [rows, cols] with standard deviation 1 / sqrt(cols) (cols = fan_in).
+  // W [rows, cols] with standard deviation 1 / sqrt(cols) (cols = fan_in). With a block
+  // matmul dtype (Q4_K): Q4_K blocks where cols is whole super-blocks, else Q8_0 (as llama.cpp's
+  // quantize falls back), held as blocks where the backend can, else dequantized at load.
   Tensor matrix(const std::string& name, int64_t rows, int64_t cols) {
+    if (quant::is_block_format(matmul_dtype_)) return block_matrix(name, rows, cols);
     const float scale = std::sqrt(3.0f / static_cast<float>(cols));
     Tensor t = backend_.generate_matrix(rows, cols, matmul_dtype_, stream(name), 0.0f, scale);
     matmul_bytes_ += rows * cols * (t.dtype == DType::bf16 ? 2 : 4);
@@ -47,6 +88,24 @@ class WeightGenerator {
   int64_t matmul_bytes() const { return matmul_bytes_; }
 
  private:
+  Tensor block_matrix(const std::string& name, int64_t rows, int64_t cols) {
+    const DType format = cols % 256 == 0 ? DType::q4_k : DType::q8_0;
+    const std::vector<uint8_t> blocks =
+        random_blocks(format, rows, cols, stream(name), 1.0f / std::sqrt(static_cast<float>(cols)));
+    if (backend_.can_hold_blocks(format)) {
+      matmul_bytes_ += static_cast<int64_t>(blocks.size());
+      return backend_.upload_blocks(blocks.data(), rows, cols, format);
+    }
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    const int64_t row_bytes = quant::bytes_for(format, cols);
+    for (int64_t r = 0; r < rows; ++r) {
+      quant::dequantize_row(format, blocks.data() + r * row_bytes, cols, values.data() + r * cols);
+    }
+    Tensor t = backend_.upload_matrix(values.data(), rows, cols, DType::f32);
+    matmul_bytes_ += rows * cols * (t.dtype == DType::bf16 ? 2 : 4);
+    return t;
+  }
+
   uint64_t stream(const std::string& name) const {
     return hash_stream(seed_, XXH64(name.data(), name.size(), 0));
   }
@@ -71,6 +130,13 @@ RandomModelSpec parse_random_model_spec(const std::string& path) {
   const size_t colon = rest.find(':');
   RandomModelSpec spec;
   spec.name = rest.substr(0, colon);
+  const size_t suffix = spec.name.size() >= 4 ? spec.name.size() - 4 : std::string::npos;
+  if (suffix != std::string::npos && spec.name.compare(suffix, 4, kQ4kSuffix) == 0) {
+    spec.base_name = spec.name.substr(0, suffix);
+    spec.matmul_dtype = DType::q4_k;
+  } else {
+    spec.base_name = spec.name;
+  }
   if (colon != std::string::npos) {
     const std::string seed = rest.substr(colon + 1);
     const char* end = seed.data() + seed.size();
@@ -78,7 +144,9 @@ RandomModelSpec parse_random_model_spec(const std::string& path) {
     check(!seed.empty() && ec == std::errc() && ptr == end,
           "model spec '" + path + "': the seed '" + seed + "' is not an integer; " + usage);
   }
-  random_model_config(spec.name);  // names the bad model name
+  const ModelConfig config = random_model_config(spec.base_name);  // names a bad model name
+  check(spec.matmul_dtype == DType::f32 || config.n_experts == 0,
+        "model spec '" + path + "': -q4k is for the dense models (qwen3-8b, qwen3-tiny)");
   return spec;
 }
 

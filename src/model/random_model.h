@@ -11,6 +11,9 @@
 //                             per token, expert SwiGLU 768, normalized top-k weights), vocabulary
 //                             151936, q/k norm, untied output, RoPE theta 1e6, context 40960.
 //                             30.5 B parameters: for a GPU backend.
+//   random:NAME-q4k[:seed]    NAME's shape with every matmul weight as random Q4_K blocks (Q8_0
+//                             where K is not whole super-blocks): what a Q4_K_M download holds,
+//                             generated instead of carried (bench/cuda/GEMM_NOTES.md's decode).
 //   random:qwen3-moe-tiny[:seed] the same MoE architecture in small dims (D 128, 2 layers, 4 / 2
 //                             heads of 64, 16 experts, 4 per token, expert SwiGLU 64, V 1024,
 //                             context 4096): for the CPU and CI.
@@ -44,7 +47,11 @@
 namespace bx {
 
 struct RandomModelSpec {
-  std::string name;  // "qwen3-8b", "qwen3-tiny", "qwen3-30b-a3b", "qwen3-moe-tiny", "gemma3-tiny"
+  std::string name;       // "qwen3-8b", "qwen3-tiny", ..., "gemma3-tiny" as written, with any "-q4k"
+  std::string base_name;  // without "-q4k": the shape (random_model_config)
+  // F32: generated values (stored as the backend stores weights). Q4_K ("-q4k"): every matmul
+  // weight random Q4_K blocks (Q8_0 where its K is not whole super-blocks of 256).
+  DType matmul_dtype = DType::f32;
   uint64_t seed = 0;
 };
 

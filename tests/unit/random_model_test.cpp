@@ -119,6 +119,39 @@ std::vector<float> first_logits(LoadedModel& m, std::vector<int32_t> prompt) {
   return logits;
 }
 
+// "-q4k": the same shape, matmul weights as Q4_K blocks (Q8_0 where K is not whole super-blocks).
+TEST(RandomModelSpec, Q4kSuffixKeepsTheShapeAndBlocksTheWeights) {
+  const RandomModelSpec s = parse_random_model_spec("random:qwen3-8b-q4k:2");
+  EXPECT_EQ(s.name, "qwen3-8b-q4k");
+  EXPECT_EQ(s.base_name, "qwen3-8b");
+  EXPECT_EQ(s.matmul_dtype, DType::q4_k);
+  EXPECT_EQ(random_model_weights_hash(s), "random:qwen3-8b-q4k:seed=2:gen1");
+  EXPECT_EQ(parse_random_model_spec("random:qwen3-tiny").matmul_dtype, DType::f32);
+  expect_error("random:qwen3-moe-tiny-q4k", "dense models");
+  expect_error("random:qwen3-q4k", "unknown");
+
+  LoadedModel q = load_model("random:qwen3-tiny-q4k:3", cpu_options());
+  LoadedModel f = load_model("random:qwen3-tiny:3", cpu_options());
+  EXPECT_EQ(q.weight_storage, "Q4_K+Q8_0");
+  EXPECT_NE(q.system_fingerprint(), f.system_fingerprint());
+  // Per layer: o (K = 256) is Q4_K, q, k, v, gate, up (K = 128) and down (K = 384) Q8_0; the
+  // output projection (K = 128) Q8_0: 4.5 and 8.5 bits a weight.
+  const ModelConfig& c = q.config;
+  const int64_t D = c.dim, F = c.ffn_dim, qd = c.n_heads * c.head_dim,
+                kv = c.n_kv_heads * c.head_dim, V = c.vocab_size;
+  const int64_t q4k = D * qd, q8 = D * (qd + 2 * kv) + 3 * F * D;
+  EXPECT_EQ(q.matmul_weight_bytes, c.n_layers * (q4k / 256 * 144 + q8 / 32 * 34) + V * D / 32 * 34);
+  const std::vector<int32_t> prompt = {5, 17, 300, 1000, 2};
+  const std::vector<float> lq = first_logits(q, prompt);
+  double mean = 0, var = 0;
+  for (float v : lq) mean += v;
+  mean /= static_cast<double>(lq.size());
+  for (float v : lq) var += (v - mean) * (v - mean);
+  const double stddev = std::sqrt(var / static_cast<double>(lq.size()));
+  EXPECT_GT(stddev, 0.3);  // activations neither vanish nor explode through the blocks
+  EXPECT_LT(stddev, 30.0);
+}
+
 TEST(RandomModel, TinyIsReproducibleSeededAndNotDegenerate) {
   LoadedModel a = load_model("random:qwen3-tiny:3", cpu_options());
   LoadedModel b = load_model("random:qwen3-tiny:3", cpu_options());
