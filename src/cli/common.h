@@ -22,6 +22,8 @@ struct ModelFlags {
   std::string backend = "cpu";     // cpu | cuda
   // invariant | fast: not batch-invariant, for comparison (cuda: cuBLAS; cpu: split-K by M)
   std::string mode = "invariant";
+  // k1 | k2: the CPU kernel version for block-quantized weights (LoadOptions::cpu_quant_dot)
+  std::string cpu_kernel = "k1";
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
 
