@@ -24,7 +24,7 @@ void check_f32(const Tensor& t, const char* what) {
 
 void CpuBackend::AlignedFree::operator()(void* p) const { std::free(p); }
 
-CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+CpuBackend::CpuBackend(int threads, QuantDot quant_dot) : pool_(threads), quant_dot_(quant_dot) {}
 CpuBackend::~CpuBackend() = default;
 
 void* CpuBackend::allocate_bytes(size_t bytes) {
@@ -139,6 +139,7 @@ void CpuBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   args.N = w.rows;
   args.K = x.cols;
   args.order = order_;
+  args.quant_dot = quant_dot_;
   bx::matmul(args, pool_);
 }
 

@@ -16,12 +16,17 @@ namespace bx {
 // batch-dependent way); in invariant mode, the canonical GEMMs and the rank-order combine.
 class CpuBackend final : public Backend, public MoeLayers {
  public:
-  explicit CpuBackend(int threads);
+  // quant_dot: dequantized_f32 is kernel version cpu-k1 (the default), int8_activations cpu-k2
+  // (block-quantized dense matmuls on int8 activations: kernels/matmul.h; MoE experts keep the
+  // cpu-k1 arithmetic).
+  explicit CpuBackend(int threads, QuantDot quant_dot = QuantDot::dequantized_f32);
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }
   std::string numerics() const override { return "act=F32|kv=F32"; }
-  std::string kernel_version() const override { return "cpu-k1"; }
+  std::string kernel_version() const override {
+    return quant_dot_ == QuantDot::int8_activations ? "cpu-k2" : "cpu-k1";
+  }
   BackendCapabilities capabilities() override { return {.moe = this}; }
   ThreadPool& pool() { return pool_; }
 
@@ -72,6 +77,7 @@ class CpuBackend final : public Backend, public MoeLayers {
 
   ThreadPool pool_;
   ReductionOrder order_ = ReductionOrder::canonical;
+  QuantDot quant_dot_;
   std::vector<std::unique_ptr<void, AlignedFree>> allocations_;
   std::unique_ptr<void, AlignedFree> kv_storage_;  // [L][2 (k, v)][n_blocks][block_size][Hkv*Dh]
   KvCacheShape kv_shape_;

@@ -29,6 +29,10 @@ void add_model_flags(CLI::App& command, ModelFlags& flags) {
   command.add_option("--tokenizer", flags.tokenizer,
                      "A tokenizer folder (tokenizer.json) or GGUF file to use instead of the "
                      "model's own, e.g. for a random: model; its vocabulary must fit the model's");
+  command.add_option("--cpu-kernel", flags.cpu_kernel,
+                     "k1 (default): quantized weights dequantized to f32 exactly; k2: int8 "
+                     "activations and integer block dots for Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/Q4_K/Q6_K "
+                     "(faster, other bits, equally invariant; in the fingerprint as cpu-k2)");
 }
 
 void add_engine_flags(CLI::App& command, EngineFlags& flags) {
@@ -86,6 +90,11 @@ int resolve_threads(int requested) {
 LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   options.threads = resolve_threads(flags.threads);
   choose_backend(flags.backend, flags.mode, options, "--");
+  check(flags.cpu_kernel == "k1" || flags.cpu_kernel == "k2",
+        "--cpu-kernel is '" + flags.cpu_kernel + "', expected k1 or k2");
+  check(flags.cpu_kernel == "k1" || flags.backend == "cpu",
+        "--cpu-kernel k2 is a CPU kernel version, but --backend is " + flags.backend);
+  if (flags.cpu_kernel == "k2") options.cpu_quant_dot = QuantDot::int8_activations;
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
   if (!flags.quiet) {

@@ -24,6 +24,8 @@ struct ModelFlags {
   std::string mode = "invariant";
   // A tokenizer folder or GGUF file used in place of the model's own (a random: model has none).
   std::string tokenizer;
+  // k1 | k2: the CPU kernel version for block-quantized weights (LoadOptions::cpu_quant_dot)
+  std::string cpu_kernel = "k1";
 };
 void add_model_flags(CLI::App& command, ModelFlags& flags);
 

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/int8_dot_isa.h"
 #include "kernels/cpu/matmul_isa.h"
 #include "kernels/lanes.h"
 #include "kernels/quant.h"
@@ -191,8 +192,9 @@ void quant_columns(const MatmulArgs& a, const Dense& d, Isa isa, int64_t n0, int
 // canonical dot is exactly the reference's dot of that part, and the parts are added left to
 // right as reference_columns adds them, so the bits are the reference's. Block-quantized slices
 // must start on a block boundary: returns false (the caller takes the scalar reference) when a
-// part length is not a multiple of the block size.
-bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool, Isa isa) {
+// part length is not a multiple of the block size. run_piece(piece) computes one part.
+template <typename RunPiece>
+bool split_k_in_parts(const MatmulArgs& a, const Dense& d, const RunPiece& run_piece) {
   const int64_t parts = split_parts(a.M);
   const int64_t part_len = parts > 1 ? (a.K + parts - 1) / parts : a.K;
   const bool blocks = quant::is_block_format(a.w_dtype);
@@ -217,7 +219,7 @@ bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool,
     piece.K = end - begin;
     piece.y = p == 0 ? a.y : partial.data();
     piece.y_stride = p == 0 ? d.y_stride : a.N;
-    matmul(piece, pool, isa);
+    run_piece(piece);
     if (p == 0) continue;
     for (int64_t m = 0; m < a.M; ++m) {
       float* y = a.y + m * d.y_stride;
@@ -228,10 +230,74 @@ bool split_k_on_fast_path(const MatmulArgs& a, const Dense& d, ThreadPool& pool,
   return true;
 }
 
+// True when args takes the int8-activation arithmetic (QuantDot::int8_activations).
+bool uses_int8_dot(const MatmulArgs& a) {
+  return a.quant_dot == QuantDot::int8_activations && quant::is_block_format(a.w_dtype) &&
+         cpu::has_int8_dot(quant_format(a.w_dtype));
+}
+
+// The rows of x quantized per weight block (step 1 of kernels/cpu/int8_dot_isa.h), in buffers
+// of the calling thread, rows spread over the pool (each row is one worker's: no bits depend
+// on the split).
+cpu::Int8Rows quantize_activations(const MatmulArgs& a, const Dense& d, ThreadPool* pool) {
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> scale;
+  thread_local std::vector<int32_t> sum32;
+  const int64_t E = quant::block_elements(a.w_dtype);
+  q.resize(static_cast<size_t>(a.M * a.K));
+  scale.resize(static_cast<size_t>(a.M * (a.K / E)));
+  sum32.resize(static_cast<size_t>(a.M * (a.K / 32)));
+  // Plain pointers: inside the workers, the names q, scale, sum32 are their own thread_locals.
+  int8_t* const q_data = q.data();
+  float* const scale_data = scale.data();
+  int32_t* const sum32_data = sum32.data();
+  auto rows = [&](int64_t m0, int64_t m1) {
+    cpu::quantize_rows_int8(a.x + m0 * d.x_stride, d.x_stride, m1 - m0, a.K, E, q_data + m0 * a.K,
+                            scale_data + m0 * (a.K / E), sum32_data + m0 * (a.K / 32));
+  };
+  if (pool == nullptr || pool->size() == 1 || a.M < 8) {
+    rows(0, a.M);
+  } else {
+    pool->parallel_for(a.M, 4, rows);
+  }
+  return {q_data, scale_data, sum32_data, a.K, E};
+}
+
+// The int8-activation matmul, columns [n0, n1) on the calling thread.
+void int8_columns(const MatmulArgs& a, const Dense& d, const cpu::Int8Rows& xq, Isa isa, int64_t n0,
+                  int64_t n1) {
+  cpu::Int8DotTask task{};
+  task.x = xq;
+  task.M = a.M;
+  task.w = static_cast<const uint8_t*>(a.w);
+  task.w_row_bytes = w_row_bytes(a, d);
+  task.format = quant_format(a.w_dtype);
+  task.y = a.y;
+  task.y_stride = d.y_stride;
+  task.n_begin = n0;
+  task.n_end = n1;
+  if (isa == Isa::scalar) {
+    cpu::int8_dot_scalar(&task);
+  } else {
+    cpu::int8_dot_avx2(&task);  // AVX-512 CPUs have AVX2; the bits are the same
+  }
+}
+
 }  // namespace
 
 void matmul_reference(const MatmulArgs& args) {
   const Dense d = checked(args);
+  if (uses_int8_dot(args) && args.M > 0 && args.N > 0 && args.K > 0) {
+    if (args.order == ReductionOrder::split_k_by_m &&
+        split_k_in_parts(args, d, [](const MatmulArgs& piece) { matmul_reference(piece); })) {
+      return;
+    }
+    if (args.order == ReductionOrder::canonical) {
+      const cpu::Int8Rows xq = quantize_activations(args, d, nullptr);
+      int8_columns(args, d, xq, Isa::scalar, 0, args.N);
+      return;
+    }
+  }
   reference_columns(args, d, 0, args.N);
 }
 
@@ -245,14 +311,23 @@ void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa) {
         "matmul: ISA " + std::string(isa_name(isa)) + " is not supported by this CPU");
   if (args.M == 0 || args.N == 0) return;
   if (args.order == ReductionOrder::split_k_by_m) {
-    if (split_k_on_fast_path(args, d, pool, isa)) return;
+    if (split_k_in_parts(args, d, [&](const MatmulArgs& piece) { matmul(piece, pool, isa); })) {
+      return;
+    }
     pool.parallel_for(args.N, kColumnChunk,
                       [&](int64_t n0, int64_t n1) { reference_columns(args, d, n0, n1); });
     return;
   }
   const bool blocks = quant::is_block_format(args.w_dtype);
+  const bool int8 = uses_int8_dot(args) && args.K > 0;
+  cpu::Int8Rows xq{};
+  if (int8) xq = quantize_activations(args, d, &pool);
   // Columns [n0, n1) on the calling thread.
   auto columns = [&](int64_t n0, int64_t n1) {
+    if (int8) {
+      int8_columns(args, d, xq, isa, n0, n1);
+      return;
+    }
     if (blocks) {
       quant_columns(args, d, isa, n0, n1);
       return;

@@ -35,6 +35,18 @@ class ThreadPool;
 
 enum class ReductionOrder { canonical, split_k_by_m };
 
+// How block-quantized weights meet the activations.
+//   dequantized_f32 (kernel version cpu-k1, the default): the contract above, bit for bit the
+//     f32 matmul of the load-time dequantized weights.
+//   int8_activations (cpu-k2): for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K and Q6_K weights, each
+//     activation row is quantized to int8 per weight block and each block's dot is an exact
+//     integer sum, scaled and accumulated in block order (kernels/cpu/int8_dot_isa.h has the
+//     arithmetic). Invariant by construction like cpu-k1 (the order is a function of K alone,
+//     the same on every ISA, thread count and M) but NOT the f32 bits: an approximation of them,
+//     relative error about 1e-2 (llama.cpp's arithmetic for these formats, in a fixed order).
+//     Other formats and f32 / bf16 weights keep the cpu-k1 arithmetic.
+enum class QuantDot { dequantized_f32, int8_activations };
+
 // Row strides are in elements; 0 means dense (K for x and W, N for y).
 struct MatmulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride (elements)
@@ -48,13 +60,16 @@ struct MatmulArgs {
   int64_t y_stride = 0;
   int64_t M = 0, N = 0, K = 0;
   ReductionOrder order = ReductionOrder::canonical;
+  QuantDot quant_dot = QuantDot::dequantized_f32;
 };
 
 // Fast path on the active ISA (or `isa`), threads over N.
 void matmul(const MatmulArgs& args, ThreadPool& pool);
 void matmul(const MatmulArgs& args, ThreadPool& pool, Isa isa);
 
-// Plain scalar reference, one output at a time through lanes::dot_reference (honours `order`).
+// Plain scalar reference, one output at a time through lanes::dot_reference (honours `order`);
+// with int8_activations, the scalar int8 path for the formats it covers
+// (kernels/cpu/int8_dot_isa.h).
 void matmul_reference(const MatmulArgs& args);
 
 // Canonical dot product of n elements on the active ISA (same bits as lanes::dot_reference);

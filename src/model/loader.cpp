@@ -373,7 +373,8 @@ void check_backend_runs(const ModelConfig& c, Backend& backend, const std::strin
 // options.make_backend's backend, or a CpuBackend.
 std::unique_ptr<Backend> make_backend(LoadedModel& m, const LoadOptions& options) {
   std::unique_ptr<Backend> backend =
-      options.make_backend ? options.make_backend() : std::make_unique<CpuBackend>(options.threads);
+      options.make_backend ? options.make_backend()
+                           : std::make_unique<CpuBackend>(options.threads, options.cpu_quant_dot);
   check(backend != nullptr, "load_model: make_backend returned no backend");
   backend->set_reduction_order(options.reduction_order);
   m.reduction_order = options.reduction_order;

@@ -27,6 +27,10 @@ struct LoadOptions {
   // changes speed and memory only, never an output bit, and is not part of the fingerprint.
   // true dequantizes them to f32 at load instead (the old behaviour; for comparisons).
   bool dequantize_weights = false;
+  // The CpuBackend's arithmetic for block-quantized weights (kernels/matmul.h): dequantized_f32
+  // is kernel version cpu-k1 (the default), int8_activations cpu-k2 (faster, other bits; in the
+  // fingerprint). Ignored when make_backend is set.
+  QuantDot cpu_quant_dot = QuantDot::dequantized_f32;
   // Makes the backend the weights load into; empty means a CpuBackend with `threads` threads.
   // (The CUDA backend lives in a library of its own, so the caller passes it in here.)
   std::function<std::unique_ptr<Backend>()> make_backend;

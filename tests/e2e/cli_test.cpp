@@ -146,6 +146,53 @@ TEST_F(Cli, ChatAnswersThroughTheModelsTemplate) {
   expect_one_line_error("chat " + model() + " < '" + input.string() + "'", "chat_template");
 }
 
+// --cpu-kernel k2 (int8 activations for the default model's Q4_1 / Q8_0 blocks): its own
+// fingerprint, other logprob bits than k1, and still a batch row equal to the prompt alone
+// under other thread counts and step sizes.
+TEST_F(Cli, CpuKernelK2IsInvariantAndFingerprinted) {
+  const std::string smollm2 =
+      std::string(BITEXACT_SOURCE_DIR) + "/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!fs::exists(smollm2)) GTEST_SKIP() << smollm2 << " not found (scripts/setup.sh fetches it)";
+  const std::string m = "--model '" + smollm2 + "' --quiet";
+  const auto fingerprint = [&](const std::string& kernel) {
+    const test::RunResult r = run("info " + m + " --cpu-kernel " + kernel);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const size_t at = r.out.find("fingerprint    bx-");
+    return at == std::string::npos ? std::string() : r.out.substr(at, 34);
+  };
+  const std::string k1 = fingerprint("k1"), k2 = fingerprint("k2");
+  EXPECT_FALSE(k2.empty());
+  EXPECT_NE(k1, k2);
+
+  const std::vector<std::string> prompts = {"The capital of France is", "Once upon a time"};
+  const fs::path path = write("k2_prompts.txt", prompts[0] + "\n" + prompts[1] + "\n");
+  const std::string sampling = " --max-tokens 8 --temperature 0 --format json";
+  const test::RunResult batch =
+      run("generate " + m + " --cpu-kernel k2 --threads 2 --prompts-file '" + path.string() + "'" +
+          sampling);
+  ASSERT_EQ(batch.exit_code, 0) << batch.err;
+  std::vector<std::string> lines;
+  std::stringstream ss(batch.out);
+  for (std::string line; std::getline(ss, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const test::RunResult alone =
+        run("generate " + m + " --cpu-kernel k2 --threads 1 --max-batch-tokens 5 --prompt '" +
+            prompts[i] + "'" + sampling);
+    ASSERT_EQ(alone.exit_code, 0) << alone.err;
+    EXPECT_EQ(alone.out, lines[i] + "\n") << "prompt " << i;
+    // Negative control: k1's logprobs have other bits.
+    const test::RunResult k1_run =
+        run("generate " + m + " --prompt '" + prompts[i] + "'" + sampling);
+    ASSERT_EQ(k1_run.exit_code, 0) << k1_run.err;
+    EXPECT_NE(nlohmann::json::parse(k1_run.out).at("logprobs"),
+              nlohmann::json::parse(lines[i]).at("logprobs"))
+        << "prompt " << i;
+  }
+  expect_one_line_error("info " + m + " --cpu-kernel k3", "cpu-kernel");
+  expect_one_line_error("info " + m + " --backend cuda --cpu-kernel k2", "backend");
+}
+
 TEST_F(Cli, InfoDescribesTheModel) {
   if (!test::have_stories260k()) GTEST_SKIP();
   const test::RunResult r = run("info " + model());
