@@ -95,6 +95,8 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   check(flags.cpu_kernel == "k1" || flags.backend == "cpu",
         "--cpu-kernel k2 is a CPU kernel version, but --backend is " + flags.backend);
   if (flags.cpu_kernel == "k2") options.cpu_quant_dot = QuantDot::int8_activations;
+  check(flags.tokenizer.empty() || std::filesystem::exists(flags.tokenizer),
+        "--tokenizer " + flags.tokenizer + " does not exist");  // before a long load
   const auto start = std::chrono::steady_clock::now();
   bool drawn = false;
   if (!flags.quiet) {
@@ -114,11 +116,7 @@ LoadedModel load_with_progress(const ModelFlags& flags, LoadOptions options) {
   }
   LoadedModel model = load_model(flags.model_path, options);
   if (drawn) std::fprintf(stderr, "\n");
-  if (!flags.tokenizer.empty()) {
-    check(std::filesystem::exists(flags.tokenizer),
-          "--tokenizer " + flags.tokenizer + " does not exist");
-    attach_tokenizer(model, flags.tokenizer);
-  }
+  if (!flags.tokenizer.empty()) attach_tokenizer(model, flags.tokenizer);
   return model;
 }
 

@@ -64,6 +64,8 @@ void run_serve(ServeFlags& f) {
       "--max-body-bytes is " + std::to_string(options.max_body_bytes) + ", expected at least 1024");
   check(options.admin.weights_dir.empty() || options.admin.enabled,
         "--weights-dir is only read by the admin routes; add --enable-admin");
+  check(f.model.tokenizer.empty() || std::filesystem::exists(f.model.tokenizer),
+        "--tokenizer " + f.model.tokenizer + " does not exist");
   if (!f.chat_template.empty()) {
     options.chat_template = server::builtin_chat_template(f.chat_template);
     check(options.chat_template.has_value(),

@@ -74,6 +74,8 @@ TEST_F(RandomModelCli, TokenizerFlagGivesARandomModelText) {
                         "tokens but the embedding of random:qwen3-tiny:5 only 1024 rows");
   expect_one_line_error(kArgs + " --tokenizer /no/such/tokenizer --prompt hi",
                         "--tokenizer /no/such/tokenizer does not exist");
+  expect_one_line_error("serve --model random:qwen3-tiny:5 --quiet --port 0 --tokenizer /no/such",
+                        "--tokenizer /no/such does not exist");
 }
 
 }  // namespace
