@@ -6,8 +6,10 @@
 #pragma once
 
 #include <cstdint>
+#include <fstream>
 #include <numeric>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -20,6 +22,26 @@ struct EngineRows {
   std::vector<std::vector<float>> logits;
   std::vector<std::vector<float>> logprobs;
 };
+
+// Writes rows.logits as raw f32, row after row: the file the Python reference scripts compare.
+inline void write_logits(const std::string& path, const EngineRows& rows) {
+  std::ofstream out(path, std::ios::binary);
+  for (const std::vector<float>& row : rows.logits) {
+    out.write(reinterpret_cast<const char*>(row.data()),
+              static_cast<std::streamsize>(row.size() * sizeof(float)));
+  }
+  check(static_cast<bool>(out), "write_logits: could not write " + path);
+}
+
+// "3,17,5": ids as the reference scripts take them on their command line.
+inline std::string ids_csv(std::span<const int32_t> ids) {
+  std::string out;
+  for (int32_t id : ids) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(id);
+  }
+  return out;
+}
 
 class SingleSequence {
  public:

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -118,6 +119,55 @@ inline int count_differences(const std::vector<RequestResult>& got,
     }
   }
   return differ;
+}
+
+// A schedule of the engine invariance matrix: engine limits, and whether submissions are
+// staggered between steps (so requests join batches already running).
+struct Schedule {
+  std::string name;
+  EngineOptions options;
+  bool stagger = false;
+};
+
+// The matrix's five schedules: everything in one batch, one sequence a step, a 16-token budget,
+// 7-token prefill chunks without the prefix cache, and a 24-block pool that forces preemption
+// with staggered submissions.
+inline std::vector<Schedule> matrix_schedules() {
+  const auto opts = [](int budget, int seqs, int chunk, int64_t kv_tokens, bool prefix) {
+    EngineOptions o;
+    o.max_batch_tokens = budget;
+    o.max_seqs = seqs;
+    o.prefill_chunk = chunk;
+    o.kv_cache_tokens = kv_tokens;
+    o.prefix_cache = prefix;
+    return o;
+  };
+  return {{"all together", opts(4096, 64, 512, 0, true)},
+          {"max-seqs 1", opts(4096, 1, 512, 0, true)},
+          {"budget 16", opts(16, 64, 512, 0, true)},
+          {"prefill chunk 7, no prefix cache", opts(4096, 64, 7, 0, false)},
+          {"24-block pool (preemption), staggered", opts(64, 8, 13, 24 * 16, true), true}};
+}
+
+// Runs `requests` on a fresh engine under schedule `s` (staggered: 0-2 steps after each
+// submission, from a fixed seed); results in request order, the engine's stats into `stats`.
+inline std::vector<RequestResult> run_schedule(LoadedModel& model,
+                                               const std::vector<EngineRequest>& requests,
+                                               const Schedule& s, EngineStats* stats) {
+  Engine engine(model, s.options);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::mt19937 rng(5);
+  for (const EngineRequest& r : requests) {
+    streams.push_back(engine.submit(r));
+    if (s.stagger) {
+      for (int k = static_cast<int>(rng() % 3); k > 0; --k) engine.step();
+    }
+  }
+  engine.run_until_idle();
+  std::vector<RequestResult> out(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) drain(*streams[i], out[i]);
+  if (stats != nullptr) *stats = engine.stats();
+  return out;
 }
 
 }  // namespace bx::test

@@ -96,18 +96,8 @@ json compare(const Scratch& s, const std::string& format, const std::string& pat
   const std::vector<int32_t> tokens = prompt(m.config.vocab_size);
   test::SingleSequence seq(m, static_cast<int64_t>(tokens.size()));
   const test::EngineRows rows = seq.forward_all(tokens);
-  {
-    std::ofstream out(s.path("logits.bin"), std::ios::binary);
-    for (const std::vector<float>& row : rows.logits) {
-      out.write(reinterpret_cast<const char*>(row.data()),
-                static_cast<std::streamsize>(row.size() * sizeof(float)));
-    }
-  }
-  std::string ids;
-  for (int32_t t : tokens) {
-    if (!ids.empty()) ids += ',';
-    ids += std::to_string(t);
-  }
+  test::write_logits(s.path("logits.bin"), rows);
+  const std::string ids = test::ids_csv(tokens);
   EXPECT_EQ(0, test::run_python(
                    test::python_interpreter(), kScript,
                    {"compare", format, path, ids, s.path("logits.bin"), s.path("result.json")}));
@@ -385,48 +375,6 @@ LoadedModel load_tiny(int threads, ReductionOrder order = ReductionOrder::canoni
   return load_model("random:gemma3-tiny:3", o);
 }
 
-struct Schedule {
-  std::string name;
-  EngineOptions options;
-  bool stagger = false;
-};
-
-std::vector<Schedule> schedules() {
-  const auto opts = [](int budget, int seqs, int chunk, int64_t kv_tokens, bool prefix) {
-    EngineOptions o;
-    o.max_batch_tokens = budget;
-    o.max_seqs = seqs;
-    o.prefill_chunk = chunk;
-    o.kv_cache_tokens = kv_tokens;
-    o.prefix_cache = prefix;
-    return o;
-  };
-  return {{"all together", opts(4096, 64, 512, 0, true)},
-          {"max-seqs 1", opts(4096, 1, 512, 0, true)},
-          {"budget 16", opts(16, 64, 512, 0, true)},
-          {"prefill chunk 7, no prefix cache", opts(4096, 64, 7, 0, false)},
-          {"24-block pool (preemption), staggered", opts(64, 8, 13, 24 * 16, true), true}};
-}
-
-std::vector<test::RequestResult> run_schedule(LoadedModel& model,
-                                              const std::vector<EngineRequest>& requests,
-                                              const Schedule& s, EngineStats* stats) {
-  Engine engine(model, s.options);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  std::mt19937 rng(5);
-  for (const EngineRequest& r : requests) {
-    streams.push_back(engine.submit(r));
-    if (s.stagger) {
-      for (int k = static_cast<int>(rng() % 3); k > 0; --k) engine.step();
-    }
-  }
-  engine.run_until_idle();
-  std::vector<test::RequestResult> out(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) test::drain(*streams[i], out[i]);
-  if (stats != nullptr) *stats = engine.stats();
-  return out;
-}
-
 class GemmaEngineMatrix : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -462,10 +410,10 @@ TEST_F(GemmaEngineMatrix, EveryScheduleEqualsEachRequestAlone) {
   EXPECT_TRUE((*alone_)[15].samples.at(0).same_bits((*alone_)[4].samples.at(0)));
   LoadedModel two_threads = load_tiny(2);
   for (LoadedModel* model : {model_, &two_threads}) {
-    for (const Schedule& s : schedules()) {
+    for (const test::Schedule& s : test::matrix_schedules()) {
       EngineStats stats;
       const int differ =
-          test::count_differences(run_schedule(*model, *requests_, s, &stats), *alone_);
+          test::count_differences(test::run_schedule(*model, *requests_, s, &stats), *alone_);
       std::printf("gemma3 matrix (%d threads): %-40s steps %4llu preemptions %3llu differ %d\n",
                   model == model_ ? 1 : 2, s.name.c_str(),
                   static_cast<unsigned long long>(stats.steps),
@@ -500,8 +448,8 @@ TEST_F(GemmaEngineMatrix, NegativeControlFastModeDiffers) {
   LoadedModel fast = load_tiny(1, ReductionOrder::split_k_by_m);
   std::vector<test::RequestResult> alone;
   for (const EngineRequest& r : *requests_) alone.push_back(test::run_alone(fast, r));
-  const int differ =
-      test::count_differences(run_schedule(fast, *requests_, schedules()[0], nullptr), alone);
+  const int differ = test::count_differences(
+      test::run_schedule(fast, *requests_, test::matrix_schedules()[0], nullptr), alone);
   std::printf("gemma3 negative control: %d samples differ from their run alone\n", differ);
   EXPECT_GT(differ, 0);
 }

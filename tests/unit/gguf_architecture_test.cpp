@@ -126,18 +126,8 @@ TEST_P(GgufArchitecture, LogitsMatchTheFloat64ReferenceOfTheFamily) {
   for (int i = 0; i < 24; ++i) tokens.push_back((i * 37 + 5) % c.vocab_size);
   test::SingleSequence seq(m, static_cast<int64_t>(tokens.size()));
   const test::EngineRows rows = seq.forward_all(tokens);
-  {
-    std::ofstream out(s.path("logits.bin"), std::ios::binary);
-    for (const std::vector<float>& row : rows.logits) {
-      out.write(reinterpret_cast<const char*>(row.data()),
-                static_cast<std::streamsize>(row.size() * sizeof(float)));
-    }
-  }
-  std::string ids;
-  for (int32_t t : tokens) {
-    if (!ids.empty()) ids += ',';
-    ids += std::to_string(t);
-  }
+  test::write_logits(s.path("logits.bin"), rows);
+  const std::string ids = test::ids_csv(tokens);
   ASSERT_EQ(0, test::run_python(
                    test::python_interpreter(), kScript,
                    {"compare", arch, path, ids, s.path("logits.bin"), s.path("result.json")}));
