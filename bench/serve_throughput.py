@@ -110,11 +110,20 @@ class Server:
 
 
 async def send_all(url, model_id, requests):
-    """Sends every request at once, one connection each; returns (wall seconds, tokens, fps)."""
+    """Sends every request at once, one connection each; returns (wall seconds, tokens, fps,
+    send ramp seconds: from the start to the last request's body written to its socket)."""
     connector = aiohttp.TCPConnector(limit=len(requests), force_close=False)
     timeout = aiohttp.ClientTimeout(total=3600)
     fingerprints = set()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    last_sent = [0.0]
+
+    async def on_sent(session, context, params):
+        last_sent[0] = max(last_sent[0], time.perf_counter())
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_chunk_sent.append(on_sent)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                     trace_configs=[trace]) as session:
 
         async def one(r):
             body = {"model": model_id, "prompt": r["prompt"], "max_tokens": r["max_tokens"],
@@ -133,7 +142,7 @@ async def send_all(url, model_id, requests):
         start = time.perf_counter()
         tokens = await asyncio.gather(*(one(r) for r in requests))
         wall = time.perf_counter() - start
-    return wall, sum(tokens), sorted(f for f in fingerprints if f)
+    return wall, sum(tokens), sorted(f for f in fingerprints if f), last_sent[0] - start
 
 
 def main():
@@ -151,19 +160,21 @@ def main():
         try:
             warm = [{"prompt": r["prompt"], "max_tokens": 8} for r in requests[: a.warmup]]
             asyncio.run(send_all(server.url, server.model_id, warm))
-            wall, tokens, fps = asyncio.run(send_all(server.url, server.model_id, requests))
+            wall, tokens, fps, ramp = asyncio.run(send_all(server.url, server.model_id, requests))
         finally:
             server.stop()
         ip = in_process.get(mode, {})
         row = {"mode": mode, "http_wall_seconds": wall, "output_tokens": tokens,
                "http_tokens_per_second": tokens / wall, "fingerprints": fps,
+               "send_ramp_seconds": ramp,
                "in_process_wall_seconds": ip.get("wall_seconds"),
                "in_process_fingerprint": ip.get("fingerprint")}
         if ip.get("wall_seconds"):
             row["http_over_in_process"] = wall / ip["wall_seconds"]
         rows.append(row)
-        print(f"{mode}: HTTP {wall:.2f} s ({tokens / wall:.0f} tokens/s), in-process "
-              f"{ip.get('wall_seconds', float('nan')):.2f} s", flush=True)
+        print(f"{mode}: HTTP {wall:.2f} s ({tokens / wall:.0f} tokens/s; the last request "
+              f"sent at {ramp:.2f} s), in-process {ip.get('wall_seconds', float('nan')):.2f} s",
+              flush=True)
 
     report = {"experiment": "serve_throughput", "date_utc": time.strftime("%Y-%m-%d %H:%M:%S",
                                                                           time.gmtime()),
@@ -180,11 +191,13 @@ def main():
         json.dump(report, f, indent=1)
     md = [f"# Throughput through `bitexact serve`: {a.requests} requests of about {a.max_tokens} "
           f"tokens ({a.model}, {a.backend}, {report['device']}, {report['date_utc']} UTC)", "",
-          "| mode | HTTP wall s | output tokens | tokens/s | in-process wall s | HTTP / in-process |",
-          "|---|---|---|---|---|---|"]
+          "| mode | HTTP wall s | last request sent at s | output tokens | tokens/s | "
+          "in-process wall s | HTTP / in-process |",
+          "|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r.get("http_over_in_process")
-        md.append(f"| {r['mode']} | {r['http_wall_seconds']:.2f} | {r['output_tokens']} | "
+        md.append(f"| {r['mode']} | {r['http_wall_seconds']:.2f} | {r['send_ramp_seconds']:.2f} | "
+                  f"{r['output_tokens']} | "
                   f"{r['http_tokens_per_second']:.0f} | {r['in_process_wall_seconds'] or float('nan'):.2f}"
                   f" | {ratio if ratio is None else f'{ratio:.3f}'} |")
     if "invariant_over_fast_http" in report:

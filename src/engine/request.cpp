@@ -34,17 +34,23 @@ std::vector<TokenLogprob> top_logprobs(std::span<const float> logprobs, int k) {
 
 std::string_view finish_reason_name(FinishReason reason) {
   switch (reason) {
-    case FinishReason::stop: return "stop";
-    case FinishReason::length: return "length";
-    case FinishReason::cancelled: return "cancelled";
-    case FinishReason::aborted: return "abort";
+    case FinishReason::stop:
+      return "stop";
+    case FinishReason::length:
+      return "length";
+    case FinishReason::cancelled:
+      return "cancelled";
+    case FinishReason::aborted:
+      return "abort";
   }
   return "length";
 }
 
 std::optional<EngineEvent> RequestStream::next() {
   std::unique_lock lock(mutex_);
+  ++event_waiters_;
   ready_.wait(lock, [&] { return !events_.empty() || unfinished_ == 0; });
+  --event_waiters_;
   if (events_.empty()) return std::nullopt;
   EngineEvent e = std::move(events_.front());
   events_.pop_front();
@@ -61,7 +67,16 @@ std::optional<EngineEvent> RequestStream::try_next() {
 
 bool RequestStream::wait_for(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
-  return ready_.wait_for(lock, timeout, [&] { return !events_.empty() || unfinished_ == 0; });
+  ++event_waiters_;
+  const bool ready =
+      ready_.wait_for(lock, timeout, [&] { return !events_.empty() || unfinished_ == 0; });
+  --event_waiters_;
+  return ready;
+}
+
+bool RequestStream::wait_finished_for(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  return ready_.wait_for(lock, timeout, [&] { return unfinished_ == 0; });
 }
 
 bool RequestStream::done() const {
@@ -80,12 +95,15 @@ bool RequestStream::cancelled() const {
 }
 
 void RequestStream::push(EngineEvent event) {
+  bool wake = false;
   {
     std::lock_guard lock(mutex_);
     if (event.kind == EngineEvent::Kind::finished) --unfinished_;
     events_.push_back(std::move(event));
+    // Waiters register under this mutex before they sleep, so none is missed.
+    wake = event_waiters_ > 0 || unfinished_ == 0;
   }
-  ready_.notify_all();
+  if (wake) ready_.notify_all();
 }
 
 }  // namespace bx

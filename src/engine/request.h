@@ -26,11 +26,11 @@ namespace bx {
 struct EngineRequest {
   std::vector<int32_t> prompt;  // token ids, at least one (e.g. BOS)
   SamplingParams sampling;
-  int n = 1;                    // samples of this prompt, 1..kMaxSamples
+  int n = 1;  // samples of this prompt, 1..kMaxSamples
   // Generated tokens per sample. A sequence also ends when it fills the model's context
   // (finish reason length): max_tokens beyond the context is allowed and means "until full".
   int max_tokens = 16;
-  int min_tokens = 0;           // EOS and stop token ids are not chosen before this many
+  int min_tokens = 0;  // EOS and stop token ids are not chosen before this many
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
   std::vector<std::string> stop;  // stop strings: output text ends before the first one
@@ -99,6 +99,11 @@ class RequestStream {
   std::optional<EngineEvent> try_next();
   // Blocks up to timeout until next() would not block; true if it would not.
   bool wait_for(std::chrono::milliseconds timeout);
+  // Blocks up to timeout until every sample has finished (its events stay queued for next());
+  // true if they have. A thread waiting here is woken by a sample's last event only, not by each
+  // token: a thousand non-streaming server requests woken on every engine step would cost the
+  // engine thread a thousand futex wakes a step.
+  bool wait_finished_for(std::chrono::milliseconds timeout);
   bool done() const;
   void cancel();
   bool cancelled() const;
@@ -116,6 +121,7 @@ class RequestStream {
   std::condition_variable ready_;
   std::deque<EngineEvent> events_;
   int unfinished_;
+  int event_waiters_ = 0;  // threads in next() or wait_for(): woken by every event
   bool cancelled_ = false;
   std::atomic<uint64_t> weights_version_{0};
 };

@@ -286,9 +286,9 @@ void Generation::prompt_logprobs(size_t p, std::vector<std::optional<float>>& lp
 
 bool wait_or_client_gone(RequestStream& stream, const std::function<bool()>& client_gone,
                          std::chrono::milliseconds poll,
-                         std::chrono::steady_clock::time_point& next_check) {
+                         std::chrono::steady_clock::time_point& next_check, bool until_finished) {
   while (true) {
-    const bool ready = stream.wait_for(poll);
+    const bool ready = until_finished ? stream.wait_finished_for(poll) : stream.wait_for(poll);
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_check) {
       if (client_gone()) return true;
@@ -302,7 +302,9 @@ json Generation::wait_for_response(const std::function<bool()>& client_gone) {
   auto next_check = std::chrono::steady_clock::now() + kClientPoll;
   for (size_t p = 0; p < prompts_.size(); ++p) {
     while (true) {
-      if (wait_or_client_gone(*prompts_[p].stream, client_gone, kClientPoll, next_check)) {
+      // The whole response is written at the end: wait for the prompt's last event, not each.
+      if (wait_or_client_gone(*prompts_[p].stream, client_gone, kClientPoll, next_check,
+                              /*until_finished=*/true)) {
         cancel();
         throw ClientGone{};
       }

@@ -44,7 +44,7 @@ class Generation {
     std::vector<int32_t> ids;
     std::string echo_text;  // the prompt as text, for echo
     std::shared_ptr<RequestStream> stream;
-    std::vector<float> prompt_logprobs;  // [ids.size() - 1] when scored
+    std::vector<float> prompt_logprobs;                 // [ids.size() - 1] when scored
     std::vector<std::vector<TokenLogprob>> prompt_top;  // [ids.size() - 1] when scored with top-k
   };
 
@@ -118,12 +118,14 @@ struct ClientGone : std::exception {
   const char* what() const noexcept override { return "the client closed the connection"; }
 };
 
-// Blocks until stream has an event or is done; true instead if the client left (the caller
-// cancels). client_gone is asked at most once per poll, and at least once per poll while
-// events keep coming (next_check carries that clock from one call to the next).
+// Blocks until stream has an event (until_finished: until every sample has finished) or is
+// done; true instead if the client left (the caller cancels). client_gone is asked at most once
+// per poll, and at least once per poll while events keep coming (next_check carries that clock
+// from one call to the next).
 bool wait_or_client_gone(RequestStream& stream, const std::function<bool()>& client_gone,
                          std::chrono::milliseconds poll,
-                         std::chrono::steady_clock::time_point& next_check);
+                         std::chrono::steady_clock::time_point& next_check,
+                         bool until_finished = false);
 
 // "data: " + json + "\n\n", with invalid UTF-8 replaced by U+FFFD.
 std::string sse_line(const nlohmann::json& object);

@@ -170,6 +170,46 @@ TEST(ClientWatch, AsksWhileEventsKeepComing) {
   EXPECT_LT(elapsed(), 1s);
 }
 
+// A non-streaming request sleeps until its last event (one wake, not one a token), then finds
+// every event still queued in order.
+TEST(ClientWatch, UntilFinishedReturnsAtTheLastEventWithEveryEventQueued) {
+  using namespace std::chrono_literals;
+  RequestStream stream(1);
+  for (int i = 0; i < 5; ++i) {
+    EngineEvent token;
+    token.token = i;
+    stream.push(token);
+  }
+  EXPECT_FALSE(stream.wait_finished_for(5ms)) << "returned on token events";
+  std::thread engine([&] {
+    for (int i = 5; i < 40; ++i) {
+      EngineEvent token;
+      token.token = i;
+      stream.push(token);
+      std::this_thread::sleep_for(1ms);
+    }
+    EngineEvent finished;
+    finished.kind = EngineEvent::Kind::finished;
+    stream.push(finished);
+  });
+  auto next_check = std::chrono::steady_clock::now() + Generation::kClientPoll;
+  const bool gone = wait_or_client_gone(
+      stream, [] { return false; }, Generation::kClientPoll, next_check, /*until_finished=*/true);
+  const bool finished_when_woken = stream.wait_finished_for(0ms);
+  engine.join();
+  EXPECT_FALSE(gone);
+  EXPECT_TRUE(finished_when_woken) << "woken before the last event";
+  for (int i = 0; i < 40; ++i) {
+    std::optional<EngineEvent> e = stream.next();
+    ASSERT_TRUE(e.has_value());
+    EXPECT_EQ(e->token, i);
+  }
+  std::optional<EngineEvent> last = stream.next();
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->kind, EngineEvent::Kind::finished);
+  EXPECT_FALSE(stream.next().has_value());
+}
+
 TEST(HttpServerLifecycle, AnswersLoadingUntilTheModelIsServed) {
   if (!test::have_stories260k()) GTEST_SKIP() << test::stories260k_path() << " not found";
   ServerOptions options;
