@@ -62,6 +62,7 @@ def run_in_process(a, workload_path):
     cmd = [a.bitexact, "experiment", "throughput", "--model", a.model, "--backend", a.backend,
            "--requests", str(a.requests), "--max-tokens", str(a.max_tokens),
            "--max-prompt-tokens", str(a.max_prompt_tokens), "--seed", str(a.seed),
+           "--tokenizer", a.tokenizer,  # the same detokenization work as the server's
            "--out", out, "--write-requests", workload_path, "--quiet"] + engine_flags(a)
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -107,6 +108,22 @@ class Server:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+ENGINE_COUNTERS = ("bitexact_engine_steps_total", "bitexact_engine_forward_seconds_total",
+                   "bitexact_engine_host_seconds_total")
+
+
+def engine_counters(url):
+    """The server engine's step count and its forward / host seconds so far (/metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ENGINE_COUNTERS:
+            values[name] = float(value)
+    return values
 
 
 async def send_all(url, model_id, requests):
@@ -160,15 +177,24 @@ def main():
         try:
             warm = [{"prompt": r["prompt"], "max_tokens": 8} for r in requests[: a.warmup]]
             asyncio.run(send_all(server.url, server.model_id, warm))
+            before = engine_counters(server.url)
             wall, tokens, fps, ramp = asyncio.run(send_all(server.url, server.model_id, requests))
+            after = engine_counters(server.url)
         finally:
             server.stop()
         ip = in_process.get(mode, {})
         row = {"mode": mode, "http_wall_seconds": wall, "output_tokens": tokens,
                "http_tokens_per_second": tokens / wall, "fingerprints": fps,
                "send_ramp_seconds": ramp,
+               # The server engine during the timed run: steps, and their forward / host time
+               # (the rest of the wall time the engine waited for requests or sat idle).
+               "server_steps": after[ENGINE_COUNTERS[0]] - before[ENGINE_COUNTERS[0]],
+               "server_forward_seconds": after[ENGINE_COUNTERS[1]] - before[ENGINE_COUNTERS[1]],
+               "server_host_seconds": after[ENGINE_COUNTERS[2]] - before[ENGINE_COUNTERS[2]],
                "in_process_wall_seconds": ip.get("wall_seconds"),
-               "in_process_fingerprint": ip.get("fingerprint")}
+               "in_process_fingerprint": ip.get("fingerprint"),
+               "in_process_forward_seconds": ip.get("forward_seconds"),
+               "in_process_host_seconds": ip.get("schedule_seconds")}
         if ip.get("wall_seconds"):
             row["http_over_in_process"] = wall / ip["wall_seconds"]
         rows.append(row)
@@ -200,6 +226,18 @@ def main():
                   f"{r['output_tokens']} | "
                   f"{r['http_tokens_per_second']:.0f} | {r['in_process_wall_seconds'] or float('nan'):.2f}"
                   f" | {ratio if ratio is None else f'{ratio:.3f}'} |")
+    md += ["", "Where the time went (seconds): the engine's forward pass and its host share "
+           "(scheduling, sampling, output processing) in the server during the timed run and "
+           "in-process; the rest of the HTTP wall time the server's engine was waiting.", "",
+           "| mode | steps HTTP | forward HTTP | host HTTP | waiting HTTP | forward in-process | "
+           "host in-process |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        waiting = r["http_wall_seconds"] - r["server_forward_seconds"] - r["server_host_seconds"]
+        ipf, iph = r.get("in_process_forward_seconds"), r.get("in_process_host_seconds")
+        md.append(f"| {r['mode']} | {r['server_steps']:.0f} | {r['server_forward_seconds']:.2f} | "
+                  f"{r['server_host_seconds']:.2f} | {waiting:.2f} | "
+                  f"{float('nan') if ipf is None else ipf:.2f} | "
+                  f"{float('nan') if iph is None else iph:.2f} |")
     if "invariant_over_fast_http" in report:
         md.append("")
         md.append(f"Invariant / fast through HTTP: {report['invariant_over_fast_http']:.3f}. "

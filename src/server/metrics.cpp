@@ -96,6 +96,18 @@ std::string Metrics::render(const Engine* engine) const {
                   static_cast<double>(g.prefix_lookups));
     out += scalar("bitexact_prefix_cache_hits_total", "Prefix-cache block lookups that hit",
                   "counter", static_cast<double>(g.prefix_hits));
+    const EngineStats st = engine->stats();
+    out += scalar("bitexact_engine_steps_total", "Engine steps that ran a batch", "counter",
+                  static_cast<double>(st.steps));
+    out += scalar("bitexact_engine_forward_seconds_total",
+                  "Time in the forward pass (the device's share of the steps)", "counter",
+                  st.forward_seconds);
+    out += scalar("bitexact_engine_host_seconds_total",
+                  "Time of the steps outside the forward pass: scheduling, sampling, output "
+                  "processing (detokenization, stop strings, events)",
+                  "counter", st.schedule_seconds);
+    out += scalar("bitexact_engine_batch_tokens_total", "Tokens through the forward pass",
+                  "counter", static_cast<double>(st.batch_tokens));
     out += scalar("bitexact_prefix_cache_hit_rate", "Hits / lookups since start (0 before any)",
                   "gauge",
                   g.prefix_lookups

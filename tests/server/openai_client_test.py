@@ -268,6 +268,13 @@ def test_metrics_page():
         expect(name in text, name)
     expect(metric(MAIN, "bitexact_generation_tokens_total", KEY) > 0)
     expect(metric(MAIN, "bitexact_step_seconds_count", KEY) > 0)
+    # The engine's own counters: its steps, and their time split into the forward pass and the
+    # host's share, which together cannot exceed the steps' wall time.
+    steps = metric(MAIN, "bitexact_engine_steps_total", KEY)
+    forward = metric(MAIN, "bitexact_engine_forward_seconds_total", KEY)
+    host = metric(MAIN, "bitexact_engine_host_seconds_total", KEY)
+    expect(steps > 0 and forward > 0 and host > 0, (steps, forward, host))
+    expect(metric(MAIN, "bitexact_engine_batch_tokens_total", KEY) >= steps)
 
 
 def test_concurrent_clients_agree():
