@@ -185,11 +185,9 @@ void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
     bx::cuda::fill_uniform_f32(ys.back().get<float>(), T * D, 600 + r, -1, 1, nullptr);
   }
   DeviceBuffer ws(bx::cuda::moe_layer_workspace_bytes(T, D, F, E, K_TOP));
-  const std::vector<const char*> names =
-      wgmma ? std::vector<const char*>{"to_bf16", "router", "route", "group",
-                                       "gather",  "gated",  "down",  "combine"}
-            : std::vector<const char*>{"to_bf16", "router", "route",  "group",
-                                       "gated",   "down",   "combine"};
+  bx::cuda::MoeLayerArgs shape = layer_args(w, nullptr, nullptr, T, nullptr);
+  if (wgmma) shape.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+  const std::vector<std::string> names = bx::cuda::moe_layer_launch_names(shape);
   std::printf("\nsteps at T = %lld (%s experts):", static_cast<long long>(T),
               wgmma ? "wgmma" : "mma.sync");
   double previous = 0;
@@ -205,7 +203,7 @@ void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
                                       bx::cuda::moe_layer(a, nullptr);
                                     },
                                     rot, samples);
-    std::printf(" %s %.1f", names[k - 1], us - previous);
+    std::printf(" %s %.1f", names[k - 1].c_str(), us - previous);
     previous = us;
   }
   std::printf(" (total %.1f us)\n", previous);

@@ -26,7 +26,7 @@ struct Workspace {
   float* logits = nullptr;   // [T, E]
   int32_t* ids = nullptr;    // [S]
   float* weights = nullptr;  // [S]
-  moe::Grouping grouping;    // offsets [E + 1], row_of [S], row_token [S], tiles
+  moe::Grouping grouping;    // offsets [E + 1], row_of [S], row_token [S], tiles, chunk counts
   uint16_t* xg = nullptr;    // [S, Dp] xb's rows in expert order (the wgmma path)
   uint16_t* act = nullptr;   // [S, Fp] silu(gate) * up, bf16
   float* out = nullptr;      // [S, D] each expert's output rows
@@ -53,6 +53,8 @@ struct Workspace {
     grouping.tile_expert = take<int32_t>(base, tiles);
     grouping.tile_row0 = take<int32_t>(base, tiles);
     grouping.n_tiles = take<int32_t>(base, 1);
+    grouping.chunk_base = take<int32_t>(base, moe::group_chunks(S) * E);
+    grouping.ticket = take<int32_t>(base, 1);
     xg = take<uint16_t>(base, S * round_up8(D));
     act = take<uint16_t>(base, S * round_up8(F));
     out = take<float>(base, S * D);
@@ -121,18 +123,28 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     gemm_bf16(router, stream);
   }
   const bool early = a.early_start && T <= kMoeEarlyStartTokens;
-  if (!next()) return;
-  moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
   const bool wgmma =
       a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical;
   const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
-  if (!next()) return;
-  moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
+  // The wgmma path reads the tokens' rows gathered into expert order (xg); mma.sync reads xb
+  // through row_token.
+  uint16_t* xg = wgmma ? ws.xg : nullptr;
+  if (moe::small_grouping(T, k, E)) {
+    if (!next()) return;
+    moe::route_and_group_small(ws.logits, E, T, E, k, a.normalize, bm, ws.ids, ws.weights,
+                               ws.grouping, ws.xb, Dp, xg, stream, early);
+  } else {
+    if (!next()) return;
+    moe::route_tokens(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, ws.grouping.ticket,
+                      stream, early);
+    if (!next()) return;
+    moe::count_by_expert(ws.ids, S, E, bm, ws.grouping, stream, early);
+    if (!next()) return;
+    moe::scatter_by_expert(ws.ids, S, k, E, ws.grouping, ws.xb, Dp, xg, stream, early);
+  }
 
   if (wgmma) {
-    // xg = xb's rows in expert order; act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
-    if (!next()) return;
-    moe::gather_rows(ws.xb, Dp, ws.grouping.row_token, S, ws.xg, stream, early);
+    // act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
     GemmGroups groups;
     groups.count = E;
     groups.tile_group = ws.grouping.tile_expert;
@@ -208,6 +220,19 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
 
   moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine, stream,
                early);
+}
+
+std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
+  std::vector<std::string> names = {"to_bf16", "router"};
+  if (moe::small_grouping(a.T, a.top_k, a.n_experts)) {
+    names.push_back(a.expert_gemm == MoeExpertGemm::wgmma ? "route+group+gather" : "route+group");
+  } else {
+    names.insert(
+        names.end(),
+        {"route", "count", a.expert_gemm == MoeExpertGemm::wgmma ? "scatter+gather" : "scatter"});
+  }
+  names.insert(names.end(), {"gated", "down", "combine"});
+  return names;
 }
 
 }  // namespace bx::cuda

@@ -15,8 +15,13 @@
 // Orders (INVARIANCE.md R10):
 // - route: exactly kernels/moe_routing.h's route_tokens on the same logits (bit for bit: the
 //   max, exp_steps, the 16-lane canonical sum and its tree, the division, top-k with ties to the
-//   lowest expert id, the rank-order normalization); one warp per token, so a token's route
-//   depends on its own logits only. tests/cuda/moe_test compares it with the CPU function.
+//   lowest expert id, the rank-order normalization; moe_route.cuh): the softmax by one warp per
+//   token, the top-k as each expert's rank (the experts above it under a strict total order),
+//   counted by any thread, so a token's route depends on its own logits only.
+//   tests/cuda/moe_cuda_test compares it with the CPU function.
+// - launches: to_bf16, router GEMM, then for T <= 16 (moe_steps.h small_grouping) one block that
+//   routes, groups and gathers, else route, count, scatter (+ gather); the two expert GEMMs; the
+//   combine (moe_layer_launch_names).
 // - expert GEMMs: one grouped launch per projection over a device-side tile list (tiles of BM
 //   rows of one expert); every element is the chain of gemm.h: 16-wide K slices in increasing k
 //   from +0, K padded with zeros to a multiple of 64, the bits of gemm_bf16. Two kernels give
@@ -49,6 +54,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace bx::cuda {
 
@@ -109,6 +116,9 @@ void check_moe_layer_args(const MoeLayerArgs& args, const char* who);
 
 // The layer; asynchronous on `stream`, no host synchronisation.
 void moe_layer(const MoeLayerArgs& args, cudaStream_t stream);
+
+// The names of moe_layer's launches for these arguments, in order (MoeLayerArgs::launches).
+std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& args);
 
 // Reference of the same contract, by other means: the router through gemm_bf16_reference, the
 // routing and the grouping on the host with kernels/moe_routing.h, one gemm_bf16_reference per

@@ -17,11 +17,13 @@ int tile_rows(int64_t T, int top_k, int n_experts);
 // The most tiles of `bm` rows S = T k grouped rows can need: ceil(S / bm) + min(E, S).
 int64_t max_tiles(int64_t slots, int n_experts, int bm);
 
-// The counting sort of the S = T k slots (slot s = t k + r) by expert, stable in s:
+// The stable counting sort of the S = T k slots (slot s = t k + r) by expert:
 //   offsets[e] .. offsets[e+1]: expert e's grouped rows; offsets[E] = S
 //   row_of[s]: the grouped row of slot s;  row_token[row]: its token t = s / k
 //   tiles: tile i covers rows [tile_row0[i], min(tile_row0[i] + bm, offsets[e+1])) of expert
 //   tile_expert[i], experts in increasing id, *n_tiles of them.
+// Each expert's rows are its slots in increasing s (so increasing token): the layout is a
+// function of the ids alone, whichever launches below produce it.
 struct Grouping {
   int32_t* offsets = nullptr;      // [E + 1]
   int32_t* row_of = nullptr;       // [S]
@@ -29,9 +31,33 @@ struct Grouping {
   int32_t* tile_expert = nullptr;  // [max_tiles]
   int32_t* tile_row0 = nullptr;    // [max_tiles]
   int32_t* n_tiles = nullptr;      // [1]
+  int32_t* chunk_base = nullptr;   // [group_chunks(S), E] (count_by_expert's scratch)
+  int32_t* ticket = nullptr;       // [1] 0 between calls (route_tokens zeroes it)
 };
-void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
-                     const Grouping& g, cudaStream_t stream, bool early_start);
+
+// Any T, three launches: route_tokens (moe_route.cu; also zeroes g.ticket), count_by_expert
+// (per-chunk counts; the last block: offsets, chunk bases, tiles), scatter_by_expert (row_of,
+// row_token and, xg not null, xg[row] = xb[row_token[row]], bf16 rows of `stride` elements, a
+// multiple of 8, 16-byte aligned).
+inline constexpr int kGroupChunk = 256;  // slots per chunk
+int64_t group_chunks(int64_t slots);
+void route_tokens(const float* logits, int64_t logits_stride, int64_t T, int n_experts, int top_k,
+                  bool normalize, int32_t* ids, float* weights, int32_t* zero, cudaStream_t stream,
+                  bool early_start);
+void count_by_expert(const int32_t* ids, int64_t S, int n_experts, int bm, const Grouping& g,
+                     cudaStream_t stream, bool early_start);
+void scatter_by_expert(const int32_t* ids, int64_t S, int top_k, int n_experts, const Grouping& g,
+                       const uint16_t* xb, int64_t stride, uint16_t* xg, cudaStream_t stream,
+                       bool early_start);
+
+// A few tokens (small_grouping): the route, the grouping and the gather above in one block, one
+// launch (moe_group_small.cu), the same results.
+inline constexpr int kSmallTokens = 16, kSmallSlots = 256, kSmallProbBytes = 32768;
+bool small_grouping(int64_t T, int top_k, int n_experts);
+void route_and_group_small(const float* logits, int64_t logits_stride, int64_t T, int n_experts,
+                           int top_k, bool normalize, int bm, int32_t* ids, float* weights,
+                           const Grouping& g, const uint16_t* xb, int64_t stride, uint16_t* xg,
+                           cudaStream_t stream, bool early_start);
 
 // One grouped projection: for every tile i of the grouping, rows r of expert e = tile_expert[i]:
 //   plain: y[r, n] = chain(a[r], w[e*N + n])                    f32, n < N
@@ -56,11 +82,6 @@ struct GroupedGemm {
 };
 void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream_t stream,
                   bool early_start);
-
-// out[row] = x[row_token[row]] for row < rows: bf16 rows of `stride` elements (a multiple of 8,
-// 16-byte aligned rows), x and out of the same stride.
-void gather_rows(const uint16_t* x, int64_t stride, const int32_t* row_token, int64_t rows,
-                 uint16_t* out, cudaStream_t stream, bool early_start);
 
 // y[t] += the combine of moe.h for t < T: out [S, D] (row stride D) in grouped rows, weights and
 // ids [S] by slot. by_load reads the loads from offsets; atomic adds products one by one.
