@@ -61,6 +61,11 @@ struct Workspace {
   }
 };
 
+// A few tokens through the invariant router: xb and the logits in one launch (router_small).
+bool fused_router(const MoeLayerArgs& a) {
+  return a.router_gemm == MoeRouterGemm::invariant && moe::small_router(a.T, a.D);
+}
+
 }  // namespace
 
 size_t moe_layer_workspace_bytes(int64_t T, int64_t D, int64_t F, int n_experts, int top_k) {
@@ -104,25 +109,31 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   int budget = a.launches > 0 ? a.launches : 1 << 30;
   const auto next = [&budget] { return --budget >= 0; };
 
-  if (!next()) return;
-  to_bf16_padded(a.x, a.x_stride, ws.xb, Dp, T, D, Dp, stream);
-  GemmArgs router;
-  router.x = ws.xb;
-  router.x_stride = Dp;
-  router.w = a.router;
-  router.w_stride = a.router_stride;
-  router.y = ws.logits;
-  router.y_stride = E;
-  router.M = T;
-  router.N = E;
-  router.K = Dp;
-  if (!next()) return;
-  if (a.router_gemm == MoeRouterGemm::cublas) {
-    gemm_bf16_cublas(router, stream);
-  } else {
-    gemm_bf16(router, stream);
-  }
   const bool early = a.early_start && T <= kMoeEarlyStartTokens;
+  if (fused_router(a)) {
+    if (!next()) return;
+    moe::router_small(a.x, a.x_stride, T, D, a.router, a.router_stride, E, ws.xb, ws.logits, stream,
+                      early);
+  } else {
+    if (!next()) return;
+    to_bf16_padded(a.x, a.x_stride, ws.xb, Dp, T, D, Dp, stream);
+    GemmArgs router;
+    router.x = ws.xb;
+    router.x_stride = Dp;
+    router.w = a.router;
+    router.w_stride = a.router_stride;
+    router.y = ws.logits;
+    router.y_stride = E;
+    router.M = T;
+    router.N = E;
+    router.K = Dp;
+    if (!next()) return;
+    if (a.router_gemm == MoeRouterGemm::cublas) {
+      gemm_bf16_cublas(router, stream);
+    } else {
+      gemm_bf16(router, stream);
+    }
+  }
   const bool wgmma =
       a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical;
   const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
@@ -223,7 +234,12 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
 }
 
 std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
-  std::vector<std::string> names = {"to_bf16", "router"};
+  std::vector<std::string> names;
+  if (fused_router(a)) {
+    names.push_back("to_bf16+router");
+  } else {
+    names.insert(names.end(), {"to_bf16", "router"});
+  }
   if (moe::small_grouping(a.T, a.top_k, a.n_experts)) {
     names.push_back(a.expert_gemm == MoeExpertGemm::wgmma ? "route+group+gather" : "route+group");
   } else {

@@ -133,7 +133,10 @@ int tile_rows(int64_t T, int top_k, int n_experts) {
 }
 
 int64_t max_tiles(int64_t slots, int n_experts, int bm) {
-  return (slots + bm - 1) / bm + std::min<int64_t>(n_experts, slots);
+  // m <= min(E, S) non-empty experts of n_e rows: sum ceil(n_e / bm) <= sum (n_e + bm - 1) / bm
+  // = (S + m (bm - 1)) / bm, an integer bound (exact at T = 1: one tile per chosen expert).
+  const int64_t m = std::min<int64_t>(n_experts, slots);
+  return (slots + m * (bm - 1)) / bm;
 }
 
 int64_t group_chunks(int64_t slots) {

@@ -14,7 +14,8 @@ namespace bx::cuda::moe {
 // Rows of one grouped-GEMM tile (BM), picked from the mean rows per expert (T k / E): a speed
 // choice only. The grouping lays its tile list out for it.
 int tile_rows(int64_t T, int top_k, int n_experts);
-// The most tiles of `bm` rows S = T k grouped rows can need: ceil(S / bm) + min(E, S).
+// The most tiles of `bm` rows S = T k grouped rows can need: (S + m (bm - 1)) / bm, m = min(E, S)
+// (sizes the grids: the wgmma GEMM spreads this many row tiles over the SMs).
 int64_t max_tiles(int64_t slots, int n_experts, int bm);
 
 // The stable counting sort of the S = T k slots (slot s = t k + r) by expert:
@@ -58,6 +59,14 @@ void route_and_group_small(const float* logits, int64_t logits_stride, int64_t T
                            int top_k, bool normalize, int bm, int32_t* ids, float* weights,
                            const Grouping& g, const uint16_t* xb, int64_t stride, uint16_t* xg,
                            cudaStream_t stream, bool early_start);
+
+// The router logits [T, E] (row stride E) and xb [T, Dp] for a few tokens (small_router: T <= 16,
+// D small enough for shared memory) in one launch (moe_router_small.cu): gemm_bf16's and
+// to_bf16_padded's bits.
+bool small_router(int64_t T, int64_t D);
+void router_small(const float* x, int64_t x_stride, int64_t T, int64_t D, const uint16_t* router,
+                  int64_t router_stride, int n_experts, uint16_t* xb, float* logits,
+                  cudaStream_t stream, bool early_start);
 
 // One grouped projection: for every tile i of the grouping, rows r of expert e = tile_expert[i]:
 //   plain: y[r, n] = chain(a[r], w[e*N + n])                    f32, n < N
