@@ -272,7 +272,7 @@ TEST(MoeCuda, LayerEqualsItsReference) {
   for (const LayerShape s : {LayerShape{256, 96, 16, 4, true}, LayerShape{200, 64, 8, 2, false},
                              LayerShape{128, 48, 64, 8, true}}) {
     const Layer l(s, 11, false);
-    for (int T : {1, 5, 64, 300}) {
+    for (int T : {1, 5, 16, 17, 64, 300}) {
       const Pool p(T, s.D, static_cast<uint32_t>(T), false);
       RunOptions ref;
       ref.reference = true;

@@ -252,6 +252,10 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       tile_coords(tile, tiles_m, p.tiles_n, tm, tn);
       int64_t first, end, w_first;
       row_tile<S::BM, kGrouped>(p, tm, first, end, w_first);
+      // Grouped: a consumer whose 64 rows all lie past the group's end (the short last tile of a
+      // group) stores nothing, so it skips the tensor work and only keeps the stage protocol
+      // (the other consumer's chains are unchanged).
+      const bool idle = kGrouped && first + c * 64 >= end;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < p.k_blocks; ++kb) {
@@ -259,14 +263,16 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
         const uint32_t a =
             ring + static_cast<uint32_t>(stage * S::kStageBytes) + c * 64 * kRowBytes;
         const uint32_t b = ring + static_cast<uint32_t>(stage * S::kStageBytes) + S::kABytes;
-        ptx::fence_registers(acc);
-        ptx::wgmma_fence();
+        if (!idle) {
+          ptx::fence_registers(acc);
+          ptx::wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < kBK / 16; ++kk) {
-          ptx::wgmma_bf16<BN>(acc, ptx::smem_desc_k128(a + kk * 32),
-                              ptx::smem_desc_k128(b + kk * 32));
+          for (int kk = 0; kk < kBK / 16; ++kk) {
+            ptx::wgmma_bf16<BN>(acc, ptx::smem_desc_k128(a + kk * 32),
+                                ptx::smem_desc_k128(b + kk * 32));
+          }
+          ptx::wgmma_commit();
         }
-        ptx::wgmma_commit();
         // Blocks up to kb - kInFlight are done: the stage of block kb - kInFlight may be refilled.
         ptx::wgmma_wait<kInFlight>();
         ptx::fence_registers(acc);

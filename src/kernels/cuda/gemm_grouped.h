@@ -9,7 +9,8 @@
 //                                                         up chains, into y_bf16 or y)
 // Every element is gemm.h's chain, the same wgmma k16 steps from +0 in increasing k: the grouping
 // decides which rows and weights meet, never the order of a sum. Rows of a tile past its group's
-// end (the next group's rows, or zeros past M) are computed and not stored.
+// end (the next group's rows, or zeros past M) are computed and not stored; on 128-row tiles a
+// consumer warpgroup whose 64 rows all lie past the end skips its tensor work.
 //
 // args: x [M = all rows, K], w (and w_up) [count N, K], y or y_bf16 [M, N]; no accumulate, no
 // output parts. Tiles of 64 rows run the 64x32 or 64x64 tile (the one streaming fewer W rows per

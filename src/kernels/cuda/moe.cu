@@ -66,6 +66,12 @@ bool fused_router(const MoeLayerArgs& a) {
   return a.router_gemm == MoeRouterGemm::invariant && moe::small_router(a.T, a.D);
 }
 
+// A few tokens on the wgmma path in rank order: the down projection and the combine in one launch.
+bool fused_down_combine(const MoeLayerArgs& a) {
+  return a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical &&
+         a.combine == MoeCombineOrder::rank && moe::small_grouping(a.T, a.top_k, a.n_experts);
+}
+
 }  // namespace
 
 size_t moe_layer_workspace_bytes(int64_t T, int64_t D, int64_t F, int n_experts, int top_k) {
@@ -178,6 +184,12 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     g.K = Dp;
     if (!next()) return;
     gemm_bf16_grouped(g, groups, stream);
+    if (fused_down_combine(a)) {
+      if (!next()) return;
+      moe::down_combine_small(ws.act, Fp, a.down, a.down_stride, D, E, k, T, ws.grouping,
+                              ws.weights, a.y, a.y_stride, stream, early);
+      return;
+    }
     GemmArgs d;
     d.x = ws.act;
     d.x_stride = Fp;
@@ -247,7 +259,11 @@ std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
         names.end(),
         {"route", "count", a.expert_gemm == MoeExpertGemm::wgmma ? "scatter+gather" : "scatter"});
   }
-  names.insert(names.end(), {"gated", "down", "combine"});
+  if (fused_down_combine(a)) {
+    names.insert(names.end(), {"gated", "down+combine"});
+  } else {
+    names.insert(names.end(), {"gated", "down", "combine"});
+  }
   return names;
 }
 

@@ -68,6 +68,14 @@ void router_small(const float* x, int64_t x_stride, int64_t T, int64_t D, const 
                   int64_t router_stride, int n_experts, uint16_t* xb, float* logits,
                   cudaStream_t stream, bool early_start);
 
+// For a few tokens (T k <= kSmallSlots) after the gated projection: out = act Wd^T per expert
+// (gemm.h's chain, by mma.sync m16n8k16) and y[t] += the rank-order combine of moe.h, in one
+// launch (moe_down_combine_small.cu); no out buffer. act [S, Fp] in grouped rows.
+void down_combine_small(const uint16_t* act, int64_t Fp, const uint16_t* down, int64_t down_stride,
+                        int64_t D, int n_experts, int top_k, int64_t T, const Grouping& g,
+                        const float* weights, float* y, int64_t y_stride, cudaStream_t stream,
+                        bool early_start);
+
 // One grouped projection: for every tile i of the grouping, rows r of expert e = tile_expert[i]:
 //   plain: y[r, n] = chain(a[r], w[e*N + n])                    f32, n < N
 //   gated: act[r, n] = bf16(silu(chain(a[r], w[e*N + n])) * chain(a[r], w_up[e*N + n])), n < N,
