@@ -16,7 +16,8 @@
 //               synchronisation) and the recording and its replay give the direct bits; shapes
 //               and scratch that do not fit are named.
 //   kernels     the expert GEMMs through gemm_bf16_grouped (wgmma, the default) give the mma.sync
-//               path's bits, the reference's, and a token alone's on the mma.sync path.
+//               path's bits, the reference's, and a token alone's on the mma.sync path; the gated
+//               GEMM gathering its rows gives the gathered copy's bits.
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
 #include <gtest/gtest.h>
@@ -137,6 +138,7 @@ struct RunOptions {
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
   cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::wgmma;  // the layer's default
   bool early_start = false;
+  bool gather_in_gemm = cuda::MoeLayerArgs{}.gather_in_gemm;  // the layer's default
   bool reference = false;
 };
 
@@ -171,6 +173,7 @@ std::vector<float> run(const Layer& l, const std::vector<float>& x, const std::v
   a.combine = o.combine;
   a.router_gemm = o.router;
   a.early_start = o.early_start;
+  a.gather_in_gemm = o.gather_in_gemm;
   a.expert_gemm = o.expert_gemm;
   if (o.reference) {
     cuda::moe_layer_reference(a, nullptr);
@@ -628,6 +631,27 @@ TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
     }
     if (n < kPool) {
       EXPECT_EQ(rows_differing(got, ids, alone, s.D), 0) << n << " tokens";
+    }
+  }
+}
+
+// Tiles of 128 rows: the gated GEMM's producer threads gathering the tokens' rows against the
+// gathered copy, with even and with skewed expert loads (all tokens to the same
+// experts: long groups, empty ones).
+TEST(MoeCudaWgmma, GatheringProducerGivesTheGatheredCopyBits) {
+  BX_REQUIRE_HOPPER();
+  for (const bool skewed : {false, true}) {
+    const LayerShape s{256, 96, 16, 4, true};
+    const Layer l(s, 81, skewed);
+    for (int T : {300, 4096}) {
+      const Pool p(T, s.D, static_cast<uint32_t>(T) + 5, skewed);
+      RunOptions producer, copy;
+      producer.gather_in_gemm = true;
+      copy.gather_in_gemm = false;
+      const std::vector<float> got = run(l, p.x, p.y, producer), want = run(l, p.x, p.y, copy);
+      EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size()))
+          << T << " tokens" << (skewed ? ", skewed" : "");
+      EXPECT_FALSE(test::same_bits(got.data(), p.y.data(), got.size())) << "the layer added";
     }
   }
 }

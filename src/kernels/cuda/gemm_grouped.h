@@ -35,6 +35,10 @@ struct GemmGroups {
   const int32_t* offsets = nullptr;     // [count + 1] device
   int64_t max_tiles = 0;
   int tile_rows = 128;  // 64 or 128
+  // 128-row tiles only: grouped row r of the GEMM is row x_rows[r] of x ([x_count, K], the rows
+  // gathered on the fly by the producer threads instead of a gathered copy); null: row r of x.
+  const int32_t* x_rows = nullptr;  // [M] device
+  int64_t x_count = 0;
   bool early_start = false;
 };
 

@@ -145,7 +145,8 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
   // The wgmma path reads the tokens' rows gathered into expert order (xg); mma.sync reads xb
   // through row_token.
-  uint16_t* xg = wgmma ? ws.xg : nullptr;
+  const bool gather_in_gemm = wgmma && bm == 128 && a.gather_in_gemm;
+  uint16_t* xg = wgmma && !gather_in_gemm ? ws.xg : nullptr;
   if (moe::small_grouping(T, k, E)) {
     if (!next()) return;
     moe::route_and_group_small(ws.logits, E, T, E, k, a.normalize, bm, ws.ids, ws.weights,
@@ -171,8 +172,12 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     groups.max_tiles = moe::max_tiles(S, E, bm);
     groups.tile_rows = bm;
     groups.early_start = early;
+    if (gather_in_gemm) {
+      groups.x_rows = ws.grouping.row_token;
+      groups.x_count = T;
+    }
     GemmArgs g;
-    g.x = ws.xg;
+    g.x = gather_in_gemm ? ws.xb : ws.xg;
     g.x_stride = Dp;
     g.w = a.gate;
     g.w_up = a.up;
@@ -255,9 +260,9 @@ std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
   if (moe::small_grouping(a.T, a.top_k, a.n_experts)) {
     names.push_back(a.expert_gemm == MoeExpertGemm::wgmma ? "route+group+gather" : "route+group");
   } else {
-    names.insert(
-        names.end(),
-        {"route", "count", a.expert_gemm == MoeExpertGemm::wgmma ? "scatter+gather" : "scatter"});
+    const int bm = std::max(64, moe::tile_rows(a.T, a.top_k, a.n_experts));
+    const bool gather = a.expert_gemm == MoeExpertGemm::wgmma && !(bm == 128 && a.gather_in_gemm);
+    names.insert(names.end(), {"route", "count", gather ? "scatter+gather" : "scatter"});
   }
   if (fused_down_combine(a)) {
     names.insert(names.end(), {"gated", "down+combine"});

@@ -98,6 +98,11 @@ struct MoeLayerArgs {
   // launch (each may be scheduled while the previous one drains; only speed). Off by default:
   // slower at T = 1 and 2 on the H100 (bench/cuda/MOE_NOTES.md, run 1).
   bool early_start = false;
+  // Tiles of 128 rows on the wgmma path (prefill): the gated GEMM's producer threads read the
+  // tokens' xb rows through the grouping (gemm_grouped.h GemmGroups::x_rows) instead of a
+  // gathered copy xg (one pass over S x D bf16 less). The same bits either way. Off until a
+  // device run has shown it (moe_bench and moe_cuda_test run it explicitly).
+  bool gather_in_gemm = false;
   // Benchmarks only: issue the first `launches` launches of the layer and stop (0: all), to time
   // its steps as differences of prefixes.
   int launches = 0;
