@@ -383,8 +383,12 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
+  breakdown(w, 1, true, samples);
+  breakdown(w, T, true, samples);
   {  // Prefill with the other gather (MoeLayerArgs::gather_in_gemm) than the default: bits, time.
     const bool other = !bx::cuda::MoeLayerArgs{}.gather_in_gemm;
+    std::printf("\n| prefill T | bits = default | us | cuBLAS us | cuBLAS us / this us |\n");
+    std::printf("|---|---|---|---|---|\n");
     DeviceBuffer y_default(y.bytes()), y_other(y.bytes());
     for (DeviceBuffer* out : {&y_default, &y_other}) {
       check_cuda(cudaMemcpy(out->get(), y.get(), y.bytes(), cudaMemcpyDeviceToDevice), "copy");
@@ -413,8 +417,6 @@ int main(int argc, char** argv) {
                 blas_us / other_us);
     std::fflush(stdout);
   }
-  breakdown(w, 1, true, samples);
-  breakdown(w, T, true, samples);
   breakdown(w, T, true, samples, !bx::cuda::MoeLayerArgs{}.gather_in_gemm);
   cublasDestroy(h);
   return status;

@@ -7,6 +7,8 @@
 # Usage (on the device, after scripts/device/pack_moecuda.sh here; carry [".gpu-moecuda"]):
 #   bash scripts/device/run_moecuda.sh                 (tests, bench, experiments: ~3-6 minutes)
 #   EXPERIMENTS=0 bash scripts/device/run_moecuda.sh   (tests and bench only: ~1 minute)
+# Step time limits (seconds; T_MEMCHECK=0: no memcheck rerun of a failing test):
+#   T_TEST (moe_cuda_test, 120), T_BENCH (moe_bench, 90), T_GEMM (gemm_test, 120), T_MEMCHECK (60)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 G=$PWD/.gpu-moecuda
@@ -15,11 +17,12 @@ OUT=${OUT:-/tmp/moecuda-out}
 mkdir -p "$OUT/exp"
 S=$OUT/summary.md
 start=$(date +%s)
+T_TEST=${T_TEST:-120} T_BENCH=${T_BENCH:-90} T_GEMM=${T_GEMM:-120} T_MEMCHECK=${T_MEMCHECK:-60}
 { echo "# run_moecuda $(date -u)"; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; } > "$S"
 
 # 1. tests
 t0=$(date +%s)
-timeout 120 "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
+timeout "$T_TEST" "$G/moe_cuda_test" > /tmp/moe_cuda_test.log 2>&1; rc=$?
 p=$(grep -c '^\[       OK \]' /tmp/moe_cuda_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/moe_cuda_test.log)
 tests_line="| moe_cuda_test | $p | $f | $rc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## moe_cuda_test"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|float64|Failure' /tmp/moe_cuda_test.log | head -60; } >> "$S"
@@ -28,25 +31,25 @@ if [ "$rc" -ne 0 ]; then
   # The first failing test again under compute-sanitizer (memcheck), where the device has it.
   first=$(grep -m1 -o '^\[  FAILED  \] [A-Za-z0-9_]*\.[A-Za-z0-9_]*' /tmp/moe_cuda_test.log | awk '{print $NF}')
   san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-  if [ -n "$first" ] && [ -n "$san" ]; then
-    timeout 60 "$san" --tool memcheck "$G/moe_cuda_test" --gtest_filter="$first" > "$OUT/memcheck.log" 2>&1
+  if [ -n "$first" ] && [ -n "$san" ] && [ "$T_MEMCHECK" -gt 0 ]; then
+    timeout "$T_MEMCHECK" "$san" --tool memcheck "$G/moe_cuda_test" --gtest_filter="$first" > "$OUT/memcheck.log" 2>&1
     { echo; echo "## memcheck of $first"; grep -E 'ERROR SUMMARY|Invalid|at 0x|by thread' "$OUT/memcheck.log" | head -20; } >> "$S"
   fi
 fi
 
-# 1b. the dense GEMM's tests (gemm.cu also holds the grouped wgmma GEMM)
+# 2. benchmark
 t0=$(date +%s)
-timeout 120 "$G/gemm_test" > /tmp/gemm_test.log 2>&1; grc=$?
+timeout "$T_BENCH" "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
+bench_line="| moe_bench | - | - | $brc | $(( $(date +%s) - t0 )) s |"
+{ echo; echo "## moe_bench (exit $brc)"; cat /tmp/moe_bench.log; } >> "$S"
+
+# 2b. the dense GEMM's tests (gemm.cu also holds the grouped wgmma GEMM)
+t0=$(date +%s)
+timeout "$T_GEMM" "$G/gemm_test" > /tmp/gemm_test.log 2>&1; grc=$?
 p=$(grep -c '^\[       OK \]' /tmp/gemm_test.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/gemm_test.log)
 gemm_line="| gemm_test | $p | $f | $grc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## gemm_test (exit $grc)"; grep -E '^\[  FAILED  \]|Failure' /tmp/gemm_test.log | head -20; } >> "$S"
 [ "$grc" -ne 0 ] && cp /tmp/gemm_test.log "$OUT/"
-
-# 2. benchmark
-t0=$(date +%s)
-timeout 90 "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
-bench_line="| moe_bench | - | - | $brc | $(( $(date +%s) - t0 )) s |"
-{ echo; echo "## moe_bench (exit $brc)"; cat /tmp/moe_bench.log; } >> "$S"
 
 # 3. experiments (invariant, then fast, in each)
 M=random:qwen3-30b-a3b
