@@ -2,17 +2,19 @@
 // down_combine_small): block j owns output columns [16 j, 16 j + 16) of every grouped row, so it
 // holds all k expert results of each token for its columns and combines them itself.
 //
-//   out[row, n] = gemm.h's chain of act[row] and Wd_e[n] over K = Fp (round_up to 64 with +0):
+//   out[row, n] = gemm.h's chain of act[row] and Wd_e[n] over K = Fp (round_up to 64 with +0,
+//                 exactly those slices, though a stage holds 128):
 //                 acc = +0; acc = acc + dot16(...) per 16-wide slice in increasing k, one
 //                 mma.sync m16n8k16 step each (wgmma's k16 bits, gemm.h), e the row's expert
 //   y[t, n]     = y[t, n] + (((w[t,0] out[row_of[t,0], n] + w[t,1] out[row_of[t,1], n]) + ...)
 //                 in the token's rank order, f32, each product and sum rounded (moe.h's combine)
 //
 // The block walks the non-empty experts in increasing id, each in groups of up to 16 rows, and
-// each group's K in 64-wide stages: units (group, stage) stream through a ring of kStages
-// shared-memory stages (cp.async; 16 act rows and 16 Wd rows of 128 bytes per stage, 16-byte
-// chunks at slot r * 8 + (chunk ^ (r % 8))). Warp 0 runs the chains; a group's rows past its
-// expert's end are zeros and not kept. The expert results stay in shared memory [S, 16].
+// each group's K in 128-wide stages: units (group, stage) stream through a ring of kStages
+// shared-memory stages (cp.async; 16 act rows and 16 Wd rows of 256 bytes per stage, 16-byte
+// chunks at slot r * 16 + (chunk ^ (r % 8)): conflict-free ldmatrix). Warp 0 runs the chains; a
+// group's rows past its expert's end are zeros and not kept. The expert results stay in shared
+// memory [S, 16].
 #include <mutex>
 #include <string>
 
@@ -28,9 +30,9 @@ namespace {
 constexpr int kThreads = 128;
 constexpr int kCols = 16;  // output columns per block: two n8 fragments
 constexpr int kRows = 16;  // rows per group: the mma's m
-constexpr int kBK = 64;
+constexpr int kBK = 128;   // K per stage: fewer, longer steps between barriers
 constexpr int kChunks = kBK / 8;
-constexpr int kStages = 24;                             // ~46 KB of weights in flight per block
+constexpr int kStages = 12;                             // ~44 KB of weights in flight per block
 constexpr int kStageSlots = (kRows + kCols) * kChunks;  // 16-byte slots per stage
 constexpr int kRingBytes = kStages * kStageSlots * 16;  // 96 KB
 constexpr int kSmemBytes = kRingBytes + kSmallSlots * kCols * 4;  // + the results, 16 KB
@@ -87,6 +89,7 @@ __global__ void __launch_bounds__(kThreads) down_combine_small_kernel(const Para
   __syncthreads();
   const int n_groups = groups_below[p.E];
   const int k_blocks = static_cast<int>((p.Fp + kBK - 1) / kBK);
+  const int64_t k_chain = (p.Fp + 63) / 64 * 64;  // gemm.h: K padded with zeros to 64
   const int units = n_groups * k_blocks;
   const uint32_t base = ptx::smem_address(ring);
 
@@ -134,6 +137,7 @@ __global__ void __launch_bounds__(kThreads) down_combine_small_kernel(const Para
       const uint32_t stage = base + static_cast<uint32_t>((u % kStages) * kStageSlots * 16);
 #pragma unroll
       for (int kk = 0; kk < kBK / 16; ++kk) {
+        if (static_cast<int64_t>(kb) * kBK + kk * 16 >= k_chain) break;  // gemm.h's last slice
         uint32_t a[4];
         ptx::ldmatrix_x4(stage + static_cast<uint32_t>(slot(lane & 15, kk * 2 + (lane >> 4)) * 16),
                          a[0], a[1], a[2], a[3]);
