@@ -4,7 +4,8 @@
 //               (ties included, normalized or not).
 //   reference   moe_layer equals moe_layer_reference (the same contract through the reference
 //               GEMM, the CPU routing and a host combine), bit for bit, at T = 1 .. 300; with
-//               programmatic dependent launch (small T, opt-in) and without, the same bits.
+//               programmatic dependent launch (small T, opt-in) and without, the same bits; the
+//               fused small-batch launches (T <= 16) give the general launches' bits.
 //   T1 / T3     a token alone equals the same token in any batch (1 .. 4096 tokens, every tile
 //               height), with any expert load: a layer whose router sends every token to the same
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.
@@ -139,6 +140,7 @@ struct RunOptions {
   cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::wgmma;  // the layer's default
   bool early_start = false;
   bool gather_in_gemm = cuda::MoeLayerArgs{}.gather_in_gemm;  // the layer's default
+  bool small_batch_kernels = true;
   bool reference = false;
 };
 
@@ -174,6 +176,7 @@ std::vector<float> run(const Layer& l, const std::vector<float>& x, const std::v
   a.router_gemm = o.router;
   a.early_start = o.early_start;
   a.gather_in_gemm = o.gather_in_gemm;
+  a.small_batch_kernels = o.small_batch_kernels;
   a.expert_gemm = o.expert_gemm;
   if (o.reference) {
     cuda::moe_layer_reference(a, nullptr);
@@ -631,6 +634,30 @@ TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
     }
     if (n < kPool) {
       EXPECT_EQ(rows_differing(got, ids, alone, s.D), 0) << n << " tokens";
+    }
+  }
+}
+
+// T <= 16: the fused small-batch launches (router + xb, route + group + gather, down + combine)
+// against the general launches, on both expert kernels and three shapes (D not a multiple of 16,
+// F below one 64-wide K block, k = 8 of 64 experts).
+TEST(MoeCuda, SmallBatchKernelsGiveTheGeneralLaunchesBits) {
+  BX_REQUIRE_HOPPER();
+  for (const LayerShape s : {LayerShape{256, 96, 16, 4, true}, LayerShape{200, 64, 8, 2, false},
+                             LayerShape{128, 48, 64, 8, true}}) {
+    const Layer l(s, 91, false);
+    for (const cuda::MoeExpertGemm kernel :
+         {cuda::MoeExpertGemm::wgmma, cuda::MoeExpertGemm::mma_sync}) {
+      for (int T : {1, 2, 7, 16}) {
+        const Pool p(T, s.D, static_cast<uint32_t>(T) + 40, false);
+        RunOptions small, general;
+        small.expert_gemm = general.expert_gemm = kernel;
+        general.small_batch_kernels = false;
+        const std::vector<float> got = run(l, p.x, p.y, small), want = run(l, p.x, p.y, general);
+        EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size()))
+            << "D " << s.D << " E " << s.E << " T " << T
+            << (kernel == cuda::MoeExpertGemm::wgmma ? " wgmma" : " mma.sync");
+      }
     }
   }
 }

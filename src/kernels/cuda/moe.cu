@@ -61,15 +61,21 @@ struct Workspace {
   }
 };
 
+// A few tokens: routing, grouping and gathering in one block.
+bool small_group(const MoeLayerArgs& a) {
+  return a.small_batch_kernels && moe::small_grouping(a.T, a.top_k, a.n_experts);
+}
+
 // A few tokens through the invariant router: xb and the logits in one launch (router_small).
 bool fused_router(const MoeLayerArgs& a) {
-  return a.router_gemm == MoeRouterGemm::invariant && moe::small_router(a.T, a.D);
+  return a.small_batch_kernels && a.router_gemm == MoeRouterGemm::invariant &&
+         moe::small_router(a.T, a.D);
 }
 
 // A few tokens on the wgmma path in rank order: the down projection and the combine in one launch.
 bool fused_down_combine(const MoeLayerArgs& a) {
   return a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical &&
-         a.combine == MoeCombineOrder::rank && moe::small_grouping(a.T, a.top_k, a.n_experts);
+         a.combine == MoeCombineOrder::rank && small_group(a);
 }
 
 }  // namespace
@@ -147,7 +153,7 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   // through row_token.
   const bool gather_in_gemm = wgmma && bm == 128 && a.gather_in_gemm;
   uint16_t* xg = wgmma && !gather_in_gemm ? ws.xg : nullptr;
-  if (moe::small_grouping(T, k, E)) {
+  if (small_group(a)) {
     if (!next()) return;
     moe::route_and_group_small(ws.logits, E, T, E, k, a.normalize, bm, ws.ids, ws.weights,
                                ws.grouping, ws.xb, Dp, xg, stream, early);
@@ -257,7 +263,7 @@ std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
   } else {
     names.insert(names.end(), {"to_bf16", "router"});
   }
-  if (moe::small_grouping(a.T, a.top_k, a.n_experts)) {
+  if (small_group(a)) {
     names.push_back(a.expert_gemm == MoeExpertGemm::wgmma ? "route+group+gather" : "route+group");
   } else {
     const int bm = std::max(64, moe::tile_rows(a.T, a.top_k, a.n_experts));

@@ -103,6 +103,9 @@ struct MoeLayerArgs {
   // gathered copy xg (one pass over S x D bf16 less). The same bits either way. Off until a
   // device run has shown it (moe_bench and moe_cuda_test run it explicitly).
   bool gather_in_gemm = false;
+  // T <= 16 (decode): the fused launches (router_small, route_and_group_small,
+  // down_combine_small: 4 launches in all at T = 1); false: the general launches, the same bits.
+  bool small_batch_kernels = true;
   // Benchmarks only: issue the first `launches` launches of the layer and stop (0: all), to time
   // its steps as differences of prefixes.
   int launches = 0;
