@@ -7,7 +7,8 @@
 # Usage (on the device, after scripts/device/pack_moecuda.sh here; carry [".gpu-moecuda"]):
 #   bash scripts/device/run_moecuda.sh                 (tests, bench, experiments: ~3-6 minutes)
 #   EXPERIMENTS=0 bash scripts/device/run_moecuda.sh   (tests and bench only: ~1 minute)
-# Step time limits (seconds; T_MEMCHECK=0: no memcheck rerun of a failing test):
+# moe_cuda_test and moe_bench run twice: the verified launches, then BITEXACT_MOE_SPEED=1 (the
+# opt-in speed kernels, issue 18 item 5). Step time limits (seconds; T_MEMCHECK=0: no memcheck):
 #   T_TEST (moe_cuda_test, 120), T_BENCH (moe_bench, 90), T_GEMM (gemm_test, 120), T_MEMCHECK (60)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,11 +38,23 @@ if [ "$rc" -ne 0 ]; then
   fi
 fi
 
-# 2. benchmark
+# 1s. the same tests on the speed kernels (MoeLayerArgs::speed_kernels, opt-in)
+t0=$(date +%s)
+BITEXACT_MOE_SPEED=1 timeout "$T_TEST" "$G/moe_cuda_test" > /tmp/moe_cuda_test_speed.log 2>&1; src=$?
+p=$(grep -c '^\[       OK \]' /tmp/moe_cuda_test_speed.log); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' /tmp/moe_cuda_test_speed.log)
+speed_line="| moe_cuda_test, BITEXACT_MOE_SPEED=1 | $p | $f | $src | $(( $(date +%s) - t0 )) s |"
+{ echo; echo "## moe_cuda_test, BITEXACT_MOE_SPEED=1"; grep -E '^\[ *(FAILED) *\]|Failure' /tmp/moe_cuda_test_speed.log | head -40; } >> "$S"
+[ "$src" -ne 0 ] && cp /tmp/moe_cuda_test_speed.log "$OUT/"
+
+# 2. benchmark: the verified launches, then the speed kernels
 t0=$(date +%s)
 timeout "$T_BENCH" "$G/moe_bench" > /tmp/moe_bench.log 2>&1; brc=$?
 bench_line="| moe_bench | - | - | $brc | $(( $(date +%s) - t0 )) s |"
 { echo; echo "## moe_bench (exit $brc)"; cat /tmp/moe_bench.log; } >> "$S"
+t0=$(date +%s)
+BITEXACT_MOE_SPEED=1 timeout "$T_BENCH" "$G/moe_bench" > /tmp/moe_bench_speed.log 2>&1; bsrc=$?
+bench_speed_line="| moe_bench, BITEXACT_MOE_SPEED=1 | - | - | $bsrc | $(( $(date +%s) - t0 )) s |"
+{ echo; echo "## moe_bench, BITEXACT_MOE_SPEED=1 (exit $bsrc)"; cat /tmp/moe_bench_speed.log; } >> "$S"
 
 # 2b. the dense GEMM's tests (gemm.cu also holds the grouped wgmma GEMM)
 t0=$(date +%s)
@@ -73,6 +86,7 @@ for n in uniqueness throughput on-policy; do [ -f "$OUT/exp/$n.json" ] && cp "$O
 rm -rf "$OUT/exp"
 
 { echo; echo "## summary ($(( $(date +%s) - start )) s)";
-  printf '%s\n' "| step | passed | failed | exit | time |" "|---|---|---|---|---|" "$tests_line" "$gemm_line" "$bench_line" "${exp_lines[@]}";
-  grep -E '^\| (1|2|8|4096) \||^steps at' /tmp/moe_bench.log; } >> "$S"
-tail -40 "$S"
+  printf '%s\n' "| step | passed | failed | exit | time |" "|---|---|---|---|---|" "$tests_line" "$speed_line" "$gemm_line" "$bench_line" "$bench_speed_line" "${exp_lines[@]}";
+  echo "verified launches:"; grep -E '^\| (1|2|8|4096) \||^steps at' /tmp/moe_bench.log;
+  echo "speed kernels (BITEXACT_MOE_SPEED=1):"; grep -E '^\| (1|2|8|4096) \||^steps at' /tmp/moe_bench_speed.log; } >> "$S"
+tail -70 "$S"

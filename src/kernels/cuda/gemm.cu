@@ -71,6 +71,7 @@ struct KernelParams {
   int64_t gather_stride;
   const int32_t* gather_rows;
   int64_t K;
+  bool skip_idle;  // grouped: GemmGroups::skip_idle_consumers
 };
 
 // Row `row` of the output part holding column `col` (a multiple of 2); col becomes the column
@@ -329,7 +330,7 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       // Grouped: a consumer whose 64 rows all lie past the group's end (the short last tile of a
       // group) stores nothing, so it skips the tensor work and only keeps the stage protocol
       // (the other consumer's chains are unchanged).
-      const bool idle = kGrouped && first + c * 64 >= end;
+      const bool idle = kGrouped && p.skip_idle && first + c * 64 >= end;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < p.k_blocks; ++kb) {
@@ -507,6 +508,7 @@ void launch(const GemmArgs& args, cudaStream_t stream, const GemmGroups* groups 
   p.gather_stride = args.x_stride;
   p.gather_rows = kGather ? groups->x_rows : nullptr;
   p.K = args.K;
+  p.skip_idle = kGrouped && groups->skip_idle_consumers;
   const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
   BX_CHECK(tiles < (int64_t{1} << 31), "gemm_bf16: too many tiles");
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));

@@ -2,6 +2,7 @@
 #include "kernels/cuda/moe.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "core/error.h"
@@ -63,12 +64,12 @@ struct Workspace {
 
 // A few tokens: routing, grouping and gathering in one block.
 bool small_group(const MoeLayerArgs& a) {
-  return a.small_batch_kernels && moe::small_grouping(a.T, a.top_k, a.n_experts);
+  return a.speed_kernels && a.small_batch_kernels && moe::small_grouping(a.T, a.top_k, a.n_experts);
 }
 
 // A few tokens through the invariant router: xb and the logits in one launch (router_small).
 bool fused_router(const MoeLayerArgs& a) {
-  return a.small_batch_kernels && a.router_gemm == MoeRouterGemm::invariant &&
+  return a.speed_kernels && a.small_batch_kernels && a.router_gemm == MoeRouterGemm::invariant &&
          moe::small_router(a.T, a.D);
 }
 
@@ -79,6 +80,11 @@ bool fused_down_combine(const MoeLayerArgs& a) {
 }
 
 }  // namespace
+
+bool moe_speed_kernels_from_env() {
+  const char* v = std::getenv("BITEXACT_MOE_SPEED");
+  return v != nullptr && std::string(v) == "1";
+}
 
 size_t moe_layer_workspace_bytes(int64_t T, int64_t D, int64_t F, int n_experts, int top_k) {
   return Workspace(T, D, F, n_experts, top_k, nullptr).bytes;
@@ -109,8 +115,19 @@ void check_moe_layer_args(const MoeLayerArgs& a, const char* who) {
            w + ": x and y row strides must be at least D = " + std::to_string(a.D));
 }
 
-void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
-  check_moe_layer_args(a, "moe_layer");
+// The speed path's combine: 16-byte loads in rank order where they fit, else moe_combine.cu.
+static void combine_any(const Workspace& ws, const MoeLayerArgs& a, int64_t T, int k, int64_t D,
+                        cudaStream_t stream, bool early) {
+  if (a.combine == MoeCombineOrder::rank && moe::combine_wide_fits(ws.out, D, a.y, a.y_stride)) {
+    moe::combine_wide(ws.out, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, stream, early);
+  } else {
+    moe::combine(ws.out, ws.ids, ws.weights, ws.grouping, T, k, D, a.y, a.y_stride, a.combine,
+                 stream, early);
+  }
+}
+
+// The speed kernels (MoeLayerArgs::speed_kernels).
+static void speed_layer(const MoeLayerArgs& a, cudaStream_t stream) {
   if (a.T == 0) return;
   const int64_t T = a.T, D = a.D, Dp = round_up8(a.D), Fp = round_up8(a.F);
   const int E = a.n_experts, k = a.top_k;
@@ -175,9 +192,10 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
     groups.tile_row0 = ws.grouping.tile_row0;
     groups.n_tiles = ws.grouping.n_tiles;
     groups.offsets = ws.grouping.offsets;
-    groups.max_tiles = moe::max_tiles(S, E, bm);
+    groups.max_tiles = moe::max_tiles_tight(S, E, bm);
     groups.tile_rows = bm;
     groups.early_start = early;
+    groups.skip_idle_consumers = true;
     if (gather_in_gemm) {
       groups.x_rows = ws.grouping.row_token;
       groups.x_count = T;
@@ -201,6 +219,124 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
                               ws.weights, a.y, a.y_stride, stream, early);
       return;
     }
+    GemmArgs d;
+    d.x = ws.act;
+    d.x_stride = Fp;
+    d.w = a.down;
+    d.w_stride = a.down_stride;
+    d.y = ws.out;
+    d.y_stride = D;
+    d.M = S;
+    d.N = D;
+    d.K = Fp;
+    if (!next()) return;
+    gemm_bf16_grouped(d, groups, stream);
+    if (!next()) return;
+    combine_any(ws, a, T, k, D, stream, early);
+    return;
+  }
+
+  moe::GroupedGemm gated;  // act = silu(xg Wg^T) * (xg Wu^T), rows gathered from xb
+  gated.a = ws.xb;
+  gated.a_stride = Dp;
+  gated.a_rows = ws.grouping.row_token;
+  gated.w = a.gate;
+  gated.w_up = a.up;
+  gated.w_stride = a.gate_up_stride;
+  gated.act = ws.act;
+  gated.y_stride = Fp;
+  gated.N = a.F;
+  gated.K = Dp;
+  gated.slots = S;
+  gated.n_experts = E;
+  gated.order = a.expert_order;
+  if (!next()) return;
+  moe::grouped_gemm(gated, ws.grouping, bm, stream, early);
+
+  moe::GroupedGemm down;  // out = act Wd^T
+  down.a = ws.act;
+  down.a_stride = Fp;
+  down.w = a.down;
+  down.w_stride = a.down_stride;
+  down.y = ws.out;
+  down.y_stride = D;
+  down.N = D;
+  down.K = Fp;
+  down.slots = S;
+  down.n_experts = E;
+  down.order = a.expert_order;
+  if (!next()) return;
+  moe::grouped_gemm(down, ws.grouping, bm, stream, early);
+  if (!next()) return;
+
+  combine_any(ws, a, T, k, D, stream, early);
+}
+
+// The verified launches (the default).
+static void verified_layer(const MoeLayerArgs& a, cudaStream_t stream) {
+  if (a.T == 0) return;
+  const int64_t T = a.T, D = a.D, Dp = round_up8(a.D), Fp = round_up8(a.F);
+  const int E = a.n_experts, k = a.top_k;
+  const int64_t S = T * k;
+  Workspace ws(T, D, a.F, E, k, a.workspace);
+
+  // a.launches > 0: stop after that many launches (benchmarks time the steps as differences).
+  int budget = a.launches > 0 ? a.launches : 1 << 30;
+  const auto next = [&budget] { return --budget >= 0; };
+
+  if (!next()) return;
+  to_bf16_padded(a.x, a.x_stride, ws.xb, Dp, T, D, Dp, stream);
+  GemmArgs router;
+  router.x = ws.xb;
+  router.x_stride = Dp;
+  router.w = a.router;
+  router.w_stride = a.router_stride;
+  router.y = ws.logits;
+  router.y_stride = E;
+  router.M = T;
+  router.N = E;
+  router.K = Dp;
+  if (!next()) return;
+  if (a.router_gemm == MoeRouterGemm::cublas) {
+    gemm_bf16_cublas(router, stream);
+  } else {
+    gemm_bf16(router, stream);
+  }
+  const bool early = a.early_start && T <= kMoeEarlyStartTokens;
+  if (!next()) return;
+  moe_route(ws.logits, E, T, E, k, a.normalize, ws.ids, ws.weights, stream, early);
+  const bool wgmma =
+      a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical;
+  const int bm = wgmma ? std::max(64, moe::tile_rows(T, k, E)) : moe::tile_rows(T, k, E);
+  if (!next()) return;
+  moe::group_by_expert(ws.ids, T, k, E, bm, ws.grouping, stream, early);
+
+  if (wgmma) {
+    // xg = xb's rows in expert order; act = silu(xg Wg^T) * (xg Wu^T); out = act Wd^T.
+    if (!next()) return;
+    moe::gather_rows(ws.xb, Dp, ws.grouping.row_token, S, ws.xg, stream, early);
+    GemmGroups groups;
+    groups.count = E;
+    groups.tile_group = ws.grouping.tile_expert;
+    groups.tile_row0 = ws.grouping.tile_row0;
+    groups.n_tiles = ws.grouping.n_tiles;
+    groups.offsets = ws.grouping.offsets;
+    groups.max_tiles = moe::max_tiles(S, E, bm);
+    groups.tile_rows = bm;
+    groups.early_start = early;
+    GemmArgs g;
+    g.x = ws.xg;
+    g.x_stride = Dp;
+    g.w = a.gate;
+    g.w_up = a.up;
+    g.w_stride = a.gate_up_stride;
+    g.y_bf16 = ws.act;
+    g.y_stride = Fp;
+    g.M = S;
+    g.N = a.F;
+    g.K = Dp;
+    if (!next()) return;
+    gemm_bf16_grouped(g, groups, stream);
     GemmArgs d;
     d.x = ws.act;
     d.x_stride = Fp;
@@ -256,7 +392,22 @@ void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
                early);
 }
 
+void moe_layer(const MoeLayerArgs& a, cudaStream_t stream) {
+  check_moe_layer_args(a, "moe_layer");
+  if (a.speed_kernels) {
+    speed_layer(a, stream);
+  } else {
+    verified_layer(a, stream);
+  }
+}
+
 std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& a) {
+  if (!a.speed_kernels) {
+    if (a.expert_gemm == MoeExpertGemm::wgmma && a.expert_order == MoeExpertOrder::canonical) {
+      return {"to_bf16", "router", "route", "group", "gather", "gated", "down", "combine"};
+    }
+    return {"to_bf16", "router", "route", "group", "gated", "down", "combine"};
+  }
   std::vector<std::string> names;
   if (fused_router(a)) {
     names.push_back("to_bf16+router");

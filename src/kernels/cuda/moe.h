@@ -72,6 +72,9 @@ enum class MoeRouterGemm { invariant, cublas };
 // with tiles of 64 or 128 rows.
 enum class MoeExpertGemm { mma_sync, wgmma };
 
+// BITEXACT_MOE_SPEED=1 in the environment: MoeLayerArgs::speed_kernels defaults to on.
+bool moe_speed_kernels_from_env();
+
 struct MoeLayerArgs {
   const float* x = nullptr;  // [T, D] f32, row stride x_stride
   int64_t x_stride = 0;
@@ -103,6 +106,12 @@ struct MoeLayerArgs {
   // gathered copy xg (one pass over S x D bf16 less). The same bits either way. Off until a
   // device run has shown it (moe_bench and moe_cuda_test run it explicitly).
   bool gather_in_gemm = false;
+  // The speed kernels (bench/cuda/MOE_NOTES.md, issue 18 item 5; NOT yet run on a device, so
+  // opt-in): the rank-counting route, the chunked grouping with the gather in its scatter, the
+  // 16-byte combine, the tighter tile bound and idle-consumer skip of the grouped GEMM, and for
+  // T <= 16 the fused launches below. Off: the verified launches of run 2. The same bits either
+  // way by construction; gather_in_gemm and small_batch_kernels act only with this on.
+  bool speed_kernels = moe_speed_kernels_from_env();
   // T <= 16 (decode): the fused launches (router_small, route_and_group_small,
   // down_combine_small: 4 launches in all at T = 1); false: the general launches, the same bits.
   bool small_batch_kernels = true;

@@ -1,7 +1,6 @@
 // The top-k combine (moe.h): y[t] += the token's k expert rows weighted. Block (t, j): token t,
-// columns [256 V j, 256 V (j + 1)), V adjacent columns per thread (V = 4, 16-byte loads, when
-// D, y's stride and y are multiples of 4 floats; else V = 1), so even one token spreads its
-// loads over D / (256 V) blocks. Each column's arithmetic is the same for either V.
+// columns [256 j, 256 j + 256), one column per thread (so even one token spreads its loads over
+// D / 256 blocks).
 //
 // rank:    a = w[t,0] o[t,0]; a = a + w[t,r] o[t,r] for r = 1 .. k-1; y = y + a
 // by_load: the same sum with the ranks ordered by their expert's load (decreasing; equal loads:
@@ -9,8 +8,6 @@
 // atomic:  atomicAdd(y, w[t,r] o[t,r]) for each slot, one thread per (slot, column): the order
 //          the hardware lands them (fast mode)
 // Products and sums are explicit round-to-nearest operations (no FMA).
-#include <cstdint>
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/moe_launch.cuh"
 #include "kernels/cuda/moe_steps.h"
@@ -20,12 +17,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-template <int V>
-struct alignas(4 * V) Floats {
-  float f[V];
-};
-
-template <int V>
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(const float* out, const int32_t* ids, const float* weights, Grouping g, int k,
                    int64_t D, float* y, int64_t y_stride, bool by_load) {
@@ -65,26 +56,12 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();
-  const int64_t c = (static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x) * V;
+  const int64_t c = static_cast<int64_t>(blockIdx.y) * kThreads + threadIdx.x;
   if (c >= D) return;
-  using Vec = Floats<V>;
-  float a[V];
-  {
-    const Vec o = *reinterpret_cast<const Vec*>(out + row[0] * D + c);
-#pragma unroll
-    for (int v = 0; v < V; ++v) a[v] = __fmul_rn(w[0], o.f[v]);
-  }
-#pragma unroll 8
-  for (int i = 1; i < k; ++i) {
-    const Vec o = *reinterpret_cast<const Vec*>(out + row[i] * D + c);
-#pragma unroll
-    for (int v = 0; v < V; ++v) a[v] = __fadd_rn(a[v], __fmul_rn(w[i], o.f[v]));
-  }
-  Vec* yc = reinterpret_cast<Vec*>(y + t * y_stride + c);
-  Vec yv = *yc;
-#pragma unroll
-  for (int v = 0; v < V; ++v) yv.f[v] = __fadd_rn(yv.f[v], a[v]);
-  *yc = yv;
+  float a = __fmul_rn(w[0], out[row[0] * D + c]);
+  for (int i = 1; i < k; ++i) a = __fadd_rn(a, __fmul_rn(w[i], out[row[i] * D + c]));
+  float* yc = y + t * y_stride + c;
+  *yc = __fadd_rn(*yc, a);
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -112,19 +89,9 @@ void combine(const float* out, const int32_t* ids, const float* weights, const G
                 g, top_k, D, y, y_stride);
     return;
   }
-  const bool by_load = order == MoeCombineOrder::by_load;
-  const bool vec4 = D % 4 == 0 && y_stride % 4 == 0 && reinterpret_cast<uintptr_t>(y) % 16 == 0 &&
-                    reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  if (vec4) {
-    const auto blocks4 = static_cast<unsigned>((D + 4 * kThreads - 1) / (4 * kThreads));
-    launch_step(combine_kernel<4>, dim3(static_cast<unsigned>(T), blocks4), dim3(kThreads), 0,
-                stream, early_start, "moe combine_kernel", out, ids, weights, g, top_k, D, y,
-                y_stride, by_load);
-    return;
-  }
-  launch_step(combine_kernel<1>, dim3(static_cast<unsigned>(T), column_blocks), dim3(kThreads), 0,
+  launch_step(combine_kernel, dim3(static_cast<unsigned>(T), column_blocks), dim3(kThreads), 0,
               stream, early_start, "moe combine_kernel", out, ids, weights, g, top_k, D, y,
-              y_stride, by_load);
+              y_stride, order == MoeCombineOrder::by_load);
 }
 
 }  // namespace bx::cuda::moe

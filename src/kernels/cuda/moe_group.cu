@@ -1,16 +1,13 @@
 // The stable counting sort of the (token, rank) slots by expert and the grouped GEMMs' tile list
-// (moe_steps.h), on the device, for any T: two launches over chunks of kGroupChunk slots.
+// (moe_steps.h), on the device: one block per expert.
 //
-// count_kernel, block c (slots [c C, (c + 1) C)): counts[c][e] = expert e's slots in chunk c
-// (shared-memory integer atomics: counts do not depend on their order). The last block to finish
-// (a ticket: every block's counts are visible to it after its __threadfence) forms
-//   chunk_base[c][e] = sum of counts[c'][e] for c' < c       (in place over counts)
-//   offsets[e] = sum of totals[e'] for e' < e,  first_tile[e] = sum of ceil(totals[e'] / bm)
-// and the tile list. Integer sums: exact in any order.
-// scatter_kernel, block (c, part): slot s of chunk c with expert e takes grouped row
-//   offsets[e] + chunk_base[c][e] + (expert e's slots before s in chunk c)
-// so each expert's rows are its slots in increasing s, hence increasing token; block part 0
-// writes row_of and row_token, and every part gathers its share of the chunk's xb rows into xg.
+// Block e: every block counts all S slots per expert in shared memory (integer atomics: the
+// counts do not depend on their order), then the block forms
+//   offsets[e] = sum of counts[e'] for e' < e,   first_tile[e] = sum of ceil(counts[e'] / bm)
+// (integer sums: exact in any order). Block e writes its expert's tile entries and scatters its
+// slots: it walks the slots in increasing s, blockDim at a time, and a slot of expert e lands at
+// offsets[e] + the number of expert e's slots before it (a ballot prefix within each warp, warp
+// totals before it), so each expert's rows are its slots in increasing s, hence increasing token.
 #include <algorithm>
 #include <string>
 
@@ -22,104 +19,76 @@
 namespace bx::cuda::moe {
 namespace {
 
-constexpr int kThreads = kGroupChunk;  // one slot per thread
-constexpr int kGatherParts = 4;        // blocks sharing one chunk's row copies
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
 
 __global__ void __launch_bounds__(kThreads)
-    count_kernel(const int32_t* ids, int64_t S, int E, int bm, Grouping g) {
+    group_kernel(const int32_t* ids, int64_t S, int k, int E, int bm, Grouping g) {
   __shared__ int counts[kMoeMaxExperts];
-  __shared__ bool last;
+  __shared__ int warp_count[kWarps], warp_rows[kWarps], warp_tiles[kWarps];
+  __shared__ int base_s, first_tile_s;
   begin_step();
   const int tid = static_cast<int>(threadIdx.x);
-  const int c = static_cast<int>(blockIdx.x);
-  const int chunks = static_cast<int>(gridDim.x);
-  for (int e = tid; e < E; e += kThreads) counts[e] = 0;
+  const int lane = tid & 31, warp = tid >> 5;
+  const int e = static_cast<int>(blockIdx.x);
+  for (int i = tid; i < E; i += kThreads) counts[i] = 0;
   __syncthreads();
-  const int64_t s = static_cast<int64_t>(c) * kGroupChunk + tid;
-  if (s < S) atomicAdd(&counts[ids[s]], 1);
+  for (int64_t s = tid; s < S; s += kThreads) atomicAdd(&counts[ids[s]], 1);
   __syncthreads();
-  for (int e = tid; e < E; e += kThreads) g.chunk_base[static_cast<int64_t>(c) * E + e] = counts[e];
-  __threadfence();
-  __syncthreads();
-  if (tid == 0) last = atomicAdd(g.ticket, 1) == chunks - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  // Exclusive prefix over chunks per expert, eight loads in flight at a time.
-  for (int e = tid; e < E; e += kThreads) {
-    int run = 0;
-    for (int c0 = 0; c0 < chunks; c0 += 8) {
-      int v[8];
-#pragma unroll
-      for (int j = 0; j < 8; ++j)
-        v[j] = c0 + j < chunks ? __ldcg(g.chunk_base + static_cast<int64_t>(c0 + j) * E + e) : 0;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        if (c0 + j < chunks) g.chunk_base[static_cast<int64_t>(c0 + j) * E + e] = run;
-        run += v[j];
-      }
-    }
-    counts[e] = run;  // expert e's total
+  // Rows and tiles of the experts below e: integer sums, so any order gives the same values.
+  int rows_below = 0, tiles_below = 0;
+  for (int i = tid; i < e; i += kThreads) {
+    rows_below += counts[i];
+    tiles_below += (counts[i] + bm - 1) / bm;
+  }
+  for (int h = 16; h >= 1; h /= 2) {
+    rows_below += __shfl_down_sync(0xffffffffu, rows_below, h);
+    tiles_below += __shfl_down_sync(0xffffffffu, tiles_below, h);
+  }
+  if (lane == 0) {
+    warp_rows[warp] = rows_below;
+    warp_tiles[warp] = tiles_below;
   }
   __syncthreads();
-  for (int e = tid; e < E; e += kThreads) {
-    int rows_below = 0, tiles_below = 0;
-    for (int i = 0; i < e; ++i) {
-      rows_below += counts[i];
-      tiles_below += (counts[i] + bm - 1) / bm;
+  if (tid == 0) {
+    int base = 0, first_tile = 0;
+    for (int w = 0; w < kWarps; ++w) {
+      base += warp_rows[w];
+      first_tile += warp_tiles[w];
     }
-    g.offsets[e] = rows_below;
-    const int n_tiles = (counts[e] + bm - 1) / bm;
-    for (int j = 0; j < n_tiles; ++j) {
-      g.tile_expert[tiles_below + j] = e;
-      g.tile_row0[tiles_below + j] = rows_below + j * bm;
-    }
+    base_s = base;
+    first_tile_s = first_tile;
+    g.offsets[e] = base;
     if (e == E - 1) {
       g.offsets[E] = static_cast<int32_t>(S);
-      *g.n_tiles = tiles_below + n_tiles;
+      *g.n_tiles = first_tile + (counts[e] + bm - 1) / bm;
     }
   }
-  if (tid == 0) *g.ticket = 0;  // for the next call
-}
-
-__global__ void __launch_bounds__(kThreads)
-    scatter_kernel(const int32_t* __restrict__ ids, int64_t S, int k, int E, Grouping g,
-                   const uint16_t* __restrict__ xb, int64_t stride, uint16_t* __restrict__ xg) {
-  __shared__ int e_s[kThreads];
-  __shared__ int row_s[kThreads], token_s[kThreads];
-  begin_step();
-  const int tid = static_cast<int>(threadIdx.x);
-  const int64_t s0 = static_cast<int64_t>(blockIdx.x) * kGroupChunk;
-  const int64_t s = s0 + tid;
-  const int e = s < S ? ids[s] : -1;
-  e_s[tid] = e;
   __syncthreads();
-  if (e >= 0) {
-    int before = 0;
-    for (int j = 0; j < kThreads; ++j) before += (j < tid && e_s[j] == e) ? 1 : 0;
-    const int row = g.offsets[e] + g.chunk_base[static_cast<int64_t>(blockIdx.x) * E + e] + before;
-    const int token = static_cast<int>(s / k);
-    if (blockIdx.y == 0) {
+  const int base = base_s, n = counts[e];
+  for (int j = tid; j < (n + bm - 1) / bm; j += kThreads) {
+    g.tile_expert[first_tile_s + j] = e;
+    g.tile_row0[first_tile_s + j] = base + j * bm;
+  }
+  int placed = 0;
+  for (int64_t s0 = 0; s0 < S; s0 += kThreads) {
+    const int64_t s = s0 + tid;
+    const bool mine = s < S && ids[s] == e;
+    const unsigned ballot = __ballot_sync(0xffffffffu, mine);
+    if (lane == 0) warp_count[warp] = __popc(ballot);
+    __syncthreads();
+    int before = placed, total = placed;
+    for (int w = 0; w < kWarps; ++w) {
+      if (w < warp) before += warp_count[w];
+      total += warp_count[w];
+    }
+    if (mine) {
+      const int row = base + before + __popc(ballot & ((1u << lane) - 1u));
       g.row_of[s] = row;
-      g.row_token[row] = token;
+      g.row_token[row] = static_cast<int32_t>(s / k);
     }
-    row_s[tid] = row;
-    token_s[tid] = token;
-  }
-  __syncthreads();
-  if (xg == nullptr) return;
-  const int n = static_cast<int>(min(static_cast<int64_t>(kGroupChunk), S - s0));
-  const int per_part = (kGroupChunk + kGatherParts - 1) / kGatherParts;
-  const int first = static_cast<int>(blockIdx.y) * per_part;
-  const int last = min(n, first + per_part);
-  const int64_t row_chunks = stride / 8;  // 16-byte pieces per row
-  const int64_t pieces = (last - first) * row_chunks;
-#pragma unroll 8
-  for (int64_t q = tid; q < pieces; q += kThreads) {
-    const int i = first + static_cast<int>(q / row_chunks);
-    const int64_t piece = q - (i - first) * row_chunks;
-    const uint4 v = reinterpret_cast<const uint4*>(xb + token_s[i] * stride)[piece];
-    reinterpret_cast<uint4*>(xg + static_cast<int64_t>(row_s[i]) * stride)[piece] = v;
+    placed = total;
+    __syncthreads();  // warp_count is rewritten next round
   }
 }
 
@@ -133,35 +102,17 @@ int tile_rows(int64_t T, int top_k, int n_experts) {
 }
 
 int64_t max_tiles(int64_t slots, int n_experts, int bm) {
-  // m <= min(E, S) non-empty experts of n_e rows: sum ceil(n_e / bm) <= sum (n_e + bm - 1) / bm
-  // = (S + m (bm - 1)) / bm, an integer bound (exact at T = 1: one tile per chosen expert).
-  const int64_t m = std::min<int64_t>(n_experts, slots);
-  return (slots + m * (bm - 1)) / bm;
+  return (slots + bm - 1) / bm + std::min<int64_t>(n_experts, slots);
 }
 
-int64_t group_chunks(int64_t slots) {
-  return (slots + kGroupChunk - 1) / kGroupChunk;
-}
-
-void count_by_expert(const int32_t* ids, int64_t S, int n_experts, int bm, const Grouping& g,
-                     cudaStream_t stream, bool early_start) {
+void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
+                     const Grouping& g, cudaStream_t stream, bool early_start) {
   BX_CHECK(n_experts >= 1 && n_experts <= kMoeMaxExperts,
-           "moe count_by_expert: " + std::to_string(n_experts) + " experts: expected 1 to " +
+           "moe group_by_expert: " + std::to_string(n_experts) + " experts: expected 1 to " +
                std::to_string(kMoeMaxExperts));
-  BX_CHECK(S < (int64_t{1} << 31), "moe count_by_expert: too many slots");
-  if (S == 0) return;
-  launch_step(count_kernel, dim3(static_cast<unsigned>(group_chunks(S))), dim3(kThreads), 0, stream,
-              early_start, "moe count_kernel", ids, S, n_experts, bm, g);
-}
-
-void scatter_by_expert(const int32_t* ids, int64_t S, int top_k, int n_experts, const Grouping& g,
-                       const uint16_t* xb, int64_t stride, uint16_t* xg, cudaStream_t stream,
-                       bool early_start) {
-  if (S == 0) return;
-  const unsigned parts = xg != nullptr ? kGatherParts : 1;
-  launch_step(scatter_kernel, dim3(static_cast<unsigned>(group_chunks(S)), parts), dim3(kThreads),
-              0, stream, early_start, "moe scatter_kernel", ids, S, top_k, n_experts, g, xb, stride,
-              xg);
+  BX_CHECK(T * top_k < (int64_t{1} << 31), "moe group_by_expert: too many slots");
+  launch_step(group_kernel, dim3(static_cast<unsigned>(n_experts)), dim3(kThreads), 0, stream,
+              early_start, "moe group_kernel", ids, T * top_k, top_k, n_experts, bm, g);
 }
 
 }  // namespace bx::cuda::moe

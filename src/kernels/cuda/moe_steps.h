@@ -14,9 +14,11 @@ namespace bx::cuda::moe {
 // Rows of one grouped-GEMM tile (BM), picked from the mean rows per expert (T k / E): a speed
 // choice only. The grouping lays its tile list out for it.
 int tile_rows(int64_t T, int top_k, int n_experts);
-// The most tiles of `bm` rows S = T k grouped rows can need: (S + m (bm - 1)) / bm, m = min(E, S)
-// (sizes the grids: the wgmma GEMM spreads this many row tiles over the SMs).
+// The most tiles of `bm` rows S = T k grouped rows can need: ceil(S / bm) + min(E, S).
 int64_t max_tiles(int64_t slots, int n_experts, int bm);
+// The speed kernels' tighter bound (MoeLayerArgs::speed_kernels): (S + m (bm - 1)) / bm,
+// m = min(E, S); the wgmma grid picks its tile on it (64x32 at T = 1).
+int64_t max_tiles_tight(int64_t slots, int n_experts, int bm);
 
 // The stable counting sort of the S = T k slots (slot s = t k + r) by expert:
 //   offsets[e] .. offsets[e+1]: expert e's grouped rows; offsets[E] = S
@@ -36,10 +38,19 @@ struct Grouping {
   int32_t* ticket = nullptr;       // [1] 0 between calls (route_tokens zeroes it)
 };
 
-// Any T, three launches: route_tokens (moe_route.cu; also zeroes g.ticket), count_by_expert
-// (per-chunk counts; the last block: offsets, chunk bases, tiles), scatter_by_expert (row_of,
-// row_token and, xg not null, xg[row] = xb[row_token[row]], bf16 rows of `stride` elements, a
-// multiple of 8, 16-byte aligned).
+// The default (verified) grouping: one block per expert, each counting all S slots
+// (moe_group.cu), then gather_rows for the wgmma path.
+void group_by_expert(const int32_t* ids, int64_t T, int top_k, int n_experts, int bm,
+                     const Grouping& g, cudaStream_t stream, bool early_start);
+// out[row] = x[row_token[row]] for row < rows: bf16 rows of `stride` elements (a multiple of 8,
+// 16-byte aligned rows), x and out of the same stride.
+void gather_rows(const uint16_t* x, int64_t stride, const int32_t* row_token, int64_t rows,
+                 uint16_t* out, cudaStream_t stream, bool early_start);
+
+// The speed kernels (MoeLayerArgs::speed_kernels), any T, three launches: route_tokens
+// (moe_route.cu; also zeroes g.ticket), count_by_expert (per-chunk counts; the last block: offsets,
+// chunk bases, tiles), scatter_by_expert (row_of, row_token and, xg not null, xg[row] =
+// xb[row_token[row]], bf16 rows of `stride` elements, a multiple of 8, 16-byte aligned).
 inline constexpr int kGroupChunk = 256;  // slots per chunk
 int64_t group_chunks(int64_t slots);
 void route_tokens(const float* logits, int64_t logits_stride, int64_t T, int n_experts, int top_k,
@@ -105,5 +116,10 @@ void grouped_gemm(const GroupedGemm& args, const Grouping& g, int bm, cudaStream
 void combine(const float* out, const int32_t* ids, const float* weights, const Grouping& g,
              int64_t T, int top_k, int64_t D, float* y, int64_t y_stride, MoeCombineOrder order,
              cudaStream_t stream, bool early_start);
+// The rank-order combine with 16-byte loads (the speed kernels; moe_combine_wide.cu), when
+// combine_wide_fits: D, y's stride, y and out multiples of 4 floats.
+bool combine_wide_fits(const float* out, int64_t D, const float* y, int64_t y_stride);
+void combine_wide(const float* out, const float* weights, const Grouping& g, int64_t T, int top_k,
+                  int64_t D, float* y, int64_t y_stride, cudaStream_t stream, bool early_start);
 
 }  // namespace bx::cuda::moe
