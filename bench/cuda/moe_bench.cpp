@@ -18,7 +18,8 @@
 // It also checks the layer against moe_layer_reference at T = 1 and T = 8 (bitwise), prints the
 // time of each launch (differences of prefixes, MoeLayerArgs::launches) at T = 1 and 4096, and
 // last times the expert GEMMs through gemm_bf16_grouped (MoeExpertGemm::wgmma) at T = 1, 2, 8 and
-// 4096 after checking that they give the mma.sync path's bits.
+// 4096 after checking that they give the mma.sync path's bits, and at 4096 the gathered copy
+// (MoeLayerArgs::gather_in_gemm off) against the gathering producer (bits and time).
 //
 // Usage: moe_bench [--quick]   (--quick: fewer samples)
 #include <cublas_v2.h>
@@ -175,7 +176,8 @@ double graph_us(const Weights& w, int64_t T, bool wgmma, int samples, int launch
 
 // Each launch of the layer at T tokens: the time of its first k launches minus its first k - 1
 // (MoeLayerArgs::launches), medians over 8 rotated input sets replayed as CUDA graphs at small T.
-void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
+void breakdown(const Weights& w, int64_t T, bool wgmma, int samples,
+               bool gather_in_gemm = bx::cuda::MoeLayerArgs{}.gather_in_gemm) {
   const int rot = T <= 64 ? kRotations : 1;
   std::vector<DeviceBuffer> xs, ys;
   for (int r = 0; r < rot; ++r) {
@@ -185,13 +187,12 @@ void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
     bx::cuda::fill_uniform_f32(ys.back().get<float>(), T * D, 600 + r, -1, 1, nullptr);
   }
   DeviceBuffer ws(bx::cuda::moe_layer_workspace_bytes(T, D, F, E, K_TOP));
-  const std::vector<const char*> names =
-      wgmma ? std::vector<const char*>{"to_bf16", "router", "route", "group",
-                                       "gather",  "gated",  "down",  "combine"}
-            : std::vector<const char*>{"to_bf16", "router", "route",  "group",
-                                       "gated",   "down",   "combine"};
-  std::printf("\nsteps at T = %lld (%s experts):", static_cast<long long>(T),
-              wgmma ? "wgmma" : "mma.sync");
+  bx::cuda::MoeLayerArgs shape = layer_args(w, nullptr, nullptr, T, nullptr);
+  if (wgmma) shape.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+  shape.gather_in_gemm = gather_in_gemm;
+  const std::vector<std::string> names = bx::cuda::moe_layer_launch_names(shape);
+  std::printf("\nsteps at T = %lld (%s experts%s):", static_cast<long long>(T),
+              wgmma ? "wgmma" : "mma.sync", gather_in_gemm ? ", gather_in_gemm" : "");
   double previous = 0;
   for (size_t k = 1; k <= names.size(); ++k) {
     // Small T: as CUDA graphs (direct launches would time the host).
@@ -201,11 +202,12 @@ void breakdown(const Weights& w, int64_t T, bool wgmma, int samples) {
                                       bx::cuda::MoeLayerArgs a = layer_args(
                                           w, xs[r].get<float>(), ys[r].get<float>(), T, ws.get());
                                       if (wgmma) a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+                                      a.gather_in_gemm = gather_in_gemm;
                                       a.launches = static_cast<int>(k);
                                       bx::cuda::moe_layer(a, nullptr);
                                     },
                                     rot, samples);
-    std::printf(" %s %.1f", names[k - 1], us - previous);
+    std::printf(" %s %.1f", names[k - 1].c_str(), us - previous);
     previous = us;
   }
   std::printf(" (total %.1f us)\n", previous);
@@ -383,6 +385,39 @@ int main(int argc, char** argv) {
   }
   breakdown(w, 1, true, samples);
   breakdown(w, T, true, samples);
+  {  // Prefill with the other gather (MoeLayerArgs::gather_in_gemm) than the default: bits, time.
+    const bool other = !bx::cuda::MoeLayerArgs{}.gather_in_gemm;
+    std::printf("\n| prefill T | bits = default | us | cuBLAS us | cuBLAS us / this us |\n");
+    std::printf("|---|---|---|---|---|\n");
+    DeviceBuffer y_default(y.bytes()), y_other(y.bytes());
+    for (DeviceBuffer* out : {&y_default, &y_other}) {
+      check_cuda(cudaMemcpy(out->get(), y.get(), y.bytes(), cudaMemcpyDeviceToDevice), "copy");
+      bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), out->get<float>(), T, ws.get());
+      a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+      if (out == &y_other) a.gather_in_gemm = other;
+      bx::cuda::moe_layer(a, nullptr);
+    }
+    check_cuda(cudaDeviceSynchronize(), "gather check");
+    std::vector<float> d_h(static_cast<size_t>(T * D)), o_h(d_h.size());
+    y_default.download(d_h.data(), d_h.size() * 4);
+    y_other.download(o_h.data(), o_h.size() * 4);
+    const bool same = std::memcmp(d_h.data(), o_h.data(), d_h.size() * 4) == 0;
+    status |= same ? 0 : 1;
+    const double other_us = median_us(
+        [&](int) {
+          bx::cuda::MoeLayerArgs a = layer_args(w, x.get<float>(), y.get<float>(), T, ws.get());
+          a.expert_gemm = bx::cuda::MoeExpertGemm::wgmma;
+          a.gather_in_gemm = other;
+          bx::cuda::moe_layer(a, nullptr);
+        },
+        1, samples);
+    std::printf("| %lld | %s, gather_in_gemm %s (%s) | %.1f | %.1f | %.2f |\n",
+                static_cast<long long>(T), same ? "yes" : "NO", other ? "on" : "off",
+                other ? "the gated GEMM's producer gathers" : "a gathered copy", other_us, blas_us,
+                blas_us / other_us);
+    std::fflush(stdout);
+  }
+  breakdown(w, T, true, samples, !bx::cuda::MoeLayerArgs{}.gather_in_gemm);
   cublasDestroy(h);
   return status;
 }

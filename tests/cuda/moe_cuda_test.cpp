@@ -4,7 +4,10 @@
 //               (ties included, normalized or not).
 //   reference   moe_layer equals moe_layer_reference (the same contract through the reference
 //               GEMM, the CPU routing and a host combine), bit for bit, at T = 1 .. 300; with
-//               programmatic dependent launch (small T, opt-in) and without, the same bits.
+//               programmatic dependent launch (small T, opt-in) and without, the same bits; the
+//               fused small-batch launches (T <= 16) give the general launches' bits; the speed
+//               kernels (opt-in, BITEXACT_MOE_SPEED=1) give the verified launches' bits, and the
+//               whole suite runs on them with that variable set (run_moecuda.sh).
 //   T1 / T3     a token alone equals the same token in any batch (1 .. 4096 tokens, every tile
 //               height), with any expert load: a layer whose router sends every token to the same
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.
@@ -16,7 +19,8 @@
 //               synchronisation) and the recording and its replay give the direct bits; shapes
 //               and scratch that do not fit are named.
 //   kernels     the expert GEMMs through gemm_bf16_grouped (wgmma, the default) give the mma.sync
-//               path's bits, the reference's, and a token alone's on the mma.sync path.
+//               path's bits, the reference's, and a token alone's on the mma.sync path; the gated
+//               GEMM gathering its rows gives the gathered copy's bits.
 //   engine      random:qwen3-moe-tiny on the CUDA backend: every request in several schedules
 //               equals the request alone; the split-K order (both controls) makes some differ.
 #include <gtest/gtest.h>
@@ -137,6 +141,9 @@ struct RunOptions {
   cuda::MoeRouterGemm router = cuda::MoeRouterGemm::invariant;
   cuda::MoeExpertGemm expert_gemm = cuda::MoeExpertGemm::wgmma;  // the layer's default
   bool early_start = false;
+  bool gather_in_gemm = cuda::MoeLayerArgs{}.gather_in_gemm;  // the layer's default
+  bool small_batch_kernels = true;
+  bool speed_kernels = cuda::MoeLayerArgs{}.speed_kernels;  // BITEXACT_MOE_SPEED=1: on
   bool reference = false;
 };
 
@@ -171,6 +178,9 @@ std::vector<float> run(const Layer& l, const std::vector<float>& x, const std::v
   a.combine = o.combine;
   a.router_gemm = o.router;
   a.early_start = o.early_start;
+  a.gather_in_gemm = o.gather_in_gemm;
+  a.small_batch_kernels = o.small_batch_kernels;
+  a.speed_kernels = o.speed_kernels;
   a.expert_gemm = o.expert_gemm;
   if (o.reference) {
     cuda::moe_layer_reference(a, nullptr);
@@ -272,7 +282,7 @@ TEST(MoeCuda, LayerEqualsItsReference) {
   for (const LayerShape s : {LayerShape{256, 96, 16, 4, true}, LayerShape{200, 64, 8, 2, false},
                              LayerShape{128, 48, 64, 8, true}}) {
     const Layer l(s, 11, false);
-    for (int T : {1, 5, 64, 300}) {
+    for (int T : {1, 5, 16, 17, 64, 300}) {
       const Pool p(T, s.D, static_cast<uint32_t>(T), false);
       RunOptions ref;
       ref.reference = true;
@@ -628,6 +638,80 @@ TEST(MoeCudaWgmma, WgmmaExpertsGiveTheMmaSyncBitsAndTheTokenAlone) {
     }
     if (n < kPool) {
       EXPECT_EQ(rows_differing(got, ids, alone, s.D), 0) << n << " tokens";
+    }
+  }
+}
+
+// The speed kernels (MoeLayerArgs::speed_kernels: route by ranks, chunked grouping, the fused
+// small-batch launches, the wide combine, the tile bound, idle consumers) against the verified
+// launches, on both expert kernels, even and skewed loads, T = 1 .. 1000.
+TEST(MoeCuda, SpeedKernelsGiveTheVerifiedBits) {
+  BX_REQUIRE_HOPPER();
+  for (const bool skewed : {false, true}) {
+    for (const LayerShape s : {LayerShape{256, 96, 16, 4, true}, LayerShape{200, 64, 8, 2, false},
+                               LayerShape{128, 48, 64, 8, true}}) {
+      const Layer l(s, 101, skewed);
+      for (const cuda::MoeExpertGemm kernel :
+           {cuda::MoeExpertGemm::wgmma, cuda::MoeExpertGemm::mma_sync}) {
+        for (int T : {1, 5, 16, 17, 64, 300, 1000}) {
+          const Pool p(T, s.D, static_cast<uint32_t>(T) + 60, skewed);
+          RunOptions speed, verified;
+          speed.expert_gemm = verified.expert_gemm = kernel;
+          speed.speed_kernels = true;
+          verified.speed_kernels = false;
+          const std::vector<float> got = run(l, p.x, p.y, speed), want = run(l, p.x, p.y, verified);
+          EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size()))
+              << "D " << s.D << " E " << s.E << " T " << T << (skewed ? " skewed" : "")
+              << (kernel == cuda::MoeExpertGemm::wgmma ? " wgmma" : " mma.sync");
+        }
+      }
+    }
+  }
+}
+
+// T <= 16: the fused small-batch launches (router + xb, route + group + gather, down + combine)
+// against the general launches, on both expert kernels and three shapes (D not a multiple of 16,
+// F below one 64-wide K block, k = 8 of 64 experts).
+TEST(MoeCuda, SmallBatchKernelsGiveTheGeneralLaunchesBits) {
+  BX_REQUIRE_HOPPER();
+  for (const LayerShape s : {LayerShape{256, 96, 16, 4, true}, LayerShape{200, 64, 8, 2, false},
+                             LayerShape{128, 48, 64, 8, true}}) {
+    const Layer l(s, 91, false);
+    for (const cuda::MoeExpertGemm kernel :
+         {cuda::MoeExpertGemm::wgmma, cuda::MoeExpertGemm::mma_sync}) {
+      for (int T : {1, 2, 7, 16}) {
+        const Pool p(T, s.D, static_cast<uint32_t>(T) + 40, false);
+        RunOptions small, general;
+        small.expert_gemm = general.expert_gemm = kernel;
+        small.speed_kernels = general.speed_kernels = true;
+        general.small_batch_kernels = false;
+        const std::vector<float> got = run(l, p.x, p.y, small), want = run(l, p.x, p.y, general);
+        EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size()))
+            << "D " << s.D << " E " << s.E << " T " << T
+            << (kernel == cuda::MoeExpertGemm::wgmma ? " wgmma" : " mma.sync");
+      }
+    }
+  }
+}
+
+// Tiles of 128 rows: the gated GEMM's producer threads gathering the tokens' rows against the
+// gathered copy, with even and with skewed expert loads (all tokens to the same
+// experts: long groups, empty ones).
+TEST(MoeCudaWgmma, GatheringProducerGivesTheGatheredCopyBits) {
+  BX_REQUIRE_HOPPER();
+  for (const bool skewed : {false, true}) {
+    const LayerShape s{256, 96, 16, 4, true};
+    const Layer l(s, 81, skewed);
+    for (int T : {300, 4096}) {
+      const Pool p(T, s.D, static_cast<uint32_t>(T) + 5, skewed);
+      RunOptions producer, copy;
+      producer.speed_kernels = copy.speed_kernels = true;
+      producer.gather_in_gemm = true;
+      copy.gather_in_gemm = false;
+      const std::vector<float> got = run(l, p.x, p.y, producer), want = run(l, p.x, p.y, copy);
+      EXPECT_TRUE(test::same_bits(got.data(), want.data(), got.size()))
+          << T << " tokens" << (skewed ? ", skewed" : "");
+      EXPECT_FALSE(test::same_bits(got.data(), p.y.data(), got.size())) << "the layer added";
     }
   }
 }

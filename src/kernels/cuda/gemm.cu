@@ -37,6 +37,7 @@
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemm_grouped.h"
 #include "kernels/cuda/hopper.cuh"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/wgmma.cuh"
 
 namespace bx::cuda {
@@ -65,6 +66,12 @@ struct KernelParams {
   const int32_t* tile_row0;
   const int32_t* n_tiles;
   const int32_t* offsets;
+  // Gathered A (kGather, gemm_grouped.h GemmGroups::x_rows): grouped row r is row x_rows[r] of x.
+  const uint16_t* gather_x;
+  int64_t gather_stride;
+  const int32_t* gather_rows;
+  int64_t K;
+  bool skip_idle;  // grouped: GemmGroups::skip_idle_consumers
 };
 
 // Row `row` of the output part holding column `col` (a multiple of 2); col becomes the column
@@ -148,7 +155,8 @@ __device__ __forceinline__ void row_tile(const KernelParams& p, int tm, int64_t&
   }
 }
 
-template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false>
+template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false,
+          bool kGather = false>
 __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     gemm_wgmma_kernel(const __grid_constant__ CUtensorMap x_map,
                       const __grid_constant__ CUtensorMap w_map,
@@ -170,7 +178,8 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
     ptx::prefetch_tensor_map(&w_map);
     if constexpr (kGated) ptx::prefetch_tensor_map(&u_map);
     for (int s = 0; s < kStages; ++s) {
-      ptx::mbarrier_init(full_bar + 8 * s, 1);
+      // Gathered A: the W bytes' arrival plus one arrival per producer thread after its rows.
+      ptx::mbarrier_init(full_bar + 8 * s, kGather ? 1 + 128 : 1);
       ptx::mbarrier_init(empty_bar + 8 * s, 4 * kConsumers);  // lane 0 of every consumer warp
     }
     ptx::fence_barrier_init();
@@ -183,7 +192,73 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
   if (warpgroup == 0) {
     // Producer.
     if constexpr (kConsumers > 1) ptx::setmaxnreg_dec<40>();
-    if (threadIdx.x == 0) {
+    if constexpr (kGather) {
+      // Thread r loads row r of every x tile: the tile's grouped row first + r is x row
+      // gather_rows[first + r] (+0 past the group's end or past K), eight 16-byte cp.async at
+      // the 128-byte swizzle's chunk positions (chunk c of row r at c ^ (r % 8), as TMA lays
+      // them). Thread 0 also loads the W rows by TMA. Thread r arrives on a stage's full barrier
+      // once its rows have landed (one stage later: wait_group 1), after fence.proxy.async, so
+      // the consumers' wgmma reads see them.
+      static_assert(!kGather || S::BM == 128, "one producer thread per tile row");
+      const int r = static_cast<int>(threadIdx.x);
+      const uint32_t tx_bytes = static_cast<uint32_t>(BN * kRowBytes);
+      ptx::griddep_wait();
+      const int tiles = *p.n_tiles * p.tiles_n;
+      int stage = 0, pending = -1;
+      uint32_t phase = 0;
+      for (int tile = static_cast<int>(blockIdx.x); tile < tiles;
+           tile += static_cast<int>(gridDim.x)) {
+        int tm, tn;
+        tile_coords(tile, *p.n_tiles, p.tiles_n, tm, tn);
+        int64_t first, end, w_first;
+        row_tile<S::BM, kGrouped>(p, tm, first, end, w_first);
+        const bool row_in = first + r < end;
+        const uint16_t* src =
+            p.gather_x +
+            (row_in ? static_cast<int64_t>(p.gather_rows[first + r]) * p.gather_stride : 0);
+        for (int kb = 0; kb < p.k_blocks; ++kb) {
+          ptx::mbarrier_wait(empty_bar + 8 * stage, phase ^ 1u);
+          const uint32_t a = ring + static_cast<uint32_t>(stage * S::kStageBytes);
+          if (r == 0) {
+            ptx::mbarrier_arrive_expect_tx(full_bar + 8 * stage, tx_bytes);
+            const uint32_t b = a + S::kABytes;
+            if constexpr (kGated) {
+              const int w_row = static_cast<int>(w_first + tn * (BN / 2));
+              ptx::tma_load_2d(b, &w_map, full_bar + 8 * stage, kb * kBK, w_row);
+              ptx::tma_load_2d(b + (BN / 2) * kRowBytes, &u_map, full_bar + 8 * stage, kb * kBK,
+                               w_row);
+            } else {
+              ptx::tma_load_2d(b, &w_map, full_bar + 8 * stage, kb * kBK,
+                               static_cast<int>(w_first + tn * BN));
+            }
+          }
+          const uint32_t row_smem = a + static_cast<uint32_t>(r * kRowBytes);
+#pragma unroll
+          for (int c = 0; c < kBK / 8; ++c) {
+            const int64_t k = static_cast<int64_t>(kb) * kBK + c * 8;
+            const bool valid = row_in && k < p.K;
+            ptx::cp_async_16(row_smem + static_cast<uint32_t>((c ^ (r & 7)) * 16),
+                             valid ? src + k : p.gather_x, valid);
+          }
+          ptx::cp_async_commit();
+          if (pending >= 0) {
+            ptx::cp_async_wait<1>();
+            ptx::fence_proxy_async();
+            ptx::mbarrier_arrive(full_bar + 8 * pending);
+          }
+          pending = stage;
+          if (++stage == kStages) {
+            stage = 0;
+            phase ^= 1u;
+          }
+        }
+      }
+      if (pending >= 0) {
+        ptx::cp_async_wait<0>();
+        ptx::fence_proxy_async();
+        ptx::mbarrier_arrive(full_bar + 8 * pending);
+      }
+    } else if (threadIdx.x == 0) {
       const uint32_t tx_bytes = static_cast<uint32_t>((p.a_rows + BN) * kRowBytes);
       ptx::griddep_wait();  // the previous grid on the stream has finished and flushed
       const int tiles_m = kGrouped ? *p.n_tiles : p.tiles_m;
@@ -252,6 +327,10 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
       tile_coords(tile, tiles_m, p.tiles_n, tm, tn);
       int64_t first, end, w_first;
       row_tile<S::BM, kGrouped>(p, tm, first, end, w_first);
+      // Grouped: a consumer whose 64 rows all lie past the group's end (the short last tile of a
+      // group) stores nothing, so it skips the tensor work and only keeps the stage protocol
+      // (the other consumer's chains are unchanged).
+      const bool idle = kGrouped && p.skip_idle && first + c * 64 >= end;
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.0f;
       for (int kb = 0; kb < p.k_blocks; ++kb) {
@@ -259,14 +338,16 @@ __global__ void __launch_bounds__(Shape<BN, kConsumers, kStages>::kThreads, 1)
         const uint32_t a =
             ring + static_cast<uint32_t>(stage * S::kStageBytes) + c * 64 * kRowBytes;
         const uint32_t b = ring + static_cast<uint32_t>(stage * S::kStageBytes) + S::kABytes;
-        ptx::fence_registers(acc);
-        ptx::wgmma_fence();
+        if (!idle) {
+          ptx::fence_registers(acc);
+          ptx::wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < kBK / 16; ++kk) {
-          ptx::wgmma_bf16<BN>(acc, ptx::smem_desc_k128(a + kk * 32),
-                              ptx::smem_desc_k128(b + kk * 32));
+          for (int kk = 0; kk < kBK / 16; ++kk) {
+            ptx::wgmma_bf16<BN>(acc, ptx::smem_desc_k128(a + kk * 32),
+                                ptx::smem_desc_k128(b + kk * 32));
+          }
+          ptx::wgmma_commit();
         }
-        ptx::wgmma_commit();
         // Blocks up to kb - kInFlight are done: the stage of block kb - kInFlight may be refilled.
         ptx::wgmma_wait<kInFlight>();
         ptx::fence_registers(acc);
@@ -371,11 +452,12 @@ CUtensorMap tensor_map(const uint16_t* base, int64_t rows, int64_t K, int64_t st
   return map;
 }
 
-template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false>
+template <int BN, int kConsumers, int kStages, bool kGated, bool kGrouped = false,
+          bool kGather = false>
 void launch(const GemmArgs& args, cudaStream_t stream, const GemmGroups* groups = nullptr) {
   using S = Shape<BN, kConsumers, kStages>;
   static_assert(!kGated || (BN / 2) % 8 == 0, "gated halves must be whole swizzle atoms");
-  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages, kGated, kGrouped>;
+  auto* kernel = gemm_wgmma_kernel<BN, kConsumers, kStages, kGated, kGrouped, kGather>;
   static std::once_flag configured;
   std::call_once(configured, [&] {
     check_cuda(
@@ -383,8 +465,10 @@ void launch(const GemmArgs& args, cudaStream_t stream, const GemmGroups* groups 
         "gemm_bf16: cudaFuncSetAttribute");
   });
   // One row tile: load only the rows that exist (rounded up to 8), not BM rows of zero fill.
-  const int a_rows = args.M >= S::BM ? S::BM : static_cast<int>((args.M + 7) / 8 * 8);
-  const CUtensorMap x_map = tensor_map(args.x, args.M, args.K, args.x_stride, a_rows);
+  // Gathered: the producer threads write all BM rows of every x tile (zeros where no row is).
+  const int a_rows = kGather || args.M >= S::BM ? S::BM : static_cast<int>((args.M + 7) / 8 * 8);
+  const int64_t x_rows = kGather ? groups->x_count : args.M;  // rows the x map covers
+  const CUtensorMap x_map = tensor_map(args.x, x_rows, args.K, args.x_stride, kGather ? 8 : a_rows);
   // Rows of W (and of w_up) one tile reads: BN, or BN/2 of each when gated.
   constexpr int w_rows = kGated ? BN / 2 : BN;
   // Grouped: W holds the groups' rows back to back (group g: rows [g N, (g + 1) N)).
@@ -420,6 +504,11 @@ void launch(const GemmArgs& args, cudaStream_t stream, const GemmGroups* groups 
     if (used)
       p.vector_store = p.vector_store && pairs_aligned(args.parts[i].y, args.parts[i].stride);
   }
+  p.gather_x = kGather ? args.x : nullptr;
+  p.gather_stride = args.x_stride;
+  p.gather_rows = kGather ? groups->x_rows : nullptr;
+  p.K = args.K;
+  p.skip_idle = kGrouped && groups->skip_idle_consumers;
   const int64_t tiles = static_cast<int64_t>(p.tiles_m) * p.tiles_n;
   BX_CHECK(tiles < (int64_t{1} << 31), "gemm_bf16: too many tiles");
   const unsigned grid = static_cast<unsigned>(std::min<int64_t>(tiles, sm_count()));
@@ -595,10 +684,17 @@ void gemm_bf16_grouped(const GemmArgs& args, const GemmGroups& groups, cudaStrea
                                                                   " rows; expected 64 or 128");
   if (args.M == 0 || args.N == 0 || groups.max_tiles == 0) return;
   BX_CHECK(args.K > 0, "gemm_bf16_grouped: K must be positive");
+  BX_CHECK(groups.x_rows == nullptr || (groups.tile_rows == 128 && groups.x_count > 0),
+           "gemm_bf16_grouped: gathered x rows need 128-row tiles and x_count > 0");
   const bool gated = args.w_up != nullptr;
   if (groups.tile_rows == 128) {
-    gated ? launch<256, 2, 4, true, true>(args, stream, &groups)
-          : launch<256, 2, 4, false, true>(args, stream, &groups);
+    if (groups.x_rows != nullptr) {
+      gated ? launch<256, 2, 4, true, true, true>(args, stream, &groups)
+            : launch<256, 2, 4, false, true, true>(args, stream, &groups);
+    } else {
+      gated ? launch<256, 2, 4, true, true>(args, stream, &groups)
+            : launch<256, 2, 4, false, true>(args, stream, &groups);
+    }
     return;
   }
   // 64-row tiles stream W (few rows per group): 64x32 or 64x64, whichever streams fewer W rows

@@ -9,7 +9,8 @@
 //                                                         up chains, into y_bf16 or y)
 // Every element is gemm.h's chain, the same wgmma k16 steps from +0 in increasing k: the grouping
 // decides which rows and weights meet, never the order of a sum. Rows of a tile past its group's
-// end (the next group's rows, or zeros past M) are computed and not stored.
+// end (the next group's rows, or zeros past M) are computed and not stored (or, with
+// skip_idle_consumers on 128-row tiles, a consumer whose 64 rows all lie past the end skips them).
 //
 // args: x [M = all rows, K], w (and w_up) [count N, K], y or y_bf16 [M, N]; no accumulate, no
 // output parts. Tiles of 64 rows run the 64x32 or 64x64 tile (the one streaming fewer W rows per
@@ -34,6 +35,13 @@ struct GemmGroups {
   const int32_t* offsets = nullptr;     // [count + 1] device
   int64_t max_tiles = 0;
   int tile_rows = 128;  // 64 or 128
+  // 128-row tiles only: grouped row r of the GEMM is row x_rows[r] of x ([x_count, K], the rows
+  // gathered on the fly by the producer threads instead of a gathered copy); null: row r of x.
+  const int32_t* x_rows = nullptr;  // [M] device
+  int64_t x_count = 0;
+  // 128-row tiles: a consumer warpgroup whose 64 rows all lie past the group's end skips its
+  // tensor work (the other's chains unchanged). Off by default (not yet run on a device).
+  bool skip_idle_consumers = false;
   bool early_start = false;
 };
 

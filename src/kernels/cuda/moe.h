@@ -15,8 +15,13 @@
 // Orders (INVARIANCE.md R10):
 // - route: exactly kernels/moe_routing.h's route_tokens on the same logits (bit for bit: the
 //   max, exp_steps, the 16-lane canonical sum and its tree, the division, top-k with ties to the
-//   lowest expert id, the rank-order normalization); one warp per token, so a token's route
-//   depends on its own logits only. tests/cuda/moe_test compares it with the CPU function.
+//   lowest expert id, the rank-order normalization; moe_route.cuh): the softmax by one warp per
+//   token, the top-k as each expert's rank (the experts above it under a strict total order),
+//   counted by any thread, so a token's route depends on its own logits only.
+//   tests/cuda/moe_cuda_test compares it with the CPU function.
+// - launches: to_bf16, router GEMM, then for T <= 16 (moe_steps.h small_grouping) one block that
+//   routes, groups and gathers, else route, count, scatter (+ gather); the two expert GEMMs; the
+//   combine (moe_layer_launch_names).
 // - expert GEMMs: one grouped launch per projection over a device-side tile list (tiles of BM
 //   rows of one expert); every element is the chain of gemm.h: 16-wide K slices in increasing k
 //   from +0, K padded with zeros to a multiple of 64, the bits of gemm_bf16. Two kernels give
@@ -49,6 +54,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 namespace bx::cuda {
 
@@ -64,6 +71,9 @@ enum class MoeRouterGemm { invariant, cublas };
 // gemm_bf16_grouped (gemm_grouped.h: the wgmma kernel of gemm.h reading the device tile list)
 // with tiles of 64 or 128 rows.
 enum class MoeExpertGemm { mma_sync, wgmma };
+
+// BITEXACT_MOE_SPEED=1 in the environment: MoeLayerArgs::speed_kernels defaults to on.
+bool moe_speed_kernels_from_env();
 
 struct MoeLayerArgs {
   const float* x = nullptr;  // [T, D] f32, row stride x_stride
@@ -91,6 +101,20 @@ struct MoeLayerArgs {
   // launch (each may be scheduled while the previous one drains; only speed). Off by default:
   // slower at T = 1 and 2 on the H100 (bench/cuda/MOE_NOTES.md, run 1).
   bool early_start = false;
+  // Tiles of 128 rows on the wgmma path (prefill): the gated GEMM's producer threads read the
+  // tokens' xb rows through the grouping (gemm_grouped.h GemmGroups::x_rows) instead of a
+  // gathered copy xg (one pass over S x D bf16 less). The same bits either way. Off until a
+  // device run has shown it (moe_bench and moe_cuda_test run it explicitly).
+  bool gather_in_gemm = false;
+  // The speed kernels (bench/cuda/MOE_NOTES.md, issue 18 item 5; NOT yet run on a device, so
+  // opt-in): the rank-counting route, the chunked grouping with the gather in its scatter, the
+  // 16-byte combine, the tighter tile bound and idle-consumer skip of the grouped GEMM, and for
+  // T <= 16 the fused launches below. Off: the verified launches of run 2. The same bits either
+  // way by construction; gather_in_gemm and small_batch_kernels act only with this on.
+  bool speed_kernels = moe_speed_kernels_from_env();
+  // T <= 16 (decode): the fused launches (router_small, route_and_group_small,
+  // down_combine_small: 4 launches in all at T = 1); false: the general launches, the same bits.
+  bool small_batch_kernels = true;
   // Benchmarks only: issue the first `launches` launches of the layer and stop (0: all), to time
   // its steps as differences of prefixes.
   int launches = 0;
@@ -109,6 +133,9 @@ void check_moe_layer_args(const MoeLayerArgs& args, const char* who);
 
 // The layer; asynchronous on `stream`, no host synchronisation.
 void moe_layer(const MoeLayerArgs& args, cudaStream_t stream);
+
+// The names of moe_layer's launches for these arguments, in order (MoeLayerArgs::launches).
+std::vector<std::string> moe_layer_launch_names(const MoeLayerArgs& args);
 
 // Reference of the same contract, by other means: the router through gemm_bf16_reference, the
 // routing and the grouping on the host with kernels/moe_routing.h, one gemm_bf16_reference per
