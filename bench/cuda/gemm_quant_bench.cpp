@@ -11,6 +11,10 @@
 // read from memory, median of 11 batches. W bytes are uniform random floats' bytes: any bits do
 // for timing (the arithmetic is the same instructions whatever the values).
 //
+// First, each shape's chain bound (kernels/cuda/mma_chain.h): the time of N / 8 warps issuing the
+// K / 16 dependent mma steps every output element's chain is, with no memory traffic; no
+// schedule of the invariant chain runs an M <= 16 GEMM faster.
+//
 // Usage: gemm_quant_bench [--formats Q4_K,Q6_K,Q8_0,BF16]
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +26,7 @@
 #include "kernels/cuda/fill.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/mma_chain.h"
 #include "kernels/quant.h"
 #include "timing.h"
 
@@ -76,7 +81,18 @@ int main(int argc, char** argv) {
   try {
     const double bandwidth = bx::bench::copy_bandwidth();
     std::printf("copy bandwidth: %.3f TB/s\n\n", bandwidth / 1e12);
-    std::printf("| shape | K -> N | format | M | us | W MB | floor us | floor / time |\n");
+    // The chain bound (mma_chain.h): N / 8 warps each issuing K / 16 dependent mma steps.
+    std::printf("| shape | K -> N | chains | steps | chain us |\n|---|---|---|---|---|\n");
+    for (const Shape& s : kShapes) {
+      const int64_t chains = s.N / 8;
+      DeviceBuffer out(static_cast<size_t>(chains) * 16);
+      const double us = bx::bench::median_us(
+          [&](int) { bx::cuda::mma_chain(chains, s.K / 16, out.get<float>(), nullptr); }, 1);
+      std::printf("| chain %s | %lld -> %lld | %lld | %lld | %.1f |\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(chains), static_cast<long long>(s.K / 16), us);
+    }
+    std::printf("\n| shape | K -> N | format | M | us | W MB | floor us | floor / time |\n");
     std::printf("|---|---|---|---|---|---|---|---|\n");
     for (const Shape& s : kShapes) {
       for (const std::string& format : formats) {

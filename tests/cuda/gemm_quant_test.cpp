@@ -6,6 +6,8 @@
 //                 dequantized on the host by kernels/quant.h and rounded to bf16, for M in {1, 2,
 //                 7, 64, 129, 1000}, with ragged N and (for the 32-element formats) K % 256 != 0
 //                 and K % 64 == 32; the same with accumulate.
+//                 The decode launch (M <= 16, N wide enough for four-warp blocks) the same, plain
+//                 and gated.
 //   T3 invariant  rows alone == the same rows inside the batch of 1000, bit for bit.
 //   controls      a split of K (two chains added) differs, and so does a reference whose weights
 //                 were rounded to bf16 by truncation: the comparisons see both kinds of error.
@@ -16,6 +18,7 @@
 //   bad input     an unsupported format or a K that is not whole blocks is a bx::Error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -25,6 +28,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemm_quant.h"
 #include "kernels/quant.h"
@@ -190,6 +194,55 @@ TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
         EXPECT_EQ(count_differences(fused, dense), 0u)
             << what << " M = " << M << ", " << first_difference(fused, dense);
       }
+    }
+  }
+}
+
+// The decode shapes' launch: at M <= 16 and N wide enough for four-warp blocks (N >= 16 per
+// multiprocessor), the weight-stream kernel with its branch-free steady stages and its generic
+// last stages (K = 1280: five super-blocks; K = 1248: four full stages of 32-element blocks, a
+// partial one and slices past K), ragged N, plain and gated: the bits of gemm_bf16 on the
+// dequantized weights.
+TEST(GemmQuant, WideDecodeShapesEqualDense) {
+  BX_REQUIRE_HOPPER();
+  const int64_t N = std::max<int64_t>(2196, int64_t{cuda::sm_count()} * 16 + 4);
+  for (const FormatCase& c : kCases) {
+    const int64_t K = quant::block_elements(c.dtype) == 256 ? 1280 : 1248;
+    QuantProblem gate(c.dtype, 16, N, K, 71, false);
+    const std::vector<uint8_t> up_blocks = random_blocks(c.dtype, N, K, 72, false);
+    std::vector<uint8_t> padded = up_blocks;
+    padded.resize(up_blocks.size() + 16, 0);
+    const DeviceBuffer up = to_device(padded);
+    const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, K));
+    for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{16}}) {
+      const std::vector<float> fused = gate.fused(0, M), dense = gate.dense(0, M);
+      EXPECT_EQ(count_differences(fused, dense), 0u)
+          << dtype_name(c.dtype) << " M = " << M << ", " << first_difference(fused, dense);
+      // Gated: W the gate rows, w_up the up rows.
+      test::poison(gate.dy);
+      cuda::QuantGemmArgs q = gate.quant_args(0, M);
+      q.w_up = up.get<uint8_t>();
+      cuda::gemm_quant(q, nullptr);
+      test::sync();
+      const std::vector<float> fused_gated = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+      test::poison(gate.dy);
+      cuda::GemmArgs d;
+      d.x = gate.dx.get<uint16_t>();
+      d.x_stride = K;
+      d.w = gate.dwb.get<uint16_t>();
+      d.w_up = up_bf16.get<uint16_t>();
+      d.w_stride = K;
+      d.y = gate.dy.get<float>();
+      d.y_stride = N;
+      d.M = M;
+      d.N = N;
+      d.K = K;
+      cuda::gemm_bf16(d, nullptr);
+      test::sync();
+      const std::vector<float> dense_gated = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+      EXPECT_EQ(count_differences(fused_gated, dense_gated), 0u)
+          << dtype_name(c.dtype) << " gated, M = " << M << ", "
+          << first_difference(fused_gated, dense_gated);
     }
   }
 }

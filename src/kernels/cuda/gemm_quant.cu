@@ -1,7 +1,8 @@
 // The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
-// memory, the B fragments of mma.sync m16n8k16 dequantized in registers.
+// memory, the B fragments of mma.sync m16n8k16 dequantized in registers. This file: the tiled
+// kernel for M > 16 and the host entry points; M <= 16 runs gemm_quant_stream.cuh's kernel.
 //
-// Block = kWarps warps (4, or 2 or 1 for small N); tile = BM = 16 * FM rows of x (tokens) by
+// Block = kWarps warps; tile = BM = 16 * FM rows of x (tokens) by
 // BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
 // m16n8 fragments. A stage covers 256 columns of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32
 // chunks of 16 bytes per row, chunk c of row r at
@@ -23,6 +24,8 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/gemm_quant_common.cuh"
+#include "kernels/cuda/gemm_quant_stream.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_pair.h"
@@ -30,47 +33,31 @@
 namespace bx::cuda {
 namespace {
 
-constexpr int kKS = 256;           // K columns per stage
-constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
-
-// Two f32 -> one register of two bf16 (round to nearest even), the first in the low half.
-__device__ __forceinline__ uint32_t pack_bf16(quant::QuantPair v) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(v.first, v.second);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// F.silu(g) * u, the expression of rows.cu's silu_mul_kernel and gemm.cu's gated epilogue (same
-// compilation flags).
-__device__ __forceinline__ float silu_times(float g, float u) {
-  return (g / (1.0f + expf(-g))) * u;
-}
+using quant_gemm::kKS;
+using quant_gemm::kXChunks;
+using quant_gemm::launch_stream_format;
+using quant_gemm::pack_bf16;
+using quant_gemm::Params;
+using quant_gemm::RowSlot;
+using quant_gemm::store_fragments;
 
 template <int F, int FM, int kWarps, bool kGated>
 struct QShape {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int BN = 8 * kWarps;                // outputs per block, 8 per warp
   static constexpr int kWRows = kGated ? 2 * BN : BN;  // gate rows, then the up rows
-  static constexpr int E = static_cast<int>(quant::kBlockElements[F]);
-  static constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
-  static constexpr int kStageBlockBytes = kKS / E * BB;  // one row's blocks in a full stage
-  // The aligned chunks covering them start up to 15 bytes early.
-  static constexpr int kWSlot = (kStageBlockBytes + 15) / 16 * 16 + 16;
-  static constexpr int kWChunks = kWSlot / 16;
+  static constexpr int E = RowSlot<F>::E;
+  static constexpr int BB = RowSlot<F>::BB;
+  static constexpr int kStageBlockBytes = RowSlot<F>::kStageBlockBytes;
+  static constexpr int kWSlot = RowSlot<F>::kBytes;
+  static constexpr int kWChunks = RowSlot<F>::kChunks;
   static constexpr int BM = 16 * FM;
   static constexpr int kXBytes = BM * kKS * 2;
   static constexpr int kStageBytes = kXBytes + kWRows * kWSlot;
-  // Three stages at M <= 16 (47-70 KB): 3-4 blocks share a multiprocessor, more warps to hide the
-  // dequantization's latency (six stages, one or two blocks, ran at 0.09-0.17 of the floor).
-  static constexpr int kStages = FM == 1 ? 3 : 4;
+  static constexpr int kStages = 4;
   static constexpr int kSmemBytes = kStages * kStageBytes;
   static_assert(kStageBytes % 16 == 0, "stages must keep 16-byte alignment");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
-};
-
-struct Params {
-  QuantGemmArgs a;
-  int k_stages;     // stages over round_up(K, 64)
-  int64_t k_round;  // round_up(K, 64): the last slice + 16
 };
 
 template <int F, int FM, int kWarps, bool kGated>
@@ -182,50 +169,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
   }
   ptx::cp_async_wait<0>();
 
-  // Fragment element e of mi: row lane / 4 (+8 for e >= 2), column 2 (lane % 4) (+1 for odd e).
-  // A warp's 8 columns are one aligned group of 8: in one output part, and holding any padding
-  // columns [N, round_up(N, 8)) of the bf16 outputs.
-  const int64_t col = n0 + warp * 8 + pair;
-  float* out_base = a.y;
-  int64_t out_stride = a.y_stride, out_col = col;
-  if constexpr (!kGated) {
-    for (int i = 0; i < a.n_parts; ++i) {
-      if (col >= a.parts[i].first_col) {
-        out_base = a.parts[i].y;
-        out_stride = a.parts[i].stride;
-        out_col = col - a.parts[i].first_col;
-      }
-    }
-  }
-  const int64_t padded = (a.N + 7) / 8 * 8;
-#pragma unroll
-  for (int mi = 0; mi < FM; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int64_t m = m0 + mi * 16 + lane / 4 + 8 * half;
-      if (m >= a.M) continue;
-      float v[2] = {acc[mi][2 * half], acc[mi][2 * half + 1]};
-      if constexpr (kGated) {
-        v[0] = silu_times(v[0], acc_up[mi][2 * half]);
-        v[1] = silu_times(v[1], acc_up[mi][2 * half + 1]);
-        if (a.y_bf16 != nullptr) {  // columns col, col + 1 as one 4-byte store; +0 past N
-          if (col < padded) {
-            const uint32_t lo = __bfloat16_as_ushort(__float2bfloat16_rn(col < a.N ? v[0] : 0.0f));
-            const uint32_t hi =
-                __bfloat16_as_ushort(__float2bfloat16_rn(col + 1 < a.N ? v[1] : 0.0f));
-            reinterpret_cast<uint32_t*>(a.y_bf16 + m * a.y_stride)[col / 2] = lo | (hi << 16);
-          }
-          continue;
-        }
-      }
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (col + e >= a.N) continue;
-        float* out = out_base + m * out_stride + out_col + e;
-        *out = a.accumulate ? *out + v[e] : v[e];
-      }
-    }
-  }
+  store_fragments<FM, kGated>(a, m0, n0 + warp * 8 + pair, lane, acc, acc_up);
 }
 
 template <int F, int FM, int kWarps, bool kGated>
@@ -248,21 +192,14 @@ void launch(const Params& p, cudaStream_t stream) {
   check_launch("gemm_quant_kernel");
 }
 
-// Small M streams W: 8 rows per warp, and blocks of fewer warps where 4-warp blocks of 32 rows
-// would leave multiprocessors idle (speed only: the chain of every element is the same).
+// M <= 16 streams W (gemm_quant_stream.cuh); larger M runs 64 x 32 tiles. Speed only: the
+// chain of every element is the same.
 template <int F, bool kGated>
 void launch_format(const Params& p, cudaStream_t stream) {
-  if (p.a.M > 16) {
-    launch<F, 4, 4, kGated>(p, stream);
-    return;
-  }
-  const int64_t sms = sm_count();
-  if ((p.a.N + 31) / 32 >= sms) {
-    launch<F, 1, 4, kGated>(p, stream);
-  } else if ((p.a.N + 15) / 16 >= sms) {
-    launch<F, 1, 2, kGated>(p, stream);
+  if (p.a.M <= 16) {
+    launch_stream_format<F, kGated>(p, stream);
   } else {
-    launch<F, 1, 1, kGated>(p, stream);
+    launch<F, 4, 4, kGated>(p, stream);
   }
 }
 
