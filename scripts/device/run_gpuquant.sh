@@ -8,7 +8,7 @@
 #      the D = 128 files);
 #   2. per-GEMM times on the 8B decode shapes (gemm_quant_bench: the chain bound, then Q4_K, Q6_K,
 #      Q8_0 and bf16 against the weight floor);
-#   3. decode (serve_bench, eager and CUDA graph, B = 1 and 8): random:qwen3-8b-q4k, then
+#   3. decode (serve_bench, eager and CUDA graph, B = 1): random:qwen3-8b-q4k, then
 #      random:qwen3-8b.
 # Writes $OUT/gpuquant.txt (everything) and prints the summary table last.
 # Usage (on the device; carry [".gpu-gpuquant"]): bash .gpu-gpuquant/run_gpuquant.sh (the pack
@@ -53,9 +53,9 @@ summary=()
   done
   for model in random:qwen3-8b-q4k random:qwen3-8b; do
     echo "== serve_bench $model"
-    timeout 110 $B/serve_bench --model $model --modes invariant --batches 1,8 --iters 20 \
+    timeout 110 $B/serve_bench --model $model --modes invariant --batches 1 --iters 20 \
       --requests 0 --unfused 0 2>&1 | tee /tmp/bench.log
-    for b in 1 8; do
+    for b in 1; do
       step=$(grep -E "^\| invariant \| $b \| fused \| graph" /tmp/bench.log | awk -F'|' '{print $6 "ms, floor" $8 "ms, floor/step" $9}')
       summary+=("| decode B=$b graph $model | $step | | | |")
     done
