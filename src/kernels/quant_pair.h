@@ -49,14 +49,14 @@ BX_HOST_DEVICE BX_ALWAYS_INLINE inline float mul(float a, float b) {
 }
 BX_HOST_DEVICE BX_ALWAYS_INLINE inline float fma_rn(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
-  return fma_rn(a, b, c);
+  return __fmaf_rn(a, b, c);
 #else
   return std::fma(a, b, c);
 #endif
 }
 BX_HOST_DEVICE BX_ALWAYS_INLINE inline float bits_as_float(uint32_t u) {
 #if defined(__CUDA_ARCH__)
-  return bits_as_float(u);
+  return __uint_as_float(u);
 #else
   return std::bit_cast<float>(u);
 #endif

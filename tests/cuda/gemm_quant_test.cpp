@@ -138,9 +138,10 @@ struct QuantProblem {
   }
 
   // y = x[first .. first + M) @ dequant(W)^T through the fused kernel.
-  std::vector<float> fused(int64_t first, int64_t M) {
+  std::vector<float> fused(int64_t first, int64_t M,
+                           cuda::QuantGemmSchedule schedule = cuda::QuantGemmSchedule::automatic) {
     test::poison(dy);
-    cuda::gemm_quant(quant_args(first, M), nullptr);
+    cuda::gemm_quant(quant_args(first, M), nullptr, schedule);
     test::sync();
     return to_host<float>(dy, static_cast<size_t>(M * N));
   }
@@ -183,6 +184,15 @@ std::string first_difference(const std::vector<float>& a, const std::vector<floa
 
 const int64_t kMs[] = {1, 2, 7, 64, 129, 1000};
 
+// automatic and every schedule that takes M rows.
+std::vector<cuda::QuantGemmSchedule> schedules_for(int64_t M) {
+  std::vector<cuda::QuantGemmSchedule> out = {cuda::QuantGemmSchedule::automatic};
+  for (const cuda::QuantGemmSchedule s : cuda::kQuantGemmSchedules) {
+    if (M <= 16 || s == cuda::QuantGemmSchedule::tiled) out.push_back(s);
+  }
+  return out;
+}
+
 TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
   BX_REQUIRE_HOPPER();
   for (const FormatCase& c : kCases) {
@@ -190,9 +200,13 @@ TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
       const std::string what = std::string(dtype_name(c.dtype)) + (extreme ? " extreme" : "");
       QuantProblem p(c.dtype, 1000, 200, c.K, 11, extreme);
       for (int64_t M : kMs) {
-        const std::vector<float> fused = p.fused(0, M), dense = p.dense(0, M);
-        EXPECT_EQ(count_differences(fused, dense), 0u)
-            << what << " M = " << M << ", " << first_difference(fused, dense);
+        const std::vector<float> dense = p.dense(0, M);
+        for (const cuda::QuantGemmSchedule schedule : schedules_for(M)) {
+          const std::vector<float> fused = p.fused(0, M, schedule);
+          EXPECT_EQ(count_differences(fused, dense), 0u)
+              << what << " M = " << M << " " << cuda::quant_gemm_schedule_name(schedule) << ", "
+              << first_difference(fused, dense);
+        }
       }
     }
   }
@@ -215,16 +229,22 @@ TEST(GemmQuant, WideDecodeShapesEqualDense) {
     const DeviceBuffer up = to_device(padded);
     const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, K));
     for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{16}}) {
-      const std::vector<float> fused = gate.fused(0, M), dense = gate.dense(0, M);
-      EXPECT_EQ(count_differences(fused, dense), 0u)
-          << dtype_name(c.dtype) << " M = " << M << ", " << first_difference(fused, dense);
-      // Gated: W the gate rows, w_up the up rows.
-      test::poison(gate.dy);
-      cuda::QuantGemmArgs q = gate.quant_args(0, M);
-      q.w_up = up.get<uint8_t>();
-      cuda::gemm_quant(q, nullptr);
-      test::sync();
-      const std::vector<float> fused_gated = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+      const std::vector<float> dense = gate.dense(0, M);
+      std::vector<std::vector<float>> fused_gated;  // by schedule
+      for (const cuda::QuantGemmSchedule schedule : schedules_for(M)) {
+        const std::string what = std::string(dtype_name(c.dtype)) + " M = " + std::to_string(M) +
+                                 " " + cuda::quant_gemm_schedule_name(schedule);
+        const std::vector<float> fused = gate.fused(0, M, schedule);
+        EXPECT_EQ(count_differences(fused, dense), 0u)
+            << what << ", " << first_difference(fused, dense);
+        // Gated: W the gate rows, w_up the up rows.
+        test::poison(gate.dy);
+        cuda::QuantGemmArgs q = gate.quant_args(0, M);
+        q.w_up = up.get<uint8_t>();
+        cuda::gemm_quant(q, nullptr, schedule);
+        test::sync();
+        fused_gated.push_back(to_host<float>(gate.dy, static_cast<size_t>(M * N)));
+      }
       test::poison(gate.dy);
       cuda::GemmArgs d;
       d.x = gate.dx.get<uint16_t>();
@@ -240,9 +260,12 @@ TEST(GemmQuant, WideDecodeShapesEqualDense) {
       cuda::gemm_bf16(d, nullptr);
       test::sync();
       const std::vector<float> dense_gated = to_host<float>(gate.dy, static_cast<size_t>(M * N));
-      EXPECT_EQ(count_differences(fused_gated, dense_gated), 0u)
-          << dtype_name(c.dtype) << " gated, M = " << M << ", "
-          << first_difference(fused_gated, dense_gated);
+      for (size_t i = 0; i < fused_gated.size(); ++i) {
+        EXPECT_EQ(count_differences(fused_gated[i], dense_gated), 0u)
+            << dtype_name(c.dtype) << " gated, M = " << M << " "
+            << cuda::quant_gemm_schedule_name(schedules_for(M)[i]) << ", "
+            << first_difference(fused_gated[i], dense_gated);
+      }
     }
   }
 }
@@ -322,50 +345,55 @@ TEST(GemmQuant, GatedEqualsDenseGatedForEveryM) {
     const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, c.K));
     DeviceBuffer yb(static_cast<size_t>(1000 * Np) * 2);
     for (int64_t M : kMs) {
-      for (bool to_bf16 : {false, true}) {
-        // Fused over blocks.
-        test::poison(gate.dy);
-        test::poison(yb);
-        cuda::QuantGemmArgs q = gate.quant_args(0, M);
-        q.w_up = up.get<uint8_t>();
-        if (to_bf16) {
-          q.y = nullptr;
-          q.y_bf16 = yb.get<uint16_t>();
-          q.y_stride = Np;
+      for (const cuda::QuantGemmSchedule schedule : schedules_for(M))
+        for (bool to_bf16 : {false, true}) {
+          // Fused over blocks.
+          test::poison(gate.dy);
+          test::poison(yb);
+          cuda::QuantGemmArgs q = gate.quant_args(0, M);
+          q.w_up = up.get<uint8_t>();
+          if (to_bf16) {
+            q.y = nullptr;
+            q.y_bf16 = yb.get<uint16_t>();
+            q.y_stride = Np;
+          }
+          cuda::gemm_quant(q, nullptr, schedule);
+          test::sync();
+          const std::vector<float> fused_f32 = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+          const std::vector<uint16_t> fused_bf16 =
+              to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+          // Dense on the dequantized weights.
+          test::poison(gate.dy);
+          test::poison(yb);
+          cuda::GemmArgs d;
+          d.x = gate.dx.get<uint16_t>();
+          d.x_stride = c.K;
+          d.w = gate.dwb.get<uint16_t>();
+          d.w_up = up_bf16.get<uint16_t>();
+          d.w_stride = c.K;
+          d.y = gate.dy.get<float>();
+          d.y_stride = N;
+          if (to_bf16) {
+            d.y = nullptr;
+            d.y_bf16 = yb.get<uint16_t>();
+            d.y_stride = Np;
+          }
+          d.M = M;
+          d.N = N;
+          d.K = c.K;
+          cuda::gemm_bf16(d, nullptr);
+          test::sync();
+          if (to_bf16) {
+            const std::vector<uint16_t> dense = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+            EXPECT_EQ(dense, fused_bf16) << dtype_name(c.dtype) << " bf16 outputs, M = " << M << " "
+                                         << cuda::quant_gemm_schedule_name(schedule);
+          } else {
+            const std::vector<float> dense = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+            EXPECT_EQ(count_differences(fused_f32, dense), 0u)
+                << dtype_name(c.dtype) << " M = " << M << " "
+                << cuda::quant_gemm_schedule_name(schedule);
+          }
         }
-        cuda::gemm_quant(q, nullptr);
-        test::sync();
-        const std::vector<float> fused_f32 = to_host<float>(gate.dy, static_cast<size_t>(M * N));
-        const std::vector<uint16_t> fused_bf16 = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
-        // Dense on the dequantized weights.
-        test::poison(gate.dy);
-        test::poison(yb);
-        cuda::GemmArgs d;
-        d.x = gate.dx.get<uint16_t>();
-        d.x_stride = c.K;
-        d.w = gate.dwb.get<uint16_t>();
-        d.w_up = up_bf16.get<uint16_t>();
-        d.w_stride = c.K;
-        d.y = gate.dy.get<float>();
-        d.y_stride = N;
-        if (to_bf16) {
-          d.y = nullptr;
-          d.y_bf16 = yb.get<uint16_t>();
-          d.y_stride = Np;
-        }
-        d.M = M;
-        d.N = N;
-        d.K = c.K;
-        cuda::gemm_bf16(d, nullptr);
-        test::sync();
-        if (to_bf16) {
-          const std::vector<uint16_t> dense = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
-          EXPECT_EQ(dense, fused_bf16) << dtype_name(c.dtype) << " bf16 outputs, M = " << M;
-        } else {
-          const std::vector<float> dense = to_host<float>(gate.dy, static_cast<size_t>(M * N));
-          EXPECT_EQ(count_differences(fused_f32, dense), 0u) << dtype_name(c.dtype) << " M = " << M;
-        }
-      }
     }
   }
 }
@@ -455,6 +483,15 @@ TEST(GemmQuant, BadInputIsAClearError) {
     FAIL() << "K = 64 was accepted for Q4_K";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("multiple of the block size 256"), std::string::npos)
+        << e.what();
+  }
+  a.K = 256;
+  a.M = 17;
+  try {
+    cuda::gemm_quant(a, nullptr, cuda::QuantGemmSchedule::stream);
+    FAIL() << "the stream schedule was accepted for M = 17";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes M <= 16, got M = 17"), std::string::npos)
         << e.what();
   }
   EXPECT_FALSE(cuda::gemm_quant_supports(quant::kQ2_K));

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/gemm_quant_chain_warps.cuh"
 #include "kernels/cuda/gemm_quant_common.cuh"
 #include "kernels/cuda/gemm_quant_stream.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -35,6 +36,7 @@ namespace {
 
 using quant_gemm::kKS;
 using quant_gemm::kXChunks;
+using quant_gemm::launch_chain_warps_format;
 using quant_gemm::launch_stream_format;
 using quant_gemm::pack_bf16;
 using quant_gemm::Params;
@@ -192,14 +194,17 @@ void launch(const Params& p, cudaStream_t stream) {
   check_launch("gemm_quant_kernel");
 }
 
-// M <= 16 streams W (gemm_quant_stream.cuh); larger M runs 64 x 32 tiles. Speed only: the
-// chain of every element is the same.
 template <int F, bool kGated>
-void launch_format(const Params& p, cudaStream_t stream) {
-  if (p.a.M <= 16) {
-    launch_stream_format<F, kGated>(p, stream);
-  } else {
-    launch<F, 4, 4, kGated>(p, stream);
+void launch_format(const Params& p, QuantGemmSchedule schedule, cudaStream_t stream) {
+  switch (schedule) {
+    case QuantGemmSchedule::stream:
+      launch_stream_format<F, kGated>(p, stream);
+      return;
+    case QuantGemmSchedule::chain_warps:
+      launch_chain_warps_format<F, kGated>(p, stream);
+      return;
+    default:
+      launch<F, 4, 4, kGated>(p, stream);
   }
 }
 
@@ -264,7 +269,30 @@ bool gemm_quant_supports(int format) {
          format == quant::kQ4_K || format == quant::kQ5_K || format == quant::kQ6_K;
 }
 
-void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
+const char* quant_gemm_schedule_name(QuantGemmSchedule schedule) {
+  switch (schedule) {
+    case QuantGemmSchedule::automatic:
+      return "automatic";
+    case QuantGemmSchedule::tiled:
+      return "tiled";
+    case QuantGemmSchedule::stream:
+      return "stream";
+    case QuantGemmSchedule::chain_warps:
+      return "chain_warps";
+  }
+  return "?";
+}
+
+QuantGemmSchedule quant_gemm_pick_schedule(int64_t M, int64_t N, bool gated, int sms) {
+  if (M > 16) return QuantGemmSchedule::tiled;
+  // Few chains a multiprocessor (plain, N <= 64 per multiprocessor: qkv, o and down of the 8B
+  // shapes): one stream warp a scheduler would wait on its dequantization and its chain in turn.
+  // There the chain warps' blocks (16 rows; four fit a multiprocessor) are all resident at once.
+  return !gated && (N + 15) / 16 <= int64_t{4} * sms ? QuantGemmSchedule::chain_warps
+                                                     : QuantGemmSchedule::stream;
+}
+
+void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream, QuantGemmSchedule schedule) {
   BX_CHECK(gemm_quant_supports(args.format),
            "gemm_quant: block format id " + std::to_string(args.format) +
                " has no fused kernel; expected Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K");
@@ -273,6 +301,10 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
   BX_CHECK(args.M >= 0 && args.N >= 0 && args.K >= 0,
            "gemm_quant: M, N, K must be >= 0, got " + std::to_string(args.M) + ", " +
                std::to_string(args.N) + ", " + std::to_string(args.K));
+  BX_CHECK(args.M <= 16 || schedule == QuantGemmSchedule::automatic ||
+               schedule == QuantGemmSchedule::tiled,
+           std::string("gemm_quant: the ") + quant_gemm_schedule_name(schedule) +
+               " schedule takes M <= 16, got M = " + std::to_string(args.M));
   BX_CHECK(args.K % E == 0, "gemm_quant: K = " + std::to_string(args.K) +
                                 " must be a multiple of the block size " + std::to_string(E));
   BX_CHECK(args.x_stride >= args.K && args.x_stride % 8 == 0,
@@ -322,6 +354,7 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
   p.a = args;
   p.k_round = (args.K + 63) / 64 * 64;
   p.k_stages = static_cast<int>((p.k_round + kKS - 1) / kKS);
+  p.n_full = static_cast<int>(args.K / kKS);
   if (args.K == 0) {  // no slice: y = +0 (or y unchanged), as gemm_bf16 gives
     if (!args.accumulate) {
       check_cuda(
@@ -331,11 +364,14 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
     }
     return;
   }
+  if (schedule == QuantGemmSchedule::automatic) {
+    schedule = quant_gemm_pick_schedule(args.M, args.N, args.w_up != nullptr, sm_count());
+  }
   dispatch(args.format, "gemm_quant", [&]<int F>() {
     if (args.w_up != nullptr) {
-      launch_format<F, true>(p, stream);
+      launch_format<F, true>(p, schedule, stream);
     } else {
-      launch_format<F, false>(p, stream);
+      launch_format<F, false>(p, schedule, stream);
     }
   });
 }

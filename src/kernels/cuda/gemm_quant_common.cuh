@@ -20,6 +20,7 @@ constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
 struct Params {
   QuantGemmArgs a;
   int k_stages;     // stages over round_up(K, 64)
+  int n_full;       // stages whose 16 slices are all below K: K / 256
   int64_t k_round;  // round_up(K, 64): the last slice + 16
 };
 

@@ -45,10 +45,52 @@ struct StreamShape {
   static constexpr int kStages = kStagesBySize < 4 ? 4 : (kStagesBySize > 8 ? 8 : kStagesBySize);
   static constexpr int kZeroOffset = kStages * kStageBytes;  // 16 bytes of zeros
   static constexpr int kSmemBytes = kZeroOffset + 16;
-  static constexpr int kUnit = kKS / 16 / 2;  // slices a lane dequantizes at a time: half a stage
+  static constexpr int kUnit = 8;  // slices a lane dequantizes at a time: half a stage
   static_assert(kStageBytes % 16 == 0, "stages must keep 16-byte alignment");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
 };
+
+// Stage kb of a weight-stream kernel into the shared memory at `base`: x[0 .. x_rows, k0 .. k0 +
+// 256) (zeros past K; chunk c of row r at r * 32 + (c ^ (r % 8)), so that ldmatrix's 8 rows fall
+// in different banks) at offset 0, then, from kXBytes on, RowSlot<F>::kBytes for each of kWRows
+// W rows: rows [n0, n0 + BN) of W, then (gated) the same rows of w_up, each the chunks covering
+// its blocks of that range (zeros for rows past N). Issued as cp.async by kThreads threads.
+template <int F, int BN, int kWRows, int kXBytes, int kThreads>
+__device__ __forceinline__ void load_stream_stage(const QuantGemmArgs& a, uint32_t base, int kb,
+                                                  int64_t n0, int x_rows, int tid) {
+  using R = RowSlot<F>;
+  const int64_t k0 = static_cast<int64_t>(kb) * kKS;
+  for (int i = tid; i < x_rows * kXChunks; i += kThreads) {
+    const int r = i / kXChunks, c = i % kXChunks;
+    const int64_t k = k0 + c * 8;
+    const bool valid = k < a.K;
+    const uint16_t* src = valid ? a.x + r * a.x_stride + k : a.x;
+    ptx::cp_async_16(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), src, valid);
+  }
+  const uintptr_t w_addr = reinterpret_cast<uintptr_t>(a.w);
+  const uintptr_t up_addr = reinterpret_cast<uintptr_t>(a.w_up);
+  const int64_t stage_bytes = (a.K - k0 < kKS ? a.K - k0 : kKS) / R::E * R::BB;
+  for (int i = tid; i < kWRows * R::kChunks; i += kThreads) {
+    const int r = i / R::kChunks, c = i % R::kChunks;
+    const int64_t n = n0 + r % BN;
+    const uintptr_t first =
+        (r < BN ? w_addr : up_addr) + n * a.w_row_bytes + kb * int64_t{R::kStageBlockBytes};
+    const uintptr_t chunk = (first & ~uintptr_t{15}) + 16 * c;
+    const bool valid = n < a.N && k0 < a.K && chunk < first + stage_bytes;
+    ptx::cp_async_16(base + static_cast<uint32_t>(kXBytes + r * R::kBytes + 16 * c),
+                     valid ? reinterpret_cast<const void*>(chunk) : a.w, valid);
+  }
+}
+
+// The address lane `lane` gives ldmatrix_x4 for the A fragment (x) of slice s of a stage whose x
+// rows start at `base`: row lane % 16, 16-byte chunk 2 s + lane / 16; rows at or past x_rows
+// read the 16 zero bytes at zero_chunk.
+__device__ __forceinline__ uint32_t x_fragment_address(uint32_t base, int s, int lane, int x_rows,
+                                                       uint32_t zero_chunk) {
+  const int r = lane & 15, c = s * 2 + (lane >> 4);
+  return r < x_rows ? base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16)
+                    : zero_chunk;
+}
 
 // Lane's B fragments of slices [s0, s0 + kUnit) of a stage: b[2 j], b[2 j + 1] for slice s0 + j
 // (elements pair + {0, 1} and pair + {8, 9} of the slice), from the row's blocks at `row`. With
@@ -69,6 +111,35 @@ __device__ __forceinline__ void dequant_unit(const uint8_t* row, int s0, int pai
   }
 }
 
+// Lane's B fragments of half h (slices [8 h, 8 h + 8)) of stage kb for one W row: the row held
+// at slot_row (RowSlot<F>::kBytes of chunks), whose blocks start at w_base + row_offset + kb
+// RowSlot<F>::kStageBlockBytes in device memory (that address's last 4 bits are the lead bytes of
+// its chunks); pair = 2 (lane % 4). b as dequant_unit gives it; with full == false the slices
+// past K are +0.
+template <int F>
+__device__ __forceinline__ void dequant_half(const QuantGemmArgs& a, const uint8_t* slot_row,
+                                             uintptr_t w_base, int64_t row_offset, int kb, int h,
+                                             bool full, int pair, uint32_t (&b)[16]) {
+  constexpr int kUnit = 8;
+  const int64_t offset = row_offset + kb * int64_t{RowSlot<F>::kStageBlockBytes};
+  const uint8_t* row = slot_row + ((w_base + offset) & 15u);
+  // Compile-time slice numbers (every shift and index of the element math folds).
+  auto run = [&]<int kS0>() {
+    if (full) {
+      dequant_unit<F, kUnit, true>(row, kS0, pair, kUnit, b);
+    } else {
+      const int64_t left = (a.K - static_cast<int64_t>(kb) * kKS) / 16 - kS0;  // below K
+      const int valid = static_cast<int>(left < 0 ? 0 : (left < kUnit ? left : kUnit));
+      dequant_unit<F, kUnit, false>(row, kS0, pair, valid, b);
+    }
+  };
+  if (h == 0) {
+    run.template operator()<0>();
+  } else {
+    run.template operator()<kUnit>();
+  }
+}
+
 template <int F, int kWarps, bool kGated, int XR>
 __global__ void __launch_bounds__(32 * kWarps) gemm_quant_stream_kernel(const Params p) {
   using S = StreamShape<F, kWarps, kGated, XR>;
@@ -81,36 +152,12 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_stream_kernel(const Pa
   const uint32_t smem_base = ptx::smem_address(smem);
   const uint8_t* smem_bytes = reinterpret_cast<const uint8_t*>(smem);
   const uint32_t zero_chunk = smem_base + S::kZeroOffset;
-  const uintptr_t w_addr = reinterpret_cast<uintptr_t>(a.w);
-  const uintptr_t up_addr = reinterpret_cast<uintptr_t>(a.w_up);
   const int x_rows = static_cast<int>(a.M < XR ? a.M : XR);  // M <= XR: one block row
   if (tid == 0) smem[S::kZeroOffset / 16] = make_uint4(0, 0, 0, 0);
 
-  // Stage slot <- x[0 .. x_rows, k0 .. k0 + 256) (zeros past K; chunk c of row r at slot
-  // r * 32 + (c ^ (r % 8)), ldmatrix's 8 rows in different banks) and the chunks covering each W
-  // row's blocks of that range (zeros for rows past N).
   auto load_stage = [&](int slot, int kb) {
-    const uint32_t base = smem_base + static_cast<uint32_t>(slot * S::kStageBytes);
-    const int64_t k0 = static_cast<int64_t>(kb) * kKS;
-    for (int i = tid; i < x_rows * kXChunks; i += S::kThreads) {
-      const int r = i / kXChunks, c = i % kXChunks;
-      const int64_t k = k0 + c * 8;
-      const bool valid = k < a.K;
-      const uint16_t* src = valid ? a.x + r * a.x_stride + k : a.x;
-      ptx::cp_async_16(base + static_cast<uint32_t>((r * kXChunks + (c ^ (r & 7))) * 16), src,
-                       valid);
-    }
-    const int64_t stage_bytes = (a.K - k0 < kKS ? a.K - k0 : kKS) / RowSlot<F>::E * RowSlot<F>::BB;
-    for (int i = tid; i < S::kWRows * RowSlot<F>::kChunks; i += S::kThreads) {
-      const int r = i / RowSlot<F>::kChunks, c = i % RowSlot<F>::kChunks;
-      const int64_t n = n0 + r % S::BN;
-      const uintptr_t first = (r < S::BN ? w_addr : up_addr) + n * a.w_row_bytes +
-                              kb * int64_t{RowSlot<F>::kStageBlockBytes};
-      const uintptr_t chunk = (first & ~uintptr_t{15}) + 16 * c;
-      const bool valid = n < a.N && k0 < a.K && chunk < first + stage_bytes;
-      ptx::cp_async_16(base + static_cast<uint32_t>(S::kXBytes + r * S::kWSlot + 16 * c),
-                       valid ? reinterpret_cast<const void*>(chunk) : a.w, valid);
-    }
+    load_stream_stage<F, S::BN, S::kWRows, S::kXBytes, S::kThreads>(
+        a, smem_base + static_cast<uint32_t>(slot * S::kStageBytes), kb, n0, x_rows, tid);
   };
 
   const int w_row = warp * 8 + lane / 4;  // this lane's W row in the tile
@@ -120,31 +167,16 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_stream_kernel(const Pa
   // This lane's fragments of half `h` of stage kb (in `slot`) into b (and u, the up rows).
   auto dequant = [&](int slot, int kb, int h, bool full, uint32_t(&b)[2 * kUnit],
                      uint32_t(&u)[2 * kUnit]) {
-    const int64_t offset = row_offset + kb * int64_t{RowSlot<F>::kStageBlockBytes};
     const uint8_t* w_slots = smem_bytes + slot * S::kStageBytes + S::kXBytes;
-    const uint8_t* row = w_slots + w_row * S::kWSlot + ((w_addr + offset) & 15u);
-    const uint8_t* up_row = w_slots + (S::BN + w_row) * S::kWSlot + ((up_addr + offset) & 15u);
-    // Compile-time slice numbers (every shift and index of the element math folds).
-    auto run = [&]<int kS0>() {
-      if (full) {
-        dequant_unit<F, kUnit, true>(row, kS0, pair, kUnit, b);
-        if constexpr (kGated) dequant_unit<F, kUnit, true>(up_row, kS0, pair, kUnit, u);
-      } else {
-        const int64_t left = (a.K - static_cast<int64_t>(kb) * kKS) / 16 - kS0;  // below K
-        const int valid = static_cast<int>(left < 0 ? 0 : (left < kUnit ? left : kUnit));
-        dequant_unit<F, kUnit, false>(row, kS0, pair, valid, b);
-        if constexpr (kGated) dequant_unit<F, kUnit, false>(up_row, kS0, pair, valid, u);
-      }
-    };
-    if (h == 0) {
-      run.template operator()<0>();
-    } else {
-      run.template operator()<kUnit>();
+    dequant_half<F>(a, w_slots + w_row * S::kWSlot, reinterpret_cast<uintptr_t>(a.w), row_offset,
+                    kb, h, full, pair, b);
+    if constexpr (kGated) {
+      dequant_half<F>(a, w_slots + (S::BN + w_row) * S::kWSlot, reinterpret_cast<uintptr_t>(a.w_up),
+                      row_offset, kb, h, full, pair, u);
     }
   };
 
   float acc[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}}, acc_up[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};
-  const int x_r = lane & 15;  // the x row whose address this lane gives ldmatrix
 
   // The mma steps of half h of the stage whose x is in `slot`, from fragments b, u: its first
   // `slices` slices (slices at or past round_up(K, 64) have no step).
@@ -154,18 +186,15 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_stream_kernel(const Pa
 #pragma unroll
     for (int j = 0; j < kUnit; ++j) {
       if (j >= slices) break;
-      const int c = (h * kUnit + j) * 2 + (lane >> 4);
-      const uint32_t address =
-          x_r < x_rows ? base + static_cast<uint32_t>((x_r * kXChunks + (c ^ (x_r & 7))) * 16)
-                       : zero_chunk;
       uint32_t x[4];
-      ptx::ldmatrix_x4(address, x[0], x[1], x[2], x[3]);
+      ptx::ldmatrix_x4(x_fragment_address(base, h * kUnit + j, lane, x_rows, zero_chunk), x[0],
+                       x[1], x[2], x[3]);
       ptx::mma_bf16_m16n8k16(acc[0], x, b[2 * j], b[2 * j + 1]);
       if constexpr (kGated) ptx::mma_bf16_m16n8k16(acc_up[0], x, u[2 * j], u[2 * j + 1]);
     }
   };
 
-  const int n_full = static_cast<int>(a.K / kKS);  // stages whose slices are all below K
+  const int n_full = p.n_full;
   // Slices of half h of stage kb below round_up(K, 64).
   auto slices_of = [&](int kb, int h) {
     const int64_t left = (p.k_round - static_cast<int64_t>(kb) * kKS) / 16 - h * kUnit;
