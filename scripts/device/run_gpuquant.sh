@@ -46,7 +46,7 @@ summary=()
   timeout 100 $B/gemm_quant_bench --formats Q4_K,Q6_K,Q8_0,BF16 2>&1 | tee /tmp/gqb.log
   for shape in qkv o gate+up down 'lm head'; do
     summary+=("| chain bound $shape | $(grep -F "| chain $shape | " /tmp/gqb.log | awk -F'|' '{print $6}')us | | | |")
-    for fmt in Q4_K Q8_0 BF16; do
+    for fmt in Q4_K 'Q4_K stream' 'Q4_K chain_warps' Q6_K Q8_0 BF16; do
       r=$(grep -F "| $shape | " /tmp/gqb.log | grep -F "| $fmt | 1 |" | awk -F'|' '{print $6 "us, floor/time" $9}')
       summary+=("| GEMM M=1 $shape $fmt | $r | | | |")
     done
