@@ -10,15 +10,18 @@
 //   a ring of kStages stages of 256 K columns in shared memory, each holding the x rows
 //   [0, min(M, XR)) (rows past M read one 16-byte chunk of zeros, so XR = 1 holds 512 bytes) and
 //   each W row's raw blocks, loaded by cp.async kStages - 2 stages ahead;
-//   step i: lane l dequantizes its B fragments of all 16 slices of stage i + 1 into registers
-//   (elements 16 s + 2 (l % 4) + {0, 1, 8, 9} of row 8w + l / 4, quant_pair.h's element math,
-//   rounded to bf16 pairs) while it issues the 16 dependent mma steps of stage i from the
-//   registers filled in step i - 1. The two are independent instructions in one basic block, so
-//   the dequantization fills the mma chain's latency instead of adding to it.
+//   stage i, in two halves of 8 slices: lane l dequantizes its B fragments of the second half
+//   of stage i (elements 16 s + 2 (l % 4) + {0, 1, 8, 9} of row 8w + l / 4, quant_pair.h's
+//   element math, rounded to bf16 pairs) into registers B while it issues the 8 dependent mma
+//   steps of the first half from registers A, then the first half of stage i + 1 into A while
+//   the second half's steps run from B. Each pair is independent instructions in one basic block,
+//   so the dequantization can fill the mma chain's latency instead of adding to it (how much it
+//   does is the compiler's instruction order: gemm_quant_chain_warps.cuh is the schedule that
+//   does not depend on it).
 //
 // Full stages (all 16 slices below K; every stage of the K-quants) run without branches between
-// the slices, two stages a trip with the fragment registers alternating; the stages at the end of
-// K (a partial last stage of the 32-element formats, the last step) take the generic path.
+// the slices; the stages at the end of K (the last full stage, a partial last stage of the
+// 32-element formats, slices past K) take a generic path.
 #pragma once
 
 #include <cuda_runtime_api.h>
