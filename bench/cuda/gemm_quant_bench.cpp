@@ -11,6 +11,13 @@
 // read from memory, median of 11 batches. W bytes are uniform random floats' bytes: any bits do
 // for timing (the arithmetic is the same instructions whatever the values).
 //
+// First, each shape's chain bound (kernels/cuda/mma_chain.h): the time of N / 8 warps issuing the
+// K / 16 dependent mma steps every output element's chain is, with no memory traffic; no
+// schedule of the invariant chain runs an M <= 16 GEMM faster.
+//
+// The quantized rows: automatic (quant_gemm_pick_schedule), then the stream and chain_warps
+// schedules by name ("Q4_K stream", "Q4_K chain_warps").
+//
 // Usage: gemm_quant_bench [--formats Q4_K,Q6_K,Q8_0,BF16]
 #include <algorithm>
 #include <cstdio>
@@ -22,6 +29,7 @@
 #include "kernels/cuda/fill.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/mma_chain.h"
 #include "kernels/quant.h"
 #include "timing.h"
 
@@ -76,7 +84,18 @@ int main(int argc, char** argv) {
   try {
     const double bandwidth = bx::bench::copy_bandwidth();
     std::printf("copy bandwidth: %.3f TB/s\n\n", bandwidth / 1e12);
-    std::printf("| shape | K -> N | format | M | us | W MB | floor us | floor / time |\n");
+    // The chain bound (mma_chain.h): N / 8 warps each issuing K / 16 dependent mma steps.
+    std::printf("| shape | K -> N | chains | steps | chain us |\n|---|---|---|---|---|\n");
+    for (const Shape& s : kShapes) {
+      const int64_t chains = s.N / 8;
+      DeviceBuffer out(static_cast<size_t>(chains) * 16);
+      const double us = bx::bench::median_us(
+          [&](int) { bx::cuda::mma_chain(chains, s.K / 16, out.get<float>(), nullptr); }, 1);
+      std::printf("| chain %s | %lld -> %lld | %lld | %lld | %.1f |\n", s.name,
+                  static_cast<long long>(s.K), static_cast<long long>(s.N),
+                  static_cast<long long>(chains), static_cast<long long>(s.K / 16), us);
+    }
+    std::printf("\n| shape | K -> N | format | M | us | W MB | floor us | floor / time |\n");
     std::printf("|---|---|---|---|---|---|---|---|\n");
     for (const Shape& s : kShapes) {
       for (const std::string& format : formats) {
@@ -93,44 +112,57 @@ int main(int argc, char** argv) {
           DeviceBuffer x(static_cast<size_t>(M * s.K) * 2), y(static_cast<size_t>(M * s.N) * 4);
           bx::cuda::fill_uniform_bf16(x.get<uint16_t>(), M * s.K, 3, -1, 1, nullptr);
           const int id = format_id(format);
-          const double us = bx::bench::median_us(
-              [&](int r) {
-                const auto* base = w[static_cast<size_t>(r)].get<uint8_t>();
-                if (id < 0) {  // bf16
-                  bx::cuda::GemmArgs a;
-                  a.x = x.get<uint16_t>();
-                  a.x_stride = s.K;
-                  a.w = reinterpret_cast<const uint16_t*>(base);
-                  a.w_stride = s.K;
-                  if (s.gated) a.w_up = a.w + s.N * s.K;
-                  a.y = y.get<float>();
-                  a.y_stride = s.N;
-                  a.M = M;
-                  a.N = s.N;
-                  a.K = s.K;
-                  bx::cuda::gemm_bf16(a, nullptr);
-                } else {
-                  bx::cuda::QuantGemmArgs a;
-                  a.x = x.get<uint16_t>();
-                  a.x_stride = s.K;
-                  a.w = base;
-                  a.w_row_bytes = bytes / rows;
-                  a.format = id;
-                  if (s.gated) a.w_up = base + s.N * a.w_row_bytes;
-                  a.y = y.get<float>();
-                  a.y_stride = s.N;
-                  a.M = M;
-                  a.N = s.N;
-                  a.K = s.K;
-                  bx::cuda::gemm_quant(a, nullptr);
-                }
-              },
-              rotations);
-          const double floor_us = static_cast<double>(bytes) / bandwidth * 1e6;
-          std::printf("| %s | %lld -> %lld%s | %s | %lld | %.1f | %.1f | %.1f | %.2f |\n", s.name,
-                      static_cast<long long>(s.K), static_cast<long long>(s.N),
-                      s.gated ? " x2" : "", format.c_str(), static_cast<long long>(M), us,
-                      static_cast<double>(bytes) / 1e6, floor_us, floor_us / us);
+          // Quantized formats: automatic, then each decode schedule by name (bf16: its one row).
+          std::vector<bx::cuda::QuantGemmSchedule> schedules = {
+              bx::cuda::QuantGemmSchedule::automatic};
+          if (id >= 0) {
+            schedules.push_back(bx::cuda::QuantGemmSchedule::stream);
+            schedules.push_back(bx::cuda::QuantGemmSchedule::chain_warps);
+          }
+          for (const bx::cuda::QuantGemmSchedule schedule : schedules) {
+            const double us = bx::bench::median_us(
+                [&](int r) {
+                  const auto* base = w[static_cast<size_t>(r)].get<uint8_t>();
+                  if (id < 0) {  // bf16
+                    bx::cuda::GemmArgs a;
+                    a.x = x.get<uint16_t>();
+                    a.x_stride = s.K;
+                    a.w = reinterpret_cast<const uint16_t*>(base);
+                    a.w_stride = s.K;
+                    if (s.gated) a.w_up = a.w + s.N * s.K;
+                    a.y = y.get<float>();
+                    a.y_stride = s.N;
+                    a.M = M;
+                    a.N = s.N;
+                    a.K = s.K;
+                    bx::cuda::gemm_bf16(a, nullptr);
+                  } else {
+                    bx::cuda::QuantGemmArgs a;
+                    a.x = x.get<uint16_t>();
+                    a.x_stride = s.K;
+                    a.w = base;
+                    a.w_row_bytes = bytes / rows;
+                    a.format = id;
+                    if (s.gated) a.w_up = base + s.N * a.w_row_bytes;
+                    a.y = y.get<float>();
+                    a.y_stride = s.N;
+                    a.M = M;
+                    a.N = s.N;
+                    a.K = s.K;
+                    bx::cuda::gemm_quant(a, nullptr, schedule);
+                  }
+                },
+                rotations);
+            const double floor_us = static_cast<double>(bytes) / bandwidth * 1e6;
+            const std::string label =
+                schedule == bx::cuda::QuantGemmSchedule::automatic
+                    ? format
+                    : format + " " + bx::cuda::quant_gemm_schedule_name(schedule);
+            std::printf("| %s | %lld -> %lld%s | %s | %lld | %.1f | %.1f | %.1f | %.2f |\n", s.name,
+                        static_cast<long long>(s.K), static_cast<long long>(s.N),
+                        s.gated ? " x2" : "", label.c_str(), static_cast<long long>(M), us,
+                        static_cast<double>(bytes) / 1e6, floor_us, floor_us / us);
+          }
         }
       }
     }

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Builds what scripts/device/run_gpuquant.sh runs (the quantized-weight GEMM's GPU tests, the GPU
-# tests its backend wiring touches, serve_bench and the CLI) in build-cuda/ and packs them,
+# Builds what scripts/device/run_gpuquant.sh runs (the quantized-weight GEMM's GPU test, the
+# quantized-model CUDA test, gemm_quant_bench and serve_bench) in build-cuda/ and packs them,
 # stripped, with the Debian libraries they link that the device lacks, into .gpu-gpuquant/pack.tar.gz
 # (git-ignored; carried with the device tool's carry: [".gpu-gpuquant"]; run_gpuquant.sh unpacks).
 # Usage: scripts/device/pack_gpuquant.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 [ -f /work/ccache.env ] && source /work/ccache.env
-targets="gemm_quant_test quant_model_cuda_test gemm_test backend_test gemm_quant_bench serve_bench bitexact"
+targets="gemm_quant_test quant_model_cuda_test gemm_quant_bench serve_bench"
 # A K-quant GGUF written by the gguf package (tests/ref/make_kquant_gguf.py over a random F32 llama
 # of support/kquant_model.h's shape), for quant_model_cuda_test on the device (no gguf there).
 py=${PYTHON:-/work/main/.venv/bin/python}

@@ -6,6 +6,8 @@
 //                 dequantized on the host by kernels/quant.h and rounded to bf16, for M in {1, 2,
 //                 7, 64, 129, 1000}, with ragged N and (for the 32-element formats) K % 256 != 0
 //                 and K % 64 == 32; the same with accumulate.
+//                 The decode launch (M <= 16, N wide enough for four-warp blocks) the same, plain
+//                 and gated.
 //   T3 invariant  rows alone == the same rows inside the batch of 1000, bit for bit.
 //   controls      a split of K (two chains added) differs, and so does a reference whose weights
 //                 were rounded to bf16 by truncation: the comparisons see both kinds of error.
@@ -16,6 +18,7 @@
 //   bad input     an unsupported format or a K that is not whole blocks is a bx::Error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstring>
@@ -25,6 +28,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/gemm_quant.h"
 #include "kernels/quant.h"
@@ -134,9 +138,10 @@ struct QuantProblem {
   }
 
   // y = x[first .. first + M) @ dequant(W)^T through the fused kernel.
-  std::vector<float> fused(int64_t first, int64_t M) {
+  std::vector<float> fused(int64_t first, int64_t M,
+                           cuda::QuantGemmSchedule schedule = cuda::QuantGemmSchedule::automatic) {
     test::poison(dy);
-    cuda::gemm_quant(quant_args(first, M), nullptr);
+    cuda::gemm_quant(quant_args(first, M), nullptr, schedule);
     test::sync();
     return to_host<float>(dy, static_cast<size_t>(M * N));
   }
@@ -179,6 +184,15 @@ std::string first_difference(const std::vector<float>& a, const std::vector<floa
 
 const int64_t kMs[] = {1, 2, 7, 64, 129, 1000};
 
+// automatic and every schedule that takes M rows.
+std::vector<cuda::QuantGemmSchedule> schedules_for(int64_t M) {
+  std::vector<cuda::QuantGemmSchedule> out = {cuda::QuantGemmSchedule::automatic};
+  for (const cuda::QuantGemmSchedule s : cuda::kQuantGemmSchedules) {
+    if (M <= 16 || s == cuda::QuantGemmSchedule::tiled) out.push_back(s);
+  }
+  return out;
+}
+
 TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
   BX_REQUIRE_HOPPER();
   for (const FormatCase& c : kCases) {
@@ -186,9 +200,71 @@ TEST(GemmQuant, FusedEqualsDenseOnDequantizedWeightsForEveryM) {
       const std::string what = std::string(dtype_name(c.dtype)) + (extreme ? " extreme" : "");
       QuantProblem p(c.dtype, 1000, 200, c.K, 11, extreme);
       for (int64_t M : kMs) {
-        const std::vector<float> fused = p.fused(0, M), dense = p.dense(0, M);
+        const std::vector<float> dense = p.dense(0, M);
+        for (const cuda::QuantGemmSchedule schedule : schedules_for(M)) {
+          const std::vector<float> fused = p.fused(0, M, schedule);
+          EXPECT_EQ(count_differences(fused, dense), 0u)
+              << what << " M = " << M << " " << cuda::quant_gemm_schedule_name(schedule) << ", "
+              << first_difference(fused, dense);
+        }
+      }
+    }
+  }
+}
+
+// The decode shapes' launch: at M <= 16 and N wide enough for four-warp blocks (N >= 16 per
+// multiprocessor), the weight-stream kernel with its branch-free steady stages and its generic
+// last stages (K = 1280: five super-blocks; K = 1248: four full stages of 32-element blocks, a
+// partial one and slices past K), ragged N, plain and gated: the bits of gemm_bf16 on the
+// dequantized weights.
+TEST(GemmQuant, WideDecodeShapesEqualDense) {
+  BX_REQUIRE_HOPPER();
+  const int64_t N = std::max<int64_t>(2196, int64_t{cuda::sm_count()} * 16 + 4);
+  for (const FormatCase& c : kCases) {
+    const int64_t K = quant::block_elements(c.dtype) == 256 ? 1280 : 1248;
+    QuantProblem gate(c.dtype, 16, N, K, 71, false);
+    const std::vector<uint8_t> up_blocks = random_blocks(c.dtype, N, K, 72, false);
+    std::vector<uint8_t> padded = up_blocks;
+    padded.resize(up_blocks.size() + 16, 0);
+    const DeviceBuffer up = to_device(padded);
+    const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, K));
+    for (int64_t M : {int64_t{1}, int64_t{3}, int64_t{16}}) {
+      const std::vector<float> dense = gate.dense(0, M);
+      std::vector<std::vector<float>> fused_gated;  // by schedule
+      for (const cuda::QuantGemmSchedule schedule : schedules_for(M)) {
+        const std::string what = std::string(dtype_name(c.dtype)) + " M = " + std::to_string(M) +
+                                 " " + cuda::quant_gemm_schedule_name(schedule);
+        const std::vector<float> fused = gate.fused(0, M, schedule);
         EXPECT_EQ(count_differences(fused, dense), 0u)
-            << what << " M = " << M << ", " << first_difference(fused, dense);
+            << what << ", " << first_difference(fused, dense);
+        // Gated: W the gate rows, w_up the up rows.
+        test::poison(gate.dy);
+        cuda::QuantGemmArgs q = gate.quant_args(0, M);
+        q.w_up = up.get<uint8_t>();
+        cuda::gemm_quant(q, nullptr, schedule);
+        test::sync();
+        fused_gated.push_back(to_host<float>(gate.dy, static_cast<size_t>(M * N)));
+      }
+      test::poison(gate.dy);
+      cuda::GemmArgs d;
+      d.x = gate.dx.get<uint16_t>();
+      d.x_stride = K;
+      d.w = gate.dwb.get<uint16_t>();
+      d.w_up = up_bf16.get<uint16_t>();
+      d.w_stride = K;
+      d.y = gate.dy.get<float>();
+      d.y_stride = N;
+      d.M = M;
+      d.N = N;
+      d.K = K;
+      cuda::gemm_bf16(d, nullptr);
+      test::sync();
+      const std::vector<float> dense_gated = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+      for (size_t i = 0; i < fused_gated.size(); ++i) {
+        EXPECT_EQ(count_differences(fused_gated[i], dense_gated), 0u)
+            << dtype_name(c.dtype) << " gated, M = " << M << " "
+            << cuda::quant_gemm_schedule_name(schedules_for(M)[i]) << ", "
+            << first_difference(fused_gated[i], dense_gated);
       }
     }
   }
@@ -269,50 +345,55 @@ TEST(GemmQuant, GatedEqualsDenseGatedForEveryM) {
     const DeviceBuffer up_bf16 = to_device(dequantized_bf16(c.dtype, up_blocks, N, c.K));
     DeviceBuffer yb(static_cast<size_t>(1000 * Np) * 2);
     for (int64_t M : kMs) {
-      for (bool to_bf16 : {false, true}) {
-        // Fused over blocks.
-        test::poison(gate.dy);
-        test::poison(yb);
-        cuda::QuantGemmArgs q = gate.quant_args(0, M);
-        q.w_up = up.get<uint8_t>();
-        if (to_bf16) {
-          q.y = nullptr;
-          q.y_bf16 = yb.get<uint16_t>();
-          q.y_stride = Np;
+      for (const cuda::QuantGemmSchedule schedule : schedules_for(M))
+        for (bool to_bf16 : {false, true}) {
+          // Fused over blocks.
+          test::poison(gate.dy);
+          test::poison(yb);
+          cuda::QuantGemmArgs q = gate.quant_args(0, M);
+          q.w_up = up.get<uint8_t>();
+          if (to_bf16) {
+            q.y = nullptr;
+            q.y_bf16 = yb.get<uint16_t>();
+            q.y_stride = Np;
+          }
+          cuda::gemm_quant(q, nullptr, schedule);
+          test::sync();
+          const std::vector<float> fused_f32 = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+          const std::vector<uint16_t> fused_bf16 =
+              to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+          // Dense on the dequantized weights.
+          test::poison(gate.dy);
+          test::poison(yb);
+          cuda::GemmArgs d;
+          d.x = gate.dx.get<uint16_t>();
+          d.x_stride = c.K;
+          d.w = gate.dwb.get<uint16_t>();
+          d.w_up = up_bf16.get<uint16_t>();
+          d.w_stride = c.K;
+          d.y = gate.dy.get<float>();
+          d.y_stride = N;
+          if (to_bf16) {
+            d.y = nullptr;
+            d.y_bf16 = yb.get<uint16_t>();
+            d.y_stride = Np;
+          }
+          d.M = M;
+          d.N = N;
+          d.K = c.K;
+          cuda::gemm_bf16(d, nullptr);
+          test::sync();
+          if (to_bf16) {
+            const std::vector<uint16_t> dense = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
+            EXPECT_EQ(dense, fused_bf16) << dtype_name(c.dtype) << " bf16 outputs, M = " << M << " "
+                                         << cuda::quant_gemm_schedule_name(schedule);
+          } else {
+            const std::vector<float> dense = to_host<float>(gate.dy, static_cast<size_t>(M * N));
+            EXPECT_EQ(count_differences(fused_f32, dense), 0u)
+                << dtype_name(c.dtype) << " M = " << M << " "
+                << cuda::quant_gemm_schedule_name(schedule);
+          }
         }
-        cuda::gemm_quant(q, nullptr);
-        test::sync();
-        const std::vector<float> fused_f32 = to_host<float>(gate.dy, static_cast<size_t>(M * N));
-        const std::vector<uint16_t> fused_bf16 = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
-        // Dense on the dequantized weights.
-        test::poison(gate.dy);
-        test::poison(yb);
-        cuda::GemmArgs d;
-        d.x = gate.dx.get<uint16_t>();
-        d.x_stride = c.K;
-        d.w = gate.dwb.get<uint16_t>();
-        d.w_up = up_bf16.get<uint16_t>();
-        d.w_stride = c.K;
-        d.y = gate.dy.get<float>();
-        d.y_stride = N;
-        if (to_bf16) {
-          d.y = nullptr;
-          d.y_bf16 = yb.get<uint16_t>();
-          d.y_stride = Np;
-        }
-        d.M = M;
-        d.N = N;
-        d.K = c.K;
-        cuda::gemm_bf16(d, nullptr);
-        test::sync();
-        if (to_bf16) {
-          const std::vector<uint16_t> dense = to_host<uint16_t>(yb, static_cast<size_t>(M * Np));
-          EXPECT_EQ(dense, fused_bf16) << dtype_name(c.dtype) << " bf16 outputs, M = " << M;
-        } else {
-          const std::vector<float> dense = to_host<float>(gate.dy, static_cast<size_t>(M * N));
-          EXPECT_EQ(count_differences(fused_f32, dense), 0u) << dtype_name(c.dtype) << " M = " << M;
-        }
-      }
     }
   }
 }
@@ -402,6 +483,15 @@ TEST(GemmQuant, BadInputIsAClearError) {
     FAIL() << "K = 64 was accepted for Q4_K";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("multiple of the block size 256"), std::string::npos)
+        << e.what();
+  }
+  a.K = 256;
+  a.M = 17;
+  try {
+    cuda::gemm_quant(a, nullptr, cuda::QuantGemmSchedule::stream);
+    FAIL() << "the stream schedule was accepted for M = 17";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("takes M <= 16, got M = 17"), std::string::npos)
         << e.what();
   }
   EXPECT_FALSE(cuda::gemm_quant_supports(quant::kQ2_K));

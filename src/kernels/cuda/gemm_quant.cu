@@ -1,7 +1,8 @@
 // The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
-// memory, the B fragments of mma.sync m16n8k16 dequantized in registers.
+// memory, the B fragments of mma.sync m16n8k16 dequantized in registers. This file: the tiled
+// kernel for M > 16 and the host entry points; M <= 16 runs gemm_quant_stream.cuh's kernel.
 //
-// Block = kWarps warps (4, or 2 or 1 for small N); tile = BM = 16 * FM rows of x (tokens) by
+// Block = kWarps warps; tile = BM = 16 * FM rows of x (tokens) by
 // BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
 // m16n8 fragments. A stage covers 256 columns of K: x[m0 .. m0+BM, k0 .. k0+256) (bf16, 32
 // chunks of 16 bytes per row, chunk c of row r at
@@ -23,6 +24,9 @@
 #include "core/error.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/gemm_quant.h"
+#include "kernels/cuda/gemm_quant_chain_warps.cuh"
+#include "kernels/cuda/gemm_quant_common.cuh"
+#include "kernels/cuda/gemm_quant_stream.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/quant_blocks.h"
 #include "kernels/quant_pair.h"
@@ -30,47 +34,32 @@
 namespace bx::cuda {
 namespace {
 
-constexpr int kKS = 256;           // K columns per stage
-constexpr int kXChunks = kKS / 8;  // 16-byte chunks per x row of a stage
-
-// Two f32 -> one register of two bf16 (round to nearest even), the first in the low half.
-__device__ __forceinline__ uint32_t pack_bf16(quant::QuantPair v) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(v.first, v.second);
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// F.silu(g) * u, the expression of rows.cu's silu_mul_kernel and gemm.cu's gated epilogue (same
-// compilation flags).
-__device__ __forceinline__ float silu_times(float g, float u) {
-  return (g / (1.0f + expf(-g))) * u;
-}
+using quant_gemm::kKS;
+using quant_gemm::kXChunks;
+using quant_gemm::launch_chain_warps_format;
+using quant_gemm::launch_stream_format;
+using quant_gemm::pack_bf16;
+using quant_gemm::Params;
+using quant_gemm::RowSlot;
+using quant_gemm::store_fragments;
 
 template <int F, int FM, int kWarps, bool kGated>
 struct QShape {
   static constexpr int kThreads = 32 * kWarps;
   static constexpr int BN = 8 * kWarps;                // outputs per block, 8 per warp
   static constexpr int kWRows = kGated ? 2 * BN : BN;  // gate rows, then the up rows
-  static constexpr int E = static_cast<int>(quant::kBlockElements[F]);
-  static constexpr int BB = static_cast<int>(quant::kBlockBytes[F]);
-  static constexpr int kStageBlockBytes = kKS / E * BB;  // one row's blocks in a full stage
-  // The aligned chunks covering them start up to 15 bytes early.
-  static constexpr int kWSlot = (kStageBlockBytes + 15) / 16 * 16 + 16;
-  static constexpr int kWChunks = kWSlot / 16;
+  static constexpr int E = RowSlot<F>::E;
+  static constexpr int BB = RowSlot<F>::BB;
+  static constexpr int kStageBlockBytes = RowSlot<F>::kStageBlockBytes;
+  static constexpr int kWSlot = RowSlot<F>::kBytes;
+  static constexpr int kWChunks = RowSlot<F>::kChunks;
   static constexpr int BM = 16 * FM;
   static constexpr int kXBytes = BM * kKS * 2;
   static constexpr int kStageBytes = kXBytes + kWRows * kWSlot;
-  // Three stages at M <= 16 (47-70 KB): 3-4 blocks share a multiprocessor, more warps to hide the
-  // dequantization's latency (six stages, one or two blocks, ran at 0.09-0.17 of the floor).
-  static constexpr int kStages = FM == 1 ? 3 : 4;
+  static constexpr int kStages = 4;
   static constexpr int kSmemBytes = kStages * kStageBytes;
   static_assert(kStageBytes % 16 == 0, "stages must keep 16-byte alignment");
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per block");
-};
-
-struct Params {
-  QuantGemmArgs a;
-  int k_stages;     // stages over round_up(K, 64)
-  int64_t k_round;  // round_up(K, 64): the last slice + 16
 };
 
 template <int F, int FM, int kWarps, bool kGated>
@@ -182,50 +171,7 @@ __global__ void __launch_bounds__(32 * kWarps) gemm_quant_kernel(const Params p)
   }
   ptx::cp_async_wait<0>();
 
-  // Fragment element e of mi: row lane / 4 (+8 for e >= 2), column 2 (lane % 4) (+1 for odd e).
-  // A warp's 8 columns are one aligned group of 8: in one output part, and holding any padding
-  // columns [N, round_up(N, 8)) of the bf16 outputs.
-  const int64_t col = n0 + warp * 8 + pair;
-  float* out_base = a.y;
-  int64_t out_stride = a.y_stride, out_col = col;
-  if constexpr (!kGated) {
-    for (int i = 0; i < a.n_parts; ++i) {
-      if (col >= a.parts[i].first_col) {
-        out_base = a.parts[i].y;
-        out_stride = a.parts[i].stride;
-        out_col = col - a.parts[i].first_col;
-      }
-    }
-  }
-  const int64_t padded = (a.N + 7) / 8 * 8;
-#pragma unroll
-  for (int mi = 0; mi < FM; ++mi) {
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      const int64_t m = m0 + mi * 16 + lane / 4 + 8 * half;
-      if (m >= a.M) continue;
-      float v[2] = {acc[mi][2 * half], acc[mi][2 * half + 1]};
-      if constexpr (kGated) {
-        v[0] = silu_times(v[0], acc_up[mi][2 * half]);
-        v[1] = silu_times(v[1], acc_up[mi][2 * half + 1]);
-        if (a.y_bf16 != nullptr) {  // columns col, col + 1 as one 4-byte store; +0 past N
-          if (col < padded) {
-            const uint32_t lo = __bfloat16_as_ushort(__float2bfloat16_rn(col < a.N ? v[0] : 0.0f));
-            const uint32_t hi =
-                __bfloat16_as_ushort(__float2bfloat16_rn(col + 1 < a.N ? v[1] : 0.0f));
-            reinterpret_cast<uint32_t*>(a.y_bf16 + m * a.y_stride)[col / 2] = lo | (hi << 16);
-          }
-          continue;
-        }
-      }
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (col + e >= a.N) continue;
-        float* out = out_base + m * out_stride + out_col + e;
-        *out = a.accumulate ? *out + v[e] : v[e];
-      }
-    }
-  }
+  store_fragments<FM, kGated>(a, m0, n0 + warp * 8 + pair, lane, acc, acc_up);
 }
 
 template <int F, int FM, int kWarps, bool kGated>
@@ -248,21 +194,17 @@ void launch(const Params& p, cudaStream_t stream) {
   check_launch("gemm_quant_kernel");
 }
 
-// Small M streams W: 8 rows per warp, and blocks of fewer warps where 4-warp blocks of 32 rows
-// would leave multiprocessors idle (speed only: the chain of every element is the same).
 template <int F, bool kGated>
-void launch_format(const Params& p, cudaStream_t stream) {
-  if (p.a.M > 16) {
-    launch<F, 4, 4, kGated>(p, stream);
-    return;
-  }
-  const int64_t sms = sm_count();
-  if ((p.a.N + 31) / 32 >= sms) {
-    launch<F, 1, 4, kGated>(p, stream);
-  } else if ((p.a.N + 15) / 16 >= sms) {
-    launch<F, 1, 2, kGated>(p, stream);
-  } else {
-    launch<F, 1, 1, kGated>(p, stream);
+void launch_format(const Params& p, QuantGemmSchedule schedule, cudaStream_t stream) {
+  switch (schedule) {
+    case QuantGemmSchedule::stream:
+      launch_stream_format<F, kGated>(p, stream);
+      return;
+    case QuantGemmSchedule::chain_warps:
+      launch_chain_warps_format<F, kGated>(p, stream);
+      return;
+    default:
+      launch<F, 4, 4, kGated>(p, stream);
   }
 }
 
@@ -327,7 +269,30 @@ bool gemm_quant_supports(int format) {
          format == quant::kQ4_K || format == quant::kQ5_K || format == quant::kQ6_K;
 }
 
-void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
+const char* quant_gemm_schedule_name(QuantGemmSchedule schedule) {
+  switch (schedule) {
+    case QuantGemmSchedule::automatic:
+      return "automatic";
+    case QuantGemmSchedule::tiled:
+      return "tiled";
+    case QuantGemmSchedule::stream:
+      return "stream";
+    case QuantGemmSchedule::chain_warps:
+      return "chain_warps";
+  }
+  return "?";
+}
+
+QuantGemmSchedule quant_gemm_pick_schedule(int64_t M, int64_t N, bool gated, int sms) {
+  if (M > 16) return QuantGemmSchedule::tiled;
+  // Few chains a multiprocessor (plain, N <= 64 per multiprocessor: qkv, o and down of the 8B
+  // shapes): one stream warp a scheduler would wait on its dequantization and its chain in turn.
+  // There the chain warps' blocks (16 rows; four fit a multiprocessor) are all resident at once.
+  return !gated && (N + 15) / 16 <= int64_t{4} * sms ? QuantGemmSchedule::chain_warps
+                                                     : QuantGemmSchedule::stream;
+}
+
+void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream, QuantGemmSchedule schedule) {
   BX_CHECK(gemm_quant_supports(args.format),
            "gemm_quant: block format id " + std::to_string(args.format) +
                " has no fused kernel; expected Q8_0, Q4_0, Q4_1, Q4_K, Q5_K or Q6_K");
@@ -336,6 +301,10 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
   BX_CHECK(args.M >= 0 && args.N >= 0 && args.K >= 0,
            "gemm_quant: M, N, K must be >= 0, got " + std::to_string(args.M) + ", " +
                std::to_string(args.N) + ", " + std::to_string(args.K));
+  BX_CHECK(args.M <= 16 || schedule == QuantGemmSchedule::automatic ||
+               schedule == QuantGemmSchedule::tiled,
+           std::string("gemm_quant: the ") + quant_gemm_schedule_name(schedule) +
+               " schedule takes M <= 16, got M = " + std::to_string(args.M));
   BX_CHECK(args.K % E == 0, "gemm_quant: K = " + std::to_string(args.K) +
                                 " must be a multiple of the block size " + std::to_string(E));
   BX_CHECK(args.x_stride >= args.K && args.x_stride % 8 == 0,
@@ -385,6 +354,7 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
   p.a = args;
   p.k_round = (args.K + 63) / 64 * 64;
   p.k_stages = static_cast<int>((p.k_round + kKS - 1) / kKS);
+  p.n_full = static_cast<int>(args.K / kKS);
   if (args.K == 0) {  // no slice: y = +0 (or y unchanged), as gemm_bf16 gives
     if (!args.accumulate) {
       check_cuda(
@@ -394,11 +364,14 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream) {
     }
     return;
   }
+  if (schedule == QuantGemmSchedule::automatic) {
+    schedule = quant_gemm_pick_schedule(args.M, args.N, args.w_up != nullptr, sm_count());
+  }
   dispatch(args.format, "gemm_quant", [&]<int F>() {
     if (args.w_up != nullptr) {
-      launch_format<F, true>(p, stream);
+      launch_format<F, true>(p, schedule, stream);
     } else {
-      launch_format<F, false>(p, stream);
+      launch_format<F, false>(p, schedule, stream);
     }
   });
 }

@@ -64,8 +64,21 @@ struct QuantGemmArgs {
 // Whether gemm_quant and embed_quant_rows take blocks of this quant::BlockFormatId.
 bool gemm_quant_supports(int format);
 
-// The kernel above. Asynchronous on `stream`.
-void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream);
+// Which kernel runs; speed only, every schedule gives the bits above. tiled: 64 x 32 tiles, any
+// M. For M <= 16 (decode) two weight-stream kernels: stream (each warp dequantizes the blocks of
+// its 8 W rows and issues their mma steps) and chain_warps (warps that dequantize and warps that
+// issue the mma steps, the fragments handed over in shared memory). automatic:
+// quant_gemm_pick_schedule.
+enum class QuantGemmSchedule { automatic, tiled, stream, chain_warps };
+inline constexpr QuantGemmSchedule kQuantGemmSchedules[] = {
+    QuantGemmSchedule::tiled, QuantGemmSchedule::stream, QuantGemmSchedule::chain_warps};
+const char* quant_gemm_schedule_name(QuantGemmSchedule schedule);
+// The schedule automatic uses for this shape on a GPU with `sms` multiprocessors.
+QuantGemmSchedule quant_gemm_pick_schedule(int64_t M, int64_t N, bool gated, int sms);
+
+// The kernel above. Asynchronous on `stream`. stream and chain_warps need M <= 16 (bx::Error).
+void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream,
+                QuantGemmSchedule schedule = QuantGemmSchedule::automatic);
 
 // out[t, c] = float(bf16(dequant(table)[ids[t], c])) for c < D: the rows a table dequantized at
 // load and held as bf16 gives (embed_rows). table rows are row_bytes apart; D a multiple of the
