@@ -4,14 +4,15 @@
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096 (8 and 32 KV heads) and 8 x 1024 (8 KV heads), 32 heads: flops =
-//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel and on
-//            the mma.sync kernel (the same bits); torch SDPA (flash, cuDNN, efficient) is
-//            measured by attention_sdpa.py in the same run
+//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel, on it
+//            with cuda-k2's 512-position split (another order: for the speed only) and on the
+//            mma.sync kernel (the same bits); torch SDPA (flash, cuDNN, efficient) is measured
+//            by attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
-//            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the split path with a 64 MiB
-//            workspace (as the backend), the walking path, the fast mode's split and the
-//            mma.sync kernels (the same bits), each timed as CUDA graph replays (GPU time) and
-//            ours also as eager launches
+//            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the backend's path with a 64 MiB
+//            workspace (split partials or walking by batch size), each path forced, the
+//            512-position split, the fast mode's split and the mma.sync kernels (the same
+//            bits), each timed as CUDA graph replays (GPU time) and ours also as eager launches
 // Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
 // that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
 // Inputs are random (never zeros).
@@ -109,12 +110,20 @@ void prefill(int64_t n_seq, int64_t T, int n_kv) {
   bx::cuda::fill_uniform_f32(q.get<float>(), rows * kHeads * kDh, 13, -1, 1, nullptr);
   bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
   const double flops = 4.0 * static_cast<double>(n_seq * T * T * kHeads * kDh) / 2;
-  for (const bool mma_sync : {false, true}) {
-    a.mma_sync = mma_sync;
+  struct Variant {
+    bool mma_sync;
+    int split;
+    const char* name;
+  };
+  for (const Variant v : {Variant{false, bx::cuda::kAttentionSplit, "wgmma"},
+                          Variant{false, 512, "wgmma, split 512 = cuda-k2 order"},
+                          Variant{true, bx::cuda::kAttentionSplit, "mma.sync"}}) {
+    a.mma_sync = v.mma_sync;
+    a.split = v.split;
     const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
     std::printf("| prefill %lldx%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
-                static_cast<long long>(n_seq), static_cast<long long>(T),
-                mma_sync ? "mma.sync" : "wgmma", kHeads, n_kv, us, flops / (us * 1e-6) / 1e12);
+                static_cast<long long>(n_seq), static_cast<long long>(T), v.name, kHeads, n_kv, us,
+                flops / (us * 1e-6) / 1e12);
   }
 }
 
@@ -138,12 +147,15 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   bx::cuda::fill_uniform_f32(q.get<float>(), batch * kHeads * kDh, 14, -1, 1, nullptr);
   const int64_t ws_floats = (int64_t{64} << 20) / 4;
   DeviceBuffer ws(static_cast<size_t>(ws_floats) * 4);
-  auto args_of = [&](int r, bool workspace, bool fast, bool mma_sync = false) {
+  auto args_of = [&](int r, bool workspace, bool fast, bool mma_sync = false,
+                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0) {
     bx::cuda::AttentionArgs a =
         args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
                  workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
     if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
+    if (split > 0) a.split = split;
     a.mma_sync = mma_sync;
+    a.decode_path = path;
     return a;
   };
   auto eager = [&](bool workspace, bool fast) {
@@ -152,15 +164,16 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   };
   // The same launches captured once per rotation as a CUDA graph and replayed: the GPU time
   // without the host's launch overhead (as a graph-launching engine would see it).
-  auto graphed = [&](bool workspace, bool fast, bool mma_sync = false) {
+  auto graphed = [&](bool workspace, bool fast, bool mma_sync = false,
+                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0) {
     cudaStream_t stream;
     check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
     std::vector<cudaGraphExec_t> execs;
     for (int r = 0; r < rotations; ++r) {
-      bx::cuda::attention(args_of(r, workspace, fast, mma_sync), stream);  // first-use setup
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split), stream);  // setup
       cudaGraph_t graph;
       check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-      bx::cuda::attention(args_of(r, workspace, fast, mma_sync), stream);
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split), stream);
       check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
       cudaGraphExec_t exec;
       check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
@@ -180,14 +193,17 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   const bool split_path = bx::cuda::attention_uses_split_partials(args_of(0, true, false));
   const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
   const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
+  const double split_graph = graphed(true, false, false, bx::cuda::DecodePath::split_partials);
+  const double k2_graph = graphed(true, false, false, bx::cuda::DecodePath::by_batch, 512);
   const bool mma_split = bx::cuda::attention_uses_split_partials(args_of(0, true, false, true));
   const double mma_graph = graphed(true, false, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
   std::printf(
-      "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %s %.1f | %.2f |\n",
+      "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s "
+      "%.1f | %.2f |\n",
       static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
-      split_path ? "split" : "walk", ours_graph, ours_eager, walk_graph, fast_graph,
-      mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
+      split_path ? "split" : "walk", ours_graph, ours_eager, split_graph, walk_graph, k2_graph,
+      fast_graph, mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
 }
 
 }  // namespace
@@ -208,11 +224,11 @@ int main(int argc, char** argv) {
   if (prefills_only) return 0;
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
-      "ours us, eager | walk us, graph | fast mode us, graph | mma.sync kernel us, graph (path) "
-      "| floor/ours |\n"
-      "|---|---|---|---|---|---|---|---|---|\n");
-  const std::vector<int64_t> batches =
-      quick ? std::vector<int64_t>{1, 32, 256} : std::vector<int64_t>{1, 8, 32, 128, 256};
+      "ours us, eager | split us, graph | walk us, graph | split 512 (cuda-k2 order) us, graph | "
+      "fast mode us, graph | mma.sync kernel us, graph (path) | floor/ours |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 8, 32, 256}
+                                             : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 128, 256};
   const std::vector<int64_t> ctxs =
       quick ? std::vector<int64_t>{512, 8192} : std::vector<int64_t>{512, 2048, 8192};
   for (int64_t b : batches) {

@@ -397,6 +397,8 @@ struct AttentionSetup {
   std::vector<float> q, k, v;  // [T, H*Dh], [T, Hkv*Dh] x2
   DeviceBuffer dk_cache, dv_cache, dq, dk, dv, dpos, doff, dtab, workspace;
   cuda::PagedKv kv;
+  // With split_path (run()): split partials by batch size, or always.
+  cuda::DecodePath decode_path = cuda::DecodePath::by_batch;
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
                           int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
@@ -480,6 +482,7 @@ struct AttentionSetup {
     if (split_path) {
       args.workspace = workspace.get<float>();
       args.workspace_floats = static_cast<int64_t>(workspace.bytes() / 4);
+      args.decode_path = decode_path;
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
     args.mma_sync = mma_sync;
@@ -523,7 +526,8 @@ struct AttentionSetup {
   }
 };
 
-// Lengths that cross chunk (64) and split (512) boundaries, up to a few thousand positions.
+// Lengths that cross chunk (64) and split (kAttentionSplit = 128) boundaries, up to a few
+// thousand positions.
 const std::vector<int> kLongLengths = {1, 63, 64, 65, 130, 511, 512, 513, 1100, 2600};
 
 // bf16 q and bf16 probabilities (8 significant bits) bound the error: relative L2 error of each
@@ -687,6 +691,69 @@ TEST(CudaAttention, TileRowDoesNotMatter) {
             << "token " << tokens[i] << " head " << h;
       }
     }
+  }
+}
+
+// The 128-position split (kernel version cuda-k3), around its boundaries, on the Qwen3-8B group
+// (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: every checked token decoded
+// alone (b = 1; split partials and walked, each kernel family) and every sequence's last token in
+// a decode batch (split partials forced, and walked) give the bits of the whole batch's prefill.
+// Negative control: the 512-position split (cuda-k2's order) gives the same bits below position
+// 128 (one split either way) and different bits for most tokens past it.
+TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
+  BX_REQUIRE_HOPPER();
+  ASSERT_EQ(cuda::kAttentionSplit, 128);
+  const std::vector<int> lengths = {127, 128, 129, 255, 256, 257, 383, 700};
+  for (const int heads : {32, 8}) {
+    AttentionSetup a(lengths, heads, heads / 4, 128, 16, 31);
+    const std::string name = std::to_string(heads) + " heads";
+    const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
+    const std::vector<float> prefill = a.run_all();
+    int checked = 0;
+    for (int64_t t = 0; t < a.T; ++t) {
+      const int in_split = a.positions[t] % 128;
+      if (t % 13 != 0 && in_split > 1 && in_split < 126) continue;
+      for (const bool split_path : {true, false}) {
+        for (const bool mma : {false, true}) {
+          const std::vector<float> alone = a.run({t}, 128, split_path, false, mma);
+          ASSERT_TRUE(test::same_bits(alone.data(), a.row(prefill, t), width))
+              << name << ": token " << t << " (position " << a.positions[t] << ") alone"
+              << (split_path ? ", split partials" : ", walked") << (mma ? ", mma.sync" : "");
+        }
+      }
+      ++checked;
+    }
+    EXPECT_GT(checked, 100) << name;
+    std::vector<int64_t> last;
+    for (size_t s = 0; s < a.lengths.size(); ++s) {
+      last.push_back(a.seq_start[s] + a.lengths[s] - 1);
+    }
+    std::reverse(last.begin(), last.end());
+    for (const bool split_path : {true, false}) {
+      a.decode_path = cuda::DecodePath::split_partials;
+      const std::vector<float> decode = a.run(last, 128, split_path);
+      a.decode_path = cuda::DecodePath::by_batch;
+      for (size_t i = 0; i < last.size(); ++i) {
+        EXPECT_TRUE(
+            test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(prefill, last[i]), width))
+            << name << ": last token of a sequence of " << a.positions[last[i]] + 1
+            << " in a decode batch" << (split_path ? " (split partials)" : " (walked)");
+      }
+    }
+    const std::vector<float> k2_order = a.run_all(512);
+    int past = 0, past_differing = 0;
+    for (int64_t t = 0; t < a.T; ++t) {
+      const bool same = test::same_bits(a.row(prefill, t), a.row(k2_order, t), width);
+      if (a.positions[t] < 128) {
+        EXPECT_TRUE(same) << name << ": token " << t << " at position " << a.positions[t];
+      } else {
+        ++past;
+        past_differing += same ? 0 : 1;
+      }
+    }
+    std::printf("%s: 512-position splits change %d of the %d tokens past position 127\n",
+                name.c_str(), past_differing, past);
+    EXPECT_GT(past_differing, past / 2) << name;
   }
 }
 

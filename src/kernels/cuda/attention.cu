@@ -150,7 +150,10 @@ __device__ __forceinline__ void load_chunk(uint32_t ks, uint32_t vs, const Paged
 // s[i][e] is row g (e < 2) or g + 8, key 8 i + 2 c + (e & 1) of the chunk starting at c0):
 // causal mask, chunk max, alpha, p = ex2(s - m'), l = l alpha + rowsum(p), o = o alpha
 // (through scale_o), leaving p in s. Shared by the mma.sync and the wgmma kernels so that both
-// run the same arithmetic.
+// run the same arithmetic. Two steps are left out where they cannot change a bit: the mask when
+// no key of the chunk is masked for this thread's rows (no window, both rows at or past the
+// chunk's last key), and o alpha on a split's first chunk (fresh: o is +0, and +0 alpha = +0 for
+// the alpha >= 0 that ex2 gives).
 template <int kOTiles>
 struct alpha_scale_o {
   float (&o)[kOTiles][4];
@@ -169,22 +172,28 @@ struct alpha_scale_o {
 template <typename ScaleO>
 __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64_t pos0,
                                              int64_t pos1, float (&m)[2], float (&l)[2],
-                                             const ScaleO& scale_o, int window) {
+                                             const ScaleO& scale_o, int window, bool fresh) {
   const int c = static_cast<int>(threadIdx.x) & 3;
   // Causal (and window) mask, then the chunk's row max.
   float mc[2] = {-INFINITY, -INFINITY};
   const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
   // The window masks key k (relative to c0) of a row at rel when k + window <= rel, and the
   // whole chunk when kKeys - 1 + window <= rel (the row skips it).
+  if (window > 0 || rel0 < kKeys - 1 || rel1 < kKeys - 1) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
+        const int rel = e < 2 ? rel0 : rel1;
+        if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
+      }
+    }
+  }
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-      const int rel = e < 2 ? rel0 : rel1;
-      if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
-      mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
-    }
+    for (int e = 0; e < 4; ++e) mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
   }
   float alpha[2];
 #pragma unroll
@@ -212,7 +221,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
     sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 2));
     l[r] = __fadd_rn(__fmul_rn(l[r], alpha[r]), sum[r]);
   }
-  scale_o(alpha);
+  if (!fresh) scale_o(alpha);
 }
 
 // One warp's state for its 16 rows: the current split's (m, l, o) for rows g and g + 8.
@@ -253,7 +262,7 @@ struct WarpState {
 
   // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
   __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
-                                        int64_t pos1, int window) {
+                                        int64_t pos1, int window, bool fresh) {
     const int lane = static_cast<int>(threadIdx.x) & 31, mat = lane >> 3;
     float s[8][4];
 #pragma unroll
@@ -276,7 +285,7 @@ struct WarpState {
         ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
-    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window);
+    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window, fresh);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
@@ -383,7 +392,7 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
     ptx::cp_async_commit();
     if (rows.any) {
       const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
-      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window);
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window, c % p.split_chunks == 0);
       const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
       if (walk && split_end) {
 #pragma unroll
@@ -726,7 +735,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     return my.tile && pos < my.last_pos ? pos : static_cast<int>(my.last_pos);
   };
   const int pos0 = row_pos(r0), pos1 = row_pos(r1);
-  const bool has_row[2] = {r0 < my.count, r1 < my.count};
   auto row_offset = [&](int r, int64_t stride) -> int64_t {  // -1: not a row
     if (r >= my.count) return -1;
     return my.tile ? (my.first + r) * stride + my.head * Dh
@@ -749,7 +757,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
       qa[kk][3] = pack_bf16(at(q1, d + 8), at(q1, d + 9));
     }
   }
-  float* acc = reinterpret_cast<float*>(smem + wg_acc_offset<kDp>()) + (threadIdx.x & 255);
+  // The walking merge's accumulator, thread-owned: o[j][0..3]'s counterpart at acc[256 j].
+  float4* acc = reinterpret_cast<float4*>(smem + wg_acc_offset<kDp>()) + (threadIdx.x & 255);
   float o[kOTiles][4];
   float m[2], l[2], M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
   auto reset = [&] {
@@ -796,7 +805,8 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     ptx::wgmma_commit();
     ptx::wgmma_wait<0>();
     ptx::fence_registers(s_flat);
-    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window);
+    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window,
+                 c % p.split_chunks == 0);
     uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -822,23 +832,24 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     const bool split_end = --split_left == 0 || c == last_chunk;
     if (split_left == 0) split_left = p.split_chunks;
     if (split_end && my.partial == nullptr) {
+      // Every element of the fragment is merged (absent rows and padding dims too: finite, and
+      // never written out), as float4s of o[j][0..3] (rows r0: .x .y, r1: .z .w).
+      MergeWeights w[2];
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         // A split the window leaves empty for this row passes (M, L, O) through unchanged.
-        const MergeWeights w = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
-        L[r] = merge_value(L[r], l[r], w);
-        if (!has_row[r]) continue;
+        w[r] = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
+        L[r] = merge_value(L[r], l[r], w[r]);
+      }
 #pragma unroll
-        for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int d = 8 * j + 2 * c4 + e;
-            if (d < Dh) {
-              float& a = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)];
-              a = merge_value(first_split ? 0.0f : a, o[j][2 * r + e], w);
-            }
-          }
-        }
+      for (int j = 0; j < kOTiles; ++j) {
+        float4 a =
+            first_split ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : acc[j * (kWgConsumers * 128)];
+        a.x = merge_value(a.x, o[j][0], w[0]);
+        a.y = merge_value(a.y, o[j][1], w[0]);
+        a.z = merge_value(a.z, o[j][2], w[1]);
+        a.w = merge_value(a.w, o[j][3], w[1]);
+        acc[j * (kWgConsumers * 128)] = a;
       }
       reset();
       first_split = false;
@@ -869,15 +880,17 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     return;
   }
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    if (out_row[r] == nullptr) continue;
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int d = 8 * j + 2 * c4 + e;
-        if (d < Dh) out_row[r][d] = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)] / L[r];
-      }
+  for (int j = 0; j < kOTiles; ++j) {
+    const int d = 8 * j + 2 * c4;  // d + 1 < Dh too (head_dim is a multiple of 8)
+    if (d >= Dh) continue;
+    const float4 a = acc[j * (kWgConsumers * 128)];
+    if (out_row[0] != nullptr) {
+      out_row[0][d] = a.x / L[0];
+      out_row[0][d + 1] = a.y / L[0];
+    }
+    if (out_row[1] != nullptr) {
+      out_row[1][d] = a.z / L[1];
+      out_row[1][d + 1] = a.w / L[1];
     }
   }
 }
@@ -1094,7 +1107,9 @@ bool attention_uses_split_partials(const AttentionArgs& args) {
   const int64_t walkers =
       args.plan.n_singles * args.kv.n_kv_heads *
       ((group + (args.mma_sync ? kRows : kWgRows) - 1) / (args.mma_sync ? kRows : kWgRows));
-  return args.workspace != nullptr && walkers < sm_count() &&
+  const bool wanted = args.decode_path == DecodePath::split_partials ||
+                      (args.decode_path == DecodePath::by_batch && walkers < sm_count());
+  return wanted && args.workspace != nullptr &&
          attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
              args.workspace_floats;
 }

@@ -55,7 +55,7 @@
 namespace bx::cuda {
 
 inline constexpr int kAttentionChunk = 64;
-inline constexpr int kAttentionSplit = 512;
+inline constexpr int kAttentionSplit = 128;       // cuda-k3 (cuda-k2: 512)
 inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
@@ -78,6 +78,11 @@ struct DeviceBatch {
   const int32_t* tables = nullptr;         // flat block ids
   int64_t T = 0;
 };
+
+// How single tokens (decode) run their splits: by batch size (split partials while the walking
+// jobs are fewer than the SMs, attention_uses_split_partials), or always one way (benchmarks).
+// Only a speed choice: every path gives the same bits.
+enum class DecodePath { by_batch, split_partials, walk };
 
 // How the batch's queries are tiled (only a speed choice: every tiling gives the same bits).
 // tiles: (first token, count) pairs of runs of count >= 2 tokens with one table offset and
@@ -128,6 +133,7 @@ struct AttentionArgs {
   // walk their splits in one job (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
+  DecodePath decode_path = DecodePath::by_batch;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
@@ -139,9 +145,10 @@ struct AttentionArgs {
 // Floats of workspace the split path needs for this plan.
 int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
 
-// True when single tokens compute each split in its own job: their walking jobs (one per token,
-// KV head and 64 query heads; mma.sync: 16) would be fewer than the SMs, and the workspace holds
-// the partials. Measured on the H100: walking is as fast or faster from there up.
+// True when single tokens compute each split in its own job: the workspace holds the partials,
+// and decode_path asks for them, or (by_batch) their walking jobs (one per token, KV head and 64
+// query heads; mma.sync: 16) would be fewer than the SMs. Measured on the H100: walking is as
+// fast or faster from there up.
 bool attention_uses_split_partials(const AttentionArgs& args);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
