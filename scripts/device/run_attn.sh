@@ -19,11 +19,12 @@ S=$OUT/summary.md
 } >"$S"
 lines=()
 gtest() {  # name timeout
-  local t0=$(date +%s) rc p f
+  local t0=$(date +%s) rc p f k
   timeout "$2" "$G/$1" >"/tmp/$1.log" 2>&1; rc=$?
   p=$(grep -c '^\[       OK \]' "/tmp/$1.log"); f=$(grep -c '^\[  FAILED  \] .* ([0-9]* ms)$' "/tmp/$1.log")
-  lines+=("| $1 | $p passed | $f failed | exit $rc | $(( $(date +%s) - t0 )) s |")
-  { echo; echo "## $1 (exit $rc)"; grep -E '^\[ *(OK|FAILED|SKIPPED) *\]|differ|error|Failure|tokens past' "/tmp/$1.log" | head -60; } >>"$S"
+  k=$(grep -c '^\[  SKIPPED \] .* ([0-9]* ms)$' "/tmp/$1.log")
+  lines+=("| $1 | $p passed | $f failed | $k skipped | exit $rc | $(( $(date +%s) - t0 )) s |")
+  { echo; echo "## $1 (exit $rc)"; grep -E '^\[ *(OK|FAILED) *\]|differ|error|Failure|tokens past' "/tmp/$1.log" | head -60; } >>"$S"
   [ "$rc" -ne 0 ] && cp "/tmp/$1.log" "$OUT/"
 }
 gtest kernels_test 100
