@@ -10,9 +10,10 @@
 //            by attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the backend's path with a 64 MiB
-//            workspace (split partials or walking by batch size), each path forced, the
-//            512-position split, the fast mode's split and the mma.sync kernels (the same
-//            bits), each timed as CUDA graph replays (GPU time) and ours also as eager launches
+//            workspace (split partials or walking by batch size), each path forced (split
+//            jobs streamed through a block an SM, or a block per job pair), the 512-position
+//            split, the fast mode's split and the mma.sync kernels (the same bits), each timed
+//            as CUDA graph replays (GPU time) and ours also as eager launches
 // Timing: CUDA events around batches of launches, median of 5; inputs rotated among copies
 // that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
 // Inputs are random (never zeros).
@@ -148,7 +149,8 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   const int64_t ws_floats = (int64_t{64} << 20) / 4;
   DeviceBuffer ws(static_cast<size_t>(ws_floats) * 4);
   auto args_of = [&](int r, bool workspace, bool fast, bool mma_sync = false,
-                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0) {
+                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0,
+                     bool stream_jobs = true) {
     bx::cuda::AttentionArgs a =
         args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
                  workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
@@ -156,6 +158,7 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
     if (split > 0) a.split = split;
     a.mma_sync = mma_sync;
     a.decode_path = path;
+    a.stream_split_jobs = stream_jobs;
     return a;
   };
   auto eager = [&](bool workspace, bool fast) {
@@ -165,15 +168,17 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   // The same launches captured once per rotation as a CUDA graph and replayed: the GPU time
   // without the host's launch overhead (as a graph-launching engine would see it).
   auto graphed = [&](bool workspace, bool fast, bool mma_sync = false,
-                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0) {
+                     bx::cuda::DecodePath path = bx::cuda::DecodePath::by_batch, int split = 0,
+                     bool stream_jobs = true) {
     cudaStream_t stream;
     check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
     std::vector<cudaGraphExec_t> execs;
     for (int r = 0; r < rotations; ++r) {
-      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split), stream);  // setup
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split, stream_jobs),
+                          stream);  // setup
       cudaGraph_t graph;
       check_cuda(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "capture");
-      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split), stream);
+      bx::cuda::attention(args_of(r, workspace, fast, mma_sync, path, split, stream_jobs), stream);
       check_cuda(cudaStreamEndCapture(stream, &graph), "capture");
       cudaGraphExec_t exec;
       check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
@@ -194,16 +199,18 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
   const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
   const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
   const double split_graph = graphed(true, false, false, bx::cuda::DecodePath::split_partials);
+  const double pairs_graph =
+      graphed(true, false, false, bx::cuda::DecodePath::split_partials, 0, false);
   const double k2_graph = graphed(true, false, false, bx::cuda::DecodePath::by_batch, 512);
   const bool mma_split = bx::cuda::attention_uses_split_partials(args_of(0, true, false, true));
   const double mma_graph = graphed(true, false, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
   std::printf(
-      "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %s "
-      "%.1f | %.2f |\n",
+      "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f "
+      "| %s %.1f | %.2f |\n",
       static_cast<long long>(batch), static_cast<long long>(ctx), kv_bytes / 1e6, floor_us,
-      split_path ? "split" : "walk", ours_graph, ours_eager, split_graph, walk_graph, k2_graph,
-      fast_graph, mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
+      split_path ? "split" : "walk", ours_graph, ours_eager, split_graph, pairs_graph, walk_graph,
+      k2_graph, fast_graph, mma_split ? "split" : "walk", mma_graph, floor_us / ours_graph);
 }
 
 }  // namespace
@@ -224,9 +231,10 @@ int main(int argc, char** argv) {
   if (prefills_only) return 0;
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
-      "ours us, eager | split us, graph | walk us, graph | split 512 (cuda-k2 order) us, graph | "
-      "fast mode us, graph | mma.sync kernel us, graph (path) | floor/ours |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|\n");
+      "ours us, eager | split us, graph | split, a block per job pair us, graph | walk us, graph "
+      "| split 512 (cuda-k2 order) us, graph | fast mode us, graph | mma.sync kernel us, graph "
+      "(path) | floor/ours |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 8, 32, 256}
                                              : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 128, 256};
   const std::vector<int64_t> ctxs =

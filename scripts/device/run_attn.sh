@@ -40,4 +40,4 @@ gtest serving_test 90
 # Key rows last: tests, prefill (ours and SDPA), decode (floor / ours).
 printf '%s\n' "${lines[@]}"
 grep -E '^\| (prefill|torch SDPA)' /tmp/attention_bench.log /tmp/sdpa.log -h
-grep -E '^\| decode b=' /tmp/attention_bench.log | awk -F'|' '{printf "|%s|%s|%s|%s|%s|%s|%s\n", $2, $4, $5, $7, $8, $9, $12}'
+grep -E '^\| decode b=' /tmp/attention_bench.log | awk -F'|' '{printf "|%s|%s|%s|%s|%s|%s|%s|%s|\n", $2, $4, $5, $7, $8, $9, $10, $13}'

@@ -399,6 +399,7 @@ struct AttentionSetup {
   cuda::PagedKv kv;
   // With split_path (run()): split partials by batch size, or always.
   cuda::DecodePath decode_path = cuda::DecodePath::by_batch;
+  bool stream_split_jobs = true;  // AttentionArgs::stream_split_jobs
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
                           int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
@@ -483,6 +484,7 @@ struct AttentionSetup {
       args.workspace = workspace.get<float>();
       args.workspace_floats = static_cast<int64_t>(workspace.bytes() / 4);
       args.decode_path = decode_path;
+      args.stream_split_jobs = stream_split_jobs;
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
     args.mma_sync = mma_sync;
@@ -697,7 +699,9 @@ TEST(CudaAttention, TileRowDoesNotMatter) {
 // The 128-position split (kernel version cuda-k3), around its boundaries, on the Qwen3-8B group
 // (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: every checked token decoded
 // alone (b = 1; split partials and walked, each kernel family) and every sequence's last token in
-// a decode batch (split partials forced, and walked) give the bits of the whole batch's prefill.
+// a decode batch (split partials forced, streamed through one block an SM or a block per job
+// pair, and walked) give the bits of the whole batch's prefill; so does every fourth token in
+// one decode batch (thousands of split jobs streamed through the warpgroups).
 // Negative control: the 512-position split (cuda-k2's order) gives the same bits below position
 // 128 (one split either way) and different bits for most tokens past it.
 TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
@@ -729,16 +733,39 @@ TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
       last.push_back(a.seq_start[s] + a.lengths[s] - 1);
     }
     std::reverse(last.begin(), last.end());
-    for (const bool split_path : {true, false}) {
+    for (const int way : {0, 1, 2}) {  // split partials streamed, a block per pair, walked
       a.decode_path = cuda::DecodePath::split_partials;
-      const std::vector<float> decode = a.run(last, 128, split_path);
+      a.stream_split_jobs = way == 0;
+      const std::vector<float> decode = a.run(last, 128, way < 2);
       a.decode_path = cuda::DecodePath::by_batch;
+      a.stream_split_jobs = true;
       for (size_t i = 0; i < last.size(); ++i) {
         EXPECT_TRUE(
             test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(prefill, last[i]), width))
             << name << ": last token of a sequence of " << a.positions[last[i]] + 1
-            << " in a decode batch" << (split_path ? " (split partials)" : " (walked)");
+            << " in a decode batch ("
+            << (way == 0   ? "split partials, streamed"
+                : way == 1 ? "split partials, a block per job pair"
+                           : "walked")
+            << ")";
       }
+    }
+    // Every fourth token as a single token of one batch (reversed, so that none forms a prefill
+    // tile); their partials fit the 64 MiB workspace.
+    std::vector<int64_t> all_tokens;
+    for (int64_t t = a.T - 1; t >= 0; t -= 4) all_tokens.push_back(t);
+    const int64_t slots = 700 / 128 + 1;  // split slots up to the longest sequence
+    ASSERT_LE(static_cast<int64_t>(all_tokens.size()) * a.n_heads * slots * (2 + a.Dh) * 4,
+              static_cast<int64_t>(a.workspace.bytes()))
+        << "the partials must fit, or the batch would walk";
+    a.decode_path = cuda::DecodePath::split_partials;
+    const std::vector<float> all_decode = a.run(all_tokens, 128, true);
+    a.decode_path = cuda::DecodePath::by_batch;
+    for (size_t i = 0; i < all_tokens.size(); ++i) {
+      ASSERT_TRUE(test::same_bits(a.row(all_decode, static_cast<int64_t>(i)),
+                                  a.row(prefill, all_tokens[i]), width))
+          << name << ": token " << all_tokens[i] << " among " << all_tokens.size()
+          << " decoded together";
     }
     const std::vector<float> k2_order = a.run_all(512);
     int past = 0, past_differing = 0;

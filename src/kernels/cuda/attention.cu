@@ -190,11 +190,25 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
       }
     }
   }
+  // The row max as a tree over the thread's 16 keys of each row: a short dependency chain (the
+  // lone warps of decode wait on it). Any order gives the same max, up to the sign of a zero
+  // max, which no result sees: m only enters ex2(x - m), ex2(m - m') and later maxes.
+  float t[8][2];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
-    for (int e = 0; e < 4; ++e) mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
+    for (int r = 0; r < 2; ++r) t[i][r] = fmaxf(s[i][2 * r], s[i][2 * r + 1]);
   }
+#pragma unroll
+  for (int w = 4; w >= 1; w /= 2) {
+#pragma unroll
+    for (int i = 0; i < w; ++i) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) t[i][r] = fmaxf(t[i][r], t[i + w][r]);
+    }
+  }
+  mc[0] = fmaxf(mc[0], t[0][0]);
+  mc[1] = fmaxf(mc[1], t[0][1]);
   float alpha[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -569,163 +583,14 @@ struct WgJob {
   float* partial = nullptr;  // decode split: this split's partial of head `head`, else null
 };
 
+// One warpgroup's job: its rows over chunks first_chunk .. last_chunk of its stream (stage
+// first_stage + slot holds the next chunk, its full barrier at phase), then its output rows, or
+// the split's partial. slot and phase move on with the stream.
 template <int kDp>
-__global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Params p, bool decode) {
-  extern __shared__ unsigned char wg_smem_raw[];
-  const uint32_t raw = ptx::smem_address(wg_smem_raw);
-  const uint32_t base = (raw + 1023u) & ~1023u;
-  unsigned char* smem = wg_smem_raw + (base - raw);
-  const uint32_t full_bar = base + wg_bar_offset<kDp>();
-  const uint32_t empty_bar = full_bar + kWgStages * 8;
-
-  // The two warpgroups' jobs (every thread computes both).
-  WgJob job[kWgConsumers];
-  if (!decode) {
-    const bool pairs = p.group % 2 == 0;
-    auto tile_job = [&](int64_t t, int head) {
-      WgJob j;
-      j.first = p.plan.tiles[2 * t];
-      j.count = p.plan.tiles[2 * t + 1];
-      j.head = head;
-      j.kv_head = head / p.group;
-      j.last_pos = p.batch.positions[j.first] + j.count - 1;
-      j.last_chunk = j.last_pos / kKeys;
-      j.table = p.batch.tables + p.batch.table_offsets[j.first];
-      return j;
-    };
-    // Odd group: tile t (64-aligned group index G) takes tile t - 1 as its partner when that is
-    // group G - 1 of the same sequence and G is odd; a tile that is such a partner has no block
-    // of its own (its block exits).
-    auto partners = [&](int64_t t) {  // tile t - 1 is the partner of tile t
-      if (t < 1) return false;
-      const int64_t first = p.plan.tiles[2 * t], before = p.plan.tiles[2 * t - 2];
-      const int32_t group = p.batch.positions[first] / kKeys;
-      return group % 2 == 1 && p.batch.table_offsets[before] == p.batch.table_offsets[first] &&
-             p.batch.positions[before] / kKeys == group - 1;
-    };
-    const int head_blocks = pairs ? p.n_heads / 2 : p.n_heads;
-    const int64_t t0 = p.plan.n_tiles - 1 - blockIdx.x / head_blocks;
-    const int head = static_cast<int>(blockIdx.x % head_blocks);
-    if (pairs) {
-      job[0] = tile_job(t0, 2 * head);
-      job[1] = tile_job(t0, 2 * head + 1);
-    } else {
-      if (t0 + 1 < p.plan.n_tiles && partners(t0 + 1)) return;  // computed by tile t0 + 1
-      job[0] = tile_job(t0, head);
-      if (partners(t0)) job[1] = tile_job(t0 - 1, head);
-    }
-  } else {
-    const int splits = p.partials != nullptr ? p.split_slots : 1;
-    const int64_t n_jobs =
-        p.plan.n_singles * p.kv.n_kv_heads * p.wg_group_tiles * static_cast<int64_t>(splits);
-#pragma unroll
-    for (int w = 0; w < kWgConsumers; ++w) {
-      const int64_t index = static_cast<int64_t>(blockIdx.x) * p.decode_wgs + w;
-      if (w >= p.decode_wgs || index >= n_jobs) continue;
-      const int split = static_cast<int>(index % splits);
-      const int64_t rest = index / splits;
-      const int group_tile = static_cast<int>(rest % p.wg_group_tiles);
-      const int kv_head = static_cast<int>(rest / p.wg_group_tiles % p.kv.n_kv_heads);
-      const int64_t single = rest / p.wg_group_tiles / p.kv.n_kv_heads;
-      WgJob& j = job[w];
-      j.first = p.plan.singles[single];
-      j.tile = false;
-      j.kv_head = kv_head;
-      j.head = kv_head * p.group + group_tile * kWgRows;
-      const int rows = p.group - group_tile * kWgRows;
-      j.last_pos = p.batch.positions[j.first];
-      j.table = p.batch.tables + p.batch.table_offsets[j.first];
-      const int64_t last_chunk = j.last_pos / kKeys;
-      if (p.partials != nullptr) {
-        j.first_chunk = static_cast<int64_t>(split) * p.split_chunks;
-        if (j.first_chunk > last_chunk) continue;  // this split is past the token: idle
-        j.last_chunk = j.first_chunk + p.split_chunks - 1 < last_chunk
-                           ? j.first_chunk + p.split_chunks - 1
-                           : last_chunk;
-        j.partial = p.partials + ((single * p.n_heads + j.head) * p.split_slots + split) *
-                                     (2 + static_cast<int64_t>(p.kv.head_dim));
-      } else {
-        j.last_chunk = last_chunk;
-      }
-      j.count = rows < kWgRows ? rows : kWgRows;
-    }
-    if (job[0].count == 0 && job[1].count == 0) return;
-  }
-  // Chunk streams: shared (prefill, or decode with one warpgroup: warpgroup 0's, four stages in
-  // turn) or own (decode with two warpgroups: stages 2 w, 2 w + 1 for warpgroup w).
-  const int active = (job[0].count > 0 ? 1 : 0) + (job[1].count > 0 ? 1 : 0);
-  const bool own_streams = decode && p.decode_wgs == 2;
-  const int stream_stages = own_streams ? 2 : kWgStages;
-
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < kWgStages; ++i) {
-      ptx::mbarrier_init(full_bar + 8 * i, 32);
-      ptx::mbarrier_init(empty_bar + 8 * i, own_streams ? 4 : 4 * active);
-    }
-    ptx::fence_barrier_init();
-  }
-  __syncthreads();
-
-  const int warp = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) >> 5, 0);
-  const int lane = static_cast<int>(threadIdx.x) & 31;
-  if (warp >= kWgConsumers * 4) {
-    // Producer warpgroup: gives registers to the consumers; its warp w owns stage w and copies
-    // the chunks of its stream that go there, lane l unit l % (Dp / 8) of rows l / (Dp / 8) +
-    // k (32 / (Dp / 8)), and signals each chunk once it has landed.
-    ptx::setmaxnreg_dec<40>();
-    constexpr int kUnits = kDp / 8, kRowsPerStep = 32 / kUnits;
-    const int stage = warp - kWgConsumers * 4;
-    const WgJob src = own_streams && stage >= 2 ? job[1] : job[0];
-    if (src.count == 0) return;
-    const int first_stage = own_streams ? stage & ~1 : 0;
-    const int unit = lane % kUnits, sub = lane / kUnits;
-    const bool unit_valid = unit * 8 < p.kv.head_dim;
-    const int64_t row_stride = static_cast<int64_t>(p.kv.n_kv_heads) * p.kv.head_dim;
-    const int64_t head_offset = static_cast<int64_t>(src.kv_head) * p.kv.head_dim + unit * 8;
-    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
-    const uint32_t vs = ks + wg_half_bytes<kDp>();
-    int round = 0;  // of the stage
-    for (int64_t i = stage - first_stage; src.first_chunk + i <= src.last_chunk;
-         i += stream_stages, ++round) {
-      const int64_t c = src.first_chunk + i;
-      // Rows lane and lane + 32 of the chunk: cache row index (-1: past the last position).
-      int32_t cache_row[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const int pos = static_cast<int>(c * kKeys) + lane + 32 * h;
-        cache_row[h] = pos <= src.last_pos ? src.table[pos / p.kv.block_size] * p.kv.block_size +
-                                                 pos % p.kv.block_size
-                                           : -1;
-      }
-      if (round > 0) {  // the consumers are done with the stage's previous chunk
-        ptx::mbarrier_wait(empty_bar + 8 * stage, static_cast<uint32_t>((round - 1) & 1));
-      }
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-#pragma unroll 4
-        for (int j = h * (32 / kRowsPerStep); j < (h + 1) * (32 / kRowsPerStep); ++j) {
-          const int r = j * kRowsPerStep + sub;
-          const int32_t row = __shfl_sync(0xffffffffu, cache_row[h], r % 32);
-          const bool valid = row >= 0 && unit_valid;
-          const int64_t off = valid ? row * row_stride + head_offset : 0;
-          const uint32_t dst = wg_swizzled(r, unit);
-          ptx::cp_async_16(ks + dst, p.kv.k + off, valid);
-          ptx::cp_async_16(vs + dst, p.kv.v + off, valid);
-        }
-      }
-      ptx::cp_async_commit();
-      ptx::cp_async_wait<0>();
-      ptx::fence_proxy_async();
-      ptx::mbarrier_arrive(full_bar + 8 * stage);
-    }
-    return;
-  }
-
-  ptx::setmaxnreg_inc<232>();
-  const int wg = warp >> 2;
-  const WgJob my = wg == 0 ? job[0] : job[1];
-  if (my.count == 0) return;
-  const int first_stage = own_streams ? 2 * wg : 0;
+__device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, unsigned char* smem,
+                                           uint32_t base, uint32_t full_bar, uint32_t empty_bar,
+                                           int warp, int lane, int first_stage, int stream_stages,
+                                           int& slot, uint32_t& phase) {
   constexpr int kQSteps = kDp / 16, kOTiles = kDp / 8;
   const int c4 = lane & 3;
   const int r0 = (warp & 3) * kRows + (lane >> 2), r1 = r0 + 8;
@@ -775,8 +640,6 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
   // The chunk of each row's first visible position: a split ending before it is empty.
   const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
                            static_cast<int>(first_visible(pos1, p.window) / kKeys)};
-  int slot = 0;        // stage first_stage + slot
-  uint32_t phase = 0;  // of the slot's barrier
   int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);  // chunks
   const int last_chunk = static_cast<int>(my.last_chunk);
   for (int c = static_cast<int>(my.first_chunk); c <= last_chunk; ++c) {
@@ -892,6 +755,193 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
       out_row[1][d] = a.z / L[1];
       out_row[1][d + 1] = a.w / L[1];
     }
+  }
+}
+
+template <int kDp>
+__global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Params p, bool decode) {
+  extern __shared__ unsigned char wg_smem_raw[];
+  const uint32_t raw = ptx::smem_address(wg_smem_raw);
+  const uint32_t base = (raw + 1023u) & ~1023u;
+  unsigned char* smem = wg_smem_raw + (base - raw);
+  const uint32_t full_bar = base + wg_bar_offset<kDp>();
+  const uint32_t empty_bar = full_bar + kWgStages * 8;
+
+  // The two warpgroups' jobs (every thread computes both).
+  WgJob job[kWgConsumers];
+  if (!decode) {
+    const bool pairs = p.group % 2 == 0;
+    auto tile_job = [&](int64_t t, int head) {
+      WgJob j;
+      j.first = p.plan.tiles[2 * t];
+      j.count = p.plan.tiles[2 * t + 1];
+      j.head = head;
+      j.kv_head = head / p.group;
+      j.last_pos = p.batch.positions[j.first] + j.count - 1;
+      j.last_chunk = j.last_pos / kKeys;
+      j.table = p.batch.tables + p.batch.table_offsets[j.first];
+      return j;
+    };
+    // Odd group: tile t (64-aligned group index G) takes tile t - 1 as its partner when that is
+    // group G - 1 of the same sequence and G is odd; a tile that is such a partner has no block
+    // of its own (its block exits).
+    auto partners = [&](int64_t t) {  // tile t - 1 is the partner of tile t
+      if (t < 1) return false;
+      const int64_t first = p.plan.tiles[2 * t], before = p.plan.tiles[2 * t - 2];
+      const int32_t group = p.batch.positions[first] / kKeys;
+      return group % 2 == 1 && p.batch.table_offsets[before] == p.batch.table_offsets[first] &&
+             p.batch.positions[before] / kKeys == group - 1;
+    };
+    const int head_blocks = pairs ? p.n_heads / 2 : p.n_heads;
+    const int64_t t0 = p.plan.n_tiles - 1 - blockIdx.x / head_blocks;
+    const int head = static_cast<int>(blockIdx.x % head_blocks);
+    if (pairs) {
+      job[0] = tile_job(t0, 2 * head);
+      job[1] = tile_job(t0, 2 * head + 1);
+    } else {
+      if (t0 + 1 < p.plan.n_tiles && partners(t0 + 1)) return;  // computed by tile t0 + 1
+      job[0] = tile_job(t0, head);
+      if (partners(t0)) job[1] = tile_job(t0 - 1, head);
+    }
+  }
+  // Decode job `index` = ((single n_kv_heads + kv head) wg_group_tiles + group tile) splits +
+  // split; count 0 when the split is past the token (idle).
+  const int splits = p.partials != nullptr ? p.split_slots : 1;
+  const int64_t n_jobs =
+      decode ? p.plan.n_singles * p.kv.n_kv_heads * p.wg_group_tiles * static_cast<int64_t>(splits)
+             : 0;
+  auto decode_job = [&](int64_t index) {
+    WgJob j;
+    const int split = static_cast<int>(index % splits);
+    const int64_t rest = index / splits;
+    const int group_tile = static_cast<int>(rest % p.wg_group_tiles);
+    const int kv_head = static_cast<int>(rest / p.wg_group_tiles % p.kv.n_kv_heads);
+    const int64_t single = rest / p.wg_group_tiles / p.kv.n_kv_heads;
+    j.first = p.plan.singles[single];
+    j.tile = false;
+    j.kv_head = kv_head;
+    j.head = kv_head * p.group + group_tile * kWgRows;
+    const int rows = p.group - group_tile * kWgRows;
+    j.last_pos = p.batch.positions[j.first];
+    j.table = p.batch.tables + p.batch.table_offsets[j.first];
+    const int64_t last_chunk = j.last_pos / kKeys;
+    if (p.partials != nullptr) {
+      j.first_chunk = static_cast<int64_t>(split) * p.split_chunks;
+      if (j.first_chunk > last_chunk) return j;  // this split is past the token: idle
+      j.last_chunk = j.first_chunk + p.split_chunks - 1 < last_chunk
+                         ? j.first_chunk + p.split_chunks - 1
+                         : last_chunk;
+      j.partial = p.partials + ((single * p.n_heads + j.head) * p.split_slots + split) *
+                                   (2 + static_cast<int64_t>(p.kv.head_dim));
+    } else {
+      j.last_chunk = last_chunk;
+    }
+    j.count = rows < kWgRows ? rows : kWgRows;
+    return j;
+  };
+  // Job n of warpgroup w's stream (false: none left). Prefill: job[w] alone. Decode: jobs
+  // decode_wgs (blockIdx.x + n gridDim.x) + w, so a grid smaller than the jobs walks them all.
+  auto stream_job = [&](int w, int n, WgJob& j) {
+    if (!decode) {
+      j = w == 0 ? job[0] : job[1];  // (constant indices keep job in registers)
+      return n == 0;
+    }
+    const int64_t index =
+        (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(n) * gridDim.x) * p.decode_wgs + w;
+    if (w >= p.decode_wgs || index >= n_jobs) return false;
+    j = decode_job(index);
+    return true;
+  };
+  if (decode && static_cast<int64_t>(blockIdx.x) * p.decode_wgs >= n_jobs) return;
+  // Chunk streams: shared (prefill, or decode with one warpgroup: warpgroup 0's, four stages in
+  // turn) or own (decode with two warpgroups: stages 2 w, 2 w + 1 for warpgroup w). A stage's
+  // chunk is released by the four warps of each warpgroup that reads it.
+  const int readers = decode || job[1].count == 0 ? 1 : 2;
+  const bool own_streams = decode && p.decode_wgs == 2;
+  const int stream_stages = own_streams ? 2 : kWgStages;
+
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kWgStages; ++i) {
+      ptx::mbarrier_init(full_bar + 8 * i, 32);
+      ptx::mbarrier_init(empty_bar + 8 * i, 4 * readers);
+    }
+    ptx::fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warp = __shfl_sync(0xffffffffu, static_cast<int>(threadIdx.x) >> 5, 0);
+  const int lane = static_cast<int>(threadIdx.x) & 31;
+  if (warp >= kWgConsumers * 4) {
+    // Producer warpgroup: gives registers to the consumers; its warp w owns stage w and copies
+    // the chunks of its stream that go there, lane l unit l % (Dp / 8) of rows l / (Dp / 8) +
+    // k (32 / (Dp / 8)), and signals each chunk once it has landed.
+    ptx::setmaxnreg_dec<40>();
+    constexpr int kUnits = kDp / 8, kRowsPerStep = 32 / kUnits;
+    const int stage = warp - kWgConsumers * 4;
+    const int stream_wg = own_streams ? stage / 2 : 0;  // whose stream the stage serves
+    const int first_stage = own_streams ? stage & ~1 : 0;
+    const int unit = lane % kUnits, sub = lane / kUnits;
+    const bool unit_valid = unit * 8 < p.kv.head_dim;
+    const int64_t row_stride = static_cast<int64_t>(p.kv.n_kv_heads) * p.kv.head_dim;
+    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
+    const uint32_t vs = ks + wg_half_bytes<kDp>();
+    int round = 0;              // of the stage
+    int64_t stream_chunks = 0;  // chunks of the stream before the current job
+    WgJob src;
+    for (int n = 0; stream_job(stream_wg, n, src); ++n) {
+      if (src.count == 0) continue;
+      const int64_t head_offset = static_cast<int64_t>(src.kv_head) * p.kv.head_dim + unit * 8;
+      const int64_t len = src.last_chunk - src.first_chunk + 1;
+      // This stage takes the stream's chunks k with k % stream_stages == stage - first_stage.
+      int64_t i =
+          (stage - first_stage - stream_chunks % stream_stages + stream_stages) % stream_stages;
+      stream_chunks += len;
+      for (; i < len; i += stream_stages, ++round) {
+        const int64_t c = src.first_chunk + i;
+        // Rows lane and lane + 32 of the chunk: cache row index (-1: past the last position).
+        int32_t cache_row[2];
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int pos = static_cast<int>(c * kKeys) + lane + 32 * h;
+          cache_row[h] = pos <= src.last_pos ? src.table[pos / p.kv.block_size] * p.kv.block_size +
+                                                   pos % p.kv.block_size
+                                             : -1;
+        }
+        if (round > 0) {  // the consumers are done with the stage's previous chunk
+          ptx::mbarrier_wait(empty_bar + 8 * stage, static_cast<uint32_t>((round - 1) & 1));
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+#pragma unroll 4
+          for (int j = h * (32 / kRowsPerStep); j < (h + 1) * (32 / kRowsPerStep); ++j) {
+            const int r = j * kRowsPerStep + sub;
+            const int32_t row = __shfl_sync(0xffffffffu, cache_row[h], r % 32);
+            const bool valid = row >= 0 && unit_valid;
+            const int64_t off = valid ? row * row_stride + head_offset : 0;
+            const uint32_t dst = wg_swizzled(r, unit);
+            ptx::cp_async_16(ks + dst, p.kv.k + off, valid);
+            ptx::cp_async_16(vs + dst, p.kv.v + off, valid);
+          }
+        }
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<0>();
+        ptx::fence_proxy_async();
+        ptx::mbarrier_arrive(full_bar + 8 * stage);
+      }
+    }
+    return;
+  }
+
+  ptx::setmaxnreg_inc<232>();
+  const int wg = warp >> 2;
+  const int first_stage = own_streams ? 2 * wg : 0;
+  int slot = 0;        // stage first_stage + slot holds the stream's next chunk
+  uint32_t phase = 0;  // of the slot's full barrier
+  WgJob my;
+  for (int n = 0; stream_job(wg, n, my); ++n) {
+    if (my.count == 0) continue;
+    wg_consume<kDp>(p, my, smem, base, full_bar, empty_bar, warp, lane, first_stage, stream_stages,
+                    slot, phase);
   }
 }
 
@@ -1018,9 +1068,13 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
       const int64_t jobs =
           plan.n_singles * args.kv.n_kv_heads * p.wg_group_tiles * (split_path ? p.split_slots : 1);
       // One job a block while the jobs do not fill the SMs (each then has all four stages).
+      // Split jobs beyond that stream through one block an SM (each warpgroup loads its next
+      // job's chunks while it computes the current one's).
       d.decode_wgs = jobs <= sm_count() ? 1 : 2;
-      const auto blocks = static_cast<unsigned>((jobs + d.decode_wgs - 1) / d.decode_wgs);
-      wgmma_attention_kernel<kDp><<<blocks, kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(d, true);
+      int64_t blocks = (jobs + d.decode_wgs - 1) / d.decode_wgs;
+      if (split_path && args.stream_split_jobs) blocks = std::min<int64_t>(blocks, sm_count());
+      wgmma_attention_kernel<kDp>
+          <<<static_cast<unsigned>(blocks), kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(d, true);
       check_launch("attention wgmma_attention_kernel (decode)");
     }
     if (split_path) {

@@ -134,6 +134,9 @@ struct AttentionArgs {
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
   DecodePath decode_path = DecodePath::by_batch;
+  // Split partials on the wgmma kernel: more jobs than warpgroups of one block an SM stream
+  // through those warpgroups (false: a block per job pair). A speed choice: the same bits.
+  bool stream_split_jobs = true;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
