@@ -4,9 +4,10 @@
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096 (8 and 32 KV heads) and 8 x 1024 (8 KV heads), 32 heads: flops =
-//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel, on it
-//            with cuda-k2's 512-position split (another order: for the speed only) and on the
-//            mma.sync kernel (the same bits); torch SDPA (flash, cuDNN, efficient) is measured
+//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel (its
+//            warpgroups side by side, and taking turns: ping-pong), on it with cuda-k2's
+//            512-position split (another order: for the speed only) and on the mma.sync kernel
+//            (the same bits); torch SDPA (flash, cuDNN, efficient) is measured
 //            by attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
 //            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the backend's path with a 64 MiB
@@ -18,8 +19,8 @@
 // that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
 // Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick | --prefill | --prefill-all]   (--prefill: the 1 x 4096 GQA
-// prefill case only; --prefill-all: the three prefill cases)
+// Usage: attention_bench [--quick | --prefill | --prefill-all | --decode]   (--prefill: the
+// 1 x 4096 GQA prefill case only; --prefill-all: the three prefill cases; --decode: decode only)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -112,14 +113,17 @@ void prefill(int64_t n_seq, int64_t T, int n_kv) {
   bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
   const double flops = 4.0 * static_cast<double>(n_seq * T * T * kHeads * kDh) / 2;
   struct Variant {
-    bool mma_sync;
+    bool mma_sync, ping_pong;
     int split;
     const char* name;
   };
-  for (const Variant v : {Variant{false, bx::cuda::kAttentionSplit, "wgmma"},
-                          Variant{false, 512, "wgmma, split 512 = cuda-k2 order"},
-                          Variant{true, bx::cuda::kAttentionSplit, "mma.sync"}}) {
+  // (The warpgroups side by side first: the newest code path last.)
+  for (const Variant v : {Variant{false, false, bx::cuda::kAttentionSplit, "wgmma, side by side"},
+                          Variant{false, false, 512, "wgmma, split 512 = cuda-k2 order"},
+                          Variant{true, false, bx::cuda::kAttentionSplit, "mma.sync"},
+                          Variant{false, true, bx::cuda::kAttentionSplit, "wgmma, ping-pong"}}) {
     a.mma_sync = v.mma_sync;
+    a.ping_pong = v.ping_pong;
     a.split = v.split;
     const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
     std::printf("| prefill %lldx%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
@@ -219,16 +223,19 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
   const bool prefills_only = argc > 1 && std::strcmp(argv[1], "--prefill-all") == 0;
+  const bool decode_only = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
   if (!bx::bench::report_device("attention_bench")) return 0;
   const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
 
-  std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");
-  prefill(1, 4096, 8);
-  if (prefill_only) return 0;
-  prefill(1, 4096, 32);
-  prefill(8, 1024, 8);
-  if (prefills_only) return 0;
+  if (!decode_only) {
+    std::printf("| attention | q heads | kv heads | us | TFLOP/s |\n|---|---|---|---|---|\n");
+    prefill(1, 4096, 8);
+    if (prefill_only) return 0;
+    prefill(1, 4096, 32);
+    prefill(8, 1024, 8);
+    if (prefills_only) return 0;
+  }
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
       "ours us, eager | split us, graph | split, a block per job pair us, graph | walk us, graph "

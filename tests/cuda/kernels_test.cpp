@@ -400,6 +400,7 @@ struct AttentionSetup {
   // With split_path (run()): split partials by batch size, or always.
   cuda::DecodePath decode_path = cuda::DecodePath::by_batch;
   bool stream_split_jobs = true;  // AttentionArgs::stream_split_jobs
+  bool ping_pong = true;          // AttentionArgs::ping_pong
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
                           int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
@@ -488,6 +489,7 @@ struct AttentionSetup {
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
     args.mma_sync = mma_sync;
+    args.ping_pong = ping_pong;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -697,7 +699,8 @@ TEST(CudaAttention, TileRowDoesNotMatter) {
 }
 
 // The 128-position split (kernel version cuda-k3), around its boundaries, on the Qwen3-8B group
-// (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: every checked token decoded
+// (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: the prefill with the head
+// pair's warpgroups taking turns (ping-pong) equals it side by side; every checked token decoded
 // alone (b = 1; split partials and walked, each kernel family) and every sequence's last token in
 // a decode batch (split partials forced, streamed through one block an SM or a block per job
 // pair, and walked) give the bits of the whole batch's prefill; so does every fourth token in
@@ -713,6 +716,11 @@ TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
     const std::string name = std::to_string(heads) + " heads";
     const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
     const std::vector<float> prefill = a.run_all();
+    a.ping_pong = false;  // the head pair's warpgroups side by side instead of taking turns
+    const std::vector<float> side_by_side = a.run_all();
+    a.ping_pong = true;
+    EXPECT_TRUE(test::same_bits(prefill.data(), side_by_side.data(), prefill.size()))
+        << name << ": ping-pong against side by side";
     int checked = 0;
     for (int64_t t = 0; t < a.T; ++t) {
       const int in_split = a.positions[t] % 128;

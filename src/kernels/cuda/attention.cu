@@ -61,6 +61,7 @@ struct Params {
   int split_slots;   // max_position / split + 1
   int split_chunks;  // split / 64
   int window;        // AttentionArgs::window (0: none)
+  bool ping_pong;    // AttentionArgs::ping_pong
 };
 
 // The first position a query at pos reads (0, or the sliding window's start: attention.h).
@@ -568,6 +569,19 @@ __device__ __forceinline__ void keep_alive(const uint32_t (&a)[4][4]) {
   }
 }
 
+// Ping-pong of two warpgroups that read one chunk stream (wgmma_attention_kernel): warpgroup w
+// issues its wgmma after bar.sync on turn_barrier(w) and then bar.arrives on the other's, so
+// the two alternate on the tensor cores while each runs its softmax in the other's turn.
+__device__ __forceinline__ int turn_barrier(int wg) {
+  return 1 + wg;
+}  // 0 is __syncthreads
+__device__ __forceinline__ void named_barrier_sync(int id) {
+  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id) {
+  asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
+}
+
 // One warpgroup's rows and chunks. Row r (0..63): tile rows are tokens first + r of head `head`
 // at positions last_pos - count + 1 + r; decode rows are heads head + r of token `first` at
 // last_pos. Rows r >= count are computed (q = 0, the last row's position) but not written.
@@ -587,10 +601,11 @@ struct WgJob {
 // first_stage + slot holds the next chunk, its full barrier at phase), then its output rows, or
 // the split's partial. slot and phase move on with the stream.
 template <int kDp>
-__device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, unsigned char* smem,
-                                           uint32_t base, uint32_t full_bar, uint32_t empty_bar,
-                                           int warp, int lane, int first_stage, int stream_stages,
-                                           int& slot, uint32_t& phase) {
+__device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, bool ping_pong,
+                                           unsigned char* smem, uint32_t base, uint32_t full_bar,
+                                           uint32_t empty_bar, int warp, int lane, int first_stage,
+                                           int stream_stages, int& slot, uint32_t& phase) {
+  const int wg = warp >> 2;
   constexpr int kQSteps = kDp / 16, kOTiles = kDp / 8;
   const int c4 = lane & 3;
   const int r0 = (warp & 3) * kRows + (lane >> 2), r1 = r0 + 8;
@@ -640,37 +655,53 @@ __device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, uns
   // The chunk of each row's first visible position: a split ending before it is empty.
   const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
                            static_cast<int>(first_visible(pos1, p.window) / kKeys)};
-  int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);  // chunks
-  const int last_chunk = static_cast<int>(my.last_chunk);
-  for (int c = static_cast<int>(my.first_chunk); c <= last_chunk; ++c) {
+  uint32_t pa[4][4];  // bf16(P) of the chunk whose P V is issued next
+  float s[8][4];
+  float(&s_flat)[32] = reinterpret_cast<float(&)[32]>(s);
+  float(&o_flat)[kDp / 2] = reinterpret_cast<float(&)[kDp / 2]>(o);
+  auto next_stage = [&] {  // waits for the stream's next chunk; its stage
     const int stage = first_stage + slot;
     ptx::mbarrier_wait(full_bar + 8 * stage, phase);
     if (++slot == stream_stages) {
       slot = 0;
       phase ^= 1u;
     }
-    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
-    const uint32_t vs = ks + wg_half_bytes<kDp>();
-    float s[8][4];
+    return stage;
+  };
+  auto k_of = [&](int stage) {
+    return base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
+  };
+  auto v_of = [&](int stage) { return k_of(stage) + wg_half_bytes<kDp>(); };
+  auto release = [&](int stage) {  // this warp is done with the stage's K and V
+    if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
+  };
+  auto zero_s = [&] {
 #pragma unroll
     for (int k = 0; k < 8; ++k) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[k][e] = 0.0f;
     }
-    float(&s_flat)[32] = reinterpret_cast<float(&)[32]>(s);
     ptx::fence_registers(s_flat);
-    ptx::wgmma_fence();
+  };
+  auto issue_s = [&](int stage) {  // S = Qb K^T of the stage's chunk, onto s = +0
 #pragma unroll
     for (int kk = 0; kk < kQSteps; ++kk) {
-      const uint32_t addr = ks + static_cast<uint32_t>((kk >> 2) * (kKeys * 128) + (kk & 3) * 32);
+      const uint32_t addr =
+          k_of(stage) + static_cast<uint32_t>((kk >> 2) * (kKeys * 128) + (kk & 3) * 32);
       ptx::wgmma_bf16_rs<64, 0>(s_flat, qa[kk], ptx::smem_desc_k128(addr));
     }
-    ptx::wgmma_commit();
-    ptx::wgmma_wait<0>();
+  };
+  auto issue_pv = [&](int stage) {  // o += bf16(P) V of the stage's chunk
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t addr = v_of(stage) + static_cast<uint32_t>(kk * 16 * 128);
+      ptx::wgmma_bf16_rs<kDp, 1>(o_flat, pa[kk], smem_desc_mn128(addr, kKeys * 128));
+    }
+  };
+  auto softmax_and_pack = [&](int c) {
     ptx::fence_registers(s_flat);
     softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window,
                  c % p.split_chunks == 0);
-    uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
@@ -678,44 +709,105 @@ __device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, uns
       pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
     }
-    float(&o_flat)[kDp / 2] = reinterpret_cast<float(&)[kDp / 2]>(o);
-    ptx::fence_registers(o_flat);
-    ptx::wgmma_fence();
+  };
+  // The walking merge at the end of a split whose last chunk is c, then a fresh split state.
+  auto merge_split = [&](int c) {
+    if (my.partial != nullptr) return;
+    // Every element of the fragment is merged (absent rows and padding dims too: finite, and
+    // never written out), as float4s of o[j][0..3] (rows r0: .x .y, r1: .z .w).
+    MergeWeights w[2];
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t addr = vs + static_cast<uint32_t>(kk * 16 * 128);
-      ptx::wgmma_bf16_rs<kDp, 1>(o_flat, pa[kk], smem_desc_mn128(addr, kKeys * 128));
+    for (int r = 0; r < 2; ++r) {
+      // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+      w[r] = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
+      L[r] = merge_value(L[r], l[r], w[r]);
     }
-    ptx::wgmma_commit();
-    ptx::wgmma_wait<0>();
-    ptx::fence_registers(o_flat);
-    keep_alive(pa);  // pa is read by the P V wgmma until here
-    if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
-
-    const bool split_end = --split_left == 0 || c == last_chunk;
-    if (split_left == 0) split_left = p.split_chunks;
-    if (split_end && my.partial == nullptr) {
-      // Every element of the fragment is merged (absent rows and padding dims too: finite, and
-      // never written out), as float4s of o[j][0..3] (rows r0: .x .y, r1: .z .w).
-      MergeWeights w[2];
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        // A split the window leaves empty for this row passes (M, L, O) through unchanged.
-        w[r] = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
-        L[r] = merge_value(L[r], l[r], w[r]);
-      }
-#pragma unroll
-      for (int j = 0; j < kOTiles; ++j) {
-        float4 a =
-            first_split ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : acc[j * (kWgConsumers * 128)];
-        a.x = merge_value(a.x, o[j][0], w[0]);
-        a.y = merge_value(a.y, o[j][1], w[0]);
-        a.z = merge_value(a.z, o[j][2], w[1]);
-        a.w = merge_value(a.w, o[j][3], w[1]);
-        acc[j * (kWgConsumers * 128)] = a;
-      }
-      reset();
-      first_split = false;
+    for (int j = 0; j < kOTiles; ++j) {
+      float4 a = first_split ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : acc[j * (kWgConsumers * 128)];
+      a.x = merge_value(a.x, o[j][0], w[0]);
+      a.y = merge_value(a.y, o[j][1], w[0]);
+      a.z = merge_value(a.z, o[j][2], w[1]);
+      a.w = merge_value(a.w, o[j][3], w[1]);
+      acc[j * (kWgConsumers * 128)] = a;
+    }
+    reset();
+    first_split = false;
+  };
+  const int last_chunk = static_cast<int>(my.last_chunk);
+  if (ping_pong) {
+    // Splits of two chunks a, b (split_chunks == 2, tiles from chunk 0) in three turns: S(a);
+    // P V(a) with S(b); P V(b). Each softmax runs in the other warpgroup's turn. A last split
+    // of one chunk takes two: S(a); P V(a). (Every wgmma outside a branch: ptxas serialises
+    // wgmma issued on a divergent path.)
+    auto turn_begin = [&] {
+      named_barrier_sync(turn_barrier(wg));
+      ptx::fence_registers(o_flat);
+      ptx::wgmma_fence();
+    };
+    auto turn_end = [&](bool last) {  // commits, passes the turn, waits for the wgmma
+      ptx::wgmma_commit();
+      if (!(wg == 1 && last)) named_barrier_arrive(turn_barrier(1 - wg));
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(o_flat);
+      keep_alive(pa);
+    };
+    int c = 0;
+    for (; c + 1 <= last_chunk; c += 2) {
+      const int sa = next_stage();
+      zero_s();
+      turn_begin();
+      issue_s(sa);
+      turn_end(false);
+      softmax_and_pack(c);
+      const int sb = next_stage();
+      zero_s();
+      turn_begin();
+      issue_pv(sa);
+      issue_s(sb);
+      turn_end(false);
+      release(sa);
+      softmax_and_pack(c + 1);
+      turn_begin();
+      issue_pv(sb);
+      turn_end(c + 1 == last_chunk);
+      release(sb);
+      merge_split(c + 1);
+    }
+    for (; c <= last_chunk; ++c) {  // at most once
+      const int sa = next_stage();
+      zero_s();
+      turn_begin();
+      issue_s(sa);
+      turn_end(false);
+      softmax_and_pack(c);
+      turn_begin();
+      issue_pv(sa);
+      turn_end(true);
+      release(sa);
+      merge_split(c);
+    }
+  } else {
+    int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);
+    for (int c = static_cast<int>(my.first_chunk); c <= last_chunk; ++c) {
+      const int stage = next_stage();
+      zero_s();
+      ptx::wgmma_fence();
+      issue_s(stage);
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+      softmax_and_pack(c);
+      ptx::fence_registers(o_flat);
+      ptx::wgmma_fence();
+      issue_pv(stage);
+      ptx::wgmma_commit();
+      ptx::wgmma_wait<0>();
+      ptx::fence_registers(o_flat);
+      keep_alive(pa);  // pa is read by the P V wgmma until here
+      release(stage);
+      const bool split_end = --split_left == 0 || c == last_chunk;
+      if (split_left == 0) split_left = p.split_chunks;
+      if (split_end) merge_split(c);
     }
   }
   const int64_t out0 = row_offset(r0, p.out_stride), out1 = row_offset(r1, p.out_stride);
@@ -857,6 +949,10 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
   // turn) or own (decode with two warpgroups: stages 2 w, 2 w + 1 for warpgroup w). A stage's
   // chunk is released by the four warps of each warpgroup that reads it.
   const int readers = decode || job[1].count == 0 ? 1 : 2;
+  // Prefill warpgroups with the same chunks (an even group's head pair) take turns on the
+  // tensor cores; partner tiles of an odd group (one chunk apart) run side by side.
+  const bool ping_pong = p.ping_pong && !decode && p.split_chunks == 2 && job[1].count > 0 &&
+                         job[0].last_chunk == job[1].last_chunk;
   const bool own_streams = decode && p.decode_wgs == 2;
   const int stream_stages = own_streams ? 2 : kWgStages;
 
@@ -937,11 +1033,12 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
   const int first_stage = own_streams ? 2 * wg : 0;
   int slot = 0;        // stage first_stage + slot holds the stream's next chunk
   uint32_t phase = 0;  // of the slot's full barrier
+  if (ping_pong && wg == 1) named_barrier_arrive(turn_barrier(0));  // warpgroup 0 goes first
   WgJob my;
   for (int n = 0; stream_job(wg, n, my); ++n) {
     if (my.count == 0) continue;
-    wg_consume<kDp>(p, my, smem, base, full_bar, empty_bar, warp, lane, first_stage, stream_stages,
-                    slot, phase);
+    wg_consume<kDp>(p, my, ping_pong, smem, base, full_bar, empty_bar, warp, lane, first_stage,
+                    stream_stages, slot, phase);
   }
 }
 
@@ -1210,6 +1307,7 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
   p.window = args.window;
+  p.ping_pong = args.ping_pong;
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;

@@ -137,6 +137,10 @@ struct AttentionArgs {
   // Split partials on the wgmma kernel: more jobs than warpgroups of one block an SM stream
   // through those warpgroups (false: a block per job pair). A speed choice: the same bits.
   bool stream_split_jobs = true;
+  // Prefill on the wgmma kernel with the 128-position split: the two warpgroups of a block that
+  // read the same chunks take turns on the tensor cores (false: side by side). A speed choice:
+  // the same bits.
+  bool ping_pong = true;
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
