@@ -517,11 +517,14 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
 // group: both warpgroups take tile t, heads 2 x and 2 x + 1. Odd group: warpgroup 0 takes tile t
 // of head x, warpgroup 1 the tile before it when that is the previous 64-aligned group of the
 // same sequence and t's group is odd (see partners). The two read one stream of chunks.
-// Decode: warpgroup w of block b takes job decode_wgs b + w = ((single n_kv_heads + kv head)
-// wg_group_tiles + group tile) splits + split: rows are up to 64 query heads of the KV head for
-// one token; with split partials it computes one split and writes its partial (combine_kernel
-// merges them), else it walks the splits. Two jobs a block each read their own stream of chunks
-// (two stages each); one job a block (while the jobs do not fill the SMs) has all four stages.
+// With the 128-position split, an even group's two warpgroups take turns on the tensor cores
+// (ping-pong, wg_consume). Decode: warpgroup w of block b takes jobs decode_wgs (b + n gridDim)
+// + w, n = 0, 1, ..., of job index ((single n_kv_heads + kv head) wg_group_tiles + group tile)
+// splits + split: rows are up to 64 query heads of the KV head for one token; with split
+// partials it computes one split and writes its partial (combine_kernel merges them), else it
+// walks the splits. Two warpgroups a block each read their own stream of chunks (two stages
+// each; a grid of fewer blocks than job pairs streams each warpgroup's jobs through it); one
+// job a block (while the jobs do not fill the SMs) has all four stages.
 // The producer warps copy the chunks (cp.async; full / empty mbarriers a stage): a shared stream
 // uses the four stages in turn, own streams two stages a warpgroup. A chunk of K or V in shared
 // memory: 64-dim halves of 64 rows x 128 bytes (8 KB, 1024-aligned), 16-byte unit u of row r at
