@@ -36,6 +36,7 @@ namespace bx::cuda {
 namespace {
 
 constexpr int kThreads = 128;           // decode and combine blocks
+constexpr int kMaxSplitSlots = 6144;    // combine_kernel's (m, l) of every split: 48 KB
 constexpr int kPrefillThreads = 256;    // prefill blocks: two heads x four row tiles
 constexpr int kRows = 16;               // query rows of a warp tile
 constexpr int kTileTokens = 4 * kRows;  // tokens of a prefill tile (== kAttentionChunk)
@@ -1079,25 +1080,41 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
   run_rows<kDp, kThreads>(p, rows, table, kv_head, pos, first_chunk, end_chunk, partial_base);
 }
 
-// Block (single token, head): merges the token's split partials in position order.
+// Block (single token, head): merges the token's split partials in position order. The splits'
+// (m, l) are staged in shared memory first (dynamic: 2 split_slots floats) and each thread's
+// o values are read eight splits at a time, so the merge chain waits on no global load.
 __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
+  extern __shared__ float ml[];  // [split_slots][2]: m, l of each split
   const int64_t single = blockIdx.x;
   const int head = static_cast<int>(blockIdx.y);
   const int64_t token = p.plan.singles[single];
   const int Dh = p.kv.head_dim;
-  const int64_t splits =
-      p.batch.positions[token] / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1;
+  const int64_t pos = p.batch.positions[token];
+  const int splits = static_cast<int>(pos / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1);
   const float* part = p.partials + (single * p.n_heads + head) * p.split_slots * (2 + Dh);
+  for (int i = static_cast<int>(threadIdx.x); i < 2 * splits; i += kThreads) {
+    ml[i] = part[static_cast<int64_t>(i / 2) * (2 + Dh) + i % 2];
+  }
+  __syncthreads();
   float* out = p.out + token * p.out_stride + head * Dh;
+  constexpr int kBatch = 8;
   for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
     float M = -INFINITY, L = 0.0f, O = 0.0f;
-    for (int64_t s = 0; s < splits; ++s) {
-      const int64_t split_end = (s + 1) * p.split_chunks * kKeys;
-      if (masked_before(split_end, p.batch.positions[token], p.window)) continue;
-      const float* ps = part + s * (2 + Dh);
-      const MergeWeights w = merge_max(M, ps[0]);
-      L = merge_value(L, ps[1], w);
-      O = merge_value(O, ps[2 + d], w);
+    for (int s0 = 0; s0 < splits; s0 += kBatch) {
+      float o[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        o[i] = s0 + i < splits ? part[static_cast<int64_t>(s0 + i) * (2 + Dh) + 2 + d] : 0.0f;
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const int s = s0 + i;
+        const int64_t split_end = static_cast<int64_t>(s + 1) * p.split_chunks * kKeys;
+        if (s >= splits || masked_before(split_end, pos, p.window)) continue;
+        const MergeWeights w = merge_max(M, ml[2 * s]);
+        L = merge_value(L, ml[2 * s + 1], w);
+        O = merge_value(O, o[i], w);
+      }
     }
     out[d] = O / L;
   }
@@ -1180,7 +1197,7 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
     if (split_path) {
       const dim3 combine_grid(static_cast<unsigned>(plan.n_singles),
                               static_cast<unsigned>(args.n_heads));
-      combine_kernel<<<combine_grid, kThreads, 0, stream>>>(p);
+      combine_kernel<<<combine_grid, kThreads, 2 * sizeof(float) * p.split_slots, stream>>>(p);
       check_launch("attention combine_kernel");
     }
   }
@@ -1312,6 +1329,10 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.window = args.window;
   p.ping_pong = args.ping_pong;
   p.split_slots = args.plan.max_position / args.split + 1;
+  BX_CHECK(p.split_slots <= kMaxSplitSlots,
+           "cuda attention: position " + std::to_string(args.plan.max_position) + " needs " +
+               std::to_string(p.split_slots) + " splits of " + std::to_string(args.split) +
+               " positions; at most " + std::to_string(kMaxSplitSlots) + " are supported");
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
   if (kv.head_dim <= 64) {
