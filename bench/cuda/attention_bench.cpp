@@ -19,8 +19,10 @@
 // that together exceed 3x the L2 where memory allows (the small decode cases still fit in L2).
 // Inputs are random (never zeros).
 //
-// Usage: attention_bench [--quick | --prefill | --prefill-all | --decode]   (--prefill: the
-// 1 x 4096 GQA prefill case only; --prefill-all: the three prefill cases; --decode: decode only)
+// Usage: attention_bench [--quick | --prefill | --prefill-all | --decode | --decode-key]
+// (--prefill: the 1 x 4096 GQA prefill case only; --prefill-all: the three prefill cases;
+// --decode: decode only; --decode-key: decode at b = 1, 2, 4, 8, 32, 256, graph replays of the
+// paths and the 512 split only)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -132,7 +134,7 @@ void prefill(int64_t n_seq, int64_t T, int n_kv) {
   }
 }
 
-void decode(int64_t batch, int64_t ctx, double bandwidth) {
+void decode(int64_t batch, int64_t ctx, double bandwidth, bool key_only) {
   const int n_kv = 8;
   const double kv_bytes = static_cast<double>(batch * ctx * n_kv * kDh * 2 * 2);
   const int rotations = static_cast<int>(
@@ -200,14 +202,18 @@ void decode(int64_t batch, int64_t ctx, double bandwidth) {
     return us;
   };
   const bool split_path = bx::cuda::attention_uses_split_partials(args_of(0, true, false));
-  const double ours_graph = graphed(true, false), ours_eager = eager(true, false);
-  const double walk_graph = graphed(false, false), fast_graph = graphed(true, true);
+  // key_only: the backend's path, each path forced and the 512 split (the rest print as nan).
+  const double nan = std::nan("");
+  const double ours_graph = graphed(true, false);
+  const double ours_eager = key_only ? nan : eager(true, false);
+  const double walk_graph = graphed(false, false);
+  const double fast_graph = key_only ? nan : graphed(true, true);
   const double split_graph = graphed(true, false, false, bx::cuda::DecodePath::split_partials);
   const double pairs_graph =
       graphed(true, false, false, bx::cuda::DecodePath::split_partials, 0, false);
   const double k2_graph = graphed(true, false, false, bx::cuda::DecodePath::by_batch, 512);
   const bool mma_split = bx::cuda::attention_uses_split_partials(args_of(0, true, false, true));
-  const double mma_graph = graphed(true, false, true);
+  const double mma_graph = key_only ? nan : graphed(true, false, true);
   const double floor_us = kv_bytes / bandwidth * 1e6;
   std::printf(
       "| decode b=%lld ctx=%lld | %.1f | %.2f | %s %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f "
@@ -223,7 +229,8 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const bool prefill_only = argc > 1 && std::strcmp(argv[1], "--prefill") == 0;
   const bool prefills_only = argc > 1 && std::strcmp(argv[1], "--prefill-all") == 0;
-  const bool decode_only = argc > 1 && std::strcmp(argv[1], "--decode") == 0;
+  const bool decode_key = argc > 1 && std::strcmp(argv[1], "--decode-key") == 0;
+  const bool decode_only = decode_key || (argc > 1 && std::strcmp(argv[1], "--decode") == 0);
   if (!bx::bench::report_device("attention_bench")) return 0;
   const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
@@ -243,11 +250,13 @@ int main(int argc, char** argv) {
       "(path) | floor/ours |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 8, 32, 256}
-                                             : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 128, 256};
+                                       : decode_key
+                                           ? std::vector<int64_t>{1, 4, 8, 32, 256}
+                                           : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 128, 256};
   const std::vector<int64_t> ctxs =
       quick ? std::vector<int64_t>{512, 8192} : std::vector<int64_t>{512, 2048, 8192};
   for (int64_t b : batches) {
-    for (int64_t ctx : ctxs) decode(b, ctx, bandwidth);
+    for (int64_t ctx : ctxs) decode(b, ctx, bandwidth, decode_key);
   }
   return 0;
 }
