@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 8, 32, 256}
                                        : decode_key
-                                           ? std::vector<int64_t>{1, 4, 8, 32, 256}
+                                           ? std::vector<int64_t>{1, 2, 4, 8, 32, 256}
                                            : std::vector<int64_t>{1, 2, 4, 8, 16, 32, 128, 256};
   const std::vector<int64_t> ctxs =
       quick ? std::vector<int64_t>{512, 8192} : std::vector<int64_t>{512, 2048, 8192};
