@@ -576,9 +576,10 @@ __device__ __forceinline__ void keep_alive(const uint32_t (&a)[4][4]) {
 // Ping-pong of two warpgroups that read one chunk stream (wgmma_attention_kernel): warpgroup w
 // issues its wgmma after bar.sync on turn_barrier(w) and then bar.arrives on the other's, so
 // the two alternate on the tensor cores while each runs its softmax in the other's turn.
+// (Barrier 0 is __syncthreads.)
 __device__ __forceinline__ int turn_barrier(int wg) {
   return 1 + wg;
-}  // 0 is __syncthreads
+}
 __device__ __forceinline__ void named_barrier_sync(int id) {
   asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
 }
