@@ -4,13 +4,13 @@
 //
 // Ceiling: copy bandwidth B (a device-to-device cudaMemcpy of 1 GiB, bytes read plus written).
 //   prefill  causal 1 x 4096 (8 and 32 KV heads) and 8 x 1024 (8 KV heads), 32 heads: flops =
-//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the wgmma kernel (its
-//            warpgroups side by side, and taking turns: ping-pong), on it with cuda-k2's
-//            512-position split (another order: for the speed only) and on the mma.sync kernel
-//            (the same bits); torch SDPA (flash, cuDNN, efficient) is measured
-//            by attention_sdpa.py in the same run
+//            n 4 T^2 H D / 2 (the FlashAttention count), in TFLOP/s, on the default cuda-k2
+//            kernels (wgmma, mma.sync) and on the opt-in k3 kernels (AttentionArgs::k3, split
+//            128; warpgroups side by side, and taking turns: ping-pong); torch SDPA (flash, cuDNN,
+//            efficient) is measured by attention_sdpa.py in the same run
 //   decode   batch b of single tokens, each over ctx cached positions: floor = KV bytes / B,
-//            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); the backend's path with a 64 MiB
+//            KV bytes = b ctx Hkv D 2 (bf16) 2 (K and V); on the opt-in k3 kernels (split 128)
+//            unless named cuda-k2: the backend's path with a 64 MiB
 //            workspace (split partials or walking by batch size), each path forced (split
 //            jobs streamed through a block an SM, or a block per job pair), the 512-position
 //            split, the fast mode's split and the mma.sync kernels (the same bits), each timed
@@ -115,17 +115,19 @@ void prefill(int64_t n_seq, int64_t T, int n_kv) {
   bx::cuda::AttentionArgs a = args_for(cache, b, q.get<float>(), out.get<float>(), nullptr, 0);
   const double flops = 4.0 * static_cast<double>(n_seq * T * T * kHeads * kDh) / 2;
   struct Variant {
-    bool mma_sync, ping_pong;
+    bool mma_sync, ping_pong, k3;
     int split;
     const char* name;
   };
-  // (The warpgroups side by side first: the newest code path last.)
-  for (const Variant v : {Variant{false, false, bx::cuda::kAttentionSplit, "wgmma, side by side"},
-                          Variant{false, false, 512, "wgmma, split 512 = cuda-k2 order"},
-                          Variant{true, false, bx::cuda::kAttentionSplit, "mma.sync"},
-                          Variant{false, true, bx::cuda::kAttentionSplit, "wgmma, ping-pong"}}) {
+  // (The default cuda-k2 kernels first, the opt-in k3 ones after; ping-pong, newest, last.)
+  for (const Variant v :
+       {Variant{false, false, false, bx::cuda::kAttentionSplit, "wgmma, cuda-k2 (default)"},
+        Variant{true, false, false, bx::cuda::kAttentionSplit, "mma.sync, cuda-k2"},
+        Variant{false, false, true, bx::cuda::kAttentionSplitK3, "wgmma k3, side by side"},
+        Variant{false, true, true, bx::cuda::kAttentionSplitK3, "wgmma k3, ping-pong"}}) {
     a.mma_sync = v.mma_sync;
     a.ping_pong = v.ping_pong;
+    a.k3 = v.k3;
     a.split = v.split;
     const double us = median_us([&](int) { bx::cuda::attention(a, nullptr); }, 1);
     std::printf("| prefill %lldx%lld causal (%s) | %d | %d | %.1f | %.0f |\n",
@@ -160,6 +162,9 @@ void decode(int64_t batch, int64_t ctx, double bandwidth, bool key_only) {
     bx::cuda::AttentionArgs a =
         args_for(cache, batches[static_cast<size_t>(r)], q.get<float>(), out.get<float>(),
                  workspace ? ws.get<float>() : nullptr, workspace ? ws_floats : 0);
+    // The opt-in k3 kernels, split 128 (split > 0: the default cuda-k2 kernels at that split).
+    a.k3 = split == 0;
+    a.split = bx::cuda::kAttentionSplitK3;
     if (fast) a.split = bx::cuda::conventional_split(a.plan, n_kv);
     if (split > 0) a.split = split;
     a.mma_sync = mma_sync;
@@ -246,7 +251,7 @@ int main(int argc, char** argv) {
   std::printf(
       "\n| decode (32 q / 8 kv heads, d128) | KV MB | floor us | ours us, graph (path) | "
       "ours us, eager | split us, graph | split, a block per job pair us, graph | walk us, graph "
-      "| split 512 (cuda-k2 order) us, graph | fast mode us, graph | mma.sync kernel us, graph "
+      "| cuda-k2 default (split 512) us, graph | fast mode us, graph | mma.sync kernel us, graph "
       "(path) | floor/ours |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 8, 32, 256}

@@ -3,7 +3,7 @@
 //
 //   T2 accurate   the CUDA backend's logits against the CPU backend's over a 300-token prompt
 //                 (windows starting mid-chunk), within bf16 bounds; and those of a prompt past
-//                 the first 512 positions, where whole attention splits fall before the window.
+//                 the 512-position attention split, where whole splits fall before the window.
 //   T3 invariant  each request alone (full rows, eager launches) gives the bits it gives inside
 //                 a batch with chunked prefill, device greedy and decode steps replayed as CUDA
 //                 graphs, for prompts up to 700 tokens (decode crossing split boundaries with

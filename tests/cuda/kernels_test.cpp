@@ -399,8 +399,9 @@ struct AttentionSetup {
   cuda::PagedKv kv;
   // With split_path (run()): split partials by batch size, or always.
   cuda::DecodePath decode_path = cuda::DecodePath::by_batch;
-  bool stream_split_jobs = true;  // AttentionArgs::stream_split_jobs
-  bool ping_pong = true;          // AttentionArgs::ping_pong
+  bool stream_split_jobs = true;           // AttentionArgs::stream_split_jobs
+  bool ping_pong = true;                   // AttentionArgs::ping_pong
+  bool k3 = cuda::attention_k3_enabled();  // AttentionArgs::k3
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
                           int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
@@ -490,6 +491,7 @@ struct AttentionSetup {
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
     args.mma_sync = mma_sync;
     args.ping_pong = ping_pong;
+    args.k3 = k3;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -530,7 +532,7 @@ struct AttentionSetup {
   }
 };
 
-// Lengths that cross chunk (64) and split (kAttentionSplit = 128) boundaries, up to a few
+// Lengths that cross chunk (64) and split (512; the opt-in 128) boundaries, up to a few
 // thousand positions.
 const std::vector<int> kLongLengths = {1, 63, 64, 65, 130, 511, 512, 513, 1100, 2600};
 
@@ -698,26 +700,27 @@ TEST(CudaAttention, TileRowDoesNotMatter) {
   }
 }
 
-// The 128-position split (kernel version cuda-k3), around its boundaries, on the Qwen3-8B group
-// (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: the prefill with the head
-// pair's warpgroups taking turns (ping-pong) equals it side by side; every checked token decoded
-// alone (b = 1; split partials and walked, each kernel family) and every sequence's last token in
-// a decode batch (split partials forced, streamed through one block an SM or a block per job
-// pair, and walked) give the bits of the whole batch's prefill; so does every fourth token in
-// one decode batch (thousands of split jobs streamed through the warpgroups).
-// Negative control: the 512-position split (cuda-k2's order) gives the same bits below position
-// 128 (one split either way) and different bits for most tokens past it.
+// The opt-in 128-position split (AttentionArgs::k3, kernel version cuda-k3), around its boundaries,
+// on the Qwen3-8B group (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: the prefill
+// with the head pair's warpgroups taking turns (ping-pong) equals it side by side; every checked
+// token decoded alone (b = 1; split partials and walked, each kernel family) and every sequence's
+// last token in a decode batch (split partials forced, streamed through one block an SM or a block
+// per job pair, and walked) give the bits of the whole batch's prefill; so does every fourth token
+// in one decode batch (thousands of split jobs streamed through the warpgroups). Negative control:
+// cuda-k2 (the default kernels, 512-position split) gives the same bits below position 128 (one
+// split either way) and different bits for most tokens past it.
 TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
   BX_REQUIRE_HOPPER();
-  ASSERT_EQ(cuda::kAttentionSplit, 128);
+  ASSERT_EQ(cuda::kAttentionSplitK3, 128);
   const std::vector<int> lengths = {127, 128, 129, 255, 256, 257, 383, 700};
   for (const int heads : {32, 8}) {
     AttentionSetup a(lengths, heads, heads / 4, 128, 16, 31);
+    a.k3 = true;  // the opt-in kernels of attention_k3.cu
     const std::string name = std::to_string(heads) + " heads";
     const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
-    const std::vector<float> prefill = a.run_all();
+    const std::vector<float> prefill = a.run_all(128);
     a.ping_pong = false;  // the head pair's warpgroups side by side instead of taking turns
-    const std::vector<float> side_by_side = a.run_all();
+    const std::vector<float> side_by_side = a.run_all(128);
     a.ping_pong = true;
     EXPECT_TRUE(test::same_bits(prefill.data(), side_by_side.data(), prefill.size()))
         << name << ": ping-pong against side by side";
@@ -775,7 +778,9 @@ TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
           << name << ": token " << all_tokens[i] << " among " << all_tokens.size()
           << " decoded together";
     }
+    a.k3 = false;  // cuda-k2: attention.cu's kernels, split 512
     const std::vector<float> k2_order = a.run_all(512);
+    a.k3 = true;
     int past = 0, past_differing = 0;
     for (int64_t t = 0; t < a.T; ++t) {
       const bool same = test::same_bits(a.row(prefill, t), a.row(k2_order, t), width);

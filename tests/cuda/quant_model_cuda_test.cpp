@@ -3,7 +3,7 @@
 //
 //   loads        Q4_1 (SmolLM2-135M's widths: D 576, 9 / 3 heads of 64, F 1536, tied output),
 //                Q8_0 and Q4_0 files load with their matmul weights and embedding as blocks;
-//                the kernel version says so (cuda-k3-q1) and a dequantized load keeps cuda-k3.
+//                the kernel version says so (cuda-k2-q1) and a dequantized load keeps cuda-k2.
 //   exact        the logprobs and ids of greedy and seeded requests equal, bit for bit, those of
 //                the same file dequantized at load (bf16 weights, the dense GEMM), and those of
 //                the unfused ops over the blocks (the fused ones are checked to have run).
@@ -107,8 +107,8 @@ TEST(QuantModelCuda, BlocksGiveTheBitsOfTheDequantizedLoad) {
     test::RandomLlamaFile file(std::string("cuda-") + f.name, f.spec);
     LoadedModel blocks = load_cuda(file.path());
     LoadedModel dense = load_cuda(file.path(), /*dequantize=*/true);
-    EXPECT_EQ(blocks.backend->kernel_version(), "cuda-k3-q1") << f.name;
-    EXPECT_EQ(dense.backend->kernel_version(), "cuda-k3") << f.name;
+    EXPECT_EQ(blocks.backend->kernel_version(), "cuda-k2-q1") << f.name;
+    EXPECT_EQ(dense.backend->kernel_version(), "cuda-k2") << f.name;
     EXPECT_NE(blocks.system_fingerprint(), dense.system_fingerprint()) << f.name;
     // At most 8.5 bits a weight (Q8_0) against bf16's 16.
     EXPECT_LT(blocks.matmul_weight_bytes * 16, dense.matmul_weight_bytes * 9) << f.name;
@@ -154,11 +154,11 @@ TEST(QuantModelCuda, BatchEqualsAloneForEveryBudget) {
   for (const QuantFile& f : quant_files()) {
     test::RandomLlamaFile file(std::string("cuda-batch-") + f.name, f.spec);
     LoadedModel model = load_cuda(file.path());
-    ASSERT_EQ(model.backend->kernel_version(), "cuda-k3-q1") << f.name;
+    ASSERT_EQ(model.backend->kernel_version(), "cuda-k2-q1") << f.name;
     expect_batch_equals_alone(model, f.name);
   }
   LoadedModel q4k = load_cuda("random:qwen3-tiny-q4k:5");
-  ASSERT_EQ(q4k.backend->kernel_version(), "cuda-k3-q1");
+  ASSERT_EQ(q4k.backend->kernel_version(), "cuda-k2-q1");
   expect_batch_equals_alone(q4k, "random:qwen3-tiny-q4k");
 }
 
@@ -180,8 +180,8 @@ TEST(QuantModelCuda, KQuantFileGivesTheDequantizedBitsAndBatchEqualsAlone) {
   }
   LoadedModel blocks = load_cuda(path);
   LoadedModel dense = load_cuda(path, /*dequantize=*/true);
-  EXPECT_EQ(blocks.backend->kernel_version(), "cuda-k3-q1");
-  EXPECT_EQ(dense.backend->kernel_version(), "cuda-k3");
+  EXPECT_EQ(blocks.backend->kernel_version(), "cuda-k2-q1");
+  EXPECT_EQ(dense.backend->kernel_version(), "cuda-k2");
   const std::vector<EngineRequest> requests = make_requests(blocks.config.vocab_size, 6);
   const std::vector<test::SampleResult> a = run_alone(blocks, requests);
   const std::vector<test::SampleResult> b = run_alone(dense, requests);
@@ -199,7 +199,7 @@ TEST(QuantModelCuda, NegativeControlSplitKByMDiffers) {
     if (f.type == gguf::GgmlType::Q4_1) continue;
     test::RandomLlamaFile file(std::string("cuda-control-") + f.name, f.spec);
     LoadedModel model = load_cuda(file.path(), false, ReductionOrder::split_k_by_m);
-    ASSERT_EQ(model.backend->kernel_version(), "cuda-k3-q1") << f.name;
+    ASSERT_EQ(model.backend->kernel_version(), "cuda-k2-q1") << f.name;
     const std::vector<EngineRequest> requests = make_requests(model.config.vocab_size, 10);
     const std::vector<test::SampleResult> alone = run_alone(model, requests);
     const std::vector<test::SampleResult> batched = test::first_samples_together(model, requests);

@@ -187,9 +187,9 @@ TEST(CudaServing, GraphReplayGivesTheEagerBits) {
   EXPECT_GT(m.model->replayed_steps(), before + 20);
 }
 
-// Decode steps whose contexts cross an attention split boundary (512, a multiple of the split)
-// change the attention launch (one more split slot) while the bucket stays the same: a replay
-// must not reuse the recording made for the shorter contexts.
+// Decode steps whose contexts cross attention's 512-position split boundary change the attention
+// launch (one more split slot) while the bucket stays the same: a replay must not reuse the
+// recording made for the shorter contexts.
 TEST(CudaServing, GraphReplayAcrossAnAttentionSplitBoundaryGivesTheEagerBits) {
   BX_REQUIRE_HOPPER();
   LoadedModel m = load("random:qwen3-tiny:9", true);

@@ -25,6 +25,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -36,7 +38,6 @@ namespace bx::cuda {
 namespace {
 
 constexpr int kThreads = 128;           // decode and combine blocks
-constexpr int kMaxSplitSlots = 6144;    // combine_kernel's (m, l) of every split: 48 KB
 constexpr int kPrefillThreads = 256;    // prefill blocks: two heads x four row tiles
 constexpr int kRows = 16;               // query rows of a warp tile
 constexpr int kTileTokens = 4 * kRows;  // tokens of a prefill tile (== kAttentionChunk)
@@ -62,7 +63,6 @@ struct Params {
   int split_slots;   // max_position / split + 1
   int split_chunks;  // split / 64
   int window;        // AttentionArgs::window (0: none)
-  bool ping_pong;    // AttentionArgs::ping_pong
 };
 
 // The first position a query at pos reads (0, or the sliding window's start: attention.h).
@@ -152,10 +152,7 @@ __device__ __forceinline__ void load_chunk(uint32_t ks, uint32_t vs, const Paged
 // s[i][e] is row g (e < 2) or g + 8, key 8 i + 2 c + (e & 1) of the chunk starting at c0):
 // causal mask, chunk max, alpha, p = ex2(s - m'), l = l alpha + rowsum(p), o = o alpha
 // (through scale_o), leaving p in s. Shared by the mma.sync and the wgmma kernels so that both
-// run the same arithmetic. Two steps are left out where they cannot change a bit: the mask when
-// no key of the chunk is masked for this thread's rows (no window, both rows at or past the
-// chunk's last key), and o alpha on a split's first chunk (fresh: o is +0, and +0 alpha = +0 for
-// the alpha >= 0 that ex2 gives).
+// run the same arithmetic.
 template <int kOTiles>
 struct alpha_scale_o {
   float (&o)[kOTiles][4];
@@ -174,43 +171,23 @@ struct alpha_scale_o {
 template <typename ScaleO>
 __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64_t pos0,
                                              int64_t pos1, float (&m)[2], float (&l)[2],
-                                             const ScaleO& scale_o, int window, bool fresh) {
+                                             const ScaleO& scale_o, int window) {
   const int c = static_cast<int>(threadIdx.x) & 3;
   // Causal (and window) mask, then the chunk's row max.
   float mc[2] = {-INFINITY, -INFINITY};
   const int rel0 = static_cast<int>(pos0 - c0), rel1 = static_cast<int>(pos1 - c0);
   // The window masks key k (relative to c0) of a row at rel when k + window <= rel, and the
   // whole chunk when kKeys - 1 + window <= rel (the row skips it).
-  if (window > 0 || rel0 < kKeys - 1 || rel1 < kKeys - 1) {
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
-        const int rel = e < 2 ? rel0 : rel1;
-        if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
-      }
-    }
-  }
-  // The row max as a tree over the thread's 16 keys of each row: a short dependency chain (the
-  // lone warps of decode wait on it). Any order gives the same max, up to the sign of a zero
-  // max, which no result sees: m only enters ex2(x - m), ex2(m - m') and later maxes.
-  float t[8][2];
 #pragma unroll
   for (int i = 0; i < 8; ++i) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) t[i][r] = fmaxf(s[i][2 * r], s[i][2 * r + 1]);
-  }
-#pragma unroll
-  for (int w = 4; w >= 1; w /= 2) {
-#pragma unroll
-    for (int i = 0; i < w; ++i) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) t[i][r] = fmaxf(t[i][r], t[i + w][r]);
+    for (int e = 0; e < 4; ++e) {
+      const int key = 8 * i + 2 * c + (e & 1);  // relative to c0; rel >= 0 in every chunk
+      const int rel = e < 2 ? rel0 : rel1;
+      if (key > rel || (window > 0 && key + window <= rel)) s[i][e] = -INFINITY;
+      mc[e >> 1] = fmaxf(mc[e >> 1], s[i][e]);
     }
   }
-  mc[0] = fmaxf(mc[0], t[0][0]);
-  mc[1] = fmaxf(mc[1], t[0][1]);
   float alpha[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -237,7 +214,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[8][4], int64_t c0, int64
     sum[r] = __fadd_rn(sum[r], __shfl_xor_sync(0xffffffffu, sum[r], 2));
     l[r] = __fadd_rn(__fmul_rn(l[r], alpha[r]), sum[r]);
   }
-  if (!fresh) scale_o(alpha);
+  scale_o(alpha);
 }
 
 // One warp's state for its 16 rows: the current split's (m, l, o) for rows g and g + 8.
@@ -278,7 +255,7 @@ struct WarpState {
 
   // One chunk at positions [c0, c0 + 64) for rows at positions pos0 (row g), pos1 (row g + 8).
   __device__ __forceinline__ void chunk(uint32_t ks, uint32_t vs, int64_t c0, int64_t pos0,
-                                        int64_t pos1, int window, bool fresh) {
+                                        int64_t pos1, int window) {
     const int lane = static_cast<int>(threadIdx.x) & 31, mat = lane >> 3;
     float s[8][4];
 #pragma unroll
@@ -301,7 +278,7 @@ struct WarpState {
         ptx::mma_bf16_m16n8k16(s[2 * ip + 1], qa[kk], b[ip][2], b[ip][3]);
       }
     }
-    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window, fresh);
+    softmax_step(s, c0, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, window);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]),
@@ -408,7 +385,7 @@ __device__ void run_rows(const Params& p, const Rows& rows, const int32_t* table
     ptx::cp_async_commit();
     if (rows.any) {
       const uint32_t ks = base + static_cast<uint32_t>(stage * stage_bytes<kDp>());
-      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window, c % p.split_chunks == 0);
+      st.chunk(ks, ks + kHalf, c * kKeys, rows.pos0, rows.pos1, p.window);
       const bool split_end = (c + 1) % p.split_chunks == 0 || c == last_chunk;
       if (walk && split_end) {
 #pragma unroll
@@ -518,14 +495,11 @@ __global__ void __launch_bounds__(kPrefillThreads) prefill_kernel(Params p) {
 // group: both warpgroups take tile t, heads 2 x and 2 x + 1. Odd group: warpgroup 0 takes tile t
 // of head x, warpgroup 1 the tile before it when that is the previous 64-aligned group of the
 // same sequence and t's group is odd (see partners). The two read one stream of chunks.
-// With the 128-position split, an even group's two warpgroups take turns on the tensor cores
-// (ping-pong, wg_consume). Decode: warpgroup w of block b takes jobs decode_wgs (b + n gridDim)
-// + w, n = 0, 1, ..., of job index ((single n_kv_heads + kv head) wg_group_tiles + group tile)
-// splits + split: rows are up to 64 query heads of the KV head for one token; with split
-// partials it computes one split and writes its partial (combine_kernel merges them), else it
-// walks the splits. Two warpgroups a block each read their own stream of chunks (two stages
-// each; a grid of fewer blocks than job pairs streams each warpgroup's jobs through it); one
-// job a block (while the jobs do not fill the SMs) has all four stages.
+// Decode: warpgroup w of block b takes job decode_wgs b + w = ((single n_kv_heads + kv head)
+// wg_group_tiles + group tile) splits + split: rows are up to 64 query heads of the KV head for
+// one token; with split partials it computes one split and writes its partial (combine_kernel
+// merges them), else it walks the splits. Two jobs a block each read their own stream of chunks
+// (two stages each); one job a block (while the jobs do not fill the SMs) has all four stages.
 // The producer warps copy the chunks (cp.async; full / empty mbarriers a stage): a shared stream
 // uses the four stages in turn, own streams two stages a warpgroup. A chunk of K or V in shared
 // memory: 64-dim halves of 64 rows x 128 bytes (8 KB, 1024-aligned), 16-byte unit u of row r at
@@ -573,20 +547,6 @@ __device__ __forceinline__ void keep_alive(const uint32_t (&a)[4][4]) {
   }
 }
 
-// Ping-pong of two warpgroups that read one chunk stream (wgmma_attention_kernel): warpgroup w
-// issues its wgmma after bar.sync on turn_barrier(w) and then bar.arrives on the other's, so
-// the two alternate on the tensor cores while each runs its softmax in the other's turn.
-// (Barrier 0 is __syncthreads.)
-__device__ __forceinline__ int turn_barrier(int wg) {
-  return 1 + wg;
-}
-__device__ __forceinline__ void named_barrier_sync(int id) {
-  asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory");
-}
-__device__ __forceinline__ void named_barrier_arrive(int id) {
-  asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory");
-}
-
 // One warpgroup's rows and chunks. Row r (0..63): tile rows are tokens first + r of head `head`
 // at positions last_pos - count + 1 + r; decode rows are heads head + r of token `first` at
 // last_pos. Rows r >= count are computed (q = 0, the last row's position) but not written.
@@ -601,259 +561,6 @@ struct WgJob {
   const int32_t* table = nullptr;
   float* partial = nullptr;  // decode split: this split's partial of head `head`, else null
 };
-
-// One warpgroup's job: its rows over chunks first_chunk .. last_chunk of its stream (stage
-// first_stage + slot holds the next chunk, its full barrier at phase), then its output rows, or
-// the split's partial. slot and phase move on with the stream.
-template <int kDp>
-__device__ __forceinline__ void wg_consume(const Params& p, const WgJob& my, bool ping_pong,
-                                           unsigned char* smem, uint32_t base, uint32_t full_bar,
-                                           uint32_t empty_bar, int warp, int lane, int first_stage,
-                                           int stream_stages, int& slot, uint32_t& phase) {
-  const int wg = warp >> 2;
-  constexpr int kQSteps = kDp / 16, kOTiles = kDp / 8;
-  const int c4 = lane & 3;
-  const int r0 = (warp & 3) * kRows + (lane >> 2), r1 = r0 + 8;
-  const int Dh = p.kv.head_dim;
-  auto row_pos = [&](int r) {  // positions fit in int32 (DeviceBatch)
-    const int pos = static_cast<int>(my.last_pos) - my.count + 1 + r;
-    return my.tile && pos < my.last_pos ? pos : static_cast<int>(my.last_pos);
-  };
-  const int pos0 = row_pos(r0), pos1 = row_pos(r1);
-  auto row_offset = [&](int r, int64_t stride) -> int64_t {  // -1: not a row
-    if (r >= my.count) return -1;
-    return my.tile ? (my.first + r) * stride + my.head * Dh
-                   : my.first * stride + (my.head + r) * Dh;
-  };
-  uint32_t qa[kQSteps][4];
-  {
-    const int64_t q0_off = row_offset(r0, p.q_stride), q1_off = row_offset(r1, p.q_stride);
-    const float* q0 = q0_off >= 0 ? p.q + q0_off : nullptr;
-    const float* q1 = q1_off >= 0 ? p.q + q1_off : nullptr;
-    auto at = [&](const float* q, int d) {
-      return q != nullptr && d < Dh ? __fmul_rn(q[d], p.q_scale) : 0.0f;
-    };
-#pragma unroll
-    for (int kk = 0; kk < kQSteps; ++kk) {
-      const int d = kk * 16 + 2 * c4;
-      qa[kk][0] = pack_bf16(at(q0, d), at(q0, d + 1));
-      qa[kk][1] = pack_bf16(at(q1, d), at(q1, d + 1));
-      qa[kk][2] = pack_bf16(at(q0, d + 8), at(q0, d + 9));
-      qa[kk][3] = pack_bf16(at(q1, d + 8), at(q1, d + 9));
-    }
-  }
-  // The walking merge's accumulator, thread-owned: o[j][0..3]'s counterpart at acc[256 j].
-  float4* acc = reinterpret_cast<float4*>(smem + wg_acc_offset<kDp>()) + (threadIdx.x & 255);
-  float o[kOTiles][4];
-  float m[2], l[2], M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
-  auto reset = [&] {
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
-    }
-    m[0] = m[1] = -INFINITY;
-    l[0] = l[1] = 0.0f;
-  };
-  reset();
-  bool first_split = true;
-  // The chunk of each row's first visible position: a split ending before it is empty.
-  const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
-                           static_cast<int>(first_visible(pos1, p.window) / kKeys)};
-  uint32_t pa[4][4];  // bf16(P) of the chunk whose P V is issued next
-  float s[8][4];
-  float(&s_flat)[32] = reinterpret_cast<float(&)[32]>(s);
-  float(&o_flat)[kDp / 2] = reinterpret_cast<float(&)[kDp / 2]>(o);
-  auto next_stage = [&] {  // waits for the stream's next chunk; its stage
-    const int stage = first_stage + slot;
-    ptx::mbarrier_wait(full_bar + 8 * stage, phase);
-    if (++slot == stream_stages) {
-      slot = 0;
-      phase ^= 1u;
-    }
-    return stage;
-  };
-  auto k_of = [&](int stage) {
-    return base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
-  };
-  auto v_of = [&](int stage) { return k_of(stage) + wg_half_bytes<kDp>(); };
-  auto release = [&](int stage) {  // this warp is done with the stage's K and V
-    if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
-  };
-  auto zero_s = [&] {
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[k][e] = 0.0f;
-    }
-    ptx::fence_registers(s_flat);
-  };
-  auto issue_s = [&](int stage) {  // S = Qb K^T of the stage's chunk, onto s = +0
-#pragma unroll
-    for (int kk = 0; kk < kQSteps; ++kk) {
-      const uint32_t addr =
-          k_of(stage) + static_cast<uint32_t>((kk >> 2) * (kKeys * 128) + (kk & 3) * 32);
-      ptx::wgmma_bf16_rs<64, 0>(s_flat, qa[kk], ptx::smem_desc_k128(addr));
-    }
-  };
-  auto issue_pv = [&](int stage) {  // o += bf16(P) V of the stage's chunk
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint32_t addr = v_of(stage) + static_cast<uint32_t>(kk * 16 * 128);
-      ptx::wgmma_bf16_rs<kDp, 1>(o_flat, pa[kk], smem_desc_mn128(addr, kKeys * 128));
-    }
-  };
-  auto softmax_and_pack = [&](int c) {
-    ptx::fence_registers(s_flat);
-    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window,
-                 c % p.split_chunks == 0);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-      pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-      pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-      pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-    }
-  };
-  // The walking merge at the end of a split whose last chunk is c, then a fresh split state.
-  auto merge_split = [&](int c) {
-    if (my.partial != nullptr) return;
-    // Every element of the fragment is merged (absent rows and padding dims too: finite, and
-    // never written out), as float4s of o[j][0..3] (rows r0: .x .y, r1: .z .w).
-    MergeWeights w[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      // A split the window leaves empty for this row passes (M, L, O) through unchanged.
-      w[r] = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
-      L[r] = merge_value(L[r], l[r], w[r]);
-    }
-#pragma unroll
-    for (int j = 0; j < kOTiles; ++j) {
-      float4 a = first_split ? make_float4(0.0f, 0.0f, 0.0f, 0.0f) : acc[j * (kWgConsumers * 128)];
-      a.x = merge_value(a.x, o[j][0], w[0]);
-      a.y = merge_value(a.y, o[j][1], w[0]);
-      a.z = merge_value(a.z, o[j][2], w[1]);
-      a.w = merge_value(a.w, o[j][3], w[1]);
-      acc[j * (kWgConsumers * 128)] = a;
-    }
-    reset();
-    first_split = false;
-  };
-  const int last_chunk = static_cast<int>(my.last_chunk);
-  if (ping_pong) {
-    // Splits of two chunks a, b (split_chunks == 2, tiles from chunk 0) in three turns: S(a);
-    // P V(a) with S(b); P V(b). Each softmax runs in the other warpgroup's turn. A last split
-    // of one chunk takes two: S(a); P V(a). (Every wgmma outside a branch: ptxas serialises
-    // wgmma issued on a divergent path.)
-    auto turn_begin = [&] {
-      named_barrier_sync(turn_barrier(wg));
-      ptx::fence_registers(o_flat);
-      ptx::wgmma_fence();
-    };
-    auto turn_end = [&](bool last) {  // commits, passes the turn, waits for the wgmma
-      ptx::wgmma_commit();
-      if (!(wg == 1 && last)) named_barrier_arrive(turn_barrier(1 - wg));
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(o_flat);
-      keep_alive(pa);
-    };
-    int c = 0;
-    for (; c + 1 <= last_chunk; c += 2) {
-      const int sa = next_stage();
-      zero_s();
-      turn_begin();
-      issue_s(sa);
-      turn_end(false);
-      softmax_and_pack(c);
-      const int sb = next_stage();
-      zero_s();
-      turn_begin();
-      issue_pv(sa);
-      issue_s(sb);
-      turn_end(false);
-      release(sa);
-      softmax_and_pack(c + 1);
-      turn_begin();
-      issue_pv(sb);
-      turn_end(c + 1 == last_chunk);
-      release(sb);
-      merge_split(c + 1);
-    }
-    for (; c <= last_chunk; ++c) {  // at most once
-      const int sa = next_stage();
-      zero_s();
-      turn_begin();
-      issue_s(sa);
-      turn_end(false);
-      softmax_and_pack(c);
-      turn_begin();
-      issue_pv(sa);
-      turn_end(true);
-      release(sa);
-      merge_split(c);
-    }
-  } else {
-    int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);
-    for (int c = static_cast<int>(my.first_chunk); c <= last_chunk; ++c) {
-      const int stage = next_stage();
-      zero_s();
-      ptx::wgmma_fence();
-      issue_s(stage);
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-      softmax_and_pack(c);
-      ptx::fence_registers(o_flat);
-      ptx::wgmma_fence();
-      issue_pv(stage);
-      ptx::wgmma_commit();
-      ptx::wgmma_wait<0>();
-      ptx::fence_registers(o_flat);
-      keep_alive(pa);  // pa is read by the P V wgmma until here
-      release(stage);
-      const bool split_end = --split_left == 0 || c == last_chunk;
-      if (split_left == 0) split_left = p.split_chunks;
-      if (split_end) merge_split(c);
-    }
-  }
-  const int64_t out0 = row_offset(r0, p.out_stride), out1 = row_offset(r1, p.out_stride);
-  float* out_row[2] = {out0 >= 0 ? p.out + out0 : nullptr, out1 >= 0 ? p.out + out1 : nullptr};
-  if (my.partial != nullptr) {
-    // The split's partial (m, l, o) of each head row; heads are split_slots (2 + Dh) apart.
-    const int64_t head_stride = static_cast<int64_t>(p.split_slots) * (2 + Dh);
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      if (out_row[r] == nullptr) continue;
-      float* part = my.partial + (r == 0 ? r0 : r1) * head_stride;
-      if (c4 == 0) {
-        part[0] = m[r];
-        part[1] = l[r];
-      }
-#pragma unroll
-      for (int j = 0; j < kOTiles; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int d = 8 * j + 2 * c4 + e;
-          if (d < Dh) part[2 + d] = o[j][2 * r + e];
-        }
-      }
-    }
-    return;
-  }
-#pragma unroll
-  for (int j = 0; j < kOTiles; ++j) {
-    const int d = 8 * j + 2 * c4;  // d + 1 < Dh too (head_dim is a multiple of 8)
-    if (d >= Dh) continue;
-    const float4 a = acc[j * (kWgConsumers * 128)];
-    if (out_row[0] != nullptr) {
-      out_row[0][d] = a.x / L[0];
-      out_row[0][d + 1] = a.y / L[0];
-    }
-    if (out_row[1] != nullptr) {
-      out_row[1][d] = a.z / L[1];
-      out_row[1][d + 1] = a.w / L[1];
-    }
-  }
-}
 
 template <int kDp>
 __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Params p, bool decode) {
@@ -900,71 +607,53 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
       job[0] = tile_job(t0, head);
       if (partners(t0)) job[1] = tile_job(t0 - 1, head);
     }
+  } else {
+    const int splits = p.partials != nullptr ? p.split_slots : 1;
+    const int64_t n_jobs =
+        p.plan.n_singles * p.kv.n_kv_heads * p.wg_group_tiles * static_cast<int64_t>(splits);
+#pragma unroll
+    for (int w = 0; w < kWgConsumers; ++w) {
+      const int64_t index = static_cast<int64_t>(blockIdx.x) * p.decode_wgs + w;
+      if (w >= p.decode_wgs || index >= n_jobs) continue;
+      const int split = static_cast<int>(index % splits);
+      const int64_t rest = index / splits;
+      const int group_tile = static_cast<int>(rest % p.wg_group_tiles);
+      const int kv_head = static_cast<int>(rest / p.wg_group_tiles % p.kv.n_kv_heads);
+      const int64_t single = rest / p.wg_group_tiles / p.kv.n_kv_heads;
+      WgJob& j = job[w];
+      j.first = p.plan.singles[single];
+      j.tile = false;
+      j.kv_head = kv_head;
+      j.head = kv_head * p.group + group_tile * kWgRows;
+      const int rows = p.group - group_tile * kWgRows;
+      j.last_pos = p.batch.positions[j.first];
+      j.table = p.batch.tables + p.batch.table_offsets[j.first];
+      const int64_t last_chunk = j.last_pos / kKeys;
+      if (p.partials != nullptr) {
+        j.first_chunk = static_cast<int64_t>(split) * p.split_chunks;
+        if (j.first_chunk > last_chunk) continue;  // this split is past the token: idle
+        j.last_chunk = j.first_chunk + p.split_chunks - 1 < last_chunk
+                           ? j.first_chunk + p.split_chunks - 1
+                           : last_chunk;
+        j.partial = p.partials + ((single * p.n_heads + j.head) * p.split_slots + split) *
+                                     (2 + static_cast<int64_t>(p.kv.head_dim));
+      } else {
+        j.last_chunk = last_chunk;
+      }
+      j.count = rows < kWgRows ? rows : kWgRows;
+    }
+    if (job[0].count == 0 && job[1].count == 0) return;
   }
-  // Decode job `index` = ((single n_kv_heads + kv head) wg_group_tiles + group tile) splits +
-  // split; count 0 when the split is past the token (idle).
-  const int splits = p.partials != nullptr ? p.split_slots : 1;
-  const int64_t n_jobs =
-      decode ? p.plan.n_singles * p.kv.n_kv_heads * p.wg_group_tiles * static_cast<int64_t>(splits)
-             : 0;
-  auto decode_job = [&](int64_t index) {
-    WgJob j;
-    const int split = static_cast<int>(index % splits);
-    const int64_t rest = index / splits;
-    const int group_tile = static_cast<int>(rest % p.wg_group_tiles);
-    const int kv_head = static_cast<int>(rest / p.wg_group_tiles % p.kv.n_kv_heads);
-    const int64_t single = rest / p.wg_group_tiles / p.kv.n_kv_heads;
-    j.first = p.plan.singles[single];
-    j.tile = false;
-    j.kv_head = kv_head;
-    j.head = kv_head * p.group + group_tile * kWgRows;
-    const int rows = p.group - group_tile * kWgRows;
-    j.last_pos = p.batch.positions[j.first];
-    j.table = p.batch.tables + p.batch.table_offsets[j.first];
-    const int64_t last_chunk = j.last_pos / kKeys;
-    if (p.partials != nullptr) {
-      j.first_chunk = static_cast<int64_t>(split) * p.split_chunks;
-      if (j.first_chunk > last_chunk) return j;  // this split is past the token: idle
-      j.last_chunk = j.first_chunk + p.split_chunks - 1 < last_chunk
-                         ? j.first_chunk + p.split_chunks - 1
-                         : last_chunk;
-      j.partial = p.partials + ((single * p.n_heads + j.head) * p.split_slots + split) *
-                                   (2 + static_cast<int64_t>(p.kv.head_dim));
-    } else {
-      j.last_chunk = last_chunk;
-    }
-    j.count = rows < kWgRows ? rows : kWgRows;
-    return j;
-  };
-  // Job n of warpgroup w's stream (false: none left). Prefill: job[w] alone. Decode: jobs
-  // decode_wgs (blockIdx.x + n gridDim.x) + w, so a grid smaller than the jobs walks them all.
-  auto stream_job = [&](int w, int n, WgJob& j) {
-    if (!decode) {
-      j = w == 0 ? job[0] : job[1];  // (constant indices keep job in registers)
-      return n == 0;
-    }
-    const int64_t index =
-        (static_cast<int64_t>(blockIdx.x) + static_cast<int64_t>(n) * gridDim.x) * p.decode_wgs + w;
-    if (w >= p.decode_wgs || index >= n_jobs) return false;
-    j = decode_job(index);
-    return true;
-  };
-  if (decode && static_cast<int64_t>(blockIdx.x) * p.decode_wgs >= n_jobs) return;
   // Chunk streams: shared (prefill, or decode with one warpgroup: warpgroup 0's, four stages in
-  // turn) or own (decode with two warpgroups: stages 2 w, 2 w + 1 for warpgroup w). A stage's
-  // chunk is released by the four warps of each warpgroup that reads it.
-  const int readers = decode || job[1].count == 0 ? 1 : 2;
-  // Prefill warpgroups with the same chunks (an even group's head pair) take turns on the
-  // tensor cores; partner tiles of an odd group (one chunk apart) run side by side.
-  const bool ping_pong = p.ping_pong && !decode && p.split_chunks == 2 && job[1].count > 0 &&
-                         job[0].last_chunk == job[1].last_chunk;
+  // turn) or own (decode with two warpgroups: stages 2 w, 2 w + 1 for warpgroup w).
+  const int active = (job[0].count > 0 ? 1 : 0) + (job[1].count > 0 ? 1 : 0);
   const bool own_streams = decode && p.decode_wgs == 2;
   const int stream_stages = own_streams ? 2 : kWgStages;
 
   if (threadIdx.x == 0) {
     for (int i = 0; i < kWgStages; ++i) {
       ptx::mbarrier_init(full_bar + 8 * i, 32);
-      ptx::mbarrier_init(empty_bar + 8 * i, 4 * readers);
+      ptx::mbarrier_init(empty_bar + 8 * i, own_streams ? 4 : 4 * active);
     }
     ptx::fence_barrier_init();
   }
@@ -979,71 +668,219 @@ __global__ void __launch_bounds__(kWgmmaThreads, 1) wgmma_attention_kernel(Param
     ptx::setmaxnreg_dec<40>();
     constexpr int kUnits = kDp / 8, kRowsPerStep = 32 / kUnits;
     const int stage = warp - kWgConsumers * 4;
-    const int stream_wg = own_streams ? stage / 2 : 0;  // whose stream the stage serves
+    const WgJob src = own_streams && stage >= 2 ? job[1] : job[0];
+    if (src.count == 0) return;
     const int first_stage = own_streams ? stage & ~1 : 0;
     const int unit = lane % kUnits, sub = lane / kUnits;
     const bool unit_valid = unit * 8 < p.kv.head_dim;
     const int64_t row_stride = static_cast<int64_t>(p.kv.n_kv_heads) * p.kv.head_dim;
+    const int64_t head_offset = static_cast<int64_t>(src.kv_head) * p.kv.head_dim + unit * 8;
     const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
     const uint32_t vs = ks + wg_half_bytes<kDp>();
-    int round = 0;              // of the stage
-    int64_t stream_chunks = 0;  // chunks of the stream before the current job
-    WgJob src;
-    for (int n = 0; stream_job(stream_wg, n, src); ++n) {
-      if (src.count == 0) continue;
-      const int64_t head_offset = static_cast<int64_t>(src.kv_head) * p.kv.head_dim + unit * 8;
-      const int64_t len = src.last_chunk - src.first_chunk + 1;
-      // This stage takes the stream's chunks k with k % stream_stages == stage - first_stage.
-      int64_t i =
-          (stage - first_stage - stream_chunks % stream_stages + stream_stages) % stream_stages;
-      stream_chunks += len;
-      for (; i < len; i += stream_stages, ++round) {
-        const int64_t c = src.first_chunk + i;
-        // Rows lane and lane + 32 of the chunk: cache row index (-1: past the last position).
-        int32_t cache_row[2];
+    int round = 0;  // of the stage
+    for (int64_t i = stage - first_stage; src.first_chunk + i <= src.last_chunk;
+         i += stream_stages, ++round) {
+      const int64_t c = src.first_chunk + i;
+      // Rows lane and lane + 32 of the chunk: cache row index (-1: past the last position).
+      int32_t cache_row[2];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int pos = static_cast<int>(c * kKeys) + lane + 32 * h;
-          cache_row[h] = pos <= src.last_pos ? src.table[pos / p.kv.block_size] * p.kv.block_size +
-                                                   pos % p.kv.block_size
-                                             : -1;
-        }
-        if (round > 0) {  // the consumers are done with the stage's previous chunk
-          ptx::mbarrier_wait(empty_bar + 8 * stage, static_cast<uint32_t>((round - 1) & 1));
-        }
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-#pragma unroll 4
-          for (int j = h * (32 / kRowsPerStep); j < (h + 1) * (32 / kRowsPerStep); ++j) {
-            const int r = j * kRowsPerStep + sub;
-            const int32_t row = __shfl_sync(0xffffffffu, cache_row[h], r % 32);
-            const bool valid = row >= 0 && unit_valid;
-            const int64_t off = valid ? row * row_stride + head_offset : 0;
-            const uint32_t dst = wg_swizzled(r, unit);
-            ptx::cp_async_16(ks + dst, p.kv.k + off, valid);
-            ptx::cp_async_16(vs + dst, p.kv.v + off, valid);
-          }
-        }
-        ptx::cp_async_commit();
-        ptx::cp_async_wait<0>();
-        ptx::fence_proxy_async();
-        ptx::mbarrier_arrive(full_bar + 8 * stage);
+      for (int h = 0; h < 2; ++h) {
+        const int pos = static_cast<int>(c * kKeys) + lane + 32 * h;
+        cache_row[h] = pos <= src.last_pos ? src.table[pos / p.kv.block_size] * p.kv.block_size +
+                                                 pos % p.kv.block_size
+                                           : -1;
       }
+      if (round > 0) {  // the consumers are done with the stage's previous chunk
+        ptx::mbarrier_wait(empty_bar + 8 * stage, static_cast<uint32_t>((round - 1) & 1));
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+#pragma unroll 4
+        for (int j = h * (32 / kRowsPerStep); j < (h + 1) * (32 / kRowsPerStep); ++j) {
+          const int r = j * kRowsPerStep + sub;
+          const int32_t row = __shfl_sync(0xffffffffu, cache_row[h], r % 32);
+          const bool valid = row >= 0 && unit_valid;
+          const int64_t off = valid ? row * row_stride + head_offset : 0;
+          const uint32_t dst = wg_swizzled(r, unit);
+          ptx::cp_async_16(ks + dst, p.kv.k + off, valid);
+          ptx::cp_async_16(vs + dst, p.kv.v + off, valid);
+        }
+      }
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<0>();
+      ptx::fence_proxy_async();
+      ptx::mbarrier_arrive(full_bar + 8 * stage);
     }
     return;
   }
 
   ptx::setmaxnreg_inc<232>();
   const int wg = warp >> 2;
+  const WgJob my = wg == 0 ? job[0] : job[1];
+  if (my.count == 0) return;
   const int first_stage = own_streams ? 2 * wg : 0;
-  int slot = 0;        // stage first_stage + slot holds the stream's next chunk
-  uint32_t phase = 0;  // of the slot's full barrier
-  if (ping_pong && wg == 1) named_barrier_arrive(turn_barrier(0));  // warpgroup 0 goes first
-  WgJob my;
-  for (int n = 0; stream_job(wg, n, my); ++n) {
-    if (my.count == 0) continue;
-    wg_consume<kDp>(p, my, ping_pong, smem, base, full_bar, empty_bar, warp, lane, first_stage,
-                    stream_stages, slot, phase);
+  constexpr int kQSteps = kDp / 16, kOTiles = kDp / 8;
+  const int c4 = lane & 3;
+  const int r0 = (warp & 3) * kRows + (lane >> 2), r1 = r0 + 8;
+  const int Dh = p.kv.head_dim;
+  auto row_pos = [&](int r) {  // positions fit in int32 (DeviceBatch)
+    const int pos = static_cast<int>(my.last_pos) - my.count + 1 + r;
+    return my.tile && pos < my.last_pos ? pos : static_cast<int>(my.last_pos);
+  };
+  const int pos0 = row_pos(r0), pos1 = row_pos(r1);
+  const bool has_row[2] = {r0 < my.count, r1 < my.count};
+  auto row_offset = [&](int r, int64_t stride) -> int64_t {  // -1: not a row
+    if (r >= my.count) return -1;
+    return my.tile ? (my.first + r) * stride + my.head * Dh
+                   : my.first * stride + (my.head + r) * Dh;
+  };
+  uint32_t qa[kQSteps][4];
+  {
+    const int64_t q0_off = row_offset(r0, p.q_stride), q1_off = row_offset(r1, p.q_stride);
+    const float* q0 = q0_off >= 0 ? p.q + q0_off : nullptr;
+    const float* q1 = q1_off >= 0 ? p.q + q1_off : nullptr;
+    auto at = [&](const float* q, int d) {
+      return q != nullptr && d < Dh ? __fmul_rn(q[d], p.q_scale) : 0.0f;
+    };
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      const int d = kk * 16 + 2 * c4;
+      qa[kk][0] = pack_bf16(at(q0, d), at(q0, d + 1));
+      qa[kk][1] = pack_bf16(at(q1, d), at(q1, d + 1));
+      qa[kk][2] = pack_bf16(at(q0, d + 8), at(q0, d + 9));
+      qa[kk][3] = pack_bf16(at(q1, d + 8), at(q1, d + 9));
+    }
+  }
+  float* acc = reinterpret_cast<float*>(smem + wg_acc_offset<kDp>()) + (threadIdx.x & 255);
+  float o[kOTiles][4];
+  float m[2], l[2], M[2] = {-INFINITY, -INFINITY}, L[2] = {0.0f, 0.0f};
+  auto reset = [&] {
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+    }
+    m[0] = m[1] = -INFINITY;
+    l[0] = l[1] = 0.0f;
+  };
+  reset();
+  bool first_split = true;
+  // The chunk of each row's first visible position: a split ending before it is empty.
+  const int lo_chunk[2] = {static_cast<int>(first_visible(pos0, p.window) / kKeys),
+                           static_cast<int>(first_visible(pos1, p.window) / kKeys)};
+  int slot = 0;        // stage first_stage + slot
+  uint32_t phase = 0;  // of the slot's barrier
+  int split_left = p.split_chunks - static_cast<int>(my.first_chunk % p.split_chunks);  // chunks
+  const int last_chunk = static_cast<int>(my.last_chunk);
+  for (int c = static_cast<int>(my.first_chunk); c <= last_chunk; ++c) {
+    const int stage = first_stage + slot;
+    ptx::mbarrier_wait(full_bar + 8 * stage, phase);
+    if (++slot == stream_stages) {
+      slot = 0;
+      phase ^= 1u;
+    }
+    const uint32_t ks = base + static_cast<uint32_t>(stage * 2 * wg_half_bytes<kDp>());
+    const uint32_t vs = ks + wg_half_bytes<kDp>();
+    float s[8][4];
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[k][e] = 0.0f;
+    }
+    float(&s_flat)[32] = reinterpret_cast<float(&)[32]>(s);
+    ptx::fence_registers(s_flat);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kQSteps; ++kk) {
+      const uint32_t addr = ks + static_cast<uint32_t>((kk >> 2) * (kKeys * 128) + (kk & 3) * 32);
+      ptx::wgmma_bf16_rs<64, 0>(s_flat, qa[kk], ptx::smem_desc_k128(addr));
+    }
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(s_flat);
+    softmax_step(s, c * kKeys, pos0, pos1, m, l, alpha_scale_o<kOTiles>{o}, p.window);
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+      pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+      pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+    float(&o_flat)[kDp / 2] = reinterpret_cast<float(&)[kDp / 2]>(o);
+    ptx::fence_registers(o_flat);
+    ptx::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint32_t addr = vs + static_cast<uint32_t>(kk * 16 * 128);
+      ptx::wgmma_bf16_rs<kDp, 1>(o_flat, pa[kk], smem_desc_mn128(addr, kKeys * 128));
+    }
+    ptx::wgmma_commit();
+    ptx::wgmma_wait<0>();
+    ptx::fence_registers(o_flat);
+    keep_alive(pa);  // pa is read by the P V wgmma until here
+    if (lane == 0) ptx::mbarrier_arrive(empty_bar + 8 * stage);
+
+    const bool split_end = --split_left == 0 || c == last_chunk;
+    if (split_left == 0) split_left = p.split_chunks;
+    if (split_end && my.partial == nullptr) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        // A split the window leaves empty for this row passes (M, L, O) through unchanged.
+        const MergeWeights w = c < lo_chunk[r] ? MergeWeights{1.0f, 0.0f} : merge_max(M[r], m[r]);
+        L[r] = merge_value(L[r], l[r], w);
+        if (!has_row[r]) continue;
+#pragma unroll
+        for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int d = 8 * j + 2 * c4 + e;
+            if (d < Dh) {
+              float& a = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)];
+              a = merge_value(first_split ? 0.0f : a, o[j][2 * r + e], w);
+            }
+          }
+        }
+      }
+      reset();
+      first_split = false;
+    }
+  }
+  const int64_t out0 = row_offset(r0, p.out_stride), out1 = row_offset(r1, p.out_stride);
+  float* out_row[2] = {out0 >= 0 ? p.out + out0 : nullptr, out1 >= 0 ? p.out + out1 : nullptr};
+  if (my.partial != nullptr) {
+    // The split's partial (m, l, o) of each head row; heads are split_slots (2 + Dh) apart.
+    const int64_t head_stride = static_cast<int64_t>(p.split_slots) * (2 + Dh);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      if (out_row[r] == nullptr) continue;
+      float* part = my.partial + (r == 0 ? r0 : r1) * head_stride;
+      if (c4 == 0) {
+        part[0] = m[r];
+        part[1] = l[r];
+      }
+#pragma unroll
+      for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int d = 8 * j + 2 * c4 + e;
+          if (d < Dh) part[2 + d] = o[j][2 * r + e];
+        }
+      }
+    }
+    return;
+  }
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (out_row[r] == nullptr) continue;
+#pragma unroll
+    for (int j = 0; j < kOTiles; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int d = 8 * j + 2 * c4 + e;
+        if (d < Dh) out_row[r][d] = acc[(j * 4 + 2 * r + e) * (kWgConsumers * 128)] / L[r];
+      }
+    }
   }
 }
 
@@ -1081,41 +918,25 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(Params p) {
   run_rows<kDp, kThreads>(p, rows, table, kv_head, pos, first_chunk, end_chunk, partial_base);
 }
 
-// Block (single token, head): merges the token's split partials in position order. The splits'
-// (m, l) are staged in shared memory first (dynamic: 2 split_slots floats) and each thread's
-// o values are read eight splits at a time, so the merge chain waits on no global load.
+// Block (single token, head): merges the token's split partials in position order.
 __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
-  extern __shared__ float ml[];  // [split_slots][2]: m, l of each split
   const int64_t single = blockIdx.x;
   const int head = static_cast<int>(blockIdx.y);
   const int64_t token = p.plan.singles[single];
   const int Dh = p.kv.head_dim;
-  const int64_t pos = p.batch.positions[token];
-  const int splits = static_cast<int>(pos / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1);
+  const int64_t splits =
+      p.batch.positions[token] / (static_cast<int64_t>(p.split_chunks) * kKeys) + 1;
   const float* part = p.partials + (single * p.n_heads + head) * p.split_slots * (2 + Dh);
-  for (int i = static_cast<int>(threadIdx.x); i < 2 * splits; i += kThreads) {
-    ml[i] = part[static_cast<int64_t>(i / 2) * (2 + Dh) + i % 2];
-  }
-  __syncthreads();
   float* out = p.out + token * p.out_stride + head * Dh;
-  constexpr int kBatch = 8;
   for (int d = static_cast<int>(threadIdx.x); d < Dh; d += kThreads) {
     float M = -INFINITY, L = 0.0f, O = 0.0f;
-    for (int s0 = 0; s0 < splits; s0 += kBatch) {
-      float o[kBatch];
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        o[i] = s0 + i < splits ? part[static_cast<int64_t>(s0 + i) * (2 + Dh) + 2 + d] : 0.0f;
-      }
-#pragma unroll
-      for (int i = 0; i < kBatch; ++i) {
-        const int s = s0 + i;
-        const int64_t split_end = static_cast<int64_t>(s + 1) * p.split_chunks * kKeys;
-        if (s >= splits || masked_before(split_end, pos, p.window)) continue;
-        const MergeWeights w = merge_max(M, ml[2 * s]);
-        L = merge_value(L, ml[2 * s + 1], w);
-        O = merge_value(O, o[i], w);
-      }
+    for (int64_t s = 0; s < splits; ++s) {
+      const int64_t split_end = (s + 1) * p.split_chunks * kKeys;
+      if (masked_before(split_end, p.batch.positions[token], p.window)) continue;
+      const float* ps = part + s * (2 + Dh);
+      const MergeWeights w = merge_max(M, ps[0]);
+      L = merge_value(L, ps[1], w);
+      O = merge_value(O, ps[2 + d], w);
     }
     out[d] = O / L;
   }
@@ -1186,19 +1007,15 @@ void launch(const Params& p, const AttentionArgs& args, bool split_path, cudaStr
       const int64_t jobs =
           plan.n_singles * args.kv.n_kv_heads * p.wg_group_tiles * (split_path ? p.split_slots : 1);
       // One job a block while the jobs do not fill the SMs (each then has all four stages).
-      // Split jobs beyond that stream through one block an SM (each warpgroup loads its next
-      // job's chunks while it computes the current one's).
       d.decode_wgs = jobs <= sm_count() ? 1 : 2;
-      int64_t blocks = (jobs + d.decode_wgs - 1) / d.decode_wgs;
-      if (split_path && args.stream_split_jobs) blocks = std::min<int64_t>(blocks, sm_count());
-      wgmma_attention_kernel<kDp>
-          <<<static_cast<unsigned>(blocks), kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(d, true);
+      const auto blocks = static_cast<unsigned>((jobs + d.decode_wgs - 1) / d.decode_wgs);
+      wgmma_attention_kernel<kDp><<<blocks, kWgmmaThreads, wg_smem_bytes<kDp>(), stream>>>(d, true);
       check_launch("attention wgmma_attention_kernel (decode)");
     }
     if (split_path) {
       const dim3 combine_grid(static_cast<unsigned>(plan.n_singles),
                               static_cast<unsigned>(args.n_heads));
-      combine_kernel<<<combine_grid, kThreads, 2 * sizeof(float) * p.split_slots, stream>>>(p);
+      combine_kernel<<<combine_grid, kThreads, 0, stream>>>(p);
       check_launch("attention combine_kernel");
     }
   }
@@ -1272,16 +1089,23 @@ int conventional_split(const AttentionPlan& plan, int n_kv_heads) {
   return static_cast<int>((per_split + kAttentionChunk - 1) / kAttentionChunk * kAttentionChunk);
 }
 
+bool attention_k3_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("BITEXACT_ATTENTION_K3");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return enabled;
+}
+
 bool attention_uses_split_partials(const AttentionArgs& args) {
+  if (args.k3) return attention_k3_uses_split_partials(args);
   const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
   // The walking path's blocks (mma.sync) or warpgroups (wgmma): measured on the H100, walking is
   // as fast or faster once they reach the SMs.
   const int64_t walkers =
       args.plan.n_singles * args.kv.n_kv_heads *
       ((group + (args.mma_sync ? kRows : kWgRows) - 1) / (args.mma_sync ? kRows : kWgRows));
-  const bool wanted = args.decode_path == DecodePath::split_partials ||
-                      (args.decode_path == DecodePath::by_batch && walkers < sm_count());
-  return wanted && args.workspace != nullptr &&
+  return args.workspace != nullptr && walkers < sm_count() &&
          attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
              args.workspace_floats;
 }
@@ -1296,6 +1120,10 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
 }
 
 void attention(const AttentionArgs& args, cudaStream_t stream) {
+  if (args.k3) {
+    attention_k3(args, stream);
+    return;
+  }
   const PagedKv& kv = args.kv;
   check_kv(kv);
   BX_CHECK(args.split >= kAttentionChunk && args.split % kAttentionChunk == 0,
@@ -1328,12 +1156,7 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.plan = args.plan;
   p.split_chunks = args.split / kAttentionChunk;
   p.window = args.window;
-  p.ping_pong = args.ping_pong;
   p.split_slots = args.plan.max_position / args.split + 1;
-  BX_CHECK(p.split_slots <= kMaxSplitSlots,
-           "cuda attention: position " + std::to_string(args.plan.max_position) + " needs " +
-               std::to_string(p.split_slots) + " splits of " + std::to_string(args.split) +
-               " positions; at most " + std::to_string(kMaxSplitSlots) + " are supported");
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
   if (kv.head_dim <= 64) {
