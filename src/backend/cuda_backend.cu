@@ -28,6 +28,11 @@ namespace bx {
 using cuda::check_cuda;
 using cuda::DeviceBuffer;
 
+std::string CudaBackend::kernel_version() const {
+  const std::string k = cuda::attention_k3_enabled() ? "cuda-k3" : "cuda-k2";
+  return holds_blocks_ ? k + "-q1" : k;
+}
+
 namespace {
 
 int64_t round_up8(int64_t n) {
@@ -36,8 +41,8 @@ int64_t round_up8(int64_t n) {
 
 // The attention split size: fixed in invariant mode; in fast mode (R8) one that follows the batch.
 int attention_split(CudaBackend::Mode mode, const cuda::AttentionPlan& plan, int n_kv_heads) {
-  return mode == CudaBackend::Mode::fast ? cuda::conventional_split(plan, n_kv_heads)
-                                         : cuda::kAttentionSplit;
+  if (mode == CudaBackend::Mode::fast) return cuda::conventional_split(plan, n_kv_heads);
+  return cuda::attention_k3_enabled() ? cuda::kAttentionSplitK3 : cuda::kAttentionSplit;
 }
 
 float* f32(const Tensor& t) {

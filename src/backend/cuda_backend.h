@@ -58,8 +58,10 @@ class CudaBackend final : public Backend,
   std::string numerics() const override { return "act=F32|mm=BF16|kv=BF16"; }
   // Bump with any change to a kernel in kernels/cuda/ that can change a bit. With weights held
   // in their blocks (upload_blocks) the GEMM over them is kernels/cuda/gemm_quant.h's, versioned
-  // on its own ("-q1"): cuda-k2 stays the version of every bf16-weight model.
-  std::string kernel_version() const override { return holds_blocks_ ? "cuda-k2-q1" : "cuda-k2"; }
+  // on its own ("-q1"): cuda-k2 stays the version of every bf16-weight model, cuda-k3 with the
+  // opt-in attention of BITEXACT_ATTENTION_K3=1 (splits of 128 positions,
+  // kernels/cuda/attention.h).
+  std::string kernel_version() const override;
   Mode mode() const { return mode_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;

@@ -397,6 +397,11 @@ struct AttentionSetup {
   std::vector<float> q, k, v;  // [T, H*Dh], [T, Hkv*Dh] x2
   DeviceBuffer dk_cache, dv_cache, dq, dk, dv, dpos, doff, dtab, workspace;
   cuda::PagedKv kv;
+  // With split_path (run()): split partials by batch size, or always.
+  cuda::DecodePath decode_path = cuda::DecodePath::by_batch;
+  bool stream_split_jobs = true;           // AttentionArgs::stream_split_jobs
+  bool ping_pong = true;                   // AttentionArgs::ping_pong
+  bool k3 = cuda::attention_k3_enabled();  // AttentionArgs::k3
 
   explicit AttentionSetup(std::vector<int> lens = {1, 63, 64, 65, 130, 200}, int heads = 8,
                           int kv_heads = 2, int head_dim = 128, int block = 16, uint32_t seed = 10)
@@ -480,9 +485,13 @@ struct AttentionSetup {
     if (split_path) {
       args.workspace = workspace.get<float>();
       args.workspace_floats = static_cast<int64_t>(workspace.bytes() / 4);
+      args.decode_path = decode_path;
+      args.stream_split_jobs = stream_split_jobs;
     }
     args.split = fast ? cuda::conventional_split(args.plan, n_kv) : split;
     args.mma_sync = mma_sync;
+    args.ping_pong = ping_pong;
+    args.k3 = k3;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -523,7 +532,8 @@ struct AttentionSetup {
   }
 };
 
-// Lengths that cross chunk (64) and split (512) boundaries, up to a few thousand positions.
+// Lengths that cross chunk (64) and split (512; the opt-in 128) boundaries, up to a few
+// thousand positions.
 const std::vector<int> kLongLengths = {1, 63, 64, 65, 130, 511, 512, 513, 1100, 2600};
 
 // bf16 q and bf16 probabilities (8 significant bits) bound the error: relative L2 error of each
@@ -687,6 +697,103 @@ TEST(CudaAttention, TileRowDoesNotMatter) {
             << "token " << tokens[i] << " head " << h;
       }
     }
+  }
+}
+
+// The opt-in 128-position split (AttentionArgs::k3, kernel version cuda-k3), around its boundaries,
+// on the Qwen3-8B group (32 query heads over 8 KV heads, head_dim 128) and on 8 over 2: the prefill
+// with the head pair's warpgroups taking turns (ping-pong) equals it side by side; every checked
+// token decoded alone (b = 1; split partials and walked, each kernel family) and every sequence's
+// last token in a decode batch (split partials forced, streamed through one block an SM or a block
+// per job pair, and walked) give the bits of the whole batch's prefill; so does every fourth token
+// in one decode batch (thousands of split jobs streamed through the warpgroups). Negative control:
+// cuda-k2 (the default kernels, 512-position split) gives the same bits below position 128 (one
+// split either way) and different bits for most tokens past it.
+TEST(CudaAttention, SplitOf128PositionsAloneEqualsBatchAndPrefill) {
+  BX_REQUIRE_HOPPER();
+  ASSERT_EQ(cuda::kAttentionSplitK3, 128);
+  const std::vector<int> lengths = {127, 128, 129, 255, 256, 257, 383, 700};
+  for (const int heads : {32, 8}) {
+    AttentionSetup a(lengths, heads, heads / 4, 128, 16, 31);
+    a.k3 = true;  // the opt-in kernels of attention_k3.cu
+    const std::string name = std::to_string(heads) + " heads";
+    const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
+    const std::vector<float> prefill = a.run_all(128);
+    a.ping_pong = false;  // the head pair's warpgroups side by side instead of taking turns
+    const std::vector<float> side_by_side = a.run_all(128);
+    a.ping_pong = true;
+    EXPECT_TRUE(test::same_bits(prefill.data(), side_by_side.data(), prefill.size()))
+        << name << ": ping-pong against side by side";
+    int checked = 0;
+    for (int64_t t = 0; t < a.T; ++t) {
+      const int in_split = a.positions[t] % 128;
+      if (t % 13 != 0 && in_split > 1 && in_split < 126) continue;
+      for (const bool split_path : {true, false}) {
+        for (const bool mma : {false, true}) {
+          const std::vector<float> alone = a.run({t}, 128, split_path, false, mma);
+          ASSERT_TRUE(test::same_bits(alone.data(), a.row(prefill, t), width))
+              << name << ": token " << t << " (position " << a.positions[t] << ") alone"
+              << (split_path ? ", split partials" : ", walked") << (mma ? ", mma.sync" : "");
+        }
+      }
+      ++checked;
+    }
+    EXPECT_GT(checked, 100) << name;
+    std::vector<int64_t> last;
+    for (size_t s = 0; s < a.lengths.size(); ++s) {
+      last.push_back(a.seq_start[s] + a.lengths[s] - 1);
+    }
+    std::reverse(last.begin(), last.end());
+    for (const int way : {0, 1, 2}) {  // split partials streamed, a block per pair, walked
+      a.decode_path = cuda::DecodePath::split_partials;
+      a.stream_split_jobs = way == 0;
+      const std::vector<float> decode = a.run(last, 128, way < 2);
+      a.decode_path = cuda::DecodePath::by_batch;
+      a.stream_split_jobs = true;
+      for (size_t i = 0; i < last.size(); ++i) {
+        EXPECT_TRUE(
+            test::same_bits(a.row(decode, static_cast<int64_t>(i)), a.row(prefill, last[i]), width))
+            << name << ": last token of a sequence of " << a.positions[last[i]] + 1
+            << " in a decode batch ("
+            << (way == 0   ? "split partials, streamed"
+                : way == 1 ? "split partials, a block per job pair"
+                           : "walked")
+            << ")";
+      }
+    }
+    // Every fourth token as a single token of one batch (reversed, so that none forms a prefill
+    // tile); their partials fit the 64 MiB workspace.
+    std::vector<int64_t> all_tokens;
+    for (int64_t t = a.T - 1; t >= 0; t -= 4) all_tokens.push_back(t);
+    const int64_t slots = 700 / 128 + 1;  // split slots up to the longest sequence
+    ASSERT_LE(static_cast<int64_t>(all_tokens.size()) * a.n_heads * slots * (2 + a.Dh) * 4,
+              static_cast<int64_t>(a.workspace.bytes()))
+        << "the partials must fit, or the batch would walk";
+    a.decode_path = cuda::DecodePath::split_partials;
+    const std::vector<float> all_decode = a.run(all_tokens, 128, true);
+    a.decode_path = cuda::DecodePath::by_batch;
+    for (size_t i = 0; i < all_tokens.size(); ++i) {
+      ASSERT_TRUE(test::same_bits(a.row(all_decode, static_cast<int64_t>(i)),
+                                  a.row(prefill, all_tokens[i]), width))
+          << name << ": token " << all_tokens[i] << " among " << all_tokens.size()
+          << " decoded together";
+    }
+    a.k3 = false;  // cuda-k2: attention.cu's kernels, split 512
+    const std::vector<float> k2_order = a.run_all(512);
+    a.k3 = true;
+    int past = 0, past_differing = 0;
+    for (int64_t t = 0; t < a.T; ++t) {
+      const bool same = test::same_bits(a.row(prefill, t), a.row(k2_order, t), width);
+      if (a.positions[t] < 128) {
+        EXPECT_TRUE(same) << name << ": token " << t << " at position " << a.positions[t];
+      } else {
+        ++past;
+        past_differing += same ? 0 : 1;
+      }
+    }
+    std::printf("%s: 512-position splits change %d of the %d tokens past position 127\n",
+                name.c_str(), past_differing, past);
+    EXPECT_GT(past_differing, past / 2) << name;
   }
 }
 

@@ -25,6 +25,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_check.h"
@@ -1087,7 +1089,16 @@ int conventional_split(const AttentionPlan& plan, int n_kv_heads) {
   return static_cast<int>((per_split + kAttentionChunk - 1) / kAttentionChunk * kAttentionChunk);
 }
 
+bool attention_k3_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("BITEXACT_ATTENTION_K3");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return enabled;
+}
+
 bool attention_uses_split_partials(const AttentionArgs& args) {
+  if (args.k3) return attention_k3_uses_split_partials(args);
   const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
   // The walking path's blocks (mma.sync) or warpgroups (wgmma): measured on the H100, walking is
   // as fast or faster once they reach the SMs.
@@ -1109,6 +1120,10 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
 }
 
 void attention(const AttentionArgs& args, cudaStream_t stream) {
+  if (args.k3) {
+    attention_k3(args, stream);
+    return;
+  }
   const PagedKv& kv = args.kv;
   check_kv(kv);
   BX_CHECK(args.split >= kAttentionChunk && args.split % kAttentionChunk == 0,

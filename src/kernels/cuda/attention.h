@@ -56,6 +56,8 @@ namespace bx::cuda {
 
 inline constexpr int kAttentionChunk = 64;
 inline constexpr int kAttentionSplit = 512;
+// The opt-in order (AttentionArgs::k3; kernel version cuda-k3): splits of 128 positions.
+inline constexpr int kAttentionSplitK3 = 128;
 inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
@@ -78,6 +80,15 @@ struct DeviceBatch {
   const int32_t* tables = nullptr;         // flat block ids
   int64_t T = 0;
 };
+
+// Whether BITEXACT_ATTENTION_K3=1 is set (read once): the default of AttentionArgs::k3, and the
+// CUDA backend's choice of the 128-position split (kernel version cuda-k3).
+bool attention_k3_enabled();
+
+// How single tokens (decode) run their splits: by batch size (split partials while the walking
+// jobs are fewer than the SMs, attention_uses_split_partials), or always one way (benchmarks).
+// Only a speed choice: every path gives the same bits.
+enum class DecodePath { by_batch, split_partials, walk };
 
 // How the batch's queries are tiled (only a speed choice: every tiling gives the same bits).
 // tiles: (first token, count) pairs of runs of count >= 2 tokens with one table offset and
@@ -128,6 +139,17 @@ struct AttentionArgs {
   // walk their splits in one job (a speed choice: the same bits).
   float* workspace = nullptr;
   int64_t workspace_floats = 0;
+  DecodePath decode_path = DecodePath::by_batch;
+  // Split partials on the wgmma kernel: more jobs than warpgroups of one block an SM stream
+  // through those warpgroups (false: a block per job pair). A speed choice: the same bits.
+  bool stream_split_jobs = true;
+  // Prefill on the wgmma kernel with the 128-position split: the two warpgroups of a block that
+  // read the same chunks take turns on the tensor cores (false: side by side). A speed choice:
+  // the same bits.
+  bool ping_pong = true;
+  // The opt-in kernels of attention_k3.cu (default: BITEXACT_ATTENTION_K3=1 in the environment;
+  // not yet run on a device): the fields above (decode_path too) take effect only with them.
+  bool k3 = attention_k3_enabled();
   // The split size S, a positive multiple of kAttentionChunk. Any value other than
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
@@ -139,9 +161,10 @@ struct AttentionArgs {
 // Floats of workspace the split path needs for this plan.
 int64_t attention_workspace_floats(const AttentionPlan& plan, int n_heads, int head_dim, int split);
 
-// True when single tokens compute each split in its own job: their walking jobs (one per token,
-// KV head and 64 query heads; mma.sync: 16) would be fewer than the SMs, and the workspace holds
-// the partials. Measured on the H100: walking is as fast or faster from there up.
+// True when single tokens compute each split in its own job: the workspace holds the partials,
+// and decode_path asks for them, or (by_batch) their walking jobs (one per token, KV head and 64
+// query heads; mma.sync: 16) would be fewer than the SMs. Measured on the H100: walking is as
+// fast or faster from there up.
 bool attention_uses_split_partials(const AttentionArgs& args);
 
 // cache slot of position p of token t <- bf16_rne(k[t]), bf16_rne(v[t]); k, v are
@@ -154,6 +177,9 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
 // multiple of 8, n_heads not a multiple of n_kv_heads, or a split that is not a positive multiple
 // of kAttentionChunk.
 void attention(const AttentionArgs& args, cudaStream_t stream);
+// attention() and attention_uses_split_partials() with args.k3: attention_k3.cu's kernels.
+void attention_k3(const AttentionArgs& args, cudaStream_t stream);
+bool attention_k3_uses_split_partials(const AttentionArgs& args);
 
 // Fast mode (R8, not invariant): a conventional split size that follows the batch, about two
 // blocks per SM over the batch's single tokens (the split count grows as the batch shrinks).
