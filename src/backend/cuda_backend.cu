@@ -241,6 +241,11 @@ Tensor CudaBackend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uin
   return t;
 }
 
+std::string CudaBackend::unsupported_head_dim(int head_dim) const {
+  if (head_dim > 0 && head_dim <= cuda::kAttentionMaxHeadDim && head_dim % 8 == 0) return {};
+  return "multiples of 8 up to " + std::to_string(cuda::kAttentionMaxHeadDim);
+}
+
 int64_t CudaBackend::kv_memory_available() const {
   size_t free_bytes = 0, total_bytes = 0;
   check_cuda(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");

@@ -27,6 +27,7 @@
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_d256.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/hopper.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -1091,9 +1092,8 @@ bool attention_uses_split_partials(const AttentionArgs& args) {
   const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
   // The walking path's blocks (mma.sync) or warpgroups (wgmma): measured on the H100, walking is
   // as fast or faster once they reach the SMs.
-  const int64_t walkers =
-      args.plan.n_singles * args.kv.n_kv_heads *
-      ((group + (args.mma_sync ? kRows : kWgRows) - 1) / (args.mma_sync ? kRows : kWgRows));
+  const int rows = args.kv.head_dim > 128 ? kAttentionWideRows : args.mma_sync ? kRows : kWgRows;
+  const int64_t walkers = args.plan.n_singles * args.kv.n_kv_heads * ((group + rows - 1) / rows);
   return args.workspace != nullptr && walkers < sm_count() &&
          attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
              args.workspace_floats;
@@ -1144,7 +1144,9 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
-  if (kv.head_dim <= 64) {
+  if (kv.head_dim > 128) {
+    attention_d256(args, split_path, stream);  // attention_d256.h
+  } else if (kv.head_dim <= 64) {
     launch<64>(p, args, split_path, stream);
   } else {
     launch<128>(p, args, split_path, stream);

@@ -10,8 +10,8 @@
 //
 // Positions are cut into splits of S = split positions (default kAttentionSplit; a multiple of
 // the chunk), [s*S, (s+1)*S), and each split into chunks of C = kAttentionChunk = 64 positions,
-// [c*C, (c+1)*C), all aligned to absolute positions. With Dp = head_dim rounded up to 64 or 128
-// (the padding dims are zero in q, K and V), for one query row:
+// [c*C, (c+1)*C), all aligned to absolute positions. With Dp = head_dim rounded up to 64, 128 or
+// 256 (the padding dims are zero in q, K and V; above 128: attention_d256.h), for one query row:
 //
 //   qb[d]  = bf16_rn(q[d] * (scale * log2(e)))                  (the f32 product, then rounded)
 //   per split s:  m = -inf, l = +0, o[d] = +0, then per chunk c of the split, in order:
@@ -56,7 +56,7 @@ namespace bx::cuda {
 
 inline constexpr int kAttentionChunk = 64;
 inline constexpr int kAttentionSplit = 512;
-inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
+inline constexpr int kAttentionMaxHeadDim = 256;  // head_dim must also be a multiple of 8
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
 struct PagedKv {
@@ -132,7 +132,7 @@ struct AttentionArgs {
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
   // The mma.sync kernels (prefill tiles, decode) instead of the wgmma one: the same bits (tests,
-  // benchmarks).
+  // benchmarks). head_dim above 128 has one kernel family (attention_d256.h) and ignores it.
   bool mma_sync = false;
 };
 
