@@ -227,6 +227,12 @@ class Backend {
   virtual std::string kernel_version() const = 0;
   // The optional interfaces this backend implements (none by default).
   virtual BackendCapabilities capabilities() { return {}; }
+  // Empty when attention() takes heads of head_dim dims; else the head dims it takes, for the
+  // error that refuses such a model before its weights load ("multiples of 8 up to 256").
+  virtual std::string unsupported_head_dim(int head_dim) const {
+    (void)head_dim;
+    return {};
+  }
   // The dtype gemm reads its input rows in (an f32 x is rounded to it first): f32 on the CPU,
   // bf16 on CUDA. A swiglu output of this dtype is exactly the next GEMM's input.
   virtual DType gemm_input_dtype() const { return DType::f32; }

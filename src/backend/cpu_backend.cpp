@@ -14,7 +14,9 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 
-float* f32(const Tensor& t) { return static_cast<float*>(t.data); }
+float* f32(const Tensor& t) {
+  return static_cast<float*>(t.data);
+}
 
 void check_f32(const Tensor& t, const char* what) {
   BX_CHECK(t.dtype == DType::f32, std::string("cpu backend: ") + what + " must be F32");
@@ -22,7 +24,14 @@ void check_f32(const Tensor& t, const char* what) {
 
 }  // namespace
 
-void CpuBackend::AlignedFree::operator()(void* p) const { std::free(p); }
+void CpuBackend::AlignedFree::operator()(void* p) const {
+  std::free(p);
+}
+
+std::string CpuBackend::unsupported_head_dim(int head_dim) const {
+  if (head_dim > 0 && head_dim <= kAttentionMaxHeadDim) return {};
+  return "head dims up to " + std::to_string(kAttentionMaxHeadDim);
+}
 
 CpuBackend::CpuBackend(int threads, QuantDot quant_dot) : pool_(threads), quant_dot_(quant_dot) {}
 CpuBackend::~CpuBackend() = default;
@@ -31,7 +40,8 @@ void* CpuBackend::allocate_bytes(size_t bytes) {
   ++allocation_count_;
   const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  BX_CHECK(p != nullptr, "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
+  BX_CHECK(p != nullptr,
+           "cpu backend: out of memory allocating " + std::to_string(bytes) + " bytes");
   std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
   return p;
 }
@@ -56,14 +66,17 @@ Tensor CpuBackend::upload_matrix(const float* host, int64_t rows, int64_t cols, 
   return t;
 }
 
-bool CpuBackend::can_hold_blocks(DType dtype) const { return quant::is_block_format(dtype); }
+bool CpuBackend::can_hold_blocks(DType dtype) const {
+  return quant::is_block_format(dtype);
+}
 
 Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols, DType dtype) {
   BX_CHECK(can_hold_blocks(dtype), "cpu backend: upload_blocks takes a block format (" +
                                        quant::block_format_names() + "), not " +
                                        std::string(dtype_name(dtype)));
   BX_CHECK(rows >= 0 && cols >= 0, "cpu backend: negative weight shape");
-  const size_t bytes = static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);
+  const size_t bytes =
+      static_cast<size_t>(quant::bytes_for(dtype, cols)) * static_cast<size_t>(rows);
   void* p = allocate_bytes(bytes);
   allocations_.emplace_back(p);
   if (bytes > 0) std::memcpy(p, blocks, bytes);
@@ -72,10 +85,10 @@ Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols,
 
 void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
-            shape.n_kv_heads > 0 && shape.head_dim > 0,
-        "cpu backend: KV cache shape must be positive in every dimension");
-  const size_t per_layer = static_cast<size_t>(shape.n_blocks) * shape.block_size *
-                           shape.n_kv_heads * shape.head_dim;
+               shape.n_kv_heads > 0 && shape.head_dim > 0,
+           "cpu backend: KV cache shape must be positive in every dimension");
+  const size_t per_layer =
+      static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
   kv_storage_.reset(allocate_bytes(per_layer * 2 * shape.n_layers * sizeof(float)));
   kv_shape_ = shape;
 }
@@ -93,7 +106,9 @@ KvLayerView CpuBackend::kv_layer(int layer) const {
                      kv_shape_.head_dim};
 }
 
-void CpuBackend::set_rope_table(const RopeTable& table) { rope_table_ = table; }
+void CpuBackend::set_rope_table(const RopeTable& table) {
+  rope_table_ = table;
+}
 
 void CpuBackend::set_local_rope_table(const RopeTable& table) {
   BX_CHECK(
@@ -102,16 +117,18 @@ void CpuBackend::set_local_rope_table(const RopeTable& table) {
   local_rope_table_ = table;
 }
 
-void CpuBackend::begin_batch(const ForwardBatch& batch) { batch_ = batch; }
+void CpuBackend::begin_batch(const ForwardBatch& batch) {
+  batch_ = batch;
+}
 
 void CpuBackend::embed(const Tensor& table, Tensor out) {
   const int64_t T = out.rows;
   if (quant::is_block_format(table.dtype)) {  // the row dequantized as at load (kernels/quant.h)
     const int64_t row_bytes = quant::bytes_for(table.dtype, table.stride);
     for (int64_t t = 0; t < T; ++t) {
-      quant::dequantize_row(table.dtype,
-                            static_cast<const std::byte*>(table.data) + batch_.tokens[t] * row_bytes,
-                            table.cols, f32(out) + t * out.stride);
+      quant::dequantize_row(
+          table.dtype, static_cast<const std::byte*>(table.data) + batch_.tokens[t] * row_bytes,
+          table.cols, f32(out) + t * out.stride);
     }
     return;
   }

@@ -28,6 +28,7 @@ class CpuBackend final : public Backend, public MoeLayers {
     return quant_dot_ == QuantDot::int8_activations ? "cpu-k2" : "cpu-k1";
   }
   BackendCapabilities capabilities() override { return {.moe = this}; }
+  std::string unsupported_head_dim(int head_dim) const override;
   ThreadPool& pool() { return pool_; }
 
   Tensor alloc(DType dtype, int64_t rows, int64_t cols) override;

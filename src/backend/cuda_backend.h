@@ -114,6 +114,7 @@ class CudaBackend final : public Backend,
   // (MoeLayers): kernels/cuda/moe.h, with no host synchronisation (so they record); fast mode
   // routes through cuBLAS and combines by atomicAdd; the split-K order runs moe.h's controls.
   BackendCapabilities capabilities() override { return {this, this, this}; }
+  std::string unsupported_head_dim(int head_dim) const override;
   DType gemm_input_dtype() const override { return DType::bf16; }
   bool replay(uint64_t key) override;
   void begin_recording(uint64_t key) override;

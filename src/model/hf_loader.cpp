@@ -156,6 +156,7 @@ HfModel load_hf_folder(const std::string& dir, Backend& backend, const LoadOptio
   HfModel m;
   m.config = parse_hf_config(config_text, config_path);
   const ModelConfig& c = m.config;
+  check_backend_runs(c, backend, dir);
   const Architecture* arch = find_hf_architecture(c.architecture);
   const safetensors::Checkpoint ckpt = safetensors::Checkpoint::open(dir);
 

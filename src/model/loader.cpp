@@ -305,6 +305,16 @@ class WeightReader {
 
 }  // namespace
 
+void check_backend_runs(const ModelConfig& c, Backend& backend, const std::string& path) {
+  check(!c.is_moe() || backend.capabilities().moe != nullptr,
+        path + ": " + c.architecture + " has Mixture-of-Experts layers, which backend " +
+            backend.name() + " cannot run yet: expected --backend cpu");
+  const std::string head_dims = backend.unsupported_head_dim(c.head_dim);
+  check(head_dims.empty(), path + ": head_dim " + std::to_string(c.head_dim) +
+                               " is not one backend " + backend.name() +
+                               " runs attention for: it takes " + head_dims);
+}
+
 std::string LoadedModel::system_fingerprint() const {
   const std::string identity =
       weights_hash + "|" + backend->name() + "|w=" + weight_dtype + "|" + backend->numerics() +
@@ -361,13 +371,6 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
                                          options.max_logit_rows);
   m.model->set_observer(tensor_dump_from_env());  // BITEXACT_DUMP=<folder>; unset: none
   m.backend = std::move(backend);
-}
-
-// A Mixture-of-Experts model needs the backend's MoE op: refused before any weight is read.
-void check_backend_runs(const ModelConfig& c, Backend& backend, const std::string& path) {
-  check(!c.is_moe() || backend.capabilities().moe != nullptr,
-        path + ": " + c.architecture + " has Mixture-of-Experts layers, which backend " +
-            backend.name() + " cannot run yet: expected --backend cpu");
 }
 
 // options.make_backend's backend, or a CpuBackend.

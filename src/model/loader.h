@@ -93,4 +93,9 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options);
 // embedding has rows (tokens the model cannot embed), leaving `m` unchanged.
 void attach_tokenizer(LoadedModel& m, const std::string& path);
 
+// Throws bx::Error, before any weight is read, when `backend` cannot run a model of config c
+// (Mixture-of-Experts layers without its MoE op, a head_dim its attention does not take),
+// naming the model's value and what the backend takes; `path` names the model.
+void check_backend_runs(const ModelConfig& c, Backend& backend, const std::string& path);
+
 }  // namespace bx

@@ -6,12 +6,15 @@
 //                 equals its contract order replayed on the host, on every path; bf16
 //                 conversion, embedding and row gathers are exact; add equals host f32 adds.
 //   T2 accurate   RMSNorm, log-softmax, SiLU*up and attention against float64 (attention: bf16
-//                 bounds, head_dim 128, 64 and 8, lengths up to 2600).
+//                 bounds, head_dim 256, 136, 128, 64 and 8, with and without sliding windows,
+//                 lengths up to 2600).
 //   T3 invariant  row i alone == row i in a batch (memcmp); attention of every token of a ragged
 //                 batch of sequences (crossing chunk and split boundaries) == the token in
 //                 chunked prefill, alone (decode, split partials or walked) and in a decode
-//                 batch; block size and tile row do not matter. Negative controls: RMSNorm with
-//                 128 threads a row, attention with 64-position splits, and the fast mode's
+//                 batch, for head_dim 256 with windows too; block size and tile row do not
+//                 matter; a window leaves the tokens before it bit for bit as without it.
+//                 Negative controls: RMSNorm with 128 threads a row, attention with
+//                 64-position splits (head_dim 128 and 256), and the fast mode's
 //                 batch-dependent split do differ.
 #include <gtest/gtest.h>
 
@@ -19,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -390,6 +394,7 @@ TEST(CudaRope, FusedQkNormRopeEqualsTheSequence) {
 // A paged cache holding several sequences whose blocks are scattered through the pool.
 struct AttentionSetup {
   int n_heads = 8, n_kv = 2, Dh = 128, block_size = 16;
+  int window = 0;  // > 0: a sliding window of that many positions (run and reference)
   std::vector<int> lengths;
   int64_t n_blocks = 0, T = 0;
   std::vector<int32_t> positions, offsets, tables, seq_of;
@@ -492,6 +497,7 @@ struct AttentionSetup {
     args.mma_sync = mma_sync;
     args.ping_pong = ping_pong;
     args.k3 = k3;
+    args.window = window;
     cuda::attention(args, nullptr);
     test::sync();
     return to_host<float>(out, static_cast<size_t>(n * width));
@@ -500,10 +506,13 @@ struct AttentionSetup {
   const float* row(const std::vector<float>& out, int64_t i) const {
     return out.data() + i * n_heads * Dh;
   }
-  // float64 reference of token t over bf16-rounded k and v.
-  std::vector<double> reference(int64_t t) const {
+  // float64 reference of token t over bf16-rounded k and v (visible_window: the window the
+  // reference applies; -1: this setup's).
+  std::vector<double> reference(int64_t t, int visible_window = -1) const {
     const int64_t width = n_heads * Dh, kv_width = n_kv * Dh;
-    const int64_t start = t - positions[t];  // first token of its sequence
+    const int w = visible_window >= 0 ? visible_window : window;
+    const int64_t first = t - positions[t];  // first token of its sequence
+    const int64_t start = w > 0 ? std::max<int64_t>(first, t - w + 1) : first;
     std::vector<double> out(static_cast<size_t>(width));
     for (int h = 0; h < n_heads; ++h) {
       const int g = h / (n_heads / n_kv);
@@ -829,6 +838,146 @@ TEST(CudaAttention, OtherSplitSizeAndFastModeDiffer) {
   std::printf("fast-mode attention: %d of %zu decode tokens differ between batch and alone\n",
               fast_differing, last.size());
   EXPECT_GT(fast_differing, 0);
+}
+
+// --- attention, head_dim above 128 (attention_d256.h) --------------------------------------
+
+struct WideShape {
+  int heads, kv_heads, head_dim, window;
+  std::vector<int> lengths;
+  std::string name() const {
+    return std::to_string(heads) + " heads, " + std::to_string(kv_heads) + " kv heads, head_dim " +
+           std::to_string(head_dim) + ", window " + std::to_string(window);
+  }
+};
+// Gemma 3's head_dim 256 with groups of 1, 4 and 80 heads (80: two decode blocks a KV head),
+// a head_dim that is not a multiple of 16, and windows shorter than a chunk's span, mid-chunk,
+// and longer than a split.
+const std::vector<WideShape> kWideShapes = {
+    {8, 2, 256, 0, kLongLengths},    {4, 4, 256, 80, kLongLengths},
+    {8, 2, 256, 600, kLongLengths},  {6, 3, 136, 0, {1, 64, 65, 513, 1100}},
+    {80, 1, 256, 100, {1, 65, 700}},
+};
+
+// bf16 q, K, V and probabilities bound the error as for head_dim 128: relative L2 error of each
+// token's output against float64 under 1e-2. The window is seen: the reference without it is
+// far off for tokens past the window.
+TEST(CudaAttentionD256, AccurateAgainstFloat64) {
+  BX_REQUIRE_HOPPER();
+  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
+  for (const WideShape& shape : kWideShapes) {
+    AttentionSetup a(shape.lengths, shape.heads, shape.kv_heads, shape.head_dim);
+    a.window = shape.window;
+    const std::vector<float> out = a.run_all();
+    const int64_t width = a.n_heads * a.Dh;
+    double worst = 0, unwindowed = 0;
+    for (int64_t t = 0; t < a.T; t += (t < 700 ? 23 : 211)) {
+      const std::vector<double> ref = a.reference(t);
+      const std::vector<double> full = a.reference(t, 0);
+      double num = 0, den = 0, num_full = 0;
+      for (int64_t i = 0; i < width; ++i) {
+        ASSERT_TRUE(std::isfinite(out[t * width + i])) << shape.name() << ": token " << t;
+        const double e = out[t * width + i] - ref[static_cast<size_t>(i)];
+        const double f = out[t * width + i] - full[static_cast<size_t>(i)];
+        num += e * e;
+        num_full += f * f;
+        den += ref[static_cast<size_t>(i)] * ref[static_cast<size_t>(i)];
+      }
+      worst = std::max(worst, std::sqrt(num / den));
+      if (a.positions[t] >= shape.window + 64) {
+        unwindowed = std::max(unwindowed, std::sqrt(num_full / den));
+      }
+    }
+    std::printf("attention %s: max relative L2 error %.3g (against no window %.3g)\n",
+                shape.name().c_str(), worst, unwindowed);
+    EXPECT_LT(worst, 1e-2) << shape.name();
+    if (shape.window > 0) {
+      EXPECT_GT(unwindowed, 0.1) << shape.name();
+    }
+  }
+}
+
+// As TokenAloneEqualsTokenInAnyBatch for head_dim 128: every token's bits are those of the
+// whole batch in chunked prefill (7 and 100 tokens), alone (split partials and walked) and in
+// decode batches, with and without windows.
+TEST(CudaAttentionD256, TokenAloneEqualsTokenInAnyBatch) {
+  BX_REQUIRE_HOPPER();
+  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
+  for (const WideShape& shape : kWideShapes) {
+    AttentionSetup a(shape.lengths, shape.heads, shape.kv_heads, shape.head_dim);
+    a.window = shape.window;
+    const std::string name = shape.name();
+    const size_t width = static_cast<size_t>(a.n_heads * a.Dh);
+    const std::vector<float> all = a.run_all();
+    for (int64_t piece : {7, 100}) {
+      if (piece == 7 && a.T > 6000) continue;
+      std::vector<float> chunked;
+      for (int64_t first = 0; first < a.T; first += piece) {
+        const std::vector<float> part = a.run(a.range(first, std::min(piece, a.T - first)));
+        chunked.insert(chunked.end(), part.begin(), part.end());
+      }
+      EXPECT_TRUE(test::same_bits(all.data(), chunked.data(), all.size()))
+          << name << ", chunks of " << piece;
+    }
+    for (int64_t t = 0; t < a.T; t += 13) {
+      for (const bool split_path : {true, false}) {
+        const std::vector<float> alone = a.run({t}, cuda::kAttentionSplit, split_path);
+        ASSERT_TRUE(test::same_bits(alone.data(), a.row(all, t), width))
+            << name << ": token " << t << " (position " << a.positions[t] << ") alone"
+            << (split_path ? ", split partials" : ", walked");
+      }
+    }
+    std::vector<int64_t> last, sevenths;
+    for (size_t s = 0; s < a.lengths.size(); ++s) last.push_back(a.seq_start[s] + a.lengths[s] - 1);
+    for (int64_t t = a.T - 1; t >= 0; t -= 7) sevenths.push_back(t);
+    for (const std::vector<int64_t>* tokens : {&last, &sevenths}) {
+      for (const bool split_path : {true, false}) {
+        const std::vector<float> decode = a.run(*tokens, cuda::kAttentionSplit, split_path);
+        for (size_t i = 0; i < tokens->size(); ++i) {
+          ASSERT_TRUE(test::same_bits(a.row(decode, static_cast<int64_t>(i)),
+                                      a.row(all, (*tokens)[i]), width))
+              << name << ": token " << (*tokens)[i] << " in a decode batch of " << tokens->size()
+              << (split_path ? " (split partials)" : " (walked)");
+        }
+      }
+    }
+  }
+}
+
+// The window only masks (R11): tokens before position `window` see nothing masked and keep the
+// bits of full attention exactly; the others differ. Negative control of the order: 64-position
+// splits change the bits of the tokens past position 64, with and without a window.
+TEST(CudaAttentionD256, WindowOnlyMasksAndOtherSplitSizeDiffers) {
+  BX_REQUIRE_HOPPER();
+  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
+  AttentionSetup a(kLongLengths, 8, 2, 256);
+  const int64_t width = a.n_heads * a.Dh;
+  const std::vector<float> full = a.run_all();
+  a.window = 300;
+  const std::vector<float> windowed = a.run_all();
+  for (int64_t t = 0; t < a.T; ++t) {
+    const bool same =
+        test::same_bits(a.row(full, t), a.row(windowed, t), static_cast<size_t>(width));
+    if (a.positions[t] < a.window) {
+      ASSERT_TRUE(same) << "token " << t << " at position " << a.positions[t];
+    } else {
+      ASSERT_FALSE(same) << "token " << t << " at position " << a.positions[t];
+    }
+  }
+  for (const int window : {0, 300}) {
+    a.window = window;
+    const std::vector<float> base = a.run_all(), other = a.run_all(64);
+    int differing = 0;
+    for (int64_t t = 0; t < a.T; ++t) {
+      if (!test::same_bits(a.row(base, t), a.row(other, t), static_cast<size_t>(width))) {
+        ++differing;
+        EXPECT_GE(a.positions[t], 64) << "token " << t;
+      }
+    }
+    std::printf("attention head_dim 256, window %d, 64-position splits: %d of %lld tokens differ\n",
+                window, differing, static_cast<long long>(a.T));
+    EXPECT_GT(differing, a.T / 2) << "window " << window;
+  }
 }
 
 }  // namespace

@@ -51,6 +51,8 @@ struct RandomHfSpec {
   double llama3_low_freq_factor = 1.0;
   double llama3_high_freq_factor = 4.0;
   int llama3_original_context = 64;  // small, so the test's positions cross every regime
+  // Gemma3ForCausalLM: the window of layers l with (l + 1) % 2 != 0 (0: 4096, past the context).
+  int sliding_window = 0;
   int shards = 1;  // 1: model.safetensors; n > 1: model.safetensors.index.json and n shards
   uint32_t seed = 1;
   // Qwen3MoeForCausalLM and MixtralForCausalLM: experts in every layer (Mixtral's expert width
@@ -119,10 +121,10 @@ inline nlohmann::json random_hf_config(const RandomHfSpec& s) {
     c["num_experts_per_tok"] = s.n_experts_used;
     c["sliding_window"] = nullptr;
   }
-  if (s.architecture == "Gemma3ForCausalLM") {  // transformers' keys; windows of 4096 > context
+  if (s.architecture == "Gemma3ForCausalLM") {  // transformers' keys
     c.erase("hidden_act");
     c["hidden_activation"] = "gelu_pytorch_tanh";
-    c["sliding_window"] = 4096;
+    c["sliding_window"] = s.sliding_window > 0 ? s.sliding_window : 4096;
     c["sliding_window_pattern"] = 2;
     c["query_pre_attn_scalar"] = random_hf_head_dim(s);
     c["rope_local_base_freq"] = 10000.0;

@@ -10,10 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/quant.h"
 #include "model/architecture.h"
 #include "model/gguf.h"
@@ -146,6 +148,31 @@ TEST(QuantRegistry, BlockFormatsAgreeWithTheGgufTypeTable) {
   }
   EXPECT_FALSE(quant::is_block_format(DType::bf16));
   EXPECT_THROW(quant::block_format(DType::f32), Error);
+}
+
+// A head_dim beyond the backend's attention is refused from config.json alone (the folder has
+// no weights, so an error about them would mean the check came too late), naming the value and
+// the head dims the backend takes.
+TEST(Architecture, AHeadDimTheBackendCannotRunIsRefusedBeforeTheWeights) {
+  test::RandomHfSpec spec;
+  spec.architecture = "Gemma3ForCausalLM";
+  spec.head_dim = kAttentionMaxHeadDim + 8;
+  const std::string dir =
+      (std::filesystem::temp_directory_path() / ("bitexact-head-dim-" + std::to_string(::getpid())))
+          .string();
+  std::filesystem::create_directories(dir);
+  test::write_text(dir + "/config.json", test::random_hf_config(spec).dump(2));
+  std::string error = "(loaded without an error)";
+  try {
+    load_model(dir, LoadOptions{});
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  std::filesystem::remove_all(dir);
+  EXPECT_NE(error.find("head_dim " + std::to_string(spec.head_dim)), std::string::npos) << error;
+  EXPECT_NE(error.find("head dims up to " + std::to_string(kAttentionMaxHeadDim)),
+            std::string::npos)
+      << error;
 }
 
 }  // namespace

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/attention_d256.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/hopper.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -957,9 +958,13 @@ __global__ void kv_write_kernel(PagedKv kv, const float* k, int64_t k_stride, co
 
 void check_kv(const PagedKv& kv) {
   BX_CHECK(kv.k != nullptr && kv.v != nullptr, "cuda attention: the KV cache is not initialised");
-  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionMaxHeadDim && kv.head_dim % 8 == 0,
+  const int max_head_dim = attention_max_head_dim();
+  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= max_head_dim && kv.head_dim % 8 == 0,
            "cuda attention: head_dim " + std::to_string(kv.head_dim) +
-               " must be a multiple of 8 in [8, " + std::to_string(kAttentionMaxHeadDim) + "]");
+               " must be a multiple of 8 in [8, " + std::to_string(max_head_dim) + "]" +
+               (max_head_dim < kAttentionWideMaxHeadDim
+                    ? std::string(" (up to 256 with ") + kAttentionD256Env + "=1)"
+                    : std::string()));
 }
 
 template <int kDp>
@@ -1102,9 +1107,8 @@ bool attention_uses_split_partials(const AttentionArgs& args) {
   const int group = args.n_heads / std::max(args.kv.n_kv_heads, 1);
   // The walking path's blocks (mma.sync) or warpgroups (wgmma): measured on the H100, walking is
   // as fast or faster once they reach the SMs.
-  const int64_t walkers =
-      args.plan.n_singles * args.kv.n_kv_heads *
-      ((group + (args.mma_sync ? kRows : kWgRows) - 1) / (args.mma_sync ? kRows : kWgRows));
+  const int rows = args.kv.head_dim > 128 ? kAttentionWideRows : args.mma_sync ? kRows : kWgRows;
+  const int64_t walkers = args.plan.n_singles * args.kv.n_kv_heads * ((group + rows - 1) / rows);
   return args.workspace != nullptr && walkers < sm_count() &&
          attention_workspace_floats(args.plan, args.n_heads, args.kv.head_dim, args.split) <=
              args.workspace_floats;
@@ -1159,7 +1163,9 @@ void attention(const AttentionArgs& args, cudaStream_t stream) {
   p.split_slots = args.plan.max_position / args.split + 1;
   const bool split_path = attention_uses_split_partials(args);
   p.partials = split_path ? args.workspace : nullptr;
-  if (kv.head_dim <= 64) {
+  if (kv.head_dim > 128) {
+    attention_d256(args, split_path, stream);  // attention_d256.h
+  } else if (kv.head_dim <= 64) {
     launch<64>(p, args, split_path, stream);
   } else {
     launch<128>(p, args, split_path, stream);

@@ -10,8 +10,8 @@
 //
 // Positions are cut into splits of S = split positions (default kAttentionSplit; a multiple of
 // the chunk), [s*S, (s+1)*S), and each split into chunks of C = kAttentionChunk = 64 positions,
-// [c*C, (c+1)*C), all aligned to absolute positions. With Dp = head_dim rounded up to 64 or 128
-// (the padding dims are zero in q, K and V), for one query row:
+// [c*C, (c+1)*C), all aligned to absolute positions. With Dp = head_dim rounded up to 64, 128 or
+// 256 (the padding dims are zero in q, K and V; above 128: attention_d256.h), for one query row:
 //
 //   qb[d]  = bf16_rn(q[d] * (scale * log2(e)))                  (the f32 product, then rounded)
 //   per split s:  m = -inf, l = +0, o[d] = +0, then per chunk c of the split, in order:
@@ -59,6 +59,13 @@ inline constexpr int kAttentionSplit = 512;
 // The opt-in order (AttentionArgs::k3; kernel version cuda-k3): splits of 128 positions.
 inline constexpr int kAttentionSplitK3 = 128;
 inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
+// Head dims in (128, 256] run on attention_d256.h only when the environment sets
+// BITEXACT_ATTENTION_D256=1 (opt-in until it is verified on a GPU).
+inline constexpr int kAttentionWideMaxHeadDim = 256;
+inline constexpr const char* kAttentionD256Env = "BITEXACT_ATTENTION_D256";
+// The largest head_dim attention() takes now: kAttentionWideMaxHeadDim with the opt-in set,
+// else kAttentionMaxHeadDim (read from the environment at each call).
+int attention_max_head_dim();
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
 struct PagedKv {
@@ -154,7 +161,7 @@ struct AttentionArgs {
   // kAttentionSplit changes the order (the negative control of the tests; fast mode).
   int split = kAttentionSplit;
   // The mma.sync kernels (prefill tiles, decode) instead of the wgmma one: the same bits (tests,
-  // benchmarks).
+  // benchmarks). head_dim above 128 has one kernel family (attention_d256.h) and ignores it.
   bool mma_sync = false;
 };
 
@@ -173,7 +180,7 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
                     int64_t v_stride, const DeviceBatch& batch, cudaStream_t stream);
 
 // out[t, h*Dh .. (h+1)*Dh) = attention of q[t, h*Dh ..) over the cache (the contract above).
-// Asynchronous on stream. Throws bx::Error for a head_dim over kAttentionMaxHeadDim or not a
+// Asynchronous on stream. Throws bx::Error for a head_dim over attention_max_head_dim() or not a
 // multiple of 8, n_heads not a multiple of n_kv_heads, or a split that is not a positive multiple
 // of kAttentionChunk.
 void attention(const AttentionArgs& args, cudaStream_t stream);
