@@ -348,7 +348,10 @@ void bind_torch_kernels(nb::module_& m) {
   m.attr("attention_chunk") = bx::kAttentionChunk;
 #if defined(BITEXACT_HAVE_CUDA)
   m.attr("has_cuda") = true;
-  m.attr("cuda_attention_split") = bx::cuda::kAttentionSplit;
+  // The split the engine runs with (the opt-in cuda-k3 attention, BITEXACT_ATTENTION_K3=1, splits
+  // by 128 positions), so the torch op gives the engine's bits.
+  m.attr("cuda_attention_split") =
+      bx::cuda::attention_k3_enabled() ? bx::cuda::kAttentionSplitK3 : bx::cuda::kAttentionSplit;
   m.def("cuda_matmul", &cuda_matmul, release);
   m.def("cuda_rmsnorm", &cuda_rmsnorm, release);
   m.def("cuda_log_softmax", &cuda_log_softmax, release);
