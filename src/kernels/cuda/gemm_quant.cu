@@ -1,6 +1,7 @@
 // The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
 // memory, the B fragments of mma.sync m16n8k16 dequantized in registers. This file: the tiled
-// kernel for M > 16 and the host entry points; M <= 16 runs gemm_quant_stream.cuh's kernel.
+// kernel and the host entry points; at M <= 16 an explicit schedule (or automatic with
+// BITEXACT_QUANT_DECODE_SCHEDULES=1) runs gemm_quant_stream.cuh's or gemm_quant_chain_warps.cuh's.
 //
 // Block = kWarps warps; tile = BM = 16 * FM rows of x (tokens) by
 // BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
