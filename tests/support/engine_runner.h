@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -147,6 +148,33 @@ inline std::vector<Schedule> matrix_schedules() {
           {"budget 16", opts(16, 64, 512, 0, true)},
           {"prefill chunk 7, no prefix cache", opts(4096, 64, 7, 0, false)},
           {"24-block pool (preemption), staggered", opts(64, 8, 13, 24 * 16, true), true}};
+}
+
+// The matrix's requests: `count` prompts of ids (start + 37 t + t^2) % 1024 whose lengths cycle
+// through `lengths`, the first `shared` starting alike (shared prefixes), the others at 3 i;
+// 5-21 output tokens, ignore_eos, n = 2 for every seventh, greedy for every third and seeded
+// top-p / plain sampling otherwise; the last request is a copy of request 4 (identical requests
+// must give identical outputs).
+inline std::vector<EngineRequest> matrix_requests(int count, std::span<const int> lengths,
+                                                  int shared) {
+  std::vector<EngineRequest> out;
+  for (int i = 0; i + 1 < count; ++i) {
+    EngineRequest r;
+    const int length = lengths[static_cast<size_t>(i) % lengths.size()];
+    const int start = i < shared ? 0 : 3 * i;
+    for (int t = 0; t < length; ++t) r.prompt.push_back((start + t * 37 + t * t) % 1024);
+    r.max_tokens = 5 + (i * 7) % 17;
+    r.ignore_eos = true;
+    r.n = i % 7 == 3 ? 2 : 1;
+    if (i % 3 != 0) {
+      r.sampling.temperature = 0.8f;
+      r.sampling.top_p = i % 2 ? 0.9f : 1.0f;
+      r.sampling.seed = 100 + static_cast<uint64_t>(i);
+    }
+    out.push_back(std::move(r));
+  }
+  out.push_back(out[4]);
+  return out;
 }
 
 // Runs `requests` on a fresh engine under schedule `s` (staggered: 0-2 steps after each

@@ -342,28 +342,8 @@ TEST(WindowedAttention, NegativeWindowIsRefused) {
 // --- the engine invariance matrix on random:gemma3-tiny ---
 
 std::vector<EngineRequest> gemma_requests() {
-  std::vector<EngineRequest> out;
   const int lengths[] = {1, 2, 5, 16, 33, 64, 79, 80, 81, 100, 150, 199};
-  for (int i = 0; i < 16; ++i) {
-    if (i == 15) {  // a copy of request 4: identical requests give identical outputs
-      out.push_back(out[4]);
-      continue;
-    }
-    EngineRequest r;
-    const int length = lengths[i % std::size(lengths)];
-    const int start = i < 8 ? 0 : 3 * i;  // the first 8 share prefixes
-    for (int t = 0; t < length; ++t) r.prompt.push_back((start + t * 37 + t * t) % 1024);
-    r.max_tokens = 5 + (i * 7) % 17;
-    r.ignore_eos = true;
-    r.n = i % 7 == 3 ? 2 : 1;
-    if (i % 3 != 0) {
-      r.sampling.temperature = 0.8f;
-      r.sampling.top_p = i % 2 ? 0.9f : 1.0f;
-      r.sampling.seed = 100 + static_cast<uint64_t>(i);
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
+  return test::matrix_requests(16, lengths, /*shared=*/8);
 }
 
 LoadedModel load_tiny(int threads, ReductionOrder order = ReductionOrder::canonical) {

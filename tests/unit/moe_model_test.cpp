@@ -320,28 +320,8 @@ TEST(MoeModel, TransformersSaveNamesTheExpertCountNumLocalExperts) {
 // --- the engine invariance matrix on random:qwen3-moe-tiny ---
 
 std::vector<EngineRequest> moe_requests() {
-  std::vector<EngineRequest> out;
   const int lengths[] = {1, 2, 5, 16, 17, 33, 64, 65, 100, 150, 199};
-  for (int i = 0; i < 20; ++i) {
-    if (i == 19) {  // a copy of request 4: identical requests give identical outputs
-      out.push_back(out[4]);
-      continue;
-    }
-    EngineRequest r;
-    const int length = lengths[i % std::size(lengths)];
-    const int start = i < 12 ? 0 : 3 * i;  // the first 12 share prefixes
-    for (int t = 0; t < length; ++t) r.prompt.push_back((start + t * 37 + t * t) % 1024);
-    r.max_tokens = 5 + (i * 7) % 17;
-    r.ignore_eos = true;
-    r.n = i % 7 == 3 ? 2 : 1;
-    if (i % 3 != 0) {
-      r.sampling.temperature = 0.8f;
-      r.sampling.top_p = i % 2 ? 0.9f : 1.0f;
-      r.sampling.seed = 100 + static_cast<uint64_t>(i);
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
+  return test::matrix_requests(20, lengths, /*shared=*/12);
 }
 
 LoadedModel load_tiny(int threads, ReductionOrder order = ReductionOrder::canonical) {
