@@ -92,7 +92,7 @@ def main():
             best[(m.group(2), r[2])] = (m.group(1), float(r[4]))
     ours = {}
     for r in rows_of(attention):
-        m = re.match(r"prefill (\d+x\d+) causal \(wgmma\)", r[0])
+        m = re.match(r"prefill (\d+x\d+) causal \(wgmma(?:, [^()]*\(default\))?\)", r[0])
         if m:
             ours[(m.group(1), r[2])] = float(r[4])
     for key in sorted(ours):

@@ -14,7 +14,7 @@ mkdir -p "$stage"/{new,old,lib,models}
 gpu_tests=()
 for src in tests/cuda/*_test.cpp; do gpu_tests+=("$(basename "$src" .cpp)"); done
 for t in "${gpu_tests[@]}" gemm_bench attention_bench rows_bench sample_bench moe_bench \
-  serve_bench bitexact; do
+  serve_bench gemm_quant_bench attention_d256_bench bitexact; do
   cp "build/$t" "$stage/new/" && strip "$stage/new/$t"
 done
 cp bench/cuda/attention_sdpa.py "$stage/new/"
