@@ -119,7 +119,6 @@ void decode(Shape s, int64_t batch, int64_t ctx, int window, double bandwidth) {
 
 int main() {
   if (!bx::bench::report_device("attention_d256_bench")) return 0;
-  setenv(bx::cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
   const double bandwidth = bx::bench::copy_bandwidth();
   std::printf("ceiling: copy %.2f TB/s (1 GiB, read+write)\n\n", bandwidth / 1e12);
   const Shape d256{8, 4, 256}, d128{16, 8, 128};

@@ -247,12 +247,9 @@ Tensor CudaBackend::generate_matrix(int64_t rows, int64_t cols, DType dtype, uin
 }
 
 std::string CudaBackend::unsupported_head_dim(int head_dim) const {
-  const int max_head_dim = cuda::attention_max_head_dim();
+  const int max_head_dim = cuda::kAttentionWideMaxHeadDim;
   if (head_dim > 0 && head_dim <= max_head_dim && head_dim % 8 == 0) return {};
-  return "multiples of 8 up to " + std::to_string(max_head_dim) +
-         (max_head_dim < cuda::kAttentionWideMaxHeadDim
-              ? std::string(" (up to 256 with ") + cuda::kAttentionD256Env + "=1, not yet verified)"
-              : std::string());
+  return "multiples of 8 up to " + std::to_string(max_head_dim);
 }
 
 int64_t CudaBackend::kv_memory_available() const {
@@ -265,9 +262,9 @@ void CudaBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
                shape.n_kv_heads > 0 && shape.head_dim > 0,
            "cuda backend: KV cache shape must be positive in every dimension");
-  BX_CHECK(shape.head_dim <= cuda::attention_max_head_dim() && shape.head_dim % 8 == 0,
+  BX_CHECK(shape.head_dim <= cuda::kAttentionWideMaxHeadDim && shape.head_dim % 8 == 0,
            "cuda backend: head_dim " + std::to_string(shape.head_dim) +
-               " must be a multiple of 8 up to " + std::to_string(cuda::attention_max_head_dim()));
+               " must be a multiple of 8 up to " + std::to_string(cuda::kAttentionWideMaxHeadDim));
   const size_t per_layer =
       static_cast<size_t>(shape.n_blocks) * shape.block_size * shape.n_kv_heads * shape.head_dim;
   check_cuda(cudaStreamSynchronize(state_->stream), "cudaStreamSynchronize");

@@ -201,7 +201,6 @@ test::EngineRows forward_together(LoadedModel& m, const std::vector<std::vector<
 
 TEST(ArchitecturesCuda, LogitsMatchTheCpuWithinBf16Bounds) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
   for (const ArchCase& c : cases()) {
     test::RandomHfFolder folder("arch-cuda-" + c.name, c.spec);
     LoadedModel gpu = load(folder.path(), true), cpu = load(folder.path(), false);
@@ -232,7 +231,6 @@ TEST(ArchitecturesCuda, LogitsMatchTheCpuWithinBf16Bounds) {
 
 TEST(ArchitecturesCuda, PrefillChunksDecodeAndBatchGiveTheSameBits) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
   for (const ArchCase& c : cases()) {
     test::RandomHfFolder folder("arch-cuda-inv-" + c.name, c.spec);
     LoadedModel gpu = load(folder.path(), true);
@@ -273,7 +271,6 @@ std::vector<EngineRequest> requests(int count, int vocab) {
 
 TEST(ArchitecturesCuda, EngineBatchWithGraphsEqualsEachRequestAlone) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
   for (const ArchCase& c : cases()) {
     test::RandomHfFolder folder("arch-cuda-engine-" + c.name, c.spec);
     LoadedModel m = load(folder.path(), true);
@@ -302,7 +299,6 @@ TEST(ArchitecturesCuda, EngineBatchWithGraphsEqualsEachRequestAlone) {
 // prefill's logits differ from the whole prompt's.
 TEST(ArchitecturesCuda, NegativeControlSplitKByMChangesChunkedPrefill) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
   for (const ArchCase& c : cases()) {
     if (c.name != "qwen3" && c.name != "gemma3-d256") continue;
     test::RandomHfFolder folder("arch-cuda-ctrl-" + c.name, c.spec);
@@ -322,10 +318,7 @@ TEST(ArchitecturesCuda, NegativeControlSplitKByMChangesChunkedPrefill) {
 // weights), naming the value and what is supported.
 TEST(ArchitecturesCuda, UnsupportedHeadDimIsRefusedBeforeTheWeights) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // head_dim 256 is opt-in (attention.h)
-  // Without the opt-in, head_dim 256 is refused too, naming the variable that enables it.
-  for (const int head_dim : {264, 132, 256}) {
-    if (head_dim == 256) unsetenv(cuda::kAttentionD256Env);
+  for (const int head_dim : {264, 132, 512}) {
     test::RandomHfSpec spec;
     spec.architecture = "Gemma3ForCausalLM";
     spec.head_dim = head_dim;
@@ -343,8 +336,7 @@ TEST(ArchitecturesCuda, UnsupportedHeadDimIsRefusedBeforeTheWeights) {
     std::filesystem::remove_all(dir);
     EXPECT_NE(error.find("head_dim " + std::to_string(head_dim)), std::string::npos) << error;
     EXPECT_NE(
-        error.find(head_dim == 256 ? "BITEXACT_ATTENTION_D256=1" : "multiples of 8 up to 256"),
-        std::string::npos)
+        error.find("multiples of 8 up to 256"), std::string::npos)
         << error;
   }
 }

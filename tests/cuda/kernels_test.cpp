@@ -864,7 +864,6 @@ const std::vector<WideShape> kWideShapes = {
 // far off for tokens past the window.
 TEST(CudaAttentionD256, AccurateAgainstFloat64) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
   for (const WideShape& shape : kWideShapes) {
     AttentionSetup a(shape.lengths, shape.heads, shape.kv_heads, shape.head_dim);
     a.window = shape.window;
@@ -902,7 +901,6 @@ TEST(CudaAttentionD256, AccurateAgainstFloat64) {
 // decode batches, with and without windows.
 TEST(CudaAttentionD256, TokenAloneEqualsTokenInAnyBatch) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
   for (const WideShape& shape : kWideShapes) {
     AttentionSetup a(shape.lengths, shape.heads, shape.kv_heads, shape.head_dim);
     a.window = shape.window;
@@ -949,7 +947,6 @@ TEST(CudaAttentionD256, TokenAloneEqualsTokenInAnyBatch) {
 // splits change the bits of the tokens past position 64, with and without a window.
 TEST(CudaAttentionD256, WindowOnlyMasksAndOtherSplitSizeDiffers) {
   BX_REQUIRE_HOPPER();
-  setenv(cuda::kAttentionD256Env, "1", 1);  // the opt-in (attention.h)
   AttentionSetup a(kLongLengths, 8, 2, 256);
   const int64_t width = a.n_heads * a.Dh;
   const std::vector<float> full = a.run_all();

@@ -958,13 +958,10 @@ __global__ void kv_write_kernel(PagedKv kv, const float* k, int64_t k_stride, co
 
 void check_kv(const PagedKv& kv) {
   BX_CHECK(kv.k != nullptr && kv.v != nullptr, "cuda attention: the KV cache is not initialised");
-  const int max_head_dim = attention_max_head_dim();
-  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= max_head_dim && kv.head_dim % 8 == 0,
+  BX_CHECK(kv.head_dim > 0 && kv.head_dim <= kAttentionWideMaxHeadDim && kv.head_dim % 8 == 0,
            "cuda attention: head_dim " + std::to_string(kv.head_dim) +
-               " must be a multiple of 8 in [8, " + std::to_string(max_head_dim) + "]" +
-               (max_head_dim < kAttentionWideMaxHeadDim
-                    ? std::string(" (up to 256 with ") + kAttentionD256Env + "=1)"
-                    : std::string()));
+               " must be a multiple of 8 in [8, " + std::to_string(kAttentionWideMaxHeadDim) +
+               "]");
 }
 
 template <int kDp>

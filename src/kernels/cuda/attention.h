@@ -58,14 +58,10 @@ inline constexpr int kAttentionChunk = 64;
 inline constexpr int kAttentionSplit = 512;
 // The opt-in order (AttentionArgs::k3; kernel version cuda-k3): splits of 128 positions.
 inline constexpr int kAttentionSplitK3 = 128;
-inline constexpr int kAttentionMaxHeadDim = 128;  // head_dim must also be a multiple of 8
-// Head dims in (128, 256] run on attention_d256.h only when the environment sets
-// BITEXACT_ATTENTION_D256=1 (opt-in until it is verified on a GPU).
+// head_dim up to kAttentionMaxHeadDim runs on this file's kernels, head_dim in (128, 256] on
+// attention_d256.h's; either way a multiple of 8.
+inline constexpr int kAttentionMaxHeadDim = 128;
 inline constexpr int kAttentionWideMaxHeadDim = 256;
-inline constexpr const char* kAttentionD256Env = "BITEXACT_ATTENTION_D256";
-// The largest head_dim attention() takes now: kAttentionWideMaxHeadDim with the opt-in set,
-// else kAttentionMaxHeadDim (read from the environment at each call).
-int attention_max_head_dim();
 
 // One layer's cache: k and v are [n_blocks, block_size, n_kv_heads, head_dim] bf16, device.
 struct PagedKv {
@@ -180,7 +176,7 @@ void kv_cache_write(const PagedKv& kv, const float* k, int64_t k_stride, const f
                     int64_t v_stride, const DeviceBatch& batch, cudaStream_t stream);
 
 // out[t, h*Dh .. (h+1)*Dh) = attention of q[t, h*Dh ..) over the cache (the contract above).
-// Asynchronous on stream. Throws bx::Error for a head_dim over attention_max_head_dim() or not a
+// Asynchronous on stream. Throws bx::Error for a head_dim over kAttentionWideMaxHeadDim or not a
 // multiple of 8, n_heads not a multiple of n_kv_heads, or a split that is not a positive multiple
 // of kAttentionChunk.
 void attention(const AttentionArgs& args, cudaStream_t stream);

@@ -401,12 +401,6 @@ __global__ void __launch_bounds__(kThreads) combine_kernel(Params p) {
 
 }  // namespace
 
-int attention_max_head_dim() {
-  const char* opt_in = std::getenv(kAttentionD256Env);
-  return opt_in != nullptr && std::string(opt_in) == "1" ? kAttentionWideMaxHeadDim
-                                                         : kAttentionMaxHeadDim;
-}
-
 void attention_d256(const AttentionArgs& args, bool split_path, cudaStream_t stream) {
   static bool configured = false;  // raise the dynamic shared memory limit once per kernel
   if (!configured) {

@@ -1,7 +1,5 @@
 // Paged attention for head_dim in (128, 256] (Gemma 3 1B / 4B / 12B: 256): the contract of
-// attention.h with Dp = 256, on mma.sync m16n8k16 (bf16 operands, f32 accumulation). Opt-in:
-// attention() takes these head dims only with BITEXACT_ATTENTION_D256=1 in the environment
-// (attention_max_head_dim), until a GPU run has verified the kernel.
+// attention.h with Dp = 256, on mma.sync m16n8k16 (bf16 operands, f32 accumulation).
 //
 // One kernel family computes every query of these shapes, prefill tiles and single tokens alike,
 // so a query's bits depend only on its q, its position and its sequence's cache:

@@ -1,7 +1,7 @@
 // The fused-dequantization GEMM (gemm_quant.h): raw GGUF blocks through a cp.async ring in shared
 // memory, the B fragments of mma.sync m16n8k16 dequantized in registers. This file: the tiled
-// kernel and the host entry points; at M <= 16 an explicit schedule (or automatic with
-// BITEXACT_QUANT_DECODE_SCHEDULES=1) runs gemm_quant_stream.cuh's or gemm_quant_chain_warps.cuh's.
+// kernel and the host entry points; at M <= 16 automatic (or an explicit schedule) runs
+// gemm_quant_stream.cuh's or gemm_quant_chain_warps.cuh's.
 //
 // Block = kWarps warps; tile = BM = 16 * FM rows of x (tokens) by
 // BN = 8 * kWarps rows of W (outputs), warp w owning W rows [8w, 8w + 8) as one n8 column of FM
@@ -285,23 +285,11 @@ const char* quant_gemm_schedule_name(QuantGemmSchedule schedule) {
   return "?";
 }
 
-bool quant_decode_schedules_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("BITEXACT_QUANT_DECODE_SCHEDULES");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return enabled;
-}
-
-QuantGemmSchedule quant_gemm_pick_schedule(int64_t M, int64_t N, bool gated, int sms) {
-  // stream and chain_warps have not run on a GPU yet: automatic keeps the tiled kernel (measured
-  // on the H100) unless BITEXACT_QUANT_DECODE_SCHEDULES=1. Every schedule gives the same bits.
-  if (M > 16 || !quant_decode_schedules_enabled()) return QuantGemmSchedule::tiled;
-  // Few chains a multiprocessor (plain, N <= 64 per multiprocessor: qkv, o and down of the 8B
-  // shapes): one stream warp a scheduler would wait on its dequantization and its chain in turn.
-  // There the chain warps' blocks (16 rows; four fit a multiprocessor) are all resident at once.
-  return !gated && (N + 15) / 16 <= int64_t{4} * sms ? QuantGemmSchedule::chain_warps
-                                                     : QuantGemmSchedule::stream;
+QuantGemmSchedule quant_gemm_pick_schedule(int64_t M) {
+  // Every schedule gives the same bits. Measured on the H100 (bench/cuda/GEMM_NOTES.md, Q4_K,
+  // 8B decode shapes, M = 1 and 8): stream is as fast as or faster than chain_warps on every
+  // shape (qkv 25.5 vs 26.0 us, down 48.8 vs 53.7, lm head 345 vs 495) and 2-4x faster than tiled.
+  return M > 16 ? QuantGemmSchedule::tiled : QuantGemmSchedule::stream;
 }
 
 void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream, QuantGemmSchedule schedule) {
@@ -377,7 +365,7 @@ void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream, QuantGemmSchedul
     return;
   }
   if (schedule == QuantGemmSchedule::automatic) {
-    schedule = quant_gemm_pick_schedule(args.M, args.N, args.w_up != nullptr, sm_count());
+    schedule = quant_gemm_pick_schedule(args.M);
   }
   dispatch(args.format, "gemm_quant", [&]<int F>() {
     if (args.w_up != nullptr) {

@@ -73,11 +73,8 @@ enum class QuantGemmSchedule { automatic, tiled, stream, chain_warps };
 inline constexpr QuantGemmSchedule kQuantGemmSchedules[] = {
     QuantGemmSchedule::tiled, QuantGemmSchedule::stream, QuantGemmSchedule::chain_warps};
 const char* quant_gemm_schedule_name(QuantGemmSchedule schedule);
-// Whether automatic may pick stream / chain_warps (BITEXACT_QUANT_DECODE_SCHEDULES=1; off until
-// a device run has measured them: automatic is then always tiled).
-bool quant_decode_schedules_enabled();
-// The schedule automatic uses for this shape on a GPU with `sms` multiprocessors.
-QuantGemmSchedule quant_gemm_pick_schedule(int64_t M, int64_t N, bool gated, int sms);
+// The schedule automatic uses for M rows of x: tiled above 16, stream at or below.
+QuantGemmSchedule quant_gemm_pick_schedule(int64_t M);
 
 // The kernel above. Asynchronous on `stream`. stream and chain_warps need M <= 16 (bx::Error).
 void gemm_quant(const QuantGemmArgs& args, cudaStream_t stream,
