@@ -285,6 +285,14 @@ class Backend {
     (void)parts;
     return false;
   }
+  // From now on `w` (a weight made by upload_blocks) is read by gemm and embed only, never by
+  // moe, write_rows or copy_to_host: the backend may move its bytes into a layout its GEMM reads
+  // faster, in place (the Tensor and every copy of it stay valid; values and bits unchanged).
+  // Returns whether it did. The default keeps every layout.
+  virtual bool prefer_gemm_layout(const Tensor& w) {
+    (void)w;
+    return false;
+  }
 
   // --- weight updates in place (model/weight_update.h; optional) ---
   // The dtype upload_matrix(host, rows, cols, requested) holds a [rows, cols] matrix in.

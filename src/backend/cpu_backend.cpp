@@ -1,11 +1,14 @@
 #include "backend/cpu_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "kernels/matmul.h"
 #include "kernels/moe.h"
+#include "kernels/q8_0_tiles.h"
 #include "kernels/quant.h"
 #include "kernels/rows.h"
 
@@ -83,6 +86,21 @@ Tensor CpuBackend::upload_blocks(const void* blocks, int64_t rows, int64_t cols,
   return Tensor{p, dtype, rows, cols, cols};
 }
 
+bool CpuBackend::prefer_gemm_layout(const Tensor& w) {
+  if (q8_0_tiled_.count(w.data) != 0) return true;  // a tied output: the embedding's bytes
+  if (quant_dot_ != QuantDot::int8_activations || w.dtype != DType::q8_0 || w.rows == 0 ||
+      w.rows % quant::kQ8TileRows != 0 || w.stride != w.cols) {
+    return false;
+  }
+  const int64_t row_bytes = quant::bytes_for(w.dtype, w.cols);
+  auto* bytes = static_cast<uint8_t*>(w.data);
+  const std::vector<uint8_t> rows(bytes, bytes + row_bytes * w.rows);
+  quant::q8_0_to_tiles(rows.data(), w.rows, w.cols, bytes);
+  q8_0_tiled_.insert(w.data);
+  tiled_row_.resize(std::max(tiled_row_.size(), static_cast<size_t>(row_bytes)));
+  return true;
+}
+
 void CpuBackend::init_kv_cache(const KvCacheShape& shape) {
   BX_CHECK(shape.n_layers > 0 && shape.n_blocks > 0 && shape.block_size > 0 &&
                shape.n_kv_heads > 0 && shape.head_dim > 0,
@@ -123,6 +141,14 @@ void CpuBackend::begin_batch(const ForwardBatch& batch) {
 
 void CpuBackend::embed(const Tensor& table, Tensor out) {
   const int64_t T = out.rows;
+  if (q8_0_tiled_.count(table.data) != 0) {  // the row out of its tile, then as below
+    for (int64_t t = 0; t < T; ++t) {
+      quant::q8_0_tiled_row(static_cast<const uint8_t*>(table.data), table.stride,
+                            batch_.tokens[t], table.cols, tiled_row_.data());
+      quant::dequantize_row(table.dtype, tiled_row_.data(), table.cols, f32(out) + t * out.stride);
+    }
+    return;
+  }
   if (quant::is_block_format(table.dtype)) {  // the row dequantized as at load (kernels/quant.h)
     const int64_t row_bytes = quant::bytes_for(table.dtype, table.stride);
     for (int64_t t = 0; t < T; ++t) {
@@ -157,6 +183,7 @@ void CpuBackend::matmul(const Tensor& x, const Tensor& w, Tensor y) {
   args.K = x.cols;
   args.order = order_;
   args.quant_dot = quant_dot_;
+  if (q8_0_tiled_.count(w.data) != 0) args.w_layout = WeightLayout::q8_0_tiles;
   bx::matmul(args, pool_);
 }
 
@@ -310,6 +337,10 @@ int64_t CpuBackend::moe_scratch_bytes(int64_t T, int64_t D, int64_t F, int E, in
 
 void CpuBackend::moe(const MoeOp& op) {
   check_f32(op.x, "moe input");
+  for (const Tensor* w : {&op.router, &op.gate, &op.up, &op.down}) {
+    BX_CHECK(q8_0_tiled_.count(w->data) == 0,
+             "cpu backend: moe weights must keep the GGUF row layout (prefer_gemm_layout moved one)");
+  }
   check_f32(op.y, "moe output");
   const int64_t T = op.x.rows, D = op.x.cols;
   BX_CHECK(op.y.rows == T && op.y.cols == D && op.router.cols == D && op.gate.cols == D &&

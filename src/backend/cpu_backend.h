@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "backend/backend.h"
@@ -39,6 +40,9 @@ class CpuBackend final : public Backend, public MoeLayers {
   void write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int64_t count, const void* src,
                   DType src_dtype, bool src_on_device) override;
   void free_tensor(const Tensor& t) override;
+  // cpu-k2 only: Q8_0 weights of a multiple of 8 rows move into the tiles the int8-dot kernel
+  // streams (kernels/q8_0_tiles.h); matmul and embed read them there.
+  bool prefer_gemm_layout(const Tensor& w) override;
   void init_kv_cache(const KvCacheShape& shape) override;
   // The CPU's step state is the model's work buffers and the batch's own arrays (begin_batch
   // keeps spans into them): reserve_step_state has nothing to add.
@@ -85,6 +89,8 @@ class CpuBackend final : public Backend, public MoeLayers {
   RopeTable rope_table_;
   RopeTable local_rope_table_;    // RopeOp::local_table (empty unless set)
   ForwardBatch batch_;            // spans into the caller's arrays, valid during one forward call
+  std::unordered_set<const void*> q8_0_tiled_;  // data of the weights prefer_gemm_layout tiled
+  std::vector<uint8_t> tiled_row_;  // embed: one row of a tiled table back in GGUF blocks
   int64_t allocation_count_ = 0;  // allocate_bytes calls
 };
 

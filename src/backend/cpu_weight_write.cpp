@@ -47,6 +47,7 @@ void CpuBackend::write_rows(Tensor dst, int64_t dst_first, int64_t dst_step, int
 }
 
 void CpuBackend::free_tensor(const Tensor& t) {
+  q8_0_tiled_.erase(t.data);
   const auto it = std::find_if(allocations_.begin(), allocations_.end(),
                                [&](const auto& a) { return a.get() == t.data; });
   if (it != allocations_.end()) allocations_.erase(it);

@@ -19,6 +19,7 @@
 #include "kernels/cpu/int8_dot_isa.h"
 #include "kernels/cpu/matmul_isa.h"
 #include "kernels/lanes.h"
+#include "kernels/q8_0_tiles.h"
 #include "kernels/quant.h"
 
 namespace bx {
@@ -55,6 +56,13 @@ Dense checked(const MatmulArgs& a) {
                  std::to_string(a.K) + ") and the row stride (" + std::to_string(d.w_stride) +
                  ") to be multiples of the block size " + std::to_string(block));
   }
+  if (a.w_layout == WeightLayout::q8_0_tiles) {
+    BX_CHECK(a.w_dtype == DType::q8_0 && a.quant_dot == QuantDot::int8_activations &&
+                 a.N % quant::kQ8TileRows == 0,
+             "matmul: the q8_0_tiles layout takes Q8_0 weights with the int8-activation "
+             "arithmetic and N a multiple of 8, got " +
+                 std::string(dtype_name(a.w_dtype)) + " weights, N = " + std::to_string(a.N));
+  }
   BX_CHECK(d.x_stride >= a.K && d.w_stride >= a.K && d.y_stride >= a.N,
         "matmul: row stride below row length (x_stride=" + std::to_string(d.x_stride) +
             ", w_stride=" + std::to_string(d.w_stride) + " for K=" + std::to_string(a.K) +
@@ -76,7 +84,11 @@ int64_t w_row_bytes(const MatmulArgs& a, const Dense& d) {
 
 // Row n of W as f32 (bf16 widened exactly, blocks dequantized) into out[0 .. K).
 void weight_row(const MatmulArgs& a, const Dense& d, int64_t n, float* out) {
-  if (quant::is_block_format(a.w_dtype)) {
+  if (a.w_layout == WeightLayout::q8_0_tiles) {
+    std::vector<uint8_t> row(static_cast<size_t>(quant::bytes_for(a.w_dtype, a.K)));
+    quant::q8_0_tiled_row(static_cast<const uint8_t*>(a.w), d.w_stride, n, a.K, row.data());
+    quant::dequantize_row(a.w_dtype, row.data(), a.K, out);
+  } else if (quant::is_block_format(a.w_dtype)) {
     quant::dequantize_row(a.w_dtype, static_cast<const std::byte*>(a.w) + n * w_row_bytes(a, d),
                           a.K, out);
   } else if (a.w_dtype == DType::bf16) {
@@ -210,7 +222,11 @@ bool split_k_in_parts(const MatmulArgs& a, const Dense& d, const RunPiece& run_p
     piece.x_stride = d.x_stride;
     piece.w_stride = d.w_stride;
     if (blocks) {
-      piece.w = static_cast<const std::byte*>(a.w) + quant::bytes_for(a.w_dtype, begin);
+      // a tile holds 8 rows' blocks side by side (kernels/q8_0_tiles.h)
+      const int64_t rows_side_by_side =
+          a.w_layout == WeightLayout::q8_0_tiles ? quant::kQ8TileRows : 1;
+      piece.w = static_cast<const std::byte*>(a.w) +
+                rows_side_by_side * quant::bytes_for(a.w_dtype, begin);
     } else if (a.w_dtype == DType::bf16) {
       piece.w = static_cast<const uint16_t*>(a.w) + begin;
     } else {
@@ -272,6 +288,7 @@ void int8_columns(const MatmulArgs& a, const Dense& d, const cpu::Int8Rows& xq, 
   task.w = static_cast<const uint8_t*>(a.w);
   task.w_row_bytes = w_row_bytes(a, d);
   task.format = quant_format(a.w_dtype);
+  task.q8_0_tiles = a.w_layout == WeightLayout::q8_0_tiles;
   task.y = a.y;
   task.y_stride = d.y_stride;
   task.n_begin = n0;

@@ -47,6 +47,11 @@ enum class ReductionOrder { canonical, split_k_by_m };
 //     Other formats and f32 / bf16 weights keep the cpu-k1 arithmetic.
 enum class QuantDot { dequantized_f32, int8_activations };
 
+// Where W's bytes are. rows: row n at w + n * row bytes (GGUF). q8_0_tiles: Q8_0 in tiles of 8
+// rows (kernels/q8_0_tiles.h), for the int8-activation arithmetic only, N a multiple of 8; the
+// same bits as the rows layout, read as one stream.
+enum class WeightLayout { rows, q8_0_tiles };
+
 // Row strides are in elements; 0 means dense (K for x and W, N for y).
 struct MatmulArgs {
   const float* x = nullptr;  // [M, K], row stride x_stride (elements)
@@ -61,6 +66,7 @@ struct MatmulArgs {
   int64_t M = 0, N = 0, K = 0;
   ReductionOrder order = ReductionOrder::canonical;
   QuantDot quant_dot = QuantDot::dequantized_f32;
+  WeightLayout w_layout = WeightLayout::rows;
 };
 
 // Fast path on the active ISA (or `isa`), threads over N.

@@ -367,6 +367,14 @@ void finish_loading(LoadedModel& m, std::unique_ptr<Backend> backend, LlamaWeigh
     Tensor* const qkv[] = {&l.wq, &l.wk, &l.wv};
     backend->pack_rows(qkv);
   }
+  // The dense layers' weights, the embedding and the output are read by gemm and embed alone.
+  for (const LlamaLayerWeights& l : weights.layers) {
+    for (const Tensor* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) {
+      if (w->data != nullptr) backend->prefer_gemm_layout(*w);
+    }
+  }
+  backend->prefer_gemm_layout(weights.token_embd);
+  if (weights.output.data != nullptr) backend->prefer_gemm_layout(weights.output);
   m.model = std::make_unique<LlamaModel>(c, std::move(weights), *backend, options.max_batch_tokens,
                                          options.max_logit_rows);
   m.model->set_observer(tensor_dump_from_env());  // BITEXACT_DUMP=<folder>; unset: none

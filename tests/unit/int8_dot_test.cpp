@@ -21,11 +21,13 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/cpu_backend.h"
 #include "core/half.h"
 #include "kernels/matmul.h"
+#include "kernels/q8_0_tiles.h"
 #include "kernels/quant.h"
 #include "support/kernel_test_data.h"
 
@@ -366,6 +368,120 @@ TEST(Int8Dot, RowAloneEqualsRowInBatchAndControlsFail) {
     const std::vector<float> reversed = contract_matmul(t, w, x.data(), K, 2, N, K, true);
     EXPECT_FALSE(same_bits(forward.data(), reversed.data(), 2 * N)) << dtype_name(t);
   }
+}
+
+// Q8_0 in tiles of 8 rows (kernels/q8_0_tiles.h): every path, thread count and M gives the
+// contract's bits, as the rows layout does, and K slices (split_k_by_m) the rows layout's; a
+// tiling with two rows swapped gives other bits, so the comparison can see a layout mistake.
+TEST(Int8Dot, Q8_0TilesGiveTheRowLayoutsBits) {
+  const DType t = DType::q8_0;
+  for (const auto& [N, blocks_per_row] :
+       std::vector<std::pair<int64_t, int64_t>>{{8, 1}, {48, 3}, {56, 18}, {96, 7}}) {
+    const int64_t K = 32 * blocks_per_row, row_bytes = quant::bytes_for(t, K);
+    SCOPED_TRACE("N=" + std::to_string(N) + " K=" + std::to_string(K));
+    const std::vector<uint8_t> w = random_blocks(t, blocks_for(t, N, K), 23);
+    std::vector<uint8_t> tiles(w.size());
+    quant::q8_0_to_tiles(w.data(), N, K, tiles.data());
+    std::vector<uint8_t> row(static_cast<size_t>(row_bytes));
+    for (int64_t n = 0; n < N; ++n) {
+      quant::q8_0_tiled_row(tiles.data(), K, n, K, row.data());
+      ASSERT_EQ(std::memcmp(row.data(), w.data() + n * row_bytes, row.size()), 0) << "row " << n;
+    }
+    const std::vector<float> x = test::random_floats(static_cast<size_t>(19 * K), 29, -2.0f, 2.0f);
+    const std::vector<float> want = contract_matmul(t, w, x.data(), K, 19, N, K);
+    const auto tiled_args = [&](float* y, int64_t M) {
+      MatmulArgs a = args_for(x.data(), tiles.data(), t, y, M, N, K);
+      a.w_layout = WeightLayout::q8_0_tiles;
+      return a;
+    };
+    for (int64_t M : {1, 2, 17, 19}) {
+      std::vector<float> ref(static_cast<size_t>(M * N));
+      matmul_reference(tiled_args(ref.data(), M));
+      ASSERT_TRUE(same_bits(ref.data(), want.data(), M * N)) << "matmul_reference M=" << M;
+      for (Isa isa : supported_isas()) {
+        for (int threads : {1, 2, 3}) {
+          std::vector<float> got(static_cast<size_t>(M * N), -1.0f);
+          matmul(tiled_args(got.data(), M), pool(threads), isa);
+          ASSERT_TRUE(same_bits(got.data(), want.data(), M * N))
+              << "M=" << M << " " << isa_name(isa) << " threads=" << threads;
+        }
+        std::vector<float> split_rows(static_cast<size_t>(M * N)), split_tiles(split_rows.size());
+        MatmulArgs rows_control = args_for(x.data(), w.data(), t, split_rows.data(), M, N, K);
+        MatmulArgs tiles_control = tiled_args(split_tiles.data(), M);
+        rows_control.order = tiles_control.order = ReductionOrder::split_k_by_m;
+        matmul(rows_control, pool(2), isa);
+        matmul(tiles_control, pool(2), isa);
+        ASSERT_TRUE(same_bits(split_rows.data(), split_tiles.data(), M * N))
+            << "split_k_by_m M=" << M << " " << isa_name(isa);
+      }
+    }
+    std::vector<uint8_t> swapped = w;
+    std::swap_ranges(swapped.begin(), swapped.begin() + row_bytes, swapped.begin() + row_bytes);
+    quant::q8_0_to_tiles(swapped.data(), N, K, tiles.data());
+    std::vector<float> got(static_cast<size_t>(2 * N));
+    matmul(tiled_args(got.data(), 2), pool(1));
+    EXPECT_FALSE(same_bits(got.data(), want.data(), 2 * N)) << "two rows swapped";
+  }
+}
+
+TEST(Int8Dot, Q8_0TilesTakeQ8_0WithTheInt8ArithmeticAndWholeTiles) {
+  const std::vector<uint8_t> w = random_blocks(DType::q8_0, 12 * 2, 31);
+  const std::vector<float> x = test::random_floats(64, 37);
+  std::vector<float> y(12);
+  MatmulArgs a = args_for(x.data(), w.data(), DType::q8_0, y.data(), 1, 12, 64);
+  a.w_layout = WeightLayout::q8_0_tiles;
+  try {
+    matmul(a, pool(1));
+    FAIL() << "N = 12 was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("N a multiple of 8, got Q8_0 weights, N = 12"),
+              std::string::npos)
+        << e.what();
+  }
+  a.N = 8;
+  a.quant_dot = QuantDot::dequantized_f32;
+  EXPECT_THROW(matmul(a, pool(1)), Error);
+  a.quant_dot = QuantDot::int8_activations;
+  a.w_dtype = DType::q4_0;
+  EXPECT_THROW(matmul(a, pool(1)), Error);
+}
+
+// The CPU backend tiles a cpu-k2 Q8_0 weight in place (prefer_gemm_layout); its gemm and embed
+// then give the bits of an untiled copy. cpu-k1, other formats and partial tiles keep rows.
+TEST(Int8Dot, BackendTilesQ8_0WeightsWithTheSameBits) {
+  const int64_t V = 40, D = 96;
+  const std::vector<uint8_t> w = random_blocks(DType::q8_0, V * D / 32, 41);
+  CpuBackend tiled(2, QuantDot::int8_activations), plain(2, QuantDot::int8_activations);
+  const Tensor wt = tiled.upload_blocks(w.data(), V, D, DType::q8_0);
+  const Tensor wp = plain.upload_blocks(w.data(), V, D, DType::q8_0);
+  ASSERT_TRUE(tiled.prefer_gemm_layout(wt));
+  EXPECT_NE(std::memcmp(wt.data, w.data(), w.size()), 0) << "the bytes moved";
+  const std::vector<float> x = test::random_floats(static_cast<size_t>(5 * D), 43);
+  std::vector<float> y_tiled(static_cast<size_t>(5 * V)), y_plain(y_tiled.size());
+  std::vector<float> e_tiled(static_cast<size_t>(3 * D)), e_plain(e_tiled.size());
+  const std::vector<int32_t> tokens = {0, 17, 39};
+  const std::vector<int32_t> positions = {0, 1, 2};
+  for (auto [be, weight, y, e] : {std::tuple{&tiled, wt, &y_tiled, &e_tiled},
+                                  std::tuple{&plain, wp, &y_plain, &e_plain}}) {
+    const Tensor xt = be->upload_matrix(x.data(), 5, D, DType::f32);
+    const Tensor yt = be->alloc(DType::f32, 5, V);
+    be->gemm(GemmOp::projection(xt, weight, yt));
+    be->copy_to_host(yt, y->data());
+    ForwardBatch batch;
+    batch.tokens = tokens;
+    batch.positions = positions;
+    be->begin_batch(batch);
+    const Tensor et = be->alloc(DType::f32, 3, D);
+    be->embed(weight, et);
+    be->copy_to_host(et, e->data());
+  }
+  EXPECT_TRUE(same_bits(y_tiled.data(), y_plain.data(), 5 * V));
+  EXPECT_TRUE(same_bits(e_tiled.data(), e_plain.data(), 3 * D));
+  CpuBackend k1(1);
+  EXPECT_FALSE(k1.prefer_gemm_layout(k1.upload_blocks(w.data(), V, D, DType::q8_0)));
+  EXPECT_FALSE(plain.prefer_gemm_layout(plain.upload_blocks(w.data(), V - 4, D, DType::q8_0)));
+  const std::vector<uint8_t> q4 = random_blocks(DType::q4_0, V * D / 32, 47);
+  EXPECT_FALSE(plain.prefer_gemm_layout(plain.upload_blocks(q4.data(), V, D, DType::q4_0)));
 }
 
 TEST(Int8Dot, KernelVersionNamesTheArithmetic) {

@@ -79,6 +79,9 @@ struct Int8DotTask {
   const uint8_t* w;  // [N, K / E] blocks, row n at w + n * w_row_bytes
   int64_t w_row_bytes;
   int format;  // has_int8_dot(format)
+  // Q8_0 only: w holds tiles of 8 rows (kernels/q8_0_tiles.h; w_row_bytes still the bytes of
+  // one row, n_begin and n_end multiples of 8), not rows.
+  bool q8_0_tiles;
   float* y;    // [M, N], row stride y_stride
   int64_t y_stride;
   int64_t n_begin, n_end;

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "core/half.h"
 #include "kernels/cpu/int8_dot_isa.h"
+#include "kernels/q8_0_tiles.h"
 
 namespace bx::cpu {
 namespace {
@@ -156,8 +158,14 @@ void quantize_rows_int8(const float* x, int64_t x_stride, int64_t M, int64_t K, 
 void int8_dot_scalar(const Int8DotTask* t) {
   const int64_t K = t->x.K;
   const int64_t blocks = K / t->x.block;
+  std::vector<uint8_t> tiled_row;  // row n gathered from its tile (kernels/q8_0_tiles.h)
+  if (t->q8_0_tiles) tiled_row.resize(static_cast<size_t>(blocks * 34));
   for (int64_t n = t->n_begin; n < t->n_end; ++n) {
     const uint8_t* w = t->w + n * t->w_row_bytes;
+    if (t->q8_0_tiles) {
+      quant::q8_0_tiled_row(t->w, t->w_row_bytes / 34 * 32, n, K, tiled_row.data());
+      w = tiled_row.data();
+    }
     for (int64_t m = 0; m < t->M; ++m) {
       t->y[m * t->y_stride + n] = dot_row(t->format, w, t->x.q + m * K, t->x.scale + m * blocks,
                                           t->x.sum32 + m * (K / 32), K);
