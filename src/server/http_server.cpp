@@ -584,9 +584,11 @@ struct HttpServer::Impl {
   // Statuses cpp-httplib sets itself (no route, bad HTTP, a read that failed): the error object.
   httplib::Server::HandlerResponse library_error(const httplib::Request& req,
                                                  httplib::Response& res) {
-    if (!res.body.empty() || res.status == 499) {
-      return httplib::Server::HandlerResponse::Unhandled;  // ours
-    }
+    if (res.status == 499) return httplib::Server::HandlerResponse::Unhandled;  // nobody to tell
+    // Ours already (a route, pre_route or the Expect check wrote it). Handled all the same: on
+    // the Expect: 100-continue path cpp-httplib (0.11) sets Content-Length only for a handled
+    // error; without it the body is delimited by the close alone.
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Handled;
     const Connection* c = Connection::current();
     const Connection::Failure failure = c ? c->failure() : Connection::Failure::none;
     if (res.status != 404) end_connection(res, /*linger=*/false);  // the stream is out of step

@@ -240,6 +240,25 @@ def test_expect_100_continue_with_a_body_over_the_limit_gets_413_instead_of_100(
     s.close()
 
 
+def test_refusals_before_routing_say_their_length():
+    # The Expect check and the framing check answer before any route runs; their error bodies
+    # must still be framed by Content-Length, not only by the close (the Expect 413's was not: a
+    # client that reads the head and then Content-Length bytes got an empty body whenever the
+    # body came in a second segment).
+    for extra in (f"\r\nContent-Length: {LIMIT + 1}\r\nExpect: 100-continue",
+                  "\r\nContent-Length: 5\r\nTransfer-Encoding: chunked"):
+        s = connect(MAIN)
+        s.sendall(post_head(MAIN, "/v1/completions", extra).encode() + b"\r\n\r\n")
+        r = read_response(s)
+        s.close()
+        expect(r is not None, f"no response to {extra!r}")
+        status, headers, body = r
+        expect("content-length" in headers and int(headers["content-length"]) == len(body) > 0,
+               (extra, status, headers))
+        expect(json.loads(body)["error"]["code"] in ("body_too_large", "invalid_transfer_encoding"),
+               (extra, body))
+
+
 def test_invalid_or_conflicting_framing_is_400_at_once():
     body = b'{"prompt": "x", "max_tokens": 1}'
     n = len(body)
