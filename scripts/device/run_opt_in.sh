@@ -46,16 +46,15 @@ step() {  # label env cap command...: a benchmark, its whole output into the sum
   { echo; echo "## $label: $env $*  (exit $rc)"; cat "$log"; } >>$S
 }
 on() { echo "$1=1"; }
-off=BITEXACT_NONE=0
+off=BITEXACT_NONE=0  # no switch (`env` wants an assignment)
 
 for group in "$@"; do
   case $group in
     d256)
-      e=$off
-      gtest d256-architectures "$e" 90 architectures_cuda_test
-      gtest d256-kernels "$e" 40 kernels_test --gtest_filter='CudaAttentionD256*'
-      gtest d256-gemma3 "$e" 40 gemma3_cuda_test
-      step d256-bench "$e" 30 $B/attention_d256_bench ;;
+      gtest d256-architectures $off 90 architectures_cuda_test
+      gtest d256-kernels $off 40 kernels_test --gtest_filter='CudaAttentionD256*'
+      gtest d256-gemma3 $off 40 gemma3_cuda_test
+      step d256-bench $off 30 $B/attention_d256_bench ;;
     k3)
       e=$(on BITEXACT_ATTENTION_K3)
       gtest k3-kernels "$e" 60 kernels_test --gtest_filter='CudaAttention.*'
