@@ -3,7 +3,8 @@
 # the GPU benchmarks and the CLI of ./build (this tree, "new"), the CLI and the benchmarks of an
 # earlier CUDA build (BEFORE=DIR, "old"; default /work/wt-before/build, a worktree of the commit
 # before the seams), the Debian libraries they link that the device lacks, stories260K.gguf, and
-# for scripts/device/run_targets.sh the Qwen3 tokenizer and the aiohttp wheels.
+# for scripts/device/run_targets.sh the Qwen3 tokenizer and the aiohttp wheels; and a K-quant GGUF
+# at .gpu/kquant.gguf (carried beside it).
 # Usage: BEFORE=DIR scripts/device/pack_seams.sh    then, on the device: scripts/device/run_seams.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,4 +34,9 @@ cp -r ../shared/tokenizers/qwen3 "$stage/"  # scripts/device/run_targets.sh serv
   frozenlist==1.8.0 multidict==7.2.1 propcache==0.5.4 yarl==1.25.1 idna==3.20 typing_extensions==4.16.0
 mkdir -p .gpu
 tar -C "$stage" -cf - . | xz -T2 -6 >.gpu/seams.tar.xz
+# A K-quant GGUF written by the gguf package (tests/ref/make_kquant_gguf.py over a random F32
+# llama of support/kquant_model.h's shape) for quant_model_cuda_test: the device has no gguf.
+build/make_random_model "$stage/kquant-src.gguf" --dim 256 --layers 2 --heads 4 --kv-heads 2 \
+  --ffn 512 --vocab 320 >/dev/null
+.venv/bin/python tests/ref/make_kquant_gguf.py "$stage/kquant-src.gguf" .gpu/kquant.gguf 13
 du -sh .gpu/seams.tar.xz

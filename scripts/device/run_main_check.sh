@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Main on the device in one call: the whole scripts/gpu-check --quick --experiments (every GPU test,
 # the quick benchmarks, batch-1 decode, the throughput experiment in-process and through the
-# server, uniqueness, on-policy; stage times recorded as it goes; GPU_CHECK_LIMIT seconds at most),
-# then the quantized GEMM's run (.gpu-gpuquant, scripts/device/pack_gpuquant.sh) if it was packed.
-# Here: scripts/device/pack_seams.sh (-> .gpu/seams.tar.xz) and a K-quant GGUF at .gpu/kquant.gguf;
-# on the device (carry [".gpu/seams.tar.xz", ".gpu/kquant.gguf", ".gpu-gpuquant"]):
+# server, uniqueness, on-policy; stage times recorded as it goes; GPU_CHECK_LIMIT seconds at most).
+# Here: scripts/device/pack_seams.sh (-> .gpu/seams.tar.xz and the K-quant GGUF .gpu/kquant.gguf);
+# on the device (carry [".gpu/seams.tar.xz", ".gpu/kquant.gguf"]):
 #   bash scripts/device/run_main_check.sh
 set -uo pipefail
 g=/tmp/seams && rm -rf $g && mkdir -p $g && xz -dc .gpu/seams.tar.xz | tar -C $g -xf -
@@ -16,12 +15,6 @@ logs=/tmp/final && rm -rf $logs && mkdir -p $logs
 t0=$(date +%s)
 timeout ${GPU_CHECK_LIMIT:-430} scripts/gpu-check --bin $g/new --quick --experiments --logs $logs > $OUT/gpu-check.txt 2>&1
 echo "gpu-check exit $? after $(( $(date +%s) - t0 )) s" >> $OUT/gpu-check.txt
-if [ -f .gpu-gpuquant/run_gpuquant.sh ]; then
-  t1=$(date +%s)
-  timeout 140 bash .gpu-gpuquant/run_gpuquant.sh > $OUT/quantgemm-tail.txt 2>&1
-  echo "run_gpuquant exit $? in $(( $(date +%s) - t1 )) s" >> $OUT/quantgemm-tail.txt
-fi
 tar -C $logs -czf $OUT/logs.tgz .
 tail -60 $OUT/gpu-check.txt
-[ -f $OUT/quantgemm-tail.txt ] && tail -20 $OUT/quantgemm-tail.txt
 true

@@ -7,7 +7,7 @@
 //               programmatic dependent launch (small T, opt-in) and without, the same bits; the
 //               fused small-batch launches (T <= 16) give the general launches' bits; the speed
 //               kernels (opt-in, BITEXACT_MOE_SPEED=1) give the verified launches' bits, and the
-//               whole suite runs on them with that variable set (run_moecuda.sh).
+//               whole suite runs on them with that variable set (scripts/device/run_opt_in.sh moe).
 //   T1 / T3     a token alone equals the same token in any batch (1 .. 4096 tokens, every tile
 //               height), with any expert load: a layer whose router sends every token to the same
 //               experts (the rest empty), and top-1 of 8 where one expert takes all tokens.

@@ -162,7 +162,7 @@ TEST(QuantModelCuda, BatchEqualsAloneForEveryBudget) {
   expect_batch_equals_alone(q4k, "random:qwen3-tiny-q4k");
 }
 
-// The K-quant file: BITEXACT_KQUANT_GGUF (scripts/device/pack_gpuquant.sh makes one with
+// The K-quant file: BITEXACT_KQUANT_GGUF (scripts/device/pack_seams.sh makes one with
 // tests/ref/make_kquant_gguf.py), else one written now through BITEXACT_PYTHON, else skipped.
 TEST(QuantModelCuda, KQuantFileGivesTheDequantizedBitsAndBatchEqualsAlone) {
   BX_REQUIRE_HOPPER();
